@@ -1,0 +1,48 @@
+# fusematrix: `make matrix` runs the default kernel matrix, `make test` the tests.
+# Both install what they need first (make deps).
+
+GO      ?= go
+OUT     ?= out
+JOBS    ?= 1
+KERNELS ?=
+ARGS    ?=
+BIN     := bin/fusematrix
+
+.PHONY: all deps build matrix test test-short bench vet clean
+
+all: build
+
+# deps installs QEMU from the distribution when it is missing (as root), or
+# says which package to install. Kernels are fetched by fusematrix itself.
+deps:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "fusematrix needs Go 1.26 or newer on PATH" >&2; exit 1; }
+	@command -v qemu-system-x86_64 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "make deps: installing qemu-system-x86 with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null || exit 1; \
+	  else \
+	    echo "fusematrix needs QEMU: run 'sudo apt-get install qemu-system-x86' (or 'sudo make deps')" >&2; exit 1; \
+	  fi; }
+
+build:
+	$(GO) build -o $(BIN) ./harness/cmd/fusematrix
+
+matrix: deps build
+	./$(BIN) matrix -j $(JOBS) -out $(OUT)/matrix $(ARGS) $(KERNELS)
+
+# test runs unit tests and the integration tests that boot the default
+# kernels under TCG (kernels are fetched once into the user's cache).
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+
+# test-short skips everything that boots a guest or needs the network.
+test-short:
+	$(GO) test -short ./...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./harness/...
+
+clean:
+	rm -rf bin $(OUT)

@@ -1,0 +1,343 @@
+// Package agent is the fusematrix guest agent: it runs as u-root's uinit
+// inside a guest, loads the kernel modules the host lists, runs the
+// selected probes, scenarios and benchmarks, and streams their results to
+// the host as JSON lines over a virtio-serial port; then it powers the
+// guest off. It also runs on a host, writing to a file or stdout, which is
+// how it is tested.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
+)
+
+// Version identifies the agent in hello; a VCS revision is appended when
+// the build recorded one.
+const Version = "0.1.0"
+
+// abortGrace is how long a timed-out scenario gets to return once its
+// FUSE connections are aborted.
+const abortGrace = 10 * time.Second
+
+// Run configures the system, runs the scenarios cfg selects and streams
+// the events. With cfg.PowerOff it ends the machine whatever happened, so
+// it returns only when not powering off.
+func Run(ctx context.Context, cfg Config) error {
+	console := cfg.Console
+	if console == nil {
+		console = os.Stderr
+	}
+	if cfg.PowerOff {
+		defer powerOff(console)
+	}
+	a := &agent{cfg: cfg, console: console}
+	notes := slices.Clone(cfg.Notes)
+	notes = append(notes, loadModules(cfg.Modules)...)
+	if err := ensureFusectl(); err != nil {
+		notes = append(notes, err.Error())
+	}
+	for _, n := range notes {
+		a.say("note: %s", n)
+	}
+
+	out, closeOut, err := a.output(ctx)
+	if err != nil {
+		a.say("no channel to the host: %v", err)
+		return err
+	}
+	defer closeOut()
+	a.enc = results.NewEncoder(out)
+
+	a.emit(results.Event{Type: results.HelloEvent, Hello: hello()})
+	for _, n := range notes {
+		a.log(n)
+	}
+	a.runAll(ctx)
+	a.emit(results.Event{Type: results.DoneEvent})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.writeErr
+}
+
+type agent struct {
+	cfg     Config
+	console io.Writer
+	enc     *results.Encoder
+
+	// mu serialises emit: a scenario logs from its own goroutine, and one
+	// abandoned after a timeout may still do so.
+	mu       sync.Mutex
+	writeErr error
+	// sent and counts mirror what the encoder puts in done, for the
+	// console line.
+	sent   int
+	counts results.Counts
+}
+
+// output opens the channel to the host.
+func (a *agent) output(ctx context.Context) (io.Writer, func(), error) {
+	switch {
+	case a.cfg.Output != nil:
+		return a.cfg.Output, func() {}, nil
+	case a.cfg.Out == "-":
+		return os.Stdout, func() {}, nil
+	case a.cfg.Out != "":
+		f, err := os.Create(a.cfg.Out)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { f.Close() }, nil
+	}
+	path, err := findPort(ctx, "/sys", "/dev", a.cfg.Port, a.cfg.PortWait)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := openPort(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func (a *agent) runAll(ctx context.Context) {
+	selected := a.cfg.Scenarios
+	if selected == nil {
+		var err error
+		if selected, err = scenarios.Select(a.cfg.Run); err != nil {
+			a.log(err.Error())
+			return
+		}
+	}
+	root, notes, err := scratchRoot(a.cfg.Dir)
+	for _, n := range notes {
+		a.log(n)
+	}
+	base := scenarios.Env{BenchBytes: a.cfg.BenchBytes, BlockSize: a.cfg.BlockSize}
+	for _, s := range selected {
+		var r results.Result
+		switch {
+		case err != nil:
+			r = results.Result{Status: results.Error, Reason: fmt.Sprintf("scratch root: %v", err)}
+		case ctx.Err() != nil:
+			r = results.Result{Status: results.Error, Reason: fmt.Sprintf("not run: %v", ctx.Err())}
+		default:
+			r = a.runOne(ctx, s, &base, root)
+		}
+		r.ID, r.Kind = s.ID, s.Kind
+		a.emit(results.Event{Type: results.ResultEvent, Result: fit(r)})
+	}
+}
+
+// runOne runs s in a fresh scratch directory, bounded by its timeout, and
+// shares what a probe found with the scenarios after it.
+func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenarios.Env, root string) results.Result {
+	dir := filepath.Join(root, strings.ReplaceAll(s.ID, "/", "_"))
+	if err := clearDir(dir); err != nil {
+		return results.Result{Status: results.Error, Reason: fmt.Sprintf("scratch directory: %v", err)}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return results.Result{Status: results.Error, Reason: fmt.Sprintf("scratch directory: %v", err)}
+	}
+	defer func() {
+		if err := clearDir(dir); err != nil {
+			a.log(fmt.Sprintf("%s: clean up: %v", s.ID, err))
+		}
+	}()
+	env := *base
+	env.Dir = dir
+	env.Logf = func(format string, args ...any) {
+		a.log(s.ID + ": " + fmt.Sprintf(format, args...))
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	done := make(chan results.Result, 1)
+	start := time.Now()
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				a.say("%s panicked: %v\n%s", s.ID, v, debug.Stack())
+				done <- results.Result{Status: results.Error, Reason: fmt.Sprintf("panic: %v", v)}
+			}
+		}()
+		done <- s.Run(sctx, &env)
+	}()
+
+	var r results.Result
+	select {
+	case r = <-done:
+		// Only now is env no longer shared with the scenario.
+		if env.Capabilities != nil && env.Capabilities != base.Capabilities {
+			base.Capabilities = env.Capabilities
+			a.emit(results.Event{Type: results.CapabilitiesEvent, Capabilities: env.Capabilities})
+		}
+	case <-sctx.Done():
+		reason := fmt.Sprintf("timed out after %s", s.Timeout)
+		if ctx.Err() != nil {
+			reason = fmt.Sprintf("interrupted: %v", ctx.Err())
+		}
+		r = results.Result{Status: results.Error, Reason: reason}
+		for _, n := range abortFUSE(dir) {
+			a.log(s.ID + ": " + n)
+		}
+		select {
+		case <-done:
+		case <-time.After(abortGrace):
+			a.log(fmt.Sprintf("%s: still running %s after its FUSE connections were aborted; continuing", s.ID, abortGrace))
+		}
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return r
+}
+
+// emit streams e and echoes it on the console. A broken channel is
+// remembered and the run goes on: the console log still tells the story.
+func (a *agent) emit(e results.Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e.Type == results.DoneEvent {
+		e.Done = &results.Done{Events: a.sent, Counts: a.counts}
+	}
+	if err := a.enc.Encode(e); err != nil {
+		a.say("%v", err)
+		if a.writeErr == nil {
+			a.writeErr = err
+		}
+	} else {
+		a.sent++
+		if e.Type == results.ResultEvent {
+			a.counts.Add(e.Result.Status)
+		}
+	}
+	a.say("%s", human(e))
+}
+
+func (a *agent) log(line string) {
+	a.emit(results.Event{Type: results.LogEvent, Log: clip(line)})
+}
+
+func (a *agent) say(format string, args ...any) {
+	fmt.Fprintf(a.console, "fusematrix: "+format+"\n", args...)
+}
+
+func hello() *results.Hello {
+	h := &results.Hello{AgentVersion: version()}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err == nil {
+		h.Release = unix.ByteSliceToString(u.Release[:])
+	}
+	if data, err := os.ReadFile("/proc/uptime"); err == nil {
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			h.Uptime, _ = strconv.ParseFloat(f[0], 64)
+		}
+	}
+	return h
+}
+
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return Version
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return Version
+	}
+	return fmt.Sprintf("%s+%.12s%s", Version, rev, dirty)
+}
+
+// fit keeps a result within what the host's decoder accepts, so that one
+// verbose scenario cannot cost the whole stream: long text is clipped and
+// numbers JSON cannot carry are dropped, with a fact saying so.
+func fit(r results.Result) *results.Result {
+	r.Reason = clip(r.Reason)
+	for k, v := range r.Facts {
+		r.Facts[k] = clip(v)
+	}
+	var dropped []string
+	for k, v := range r.Metrics {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			dropped = append(dropped, k)
+			delete(r.Metrics, k)
+		}
+	}
+	if len(dropped) > 0 {
+		if r.Facts == nil {
+			r.Facts = map[string]string{}
+		}
+		slices.Sort(dropped)
+		r.Facts["dropped_metrics"] = clip("not finite: " + strings.Join(dropped, ", "))
+	}
+	return &r
+}
+
+func clip(s string) string {
+	limit := results.DefaultLimits.TextBytes
+	if len(s) <= limit {
+		return s
+	}
+	const mark = "…[clipped]"
+	cut := limit - len(mark)
+	for cut > 0 && !utf8Start(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
+func utf8Start(b byte) bool { return b&0xc0 != 0x80 }
+
+// human renders an event as one console line.
+func human(e results.Event) string {
+	switch e.Type {
+	case results.HelloEvent:
+		return fmt.Sprintf("hello: kernel %s, agent %s, uptime %.2fs", e.Hello.Release, e.Hello.AgentVersion, e.Hello.Uptime)
+	case results.CapabilitiesEvent:
+		c := e.Capabilities
+		return fmt.Sprintf("capabilities: FUSE %d.%d, passthrough %t, max_readahead %d, flags %s",
+			c.FuseMajor, c.FuseMinor, c.Passthrough, c.MaxReadahead, strings.Join(c.InitFlags, ","))
+	case results.ResultEvent:
+		r := e.Result
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s %s: %s (%.2fs)", r.Kind, r.ID, r.Status, r.Seconds)
+		if r.Reason != "" {
+			fmt.Fprintf(&b, ": %s", r.Reason)
+		}
+		for _, k := range slices.Sorted(maps.Keys(r.Metrics)) {
+			fmt.Fprintf(&b, " %s=%.3g", k, r.Metrics[k])
+		}
+		return b.String()
+	case results.LogEvent:
+		return "log: " + e.Log
+	case results.DoneEvent:
+		d := e.Done
+		return fmt.Sprintf("done: %d events, %d results: %d pass, %d fail, %d skip, %d error",
+			d.Events, d.Results, d.Pass, d.Fail, d.Skip, d.Error)
+	}
+	return string(e.Type)
+}

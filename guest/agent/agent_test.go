@@ -1,0 +1,289 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server"
+)
+
+func needMount(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("mounts FUSE; skipped in -short mode")
+	}
+	if err := server.CanMount(); err != nil {
+		t.Skipf("cannot mount FUSE here: %v", err)
+	}
+}
+
+// testConfig runs on the host: no modules, no power-off, small sizes.
+func testConfig(t *testing.T) Config {
+	return Config{
+		BenchBytes: 8 << 20,
+		BlockSize:  scenarios.DefaultBlockSize,
+		Port:       DefaultPort,
+		PortWait:   100 * time.Millisecond,
+		Dir:        t.TempDir(),
+		Modules:    filepath.Join(t.TempDir(), "modules"),
+		Console:    &bytes.Buffer{},
+	}
+}
+
+// decodeStream decodes a whole stream the way the host does and checks
+// its framing: hello first, done last with counts that match.
+func decodeStream(t *testing.T, r io.Reader) []results.Event {
+	t.Helper()
+	d := results.NewDecoder(r, results.DefaultLimits)
+	var events []results.Event
+	for {
+		e, err := d.Decode()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		assert.NilError(t, err)
+		events = append(events, e)
+	}
+	assert.Assert(t, len(events) >= 2)
+	assert.Equal(t, events[0].Type, results.HelloEvent)
+	assert.Check(t, events[0].Hello.AgentVersion != "")
+	last := events[len(events)-1]
+	assert.Equal(t, last.Type, results.DoneEvent)
+	assert.Check(t, is.Equal(last.Done.Events, len(events)-1))
+	assert.Check(t, is.DeepEqual(last.Done.Counts, results.Count(resultsOf(events))))
+	return events
+}
+
+func resultsOf(events []results.Event) []results.Result {
+	var rs []results.Result
+	for _, e := range events {
+		if e.Type == results.ResultEvent {
+			rs = append(rs, *e.Result)
+		}
+	}
+	return rs
+}
+
+func eventTypes(events []results.Event) []results.EventType {
+	var ts []results.EventType
+	for _, e := range events {
+		if e.Type != results.LogEvent {
+			ts = append(ts, e.Type)
+		}
+	}
+	return ts
+}
+
+func logs(events []results.Event) string {
+	var b strings.Builder
+	for _, e := range events {
+		if e.Type == results.LogEvent {
+			b.WriteString(e.Log + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestRun(t *testing.T) {
+	needMount(t)
+	for _, tc := range []struct {
+		name    string
+		run     string
+		wantIDs []string
+	}{
+		{name: "all", run: "", wantIDs: []string{"fuse-init", "passthrough-read", "seq-read"}},
+		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-read"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Run = tc.run
+			cfg.Out = filepath.Join(t.TempDir(), "events.jsonl")
+			console := cfg.Console.(*bytes.Buffer)
+			assert.NilError(t, Run(context.Background(), cfg))
+
+			f, err := os.Open(cfg.Out)
+			assert.NilError(t, err)
+			defer f.Close()
+			events := decodeStream(t, f)
+			want := []results.EventType{results.HelloEvent, results.CapabilitiesEvent}
+			for range tc.wantIDs {
+				want = append(want, results.ResultEvent)
+			}
+			assert.DeepEqual(t, eventTypes(events), append(want, results.DoneEvent))
+
+			rs := resultsOf(events)
+			var ids []string
+			for _, r := range rs {
+				ids = append(ids, r.ID)
+				assert.Check(t, r.Status == results.Pass || r.Status == results.Skip, "%s: %s: %s", r.ID, r.Status, r.Reason)
+				assert.Check(t, r.Seconds > 0, "%s: seconds not filled in", r.ID)
+			}
+			assert.DeepEqual(t, ids, tc.wantIDs)
+			assert.Check(t, is.Equal(rs[0].Kind, results.Probe))
+			assert.Check(t, is.Equal(events[1].Capabilities.FuseMajor, uint32(7)))
+
+			entries, err := os.ReadDir(cfg.Dir)
+			assert.NilError(t, err)
+			assert.Check(t, is.Len(entries, 0), "scratch directories left behind")
+			assert.Check(t, is.Contains(console.String(), "fusematrix: hello: kernel "))
+			assert.Check(t, is.Contains(console.String(), "fusematrix: done: "))
+		})
+	}
+}
+
+// hangFile is a FUSE file whose reads never return until release closes.
+type hangFile struct {
+	fs.Inode
+	release chan struct{}
+}
+
+func (f *hangFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return nil, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (f *hangFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode, out.Size = syscall.S_IFREG|0o644, 4096
+	return 0
+}
+
+func (f *hangFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	<-f.release
+	return fuse.ReadResultData(nil), 0
+}
+
+type hangRoot struct {
+	fs.Inode
+	file *hangFile
+}
+
+func (r *hangRoot) OnAdd(ctx context.Context) {
+	r.AddChild("hang", r.NewPersistentInode(ctx, r.file, fs.StableAttr{Mode: syscall.S_IFREG}), false)
+}
+
+// TestRunMisbehaving shows that a panic, a wedged FUSE server and a
+// timeout each become an error result and the run goes on.
+func TestRunMisbehaving(t *testing.T) {
+	needMount(t)
+	release := make(chan struct{})
+	readErr := make(chan error, 1)
+	finished := make(chan struct{})
+	t.Cleanup(func() {
+		// Should the abort not have worked, let the read end before the
+		// test process exits: a close(2) on a FUSE file served by a dying
+		// process never returns.
+		close(release)
+		select {
+		case <-finished:
+		case <-time.After(5 * time.Second):
+		}
+	})
+	caps := &results.Capabilities{FuseMajor: 7, FuseMinor: 99}
+
+	cfg := testConfig(t)
+	var out bytes.Buffer
+	cfg.Output = &out
+	cfg.Scenarios = []scenarios.Scenario{
+		{ID: "test/probe", Kind: results.Probe, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			env.Capabilities = caps
+			return results.Result{Status: results.Pass}
+		}},
+		{ID: "test/panic", Kind: results.Scenario, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			panic("boom")
+		}},
+		{ID: "test/wedged", Kind: results.Scenario, Timeout: 300 * time.Millisecond, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			mnt := filepath.Join(env.Dir, "mnt")
+			if err := os.Mkdir(mnt, 0o755); err != nil {
+				return results.Result{Status: results.Error, Reason: err.Error()}
+			}
+			if _, err := server.Node(ctx, mnt, &hangRoot{file: &hangFile{release: release}}, server.Options{}); err != nil {
+				return results.Result{Status: results.Error, Reason: err.Error()}
+			}
+			_, err := os.ReadFile(filepath.Join(mnt, "hang")) // ignores ctx, as a stuck syscall does
+			readErr <- err
+			close(finished)
+			return results.Result{Status: results.Pass}
+		}},
+		{ID: "test/slow", Kind: results.Benchmark, Timeout: 50 * time.Millisecond, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			<-ctx.Done()
+			return results.Result{Status: results.Pass}
+		}},
+		{ID: "test/after", Kind: results.Scenario, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			if env.Capabilities != caps {
+				return results.Result{Status: results.Fail, Reason: "the probe's capabilities did not reach later scenarios"}
+			}
+			return results.Result{Status: results.Pass, Metrics: map[string]float64{"nan": math.NaN()}}
+		}},
+	}
+	assert.NilError(t, Run(context.Background(), cfg))
+
+	events := decodeStream(t, &out)
+	assert.DeepEqual(t, eventTypes(events), []results.EventType{
+		results.HelloEvent, results.CapabilitiesEvent,
+		results.ResultEvent, results.ResultEvent, results.ResultEvent, results.ResultEvent, results.ResultEvent,
+		results.DoneEvent,
+	})
+	assert.DeepEqual(t, events[1].Capabilities, caps)
+	type brief struct {
+		ID     string
+		Status results.Status
+		Reason string
+	}
+	var got []brief
+	for _, r := range resultsOf(events) {
+		got = append(got, brief{r.ID, r.Status, r.Reason})
+	}
+	assert.DeepEqual(t, got, []brief{
+		{"test/probe", results.Pass, ""},
+		{"test/panic", results.Error, "panic: boom"},
+		{"test/wedged", results.Error, "timed out after 300ms"},
+		{"test/slow", results.Error, "timed out after 50ms"},
+		{"test/after", results.Pass, ""},
+	})
+	assert.Check(t, is.DeepEqual(resultsOf(events)[4].Facts, map[string]string{"dropped_metrics": "not finite: nan"}))
+	assert.Check(t, is.Contains(logs(events), "test/wedged: aborted FUSE connection "))
+	select {
+	case err := <-readErr:
+		assert.Check(t, errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOTCONN), "%v", err)
+	default:
+		t.Error("the wedged scenario was still blocked after its connection was aborted")
+	}
+}
+
+func TestRunWithoutPort(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Port = "fusematrix.test-absent"
+	err := Run(context.Background(), cfg)
+	assert.ErrorContains(t, err, `no virtio port named "fusematrix.test-absent"`)
+	assert.Check(t, is.Contains(cfg.Console.(*bytes.Buffer).String(), "fusematrix: no channel to the host: "))
+}
+
+func TestFit(t *testing.T) {
+	long := strings.Repeat("é", results.DefaultLimits.TextBytes)
+	r := fit(results.Result{
+		ID: "x", Kind: results.Scenario, Status: results.Fail,
+		Reason:  long,
+		Facts:   map[string]string{"f": long},
+		Metrics: map[string]float64{"ok": 1, "inf": math.Inf(1)},
+	})
+	e := results.Event{Type: results.ResultEvent, Result: r}
+	assert.NilError(t, e.Validate(results.DefaultLimits))
+	assert.Check(t, strings.HasSuffix(r.Reason, "…[clipped]"))
+	assert.Check(t, is.DeepEqual(r.Metrics, map[string]float64{"ok": 1}))
+	assert.Check(t, is.Equal(r.Facts["dropped_metrics"], "not finite: inf"))
+}

@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"flag"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/scenarios"
+)
+
+func TestSplitCmdline(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{in: "", want: nil},
+		{in: "console=ttyS0  quiet\n", want: []string{"console=ttyS0", "quiet"}},
+		{in: `fusematrix.run="seq read" panic=-1`, want: []string{"fusematrix.run=seq read", "panic=-1"}},
+		{in: `a="" b`, want: []string{"a=", "b"}},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			assert.DeepEqual(t, splitCmdline(tc.in), tc.want)
+		})
+	}
+}
+
+func TestFromCmdline(t *testing.T) {
+	defaults := Config{
+		BenchBytes: scenarios.DefaultBenchBytes,
+		BlockSize:  scenarios.DefaultBlockSize,
+		Port:       DefaultPort,
+		PortWait:   5 * time.Second,
+		Modules:    DefaultModules,
+	}
+	with := func(f func(c *Config)) Config {
+		c := defaults
+		f(&c)
+		return c
+	}
+	for _, tc := range []struct {
+		name    string
+		cmdline string
+		want    Config
+		wantErr string
+	}{
+		{name: "host", cmdline: "console=ttyS0 quiet panic=1", want: defaults},
+		{
+			name:    "guest",
+			cmdline: "console=ttyS0 fusematrix.run=^passthrough fusematrix.bench_mib=64 fusematrix.port=fm.1 panic=-1",
+			want: with(func(c *Config) {
+				c.Run, c.BenchBytes, c.Port, c.PowerOff = "^passthrough", 64<<20, "fm.1", true
+			}),
+		},
+		{
+			name:    "bad values keep defaults",
+			cmdline: "fusematrix.bench_mib=lots fusematrix.colour=red",
+			want:    with(func(c *Config) { c.PowerOff = true }),
+			wantErr: `kernel command line: fusematrix.bench_mib="lots" is not a size in MiB` + "\n" +
+				"kernel command line: unknown key fusematrix.colour",
+		},
+		{name: "init arguments ignored", cmdline: "quiet -- fusematrix.run=x", want: defaults},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := FromCmdline(tc.cmdline)
+			if tc.wantErr == "" {
+				assert.NilError(t, err)
+			} else {
+				assert.Error(t, err, tc.wantErr)
+			}
+			assert.DeepEqual(t, got, tc.want)
+		})
+	}
+}
+
+func TestFlagsOverrideCmdline(t *testing.T) {
+	c, err := FromCmdline("fusematrix.run=seq fusematrix.bench_mib=64")
+	assert.NilError(t, err)
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	assert.NilError(t, fs.Parse([]string{"-run", "passthrough", "-out", "-", "-poweroff=false"}))
+	assert.Check(t, is.Equal(c.Run, "passthrough"))
+	assert.Check(t, is.Equal(c.BenchBytes, int64(64<<20)), "an unset flag kept the command line's value")
+	assert.Check(t, is.Equal(c.Out, "-"))
+	assert.Check(t, !c.PowerOff)
+
+	assert.NilError(t, fs.Parse([]string{"-bench-mib", "3"}))
+	assert.Check(t, is.Equal(c.BenchBytes, int64(3<<20)))
+	assert.Check(t, fs.Parse([]string{"-bench-mib", "0"}) != nil)
+}

@@ -1,0 +1,335 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/fusematrix/fusematrix/harness/qemu"
+	"github.com/fusematrix/fusematrix/results"
+)
+
+// PortName is the virtio-serial port the agent streams events on.
+const PortName = "fusematrix.0"
+
+// guest is one boot of one kernel under one accelerator.
+type guest struct {
+	name    string // for progress lines
+	cfg     qemu.Config
+	limits  results.Limits
+	timeout time.Duration
+	// helloTimeout bounds the wait for the agent's first word; under KVM
+	// it is short because a silent KVM guest is the usual way KVM fails.
+	helloTimeout time.Duration
+	// kvmHelloTimeout replaces helloTimeout for an attempt that has a
+	// fallback after it; 0 keeps helloTimeout.
+	kvmHelloTimeout time.Duration
+	logf            func(format string, args ...any)
+}
+
+// outcome is what one boot produced.
+type outcome struct {
+	kernel  results.Kernel // Release, Capabilities, Results, HelloSeconds, Seconds…
+	accel   qemu.Accel
+	console string
+	hello   bool
+	done    bool
+	// accelFailed means the accelerator, not the kernel, is to blame: the
+	// guest died or stalled before saying hello in a way KVM is known for.
+	accelFailed bool
+	err         error
+}
+
+// streamItem is one decoded event or the error that ended the stream.
+type streamItem struct {
+	ev  results.Event
+	err error
+}
+
+// run boots the guest and collects its stream until the agent's done
+// event, a failure, the timeout, or ctx's end. QEMU is gone when it returns.
+func (g *guest) run(ctx context.Context) outcome {
+	o := outcome{accel: g.cfg.Accel, console: g.cfg.ConsoleLog}
+	ln, err := net.Listen("unix", g.cfg.StreamSocket)
+	if err != nil {
+		o.err = fmt.Errorf("listen for guest stream: %w", err)
+		return o
+	}
+	defer ln.Close()
+
+	start := time.Now()
+	m, err := qemu.Start(ctx, g.cfg)
+	if err != nil {
+		o.err = err
+		return o
+	}
+	defer m.Stop(3 * time.Second)
+
+	items := make(chan streamItem, 64)
+	go g.read(ln, items)
+
+	total := time.NewTimer(g.timeout)
+	defer total.Stop()
+	helloTimer := time.NewTimer(g.helloTimeout)
+	defer helloTimer.Stop()
+	var (
+		panicked bool
+		exited   = m.Exited()
+		grace    <-chan time.Time // running after done, waiting for power-off
+	)
+	streamEnded := false
+loop:
+	for {
+		select {
+		case it, ok := <-items:
+			if !ok {
+				items = nil
+				continue
+			}
+			if it.err != nil {
+				streamEnded = true
+				items = nil
+				if !errors.Is(it.err, io.EOF) {
+					o.err = fmt.Errorf("guest stream: %w", it.err)
+				}
+				if exited == nil {
+					break loop
+				}
+				if !o.done {
+					// Let QEMU's own fate (exit, panic event) explain a
+					// stream that stopped early, but not for long.
+					grace = time.After(5 * time.Second)
+				}
+				continue
+			}
+			if g.handle(&o, it.ev, start) {
+				// The agent powers the guest off after done; give it a
+				// moment before stopping QEMU ourselves.
+				grace = time.After(10 * time.Second)
+			}
+		case ev, ok := <-m.Events():
+			if !ok {
+				continue
+			}
+			switch ev.Name {
+			case "GUEST_PANICKED":
+				panicked = true
+				break loop
+			case "STOP":
+				sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				status, _ := m.Status(sctx)
+				cancel()
+				if status == "internal-error" {
+					o.accelFailed = g.cfg.Accel == qemu.KVM && !o.hello
+					o.err = fmt.Errorf("guest stopped: QEMU run state %s", status)
+					break loop
+				}
+			}
+		case <-exited:
+			exited = nil
+			if items != nil && !streamEnded {
+				// Read whatever the guest flushed before it died.
+				grace = time.After(time.Second)
+				continue
+			}
+			break loop
+		case <-helloTimer.C:
+			if !o.hello {
+				o.accelFailed = g.cfg.Accel == qemu.KVM
+				o.err = fmt.Errorf("no hello from the guest agent within %s", g.helloTimeout)
+				break loop
+			}
+		case <-grace:
+			break loop
+		case <-total.C:
+			o.err = fmt.Errorf("timed out after %s", g.timeout)
+			break loop
+		case <-ctx.Done():
+			o.err = fmt.Errorf("interrupted: %w", context.Cause(ctx))
+			break loop
+		}
+	}
+	m.Stop(3 * time.Second)
+	o.kernel.Seconds = time.Since(start).Seconds()
+
+	if line := panicLine(g.cfg.ConsoleLog); panicked || line != "" {
+		if line == "" {
+			line = "GUEST_PANICKED from pvpanic"
+		}
+		o.err = fmt.Errorf("guest panicked: %s", line)
+		o.accelFailed = false
+		return o
+	}
+	select {
+	case <-m.Exited():
+		if !o.hello && o.err == nil {
+			o.err = fmt.Errorf("guest ended before the agent said hello: %w", m.ExitError())
+			o.accelFailed = g.cfg.Accel == qemu.KVM
+		}
+	default:
+	}
+	if o.err == nil && !o.done {
+		o.err = fmt.Errorf("stream ended without a done event after %d results", len(o.kernel.Results))
+	}
+	return o
+}
+
+// boot runs g under each accelerator of plan in turn until one is not to
+// blame for the outcome, and returns that outcome with a note saying why
+// earlier accelerators were given up. console names each attempt's log.
+func boot(ctx context.Context, g *guest, plan []qemu.Accel, console func(qemu.Accel) string) (outcome, string) {
+	var (
+		o    outcome
+		note string
+	)
+	hello := g.helloTimeout
+	for i, accel := range plan {
+		last := i == len(plan)-1
+		a := *g
+		a.cfg.Accel = accel
+		a.cfg.ConsoleLog = console(accel)
+		if !last && a.kvmHelloTimeout > 0 {
+			a.helloTimeout = a.kvmHelloTimeout
+		} else {
+			a.helloTimeout = hello
+		}
+		os.Remove(a.cfg.StreamSocket)
+		g.logf("%s: booting under %s", g.name, accel)
+		o = a.run(ctx)
+		if !o.accelFailed || last || ctx.Err() != nil {
+			break
+		}
+		note = fmt.Sprintf("%s failed (%s); fell back to %s", accel, oneLine(o.err.Error(), 200), plan[i+1])
+		g.logf("%s: %s", g.name, note)
+	}
+	return o, note
+}
+
+// handle applies one event to o and reports whether it was the done event.
+func (g *guest) handle(o *outcome, ev results.Event, start time.Time) bool {
+	if !o.hello && ev.Type != results.HelloEvent {
+		o.err = fmt.Errorf("guest stream: first event is %s, not hello", ev.Type)
+		return false
+	}
+	switch ev.Type {
+	case results.HelloEvent:
+		o.hello = true
+		o.kernel.Release = ev.Hello.Release
+		o.kernel.AgentVersion = ev.Hello.AgentVersion
+		o.kernel.HelloSeconds = time.Since(start).Seconds()
+		g.logf("%s: hello after %.1fs from %s", g.name, o.kernel.HelloSeconds, ev.Hello.Release)
+	case results.CapabilitiesEvent:
+		o.kernel.Capabilities = ev.Capabilities
+		pt := "no passthrough"
+		if ev.Capabilities.Passthrough {
+			pt = "passthrough offered"
+		}
+		g.logf("%s: FUSE %d.%d, %s", g.name, ev.Capabilities.FuseMajor, ev.Capabilities.FuseMinor, pt)
+	case results.ResultEvent:
+		r := *ev.Result
+		o.kernel.Results = append(o.kernel.Results, r)
+		line := fmt.Sprintf("%s: %s %s (%.1fs)", g.name, r.Status, r.ID, r.Seconds)
+		if r.Reason != "" {
+			line += ": " + oneLine(r.Reason, 160)
+		}
+		g.logf("%s", line)
+	case results.LogEvent:
+		g.logf("%s: guest: %s", g.name, oneLine(ev.Log, 200))
+	case results.DoneEvent:
+		got := results.Count(o.kernel.Results)
+		switch {
+		case ev.Done.Events != ev.Seq:
+			o.err = fmt.Errorf("guest stream: done says %d events, received %d", ev.Done.Events, ev.Seq)
+		case ev.Done.Counts != got:
+			o.err = fmt.Errorf("guest stream: done counts %+v, received %+v", ev.Done.Counts, got)
+		default:
+			o.done = true
+		}
+		return true
+	}
+	return false
+}
+
+// read accepts QEMU's connection and decodes events until the stream ends.
+func (g *guest) read(ln net.Listener, items chan<- streamItem) {
+	defer close(items)
+	conn, err := ln.Accept()
+	if err != nil {
+		items <- streamItem{err: io.EOF}
+		return
+	}
+	defer conn.Close()
+	ln.Close() // one guest, one connection
+	dec := results.NewDecoder(conn, g.limits)
+	for {
+		ev, err := dec.Decode()
+		if err != nil {
+			items <- streamItem{err: err}
+			return
+		}
+		items <- streamItem{ev: ev}
+		if ev.Type == results.DoneEvent {
+			items <- streamItem{err: io.EOF}
+			return
+		}
+	}
+}
+
+// panicLine returns the kernel's panic line from a console log, if any.
+func panicLine(console string) string {
+	for _, l := range qemu.ConsoleTail(console, 200) {
+		if i := strings.Index(l, "Kernel panic"); i >= 0 {
+			return oneLine(l[i:], 200)
+		}
+	}
+	return ""
+}
+
+// oneLine makes untrusted text safe for a progress line.
+func oneLine(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}
+
+// shortRunDir makes a directory for sockets whose paths fit sun_path.
+func shortRunDir() (string, error) {
+	return os.MkdirTemp("", "fm-")
+}
+
+// consoleName is the console log file for one kernel, derived only from
+// host-side values so that nothing a guest says can choose a path.
+func consoleName(index int, name string, accel qemu.Accel, final bool) string {
+	slug := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, name)
+	slug = strings.Trim(slug, "-.")
+	if len(slug) > 60 {
+		slug = slug[:60]
+	}
+	if final {
+		return fmt.Sprintf("%02d-%s.console.log", index+1, slug)
+	}
+	return fmt.Sprintf("%02d-%s.%s.console.log", index+1, slug, accel)
+}

@@ -1,0 +1,139 @@
+package harness
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fusematrix/fusematrix/harness/qemu"
+	"github.com/fusematrix/fusematrix/results"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// fakeGuest returns a guest whose "QEMU" is this test binary acting out mode.
+func fakeGuest(t *testing.T, mode string) *guest {
+	t.Helper()
+	t.Setenv("FAKE_QEMU", mode)
+	dir, err := shortRunDir()
+	assert.NilError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe, err := os.Executable()
+	assert.NilError(t, err)
+	return &guest{
+		name: "fake",
+		cfg: qemu.Config{
+			Binary: exe, Kernel: "/nonexistent", RunDir: dir,
+			ConsoleLog:   filepath.Join(dir, "console.log"),
+			StreamSocket: filepath.Join(dir, "stream.sock"),
+			PortName:     PortName,
+			Accel:        qemu.TCG,
+		},
+		limits:       results.DefaultLimits,
+		timeout:      20 * time.Second,
+		helloTimeout: 2 * time.Second,
+		logf:         t.Logf,
+	}
+}
+
+func TestGuestOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		mode    string
+		done    bool
+		results int
+		err     string // substring; "" = no error
+	}{
+		{mode: "ok", done: true, results: 2},
+		{mode: "silent", err: "no hello from the guest agent within 2s"},
+		{mode: "panic", results: 1, err: "guest panicked: Kernel panic - not syncing: fake oops"},
+		{mode: "pvpanic", err: "guest panicked: GUEST_PANICKED"},
+		{mode: "no-done", results: 1, err: "stream ended without a done event after 1 results"},
+		{mode: "bad-counts", results: 1, err: "done counts"},
+		{mode: "huge-line", err: "stream exceeds limits"},
+		{mode: "gap", err: "events were lost or repeated"},
+		{mode: "abort", err: "failed to set MSR"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			g := fakeGuest(t, tc.mode)
+			o := g.run(context.Background())
+			assert.Equal(t, o.done, tc.done)
+			assert.Check(t, is.Len(o.kernel.Results, tc.results))
+			if tc.err == "" {
+				assert.NilError(t, o.err)
+				assert.Equal(t, o.kernel.Release, "6.99.0-fake")
+				return
+			}
+			assert.ErrorContains(t, o.err, tc.err)
+		})
+	}
+}
+
+// Under KVM, failures before hello blame the accelerator; after hello, or
+// under TCG, they blame the kernel.
+func TestAccelFailure(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		accel  qemu.Accel
+		blamed bool
+	}{
+		{mode: "abort", accel: qemu.KVM, blamed: true},
+		{mode: "internal-error", accel: qemu.KVM, blamed: true},
+		{mode: "silent", accel: qemu.KVM, blamed: true},
+		{mode: "silent", accel: qemu.TCG, blamed: false},
+		{mode: "pvpanic", accel: qemu.KVM, blamed: false},
+		{mode: "no-done", accel: qemu.KVM, blamed: false},
+	} {
+		t.Run(string(tc.accel)+"/"+tc.mode, func(t *testing.T) {
+			g := fakeGuest(t, tc.mode)
+			g.cfg.Accel = tc.accel
+			o := g.run(context.Background())
+			assert.Assert(t, o.err != nil)
+			assert.Equal(t, o.accelFailed, tc.blamed, "err: %v", o.err)
+		})
+	}
+}
+
+func TestBootFallsBackToTCG(t *testing.T) {
+	g := fakeGuest(t, "kvm:internal-error/tcg:ok")
+	o, note := boot(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
+		return filepath.Join(g.cfg.RunDir, string(a)+".log")
+	})
+	assert.NilError(t, o.err)
+	assert.Equal(t, o.accel, qemu.TCG)
+	assert.Check(t, is.Contains(note, "kvm failed (guest stopped: QEMU run state internal-error)"))
+}
+
+func TestBootKeepsKVMWhenItWorks(t *testing.T) {
+	g := fakeGuest(t, "ok")
+	o, note := boot(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
+		return filepath.Join(g.cfg.RunDir, string(a)+".log")
+	})
+	assert.NilError(t, o.err)
+	assert.Equal(t, o.accel, qemu.KVM)
+	assert.Equal(t, note, "")
+}
+
+// Cancelling the context (Ctrl-C) stops the guest and leaves no QEMU.
+func TestInterruptStopsGuest(t *testing.T) {
+	g := fakeGuest(t, "silent")
+	g.helloTimeout = time.Minute
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	start := time.Now()
+	o := g.run(ctx)
+	assert.ErrorContains(t, o.err, "interrupted")
+	assert.Assert(t, time.Since(start) < 30*time.Second)
+}
+
+func TestConsoleNameIgnoresHostileNames(t *testing.T) {
+	for _, name := range []string{"../../etc/passwd", "/abs/path/bzImage", "debian:6.12/cloud", strings.Repeat("x", 500)} {
+		got := consoleName(3, name, qemu.TCG, true)
+		assert.Check(t, !strings.Contains(got, "/"), got)
+		assert.Check(t, !strings.HasPrefix(got, "."), got)
+		assert.Check(t, len(got) < 100, got)
+	}
+	assert.Equal(t, consoleName(0, "debian:6.12/cloud", qemu.TCG, true), "01-debian-6.12-cloud.console.log")
+}

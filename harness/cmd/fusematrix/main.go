@@ -1,0 +1,146 @@
+// Command fusematrix boots a matrix of Linux kernels in QEMU and reports
+// what FUSE, and FUSE passthrough in particular, does on each.
+//
+//	fusematrix matrix [flags] [kernel …]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/results/report"
+)
+
+const usage = `usage: fusematrix <command> [flags]
+
+commands:
+  matrix [flags] [kernel …]   boot each kernel, run probes, scenarios and benchmarks, write reports
+
+Kernels are selectors such as debian:6.12/cloud or paths to a kernel image;
+without any, the default matrix (Debian's newest 6.1 and 6.12 cloud kernels) runs.
+Run 'fusematrix matrix -h' for the flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "matrix", "run":
+		err = matrix(os.Args[2:])
+	case "-h", "-help", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "fusematrix: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	var exit exitError
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(int(exit))
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// exitError is an exit status whose reason was already printed.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func matrix(args []string) error {
+	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
+	o := harness.Options{}
+	fs.StringVar(&o.OutDir, "out", filepath.Join("out", "matrix"), "results `folder`")
+	fs.IntVar(&o.Jobs, "j", 1, "guests to run at once (benchmarks are noisier when guests share cores)")
+	fs.StringVar(&o.Accel, "accel", "auto", "accelerator: auto (KVM when a guest proves it works, else TCG), kvm or tcg")
+	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for one kernel's boot and run")
+	fs.StringVar(&o.Run, "run", "", "run only scenarios whose id matches this `regexp` (probes always run)")
+	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
+	fs.StringVar(&o.Kernel.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
+	fs.StringVar(&o.QEMU, "qemu", "", "QEMU `binary` (default qemu-system-x86_64)")
+	fs.StringVar(&o.SourceDir, "src", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
+	fs.IntVar(&o.MemoryMiB, "memory", 2048, "guest memory in `MiB`")
+	fs.IntVar(&o.CPUs, "cpus", 2, "guest vCPUs")
+	fs.StringVar(&o.Append, "append", "", "extra kernel command line `args` for every guest")
+	quiet := fs.Bool("q", false, "no progress lines")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	o.Kernels = fs.Args()
+	if o.SourceDir == "" {
+		dir, err := findSource()
+		if err != nil {
+			return err
+		}
+		o.SourceDir = dir
+	}
+	progress := io.Writer(os.Stderr)
+	if *quiet {
+		progress = io.Discard
+	}
+	var mu sync.Mutex
+	start := time.Now()
+	o.Logf = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(progress, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	run, err := harness.Run(ctx, o)
+	if run != nil {
+		fmt.Println()
+		if terr := report.Table(os.Stdout, run); terr != nil {
+			err = errors.Join(err, terr)
+		}
+		fmt.Printf("\nresults: %s  (%.1fs)\n", filepath.Join(o.OutDir, "results.json"), time.Since(start).Seconds())
+	}
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "fusematrix: interrupted; partial results written")
+		return exitError(130)
+	}
+	for _, k := range run.Kernels {
+		if !k.OK() {
+			return exitError(1)
+		}
+	}
+	return nil
+}
+
+// findSource walks up from the working directory to the fusematrix
+// module, whose source the guest agent is compiled from.
+func findSource() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/fusematrix/fusematrix\n") {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no fusematrix source above %s: the guest agent is built from source, so run fusematrix inside its checkout or pass -src", dir)
+		}
+	}
+}

@@ -1,0 +1,181 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fusematrix/fusematrix/results"
+)
+
+// The test binary doubles as a fake QEMU: when FAKE_QEMU names a
+// behaviour, TestMain acts out that behaviour instead of running tests. It
+// speaks just enough QMP and writes a guest stream like the real agent.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("FAKE_QEMU"); mode != "" {
+		os.Exit(fakeQEMU(mode, os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+type fakeArgs struct {
+	accel, qmp, stream, console string
+}
+
+func parseFakeArgs(args []string) fakeArgs {
+	var a fakeArgs
+	for i := 0; i+1 < len(args); i++ {
+		v := args[i+1]
+		switch args[i] {
+		case "-accel":
+			a.accel = v
+		case "-qmp":
+			a.qmp = strings.TrimPrefix(strings.Split(v, ",")[0], "unix:")
+		case "-chardev":
+			path := v[strings.Index(v, "path=")+len("path="):]
+			if strings.HasPrefix(v, "socket,id=stream") {
+				a.stream = path
+			} else if strings.HasPrefix(v, "file,id=console") {
+				a.console = path
+			}
+		}
+	}
+	return a
+}
+
+// fakeQEMU behaves like QEMU running a guest that does what mode says. A
+// mode may be "kvm:<mode>/tcg:<mode>" to act differently per accelerator.
+func fakeQEMU(mode string, args []string) int {
+	a := parseFakeArgs(args)
+	for _, part := range strings.Split(mode, "/") {
+		if acc, m, ok := strings.Cut(part, ":"); ok && acc == a.accel {
+			mode = m
+		}
+	}
+	console, _ := os.Create(a.console)
+	defer console.Close()
+	fmt.Fprintln(console, "Linux version 6.99.0-fake (fake@qemu)")
+
+	if mode == "abort" {
+		fmt.Fprintln(os.Stderr, "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x0")
+		return 1
+	}
+	status := make(chan string, 1)
+	status <- "running"
+	events := make(chan string, 4)
+	ln, err := net.Listen("unix", a.qmp)
+	if err != nil {
+		return 3
+	}
+	quit := make(chan struct{})
+	go serveQMP(ln, status, events, quit)
+
+	conn, err := net.Dial("unix", a.stream)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stream:", err)
+		return 3
+	}
+	enc := results.NewEncoder(conn)
+	hello := func() {
+		enc.Encode(results.Event{Type: results.HelloEvent, Hello: &results.Hello{Release: "6.99.0-fake", AgentVersion: "test"}})
+	}
+	result := func(id string, s results.Status) {
+		enc.Encode(results.Event{Type: results.ResultEvent, Result: &results.Result{ID: id, Kind: results.Scenario, Status: s}})
+	}
+	switch mode {
+	case "ok":
+		hello()
+		enc.Encode(results.Event{Type: results.CapabilitiesEvent, Capabilities: &results.Capabilities{FuseMajor: 7, FuseMinor: 41, Passthrough: true}})
+		result("a", results.Pass)
+		result("b", results.Skip)
+		enc.Encode(results.Event{Type: results.DoneEvent})
+		return 0
+	case "internal-error":
+		<-status
+		status <- "internal-error"
+		events <- `{"event":"STOP","data":{},"timestamp":{"seconds":1,"microseconds":0}}`
+	case "silent":
+	case "panic":
+		hello()
+		result("a", results.Pass)
+		fmt.Fprintln(console, "[    2.000000] Kernel panic - not syncing: fake oops")
+		return 0
+	case "pvpanic":
+		hello()
+		events <- `{"event":"GUEST_PANICKED","data":{"action":"pause"},"timestamp":{"seconds":1,"microseconds":0}}`
+	case "no-done":
+		hello()
+		result("a", results.Pass)
+		return 0
+	case "bad-counts":
+		hello()
+		result("a", results.Pass)
+		// A done event claiming a result that never arrived.
+		fmt.Fprintf(conn, `{"type":"done","seq":2,"time":"2026-01-01T00:00:00Z","done":{"events":2,"results":2,"pass":2}}`+"\n")
+		return 0
+	case "huge-line":
+		hello()
+		conn.Write([]byte(`{"type":"log","seq":1,"log":"` + strings.Repeat("x", 1<<20) + `"}` + "\n"))
+	case "gap":
+		hello()
+		fmt.Fprintf(conn, `{"type":"log","seq":5,"time":"2026-01-01T00:00:00Z","log":"x"}`+"\n")
+	}
+	select {
+	case <-quit:
+	case <-time.After(time.Minute):
+	}
+	return 0
+}
+
+func serveQMP(ln net.Listener, status chan string, events chan string, quit chan struct{}) {
+	c, err := ln.Accept()
+	if err != nil {
+		return
+	}
+	fmt.Fprintln(c, `{"QMP":{"version":{"qemu":{"major":7,"minor":2,"micro":0},"package":""},"capabilities":[]}}`)
+	dec := json.NewDecoder(c)
+	if err := dec.Decode(new(map[string]any)); err != nil { // qmp_capabilities
+		return
+	}
+	fmt.Fprintln(c, `{"return":{}}`)
+	cmds := make(chan string)
+	go func() {
+		defer close(cmds)
+		for {
+			var cmd struct{ Execute string }
+			if dec.Decode(&cmd) != nil {
+				return
+			}
+			cmds <- cmd.Execute
+		}
+	}()
+	for {
+		select {
+		case e := <-events:
+			// Real events come well after the handshake; an event sent
+			// before the host listens for them would be dropped.
+			time.Sleep(200 * time.Millisecond)
+			fmt.Fprintln(c, e)
+		case cmd, ok := <-cmds:
+			if !ok {
+				return
+			}
+			switch cmd {
+			case "query-status":
+				s := <-status
+				status <- s
+				fmt.Fprintf(c, `{"return":{"status":%q,"running":false}}`+"\n", s)
+			case "quit":
+				fmt.Fprintln(c, `{"return":{}}`)
+				close(quit)
+				return
+			default:
+				fmt.Fprintln(c, `{"return":{}}`)
+			}
+		}
+	}
+}

@@ -1,0 +1,317 @@
+// Package harness runs the fusematrix matrix on the host: it resolves
+// kernels, builds the guest initramfs, boots one QEMU guest per kernel
+// (KVM when it works, TCG otherwise), collects each guest's result stream
+// and writes the run summary as results arrive, so an interrupted or
+// partly failed run still leaves everything it learned on disk.
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fusematrix/fusematrix/harness/initramfs"
+	"github.com/fusematrix/fusematrix/harness/qemu"
+	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/report"
+)
+
+// Options configures a run. The zero value of every field but Kernels and
+// SourceDir is a sane default.
+type Options struct {
+	// Kernels are selectors or paths; nil means kernels.DefaultMatrix.
+	Kernels []string
+	// OutDir receives results.json, junit.xml and console logs.
+	OutDir string
+	// Jobs is how many guests run at once.
+	Jobs int
+	// Accel is "auto" (KVM if it works, else TCG), "kvm" or "tcg".
+	Accel string
+	// Timeout bounds one kernel's whole boot and run.
+	Timeout time.Duration
+	// KVMHelloTimeout bounds the wait for hello under KVM before falling
+	// back to TCG; HelloTimeout bounds it under TCG.
+	KVMHelloTimeout time.Duration
+	HelloTimeout    time.Duration
+	// Run selects scenarios by id (a regular expression); "" runs all.
+	Run string
+	// BenchMiB is the size of the file benchmarks move; 0 = 256.
+	BenchMiB int
+	// Append is added to every guest's kernel command line.
+	Append string
+	// SourceDir is the fusematrix checkout the agent is built from.
+	SourceDir string
+	QEMU      string
+	MemoryMiB int
+	CPUs      int
+	Kernel    kernels.Options
+	CacheDir  string // initramfs cache; "" = <user cache>/fusematrix/initramfs
+	Logf      func(format string, args ...any)
+}
+
+func (o *Options) defaults() {
+	if len(o.Kernels) == 0 {
+		o.Kernels = kernels.DefaultMatrix
+	}
+	if o.OutDir == "" {
+		o.OutDir = filepath.Join("out", "matrix")
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = 1
+	}
+	if o.Accel == "" {
+		o.Accel = "auto"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.KVMHelloTimeout == 0 {
+		o.KVMHelloTimeout = 15 * time.Second
+	}
+	if o.HelloTimeout == 0 {
+		o.HelloTimeout = 2 * time.Minute
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.Kernel.Logf == nil {
+		o.Kernel.Logf = o.Logf
+	}
+}
+
+// Run runs every kernel and returns the summary, which is also written to
+// OutDir. The error is non-nil when the run could not start at all (no
+// QEMU, no agent build); a kernel that failed is reported in the summary,
+// and the other kernels still run.
+func Run(ctx context.Context, o Options) (*results.Run, error) {
+	o.defaults()
+	switch o.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		return nil, fmt.Errorf("accelerator %q: want auto, kvm or tcg", o.Accel)
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("results folder: %w", err)
+	}
+	qemuVersion, err := qemu.Version(ctx, o.QEMU)
+	if err != nil {
+		return nil, fmt.Errorf("%w: install Debian's qemu-system-x86 package (make deps)", err)
+	}
+	w := &writer{dir: o.OutDir, run: &results.Run{
+		Schema:  results.SchemaVersion,
+		Started: time.Now().UTC(),
+		Host:    results.Host{QEMU: qemuVersion, CPUs: runtime.NumCPU(), Jobs: o.Jobs, Accel: o.Accel},
+		Kernels: make([]results.Kernel, len(o.Kernels)),
+	}}
+	for i, name := range o.Kernels {
+		w.run.Kernels[i] = results.Kernel{Name: name, Status: results.Error, Error: "not run"}
+	}
+
+	base, err := initramfs.Base(ctx, initramfs.Options{
+		ModuleDir: o.SourceDir,
+		CacheDir:  o.CacheDir,
+		Logf:      o.Logf,
+	})
+	if err != nil {
+		err = fmt.Errorf("build guest initramfs: %w", err)
+		for i := range w.run.Kernels {
+			w.run.Kernels[i].Error = err.Error()
+		}
+		return w.finish(), err
+	}
+
+	// Kernels start in the order given, Jobs at a time.
+	sem := make(chan struct{}, o.Jobs)
+	var wg sync.WaitGroup
+	for i, name := range o.Kernels {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			w.set(i, results.Kernel{Name: name, Status: results.Error, Error: "interrupted before it ran"})
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			w.set(i, runKernel(ctx, i, name, base, o))
+		}()
+	}
+	wg.Wait()
+	return w.finish(), nil
+}
+
+// runKernel resolves, prepares and boots one kernel; every failure ends up
+// in the returned Kernel.
+func runKernel(ctx context.Context, index int, name string, base string, o Options) results.Kernel {
+	start := time.Now()
+	fail := func(err error) results.Kernel {
+		o.Logf("%s: error: %v", name, err)
+		return results.Kernel{Name: name, Status: results.Error, Error: err.Error(), Seconds: time.Since(start).Seconds()}
+	}
+	k, err := kernels.Resolve(ctx, name, o.Kernel)
+	if err != nil {
+		return fail(err)
+	}
+	runDir, err := shortRunDir()
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(runDir)
+	initrd := filepath.Join(runDir, "initrd.cpio")
+	if err := writeInitrd(ctx, base, initrd, k); err != nil {
+		return fail(fmt.Errorf("initramfs for %s: %w", k.Release, err))
+	}
+
+	cfg := qemu.Config{
+		Binary: o.QEMU, Kernel: k.Image, Initrd: initrd,
+		Append:    agentArgs(o),
+		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs,
+		RunDir:       runDir,
+		StreamSocket: filepath.Join(runDir, "stream.sock"),
+		PortName:     PortName,
+	}
+	g := &guest{
+		name: name, cfg: cfg, limits: results.DefaultLimits,
+		timeout: o.Timeout, helloTimeout: o.HelloTimeout, logf: o.Logf,
+	}
+	var note string
+	plan := accelPlan(o.Accel, &note)
+	if o.Accel == "auto" {
+		g.kvmHelloTimeout = o.KVMHelloTimeout
+	}
+	o.Logf("%s: %s", name, k.Source)
+	out, fallback := boot(ctx, g, plan, func(a qemu.Accel) string {
+		return filepath.Join(o.OutDir, consoleName(index, name, a, a == plan[len(plan)-1]))
+	})
+	if fallback != "" {
+		note = fallback
+	}
+	kr := out.kernel
+	kr.Name, kr.Source = name, k.Source
+	kr.Accel, kr.AccelNote = string(out.accel), note
+	kr.ConsoleLog = filepath.Base(out.console)
+	kr.Seconds = time.Since(start).Seconds()
+	if kr.Release == "" {
+		kr.Release = k.Release
+	}
+	kr.Status = results.Pass
+	if out.err != nil {
+		kr.Status = results.Error
+		kr.Error = fmt.Sprintf("%v (console: %s)", out.err, kr.ConsoleLog)
+		kr.ConsoleTail = qemu.ConsoleTail(out.console, 20)
+		o.Logf("%s: error: %s", name, kr.Error)
+		for _, l := range kr.ConsoleTail[max(0, len(kr.ConsoleTail)-5):] {
+			o.Logf("%s:   | %s", name, l)
+		}
+	}
+	return kr
+}
+
+// accelPlan lists the accelerators to try in order.
+func accelPlan(accel string, note *string) []qemu.Accel {
+	switch accel {
+	case "kvm":
+		return []qemu.Accel{qemu.KVM}
+	case "tcg":
+		return []qemu.Accel{qemu.TCG}
+	}
+	if ok, why := qemu.KVMUsable(); !ok {
+		*note = "kvm not usable (" + why + "); ran under tcg"
+		return []qemu.Accel{qemu.TCG}
+	}
+	return []qemu.Accel{qemu.KVM, qemu.TCG}
+}
+
+// agentArgs passes run options to the agent on the kernel command line.
+func agentArgs(o Options) string {
+	args := []string{o.Append, "fusematrix.port=" + PortName}
+	if o.Run != "" {
+		args = append(args, "fusematrix.run="+o.Run)
+	}
+	if o.BenchMiB > 0 {
+		args = append(args, fmt.Sprintf("fusematrix.bench_mib=%d", o.BenchMiB))
+	}
+	return strings.TrimSpace(strings.Join(args, " "))
+}
+
+// writeInitrd appends the kernel's modules and their load order to the
+// shared base image.
+func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel) error {
+	load, _, err := k.Modules(kernels.GuestModules...)
+	if err != nil {
+		return err
+	}
+	var files []initramfs.File
+	var order strings.Builder
+	for _, m := range load {
+		guestPath := fmt.Sprintf("/lib/modules/%s/%s.ko", k.Release, m.Name)
+		files = append(files, initramfs.File{Path: guestPath, Mode: 0o644, Open: m.Open})
+		order.WriteString(guestPath + "\n")
+	}
+	files = append(files, initramfs.BytesFile("/etc/fusematrix/modules", []byte(order.String()), 0o644))
+	return initramfs.Overlay(ctx, base, dst, files)
+}
+
+// writer keeps the run summary on disk up to date as kernels finish.
+type writer struct {
+	mu  sync.Mutex
+	dir string
+	run *results.Run
+	err error
+}
+
+func (w *writer) set(i int, k results.Kernel) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.run.Kernels[i] = k
+	w.flush()
+}
+
+func (w *writer) finish() *results.Run {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.run.Finished = time.Now().UTC()
+	w.flush()
+	return w.run
+}
+
+// flush rewrites the summary files; each is replaced atomically so a
+// reader never sees half a file.
+func (w *writer) flush() {
+	w.err = errors.Join(
+		writeFile(filepath.Join(w.dir, "results.json"), func(f io.Writer) error { return report.WriteJSON(f, w.run) }),
+		writeFile(filepath.Join(w.dir, "junit.xml"), func(f io.Writer) error { return report.JUnit(f, w.run) }),
+	)
+}
+
+// Err returns the last error writing the summary.
+func (w *writer) Err() error { return w.err }
+
+func writeFile(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,116 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fusematrix/fusematrix/results"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+func sourceDir(t testing.TB) string {
+	dir, err := filepath.Abs("..")
+	assert.NilError(t, err)
+	return dir
+}
+
+// runDefault boots the default matrix under TCG, as make matrix does here.
+func runDefault(t testing.TB, benchMiB int) (*results.Run, string) {
+	if testing.Short() {
+		t.Skip("boots QEMU guests with kernels fetched from the Debian mirror; run without -short")
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	run, err := Run(ctx, Options{
+		OutDir:    out,
+		Jobs:      2,
+		Accel:     "tcg",
+		BenchMiB:  benchMiB,
+		SourceDir: sourceDir(t),
+		Logf:      t.Logf,
+	})
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(run.Kernels, 2))
+	return run, out
+}
+
+// TestDefaultMatrix asserts what distinguishes the two default kernels:
+// 6.1 predates passthrough (probe says not offered, scenario skips), 6.12
+// offers it and a loopback read really goes through it. It fails if the
+// guest, the stream or the probe breaks.
+func TestDefaultMatrix(t *testing.T) {
+	run, out := runDefault(t, 32)
+	old, cur := &run.Kernels[0], &run.Kernels[1]
+	for _, k := range []*results.Kernel{old, cur} {
+		assert.Equal(t, k.Status, results.Pass, "%s: %s\n%s", k.Name, k.Error, strings.Join(k.ConsoleTail, "\n"))
+		assert.Equal(t, k.Accel, "tcg")
+		assert.Assert(t, k.Capabilities != nil, k.Name)
+		assert.Equal(t, k.Capabilities.FuseMajor, uint32(7))
+		assert.Check(t, k.HelloSeconds > 0)
+		_, err := os.Stat(filepath.Join(out, k.ConsoleLog))
+		assert.Check(t, err)
+		for _, id := range []string{"fuse-init", "passthrough-read", "seq-read"} {
+			assert.Check(t, k.Result(id) != nil, "%s: no %s result", k.Name, id)
+		}
+		seq := k.Result("seq-read")
+		assert.Equal(t, seq.Status, results.Pass, "%s: %s", k.Name, seq.Reason)
+		for _, m := range []string{"native_mbps", "noop_mbps", "classic_mbps", "noop_ratio"} {
+			assert.Check(t, seq.Metrics[m] > 0, "%s: %s = %v", k.Name, m, seq.Metrics[m])
+		}
+	}
+
+	assert.Check(t, strings.HasPrefix(old.Release, "6.1."), old.Release)
+	assert.Check(t, !old.Capabilities.Passthrough)
+	assert.Check(t, !is.Contains(old.Capabilities.InitFlags, "passthrough")().Success())
+	pr := old.Result("passthrough-read")
+	assert.Check(t, is.Equal(pr.Status, results.Skip), pr.Reason)
+	assert.Check(t, is.Contains(pr.Reason, "PASSTHROUGH"))
+	_, has := old.Result("seq-read").Metrics["passthrough_mbps"]
+	assert.Check(t, !has, "6.1 has no passthrough, yet a passthrough figure")
+
+	assert.Check(t, strings.HasPrefix(cur.Release, "6.12."), cur.Release)
+	assert.Check(t, cur.Capabilities.Passthrough)
+	assert.Check(t, is.Contains(cur.Capabilities.InitFlags, "passthrough"))
+	assert.Check(t, cur.Capabilities.FuseMinor > old.Capabilities.FuseMinor)
+	pr = cur.Result("passthrough-read")
+	assert.Check(t, is.Equal(pr.Status, results.Pass), pr.Reason)
+	assert.Check(t, cur.Result("seq-read").Metrics["passthrough_mbps"] > 0)
+
+	// What was returned is what was written.
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	assert.NilError(t, err)
+	var written results.Run
+	assert.NilError(t, json.Unmarshal(b, &written))
+	assert.DeepEqual(t, written.Kernels, run.Kernels)
+	_, err = os.Stat(filepath.Join(out, "junit.xml"))
+	assert.Check(t, err)
+}
+
+// BenchmarkMatrix runs the default matrix once per iteration with the
+// full 256 MiB seq-read and reports what each kernel measured. Run it
+// with make bench.
+func BenchmarkMatrix(b *testing.B) {
+	for b.Loop() {
+		start := time.Now()
+		run, _ := runDefault(b, 256)
+		b.ReportMetric(time.Since(start).Seconds(), "matrix_s")
+		for _, k := range run.Kernels {
+			series := strings.Join(strings.SplitN(k.Release, ".", 3)[:2], ".")
+			b.ReportMetric(k.HelloSeconds, "hello_s/"+series)
+			if r := k.Result("seq-read"); r != nil {
+				for _, m := range []string{"native_mbps", "noop_mbps", "classic_mbps", "passthrough_mbps", "noop_ratio", "passthrough_ratio"} {
+					if v, ok := r.Metrics[m]; ok {
+						b.ReportMetric(v, m+"/"+series)
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,488 @@
+// Package debian reads Debian's package archive over HTTP without apt or
+// dpkg: it finds the archive serving each suite from the machine's apt
+// sources, fetches and verifies a suite's Packages index (SHA256 and size
+// against InRelease), caches what it needs of it, downloads .deb files
+// verified against the index, and orders package versions as dpkg does.
+package debian
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ulikunitz/xz"
+)
+
+// IndexMaxAge is how long a cached index is used without asking the archive
+// again. Debian publishes its main archive a few times a day.
+const IndexMaxAge = 12 * time.Hour
+
+// StallTimeout is how long a transfer may go without receiving a byte
+// before it is abandoned; downloads have no overall deadline since a
+// kernel package is tens of megabytes on any link.
+const StallTimeout = 60 * time.Second
+
+// ErrStalled is the cause of a transfer abandoned after StallTimeout.
+var ErrStalled = fmt.Errorf("no data received for %v", StallTimeout)
+
+// Archive fetches indexes and packages from Debian archives.
+type Archive struct {
+	Mirrors Mirrors
+	// Arch is the architecture whose Packages index is read; "" is amd64.
+	Arch string
+	// Client makes the requests; nil uses NewClient().
+	Client *http.Client
+	// CacheDir keeps verified indexes, one file per suite; "" keeps none.
+	// The cache holds only the entries Keep accepts, so callers with
+	// different Keep functions need different directories.
+	CacheDir string
+	// MaxAge bounds the age of a cached index; 0 is IndexMaxAge.
+	MaxAge time.Duration
+	// Keep selects the index entries worth keeping; nil keeps all.
+	Keep func(name string) bool
+	// CheckSignature verifies InRelease; nil is SignatureNotChecked.
+	CheckSignature SignatureCheck
+	// Logf reports progress and warnings; nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// NewClient returns an HTTP client whose connection setup and response
+// headers have deadlines. Bodies have none: Archive abandons a transfer
+// that stalls for StallTimeout instead.
+func NewClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+	}}
+}
+
+// Index is the part of one suite's Packages index that Archive.Keep kept.
+type Index struct {
+	Suite string `json:"suite"`
+	URI   string `json:"uri"`
+	// Absent is true when the archive does not publish the suite, or no
+	// archive is configured for it.
+	Absent   bool      `json:"absent,omitempty"`
+	Packages []Package `json:"packages"`
+	// Fetched is when the index was verified; for a cached index this is
+	// the cache file's modification time.
+	Fetched time.Time `json:"-"`
+}
+
+// StatusError is an HTTP response other than 200 OK.
+type StatusError struct {
+	URL    string
+	Status string
+	Code   int
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("GET %s: %s", e.URL, e.Status) }
+
+// TransferError is a failure to reach an archive or to receive a file from
+// it, as opposed to receiving a bad file.
+type TransferError struct {
+	URL string
+	Err error
+}
+
+func (e *TransferError) Error() string { return e.Err.Error() }
+func (e *TransferError) Unwrap() error { return e.Err }
+
+// ChecksumError is a file whose size or SHA256 differs from what the
+// archive's index promised.
+type ChecksumError struct {
+	What                  string
+	WantSize, GotSize     int64
+	WantSHA256, GotSHA256 string
+}
+
+func (e *ChecksumError) Error() string {
+	if e.WantSize != e.GotSize {
+		return fmt.Sprintf("%s: size mismatch: expected %d bytes, got %d", e.What, e.WantSize, e.GotSize)
+	}
+	return fmt.Sprintf("%s: SHA256 mismatch: expected %s, got %s", e.What, e.WantSHA256, e.GotSHA256)
+}
+
+func (a *Archive) logf(format string, args ...any) {
+	if a.Logf != nil {
+		a.Logf(format, args...)
+	}
+}
+
+func (a *Archive) client() *http.Client {
+	if a.Client != nil {
+		return a.Client
+	}
+	return NewClient()
+}
+
+func (a *Archive) arch() string {
+	if a.Arch != "" {
+		return a.Arch
+	}
+	return "amd64"
+}
+
+// Index returns the kept entries of suite's Packages index. A cached index
+// younger than MaxAge is returned without touching the network; an older
+// one is refreshed, and used anyway (with a warning through Logf) when the
+// refresh fails. A suite that is not Mirrors.Required and that the archive
+// does not publish (InRelease answers 404) is returned with Absent set and
+// is cached like any other index.
+func (a *Archive) Index(ctx context.Context, suite string) (*Index, error) {
+	uri, ok := a.Mirrors.URI(suite)
+	if !ok {
+		return &Index{Suite: suite, Absent: true}, nil
+	}
+	maxAge := a.MaxAge
+	if maxAge == 0 {
+		maxAge = IndexMaxAge
+	}
+	cached := a.readCache(suite, uri)
+	if cached != nil && time.Since(cached.Fetched) < maxAge {
+		return cached, nil
+	}
+	idx, err := a.fetchIndex(ctx, suite, uri)
+	if err != nil {
+		err = fmt.Errorf("fetch %s index from %s: %w", suite, uri, err)
+		if cached != nil && ctx.Err() == nil {
+			a.logf("warning: using the %s index cached %s ago: %v", suite, time.Since(cached.Fetched).Round(time.Minute), err)
+			return cached, nil
+		}
+		return nil, err
+	}
+	if err := a.writeCache(idx); err != nil {
+		a.logf("warning: cannot cache the %s index: %v", suite, err)
+	}
+	return idx, nil
+}
+
+func (a *Archive) cachePath(suite string) string {
+	return filepath.Join(a.CacheDir, suite+".json")
+}
+
+// readCache returns the cached index of suite if it came from uri.
+func (a *Archive) readCache(suite, uri string) *Index {
+	if a.CacheDir == "" {
+		return nil
+	}
+	f, err := os.Open(a.cachePath(suite))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	var idx Index
+	if err := json.NewDecoder(f).Decode(&idx); err != nil || idx.Suite != suite || idx.URI != uri {
+		return nil
+	}
+	idx.Fetched = st.ModTime()
+	idx.setOrigin()
+	return &idx
+}
+
+func (a *Archive) writeCache(idx *Index) error {
+	if a.CacheDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(a.CacheDir, 0o755); err != nil {
+		return err
+	}
+	data, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(a.cachePath(idx.Suite), data)
+}
+
+// writeFileAtomic replaces name so that readers see the old or the new
+// content, never a part.
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	// CreateTemp makes the file private; the cache is not.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+func (idx *Index) setOrigin() {
+	for i := range idx.Packages {
+		idx.Packages[i].Suite, idx.Packages[i].URI = idx.Suite, idx.URI
+	}
+}
+
+func (a *Archive) fetchIndex(ctx context.Context, suite, uri string) (*Index, error) {
+	idx := &Index{Suite: suite, URI: uri, Fetched: time.Now()}
+	var inRelease bytes.Buffer
+	err := a.get(ctx, uri+"/dists/"+suite+"/InRelease", &inRelease, nil)
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound && !a.Mirrors.Required(suite) {
+		a.logf("suite %s: not published at %s, skipped", suite, uri)
+		idx.Absent = true
+		return idx, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	check := a.CheckSignature
+	if check == nil {
+		check = SignatureNotChecked
+	}
+	if err := check(suite, inRelease.Bytes()); err != nil {
+		return nil, fmt.Errorf("InRelease signature: %w", err)
+	}
+	sums, err := ParseRelease(inRelease.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("InRelease: %w", err)
+	}
+	base := "main/binary-" + a.arch() + "/Packages"
+	var errs []error
+	for _, ext := range []string{".xz", ".gz"} {
+		sum, ok := sums[base+ext]
+		if !ok {
+			errs = append(errs, fmt.Errorf("InRelease does not list %s", base+ext))
+			continue
+		}
+		pkgs, err := a.fetchPackages(ctx, uri+"/dists/"+suite+"/"+base+ext, ext, sum, suite)
+		if errors.As(err, &se) && se.Code == http.StatusNotFound {
+			errs = append(errs, err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		idx.Packages = pkgs
+		idx.setOrigin()
+		return idx, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+// fetchPackages downloads, decompresses and parses a Packages file in one
+// stream, and only returns its entries once the compressed bytes matched
+// sum.
+func (a *Archive) fetchPackages(ctx context.Context, url, ext string, sum FileSum, suite string) ([]Package, error) {
+	var pkgs []Package
+	err := a.get(ctx, url, nil, func(body io.Reader) error {
+		h := sha256.New()
+		n := &countingReader{r: io.LimitReader(body, sum.Size+1)}
+		prog := newProgress(a.Logf, "fetch "+suite+" index", sum.Size)
+		raw := io.TeeReader(n, io.MultiWriter(h, prog))
+		var (
+			dec io.Reader
+			err error
+		)
+		switch ext {
+		case ".xz":
+			dec, err = xz.NewReader(raw)
+		case ".gz":
+			dec, err = gzip.NewReader(raw)
+		}
+		if err == nil {
+			pkgs, err = ParsePackages(dec, a.Keep)
+		}
+		// Hash everything even when parsing failed: a checksum mismatch
+		// explains a parse failure better than the parse error does.
+		if _, cerr := io.Copy(io.Discard, raw); cerr != nil {
+			return cerr
+		}
+		if cerr := verify("Packages"+ext+" of "+suite, sum.Size, sum.SHA256, n.n, h); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			return fmt.Errorf("parse Packages%s: %w", ext, err)
+		}
+		prog.done()
+		return nil
+	})
+	return pkgs, err
+}
+
+func verify(what string, wantSize int64, wantSHA256 string, gotSize int64, h hash.Hash) error {
+	got := hex.EncodeToString(h.Sum(nil))
+	if gotSize != wantSize || got != wantSHA256 {
+		return &ChecksumError{What: what, WantSize: wantSize, GotSize: gotSize, WantSHA256: wantSHA256, GotSHA256: got}
+	}
+	return nil
+}
+
+// Download writes package p to w and returns an error unless the bytes
+// written match the size and SHA256 of the index entry. On error w may hold
+// a part or all of the bad bytes; the caller discards them.
+func (a *Archive) Download(ctx context.Context, p Package, w io.Writer) error {
+	url := p.URI + "/" + p.Filename
+	err := a.get(ctx, url, nil, func(body io.Reader) error {
+		h := sha256.New()
+		n := &countingReader{r: io.LimitReader(body, p.Size+1)}
+		prog := newProgress(a.Logf, "download "+p.Name+" "+p.Version, p.Size)
+		if _, err := io.Copy(io.MultiWriter(w, h, prog), n); err != nil {
+			return err
+		}
+		if err := verify(p.Name+" "+p.Version, p.Size, p.SHA256, n.n, h); err != nil {
+			return err
+		}
+		prog.done()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("download %s: %w", url, err)
+	}
+	return nil
+}
+
+// get fetches url into buf, or streams its body through read. A transfer
+// that receives nothing for StallTimeout fails.
+func (a *Archive) get(ctx context.Context, url string, buf *bytes.Buffer, read func(io.Reader) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.client().Do(req)
+	if err != nil {
+		return &TransferError{URL: url, Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &StatusError{URL: url, Status: resp.Status, Code: resp.StatusCode}
+	}
+	timer := time.AfterFunc(StallTimeout, func() { cancel(ErrStalled) })
+	defer timer.Stop()
+	body := &watchdogReader{r: resp.Body, reset: func() { timer.Reset(StallTimeout) }}
+	if buf != nil {
+		_, err = buf.ReadFrom(body)
+	} else {
+		err = read(body)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(context.Cause(ctx), ErrStalled):
+		return &TransferError{URL: url, Err: fmt.Errorf("GET %s: %w", url, ErrStalled)}
+	case body.err != nil:
+		return &TransferError{URL: url, Err: fmt.Errorf("GET %s: %w", url, err)}
+	}
+	return err
+}
+
+// watchdogReader calls reset whenever data arrives and remembers the
+// first read error, so that get can tell a broken transfer from bad
+// content.
+type watchdogReader struct {
+	r     io.Reader
+	reset func()
+	err   error
+}
+
+func (w *watchdogReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if n > 0 {
+		w.reset()
+	}
+	if err != nil && err != io.EOF && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// progress logs a large transfer's size when it starts and its percentage
+// at most every ten percent and every two seconds.
+type progress struct {
+	logf     func(format string, args ...any)
+	what     string
+	total    int64
+	n        int64
+	start    time.Time
+	lastPct  int64
+	lastTime time.Time
+}
+
+// progressMin is the smallest transfer worth reporting.
+const progressMin = 1 << 20
+
+func newProgress(logf func(string, ...any), what string, total int64) *progress {
+	p := &progress{logf: logf, what: what, total: total, start: time.Now()}
+	p.lastTime = p.start
+	if p.enabled() {
+		p.logf("%s: %s", what, mb(total))
+	}
+	return p
+}
+
+func (p *progress) enabled() bool { return p.logf != nil && p.total >= progressMin }
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.n += int64(len(b))
+	if !p.enabled() {
+		return len(b), nil
+	}
+	pct := p.n * 100 / p.total
+	if pct >= p.lastPct+10 && time.Since(p.lastTime) >= 2*time.Second && p.n < p.total {
+		p.logf("%s: %d%% (%s)", p.what, pct, mb(p.n))
+		p.lastPct, p.lastTime = pct, time.Now()
+	}
+	return len(b), nil
+}
+
+func (p *progress) done() {
+	if p.enabled() {
+		p.logf("%s: done, %s in %v", p.what, mb(p.n), time.Since(p.start).Round(100*time.Millisecond))
+	}
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+// IsNetworkError reports whether err means the archive could not be
+// reached, failed during a transfer or answered with an HTTP error, as
+// opposed to answering with bad data.
+func IsNetworkError(err error) bool {
+	var (
+		se *StatusError
+		te *TransferError
+	)
+	return errors.As(err, &se) || errors.As(err, &te)
+}

@@ -1,0 +1,220 @@
+package debian
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fusematrix/fusematrix/kernels/internal/fakearchive"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+var testPackages = []fakearchive.Package{
+	{Name: "linux-image-6.1.0-50-cloud-amd64", Version: "6.1.176-1", Deb: []byte("deb one")},
+	{Name: "vim", Version: "2:9.0-1", Deb: []byte("deb two")},
+	{Name: "linux-image-cloud-amd64", Version: "6.1.176-1", Depends: "linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)", Deb: []byte("deb three")},
+}
+
+func testArchive(t *testing.T, srv *fakearchive.Server, logs *[]string) *Archive {
+	m, err := OverrideMirrors(srv.Mirror(), "")
+	assert.NilError(t, err)
+	return &Archive{
+		Mirrors:  m,
+		CacheDir: t.TempDir(),
+		Keep:     func(name string) bool { return strings.HasPrefix(name, "linux-") },
+		Logf: func(format string, args ...any) {
+			if logs != nil {
+				*logs = append(*logs, fmt.Sprintf(format, args...))
+			}
+		},
+	}
+}
+
+func names(idx *Index) []string {
+	var out []string
+	for _, p := range idx.Packages {
+		out = append(out, p.Name+" "+p.Version+" "+p.Suite)
+	}
+	return out
+}
+
+func TestIndexFetchAndCache(t *testing.T) {
+	ctx := context.Background()
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+	var logs []string
+	a := testArchive(t, srv, &logs)
+	want := []string{"linux-image-6.1.0-50-cloud-amd64 6.1.176-1 bookworm", "linux-image-cloud-amd64 6.1.176-1 bookworm"}
+
+	idx, err := a.Index(ctx, "bookworm")
+	assert.NilError(t, err)
+	assert.DeepEqual(t, names(idx), want)
+	assert.Equal(t, idx.Packages[0].URI, srv.Mirror())
+	assert.Equal(t, idx.Packages[0].Filename, "pool/main/linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb")
+	assert.DeepEqual(t, srv.Requests(), []string{"/debian/dists/bookworm/InRelease", "/debian/dists/bookworm/main/binary-amd64/Packages.xz"})
+
+	t.Run("fresh cache needs no request", func(t *testing.T) {
+		before := len(srv.Requests())
+		idx, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		assert.DeepEqual(t, names(idx), want)
+		assert.Equal(t, idx.Packages[0].URI, srv.Mirror())
+		assert.Equal(t, len(srv.Requests()), before)
+	})
+
+	cache := filepath.Join(a.CacheDir, "bookworm.json")
+	age := func() {
+		old := time.Now().Add(-IndexMaxAge - time.Minute)
+		assert.NilError(t, os.Chtimes(cache, old, old))
+	}
+	t.Run("old cache is refreshed", func(t *testing.T) {
+		age()
+		before := len(srv.Requests())
+		_, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		assert.Equal(t, len(srv.Requests()), before+2)
+		st, err := os.Stat(cache)
+		assert.NilError(t, err)
+		assert.Check(t, time.Since(st.ModTime()) < time.Hour)
+	})
+
+	t.Run("old cache is used when the refresh fails", func(t *testing.T) {
+		age()
+		srv.Close()
+		logs = nil
+		idx, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		assert.DeepEqual(t, names(idx), want)
+		assert.Assert(t, is.Len(logs, 1))
+		assert.Check(t, is.Contains(logs[0], "warning: using the bookworm index cached"))
+	})
+
+	t.Run("no cache and no archive", func(t *testing.T) {
+		a.CacheDir = t.TempDir()
+		_, err := a.Index(ctx, "bookworm")
+		assert.ErrorContains(t, err, "fetch bookworm index from "+srv.Mirror()+":")
+		assert.Check(t, IsNetworkError(err), err)
+	})
+}
+
+func TestIndexCacheBelongsToItsMirror(t *testing.T) {
+	ctx := context.Background()
+	one := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages[:1]})
+	two := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages[2:]})
+	a := testArchive(t, one, nil)
+	_, err := a.Index(ctx, "bookworm")
+	assert.NilError(t, err)
+	a.Mirrors.Default = two.Mirror()
+	idx, err := a.Index(ctx, "bookworm")
+	assert.NilError(t, err)
+	assert.DeepEqual(t, names(idx), []string{"linux-image-cloud-amd64 6.1.176-1 bookworm"})
+	assert.Equal(t, len(two.Requests()), 2)
+}
+
+func TestIndexAbsentSuite(t *testing.T) {
+	ctx := context.Background()
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+	a := testArchive(t, srv, nil)
+	idx, err := a.Index(ctx, "bookworm-backports")
+	assert.NilError(t, err)
+	assert.Check(t, idx.Absent)
+	assert.Equal(t, len(srv.Requests()), 1)
+	// Absence is cached too, so warm runs stay off the network.
+	idx, err = a.Index(ctx, "bookworm-backports")
+	assert.NilError(t, err)
+	assert.Check(t, idx.Absent)
+	assert.Equal(t, len(srv.Requests()), 1)
+
+	a.Mirrors = Mirrors{Suites: map[string]string{"bookworm": srv.Mirror()}}
+	idx, err = a.Index(ctx, "trixie")
+	assert.NilError(t, err)
+	assert.Check(t, idx.Absent)
+	assert.Equal(t, len(srv.Requests()), 1)
+}
+
+func TestIndexRequiredSuiteMissing(t *testing.T) {
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+	a := testArchive(t, srv, nil)
+	a.Mirrors = Mirrors{Suites: map[string]string{"bookworm": srv.Mirror(), "bookworm-updates": srv.Mirror()}}
+	_, err := a.Index(context.Background(), "bookworm-updates")
+	assert.ErrorContains(t, err, "fetch bookworm-updates index from "+srv.Mirror()+": GET "+srv.Mirror()+"/dists/bookworm-updates/InRelease: 404 Not Found")
+	assert.Check(t, IsNetworkError(err))
+}
+
+func TestIndexGzipFallback(t *testing.T) {
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages, Compression: ".gz"})
+	a := testArchive(t, srv, nil)
+	idx, err := a.Index(context.Background(), "bookworm")
+	assert.NilError(t, err)
+	assert.Equal(t, len(idx.Packages), 2)
+	assert.Equal(t, srv.Requests()[1], "/debian/dists/bookworm/main/binary-amd64/Packages.gz")
+}
+
+func TestIndexChecksumMismatch(t *testing.T) {
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+	other := fakearchive.Compress([]byte("Package: linux-image-evil\nVersion: 1\n"), ".xz")
+	srv.Replace("/debian/dists/bookworm/main/binary-amd64/Packages.xz", other)
+	a := testArchive(t, srv, nil)
+	_, err := a.Index(context.Background(), "bookworm")
+	var ce *ChecksumError
+	assert.Assert(t, errors.As(err, &ce), "%v", err)
+	assert.ErrorContains(t, err, "Packages.xz of bookworm")
+	assert.Check(t, !IsNetworkError(err))
+	_, err = os.Stat(filepath.Join(a.CacheDir, "bookworm.json"))
+	assert.Check(t, errors.Is(err, os.ErrNotExist), "a bad index was cached")
+}
+
+func TestDownload(t *testing.T) {
+	ctx := context.Background()
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm-security", Packages: testPackages})
+	a := testArchive(t, srv, nil)
+	idx, err := a.Index(ctx, "bookworm-security")
+	assert.NilError(t, err)
+	p := idx.Packages[0]
+	assert.Equal(t, p.URI, srv.URL+"/debian-security")
+
+	var buf bytes.Buffer
+	assert.NilError(t, a.Download(ctx, p, &buf))
+	assert.Equal(t, buf.String(), "deb one")
+
+	path := fakearchive.PoolPath("bookworm-security", testPackages[0])
+	for _, tc := range []struct{ name, body, err string }{
+		{"same size, other bytes", "deb One", "SHA256 mismatch: expected " + p.SHA256 + ", got "},
+		{"longer", "deb one and more", "size mismatch: expected 7 bytes, got 8"},
+		{"shorter", "deb", "size mismatch: expected 7 bytes, got 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Replace(path, []byte(tc.body))
+			err := a.Download(ctx, p, &bytes.Buffer{})
+			assert.ErrorContains(t, err, tc.err)
+			assert.ErrorContains(t, err, "linux-image-6.1.0-50-cloud-amd64 6.1.176-1")
+		})
+	}
+	t.Run("cut short", func(t *testing.T) {
+		cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "7")
+			w.Write([]byte("deb"))
+		}))
+		defer cut.Close()
+		q := p
+		q.URI = cut.URL
+		err := a.Download(ctx, q, &bytes.Buffer{})
+		assert.ErrorContains(t, err, "unexpected EOF")
+		assert.Check(t, IsNetworkError(err), err)
+	})
+	t.Run("missing", func(t *testing.T) {
+		q := p
+		q.Filename = "pool/main/nothing.deb"
+		err := a.Download(ctx, q, &bytes.Buffer{})
+		assert.ErrorContains(t, err, "404")
+		assert.Check(t, IsNetworkError(err))
+	})
+}

@@ -1,0 +1,163 @@
+package debian
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Package is one binary package entry of a Packages index.
+type Package struct {
+	Name     string `json:"package"`
+	Version  string `json:"version"`
+	Filename string `json:"filename"` // relative to the archive's base URI
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256"`
+	Depends  string `json:"depends,omitempty"`
+	// Suite and URI say where the entry was found; they are set by Index.
+	Suite string `json:"-"`
+	URI   string `json:"-"`
+}
+
+// Relation is one package named in a Depends field, with its version
+// constraint ("" when there is none).
+type Relation struct {
+	Name     string
+	Operator string // "=", ">=", "<=", ">>", "<<", or ""
+	Version  string
+}
+
+// DependsOn parses the Depends field into groups of alternatives: each
+// element of the result is one comma-separated clause, whose elements are
+// its "|"-separated alternatives.
+func (p Package) DependsOn() [][]Relation {
+	var out [][]Relation
+	for clause := range strings.SplitSeq(p.Depends, ",") {
+		var alts []Relation
+		for alt := range strings.SplitSeq(clause, "|") {
+			alt = strings.TrimSpace(alt)
+			if alt == "" {
+				continue
+			}
+			var rel Relation
+			name, constraint, _ := strings.Cut(alt, "(")
+			rel.Name, _, _ = strings.Cut(strings.TrimSpace(name), ":") // drop ":any" qualifiers
+			constraint, _, _ = strings.Cut(constraint, ")")
+			constraint = strings.TrimSpace(constraint)
+			for _, op := range []string{">=", "<=", ">>", "<<", "=", ">", "<"} {
+				if v, ok := strings.CutPrefix(constraint, op); ok {
+					rel.Operator, rel.Version = op, strings.TrimSpace(v)
+					break
+				}
+			}
+			alts = append(alts, rel)
+		}
+		if len(alts) > 0 {
+			out = append(out, alts)
+		}
+	}
+	return out
+}
+
+// ParsePackages reads a Packages index (RFC 822-style stanzas separated by
+// blank lines) as a stream and returns the entries whose name keep accepts
+// (all when keep is nil), in index order.
+func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	var (
+		list    []Package
+		p       Package
+		last    string // field the previous line belonged to
+		started bool   // p has at least one field
+		n       int
+	)
+	flush := func() error {
+		if !started {
+			return nil
+		}
+		defer func() { p, started, last = Package{}, false, "" }()
+		if p.Name == "" {
+			return fmt.Errorf("line %d: stanza without Package field", n)
+		}
+		if keep == nil || keep(p.Name) {
+			list = append(list, p)
+		}
+		return nil
+	}
+	for {
+		line, err := readLine(br)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		n++
+		if len(bytes.TrimSpace(line)) == 0 {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if last == "Depends" {
+				p.Depends += " " + string(bytes.TrimSpace(line))
+			}
+			continue
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return nil, fmt.Errorf("line %d: want %q", n, "Field: value")
+		}
+		started = true
+		last = string(k)
+		v = bytes.TrimSpace(v)
+		switch last {
+		case "Package":
+			p.Name = string(v)
+		case "Version":
+			p.Version = string(v)
+		case "Filename":
+			p.Filename = string(v)
+		case "Size":
+			size, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: Size: %w", n, err)
+			}
+			p.Size = size
+		case "SHA256":
+			p.SHA256 = strings.ToLower(string(v))
+		case "Depends":
+			p.Depends = string(v)
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// readLine returns the next line without its line ending, however long it
+// is; the slice is valid until the next call.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		long := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			line, err = br.ReadSlice('\n')
+			long = append(long, line...)
+		}
+		line = long
+	}
+	if err == io.EOF && len(line) > 0 {
+		err = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(line, "\r\n"), nil
+}

@@ -1,0 +1,276 @@
+// Package fakearchive fabricates, for tests, what kernels reads from
+// Debian: kernel module ELF objects, .deb files (ar + tar), and a whole
+// archive (InRelease, Packages indexes, pool) served over httptest, which
+// counts the requests it answers.
+package fakearchive
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// Module returns a minimal relocatable x86-64 ELF object whose .modinfo
+// section holds the given "key=value" strings, which is all module
+// metadata readers look at.
+func Module(info ...string) []byte {
+	var modinfo bytes.Buffer
+	for _, s := range info {
+		modinfo.WriteString(s)
+		modinfo.WriteByte(0)
+	}
+	shstrtab := []byte("\x00.modinfo\x00.shstrtab\x00")
+	const ehsize, shentsize = 64, 64
+	modinfoOff := uint64(ehsize)
+	shstrtabOff := modinfoOff + uint64(modinfo.Len())
+	shoff := (shstrtabOff + uint64(len(shstrtab)) + 7) &^ 7
+
+	var out bytes.Buffer
+	hdr := elf.Header64{
+		Type:      uint16(elf.ET_REL),
+		Machine:   uint16(elf.EM_X86_64),
+		Version:   uint32(elf.EV_CURRENT),
+		Shoff:     shoff,
+		Ehsize:    ehsize,
+		Shentsize: shentsize,
+		Shnum:     3,
+		Shstrndx:  2,
+	}
+	copy(hdr.Ident[:], elf.ELFMAG)
+	hdr.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
+	hdr.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
+	hdr.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
+	binary.Write(&out, binary.LittleEndian, hdr)
+	out.Write(modinfo.Bytes())
+	out.Write(shstrtab)
+	out.Write(make([]byte, shoff-uint64(out.Len())))
+	sections := []elf.Section64{
+		{},
+		{Name: 1, Type: uint32(elf.SHT_PROGBITS), Flags: uint64(elf.SHF_ALLOC), Off: modinfoOff, Size: uint64(modinfo.Len()), Addralign: 1},
+		{Name: 10, Type: uint32(elf.SHT_STRTAB), Off: shstrtabOff, Size: uint64(len(shstrtab)), Addralign: 1},
+	}
+	binary.Write(&out, binary.LittleEndian, sections)
+	return out.Bytes()
+}
+
+// Compress compresses data the way ".xz", ".zst" or ".gz" says; "" returns
+// data as it is.
+func Compress(data []byte, suffix string) []byte {
+	var buf bytes.Buffer
+	switch suffix {
+	case "":
+		return data
+	case ".xz":
+		w, err := xz.NewWriter(&buf)
+		must(err)
+		must2(w.Write(data))
+		must(w.Close())
+	case ".zst":
+		w, err := zstd.NewWriter(&buf)
+		must(err)
+		must2(w.Write(data))
+		must(w.Close())
+	case ".gz":
+		w := gzip.NewWriter(&buf)
+		must2(w.Write(data))
+		must(w.Close())
+	default:
+		panic("fakearchive: unknown compression " + suffix)
+	}
+	return buf.Bytes()
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+func must2(_ int, err error) { must(err) }
+
+// Entry is one member of a package's data.tar.
+type Entry struct {
+	Name string
+	Body []byte
+	// Link, when set, makes the entry a symbolic link to Link, or a hard
+	// link to the entry named Link when Hard is set.
+	Link string
+	Hard bool
+	Dir  bool
+}
+
+// Deb returns a .deb holding entries in data.tar, compressed as
+// compression says (".xz", ".zst", ".gz" or "").
+func Deb(compression string, entries ...Entry) []byte {
+	var data bytes.Buffer
+	tw := tar.NewWriter(&data)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.Name, Mode: 0o644, Size: int64(len(e.Body)), Typeflag: tar.TypeReg}
+		switch {
+		case e.Dir:
+			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
+		case e.Link != "" && e.Hard:
+			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, e.Link, 0
+		case e.Link != "":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.Link, 0
+		}
+		must(tw.WriteHeader(h))
+		if h.Typeflag == tar.TypeReg {
+			must2(tw.Write(e.Body))
+		}
+	}
+	must(tw.Close())
+	var control bytes.Buffer
+	cw := tar.NewWriter(&control)
+	must(cw.Close())
+
+	var ar bytes.Buffer
+	ar.WriteString("!<arch>\n")
+	member := func(name string, body []byte) {
+		fmt.Fprintf(&ar, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", name, 0, 0, 0, "100644", len(body))
+		ar.Write(body)
+		if len(body)%2 == 1 {
+			ar.WriteByte('\n')
+		}
+	}
+	member("debian-binary", []byte("2.0\n"))
+	member("control.tar.gz", Compress(control.Bytes(), ".gz"))
+	member("data.tar"+compression, Compress(data.Bytes(), compression))
+	return ar.Bytes()
+}
+
+// Package is one package of a fabricated archive.
+type Package struct {
+	Name, Version, Depends string
+	Deb                    []byte
+}
+
+// Suite is one suite of a fabricated archive.
+type Suite struct {
+	Name     string
+	Packages []Package
+	// Compression of the Packages index listed in InRelease: ".xz" (the
+	// default) or ".gz".
+	Compression string
+}
+
+// Server serves a fabricated archive: suites whose names end in
+// "-security" below /debian-security, the others below /debian.
+type Server struct {
+	*httptest.Server
+	mu       sync.Mutex
+	files    map[string][]byte
+	requests []string
+}
+
+// Serve starts a server for suites; it is closed when the test ends.
+func Serve(t testing.TB, suites ...Suite) *Server {
+	s := &Server{files: map[string][]byte{}}
+	for _, suite := range suites {
+		s.addSuite(suite)
+	}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Mirror is the base URI of the main archive; the security archive is
+// Mirror + "-security".
+func (s *Server) Mirror() string { return s.URL + "/debian" }
+
+func archiveFor(suite string) string {
+	if strings.HasSuffix(suite, "-security") {
+		return "/debian-security"
+	}
+	return "/debian"
+}
+
+// PoolPath is where the server serves a package's .deb.
+func PoolPath(suite string, p Package) string {
+	return archiveFor(suite) + "/pool/main/" + p.Name + "_" + p.Version + "_amd64.deb"
+}
+
+func (s *Server) addSuite(suite Suite) {
+	base := archiveFor(suite.Name)
+	var index bytes.Buffer
+	for _, p := range suite.Packages {
+		path := PoolPath(suite.Name, p)
+		sum := sha256.Sum256(p.Deb)
+		fmt.Fprintf(&index, "Package: %s\nVersion: %s\nArchitecture: amd64\n", p.Name, p.Version)
+		if p.Depends != "" {
+			fmt.Fprintf(&index, "Depends: %s\n", p.Depends)
+		}
+		fmt.Fprintf(&index, "Description: fabricated\n multi-line description\n .\n end\n")
+		fmt.Fprintf(&index, "Filename: %s\nSize: %d\nSHA256: %x\n\n", strings.TrimPrefix(path, base+"/"), len(p.Deb), sum)
+		s.files[path] = p.Deb
+	}
+	compression := suite.Compression
+	if compression == "" {
+		compression = ".xz"
+	}
+	packages := Compress(index.Bytes(), compression)
+	dists := base + "/dists/" + suite.Name + "/"
+	s.files[dists+"main/binary-amd64/Packages"+compression] = packages
+	sum := sha256.Sum256(packages)
+	s.files[dists+"InRelease"] = fmt.Appendf(nil, `-----BEGIN PGP SIGNED MESSAGE-----
+Hash: SHA512
+
+Origin: Debian
+Suite: %s
+Architectures: amd64
+Components: main
+MD5Sum:
+ 00000000000000000000000000000000 %d main/binary-amd64/Packages%s
+SHA256:
+ %s %d main/binary-amd64/Packages%s
+ %s 0 main/binary-arm64/Packages%s
+-----BEGIN PGP SIGNATURE-----
+
+iQIzBAEBCgAdFiEEfabricatedsignaturefabricatedsignature=
+=abcd
+-----END PGP SIGNATURE-----
+`, suite.Name, len(packages), compression,
+		hex.EncodeToString(sum[:]), len(packages), compression,
+		strings.Repeat("0", 64), compression)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests = append(s.requests, r.URL.Path)
+	body, ok := s.files[r.URL.Path]
+	s.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Write(body)
+}
+
+// Replace changes what the server answers for path, leaving the indexes
+// as they are (to serve a package that does not match its checksum).
+func (s *Server) Replace(path string, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files[path] = body
+}
+
+// Requests returns the paths requested so far, in order.
+func (s *Server) Requests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}

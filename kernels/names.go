@@ -1,0 +1,273 @@
+package kernels
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/fusematrix/fusematrix/kernels/debian"
+)
+
+// flavours maps the short flavour names accepted in kernel names to
+// Debian's.
+var flavours = map[string]string{
+	"cloud": "cloud-amd64",
+	"amd64": "amd64",
+	"rt":    "rt-amd64",
+}
+
+// query is a parsed "debian:" kernel name.
+type query struct {
+	name    string // as asked
+	series  string // e.g. "6.12"; "" when pkg is set
+	flavour string // Debian's flavour name, e.g. "cloud-amd64"
+	short   string // the flavour as asked, for messages
+	pkg     string // an exact package name
+}
+
+var (
+	seriesPattern = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
+	// imageVersion is the <ver> of linux-image-<ver>-<flavour>: an ABI
+	// such as "6.1.0-50" or "6.12.117+deb12". It keeps "6.1.0-50-cloud"
+	// from passing for a version of the amd64 flavour.
+	imageVersion = regexp.MustCompile(`^[0-9]+(\.[0-9]+)+(-[0-9]+)?(\+[0-9A-Za-z.]+)?$`)
+	majorMinor   = regexp.MustCompile(`^[0-9]+\.[0-9]+`)
+)
+
+func parseName(name string) (query, error) {
+	rest, ok := strings.CutPrefix(name, "debian:")
+	if !ok {
+		return query{}, fmt.Errorf("kernel %q: unknown kind of name: use debian:<series>[/<flavour>], debian:<package>, or a path to a file starting with /, ./ or ../", name)
+	}
+	if strings.HasPrefix(rest, "linux-") {
+		return query{name: name, pkg: rest}, nil
+	}
+	series, short, hasFlavour := strings.Cut(rest, "/")
+	if !seriesPattern.MatchString(series) {
+		return query{}, fmt.Errorf("kernel %q: %q is neither a series (like 6.12) nor a package name (like linux-image-6.1.0-50-cloud-amd64)", name, series)
+	}
+	if !hasFlavour {
+		short = "cloud"
+	}
+	flavour, ok := flavours[short]
+	for _, full := range flavours {
+		// Debian's own names ("cloud-amd64") are accepted too.
+		ok = ok || full == short
+	}
+	if flavour == "" {
+		flavour = short
+	}
+	if !ok {
+		return query{}, fmt.Errorf("kernel %q: unknown flavour %q (known: cloud, amd64, rt)", name, short)
+	}
+	return query{name: name, series: series, flavour: flavour, short: short}, nil
+}
+
+// parseImage splits a kernel image package name of the given flavour into
+// its version part and whether it is the unsigned build. Debug packages
+// (-dbg) and the meta package linux-image-<flavour> do not parse; the meta
+// package linux-image-<series>-<flavour> parses with the bare series as its
+// version, which inSeries rejects.
+func parseImage(name, flavour string) (ver string, unsigned, ok bool) {
+	rest, ok := strings.CutPrefix(name, "linux-image-")
+	if !ok {
+		return "", false, false
+	}
+	rest, unsigned = strings.CutSuffix(rest, "-unsigned")
+	ver, ok = strings.CutSuffix(rest, "-"+flavour)
+	if !ok || !imageVersion.MatchString(ver) {
+		return "", false, false
+	}
+	return ver, unsigned, true
+}
+
+// inSeries reports whether an image version belongs to series: "6.1"
+// holds "6.1.0-50" but not "6.12.117+deb12".
+func inSeries(ver, series string) bool {
+	rest, ok := strings.CutPrefix(ver, series)
+	return ok && rest != "" && strings.ContainsRune(".-+", rune(rest[0]))
+}
+
+// choose picks the package q names from the indexes, given in order of
+// preference.
+func (q query) choose(idxs []*debian.Index) (debian.Package, error) {
+	var (
+		best         debian.Package
+		bestUnsigned bool
+		found        bool
+	)
+	for _, idx := range idxs {
+		for _, p := range idx.Packages {
+			unsigned := false
+			if q.pkg != "" {
+				if p.Name != q.pkg {
+					continue
+				}
+			} else {
+				ver, u, ok := parseImage(p.Name, q.flavour)
+				if !ok || !inSeries(ver, q.series) {
+					continue
+				}
+				unsigned = u
+			}
+			// Newest version first; at the same version the signed build,
+			// then the earlier suite.
+			if found {
+				c := debian.CompareVersions(p.Version, best.Version)
+				if c < 0 || c == 0 && (unsigned || !bestUnsigned) {
+					continue
+				}
+			}
+			best, bestUnsigned, found = p, unsigned, true
+		}
+	}
+	if found {
+		return best, nil
+	}
+	if q.pkg != "" {
+		return best, fmt.Errorf("kernel %q not found in %s", q.name, suiteList(idxs))
+	}
+	available := q.availableSeries(idxs)
+	if len(available) == 0 {
+		return best, fmt.Errorf("kernel %q not found; no %s kernels in %s", q.name, q.short, suiteList(idxs))
+	}
+	return best, fmt.Errorf("kernel %q not found; available %s series: %s", q.name, q.short, strings.Join(available, ", "))
+}
+
+func (q query) availableSeries(idxs []*debian.Index) []string {
+	var series []string
+	for _, idx := range idxs {
+		for _, p := range idx.Packages {
+			if ver, _, ok := parseImage(p.Name, q.flavour); ok {
+				if s := majorMinor.FindString(ver); s != "" && !slices.Contains(series, s) {
+					series = append(series, s)
+				}
+			}
+		}
+	}
+	slices.SortFunc(series, debian.CompareVersions)
+	return series
+}
+
+func suiteList(idxs []*debian.Index) string {
+	var names []string
+	for _, idx := range idxs {
+		names = append(names, idx.Suite)
+	}
+	return strings.Join(names, ", ")
+}
+
+// packageParts returns the image package that holds the kernel (following
+// meta packages such as linux-image-6.12-cloud-amd64 to the image they
+// depend on) and every package to unpack for it. In the older layout that
+// is the image package alone. In the newer one, the linux-image package is
+// a meta package whose Depends name linux-binary-<ver> (the image),
+// linux-modules-<ver> (the modules) and linux-base-<ver> (config and
+// modules.builtin); all of them are unpacked.
+func packageParts(image debian.Package, idxs []*debian.Index) (debian.Package, []debian.Package, error) {
+	for range 4 {
+		deps := image.DependsOn()
+		split := false
+		for _, clause := range deps {
+			for _, rel := range clause {
+				split = split || strings.HasPrefix(rel.Name, "linux-binary-") || strings.HasPrefix(rel.Name, "linux-modules-")
+			}
+		}
+		if split {
+			parts := []debian.Package{image}
+			for _, clause := range deps {
+				for _, rel := range clause {
+					if !hasAnyPrefix(rel.Name, "linux-binary-", "linux-modules-", "linux-base-") {
+						continue
+					}
+					p, err := findRelation(rel, image, idxs)
+					if err != nil {
+						return image, nil, err
+					}
+					parts = append(parts, p)
+					break
+				}
+			}
+			return image, parts, nil
+		}
+		var next *debian.Relation
+		for _, clause := range deps {
+			if strings.HasPrefix(clause[0].Name, "linux-image-") {
+				next = &clause[0]
+				break
+			}
+		}
+		if next == nil {
+			return image, []debian.Package{image}, nil
+		}
+		p, err := findRelation(*next, image, idxs)
+		if err != nil {
+			return image, nil, err
+		}
+		image = p
+	}
+	return image, nil, fmt.Errorf("%s: too many meta packages in a row", image.Name)
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// findRelation finds the package that satisfies rel for from: the newest,
+// preferring from's suite.
+func findRelation(rel debian.Relation, from debian.Package, idxs []*debian.Index) (debian.Package, error) {
+	var (
+		best  debian.Package
+		found bool
+	)
+	for _, idx := range idxs {
+		for _, p := range idx.Packages {
+			if p.Name != rel.Name || !satisfies(p.Version, rel) {
+				continue
+			}
+			if found {
+				sameSuite, bestSameSuite := p.Suite == from.Suite, best.Suite == from.Suite
+				if bestSameSuite && !sameSuite {
+					continue
+				}
+				if sameSuite == bestSameSuite && debian.CompareVersions(p.Version, best.Version) <= 0 {
+					continue
+				}
+			}
+			best, found = p, true
+		}
+	}
+	if !found {
+		want := rel.Name
+		if rel.Operator != "" {
+			want += " (" + rel.Operator + " " + rel.Version + ")"
+		}
+		return best, fmt.Errorf("%s, needed by %s %s, not found in %s", want, from.Name, from.Version, suiteList(idxs))
+	}
+	return best, nil
+}
+
+func satisfies(version string, rel debian.Relation) bool {
+	c := debian.CompareVersions(version, rel.Version)
+	switch rel.Operator {
+	case "":
+		return true
+	case "=":
+		return c == 0
+	case ">=":
+		return c >= 0
+	case "<=":
+		return c <= 0
+	case ">>", ">":
+		return c > 0
+	case "<<", "<":
+		return c < 0
+	}
+	return false
+}

@@ -1,0 +1,247 @@
+package kernels
+
+import (
+	"testing"
+
+	"github.com/fusematrix/fusematrix/kernels/debian"
+	gocmp "github.com/google/go-cmp/cmp"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+func TestParseName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want query
+		err  string
+	}{
+		{name: "debian:6.12/cloud", want: query{series: "6.12", flavour: "cloud-amd64", short: "cloud"}},
+		{name: "debian:6.1", want: query{series: "6.1", flavour: "cloud-amd64", short: "cloud"}},
+		{name: "debian:7.1/rt", want: query{series: "7.1", flavour: "rt-amd64", short: "rt"}},
+		{name: "debian:6.16/amd64", want: query{series: "6.16", flavour: "amd64", short: "amd64"}},
+		{name: "debian:6.1/cloud-amd64", want: query{series: "6.1", flavour: "cloud-amd64", short: "cloud-amd64"}},
+		{name: "debian:linux-image-6.1.0-50-cloud-amd64", want: query{pkg: "linux-image-6.1.0-50-cloud-amd64"}},
+		{name: "debian:6.1/arm64", err: `kernel "debian:6.1/arm64": unknown flavour "arm64" (known: cloud, amd64, rt)`},
+		{name: "debian:bookworm", err: `"bookworm" is neither a series`},
+		{name: "debian:", err: `"" is neither a series`},
+		{name: "ubuntu:6.8", err: `kernel "ubuntu:6.8": unknown kind of name`},
+		{name: "vmlinuz", err: "a path to a file starting with /, ./ or ../"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseName(tc.name)
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				return
+			}
+			assert.NilError(t, err)
+			tc.want.name = tc.name
+			assert.DeepEqual(t, got, tc.want, cmpQuery)
+		})
+	}
+}
+
+var cmpQuery = gocmp.AllowUnexported(query{})
+
+func TestParseImage(t *testing.T) {
+	for _, tc := range []struct {
+		pkg, flavour, ver string
+		unsigned, ok      bool
+	}{
+		{"linux-image-6.1.0-50-cloud-amd64", "cloud-amd64", "6.1.0-50", false, true},
+		{"linux-image-6.1.0-50-cloud-amd64-unsigned", "cloud-amd64", "6.1.0-50", true, true},
+		{"linux-image-6.12.117+deb12-cloud-amd64", "cloud-amd64", "6.12.117+deb12", false, true},
+		{"linux-image-6.12.90+deb12.1-cloud-amd64", "cloud-amd64", "6.12.90+deb12.1", false, true},
+		{"linux-image-7.3.4+deb13-rt-amd64", "rt-amd64", "7.3.4+deb13", false, true},
+		{"linux-image-6.1.0-50-amd64", "amd64", "6.1.0-50", false, true},
+		// Another flavour that ends like this one.
+		{"linux-image-6.1.0-50-cloud-amd64", "amd64", "", false, false},
+		{"linux-image-6.1.0-50-rt-amd64", "amd64", "", false, false},
+		// Debug symbols and meta packages.
+		{"linux-image-6.1.0-50-cloud-amd64-dbg", "cloud-amd64", "", false, false},
+		{"linux-image-cloud-amd64", "cloud-amd64", "", false, false},
+		{"linux-image-6.12-cloud-amd64", "cloud-amd64", "6.12", false, true}, // a version, but excluded by inSeries
+		{"linux-headers-6.1.0-50-cloud-amd64", "cloud-amd64", "", false, false},
+		{"linux-image-amd64-signed-template", "amd64", "", false, false},
+	} {
+		ver, unsigned, ok := parseImage(tc.pkg, tc.flavour)
+		assert.Check(t, is.Equal(ver, tc.ver), "%s %s", tc.pkg, tc.flavour)
+		assert.Check(t, is.Equal(unsigned, tc.unsigned), "%s %s", tc.pkg, tc.flavour)
+		assert.Check(t, is.Equal(ok, tc.ok), "%s %s", tc.pkg, tc.flavour)
+	}
+}
+
+func TestInSeries(t *testing.T) {
+	for _, tc := range []struct {
+		ver, series string
+		want        bool
+	}{
+		{"6.1.0-50", "6.1", true},
+		{"6.12.117+deb12", "6.1", false},
+		{"6.12.117+deb12", "6.12", true},
+		{"6.12", "6.12", false}, // the meta package linux-image-6.12-cloud-amd64
+		{"6.16.3+deb13", "6.16", true},
+		{"6.16.3+deb13", "6.1", false},
+		{"7.1.13+deb13", "7.1", true},
+		{"7.10.1+deb14", "7.1", false},
+		{"6.1+x", "6.1", true},
+		{"6.1.0-50", "6", true},
+	} {
+		assert.Check(t, is.Equal(inSeries(tc.ver, tc.series), tc.want), "%s in %s", tc.ver, tc.series)
+	}
+}
+
+func TestChoose(t *testing.T) {
+	pkg := func(suite, name, version string) debian.Package {
+		return debian.Package{Name: name, Version: version, Suite: suite}
+	}
+	security := &debian.Index{Suite: "bookworm-security", Packages: []debian.Package{
+		pkg("bookworm-security", "linux-image-6.1.0-56-cloud-amd64-unsigned", "6.1.192-2"),
+		pkg("bookworm-security", "linux-image-6.1.0-56-cloud-amd64", "6.1.192-2"),
+		pkg("bookworm-security", "linux-image-6.1.0-56-cloud-amd64-dbg", "6.1.192-2"),
+		pkg("bookworm-security", "linux-image-6.12.117+deb12-cloud-amd64", "6.12.117-1~deb12u1"),
+		pkg("bookworm-security", "linux-image-6.12.117+deb12-cloud-amd64-unsigned", "6.12.117-1~deb12u1"),
+		pkg("bookworm-security", "linux-image-6.12.117+deb12-cloud-amd64-dbg", "6.12.999-1"),
+		pkg("bookworm-security", "linux-image-6.12-cloud-amd64", "6.12.999-1"),
+		pkg("bookworm-security", "linux-image-cloud-amd64", "6.12.999-1"),
+		pkg("bookworm-security", "linux-image-6.1.0-56-amd64", "6.1.192-2"),
+	}}
+	main := &debian.Index{Suite: "bookworm", Packages: []debian.Package{
+		pkg("bookworm", "linux-image-6.1.0-50-cloud-amd64", "6.1.176-1"),
+		pkg("bookworm", "linux-image-6.1.0-57-amd64-unsigned", "6.1.200-1"),
+		pkg("bookworm", "linux-image-6.1.0-56-amd64", "6.1.192-2"),
+		pkg("bookworm", "linux-image-6.1.0-56-rt-amd64", "6.1.192-2"),
+	}}
+	backports := &debian.Index{Suite: "bookworm-backports", Packages: []debian.Package{
+		pkg("bookworm-backports", "linux-image-6.12.95+deb12-cloud-amd64", "6.12.95-1~bpo12+1"),
+		pkg("bookworm-backports", "linux-image-6.16.3+deb12-cloud-amd64", "6.16.3-1~bpo12+1"),
+	}}
+	idxs := []*debian.Index{security, main, backports}
+	for _, tc := range []struct {
+		name, want, err string
+	}{
+		{name: "debian:6.1/cloud", want: "linux-image-6.1.0-56-cloud-amd64 6.1.192-2 bookworm-security"},
+		{name: "debian:6.12/cloud", want: "linux-image-6.12.117+deb12-cloud-amd64 6.12.117-1~deb12u1 bookworm-security"},
+		{name: "debian:6.16", want: "linux-image-6.16.3+deb12-cloud-amd64 6.16.3-1~bpo12+1 bookworm-backports"},
+		// The newest version wins even unsigned; at the same version the
+		// signed build does, and then the earlier suite.
+		{name: "debian:6.1/amd64", want: "linux-image-6.1.0-57-amd64-unsigned 6.1.200-1 bookworm"},
+		{name: "debian:6.1/rt", want: "linux-image-6.1.0-56-rt-amd64 6.1.192-2 bookworm"},
+		{name: "debian:linux-image-6.1.0-56-amd64", want: "linux-image-6.1.0-56-amd64 6.1.192-2 bookworm-security"},
+		{name: "debian:linux-image-cloud-amd64", want: "linux-image-cloud-amd64 6.12.999-1 bookworm-security"},
+		{name: "debian:6.99/cloud", err: `kernel "debian:6.99/cloud" not found; available cloud series: 6.1, 6.12, 6.16`},
+		{name: "debian:6.12/rt", err: `kernel "debian:6.12/rt" not found; available rt series: 6.1`},
+		{name: "debian:linux-image-6.1.0-1-cloud-amd64", err: `kernel "debian:linux-image-6.1.0-1-cloud-amd64" not found in bookworm-security, bookworm, bookworm-backports`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := parseName(tc.name)
+			assert.NilError(t, err)
+			got, err := q.choose(idxs)
+			if tc.err != "" {
+				assert.Error(t, err, tc.err)
+				return
+			}
+			assert.NilError(t, err)
+			assert.Equal(t, got.Name+" "+got.Version+" "+got.Suite, tc.want)
+		})
+	}
+
+	t.Run("signed before unsigned whatever the index order", func(t *testing.T) {
+		for _, order := range [][]int{{0, 1}, {1, 0}} {
+			list := []debian.Package{
+				pkg("s", "linux-image-6.1.0-56-cloud-amd64-unsigned", "6.1.192-2"),
+				pkg("s", "linux-image-6.1.0-56-cloud-amd64", "6.1.192-2"),
+			}
+			idx := &debian.Index{Suite: "s", Packages: []debian.Package{list[order[0]], list[order[1]]}}
+			got, err := query{series: "6.1", flavour: "cloud-amd64"}.choose([]*debian.Index{idx})
+			assert.NilError(t, err)
+			assert.Equal(t, got.Name, "linux-image-6.1.0-56-cloud-amd64")
+		}
+	})
+	t.Run("the earlier suite at the same version", func(t *testing.T) {
+		a := &debian.Index{Suite: "a", Packages: []debian.Package{pkg("a", "linux-image-6.1.0-1-cloud-amd64", "1")}}
+		b := &debian.Index{Suite: "b", Packages: []debian.Package{pkg("b", "linux-image-6.1.0-1-cloud-amd64", "1")}}
+		got, err := query{series: "6.1", flavour: "cloud-amd64"}.choose([]*debian.Index{b, a})
+		assert.NilError(t, err)
+		assert.Equal(t, got.Suite, "b")
+	})
+}
+
+func TestPackageParts(t *testing.T) {
+	const v = "7.3.4-1~bpo13+1"
+	pkg := func(suite, name, version, depends string) debian.Package {
+		return debian.Package{Name: name, Version: version, Suite: suite, Depends: depends}
+	}
+	meta := pkg("tb", "linux-image-7.3.4+deb13-cloud-amd64", v,
+		"dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.3.4+deb13-cloud-amd64 (= "+v+"), "+
+			"linux-binary-7.3.4+deb13-cloud-amd64 (= "+v+"), linux-modules-7.3.4+deb13-cloud-amd64 (= "+v+")")
+	idxs := []*debian.Index{
+		{Suite: "sid", Packages: []debian.Package{
+			pkg("sid", "linux-binary-7.3.4+deb13-cloud-amd64", "7.3.4-1", ""),
+			pkg("sid", "linux-modules-7.3.4+deb13-cloud-amd64", v, ""),
+		}},
+		{Suite: "tb", Packages: []debian.Package{
+			meta,
+			pkg("tb", "linux-binary-7.3.4+deb13-cloud-amd64", "7.3.4-1~bpo13+0", ""),
+			pkg("tb", "linux-binary-7.3.4+deb13-cloud-amd64", v, ""),
+			pkg("tb", "linux-modules-7.3.4+deb13-cloud-amd64", v, ""),
+			pkg("tb", "linux-base-7.3.4+deb13-cloud-amd64", v, ""),
+			pkg("tb", "linux-image-6.12-cloud-amd64", "6.12.117-1", "linux-image-6.12.117+deb12-cloud-amd64 (= 6.12.117-1)"),
+			pkg("tb", "linux-image-6.12.117+deb12-cloud-amd64", "6.12.117-1", "kmod, linux-base (>= 4.3~)"),
+			pkg("tb", "linux-image-7.9.1+deb13-cloud-amd64", "7.9.1-1", "linux-binary-7.9.1+deb13-cloud-amd64 (= 7.9.1-1)"),
+		}},
+	}
+	describe := func(ps []debian.Package) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name+" "+p.Version+" "+p.Suite)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		from      debian.Package
+		wantImage string
+		wantParts []string
+		err       string
+	}{
+		{
+			name:      "newer layout: meta, base, binary and modules at the pinned version from the same suite",
+			from:      meta,
+			wantImage: "linux-image-7.3.4+deb13-cloud-amd64",
+			wantParts: []string{
+				"linux-image-7.3.4+deb13-cloud-amd64 " + v + " tb",
+				"linux-base-7.3.4+deb13-cloud-amd64 " + v + " tb",
+				"linux-binary-7.3.4+deb13-cloud-amd64 " + v + " tb",
+				"linux-modules-7.3.4+deb13-cloud-amd64 " + v + " tb",
+			},
+		},
+		{
+			name:      "older layout: the image alone",
+			from:      idxs[1].Packages[6],
+			wantImage: "linux-image-6.12.117+deb12-cloud-amd64",
+			wantParts: []string{"linux-image-6.12.117+deb12-cloud-amd64 6.12.117-1 tb"},
+		},
+		{
+			name:      "a meta package leads to its image",
+			from:      idxs[1].Packages[5],
+			wantImage: "linux-image-6.12.117+deb12-cloud-amd64",
+			wantParts: []string{"linux-image-6.12.117+deb12-cloud-amd64 6.12.117-1 tb"},
+		},
+		{
+			name: "a missing part",
+			from: idxs[1].Packages[7],
+			err:  "linux-binary-7.9.1+deb13-cloud-amd64 (= 7.9.1-1), needed by linux-image-7.9.1+deb13-cloud-amd64 7.9.1-1, not found in sid, tb",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			image, parts, err := packageParts(tc.from, idxs)
+			if tc.err != "" {
+				assert.Error(t, err, tc.err)
+				return
+			}
+			assert.NilError(t, err)
+			assert.Equal(t, image.Name, tc.wantImage)
+			assert.DeepEqual(t, describe(parts), tc.wantParts)
+		})
+	}
+}

@@ -1,0 +1,177 @@
+// Package results is the one schema fusematrix speaks: the events a guest
+// agent streams to the host while it works, and the run summary the host
+// writes once every kernel has finished. Guest and host both import it and
+// nothing else of each other, so a change here is a change of the wire
+// protocol: bump SchemaVersion when a field changes meaning.
+package results
+
+import "time"
+
+// SchemaVersion is written into every run summary so that later tools
+// (compare, bisect) can refuse files they do not understand.
+const SchemaVersion = 1
+
+// Status is the outcome of one probe, scenario or benchmark.
+type Status string
+
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	// Skip means the kernel lacks what the check needs; Reason says what.
+	Skip Status = "skip"
+	// Error means the check itself could not run (setup failed, timeout),
+	// which says nothing about the kernel's behaviour.
+	Error Status = "error"
+)
+
+func (s Status) valid() bool {
+	switch s {
+	case Pass, Fail, Skip, Error:
+		return true
+	}
+	return false
+}
+
+// Kind says what a result measures.
+type Kind string
+
+const (
+	Probe     Kind = "probe"     // a fact about the kernel
+	Scenario  Kind = "scenario"  // a correctness check
+	Benchmark Kind = "benchmark" // a measurement
+)
+
+func (k Kind) valid() bool {
+	switch k {
+	case Probe, Scenario, Benchmark:
+		return true
+	}
+	return false
+}
+
+// Result is the outcome of one probe, scenario or benchmark in one guest.
+type Result struct {
+	ID     string `json:"id"`
+	Kind   Kind   `json:"kind"`
+	Status Status `json:"status"`
+	// Reason explains any status but pass, and may annotate a pass.
+	Reason string `json:"reason,omitempty"`
+	// Metrics holds numbers (throughput, ratios); Facts holds observed
+	// values that are not numbers (errnos, modes).
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+	Facts   map[string]string  `json:"facts,omitempty"`
+	Seconds float64            `json:"seconds"`
+}
+
+// Capabilities is what the kernel offered in FUSE_INIT.
+type Capabilities struct {
+	FuseMajor uint32 `json:"fuse_major"`
+	FuseMinor uint32 `json:"fuse_minor"`
+	// Passthrough is true when the kernel offered FUSE_PASSTHROUGH.
+	Passthrough bool `json:"passthrough"`
+	// InitFlags names every bit of flags and flags2 the kernel set; bits
+	// without a name appear as "bit N", never dropped.
+	InitFlags []string `json:"init_flags"`
+	// Flags is the raw 64-bit value (flags | flags2<<32) behind InitFlags.
+	Flags        uint64 `json:"flags"`
+	MaxReadahead uint32 `json:"max_readahead"`
+}
+
+// Kernel is everything one guest produced, plus what the host observed
+// about booting it.
+type Kernel struct {
+	// Name is how the user asked for the kernel (a selector or a path).
+	Name string `json:"name"`
+	// Source identifies the exact artefact booted, e.g. the Debian package
+	// name and version.
+	Source  string `json:"source,omitempty"`
+	Release string `json:"release,omitempty"`
+	// Accel is the accelerator that produced the results ("kvm" or "tcg");
+	// AccelNote says why it is not the first one tried.
+	Accel     string `json:"accel,omitempty"`
+	AccelNote string `json:"accel_note,omitempty"`
+	// Status is Pass when the guest ran to its done event with consistent
+	// counts, Error otherwise; Error explains.
+	Status Status `json:"status"`
+	Error  string `json:"error,omitempty"`
+	// HelloSeconds is the time from QEMU start to the agent's hello.
+	HelloSeconds float64 `json:"hello_seconds,omitempty"`
+	Seconds      float64 `json:"seconds"`
+	// ConsoleLog is the guest console file, relative to the results file.
+	ConsoleLog string `json:"console_log,omitempty"`
+	// ConsoleTail holds the last console lines when the run failed.
+	ConsoleTail  []string      `json:"console_tail,omitempty"`
+	AgentVersion string        `json:"agent_version,omitempty"`
+	Capabilities *Capabilities `json:"capabilities,omitempty"`
+	Results      []Result      `json:"results"`
+}
+
+// Run is the summary of one fusematrix invocation: results.json.
+type Run struct {
+	Schema   int       `json:"schema"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Host     Host      `json:"host"`
+	Kernels  []Kernel  `json:"kernels"`
+}
+
+// Host describes the machine that ran the guests, since throughput figures
+// mean little without it.
+type Host struct {
+	QEMU  string `json:"qemu,omitempty"`
+	CPUs  int    `json:"cpus"`
+	Jobs  int    `json:"jobs"`
+	Accel string `json:"accel"` // what was asked for: auto, kvm, tcg
+}
+
+// Counts tallies results by status.
+type Counts struct {
+	Results int `json:"results"`
+	Pass    int `json:"pass"`
+	Fail    int `json:"fail"`
+	Skip    int `json:"skip"`
+	Error   int `json:"error"`
+}
+
+// Add counts one more result.
+func (c *Counts) Add(s Status) {
+	c.Results++
+	switch s {
+	case Pass:
+		c.Pass++
+	case Fail:
+		c.Fail++
+	case Skip:
+		c.Skip++
+	case Error:
+		c.Error++
+	}
+}
+
+// Count tallies rs.
+func Count(rs []Result) Counts {
+	var c Counts
+	for _, r := range rs {
+		c.Add(r.Status)
+	}
+	return c
+}
+
+// OK reports whether the kernel ran to completion and nothing failed.
+func (k *Kernel) OK() bool {
+	if k.Status != Pass {
+		return false
+	}
+	c := Count(k.Results)
+	return c.Fail == 0 && c.Error == 0
+}
+
+// Result returns the result with the given id, or nil.
+func (k *Kernel) Result(id string) *Result {
+	for i := range k.Results {
+		if k.Results[i].ID == id {
+			return &k.Results[i]
+		}
+	}
+	return nil
+}

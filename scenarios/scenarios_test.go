@@ -1,0 +1,295 @@
+package scenarios
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios/server"
+)
+
+func testEnv(t *testing.T) *Env {
+	return &Env{Dir: t.TempDir(), Logf: t.Logf, BenchBytes: 8 << 20, BlockSize: 64 << 10}
+}
+
+// needMount skips tests that mount when this run cannot.
+func needMount(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("mounts FUSE; skipped in -short mode")
+	}
+	if err := server.CanMount(); err != nil {
+		t.Skipf("cannot mount FUSE here: %v", err)
+	}
+}
+
+// hostCapabilities runs the fuse-init probe on this machine.
+func hostCapabilities(t *testing.T) *results.Capabilities {
+	t.Helper()
+	needMount(t)
+	env := testEnv(t)
+	r := runFuseInit(context.Background(), env)
+	assert.Assert(t, is.Equal(r.Status, results.Pass), r.Reason)
+	return env.Capabilities
+}
+
+func needPassthrough(t *testing.T) *results.Capabilities {
+	t.Helper()
+	caps := hostCapabilities(t)
+	if !caps.Passthrough {
+		t.Skipf("this kernel does not offer FUSE_PASSTHROUGH (protocol %s)", protocol(caps))
+	}
+	return caps
+}
+
+func TestAllIDsValid(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range All() {
+		ev := results.Event{Type: results.ResultEvent, Result: &results.Result{ID: s.ID, Kind: s.Kind, Status: results.Pass}}
+		assert.Check(t, ev.Validate(results.DefaultLimits), "scenario %q", s.ID)
+		assert.Check(t, !seen[s.ID], "duplicate id %q", s.ID)
+		assert.Check(t, s.Timeout > 0 && s.Run != nil && s.Description != "", "scenario %q incomplete", s.ID)
+		seen[s.ID] = true
+	}
+}
+
+func TestInitResult(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		minor        uint32
+		flags        uint64
+		wantPT       bool
+		wantFlags    []string
+		wantProtocol string
+	}{
+		{name: "passthrough offered", minor: 41, flags: 1<<37 | 1<<30 | 1, wantPT: true,
+			wantFlags: []string{"async_read", "init_ext", "passthrough"}, wantProtocol: "7.41"},
+		{name: "no passthrough", minor: 38, flags: 1<<30 | 1<<36, wantPT: false,
+			wantFlags: []string{"init_ext", "direct_io_allow_mmap"}, wantProtocol: "7.38"},
+		{name: "unknown bit", minor: 45, flags: 1 << 50, wantFlags: []string{"bit 50"}, wantProtocol: "7.45"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := initResult(7, tc.minor, 131072, tc.flags)
+			assert.Equal(t, p.Status, results.Pass)
+			assert.Equal(t, p.Facts["protocol"], tc.wantProtocol)
+			assert.DeepEqual(t, p.caps, &results.Capabilities{
+				FuseMajor: 7, FuseMinor: tc.minor, Passthrough: tc.wantPT,
+				InitFlags: tc.wantFlags, Flags: tc.flags, MaxReadahead: 131072,
+			})
+		})
+	}
+}
+
+func TestFuseInitProbe(t *testing.T) {
+	caps := hostCapabilities(t)
+	assert.Check(t, is.Equal(caps.FuseMajor, uint32(7)))
+	assert.Check(t, caps.FuseMinor > 0)
+	assert.Check(t, is.Contains(caps.InitFlags, "init_ext"))
+	assert.Check(t, is.Equal(caps.Passthrough, caps.Flags&(1<<37) != 0))
+}
+
+func TestPassthroughReadSkips(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		caps *results.Capabilities
+		want string
+	}{
+		{name: "no probe result", caps: nil, want: "fuse-init did not report what the kernel offers"},
+		{
+			name: "kernel without passthrough",
+			caps: &results.Capabilities{FuseMajor: 7, FuseMinor: 38},
+			want: "kernel does not offer FUSE_PASSTHROUGH (INIT flags2 bit 5); protocol 7.38",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := testEnv(t)
+			env.Capabilities = tc.caps
+			r := passthroughRead.Run(context.Background(), env)
+			assert.DeepEqual(t, r, results.Result{Status: results.Skip, Reason: tc.want})
+		})
+	}
+}
+
+func TestPassthroughRead(t *testing.T) {
+	caps := needPassthrough(t)
+	for _, tc := range []struct {
+		name       string
+		mount      func(env *Env) mountFunc // nil: the scenario's own
+		wantStatus results.Status
+		wantReason []string
+	}{
+		{name: "passthrough loopback", wantStatus: results.Pass},
+		{
+			name: "classic server",
+			mount: func(env *Env) mountFunc {
+				return func(ctx context.Context, mnt, backing string) (*server.Mount, error) {
+					return server.Loopback(ctx, mnt, backing, server.Options{Passthrough: false})
+				}
+			},
+			wantStatus: results.Fail,
+			wantReason: []string{
+				"open reply without FOPEN_PASSTHROUGH: BACKING_OPEN failed: EPERM (operation not permitted)",
+				"READ requests",
+			},
+		},
+		{
+			name:       "passthrough to the wrong file",
+			mount:      decoyMount,
+			wantStatus: results.Fail,
+			wantReason: []string{"bytes differ at offset 12345"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := testEnv(t)
+			env.Capabilities = caps
+			var r results.Result
+			if tc.mount == nil {
+				r = passthroughRead.Run(context.Background(), env)
+			} else {
+				r = passthroughReadWith(context.Background(), env, tc.mount(env))
+			}
+			assert.Equal(t, r.Status, tc.wantStatus, r.Reason)
+			for _, want := range tc.wantReason {
+				assert.Check(t, is.Contains(r.Reason, want))
+			}
+			if tc.wantStatus == results.Pass {
+				assert.Check(t, is.Equal(r.Facts["read_requests"], "0"))
+				assert.Check(t, r.Facts["backing_id"] != "0")
+			}
+		})
+	}
+}
+
+// decoyMount registers, for every file, a copy of it with the byte at
+// offset 12345 changed as the backing file: passthrough happens, with the
+// wrong data.
+func decoyMount(env *Env) mountFunc {
+	return func(ctx context.Context, mnt, backing string) (*server.Mount, error) {
+		data, err := os.ReadFile(filepath.Join(backing, "file"))
+		if err != nil {
+			return nil, err
+		}
+		data[12345]++
+		decoy := filepath.Join(env.Dir, "decoy")
+		if err := os.WriteFile(decoy, data, 0o644); err != nil {
+			return nil, err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(backing, &st); err != nil {
+			return nil, err
+		}
+		root := &fs.LoopbackRoot{Path: backing, Dev: st.Dev}
+		root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
+			return &decoyNode{LoopbackNode: fs.LoopbackNode{RootData: r}, decoy: decoy}
+		}
+		root.RootNode = root.NewNode(root, nil, "", &st)
+		return server.Node(ctx, mnt, root.RootNode, server.Options{Passthrough: true})
+	}
+}
+
+type decoyNode struct {
+	fs.LoopbackNode
+	decoy string
+}
+
+func (n *decoyNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	fd, err := syscall.Open(n.decoy, syscall.O_RDONLY, 0)
+	if err != nil {
+		return nil, 0, fs.ToErrno(err)
+	}
+	return fs.NewLoopbackFile(fd), 0, 0
+}
+
+func TestSeqRead(t *testing.T) {
+	caps := hostCapabilities(t)
+	noPT := &results.Capabilities{FuseMajor: caps.FuseMajor, FuseMinor: caps.FuseMinor}
+	for _, tc := range []struct {
+		name        string
+		caps        *results.Capabilities
+		modes       func(env *Env) []seqMode
+		wantStatus  results.Status
+		wantMetrics []string
+		wantFacts   map[string]string
+		wantReason  string
+	}{
+		{
+			name:        "all modes",
+			caps:        caps,
+			wantStatus:  results.Pass,
+			wantMetrics: []string{"native_mbps", "noop_mbps", "noop_ratio", "classic_mbps", "classic_ratio", "passthrough_mbps", "passthrough_ratio"},
+			wantFacts:   map[string]string{"passthrough_active": "true", "bytes": "8388608", "block_size": "65536", "passthrough_read_requests": "0"},
+		},
+		{
+			name:        "kernel without passthrough",
+			caps:        noPT,
+			wantStatus:  results.Pass,
+			wantMetrics: []string{"native_mbps", "noop_mbps", "noop_ratio", "classic_mbps", "classic_ratio"},
+			wantFacts: map[string]string{
+				"passthrough_active": "false",
+				"passthrough_absent": "kernel does not offer FUSE_PASSTHROUGH (INIT flags2 bit 5); protocol " + protocol(caps),
+			},
+		},
+		{
+			name: "passthrough label on a classic mount",
+			caps: caps,
+			modes: func(env *Env) []seqMode {
+				ms := seqModes(env)
+				ms[3].mount = ms[2].mount
+				return ms
+			},
+			wantStatus:  results.Fail,
+			wantMetrics: []string{"native_mbps", "noop_mbps", "noop_ratio", "classic_mbps", "classic_ratio"},
+			wantFacts:   map[string]string{"passthrough_active": "false"},
+			wantReason:  "passthrough: open reply without FOPEN_PASSTHROUGH: BACKING_OPEN failed: EPERM",
+		},
+		{
+			name: "short file",
+			caps: noPT,
+			modes: func(env *Env) []seqMode {
+				ms := seqModes(env)
+				noop := ms[1].mount
+				ms[1].mount = func(ctx context.Context, mnt, backing string, size int64) (*server.Mount, string, error) {
+					return noop(ctx, mnt, backing, size/2)
+				}
+				return ms
+			},
+			wantStatus:  results.Error,
+			wantMetrics: []string{"native_mbps"},
+			wantReason:  "noop: read 4194304 bytes, want 8388608",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.caps == caps && !caps.Passthrough {
+				t.Skip("this kernel does not offer FUSE_PASSTHROUGH")
+			}
+			env := testEnv(t)
+			env.Capabilities = tc.caps
+			modes := seqModes(env)
+			if tc.modes != nil {
+				modes = tc.modes(env)
+			}
+			r := seqReadWith(context.Background(), env, modes)
+			assert.Equal(t, r.Status, tc.wantStatus, r.Reason)
+			assert.Check(t, is.Contains(r.Reason, tc.wantReason))
+			var got []string
+			for k, v := range r.Metrics {
+				assert.Check(t, v > 0, "%s = %v", k, v)
+				got = append(got, k)
+			}
+			slices.Sort(got)
+			slices.Sort(tc.wantMetrics)
+			assert.Check(t, is.DeepEqual(got, tc.wantMetrics))
+			for k, v := range tc.wantFacts {
+				assert.Check(t, is.Equal(r.Facts[k], v), "fact %s", k)
+			}
+		})
+	}
+}

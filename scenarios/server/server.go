@@ -1,0 +1,218 @@
+// Package server holds the go-fuse file systems fusematrix mounts inside a
+// guest — a loopback over a directory with or without passthrough, and a
+// NOOP file system — together with an Observer that records what the
+// daemon answered and what reached it, so that a scenario can prove that
+// passthrough happened instead of assuming it.
+//
+// Every mount is a direct mount(2) of /dev/fuse: guests have no fusermount.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a mount.
+type Options struct {
+	// Passthrough leaves FUSE_PASSTHROUGH negotiable. When false the
+	// server refuses the capability, which makes it a classic FUSE server
+	// even on a kernel that offers passthrough.
+	Passthrough bool
+	// Logf receives go-fuse's own log lines, except its splice fallback
+	// chatter. Nil drops them.
+	Logf func(format string, args ...any)
+	// Name shows up as the mount's fsname in /proc/self/mountinfo.
+	Name string
+}
+
+// Mount is a mounted, serving file system.
+type Mount struct {
+	// Dir is the mount point.
+	Dir      string
+	Observer *Observer
+	srv      *fuse.Server
+	// conn names the connection in FusectlDir; empty if unknown.
+	conn string
+}
+
+// KernelSettings returns the kernel's FUSE_INIT request: what the kernel
+// offered, before the server picked from it.
+func (m *Mount) KernelSettings() *fuse.InitIn { return m.srv.KernelSettings() }
+
+// Server returns the go-fuse server behind the mount.
+func (m *Mount) Server() *fuse.Server { return m.srv }
+
+// releaseWait bounds how long Unmount waits for the kernel's RELEASE of
+// files closed just before.
+const releaseWait = 2 * time.Second
+
+// Unmount unmounts and waits for the server to stop.
+//
+// The kernel sends RELEASE asynchronously after the last close; unmounting
+// before the server has handled it drops the request, and the loopback's
+// descriptor for the backing file stays open for the life of the process.
+// So Unmount first gives outstanding releases a moment.
+//
+// When the kernel refuses (a file still open), the connection is aborted
+// through fusectl and the mount detached, so that the mount point is free
+// and no later close(2) can wait on a server that is gone; the refusal is
+// returned.
+func (m *Mount) Unmount() error {
+	for deadline := time.Now().Add(releaseWait); m.Observer.handles.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
+	err := m.srv.Unmount()
+	if err == nil {
+		return nil
+	}
+	if m.conn != "" {
+		if aerr := os.WriteFile(filepath.Join(FusectlDir, m.conn, "abort"), []byte("1"), 0); aerr != nil {
+			err = errors.Join(err, fmt.Errorf("abort: %w", aerr))
+		}
+	}
+	if derr := unix.Unmount(m.Dir, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
+		err = errors.Join(err, fmt.Errorf("detach: %w", derr))
+	}
+	return fmt.Errorf("unmount %s: %w", m.Dir, err)
+}
+
+// FusectlDir is where the FUSE control file system lists connections.
+const FusectlDir = "/sys/fs/fuse/connections"
+
+// Connection returns the name of the FUSE connection mounted at dir in
+// FusectlDir: the kernel names it after the super block's dev_t,
+// MKDEV(major, minor), which differs from the encoding stat(2) returns.
+func Connection(dir string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", err
+	}
+	return strconv.FormatUint(uint64(unix.Major(st.Dev))<<20|uint64(unix.Minor(st.Dev)), 10), nil
+}
+
+// Loopback mounts at mountpoint a loopback of backing, go-fuse's own
+// loopback file system, whose files offer their descriptor for
+// passthrough.
+func Loopback(ctx context.Context, mountpoint, backing string, o Options) (*Mount, error) {
+	root, err := fs.NewLoopbackRoot(backing)
+	if err != nil {
+		return nil, fmt.Errorf("loopback of %s: %w", backing, err)
+	}
+	if o.Name == "" {
+		o.Name = "fusematrix-loopback"
+	}
+	return Node(ctx, mountpoint, root, o)
+}
+
+// Node mounts the node tree rooted at root at mountpoint, observed.
+func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Options) (*Mount, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	if o.Name == "" {
+		o.Name = "fusematrix"
+	}
+	logger := log.New(logSink{o.Logf}, "go-fuse: ", 0)
+	obs := &Observer{}
+	timeout := time.Second
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			DirectMount:       true,
+			DirectMountStrict: true,
+			FsName:            o.Name,
+			Name:              "fusematrix",
+			Logger:            logger,
+		},
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		Logger:          logger,
+		ServerCallbacks: callbacks{obs},
+	}
+	if !o.Passthrough {
+		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
+	}
+	obs.RawFileSystem = fs.NewNodeFS(root, opts)
+
+	type made struct {
+		srv *fuse.Server
+		err error
+	}
+	done := make(chan made, 1)
+	go func() {
+		// NewServer reads the kernel's INIT synchronously; run it aside
+		// so that a kernel that never sends one cannot hold ctx hostage.
+		srv, err := fuse.NewServer(obs, mountpoint, &opts.MountOptions)
+		if err == nil {
+			go srv.Serve()
+			err = srv.WaitMount()
+			if err != nil {
+				_ = srv.Unmount()
+			}
+		}
+		done <- made{srv, err}
+	}()
+	select {
+	case m := <-done:
+		if m.err != nil {
+			return nil, fmt.Errorf("mount %s: %w", mountpoint, m.err)
+		}
+		conn, _ := Connection(mountpoint)
+		return &Mount{Dir: mountpoint, Observer: obs, srv: m.srv, conn: conn}, nil
+	case <-ctx.Done():
+		// Detaching ends the connection, which frees the goroutine above;
+		// a server that came up anyway is taken down when it does.
+		_ = unix.Unmount(mountpoint, unix.MNT_DETACH)
+		go func() {
+			if m := <-done; m.err == nil {
+				_ = m.srv.Unmount()
+			}
+		}()
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, ctx.Err())
+	}
+}
+
+// DevFuse is the device every mount opens.
+const DevFuse = "/dev/fuse"
+
+// CanMount reports why this process cannot mount FUSE directly, or nil:
+// a direct mount needs /dev/fuse and CAP_SYS_ADMIN (checked as root, which
+// is what the guest agent and privileged test runs are).
+func CanMount() error {
+	st, err := os.Stat(DevFuse)
+	if err != nil {
+		return fmt.Errorf("no %s: %w", DevFuse, err)
+	}
+	if st.Mode()&os.ModeCharDevice == 0 {
+		return fmt.Errorf("%s is not a character device (%s)", DevFuse, st.Mode())
+	}
+	if uid := os.Geteuid(); uid != 0 {
+		return fmt.Errorf("mounting %s needs root, running as uid %d", DevFuse, uid)
+	}
+	return nil
+}
+
+// logSink drops go-fuse's splice fallback messages: it logs one whenever a
+// reply does not fit its pipe, which on small-pipe kernels is every large
+// read and would drown anything useful.
+type logSink struct {
+	logf func(format string, args ...any)
+}
+
+func (s logSink) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
+	if s.logf != nil && !strings.Contains(line, "trySplice") {
+		s.logf("%s", line)
+	}
+	return len(p), nil
+}
