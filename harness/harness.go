@@ -114,6 +114,11 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 	for i, name := range o.Kernels {
 		w.run.Kernels[i] = results.Kernel{Name: name, Status: results.Error, Error: "not run"}
 	}
+	// On disk from the start: even a run killed outright says what it meant to do.
+	w.flush()
+	if w.err != nil {
+		return nil, fmt.Errorf("results folder: %w", w.err)
+	}
 
 	base, err := initramfs.Base(ctx, initramfs.Options{
 		ModuleDir: o.SourceDir,
@@ -146,7 +151,8 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 		}()
 	}
 	wg.Wait()
-	return w.finish(), nil
+	run := w.finish()
+	return run, w.err
 }
 
 // runKernel resolves, prepares and boots one kernel; every failure ends up
@@ -233,13 +239,15 @@ func accelPlan(accel string, note *string) []qemu.Accel {
 
 // agentArgs passes run options to the agent on the kernel command line.
 func agentArgs(o Options) string {
-	args := []string{o.Append, "fusematrix.port=" + PortName}
+	args := []string{"fusematrix.port=" + PortName}
 	if o.Run != "" {
 		args = append(args, "fusematrix.run="+o.Run)
 	}
 	if o.BenchMiB > 0 {
 		args = append(args, fmt.Sprintf("fusematrix.bench_mib=%d", o.BenchMiB))
 	}
+	// The user's arguments come last so that they can override ours.
+	args = append(args, o.Append)
 	return strings.TrimSpace(strings.Join(args, " "))
 }
 
@@ -292,9 +300,6 @@ func (w *writer) flush() {
 		writeFile(filepath.Join(w.dir, "junit.xml"), func(f io.Writer) error { return report.JUnit(f, w.run) }),
 	)
 }
-
-// Err returns the last error writing the summary.
-func (w *writer) Err() error { return w.err }
 
 func writeFile(path string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
