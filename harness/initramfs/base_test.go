@@ -17,28 +17,15 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 )
 
-// fallbackAgent stands in for the agent while it does not build.
-const fallbackAgent = "github.com/u-root/u-root/cmds/core/echo"
-
-// projectOptions returns Options for this project's module. If the real
-// agent does not build (it is being written), it uses u-root's echo and
-// says so in note.
-func projectOptions(tb testing.TB) (o Options, note string) {
+// projectOptions returns Options that build this project's real agent
+// into a fresh cache.
+func projectOptions(tb testing.TB) Options {
 	tb.Helper()
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	assert.NilError(tb, err)
 	dir := filepath.Dir(strings.TrimSpace(string(gomod)))
 	assert.Assert(tb, dir != "." && dir != "/", "not inside a module: %q", gomod)
-	o = Options{ModuleDir: dir, AgentPkg: DefaultAgentPkg, CacheDir: tb.TempDir()}
-
-	cmd := exec.Command("go", "build", "-o", os.DevNull, DefaultAgentPkg)
-	cmd.Dir = dir
-	cmd.Env = goEnv()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		o.AgentPkg = fallbackAgent
-		note = fmt.Sprintf("agent %s does not build yet, testing with %s: %v: %s", DefaultAgentPkg, fallbackAgent, err, firstLine(string(out)))
-	}
-	return o, note
+	return Options{ModuleDir: dir, AgentPkg: DefaultAgentPkg, CacheDir: tb.TempDir()}
 }
 
 func firstLine(s string) string {
@@ -51,10 +38,7 @@ func TestBaseIntegration(t *testing.T) {
 		t.Skip("builds a u-root image with gobusybox (several seconds of CPU); skipped under -short")
 	}
 	ctx := context.Background()
-	o, note := projectOptions(t)
-	if note != "" {
-		t.Log(note)
-	}
+	o := projectOptions(t)
 	o.AgentArgs = []string{"-v", "two words"}
 	agent := path.Base(o.AgentPkg)
 
@@ -160,4 +144,27 @@ func mustDefaults(t *testing.T, o Options) Options {
 	o, err := o.withDefaults()
 	assert.NilError(t, err)
 	return o
+}
+
+// BenchmarkBase measures building the base image from an empty cache
+// (cold: gobusybox compiles everything) and reusing it (warm: the content
+// hash only). Run with -benchtime 1x for the cold case.
+func BenchmarkBase(b *testing.B) {
+	ctx := context.Background()
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			o := projectOptions(b)
+			_, err := Base(ctx, o)
+			assert.NilError(b, err)
+		}
+	})
+	b.Run("warm", func(b *testing.B) {
+		o := projectOptions(b)
+		_, err := Base(ctx, o)
+		assert.NilError(b, err)
+		for b.Loop() {
+			_, err := Base(ctx, o)
+			assert.NilError(b, err)
+		}
+	})
 }

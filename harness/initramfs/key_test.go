@@ -135,13 +135,7 @@ func BenchmarkCacheKey(b *testing.B) {
 		options func(b *testing.B) Options
 	}{
 		{name: "fake module", options: func(b *testing.B) Options { return fakeOptions(fakeModule(b)) }},
-		{name: "project", options: func(b *testing.B) Options {
-			o, note := projectOptions(b)
-			if note != "" {
-				b.Log(note)
-			}
-			return o
-		}},
+		{name: "project", options: func(b *testing.B) Options { return projectOptions(b) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			o, err := bc.options(b).withDefaults()
