@@ -8,7 +8,7 @@ KERNELS ?=
 ARGS    ?=
 BIN     := bin/fusematrix
 
-.PHONY: all deps build matrix test test-short bench vet clean
+.PHONY: all deps build matrix caps test test-short bench clean
 
 all: build
 
@@ -30,6 +30,10 @@ build:
 
 matrix: deps build
 	./$(BIN) matrix -j $(JOBS) -out $(OUT)/matrix $(ARGS) $(KERNELS)
+
+# caps boots the kernels with probes only and prints the capability table.
+caps: deps build
+	./$(BIN) caps -out $(OUT)/caps $(ARGS) $(KERNELS)
 
 # test runs unit tests and the integration tests that boot the default
 # kernels under TCG (kernels are fetched once into the user's cache).

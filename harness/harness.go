@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/expect"
 	"github.com/fusematrix/fusematrix/harness/initramfs"
 	"github.com/fusematrix/fusematrix/harness/qemu"
 	"github.com/fusematrix/fusematrix/kernels"
@@ -218,6 +219,13 @@ func runKernel(ctx context.Context, index int, name string, base string, o Optio
 		for _, l := range kr.ConsoleTail[max(0, len(kr.ConsoleTail)-5):] {
 			o.Logf("%s:   | %s", name, l)
 		}
+	}
+	if kr.Config, err = k.ConfigOptions(); err != nil {
+		o.Logf("%s: warning: %v; expectations fall back on the version", name, err)
+	}
+	// Expectations on a kernel that did not run would only be noise.
+	if kr.Status == results.Pass {
+		kr.Results = append(kr.Results, expect.Evaluate(&kr)...)
 	}
 	return kr
 }

@@ -83,6 +83,43 @@ func TestDefaultMatrix(t *testing.T) {
 	assert.Check(t, is.Equal(pr.Status, results.Pass), pr.Reason)
 	assert.Check(t, cur.Result("seq-read").Metrics["passthrough_mbps"] > 0)
 
+	// Probes: facts that tell the kernels apart, from the kernels themselves.
+	fact := func(k *results.Kernel, id, key string) string {
+		r := k.Result(id)
+		assert.Assert(t, r != nil, "%s: no %s result", k.Name, id)
+		return r.Facts[key]
+	}
+	for _, k := range []*results.Kernel{old, cur} {
+		assert.Check(t, k.OK(), "%s: a result failed", k.Name)
+		var expectations int
+		for _, r := range k.Results {
+			if r.Kind == results.Expectation {
+				expectations++
+				assert.Check(t, r.Status != results.Fail, "%s %s: %s", k.Name, r.ID, r.Reason)
+			}
+		}
+		assert.Check(t, expectations > 0, "%s: no expectations evaluated", k.Name)
+		assert.Equal(t, k.Result("fuse-features").Status, results.Pass)
+	}
+	assert.Check(t, is.Equal(old.Result("passthrough-ioctl").Status, results.Skip))
+	assert.Check(t, is.Equal(fact(old, "passthrough-ioctl", "not_negotiated"), "ENOTTY"))
+	assert.Check(t, is.Equal(old.Capabilities.PassthroughABI, ""))
+	_, has = old.Config["CONFIG_FUSE_PASSTHROUGH"]
+	assert.Check(t, !has, "6.1 predates CONFIG_FUSE_PASSTHROUGH")
+	assert.Check(t, is.Equal(old.Config["CONFIG_FUSE_FS"], "m"))
+
+	assert.Check(t, is.Equal(cur.Result("passthrough-ioctl").Status, results.Pass))
+	assert.Check(t, is.Equal(cur.Capabilities.PassthroughABI, "upstream"))
+	assert.Check(t, is.Equal(cur.Config["CONFIG_FUSE_PASSTHROUGH"], "y"))
+	for key, want := range map[string]string{
+		"backing_open": "ok", "backing_close": "ok", "not_negotiated": "EPERM", "bad_fd": "EBADF",
+		"flags_nonzero": "EINVAL", "stacked_too_deep": "ELOOP", "close_unknown": "ENOENT",
+		"close_zero": "EINVAL", "writeback_cache": "refused",
+	} {
+		assert.Check(t, is.Equal(fact(cur, "passthrough-ioctl", key), want), key)
+	}
+	assert.Check(t, is.Equal(cur.Result("expect/passthrough-works").Status, results.Pass))
+
 	// What was returned is what was written.
 	b, err := os.ReadFile(filepath.Join(out, "results.json"))
 	assert.NilError(t, err)

@@ -39,11 +39,15 @@ const (
 	Probe     Kind = "probe"     // a fact about the kernel
 	Scenario  Kind = "scenario"  // a correctness check
 	Benchmark Kind = "benchmark" // a measurement
+	// Expectation compares an observed capability with what the kernel's
+	// config or version says it must be. The host derives these; facts
+	// "expected", "observed" and "basis" say why.
+	Expectation Kind = "expectation"
 )
 
 func (k Kind) valid() bool {
 	switch k {
-	case Probe, Scenario, Benchmark:
+	case Probe, Scenario, Benchmark, Expectation:
 		return true
 	}
 	return false
@@ -69,12 +73,19 @@ type Capabilities struct {
 	FuseMinor uint32 `json:"fuse_minor"`
 	// Passthrough is true when the kernel offered FUSE_PASSTHROUGH.
 	Passthrough bool `json:"passthrough"`
+	// PassthroughABI is "upstream" (6.9+ FUSE_PASSTHROUGH, backing ids),
+	// "android" (the out-of-tree Android variant, a different INIT bit and
+	// ioctl), or "" when the kernel offers neither.
+	PassthroughABI string `json:"passthrough_abi,omitempty"`
 	// InitFlags names every bit of flags and flags2 the kernel set; bits
 	// without a name appear as "bit N", never dropped.
 	InitFlags []string `json:"init_flags"`
 	// Flags is the raw 64-bit value (flags | flags2<<32) behind InitFlags.
 	Flags        uint64 `json:"flags"`
 	MaxReadahead uint32 `json:"max_readahead"`
+	// MaxPagesLimit is fs.fuse.max_pages_limit, 0 where the sysctl does
+	// not exist.
+	MaxPagesLimit uint32 `json:"max_pages_limit,omitempty"`
 }
 
 // Kernel is everything one guest produced, plus what the host observed
@@ -100,10 +111,13 @@ type Kernel struct {
 	// ConsoleLog is the guest console file, relative to the results file.
 	ConsoleLog string `json:"console_log,omitempty"`
 	// ConsoleTail holds the last console lines when the run failed.
-	ConsoleTail  []string      `json:"console_tail,omitempty"`
-	AgentVersion string        `json:"agent_version,omitempty"`
-	Capabilities *Capabilities `json:"capabilities,omitempty"`
-	Results      []Result      `json:"results"`
+	ConsoleTail  []string `json:"console_tail,omitempty"`
+	AgentVersion string   `json:"agent_version,omitempty"`
+	// Config holds the FUSE-related options of the kernel's own config
+	// (CONFIG_FUSE_FS=m …) when the kernel came with one.
+	Config       map[string]string `json:"config,omitempty"`
+	Capabilities *Capabilities     `json:"capabilities,omitempty"`
+	Results      []Result          `json:"results"`
 }
 
 // Run is the summary of one fusematrix invocation: results.json.

@@ -50,6 +50,8 @@ type Scenario struct {
 func All() []Scenario {
 	return []Scenario{
 		fuseInitProbe,
+		passthroughIoctlProbe,
+		fuseFeaturesProbe,
 		passthroughRead,
 		seqRead,
 	}

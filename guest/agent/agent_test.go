@@ -107,8 +107,8 @@ func TestRun(t *testing.T) {
 		run     string
 		wantIDs []string
 	}{
-		{name: "all", run: "", wantIDs: []string{"fuse-init", "passthrough-read", "seq-read"}},
-		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-read"}},
+		{name: "all", run: "", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "passthrough-read", "seq-read"}},
+		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "passthrough-read"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)

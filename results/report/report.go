@@ -5,8 +5,10 @@
 // Every renderer is driven by the data alone: result ids become columns in
 // the order kernels first reported them, so new scenarios and benchmarks
 // show up without changes here. Only well-known metric suffixes (_mbps,
-// _ratio) get special formatting. Text that came from a guest is treated as
-// hostile and made inert for the medium it lands in.
+// _ratio) get special formatting. The capability view (Caps, CapsMarkdown,
+// CapsJSON) is the exception: its columns are named probe facts, since a
+// reader compares kernels capability by capability. Text that came from a
+// guest is treated as hostile and made inert for the medium it lands in.
 package report
 
 import (

@@ -155,7 +155,15 @@ func writeGrid(b *bytes.Buffer, run *results.Run, width int, p painter) error {
 		}
 		trailers = append(trailers, trailer)
 	}
+	return writeBlocks(b, rows, len(fixedHead), trailers, width, p)
+}
 
+// writeBlocks lays out rows (the first is the header) as aligned columns,
+// continuing columns past the first nfixed in further blocks where they
+// do not fit width; every block after the first repeats column 0.
+// trailers[i] is shown after (or under) data row i in the first block.
+func writeBlocks(b *bytes.Buffer, rows [][]cell, nfixed int, trailers []string, width int, p painter) error {
+	head := rows[0]
 	widths := make([]int, len(head))
 	for _, row := range rows {
 		for i, c := range row {
@@ -163,7 +171,6 @@ func writeGrid(b *bytes.Buffer, run *results.Run, width int, p painter) error {
 		}
 	}
 	const pad = 2
-	nfixed := len(fixedHead)
 	// Each block holds at least one result column, even one wider than
 	// width, so that every id is shown.
 	var blocks [][]int

@@ -1,7 +1,8 @@
 // Package fuseabi holds facts of the Linux FUSE kernel uAPI
 // (include/uapi/linux/fuse.h) that fusematrix reports on: the names of the
-// FUSE_INIT flag bits, the passthrough open flag and the /dev/fuse ioctl
-// numbers that register backing files.
+// FUSE_INIT flag bits, the passthrough open flag, the /dev/fuse ioctls
+// that register backing files and their argument, and the INIT bits by
+// which Android's out-of-tree passthrough variant makes itself known.
 //
 // The values are copied from the kernel header rather than from go-fuse so
 // that a report names what the kernel offered, including bits go-fuse does
@@ -16,8 +17,11 @@ import (
 // FUSE_INIT flags as 64-bit values: bits 0..31 travel in fuse_init_in.flags,
 // bits 32..63 in fuse_init_in.flags2 (only when FUSE_INIT_EXT is set).
 const (
-	InitExt     uint64 = 1 << 30
-	Passthrough uint64 = 1 << 37
+	InitExt        uint64 = 1 << 30
+	WritebackCache uint64 = 1 << 16
+	Passthrough    uint64 = 1 << 37
+	OverIOUring    uint64 = 1 << 41
+	RequestTimeout uint64 = 1 << 42
 )
 
 // FOpenPassthrough is the fuse_open_out.open_flags bit a server sets,
@@ -114,4 +118,13 @@ func InitFlags(flags, flags2 uint32) uint64 {
 		f |= uint64(flags2) << 32
 	}
 	return f
+}
+
+// BackingMap is struct fuse_backing_map, the argument of BACKING_OPEN.
+// Unlike go-fuse's copy its padding is exported, because a probe sets it
+// on purpose to see whether the kernel refuses it.
+type BackingMap struct {
+	Fd      int32
+	Flags   uint32
+	Padding uint64
 }

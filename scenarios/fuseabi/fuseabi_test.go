@@ -105,6 +105,9 @@ func TestBitsAgreeWithGoFuse(t *testing.T) {
 		})
 	}
 	assert.Equal(t, Passthrough, uint64(fuse.CAP_PASSTHROUGH))
+	assert.Equal(t, WritebackCache, uint64(fuse.CAP_WRITEBACK_CACHE))
+	assert.Equal(t, OverIOUring, uint64(fuse.CAP_OVER_IO_URING))
+	assert.Equal(t, RequestTimeout, uint64(fuse.CAP_REQUEST_TIMEOUT))
 	assert.Equal(t, InitExt, uint64(fuse.CAP_INIT_EXT))
 	assert.Equal(t, FOpenPassthrough, uint32(fuse.FOPEN_PASSTHROUGH))
 }
@@ -116,11 +119,7 @@ func ioctlW(typ, nr, size uintptr) uintptr {
 }
 
 func TestIoctlNumbers(t *testing.T) {
-	type backingMap struct { // struct fuse_backing_map
-		fd      int32
-		flags   uint32
-		padding uint64
-	}
+	type backingMap = BackingMap // struct fuse_backing_map
 	for _, tc := range []struct {
 		name string
 		got  uintptr
@@ -136,4 +135,29 @@ func TestIoctlNumbers(t *testing.T) {
 	// go-fuse registers backing files with this struct; its size fixes
 	// the ioctl number.
 	assert.Equal(t, unsafe.Sizeof(fuse.BackingMap{}), unsafe.Sizeof(backingMap{}))
+}
+
+// TestBackingMapLayout pins BackingMap to the kernel's struct
+// fuse_backing_map and to go-fuse's copy, since the server package hands
+// one to go-fuse as the other.
+func TestBackingMapLayout(t *testing.T) {
+	var m BackingMap
+	var g fuse.BackingMap
+	for _, tc := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"size", unsafe.Sizeof(m), 16},
+		{"fd offset", unsafe.Offsetof(m.Fd), 0},
+		{"flags offset", unsafe.Offsetof(m.Flags), 4},
+		{"padding offset", unsafe.Offsetof(m.Padding), 8},
+		{"go-fuse size", unsafe.Sizeof(g), 16},
+		{"go-fuse fd offset", unsafe.Offsetof(g.Fd), 0},
+		{"go-fuse flags offset", unsafe.Offsetof(g.Flags), 4},
+		{"alignment", unsafe.Alignof(m), unsafe.Alignof(g)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.got, tc.want)
+		})
+	}
 }

@@ -16,11 +16,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
 )
 
 // Options configure a mount.
@@ -29,6 +33,9 @@ type Options struct {
 	// server refuses the capability, which makes it a classic FUSE server
 	// even on a kernel that offers passthrough.
 	Passthrough bool
+	// WritebackCache asks for FUSE_WRITEBACK_CACHE besides what go-fuse
+	// asks for by default.
+	WritebackCache bool
 	// Logf receives go-fuse's own log lines, except its splice fallback
 	// chatter. Nil drops them.
 	Logf func(format string, args ...any)
@@ -52,6 +59,23 @@ func (m *Mount) KernelSettings() *fuse.InitIn { return m.srv.KernelSettings() }
 
 // Server returns the go-fuse server behind the mount.
 func (m *Mount) Server() *fuse.Server { return m.srv }
+
+// BackingOpen issues FUSE_DEV_IOC_BACKING_OPEN with bm, padding included,
+// on the mount's /dev/fuse descriptor and returns the backing id or the
+// kernel's errno. The caller owns the id and must BackingClose it.
+// Unlike a registration the node bridge makes, this one leaves the mount's
+// passthrough state alone and is not recorded by the Observer.
+func (m *Mount) BackingOpen(bm fuseabi.BackingMap) (int32, syscall.Errno) {
+	// Same layout (fuseabi tests pin it); go-fuse's padding is merely
+	// unexported.
+	return m.srv.RegisterBackingFd((*fuse.BackingMap)(unsafe.Pointer(&bm)))
+}
+
+// BackingClose issues FUSE_DEV_IOC_BACKING_CLOSE for id on the mount's
+// /dev/fuse descriptor and returns the kernel's errno.
+func (m *Mount) BackingClose(id int32) syscall.Errno {
+	return m.srv.UnregisterBackingFd(id)
+}
 
 // releaseWait bounds how long Unmount waits for the kernel's RELEASE of
 // files closed just before.
@@ -141,6 +165,9 @@ func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Optio
 	}
 	if !o.Passthrough {
 		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
+	}
+	if o.WritebackCache {
+		opts.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
 	obs.RawFileSystem = fs.NewNodeFS(root, opts)
 

@@ -13,8 +13,11 @@ import (
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
 )
 
 // needMount skips tests that mount when this run cannot.
@@ -186,4 +189,63 @@ func TestLogSink(t *testing.T) {
 			assert.DeepEqual(t, got, tc.want)
 		})
 	}
+}
+
+// TestBackingOpen issues the ioctls through a mount as the probes do. The
+// padding case fails if the padding does not reach the kernel, which is
+// what handing fuseabi.BackingMap to go-fuse relies on.
+func TestBackingOpen(t *testing.T) {
+	needMount(t)
+	file := filepath.Join(t.TempDir(), "f")
+	randomFile(t, file, 4096)
+	f, err := os.Open(file)
+	assert.NilError(t, err)
+	defer f.Close()
+	fd := int32(f.Fd())
+	for _, tc := range []struct {
+		name      string
+		o         Options
+		bm        fuseabi.BackingMap
+		wantErrno syscall.Errno
+		since     [2]int // first release that answers wantErrno
+	}{
+		{name: "regular file", o: Options{Passthrough: true}, bm: fuseabi.BackingMap{Fd: fd}},
+		// fuse_backing_open: map->flags || map->padding → EINVAL.
+		{name: "padding", o: Options{Passthrough: true}, bm: fuseabi.BackingMap{Fd: fd, Padding: 1}, wantErrno: syscall.EINVAL},
+		// fuse_backing_open: !fc->passthrough → EPERM.
+		{name: "classic server", o: Options{}, bm: fuseabi.BackingMap{Fd: fd}, wantErrno: syscall.EPERM},
+		// process_init_reply keeps passthrough off next to the
+		// writeback cache (6.11).
+		{name: "writeback cache", o: Options{Passthrough: true, WritebackCache: true}, bm: fuseabi.BackingMap{Fd: fd}, wantErrno: syscall.EPERM, since: [2]int{6, 11}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Noop(context.Background(), t.TempDir(), 1, tc.o)
+			assert.NilError(t, err)
+			unmountAtEnd(t, m)
+			if m.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+				t.Skip("this kernel does not offer FUSE_PASSTHROUGH")
+			}
+			if rel := release(t); rel[0] < tc.since[0] || rel[0] == tc.since[0] && rel[1] < tc.since[1] {
+				t.Skipf("kernel %d.%d predates this answer (%d.%d)", rel[0], rel[1], tc.since[0], tc.since[1])
+			}
+			id, errno := m.BackingOpen(tc.bm)
+			assert.Check(t, is.Equal(errno, tc.wantErrno))
+			if errno == 0 {
+				assert.Check(t, id > 0, "backing id %d", id)
+				assert.Check(t, is.Equal(m.BackingClose(id), syscall.Errno(0)))
+				assert.Check(t, is.Equal(m.BackingClose(id), syscall.ENOENT), "closed twice")
+			}
+		})
+	}
+}
+
+// release returns the running kernel's major and minor version.
+func release(t *testing.T) [2]int {
+	t.Helper()
+	var u unix.Utsname
+	assert.NilError(t, unix.Uname(&u))
+	var v [2]int
+	_, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &v[0], &v[1])
+	assert.NilError(t, err)
+	return v
 }

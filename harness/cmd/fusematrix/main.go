@@ -2,6 +2,8 @@
 // what FUSE, and FUSE passthrough in particular, does on each.
 //
 //	fusematrix matrix [flags] [kernel …]
+//	fusematrix caps [flags] [kernel …]
+//	fusematrix caps -from results.json
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/report"
 )
 
@@ -26,10 +29,13 @@ const usage = `usage: fusematrix <command> [flags]
 
 commands:
   matrix [flags] [kernel …]   boot each kernel, run probes, scenarios and benchmarks, write reports
+  caps [flags] [kernel …]     boot each kernel, run the probes only, print the kernel × FUSE capability
+                              table with the expectations derived from each kernel's config or version
+  caps -from results.json     print the capability table of an earlier run without booting anything
 
 Kernels are selectors such as debian:6.12/cloud or paths to a kernel image;
 without any, the default matrix (Debian's newest 6.1 and 6.12 cloud kernels) runs.
-Run 'fusematrix matrix -h' for the flags.
+Run 'fusematrix matrix -h' or 'fusematrix caps -h' for the flags.
 `
 
 func main() {
@@ -41,6 +47,8 @@ func main() {
 	switch os.Args[1] {
 	case "matrix", "run":
 		err = matrix(os.Args[2:])
+	case "caps":
+		err = caps(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -66,23 +74,39 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 func matrix(args []string) error {
 	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
 	o := harness.Options{}
-	fs.StringVar(&o.OutDir, "out", filepath.Join("out", "matrix"), "results `folder`")
+	quiet := bootFlags(fs, &o, filepath.Join("out", "matrix"))
+	fs.StringVar(&o.Run, "run", "", "run only scenarios whose id matches this `regexp` (probes always run)")
+	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	o.Kernels = fs.Args()
+	return boot(o, *quiet, func(run *results.Run) error {
+		fmt.Println()
+		return report.Table(os.Stdout, run)
+	}, os.Stdout)
+}
+
+// bootFlags registers the flags of every command that boots kernels and
+// returns the -q flag.
+func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
+	fs.StringVar(&o.OutDir, "out", out, "results `folder`")
 	fs.IntVar(&o.Jobs, "j", 1, "guests to run at once (benchmarks are noisier when guests share cores)")
 	fs.StringVar(&o.Accel, "accel", "auto", "accelerator: auto (KVM when a guest proves it works, else TCG), kvm or tcg")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for one kernel's boot and run")
-	fs.StringVar(&o.Run, "run", "", "run only scenarios whose id matches this `regexp` (probes always run)")
-	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
 	fs.StringVar(&o.Kernel.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
 	fs.StringVar(&o.QEMU, "qemu", "", "QEMU `binary` (default qemu-system-x86_64)")
 	fs.StringVar(&o.SourceDir, "src", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
 	fs.IntVar(&o.MemoryMiB, "memory", 2048, "guest memory in `MiB`")
 	fs.IntVar(&o.CPUs, "cpus", 2, "guest vCPUs")
 	fs.StringVar(&o.Append, "append", "", "extra kernel command line `args` for every guest")
-	quiet := fs.Bool("q", false, "no progress lines")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
-	}
-	o.Kernels = fs.Args()
+	return fs.Bool("q", false, "no progress lines")
+}
+
+// boot runs the kernels o names, shows the run with show, and says where
+// the results are on info. The error is an exitError when the run ended
+// but a kernel failed (1) or it was interrupted (130).
+func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
 	if o.SourceDir == "" {
 		dir, err := findSource()
 		if err != nil {
@@ -91,7 +115,7 @@ func matrix(args []string) error {
 		o.SourceDir = dir
 	}
 	progress := io.Writer(os.Stderr)
-	if *quiet {
+	if quiet {
 		progress = io.Discard
 	}
 	var mu sync.Mutex
@@ -106,11 +130,10 @@ func matrix(args []string) error {
 	defer stop()
 	run, err := harness.Run(ctx, o)
 	if run != nil {
-		fmt.Println()
-		if terr := report.Table(os.Stdout, run); terr != nil {
-			err = errors.Join(err, terr)
+		if serr := show(run); serr != nil {
+			err = errors.Join(err, serr)
 		}
-		fmt.Printf("\nresults: %s  (%.1fs)\n", filepath.Join(o.OutDir, "results.json"), time.Since(start).Seconds())
+		fmt.Fprintf(info, "\nresults: %s  (%.1fs)\n", filepath.Join(o.OutDir, "results.json"), time.Since(start).Seconds())
 	}
 	if err != nil {
 		return err

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/report"
+)
+
+// maxRunFile bounds a results.json read with -from: it may come from
+// another machine, and an honest run of many kernels is a few MiB.
+const maxRunFile = 64 << 20
+
+// capsRenderers are the -format values.
+var capsRenderers = map[string]func(io.Writer, *results.Run) error{
+	"table":    report.Caps,
+	"json":     report.CapsJSON,
+	"markdown": report.CapsMarkdown,
+}
+
+func caps(args []string) error {
+	fs := flag.NewFlagSet("caps", flag.ContinueOnError)
+	o := harness.Options{}
+	quiet := bootFlags(fs, &o, filepath.Join("out", "caps"))
+	format := fs.String("format", "table", "output: table, json or markdown")
+	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	render, ok := capsRenderers[*format]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "fusematrix caps: -format %q: want table, json or markdown\n", *format)
+		return exitError(2)
+	}
+	if *from != "" {
+		// Everything else configures a boot; accepting it silently would
+		// let a reader believe it had an effect.
+		var unused []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "from" && f.Name != "format" && f.Name != "q" {
+				unused = append(unused, "-"+f.Name)
+			}
+		})
+		unused = append(unused, fs.Args()...)
+		if len(unused) > 0 {
+			fmt.Fprintf(os.Stderr, "fusematrix caps: -from renders an earlier run; %s would have no effect\n", strings.Join(unused, " "))
+			return exitError(2)
+		}
+		run, err := readRunFile(*from)
+		if err != nil {
+			return err
+		}
+		return render(os.Stdout, run)
+	}
+	o.Kernels = fs.Args()
+	// Probes always run; a pattern no scenario id matches leaves only them.
+	o.Run = "^$"
+	info := io.Writer(os.Stderr)
+	if *format == "table" {
+		info = os.Stdout
+	}
+	return boot(o, *quiet, func(run *results.Run) error {
+		if *format == "table" {
+			fmt.Println()
+		}
+		return render(os.Stdout, run)
+	}, info)
+}
+
+// readRunFile reads a run summary that may come from elsewhere: bounded in
+// size, and refused unless it is a fusematrix run of the schema this
+// build understands.
+func readRunFile(path string) (*results.Run, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read run: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read run: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("read run %s: not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxRunFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read run %s: %w", path, err)
+	}
+	if len(b) > maxRunFile {
+		return nil, fmt.Errorf("read run %s: larger than %d MiB, which no fusematrix run is", path, maxRunFile>>20)
+	}
+	run, err := decodeRun(b)
+	if err != nil {
+		return nil, fmt.Errorf("read run %s: %w", path, err)
+	}
+	return run, nil
+}
+
+// decodeRun parses and checks a run summary.
+func decodeRun(b []byte) (*results.Run, error) {
+	var head struct {
+		Schema  *int            `json:"schema"`
+		Kernels json.RawMessage `json:"kernels"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("not a fusematrix run: %w", err)
+	}
+	if head.Schema == nil || head.Kernels == nil {
+		return nil, errors.New("not a fusematrix run: no schema or no kernels")
+	}
+	if *head.Schema != results.SchemaVersion {
+		return nil, fmt.Errorf("fusematrix run of schema %d; this fusematrix reads schema %d", *head.Schema, results.SchemaVersion)
+	}
+	var run results.Run
+	if err := json.Unmarshal(b, &run); err != nil {
+		return nil, fmt.Errorf("not a fusematrix run of schema %d: %w", results.SchemaVersion, err)
+	}
+	for i, k := range run.Kernels {
+		if k.Name == "" {
+			return nil, fmt.Errorf("kernel %d has no name", i)
+		}
+		if !knownStatus(k.Status) {
+			return nil, fmt.Errorf("kernel %.64q: unknown status %.16q", k.Name, k.Status)
+		}
+		for _, r := range k.Results {
+			if !knownStatus(r.Status) {
+				return nil, fmt.Errorf("kernel %.64q, result %.64q: unknown status %.16q", k.Name, r.ID, r.Status)
+			}
+		}
+	}
+	return &run, nil
+}
+
+func knownStatus(s results.Status) bool {
+	switch s {
+	case results.Pass, results.Fail, results.Skip, results.Error:
+		return true
+	}
+	return false
+}
