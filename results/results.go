@@ -65,6 +65,9 @@ type Result struct {
 	Metrics map[string]float64 `json:"metrics,omitempty"`
 	Facts   map[string]string  `json:"facts,omitempty"`
 	Seconds float64            `json:"seconds"`
+	// Log holds what explains a failure: kernel log lines written while the
+	// check ran and the FUSE server's stderr, oldest first.
+	Log []string `json:"log,omitempty"`
 }
 
 // Capabilities is what the kernel offered in FUSE_INIT.

@@ -148,6 +148,12 @@ func (r *Result) validate(l Limits, text func(string, string) error) error {
 	for k := range r.Metrics {
 		errs = append(errs, text("metric name", k))
 	}
+	if len(r.Log) > l.Entries {
+		return fmt.Errorf("result %s: %d log lines, limit %d", r.ID, len(r.Log), l.Entries)
+	}
+	for _, line := range r.Log {
+		errs = append(errs, text("log line", line))
+	}
 	return errors.Join(errs...)
 }
 

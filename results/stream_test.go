@@ -67,6 +67,8 @@ func TestDecoderRejects(t *testing.T) {
 		{name: "bad status", stream: line(`{"type":"result","seq":0,"result":{"id":"a","kind":"probe","status":"great"}}`), err: `unknown status "great"`},
 		{name: "bad kind", stream: line(`{"type":"result","seq":0,"result":{"id":"a","kind":"vibe","status":"pass"}}`), err: `unknown kind "vibe"`},
 		{name: "too many metrics", stream: line(`{"type":"result","seq":0,"result":{"id":"a","kind":"probe","status":"pass","metrics":{"a":1,"b":2,"c":3,"d":4,"e":5}}}`), err: "5 metrics and facts, limit 4"},
+		{name: "too many log lines", stream: line(`{"type":"result","seq":0,"result":{"id":"a","kind":"scenario","status":"fail","log":["1","2","3","4","5"]}}`), err: "5 log lines, limit 4"},
+		{name: "long log line", stream: line(`{"type":"result","seq":0,"result":{"id":"a","kind":"scenario","status":"fail","log":["` + strings.Repeat("k", 65) + `"]}}`), err: "log line: 65 bytes"},
 		{name: "two payloads", stream: line(`{"type":"hello","seq":0,"hello":{},"done":{}}`), err: "carries 2 payloads"},
 		{name: "missing payload", stream: line(`{"type":"result","seq":0}`), err: "carries 0 payloads"},
 		{name: "unknown type", stream: line(`{"type":"exec","seq":0,"log":"rm -rf"}`), err: "carries 0 payloads"},
