@@ -46,6 +46,10 @@ type Options struct {
 	Run string
 	// BenchMiB is the size of the file benchmarks move; 0 = 256.
 	BenchMiB int
+	// Count runs each scenario but the probes this many times in the
+	// guest, which reports one result per scenario (flaky when the runs
+	// disagree); 0 and 1 mean once.
+	Count int
 	// Append is added to every guest's kernel command line.
 	Append string
 	// SourceDir is the fusematrix checkout the agent is built from.
@@ -98,6 +102,9 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 	case "auto", "kvm", "tcg":
 	default:
 		return nil, fmt.Errorf("accelerator %q: want auto, kvm or tcg", o.Accel)
+	}
+	if strings.ContainsAny(o.Run, "\"\n") {
+		return nil, fmt.Errorf("scenario pattern %q: a kernel command line cannot carry a double quote or a newline", o.Run)
 	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
@@ -249,10 +256,18 @@ func accelPlan(accel string, note *string) []qemu.Accel {
 func agentArgs(o Options) string {
 	args := []string{"fusematrix.port=" + PortName}
 	if o.Run != "" {
-		args = append(args, "fusematrix.run="+o.Run)
+		run := o.Run
+		if strings.ContainsAny(run, " \t") {
+			// The kernel keeps a double-quoted value in one parameter.
+			run = `"` + run + `"`
+		}
+		args = append(args, "fusematrix.run="+run)
 	}
 	if o.BenchMiB > 0 {
 		args = append(args, fmt.Sprintf("fusematrix.bench_mib=%d", o.BenchMiB))
+	}
+	if o.Count > 1 {
+		args = append(args, fmt.Sprintf("fusematrix.count=%d", o.Count))
 	}
 	// The user's arguments come last so that they can override ours.
 	args = append(args, o.Append)

@@ -122,6 +122,24 @@ func TestDefaultMatrix(t *testing.T) {
 	}
 	assert.Check(t, is.Equal(cur.Result("expect/passthrough-works").Status, results.Pass))
 
+	// Correctness scenarios: passthrough ones skip where it is not offered,
+	// classic ones pass everywhere.
+	for _, id := range []string{"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync"} {
+		r := old.Result(id)
+		assert.Assert(t, r != nil, "6.1: no %s", id)
+		assert.Check(t, is.Equal(r.Status, results.Skip), "6.1 %s: %s", id, r.Reason)
+		r = cur.Result(id)
+		assert.Assert(t, r != nil, "6.12: no %s", id)
+		assert.Check(t, is.Equal(r.Status, results.Pass), "6.12 %s: %s", id, r.Reason)
+	}
+	for _, id := range []string{"classic/fallback", "classic/basics"} {
+		for _, k := range []*results.Kernel{old, cur} {
+			r := k.Result(id)
+			assert.Assert(t, r != nil, "%s: no %s", k.Name, id)
+			assert.Check(t, is.Equal(r.Status, results.Pass), "%s %s: %s", k.Name, id, r.Reason)
+		}
+	}
+
 	// What was returned is what was written.
 	b, err := os.ReadFile(filepath.Join(out, "results.json"))
 	assert.NilError(t, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // Env is what a scenario runs against inside a guest.
@@ -31,6 +32,10 @@ type Env struct {
 	BlockSize int
 	// Logf reports progress; it is never nil when the agent calls Run.
 	Logf func(format string, args ...any)
+	// Server starts the FUSE servers correctness scenarios run against,
+	// each as a process of its own; the zero value re-executes this
+	// program with "serve".
+	Server server.Launcher
 }
 
 // Scenario is one named check.
@@ -53,6 +58,12 @@ func All() []Scenario {
 		passthroughIoctlProbe,
 		fuseFeaturesProbe,
 		passthroughRead,
+		ptIntegrity,
+		ptSizeAfterWrite,
+		ptMmapShared,
+		ptFsync,
+		classicFallback,
+		classicBasics,
 		seqRead,
 	}
 }

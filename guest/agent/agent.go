@@ -128,17 +128,26 @@ func (a *agent) runAll(ctx context.Context) {
 	for _, n := range notes {
 		a.log(n)
 	}
-	base := scenarios.Env{BenchBytes: a.cfg.BenchBytes, BlockSize: a.cfg.BlockSize}
+	base := scenarios.Env{BenchBytes: a.cfg.BenchBytes, BlockSize: a.cfg.BlockSize, Server: a.cfg.Server}
 	for _, s := range selected {
-		var r results.Result
-		switch {
-		case err != nil:
-			r = results.Result{Status: results.Error, Reason: fmt.Sprintf("scratch root: %v", err)}
-		case ctx.Err() != nil:
-			r = results.Result{Status: results.Error, Reason: fmt.Sprintf("not run: %v", ctx.Err())}
-		default:
-			r = a.runOne(ctx, s, &base, root)
+		runs := 1
+		if s.Kind != results.Probe && a.cfg.Count > 1 {
+			runs = a.cfg.Count
 		}
+		var rs []results.Result
+		for range runs {
+			var r results.Result
+			switch {
+			case err != nil:
+				r = results.Result{Status: results.Error, Reason: fmt.Sprintf("scratch root: %v", err)}
+			case ctx.Err() != nil:
+				r = results.Result{Status: results.Error, Reason: fmt.Sprintf("not run: %v", ctx.Err())}
+			default:
+				r = a.runOne(ctx, s, &base, root)
+			}
+			rs = append(rs, r)
+		}
+		r := aggregate(rs)
 		r.ID, r.Kind = s.ID, s.Kind
 		a.emit(results.Event{Type: results.ResultEvent, Result: fit(r)})
 	}
@@ -163,6 +172,13 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 	env.Dir = dir
 	env.Logf = func(format string, args ...any) {
 		a.log(s.ID + ": " + fmt.Sprintf(format, args...))
+	}
+
+	// The kernel's own account of a failure is in its log: keep what it
+	// writes while the scenario runs.
+	klog, klogErr := openKmsg(a.cfg.kmsgPath())
+	if klog != nil {
+		defer klog.close()
 	}
 
 	sctx, cancel := context.WithTimeout(ctx, s.Timeout)
@@ -203,6 +219,13 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 		}
 	}
 	r.Seconds = time.Since(start).Seconds()
+	if r.Status == results.Fail || r.Status == results.Error {
+		if klog != nil {
+			r.Log = append(r.Log, klog.lines()...)
+		} else {
+			r.Log = append(r.Log, klogErr.Error())
+		}
+	}
 	return r
 }
 
@@ -287,6 +310,12 @@ func fit(r results.Result) *results.Result {
 			delete(r.Metrics, k)
 		}
 	}
+	if len(r.Log) > maxLogLines {
+		r.Log = append(r.Log[:maxLogLines-1:maxLogLines-1], fmt.Sprintf("[%d more lines not kept]", len(r.Log)-maxLogLines+1))
+	}
+	for i, l := range r.Log {
+		r.Log[i] = clip(l)
+	}
 	if len(dropped) > 0 {
 		if r.Facts == nil {
 			r.Facts = map[string]string{}
@@ -296,6 +325,10 @@ func fit(r results.Result) *results.Result {
 	}
 	return &r
 }
+
+// maxLogLines bounds Result.Log: the server's stderr tail plus at most
+// kmsgLines kernel log lines fit, and the host's decoder accepts it.
+const maxLogLines = 200
 
 func clip(s string) string {
 	limit := results.DefaultLimits.TextBytes

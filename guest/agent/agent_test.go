@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -22,6 +24,15 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/server"
 )
+
+// TestMain lets the test binary serve file systems for the scenarios, as
+// the agent binary does.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		os.Exit(server.Serve(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
 
 func needMount(t *testing.T) {
 	t.Helper()
@@ -107,8 +118,17 @@ func TestRun(t *testing.T) {
 		run     string
 		wantIDs []string
 	}{
-		{name: "all", run: "", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "passthrough-read", "seq-read"}},
+		{name: "all", run: "", wantIDs: []string{
+			"fuse-init", "passthrough-ioctl", "fuse-features", "passthrough-read",
+			"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync",
+			"classic/fallback", "classic/basics", "seq-read",
+		}},
 		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "passthrough-read"}},
+		{name: "suite", run: "pt/|classic/", wantIDs: []string{
+			"fuse-init", "passthrough-ioctl", "fuse-features",
+			"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync",
+			"classic/fallback", "classic/basics",
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
@@ -286,4 +306,107 @@ func TestFit(t *testing.T) {
 	assert.Check(t, strings.HasSuffix(r.Reason, "…[clipped]"))
 	assert.Check(t, is.DeepEqual(r.Metrics, map[string]float64{"ok": 1}))
 	assert.Check(t, is.Equal(r.Facts["dropped_metrics"], "not finite: inf"))
+}
+
+// TestRunCount shows -count folding repeated runs into one result each:
+// agreeing runs keep their status, disagreeing ones are flaky, probes run
+// once.
+func TestRunCount(t *testing.T) {
+	calls := map[string]int{}
+	seq := func(id string, statuses ...results.Status) scenarios.Scenario {
+		return scenarios.Scenario{ID: id, Kind: results.Scenario, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			st := statuses[calls[id]%len(statuses)]
+			calls[id]++
+			return results.Result{Status: st, Reason: fmt.Sprintf("run %d", calls[id])}
+		}}
+	}
+	cfg := testConfig(t)
+	cfg.Count = 3
+	var out bytes.Buffer
+	cfg.Output = &out
+	cfg.Scenarios = []scenarios.Scenario{
+		{ID: "test/probe", Kind: results.Probe, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			calls["test/probe"]++
+			return results.Result{Status: results.Pass}
+		}},
+		seq("test/steady", results.Pass),
+		seq("test/broken", results.Fail),
+		seq("test/flaky", results.Pass, results.Fail, results.Pass),
+	}
+	assert.NilError(t, Run(context.Background(), cfg))
+	type brief struct {
+		ID     string
+		Status results.Status
+		Reason string
+		Facts  map[string]string
+	}
+	var got []brief
+	for _, r := range resultsOf(decodeStream(t, &out)) {
+		got = append(got, brief{r.ID, r.Status, r.Reason, r.Facts})
+	}
+	assert.DeepEqual(t, got, []brief{
+		{"test/probe", results.Pass, "", nil},
+		{"test/steady", results.Pass, "run 1", map[string]string{"runs": "3", "passed": "3"}},
+		{"test/broken", results.Fail, "run 1", map[string]string{"runs": "3", "passed": "0"}},
+		{"test/flaky", results.Fail, "flaky: 2/3 passed; first fail: run 2", map[string]string{"runs": "3", "passed": "2", "flaky": "true"}},
+	})
+	assert.DeepEqual(t, calls, map[string]int{"test/probe": 1, "test/steady": 3, "test/broken": 3, "test/flaky": 3})
+}
+
+// TestRunKernelLog shows the kernel log lines written during a failing
+// scenario reaching its result, and none reaching a passing one.
+func TestRunKernelLog(t *testing.T) {
+	if fd, err := unix.Open("/dev/kmsg", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+		t.Skipf("cannot read and write /dev/kmsg here: %v", err)
+	} else {
+		unix.Close(fd)
+	}
+	marker := fmt.Sprintf("fusematrix agent test %d", time.Now().UnixNano())
+	logLine := func(text string) error {
+		return os.WriteFile("/dev/kmsg", []byte(text+"\n"), 0)
+	}
+	cfg := testConfig(t)
+	var out bytes.Buffer
+	cfg.Output = &out
+	cfg.Scenarios = []scenarios.Scenario{
+		{ID: "test/fails", Kind: results.Scenario, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			if err := logLine(marker + " during a failure"); err != nil {
+				return results.Result{Status: results.Error, Reason: err.Error()}
+			}
+			return results.Result{Status: results.Fail, Reason: "on purpose", Log: []string{"server: said something"}}
+		}},
+		{ID: "test/passes", Kind: results.Scenario, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+			if err := logLine(marker + " during a pass"); err != nil {
+				return results.Result{Status: results.Error, Reason: err.Error()}
+			}
+			return results.Result{Status: results.Pass}
+		}},
+	}
+	assert.NilError(t, Run(context.Background(), cfg))
+	rs := resultsOf(decodeStream(t, &out))
+	assert.Assert(t, is.Len(rs, 2))
+	assert.Equal(t, rs[0].Log[0], "server: said something")
+	var found bool
+	for _, l := range rs[0].Log[1:] {
+		assert.Check(t, strings.HasPrefix(l, "kmsg: ["), l)
+		found = found || strings.HasSuffix(l, marker+" during a failure")
+	}
+	assert.Check(t, found, "marker not in %q", rs[0].Log)
+	assert.Check(t, is.Len(rs[1].Log, 0))
+}
+
+func TestKmsgRecord(t *testing.T) {
+	for _, tc := range []struct {
+		rec, want string
+		ok        bool
+	}{
+		{rec: "6,1234,5000123,-;fuse: init (API version 7.41)\n", want: "kmsg: [5.000123] fuse: init (API version 7.41)", ok: true},
+		{rec: "4,7,12,c;first\n SUBSYSTEM=fuse\n", want: "kmsg: [0.000012] first", ok: true},
+		{rec: "garbage", ok: false},
+		{rec: "6,1,1,-;" + strings.Repeat("x", 1000), want: "kmsg: [0.000001] " + strings.Repeat("x", kmsgLineBytes-len("kmsg: [0.000001] ")), ok: true},
+	} {
+		got, ok := kmsgRecord(tc.rec)
+		assert.Check(t, is.Equal(ok, tc.ok), tc.rec)
+		assert.Check(t, is.Equal(got, tc.want))
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // Defaults for a guest.
@@ -52,9 +53,27 @@ type Config struct {
 	// Notes are problems found while configuring; they are reported as
 	// log events after hello.
 	Notes []string
+	// Count runs every selected scenario but the probes this many times
+	// and reports one result per scenario; 0 and 1 mean once.
+	Count int
+	// Server starts the FUSE servers scenarios run against as processes.
+	Server server.Launcher
+	// Kmsg is the kernel log device; "" is /dev/kmsg.
+	Kmsg string
 	// Scenarios, when set, replaces the selection made by Run; tests use
 	// it to run scenarios that misbehave on purpose.
 	Scenarios []scenarios.Scenario
+}
+
+// maxCount bounds Count: enough to expose flakiness, too few to outlast
+// any sensible guest timeout by accident.
+const maxCount = 1000
+
+func (c *Config) kmsgPath() string {
+	if c.Kmsg == "" {
+		return "/dev/kmsg"
+	}
+	return c.Kmsg
 }
 
 // FromCmdline returns the defaults adjusted by the fusematrix.* keys of a
@@ -85,6 +104,13 @@ func FromCmdline(cmdline string) (Config, error) {
 			c.Run = value
 		case "port":
 			c.Port = value
+		case "count":
+			n, err := strconv.Atoi(value)
+			if err != nil || n < 1 || n > maxCount {
+				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a count from 1 to %d", key, value, maxCount))
+				continue
+			}
+			c.Count = n
 		case "bench_mib":
 			mib, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || mib <= 0 || mib > 1<<20 {
@@ -122,6 +148,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 			return fmt.Errorf("%q is not a size in MiB", s)
 		}
 		c.BenchBytes = mib << 20
+		return nil
+	})
+	fs.Func("count", "run each scenario but the probes this many times; disagreeing runs are reported as flaky (default 1)", func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxCount {
+			return fmt.Errorf("%q is not a count from 1 to %d", s, maxCount)
+		}
+		c.Count = n
 		return nil
 	})
 	fs.StringVar(&c.Port, "port", c.Port, "name of the virtio-serial port to write events to")

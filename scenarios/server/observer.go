@@ -37,9 +37,12 @@ type Registration struct {
 type Observer struct {
 	fuse.RawFileSystem
 
-	srv       atomic.Pointer[fuse.Server]
-	reads     atomic.Int64
-	readBytes atomic.Int64
+	srv        atomic.Pointer[fuse.Server]
+	reads      atomic.Int64
+	readBytes  atomic.Int64
+	writes     atomic.Int64
+	writeBytes atomic.Int64
+	fsyncs     atomic.Int64
 	// handles counts files opened and not yet released.
 	handles atomic.Int64
 
@@ -92,6 +95,57 @@ func (o *Observer) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fu
 	o.reads.Add(1)
 	o.readBytes.Add(int64(in.Size))
 	return o.RawFileSystem.Read(cancel, in, buf)
+}
+
+// Write counts the request: with passthrough in effect no WRITE reaches
+// the daemon.
+func (o *Observer) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	o.writes.Add(1)
+	o.writeBytes.Add(int64(in.Size))
+	return o.RawFileSystem.Write(cancel, in, data)
+}
+
+// Writev counts the request unless it is refused, in which case go-fuse
+// retries it as a Write, which counts it.
+func (o *Observer) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	n, st := o.RawFileSystem.Writev(cancel, in, data)
+	if st != fuse.ENOSYS {
+		o.writes.Add(1)
+		o.writeBytes.Add(int64(in.Size))
+	}
+	return n, st
+}
+
+// Fsync counts the request: the kernel sends FSYNC to the daemon even for
+// a passthrough file.
+func (o *Observer) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	o.fsyncs.Add(1)
+	return o.RawFileSystem.Fsync(cancel, in)
+}
+
+// Stats is what an Observer saw, in a form that crosses a process
+// boundary as JSON.
+type Stats struct {
+	Opens         []OpenReply    `json:"opens"`
+	Registrations []Registration `json:"registrations"`
+	Reads         int64          `json:"reads"`
+	ReadBytes     int64          `json:"read_bytes"`
+	Writes        int64          `json:"writes"`
+	WriteBytes    int64          `json:"write_bytes"`
+	Fsyncs        int64          `json:"fsyncs"`
+}
+
+// Stats returns everything observed so far.
+func (o *Observer) Stats() Stats {
+	return Stats{
+		Opens:         o.Opens(),
+		Registrations: o.Registrations(),
+		Reads:         o.reads.Load(),
+		ReadBytes:     o.readBytes.Load(),
+		Writes:        o.writes.Load(),
+		WriteBytes:    o.writeBytes.Load(),
+		Fsyncs:        o.fsyncs.Load(),
+	}
 }
 
 // Opens returns the OPEN and CREATE replies so far, in order.

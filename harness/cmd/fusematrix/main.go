@@ -4,6 +4,7 @@
 //	fusematrix matrix [flags] [kernel …]
 //	fusematrix caps [flags] [kernel …]
 //	fusematrix caps -from results.json
+//	fusematrix kernels list|fetch|prune|matrices [flags] [kernel …]
 package main
 
 import (
@@ -32,9 +33,12 @@ commands:
   caps [flags] [kernel …]     boot each kernel, run the probes only, print the kernel × FUSE capability
                               table with the expectations derived from each kernel's config or version
   caps -from results.json     print the capability table of an earlier run without booting anything
+  kernels list|fetch|prune    the kernel catalog and cache: what names resolve to, pre-fetch, clean up
 
-Kernels are selectors such as debian:6.12/cloud or paths to a kernel image;
-without any, the default matrix (Debian's newest 6.1 and 6.12 cloud kernels) runs.
+Kernels are selectors such as debian:6.12/cloud or paths to a kernel image
+(./bzImage[,modules=DIR][,config=FILE]); without any, the catalog's matrix
+-matrix names runs: default (Debian 12's newest 6.1 and 6.12 cloud kernels)
+or wide (every series Debian carries). 'fusematrix kernels matrices' lists them.
 Run 'fusematrix matrix -h' or 'fusematrix caps -h' for the flags.
 `
 
@@ -49,6 +53,8 @@ func main() {
 		err = matrix(os.Args[2:])
 	case "caps":
 		err = caps(os.Args[2:])
+	case "kernels":
+		err = kernelsCmd(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -75,12 +81,16 @@ func matrix(args []string) error {
 	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "matrix"))
+	matrixName := matrixFlag(fs)
 	fs.StringVar(&o.Run, "run", "", "run only scenarios whose id matches this `regexp` (probes always run)")
 	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
-	o.Kernels = fs.Args()
+	var err error
+	if o.Kernels, err = selectKernels(*matrixName, fs.Args()); err != nil {
+		return err
+	}
 	return boot(o, *quiet, func(run *results.Run) error {
 		fmt.Println()
 		return report.Table(os.Stdout, run)
@@ -100,6 +110,11 @@ func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
 	fs.IntVar(&o.MemoryMiB, "memory", 2048, "guest memory in `MiB`")
 	fs.IntVar(&o.CPUs, "cpus", 2, "guest vCPUs")
 	fs.StringVar(&o.Append, "append", "", "extra kernel command line `args` for every guest")
+	fs.IntVar(&o.Count, "count", 1, "run each scenario `N` times; disagreeing runs are reported as flaky (probes run once)")
+	fs.Func("scenario", "alias of -run: run only scenarios whose id matches this `regexp`", func(s string) error {
+		o.Run = s
+		return nil
+	})
 	return fs.Bool("q", false, "no progress lines")
 }
 

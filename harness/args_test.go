@@ -1,0 +1,32 @@
+package harness
+
+import (
+	"context"
+	"testing"
+
+	"gotest.tools/v3/assert"
+)
+
+func TestAgentArgs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{name: "defaults", o: Options{}, want: "fusematrix.port=fusematrix.0"},
+		{name: "all", o: Options{Run: "pt/|classic/", BenchMiB: 64, Count: 3, Append: "fuse.x=1"},
+			want: "fusematrix.port=fusematrix.0 fusematrix.run=pt/|classic/ fusematrix.bench_mib=64 fusematrix.count=3 fuse.x=1"},
+		{name: "count 1 is the default", o: Options{Count: 1}, want: "fusematrix.port=fusematrix.0"},
+		{name: "pattern with a space is quoted", o: Options{Run: "a b"}, want: `fusematrix.port=fusematrix.0 fusematrix.run="a b"`},
+		{name: "user's args last, to override", o: Options{Append: "fusematrix.port=x"}, want: "fusematrix.port=fusematrix.0 fusematrix.port=x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, agentArgs(tc.o), tc.want)
+		})
+	}
+}
+
+func TestRunRejectsUnquotablePattern(t *testing.T) {
+	_, err := Run(context.Background(), Options{Run: `a"b`, OutDir: t.TempDir()})
+	assert.ErrorContains(t, err, "cannot carry a double quote")
+}
