@@ -29,11 +29,11 @@ build:
 	$(GO) build -o $(BIN) ./harness/cmd/fusematrix
 
 matrix: deps build
-	./$(BIN) matrix -j $(JOBS) -out $(OUT)/matrix $(ARGS) $(KERNELS)
+	./$(BIN) matrix -j $(JOBS) -out $(OUT)/matrix $(if $(MATRIX),-matrix $(MATRIX)) $(ARGS) $(KERNELS)
 
 # caps boots the kernels with probes only and prints the capability table.
 caps: deps build
-	./$(BIN) caps -out $(OUT)/caps $(ARGS) $(KERNELS)
+	./$(BIN) caps -out $(OUT)/caps $(if $(MATRIX),-matrix $(MATRIX)) $(ARGS) $(KERNELS)
 
 # test runs unit tests and the integration tests that boot the default
 # kernels under TCG (kernels are fetched once into the user's cache).

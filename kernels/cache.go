@@ -2,13 +2,18 @@ package kernels
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -24,14 +29,34 @@ import (
 const manifestName = "kernel.json"
 
 // manifest records where an unpacked kernel's parts are, relative to its
-// cache entry.
+// cache entry, and the size and SHA256 of every file in it.
 type manifest struct {
-	Packages   []string `json:"packages"`
-	Release    string   `json:"release"`
-	Image      string   `json:"image"`
-	Config     string   `json:"config,omitempty"`
-	ModulesDir string   `json:"modules_dir,omitempty"`
+	Packages   []string            `json:"packages"`
+	Release    string              `json:"release"`
+	Image      string              `json:"image"`
+	Config     string              `json:"config,omitempty"`
+	ModulesDir string              `json:"modules_dir,omitempty"`
+	Files      map[string]fileHash `json:"files"`
 }
+
+// fileHash is what a cache entry's manifest says about one file.
+type fileHash struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// A cache entry is checked every time it is used, as cheaply as a damaged
+// entry can be caught: every file must exist with its recorded size, and
+// the image and config, which every boot reads whole, must match their
+// SHA256. Hashing every module as well (100 MB for Debian 6.1) takes about
+// a second per kernel; Verify does that, and `fusematrix kernels fetch`
+// calls it.
+type checkLevel int
+
+const (
+	checkQuick checkLevel = iota
+	checkAll
+)
 
 func (r *resolver) logf(format string, args ...any) {
 	if r.log != nil {
@@ -45,13 +70,18 @@ func entryName(p debian.Package) string {
 	return p.Name + "_" + strings.ReplaceAll(p.Version, ":", "%3a")
 }
 
+// entryPath is where the cache keeps the kernel of an image package.
+func (r *resolver) entryPath(image debian.Package) string {
+	return filepath.Join(r.cacheDir, "kernels", entryName(image))
+}
+
 // install returns the kernel unpacked from parts (image first), fetching
 // and unpacking them into the cache unless it already holds them.
 func (r *resolver) install(ctx context.Context, image debian.Package, parts []debian.Package) (*Kernel, error) {
 	root := filepath.Join(r.cacheDir, "kernels")
-	entry := filepath.Join(root, entryName(image))
+	entry := r.entryPath(image)
 	source := fmt.Sprintf("%s %s (%s)", image.Name, image.Version, image.Suite)
-	if k, err := loadEntry(entry, source); err == nil {
+	if k, err := loadEntry(entry, source, r.check); err == nil {
 		return k, nil
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -65,7 +95,7 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	}
 	defer unlock()
 	// Another process may have finished while this one waited.
-	k, err := loadEntry(entry, source)
+	k, err := loadEntry(entry, source, r.check)
 	if err == nil {
 		return k, nil
 	}
@@ -110,6 +140,9 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	for _, p := range parts {
 		m.Packages = append(m.Packages, p.Name+" "+p.Version)
 	}
+	if m.Files, err = hashTree(tmp); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", image.Name, image.Version, err)
+	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
@@ -120,7 +153,7 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	if err := os.Rename(tmp, entry); err != nil {
 		return nil, fmt.Errorf("install %s: %w", entry, err)
 	}
-	return loadEntry(entry, source)
+	return loadEntry(entry, source, checkQuick)
 }
 
 // fetchPart downloads p into a temporary file named after pattern (see
@@ -224,8 +257,26 @@ func describe(names []string) (*manifest, error) {
 	return m, nil
 }
 
-// loadEntry returns the kernel of a complete cache entry.
-func loadEntry(entry, source string) (*Kernel, error) {
+// loadEntry returns the kernel of a complete cache entry, checked as level
+// says.
+func loadEntry(entry, source string, level checkLevel) (*Kernel, error) {
+	m, err := readManifest(entry)
+	if err != nil {
+		return nil, err
+	}
+	abs := func(rel string) string {
+		if rel == "" {
+			return ""
+		}
+		return filepath.Join(entry, filepath.FromSlash(path.Clean(rel)))
+	}
+	if err := m.check(entry, level); err != nil {
+		return nil, err
+	}
+	return &Kernel{Source: source, Release: m.Release, Image: abs(m.Image), Config: abs(m.Config), ModulesDir: abs(m.ModulesDir)}, nil
+}
+
+func readManifest(entry string) (*manifest, error) {
 	data, err := os.ReadFile(filepath.Join(entry, manifestName))
 	if err != nil {
 		return nil, err
@@ -234,17 +285,99 @@ func loadEntry(entry, source string) (*Kernel, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%s: %w", entry, err)
 	}
-	abs := func(rel string) string {
-		if rel == "" {
-			return ""
+	if m.Files == nil {
+		// Written before manifests recorded hashes: nothing to check it
+		// against, so it is fetched again once.
+		return nil, fmt.Errorf("%s: manifest records no file hashes", entry)
+	}
+	if _, ok := m.Files[m.Image]; !ok {
+		return nil, fmt.Errorf("%s: manifest does not list the image %s", entry, m.Image)
+	}
+	return &m, nil
+}
+
+// check compares the entry's files with the manifest.
+func (m *manifest) check(entry string, level checkLevel) error {
+	for _, name := range slices.Sorted(maps.Keys(m.Files)) {
+		want := m.Files[name]
+		file := filepath.Join(entry, filepath.FromSlash(name))
+		st, err := os.Lstat(file)
+		if err != nil {
+			return err
 		}
-		return filepath.Join(entry, filepath.FromSlash(path.Clean(rel)))
+		if !st.Mode().IsRegular() || st.Size() != want.Size {
+			return fmt.Errorf("%s: %d bytes, manifest says %d", file, st.Size(), want.Size)
+		}
+		if level == checkQuick && name != m.Image && name != m.Config {
+			continue
+		}
+		got, err := hashFile(file)
+		if err != nil {
+			return err
+		}
+		if got != want.SHA256 {
+			return fmt.Errorf("%s: SHA256 %s, manifest says %s", file, got, want.SHA256)
+		}
 	}
-	k := &Kernel{Source: source, Release: m.Release, Image: abs(m.Image), Config: abs(m.Config), ModulesDir: abs(m.ModulesDir)}
-	if _, err := os.Stat(k.Image); err != nil {
-		return nil, err
+	return nil
+}
+
+// hashTree returns the size and SHA256 of every regular file below dir,
+// by slash-separated relative name.
+func hashTree(dir string) (map[string]fileHash, error) {
+	files := map[string]fileHash{}
+	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, name)
+		if err != nil {
+			return err
+		}
+		sum, err := hashFile(name)
+		if err != nil {
+			return err
+		}
+		st, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)] = fileHash{Size: st.Size(), SHA256: sum}
+		return nil
+	})
+	return files, err
+}
+
+func hashFile(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
 	}
-	return k, nil
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", name, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// diskUsage is the space the files below dir take on disk.
+func diskUsage(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += st.Blocks * 512
+			} else {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // lockFile takes an exclusive flock on name, waiting (and calling waiting

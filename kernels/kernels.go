@@ -9,6 +9,7 @@
 package kernels
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,19 +19,27 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/fusematrix/fusematrix/kernels/debian"
 )
 
-// DefaultMatrix is what `make matrix` runs when no kernel is named.
-var DefaultMatrix = []string{"debian:6.1/cloud", "debian:6.12/cloud"}
+// DefaultMatrix is what `make matrix` runs when no kernel is named: the
+// catalog's "default" matrix.
+var DefaultMatrix = mustMatrix("default")
 
 // GuestModules are the modules the guest agent needs (patterns allowed).
 var GuestModules = []string{"fuse", "virtio_pci", "virtio_console", "pvpanic*"}
 
 // Suites are the Debian suites searched for kernel packages, in order of
 // preference when two carry the same package version. A suite the archive
-// does not publish is skipped.
-var Suites = []string{"bookworm-security", "bookworm", "bookworm-backports"}
+// does not publish is skipped. A selector restricted to a release
+// ("debian:6.12/cloud@bookworm") only reads that release's suites, so the
+// default matrix never waits for the others' indexes.
+var Suites = []string{
+	"bookworm-security", "bookworm", "bookworm-backports",
+	"trixie-security", "trixie", "trixie-backports",
+	"sid", "experimental",
+}
 
 // Arch is the Debian architecture of the kernels fetched.
 const Arch = "amd64"
@@ -52,6 +61,12 @@ type Options struct {
 	// AptSources is the apt configuration directory read when no mirror is
 	// set; "" is /etc/apt.
 	AptSources string
+	// Keyring holds the archive keys InRelease files must be signed with;
+	// "" is $FUSEMATRIX_KEYRING, else debian.DebianKeyring. When the file
+	// does not exist, signatures are not checked (with one warning per
+	// process); the indexes and packages are still checked against their
+	// SHA256.
+	Keyring string
 	// HTTPClient makes the requests; nil is a client with connection
 	// timeouts (see debian.NewClient).
 	HTTPClient *http.Client
@@ -73,41 +88,33 @@ type Kernel struct {
 // Resolve finds the kernel called name, fetching and unpacking it unless
 // the cache already holds it. Names are:
 //
-//   - "debian:<series>[/<flavour>]", e.g. "debian:6.12/cloud": the newest
-//     kernel image package of that series and flavour (cloud, amd64, rt;
-//     cloud when omitted) in Suites;
-//   - "debian:<package>", e.g. "debian:linux-image-6.1.0-50-cloud-amd64":
-//     the newest version of that package in Suites;
-//   - a path to an existing file starting with "/", "./" or "../": that
-//     image, without modules.
+//   - "debian:<series>[/<flavour>][@<suite>]", e.g. "debian:6.12/cloud":
+//     the newest kernel image package of that series and flavour (cloud,
+//     amd64, rt; cloud when omitted) in Suites, or only in the suites of
+//     one release ("@bookworm": bookworm, bookworm-security, …) or in one
+//     suite ("@trixie-backports");
+//   - "debian:<package>[@<suite>]", e.g.
+//     "debian:linux-image-6.1.0-50-cloud-amd64": the newest version of that
+//     package;
+//   - a path to an existing file starting with "/", "./" or "../", with
+//     optional ",modules=DIR" (lib/modules/<release> of the build, as
+//     `make modules_install` lays it out) and ",config=FILE" (its .config).
 //
 // With everything cached and the indexes younger than debian.IndexMaxAge,
 // Resolve does not use the network.
 func Resolve(ctx context.Context, name string, opts Options) (*Kernel, error) {
 	if isPath(name) {
-		return localKernel(name)
-	}
-	q, err := parseName(name)
-	if err != nil {
-		return nil, err
+		return localKernel(name, opts.Logf)
 	}
 	r, err := newResolver(opts)
 	if err != nil {
 		return nil, err
 	}
-	idxs, err := r.indexes(ctx)
+	res, err := r.lookup(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	image, err := q.choose(idxs)
-	if err != nil {
-		return nil, err
-	}
-	image, parts, err := packageParts(image, idxs)
-	if err != nil {
-		return nil, fmt.Errorf("kernel %q: %w", name, err)
-	}
-	k, err := r.install(ctx, image, parts)
+	k, err := r.install(ctx, res.Image, res.Parts)
 	if err != nil {
 		return nil, fmt.Errorf("kernel %q: %w", name, withHint(err))
 	}
@@ -115,27 +122,162 @@ func Resolve(ctx context.Context, name string, opts Options) (*Kernel, error) {
 	return k, nil
 }
 
+// Resolution is what a Debian kernel name stands for in the archive, before
+// anything is downloaded.
+type Resolution struct {
+	Name string
+	// Image is the package holding the kernel, meta packages followed.
+	Image debian.Package
+	// Parts are the packages unpacked for it, Image first: one in the
+	// older layout, image + base + binary + modules in the newer one.
+	Parts []debian.Package
+	// Entry is the kernel's directory in the cache, whether or not it
+	// exists.
+	Entry string
+}
+
+// Source describes the package as Kernel.Source does.
+func (r *Resolution) Source() string {
+	return fmt.Sprintf("%s %s (%s)", r.Image.Name, r.Image.Version, r.Image.Suite)
+}
+
+// DownloadSize is the size of the .deb files to fetch when not cached.
+func (r *Resolution) DownloadSize() int64 {
+	var n int64
+	for _, p := range r.Parts {
+		n += p.Size
+	}
+	return n
+}
+
+// Lookup resolves a Debian kernel name (see Resolve) to packages without
+// downloading them; it reads the indexes as Resolve does.
+func Lookup(ctx context.Context, name string, opts Options) (*Resolution, error) {
+	if isPath(name) {
+		return nil, fmt.Errorf("kernel %q: a file, not a Debian package", name)
+	}
+	r, err := newResolver(opts)
+	if err != nil {
+		return nil, err
+	}
+	return r.lookup(ctx, name)
+}
+
+func (r *resolver) lookup(ctx context.Context, name string) (*Resolution, error) {
+	q, err := parseName(name)
+	if err != nil {
+		return nil, err
+	}
+	idxs, err := r.indexes(ctx, q.suites(Suites))
+	if err != nil {
+		return nil, err
+	}
+	candidates, err := q.candidates(idxs)
+	if err != nil {
+		return nil, err
+	}
+	// An archive may list an image whose parts it does not (yet) carry;
+	// the newest build that is complete is the one to use.
+	var first error
+	for _, c := range candidates {
+		image, parts, err := packageParts(c, idxs)
+		if err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		if first != nil {
+			r.logf("warning: kernel %s: %v; using %s %s instead", name, first, image.Name, image.Version)
+		}
+		return &Resolution{Name: name, Image: image, Parts: parts, Entry: r.entryPath(image)}, nil
+	}
+	return nil, fmt.Errorf("kernel %q: %w", name, first)
+}
+
 func isPath(name string) bool {
 	return strings.HasPrefix(name, "/") || strings.HasPrefix(name, "./") || strings.HasPrefix(name, "../")
 }
 
-func localKernel(name string) (*Kernel, error) {
+// localKernel is a kernel image file given by path, with the modules
+// directory and config named after it. It warns through logf when neither
+// the config nor the modules provide FUSE.
+func localKernel(name string, logf func(string, ...any)) (*Kernel, error) {
+	file, opts, _ := strings.Cut(name, ",")
+	k := &Kernel{Name: name}
+	var err error
+	if k.Image, err = localFile(file, false); err != nil {
+		return nil, fmt.Errorf("kernel %q: %w", name, err)
+	}
+	k.Source = "file " + k.Image
+	if opts != "" {
+		for opt := range strings.SplitSeq(opts, ",") {
+			key, value, _ := strings.Cut(opt, "=")
+			switch {
+			case key == "modules" && value != "":
+				k.ModulesDir, err = localFile(value, true)
+				k.Release = filepath.Base(k.ModulesDir)
+			case key == "config" && value != "":
+				k.Config, err = localFile(value, false)
+			default:
+				return nil, fmt.Errorf("kernel %q: option %q: want modules=DIR or config=FILE", name, opt)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("kernel %q: %w", name, err)
+			}
+		}
+	}
+	if warning := k.fuseWarning(); warning != "" && logf != nil {
+		logf("warning: kernel %s: %s", name, warning)
+	}
+	return k, nil
+}
+
+func localFile(name string, dir bool) (string, error) {
 	abs, err := filepath.Abs(name)
 	if err != nil {
-		return nil, fmt.Errorf("kernel %q: %w", name, err)
+		return "", err
 	}
 	st, err := os.Stat(abs)
 	if err != nil {
-		return nil, fmt.Errorf("kernel %q: %w", name, err)
+		return "", err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("kernel %q: not a regular file", name)
+	switch {
+	case dir && !st.IsDir():
+		return "", fmt.Errorf("%s: not a directory", name)
+	case !dir && !st.Mode().IsRegular():
+		return "", fmt.Errorf("%s: not a regular file", name)
 	}
-	return &Kernel{Name: name, Source: "file " + abs, Image: abs}, nil
+	return abs, nil
+}
+
+// fuseWarning says why FUSE may be missing from the kernel, or "" when
+// the config builds it in or the modules hold it.
+func (k *Kernel) fuseWarning() string {
+	if k.ModulesDir != "" {
+		// No error: a module file or built in, either way the guest has it.
+		if _, _, err := k.Modules("fuse"); err == nil {
+			return ""
+		}
+	}
+	opts, err := k.ConfigOptions()
+	if err != nil {
+		return err.Error()
+	}
+	switch {
+	case k.Config == "" && k.ModulesDir == "":
+		return "no config and no modules given: cannot tell whether FUSE is built in (add ,config=FILE)"
+	case opts["CONFIG_FUSE_FS"] == "y":
+		return ""
+	case opts["CONFIG_FUSE_FS"] == "m":
+		return "FUSE is a module (CONFIG_FUSE_FS=m) but no fuse module is in the modules given (add ,modules=DIR)"
+	case k.Config == "":
+		return "FUSE is not among the modules given, and no config says it is built in"
+	}
+	return "FUSE is neither built in (CONFIG_FUSE_FS is not y in the config) nor among the modules"
 }
 
 // resolver is one Resolve call's view of the archive and the cache.
 type resolver struct {
+	check    checkLevel
 	cacheDir string
 	archive  *debian.Archive
 	log      func(string, ...any)
@@ -165,14 +307,58 @@ func newResolver(opts Options) (*resolver, error) {
 		cacheDir: cacheDir,
 		log:      opts.Logf,
 		archive: &debian.Archive{
-			Mirrors:  mirrors,
-			Arch:     Arch,
-			Client:   client,
-			CacheDir: filepath.Join(cacheDir, "index"),
-			Keep:     isKernelPackage,
-			Logf:     opts.Logf,
+			Mirrors:        mirrors,
+			Arch:           Arch,
+			Client:         client,
+			CacheDir:       filepath.Join(cacheDir, "index"),
+			Keep:           isKernelPackage,
+			CheckSignature: signatureCheck(opts),
+			Logf:           opts.Logf,
 		},
 	}, nil
+}
+
+// noKeyringWarned keeps the warning about a missing keyring to one per
+// process, however many kernels a run resolves.
+var noKeyringWarned sync.Once
+
+// signatureCheck verifies InRelease files against the keyring opts names.
+// The keyring is read when the first InRelease is, so that resolving from
+// cached indexes costs nothing.
+func signatureCheck(opts Options) debian.SignatureCheck {
+	path := opts.Keyring
+	if path == "" {
+		path = os.Getenv("FUSEMATRIX_KEYRING")
+	}
+	if path == "" {
+		path = debian.DebianKeyring
+	}
+	var (
+		once  sync.Once
+		check debian.SignatureCheck
+		err   error
+	)
+	return func(suite string, inRelease []byte) error {
+		once.Do(func() {
+			if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
+				noKeyringWarned.Do(func() {
+					if opts.Logf != nil {
+						opts.Logf("warning: no archive keyring at %s: InRelease signatures are not checked (install debian-archive-keyring or set FUSEMATRIX_KEYRING)", path)
+					}
+				})
+				check = debian.SignatureNotChecked
+				return
+			}
+			var keys openpgp.EntityList
+			if keys, err = debian.ReadKeyring(path); err == nil {
+				check = debian.KeyringCheck(keys)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return check(suite, inRelease)
+	}
 }
 
 func mirrors(opts Options) (debian.Mirrors, error) {
@@ -220,13 +406,13 @@ func isKernelPackage(name string) bool {
 	return false
 }
 
-// indexes returns the index of every suite the archive publishes, fetched
-// in parallel.
-func (r *resolver) indexes(ctx context.Context) ([]*debian.Index, error) {
-	idxs := make([]*debian.Index, len(Suites))
-	errs := make([]error, len(Suites))
+// indexes returns the index of every one of suites that the archive
+// publishes, fetched in parallel.
+func (r *resolver) indexes(ctx context.Context, suites []string) ([]*debian.Index, error) {
+	idxs := make([]*debian.Index, len(suites))
+	errs := make([]error, len(suites))
 	var wg sync.WaitGroup
-	for i, s := range Suites {
+	for i, s := range suites {
 		wg.Go(func() { idxs[i], errs[i] = r.archive.Index(ctx, s) })
 	}
 	wg.Wait()
@@ -244,7 +430,7 @@ func (r *resolver) indexes(ctx context.Context) ([]*debian.Index, error) {
 		}
 	}
 	if len(present) == 0 {
-		return nil, fmt.Errorf("kernels: the configured mirrors publish none of %s (set FUSEMATRIX_MIRROR to use another)", strings.Join(Suites, ", "))
+		return nil, fmt.Errorf("kernels: the configured mirrors publish none of %s (set FUSEMATRIX_MIRROR to use another)", strings.Join(suites, ", "))
 	}
 	return present, nil
 }

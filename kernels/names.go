@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -24,6 +25,10 @@ type query struct {
 	flavour string // Debian's flavour name, e.g. "cloud-amd64"
 	short   string // the flavour as asked, for messages
 	pkg     string // an exact package name
+	// suite restricts the search to one suite ("bookworm-security") or to
+	// every suite of a release ("bookworm": bookworm, bookworm-security,
+	// bookworm-backports…); "" searches all of Suites.
+	suite string
 }
 
 var (
@@ -33,6 +38,7 @@ var (
 	// from passing for a version of the amd64 flavour.
 	imageVersion = regexp.MustCompile(`^[0-9]+(\.[0-9]+)+(-[0-9]+)?(\+[0-9A-Za-z.]+)?$`)
 	majorMinor   = regexp.MustCompile(`^[0-9]+\.[0-9]+`)
+	suitePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
 )
 
 func parseName(name string) (query, error) {
@@ -40,8 +46,12 @@ func parseName(name string) (query, error) {
 	if !ok {
 		return query{}, fmt.Errorf("kernel %q: unknown kind of name: use debian:<series>[/<flavour>], debian:<package>, or a path to a file starting with /, ./ or ../", name)
 	}
+	rest, suite, hasSuite := strings.Cut(rest, "@")
+	if hasSuite && !suitePattern.MatchString(suite) {
+		return query{}, fmt.Errorf("kernel %q: %q is not a suite name (like bookworm or trixie-backports)", name, suite)
+	}
 	if strings.HasPrefix(rest, "linux-") {
-		return query{name: name, pkg: rest}, nil
+		return query{name: name, pkg: rest, suite: suite}, nil
 	}
 	series, short, hasFlavour := strings.Cut(rest, "/")
 	if !seriesPattern.MatchString(series) {
@@ -61,7 +71,26 @@ func parseName(name string) (query, error) {
 	if !ok {
 		return query{}, fmt.Errorf("kernel %q: unknown flavour %q (known: cloud, amd64, rt)", name, short)
 	}
-	return query{name: name, series: series, flavour: flavour, short: short}, nil
+	return query{name: name, series: series, flavour: flavour, short: short, suite: suite}, nil
+}
+
+// suites returns the suites q searches, in order of preference: those of
+// all that q.suite names, or q.suite itself when all has none of them (a
+// suite fusematrix does not search by default, such as trixie-updates).
+func (q query) suites(all []string) []string {
+	if q.suite == "" {
+		return all
+	}
+	var out []string
+	for _, s := range all {
+		if s == q.suite || strings.HasPrefix(s, q.suite+"-") {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{q.suite}
+	}
+	return out
 }
 
 // parseImage splits a kernel image package name of the given flavour into
@@ -92,11 +121,22 @@ func inSeries(ver, series string) bool {
 // choose picks the package q names from the indexes, given in order of
 // preference.
 func (q query) choose(idxs []*debian.Index) (debian.Package, error) {
-	var (
-		best         debian.Package
-		bestUnsigned bool
-		found        bool
-	)
+	c, err := q.candidates(idxs)
+	if err != nil {
+		return debian.Package{}, err
+	}
+	return c[0], nil
+}
+
+// candidates returns every package q matches, best first: newest version
+// first; at the same version the signed build, then the earlier suite. It
+// fails, saying what is available instead, when nothing matches.
+func (q query) candidates(idxs []*debian.Index) ([]debian.Package, error) {
+	type candidate struct {
+		p        debian.Package
+		unsigned bool
+	}
+	var list []candidate
 	for _, idx := range idxs {
 		for _, p := range idx.Packages {
 			unsigned := false
@@ -111,28 +151,86 @@ func (q query) choose(idxs []*debian.Index) (debian.Package, error) {
 				}
 				unsigned = u
 			}
-			// Newest version first; at the same version the signed build,
-			// then the earlier suite.
-			if found {
-				c := debian.CompareVersions(p.Version, best.Version)
-				if c < 0 || c == 0 && (unsigned || !bestUnsigned) {
-					continue
-				}
-			}
-			best, bestUnsigned, found = p, unsigned, true
+			list = append(list, candidate{p, unsigned})
 		}
 	}
-	if found {
-		return best, nil
+	slices.SortStableFunc(list, func(a, b candidate) int {
+		if c := debian.CompareVersions(b.p.Version, a.p.Version); c != 0 {
+			return c
+		}
+		switch {
+		case a.unsigned == b.unsigned:
+			return 0
+		case b.unsigned:
+			return -1
+		}
+		return 1
+	})
+	var out []debian.Package
+	for _, c := range list {
+		out = append(out, c.p)
+	}
+	if len(out) > 0 {
+		return out, nil
 	}
 	if q.pkg != "" {
-		return best, fmt.Errorf("kernel %q not found in %s", q.name, suiteList(idxs))
+		if near := q.nearestPackages(idxs); len(near) > 0 {
+			return nil, fmt.Errorf("kernel %q not found in %s; nearest: %s", q.name, suiteList(idxs), strings.Join(near, ", "))
+		}
+		return nil, fmt.Errorf("kernel %q not found in %s", q.name, suiteList(idxs))
 	}
 	available := q.availableSeries(idxs)
 	if len(available) == 0 {
-		return best, fmt.Errorf("kernel %q not found; no %s kernels in %s", q.name, q.short, suiteList(idxs))
+		return nil, fmt.Errorf("kernel %q not found; no %s kernels in %s", q.name, q.short, suiteList(idxs))
 	}
-	return best, fmt.Errorf("kernel %q not found; available %s series: %s", q.name, q.short, strings.Join(available, ", "))
+	msg := fmt.Sprintf("kernel %q not found", q.name)
+	if near := nearest(available, q.series, debian.CompareVersions); len(near) > 0 {
+		msg += "; nearest: " + strings.Join(near, ", ")
+	}
+	if q.suite != "" {
+		msg += " in " + suiteList(idxs)
+	}
+	return nil, fmt.Errorf("%s; available %s series: %s", msg, q.short, strings.Join(available, ", "))
+}
+
+// nearest returns the elements of sorted just below and just above want.
+func nearest(sorted []string, want string, compare func(a, b string) int) []string {
+	i, _ := slices.BinarySearchFunc(sorted, want, compare)
+	var out []string
+	if i > 0 {
+		out = append(out, sorted[i-1])
+	}
+	if i < len(sorted) {
+		out = append(out, sorted[i])
+	}
+	return out
+}
+
+// nearestPackages suggests, for a package name that is not in the
+// indexes, the image packages of the same flavour whose versions are
+// closest to the one asked for.
+func (q query) nearestPackages(idxs []*debian.Index) []string {
+	for _, flavour := range flavours {
+		want, _, ok := parseImage(q.pkg, flavour)
+		if !ok {
+			continue
+		}
+		byVersion := map[string]string{}
+		for _, idx := range idxs {
+			for _, p := range idx.Packages {
+				if ver, unsigned, ok := parseImage(p.Name, flavour); ok && !unsigned && ver != majorMinor.FindString(ver) {
+					byVersion[ver] = p.Name
+				}
+			}
+		}
+		vers := slices.SortedFunc(maps.Keys(byVersion), debian.CompareVersions)
+		var names []string
+		for _, v := range nearest(vers, want, debian.CompareVersions) {
+			names = append(names, byVersion[v])
+		}
+		return names
+	}
+	return nil
 }
 
 func (q query) availableSeries(idxs []*debian.Index) []string {

@@ -21,6 +21,9 @@ func TestParseName(t *testing.T) {
 		{name: "debian:6.16/amd64", want: query{series: "6.16", flavour: "amd64", short: "amd64"}},
 		{name: "debian:6.1/cloud-amd64", want: query{series: "6.1", flavour: "cloud-amd64", short: "cloud-amd64"}},
 		{name: "debian:linux-image-6.1.0-50-cloud-amd64", want: query{pkg: "linux-image-6.1.0-50-cloud-amd64"}},
+		{name: "debian:6.12/cloud@bookworm", want: query{series: "6.12", flavour: "cloud-amd64", short: "cloud", suite: "bookworm"}},
+		{name: "debian:linux-image-6.1.0-50-cloud-amd64@trixie-backports", want: query{pkg: "linux-image-6.1.0-50-cloud-amd64", suite: "trixie-backports"}},
+		{name: "debian:6.12@", err: `"" is not a suite name`},
 		{name: "debian:6.1/arm64", err: `kernel "debian:6.1/arm64": unknown flavour "arm64" (known: cloud, amd64, rt)`},
 		{name: "debian:bookworm", err: `"bookworm" is neither a series`},
 		{name: "debian:", err: `"" is neither a series`},
@@ -128,9 +131,9 @@ func TestChoose(t *testing.T) {
 		{name: "debian:6.1/rt", want: "linux-image-6.1.0-56-rt-amd64 6.1.192-2 bookworm"},
 		{name: "debian:linux-image-6.1.0-56-amd64", want: "linux-image-6.1.0-56-amd64 6.1.192-2 bookworm-security"},
 		{name: "debian:linux-image-cloud-amd64", want: "linux-image-cloud-amd64 6.12.999-1 bookworm-security"},
-		{name: "debian:6.99/cloud", err: `kernel "debian:6.99/cloud" not found; available cloud series: 6.1, 6.12, 6.16`},
-		{name: "debian:6.12/rt", err: `kernel "debian:6.12/rt" not found; available rt series: 6.1`},
-		{name: "debian:linux-image-6.1.0-1-cloud-amd64", err: `kernel "debian:linux-image-6.1.0-1-cloud-amd64" not found in bookworm-security, bookworm, bookworm-backports`},
+		{name: "debian:6.99/cloud", err: `kernel "debian:6.99/cloud" not found; nearest: 6.16; available cloud series: 6.1, 6.12, 6.16`},
+		{name: "debian:6.12/rt", err: `kernel "debian:6.12/rt" not found; nearest: 6.1; available rt series: 6.1`},
+		{name: "debian:linux-image-6.1.0-1-cloud-amd64", err: `kernel "debian:linux-image-6.1.0-1-cloud-amd64" not found in bookworm-security, bookworm, bookworm-backports; nearest: linux-image-6.1.0-50-cloud-amd64`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, err := parseName(tc.name)

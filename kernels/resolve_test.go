@@ -117,6 +117,7 @@ func testOptions(t *testing.T, srv *fakearchive.Server) (Options, *[]string) {
 		CacheDir:   t.TempDir(),
 		Mirror:     srv.Mirror(),
 		AptSources: t.TempDir(), // nothing configured: only Mirror counts
+		Keyring:    fakearchive.Keyring(t, fakearchive.Key()),
 		Logf: func(format string, args ...any) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -347,9 +348,14 @@ func TestResolveNotFound(t *testing.T) {
 	srv := testArchive(t)
 	opts, _ := testOptions(t, srv)
 	for _, tc := range []struct{ name, err string }{
-		{"debian:6.99/cloud", `kernel "debian:6.99/cloud" not found; available cloud series: 6.1, 6.12`},
-		{"debian:6.1/rt", `kernel "debian:6.1/rt" not found; no rt kernels in bookworm-security, bookworm`},
-		{"debian:linux-image-6.1.0-1-cloud-amd64", `kernel "debian:linux-image-6.1.0-1-cloud-amd64" not found in bookworm-security, bookworm`},
+		{"debian:6.99/cloud", `kernel "debian:6.99/cloud" not found; nearest: 6.12, 7.3; available cloud series: 6.1, 6.12, 7.3`},
+		{"debian:6.5/cloud", `kernel "debian:6.5/cloud" not found; nearest: 6.1, 6.12; available cloud series: 6.1, 6.12, 7.3`},
+		{"debian:6.0/cloud", `kernel "debian:6.0/cloud" not found; nearest: 6.1; available cloud series: 6.1, 6.12, 7.3`},
+		{"debian:7.3/cloud@bookworm", `kernel "debian:7.3/cloud@bookworm" not found; nearest: 6.12 in bookworm-security, bookworm; available cloud series: 6.1, 6.12`},
+		{"debian:6.1/rt", `kernel "debian:6.1/rt" not found; no rt kernels in bookworm-security, bookworm, trixie-backports`},
+		{"debian:linux-image-6.1.0-1-cloud-amd64", `kernel "debian:linux-image-6.1.0-1-cloud-amd64" not found in bookworm-security, bookworm, trixie-backports; nearest: linux-image-6.1.0-50-cloud-amd64`},
+		{"debian:linux-image-6.1.0-53-cloud-amd64", `kernel "debian:linux-image-6.1.0-53-cloud-amd64" not found in bookworm-security, bookworm, trixie-backports; nearest: linux-image-6.1.0-50-cloud-amd64, linux-image-6.1.0-56-cloud-amd64`},
+		{"debian:linux-image-6.1.0-50-cloud-amd64@trixie-backports", `kernel "debian:linux-image-6.1.0-50-cloud-amd64@trixie-backports" not found in trixie-backports; nearest: linux-image-7.3.4+deb13-cloud-amd64`},
 		{"/nonexistent/vmlinuz", `kernel "/nonexistent/vmlinuz": stat /nonexistent/vmlinuz: no such file or directory`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -400,7 +406,7 @@ func TestResolveNoMirror(t *testing.T) {
 	assert.NilError(t, os.MkdirAll(filepath.Join(apt, "sources.list.d"), 0o755))
 	assert.NilError(t, os.WriteFile(filepath.Join(apt, "sources.list.d", "other.list"), []byte("deb http://other.example/x nodistro main\n"), 0o644))
 	_, err := Resolve(context.Background(), "debian:6.1/cloud", Options{CacheDir: t.TempDir(), AptSources: apt})
-	assert.Error(t, err, "kernels: no Debian mirror configured for bookworm-security, bookworm, bookworm-backports: add one to "+
+	assert.Error(t, err, "kernels: no Debian mirror configured for "+strings.Join(Suites, ", ")+": add one to "+
 		filepath.Join(apt, "sources.list.d")+" or set FUSEMATRIX_MIRROR")
 
 	_, err = Resolve(context.Background(), "debian:6.1/cloud", Options{CacheDir: t.TempDir(), Mirror: "ftp://m.example/debian"})
@@ -412,6 +418,7 @@ func TestResolveEnvironment(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("FUSEMATRIX_MIRROR", srv.Mirror())
 	t.Setenv("FUSEMATRIX_CACHE", cache)
+	t.Setenv("FUSEMATRIX_KEYRING", fakearchive.Keyring(t, fakearchive.Key()))
 	k, err := Resolve(context.Background(), "debian:6.1", Options{AptSources: t.TempDir()})
 	assert.NilError(t, err)
 	assert.Check(t, strings.HasPrefix(k.Image, filepath.Join(cache, "kernels")+"/"), k.Image)

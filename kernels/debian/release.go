@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 )
 
 // SignatureCheck verifies the OpenPGP signature of a suite's InRelease file
@@ -64,7 +66,14 @@ func ParseRelease(data []byte) (map[string]FileSum, error) {
 
 // clearsignedBody returns the signed text of an OpenPGP clear-signed message
 // (RFC 4880 section 7), or data itself when it is not one.
+//
+// It decodes the message the way KeyringCheck does, so that the text parsed
+// is the text whose signature was checked; the hand-written reading below
+// only serves messages that do not decode, which no check accepts.
 func clearsignedBody(data []byte) []byte {
+	if block, _ := clearsign.Decode(data); block != nil {
+		return append(block.Plaintext, '\n')
+	}
 	const begin = "-----BEGIN PGP SIGNED MESSAGE-----"
 	if !bytes.HasPrefix(bytes.TrimLeft(data, "\r\n"), []byte(begin)) {
 		return data

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -30,10 +31,10 @@ type Mirrors struct {
 }
 
 // Required reports whether suite's archive was configured in a way that
-// says the suite is there: apt sources name it, a security archive was
-// given for it, or it is a release codename (no "-") served by Default.
-// A required suite the archive does not publish is an error; any other is
-// merely absent.
+// says the suite is there: apt sources name it, or a security archive was
+// given for it. A required suite the archive does not publish is an
+// error; any other is merely absent. A Default mirror promises no
+// particular release: a mirror may carry some releases and not others.
 func (m Mirrors) Required(suite string) bool {
 	if _, ok := m.Suites[suite]; ok {
 		return true
@@ -41,20 +42,25 @@ func (m Mirrors) Required(suite string) bool {
 	if strings.HasSuffix(suite, "-security") {
 		return m.Security != "" && !m.SecurityDerived
 	}
-	return m.Default != "" && !strings.Contains(suite, "-")
+	return false
 }
 
 // URI returns the base URI of the archive serving suite. A suite the
 // configuration does not name falls back to Default, or, since Debian
 // publishes "<codename>-backports" and "<codename>-updates" in the same
-// archive as "<codename>", to the archive serving its codename. Security
-// suites live in a separate archive and never take that fallback.
+// archive as "<codename>", to the archive serving its codename, and
+// failing that to the archive of another Debian release (see sibling).
+// Security suites live in a separate archive and only fall back to the
+// archive of another security suite.
 func (m Mirrors) URI(suite string) (string, bool) {
 	if u, ok := m.Suites[suite]; ok {
 		return u, true
 	}
 	if strings.HasSuffix(suite, "-security") {
-		return m.Security, m.Security != ""
+		if m.Security != "" {
+			return m.Security, true
+		}
+		return m.sibling(func(s string) bool { return strings.HasSuffix(s, "-security") })
 	}
 	if m.Default != "" {
 		return m.Default, true
@@ -62,6 +68,26 @@ func (m Mirrors) URI(suite string) (string, bool) {
 	if codename, _, ok := strings.Cut(suite, "-"); ok {
 		if u, ok := m.Suites[codename]; ok {
 			return u, true
+		}
+	}
+	return m.sibling(func(s string) bool {
+		codename, _, _ := strings.Cut(s, "-")
+		return slices.Contains(debianReleases, codename)
+	})
+}
+
+// debianReleases are the codenames that identify an archive as Debian's.
+var debianReleases = []string{"buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "experimental"}
+
+// sibling returns the archive serving the first configured suite (in name
+// order) that like accepts. Debian publishes all its releases in one
+// archive and all their security updates in another, so a machine set up
+// for bookworm reaches trixie, sid and trixie-security at the same places.
+// Such a suite is not Required: a mirror that lacks it merely lacks it.
+func (m Mirrors) sibling(like func(suite string) bool) (string, bool) {
+	for _, s := range slices.Sorted(maps.Keys(m.Suites)) {
+		if like(s) {
+			return m.Suites[s], true
 		}
 	}
 	return "", false

@@ -30,6 +30,7 @@ func caps(args []string) error {
 	fs := flag.NewFlagSet("caps", flag.ContinueOnError)
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "caps"))
+	matrixName := matrixFlag(fs)
 	format := fs.String("format", "table", "output: table, json or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels")
 	if err := fs.Parse(args); err != nil {
@@ -60,7 +61,10 @@ func caps(args []string) error {
 		}
 		return render(os.Stdout, run)
 	}
-	o.Kernels = fs.Args()
+	var err error
+	if o.Kernels, err = selectKernels(*matrixName, fs.Args()); err != nil {
+		return err
+	}
 	// Probes always run; a pattern no scenario id matches leaves only them.
 	o.Run = "^$"
 	info := io.Writer(os.Stderr)

@@ -1,7 +1,7 @@
 // Package fakearchive fabricates, for tests, what kernels reads from
 // Debian: kernel module ELF objects, .deb files (ar + tar), and a whole
-// archive (InRelease, Packages indexes, pool) served over httptest, which
-// counts the requests it answers.
+// archive (InRelease signed with a generated key, Packages indexes, pool)
+// served over httptest, which counts the requests it answers.
 package fakearchive
 
 import (
@@ -15,11 +15,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -226,10 +231,7 @@ func (s *Server) addSuite(suite Suite) {
 	dists := base + "/dists/" + suite.Name + "/"
 	s.files[dists+"main/binary-amd64/Packages"+compression] = packages
 	sum := sha256.Sum256(packages)
-	s.files[dists+"InRelease"] = fmt.Appendf(nil, `-----BEGIN PGP SIGNED MESSAGE-----
-Hash: SHA512
-
-Origin: Debian
+	s.files[dists+"InRelease"] = Clearsign(Key(), fmt.Appendf(nil, `Origin: Debian
 Suite: %s
 Architectures: amd64
 Components: main
@@ -238,14 +240,51 @@ MD5Sum:
 SHA256:
  %s %d main/binary-amd64/Packages%s
  %s 0 main/binary-arm64/Packages%s
------BEGIN PGP SIGNATURE-----
-
-iQIzBAEBCgAdFiEEfabricatedsignaturefabricatedsignature=
-=abcd
------END PGP SIGNATURE-----
 `, suite.Name, len(packages), compression,
 		hex.EncodeToString(sum[:]), len(packages), compression,
-		strings.Repeat("0", 64), compression)
+		strings.Repeat("0", 64), compression))
+}
+
+var (
+	keyOnce sync.Once
+	key     *openpgp.Entity
+)
+
+// Key is the key fabricated archives sign their InRelease files with,
+// made once per test binary.
+func Key() *openpgp.Entity {
+	keyOnce.Do(func() { key = NewKey("fakearchive") })
+	return key
+}
+
+// NewKey makes an OpenPGP signing key; Ed25519 keeps it fast.
+func NewKey(name string) *openpgp.Entity {
+	e, err := openpgp.NewEntity(name, "", name+"@fakearchive.invalid", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	must(err)
+	return e
+}
+
+// Clearsign returns text clear-signed by e, as Debian's InRelease files
+// are.
+func Clearsign(e *openpgp.Entity, text []byte) []byte {
+	var buf bytes.Buffer
+	w, err := clearsign.Encode(&buf, e.PrivateKey, nil)
+	must(err)
+	must2(w.Write(text))
+	must(w.Close())
+	return buf.Bytes()
+}
+
+// Keyring writes the public part of keys to a binary keyring file in a
+// temporary directory of t and returns its path.
+func Keyring(t testing.TB, keys ...*openpgp.Entity) string {
+	var buf bytes.Buffer
+	for _, e := range keys {
+		must(e.Serialize(&buf))
+	}
+	path := filepath.Join(t.TempDir(), "keyring.gpg")
+	must(os.WriteFile(path, buf.Bytes(), 0o644))
+	return path
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fusematrix/fusematrix/kernels"
+)
+
+const kernelsUsage = `usage: fusematrix kernels <command> [flags]
+
+commands:
+  list [-matrix NAME] [kernel …]    what each kernel name resolves to, whether it is cached, its size
+  fetch [-matrix NAME] [kernel …]   download and unpack kernels now; cached ones are checked file by file
+  prune [-all]                      remove cached kernels no matrix of the catalog uses (all with -all)
+                                    and files left by interrupted runs
+  matrices                          the catalog's matrices and their kernels
+
+Kernel names are given as arguments or taken from a matrix of the catalog
+(kernels/catalog.conf; -matrix all is every kernel of every matrix).
+`
+
+func kernelsCmd(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, kernelsUsage)
+		return exitError(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "list", "ls":
+		return kernelsList(ctx, args[1:], os.Stdout)
+	case "fetch":
+		return kernelsFetch(ctx, args[1:], os.Stdout)
+	case "prune":
+		return kernelsPrune(ctx, args[1:], os.Stdout)
+	case "matrices":
+		return kernelsMatrices(os.Stdout)
+	case "-h", "-help", "--help", "help":
+		fmt.Print(kernelsUsage)
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "fusematrix kernels: unknown command %q\n\n%s", args[0], kernelsUsage)
+	return exitError(2)
+}
+
+// matrixFlag registers -matrix on a command that takes kernel names.
+func matrixFlag(fs *flag.FlagSet) *string {
+	return fs.String("matrix", "default", "run this `matrix` of the catalog (kernel names given as arguments replace it)")
+}
+
+// selectKernels returns the kernels named as arguments, else those of the
+// catalog's matrix ("all": every matrix).
+func selectKernels(matrix string, args []string) ([]string, error) {
+	if len(args) > 0 {
+		return args, nil
+	}
+	if matrix == "all" {
+		return kernels.DefaultCatalog.Selectors(), nil
+	}
+	return kernels.DefaultCatalog.Matrix(matrix)
+}
+
+// kernelOptions registers the flags that say where kernels come from.
+func kernelOptions(fs *flag.FlagSet, o *kernels.Options) *bool {
+	fs.StringVar(&o.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
+	return fs.Bool("q", false, "no progress lines")
+}
+
+func progressTo(quiet bool) func(string, ...any) {
+	if quiet {
+		return nil
+	}
+	start := time.Now()
+	return func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+}
+
+func kernelsList(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("kernels list", flag.ContinueOnError)
+	matrix := matrixFlag(fs)
+	var o kernels.Options
+	quiet := kernelOptions(fs, &o)
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	names, err := selectKernels(*matrix, fs.Args())
+	if err != nil {
+		return err
+	}
+	o.Logf = progressTo(*quiet)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KERNEL\tPACKAGE\tVERSION\tSUITE\tCACHED")
+	var errs []error
+	for _, name := range names {
+		row, err := listRow(ctx, name, o)
+		if err != nil {
+			// Errors are long (they list what is available instead); under
+			// the table they do not stretch its columns.
+			errs = append(errs, err)
+			row = fmt.Sprintf("%s\terror (%d, below)\t\t\t", name, len(errs))
+		}
+		fmt.Fprintln(tw, row)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for i, err := range errs {
+		fmt.Fprintf(out, "\n(%d) %v\n", i+1, err)
+	}
+	if len(errs) > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
+func listRow(ctx context.Context, name string, o kernels.Options) (string, error) {
+	if strings.HasPrefix(name, "/") || strings.HasPrefix(name, "./") || strings.HasPrefix(name, "../") {
+		k, err := kernels.Resolve(ctx, name, o)
+		if err != nil {
+			return "", err
+		}
+		st, err := os.Stat(k.Image)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s\t%s\t\tfile\t%s (image)", name, k.Image, mb(st.Size())), nil
+	}
+	res, err := kernels.Lookup(ctx, name, o)
+	if err != nil {
+		return "", err
+	}
+	pkg := res.Image.Name
+	if n := len(res.Parts) - 1; n > 0 {
+		pkg += fmt.Sprintf(" (+%d)", n)
+	}
+	cached := "no (" + mb(res.DownloadSize()) + " to fetch)"
+	if size, ok := res.Cached(); ok {
+		cached = mb(size)
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", name, pkg, res.Image.Version, res.Image.Suite, cached), nil
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("kernels fetch", flag.ContinueOnError)
+	matrix := matrixFlag(fs)
+	var o kernels.Options
+	quiet := kernelOptions(fs, &o)
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	names, err := selectKernels(*matrix, fs.Args())
+	if err != nil {
+		return err
+	}
+	o.Logf = progressTo(*quiet)
+	var errs []error
+	for _, name := range names {
+		start := time.Now()
+		k, err := kernels.Fetch(ctx, name, o)
+		if err != nil {
+			fmt.Fprintf(out, "%s: error: %v\n", name, err)
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return exitError(130)
+			}
+			continue
+		}
+		fmt.Fprintf(out, "%s: %s, release %s (%.1fs)\n", name, k.Source, k.Release, time.Since(start).Seconds())
+	}
+	if len(errs) > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
+func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("kernels prune", flag.ContinueOnError)
+	all := fs.Bool("all", false, "remove every cached kernel, not only those no matrix uses")
+	var o kernels.Options
+	quiet := kernelOptions(fs, &o)
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "fusematrix kernels prune: takes no kernel names (it keeps every kernel of the catalog)\n")
+		return exitError(2)
+	}
+	o.Logf = progressTo(*quiet)
+	pruned, err := kernels.Prune(ctx, kernels.DefaultCatalog.Selectors(), *all, o)
+	var total int64
+	for _, p := range pruned {
+		total += p.Bytes
+		fmt.Fprintf(out, "removed %s (%s, %s)\n", p.Path, mb(p.Bytes), p.Why)
+	}
+	fmt.Fprintf(out, "freed %s\n", mb(total))
+	return err
+}
+
+func kernelsMatrices(out io.Writer) error {
+	for _, name := range kernels.DefaultCatalog.Names() {
+		m, err := kernels.DefaultCatalog.Matrix(name)
+		if err != nil {
+			return errors.New("catalog: " + err.Error())
+		}
+		fmt.Fprintf(out, "%s:\n", name)
+		for _, k := range m {
+			fmt.Fprintf(out, "  %s\n", k)
+		}
+	}
+	return nil
+}

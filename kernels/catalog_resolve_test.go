@@ -1,0 +1,350 @@
+package kernels
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/fusematrix/fusematrix/kernels/debian"
+	"github.com/fusematrix/fusematrix/kernels/internal/fakearchive"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// releasesArchive serves bookworm and trixie builds of the same 6.12
+// release, as Debian does: trixie's compares newer.
+func releasesArchive(t *testing.T) *fakearchive.Server {
+	deb12 := "6.12.117+deb12-cloud-amd64"
+	deb13 := "6.12.117+deb13-cloud-amd64"
+	return fakearchive.Serve(t,
+		fakearchive.Suite{Name: "bookworm-security", Packages: []fakearchive.Package{
+			{Name: "linux-image-" + deb12, Version: "6.12.117-1~deb12u1", Deb: olderLayoutDeb(deb12, nil, builtin612...)},
+			{Name: "linux-image-6.1.0-56-cloud-amd64", Version: "6.1.192-2", Deb: olderLayoutDeb("6.1.0-56-cloud-amd64", guestModuleTree)},
+		}},
+		fakearchive.Suite{Name: "trixie-security", Packages: []fakearchive.Package{
+			{Name: "linux-image-" + deb13, Version: "6.12.117-1", Deb: olderLayoutDeb(deb13, nil, builtin612...)},
+		}},
+		fakearchive.Suite{Name: "trixie-backports", Packages: append(newerLayout("7.3.4+deb13", "7.3.4-1~bpo13+1"),
+			// A newer image whose parts the archive dropped: uninstallable.
+			fakearchive.Package{
+				Name: "linux-image-7.3.9+deb13-cloud-amd64", Version: "7.3.9-1~bpo13+1",
+				Depends: "linux-base-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1), linux-binary-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1)",
+				Deb:     []byte("never fetched"),
+			})},
+	)
+}
+
+func TestSuitePreference(t *testing.T) {
+	srv := releasesArchive(t)
+	opts, logs := testOptions(t, srv)
+	ctx := context.Background()
+	for _, tc := range []struct{ name, source string }{
+		{"debian:6.12/cloud@bookworm", "linux-image-6.12.117+deb12-cloud-amd64 6.12.117-1~deb12u1 (bookworm-security)"},
+		{"debian:6.12/cloud@bookworm-security", "linux-image-6.12.117+deb12-cloud-amd64 6.12.117-1~deb12u1 (bookworm-security)"},
+		{"debian:6.12/cloud", "linux-image-6.12.117+deb13-cloud-amd64 6.12.117-1 (trixie-security)"},
+		{"debian:6.12/cloud@trixie", "linux-image-6.12.117+deb13-cloud-amd64 6.12.117-1 (trixie-security)"},
+		// 7.3.9 lists parts the archive does not carry.
+		{"debian:7.3/cloud", "linux-image-7.3.4+deb13-cloud-amd64 7.3.4-1~bpo13+1 (trixie-backports)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Lookup(ctx, tc.name, opts)
+			assert.NilError(t, err)
+			assert.Equal(t, res.Source(), tc.source)
+		})
+	}
+	assert.Check(t, slices.ContainsFunc(*logs, func(l string) bool {
+		return strings.HasPrefix(l, "warning: kernel debian:7.3/cloud: linux-base-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1), needed by") &&
+			strings.HasSuffix(l, "; using linux-image-7.3.4+deb13-cloud-amd64 7.3.4-1~bpo13+1 instead")
+	}), *logs)
+
+	// The default matrix reads bookworm's indexes only.
+	fresh, _ := testOptions(t, srv)
+	before := len(srv.Requests())
+	for _, name := range DefaultMatrix {
+		_, err := Lookup(ctx, name, fresh)
+		assert.NilError(t, err)
+	}
+	for _, r := range srv.Requests()[before:] {
+		assert.Check(t, strings.Contains(r, "/dists/bookworm"), "default matrix fetched %s", r)
+	}
+}
+
+func TestSignature(t *testing.T) {
+	ctx := context.Background()
+	t.Run("good", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, _ := testOptions(t, srv)
+		_, err := Lookup(ctx, "debian:6.1", opts)
+		assert.NilError(t, err)
+	})
+	t.Run("another key", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, _ := testOptions(t, srv)
+		opts.Keyring = fakearchive.Keyring(t, fakearchive.NewKey("stranger"))
+		_, err := Lookup(ctx, "debian:6.1", opts)
+		assert.Assert(t, errors.Is(err, debian.ErrBadSignature), "%v", err)
+		assert.ErrorContains(t, err, "InRelease signature: bookworm")
+	})
+	t.Run("tampered", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, _ := testOptions(t, srv)
+		path := "/debian/dists/bookworm/InRelease"
+		body := readURL(t, srv.URL+path)
+		srv.Replace(path, []byte(strings.Replace(string(body), "Origin: Debian", "Origin: Debiam", 1)))
+		_, err := Lookup(ctx, "debian:6.1@bookworm", opts)
+		assert.Assert(t, errors.Is(err, debian.ErrBadSignature), "%v", err)
+	})
+	t.Run("unsigned", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, _ := testOptions(t, srv)
+		path := "/debian/dists/bookworm/InRelease"
+		body := string(readURL(t, srv.URL+path))
+		start := strings.Index(body, "\n\n") + 2
+		end := strings.Index(body, "-----BEGIN PGP SIGNATURE-----")
+		srv.Replace(path, []byte(body[start:end]))
+		_, err := Lookup(ctx, "debian:6.1@bookworm", opts)
+		assert.Assert(t, errors.Is(err, debian.ErrBadSignature), "%v", err)
+	})
+	t.Run("no keyring", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, logs := testOptions(t, srv)
+		opts.Keyring = filepath.Join(t.TempDir(), "missing.gpg")
+		noKeyringWarned = sync.Once{}
+		_, err := Lookup(ctx, "debian:6.1", opts)
+		assert.NilError(t, err)
+		_, err = Lookup(ctx, "debian:7.3", Options{CacheDir: t.TempDir(), Mirror: opts.Mirror, AptSources: opts.AptSources, Keyring: opts.Keyring, Logf: opts.Logf})
+		assert.NilError(t, err)
+		var warnings []string
+		for _, l := range *logs {
+			if strings.HasPrefix(l, "warning: no archive keyring at "+opts.Keyring) {
+				warnings = append(warnings, l)
+			}
+		}
+		assert.Check(t, is.Len(warnings, 1), *logs)
+	})
+}
+
+func readURL(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	assert.NilError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	assert.NilError(t, err)
+	return b
+}
+
+func TestCorruptedEntry(t *testing.T) {
+	ctx := context.Background()
+	srv := testArchive(t)
+	opts, logs := testOptions(t, srv)
+	k, err := Resolve(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	flip := func(name string) {
+		b, err := os.ReadFile(name)
+		assert.NilError(t, err)
+		b[len(b)/2] ^= 1
+		assert.NilError(t, os.WriteFile(name, b, 0o644))
+	}
+	replaced := func() int {
+		n := 0
+		for _, l := range *logs {
+			if strings.HasPrefix(l, "warning: replacing damaged cache entry") {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Same size, other bytes: the image is hashed on every use.
+	flip(k.Image)
+	k, err = Resolve(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	assert.Equal(t, readFile(t, k.Image), "image 6.1.0-56-cloud-amd64")
+	assert.Equal(t, len(debRequests(srv)), 2)
+	assert.Equal(t, replaced(), 1)
+
+	// A module is hashed by Fetch only.
+	load, _, err := k.Modules("fuse")
+	assert.NilError(t, err)
+	flip(load[0].Path)
+	_, err = Resolve(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	assert.Equal(t, len(debRequests(srv)), 2, "Resolve hashes modules after all")
+	_, err = Fetch(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	assert.Equal(t, len(debRequests(srv)), 3)
+	assert.Equal(t, replaced(), 2)
+	assert.DeepEqual(t, readFile(t, load[0].Path), string(moduleBytes(guestModuleTree[0])))
+}
+
+// cutTransport ends the body of the first .deb it serves half way, as a
+// dropped connection does.
+type cutTransport struct{ cut atomic.Bool }
+
+func (c *cutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil || !strings.HasSuffix(req.URL.Path, ".deb") || c.cut.Swap(true) {
+		return resp, err
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(resp.Body, resp.ContentLength/2), errReader{io.ErrUnexpectedEOF}), resp.Body}
+	return resp, nil
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func TestInterruptedDownload(t *testing.T) {
+	srv := testArchive(t)
+	opts, _ := testOptions(t, srv)
+	opts.HTTPClient = &http.Client{Transport: &cutTransport{}}
+	_, err := Resolve(context.Background(), "debian:6.1", opts)
+	assert.Assert(t, debian.IsNetworkError(err), "%v", err)
+	assert.ErrorContains(t, err, "unexpected EOF")
+	assertNoEntries(t, opts.CacheDir)
+	k, err := Resolve(context.Background(), "debian:6.1", opts)
+	assert.NilError(t, err)
+	assert.Equal(t, readFile(t, k.Image), "image 6.1.0-56-cloud-amd64")
+	assert.Equal(t, len(debRequests(srv)), 2, "the download starts over")
+}
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	srv := testArchive(t)
+	opts, _ := testOptions(t, srv)
+	root := filepath.Join(opts.CacheDir, "kernels")
+	old, err := Resolve(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	cur, err := Resolve(ctx, "debian:6.12", opts)
+	assert.NilError(t, err)
+	entryOf := func(k *Kernel) string {
+		rel, err := filepath.Rel(root, k.Image)
+		assert.NilError(t, err)
+		return filepath.Join(root, strings.Split(rel, string(filepath.Separator))[0])
+	}
+	staleDir := filepath.Join(root, ".tmp-linux-image-6.12.117+deb12-cloud-amd64_6.12.117-1~deb12u1_42")
+	staleDeb := filepath.Join(root, ".tmp-linux-image-9.9_1_7.deb")
+	assert.NilError(t, os.MkdirAll(staleDir, 0o755))
+	assert.NilError(t, os.WriteFile(staleDeb, make([]byte, 5000), 0o644))
+
+	res, err := Lookup(ctx, "debian:6.12", opts)
+	assert.NilError(t, err)
+	size, ok := res.Cached()
+	assert.Assert(t, ok)
+	assert.Check(t, size > 0)
+	assert.Equal(t, res.Entry, entryOf(cur))
+
+	pruned, err := Prune(ctx, []string{"debian:6.12", "debian:6.99", "./bzImage"}, false, opts)
+	assert.NilError(t, err)
+	var got []string
+	for _, p := range pruned {
+		got = append(got, filepath.Base(p.Path)+" "+p.Why)
+		assert.Check(t, p.Bytes > 0, p.Path)
+	}
+	assert.DeepEqual(t, got, []string{
+		".tmp-linux-image-6.12.117+deb12-cloud-amd64_6.12.117-1~deb12u1_42 stale temporary",
+		".tmp-linux-image-9.9_1_7.deb stale temporary",
+		"linux-image-6.1.0-56-cloud-amd64_6.1.192-2 unreferenced",
+	})
+	_, err = os.Stat(entryOf(old))
+	assert.Check(t, errors.Is(err, os.ErrNotExist))
+	_, ok = res.Cached()
+	assert.Check(t, ok, "the kept kernel was removed")
+
+	// A kernel another process is using stays.
+	unlock, ok, err := tryLock(res.Entry + ".lock")
+	assert.NilError(t, err)
+	assert.Assert(t, ok)
+	pruned, err = Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 0))
+	unlock()
+	pruned, err = Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 1))
+	_, ok = res.Cached()
+	assert.Check(t, !ok)
+
+	// Without the archive it cannot tell what is referenced: nothing goes.
+	_, err = Resolve(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	fresh := opts
+	fresh.CacheDir = t.TempDir()
+	assert.NilError(t, os.Rename(root, filepath.Join(fresh.CacheDir, "kernels")))
+	srv.Close()
+	_, err = Prune(ctx, []string{"debian:6.12"}, false, fresh)
+	assert.ErrorContains(t, err, "prune: nothing removed: ")
+	entries, err := os.ReadDir(filepath.Join(fresh.CacheDir, "kernels"))
+	assert.NilError(t, err)
+	assert.Check(t, len(entries) > 0)
+}
+
+func TestLocalKernelOptions(t *testing.T) {
+	dir := t.TempDir()
+	image := filepath.Join(dir, "bzImage")
+	assert.NilError(t, os.WriteFile(image, []byte("image"), 0o644))
+	writeConfig := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		assert.NilError(t, os.WriteFile(p, []byte(text), 0o644))
+		return p
+	}
+	builtIn := writeConfig("config-y", "CONFIG_FUSE_FS=y\n")
+	module := writeConfig("config-m", "CONFIG_FUSE_FS=m\n")
+	none := writeConfig("config-n", "# CONFIG_FUSE_FS is not set\n")
+	modules := filepath.Join(dir, "lib/modules/6.20.0")
+	assert.NilError(t, os.MkdirAll(filepath.Join(modules, "kernel/fs/fuse"), 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(modules, "modules.builtin"), nil, 0o644))
+	empty := filepath.Join(dir, "empty/6.20.0")
+	assert.NilError(t, os.MkdirAll(empty, 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(empty, "modules.builtin"), nil, 0o644))
+	assert.NilError(t, os.WriteFile(filepath.Join(modules, "kernel/fs/fuse/fuse.ko"), moduleBytes(testModule{"kernel/fs/fuse/fuse.ko", ""}), 0o644))
+
+	for _, tc := range []struct {
+		name, warning, err string
+		want               *Kernel
+	}{
+		{name: image, warning: "cannot tell whether FUSE is built in"},
+		{name: image + ",config=" + builtIn, want: &Kernel{Config: builtIn}},
+		{name: image + ",config=" + module, warning: "FUSE is a module (CONFIG_FUSE_FS=m) but no fuse module"},
+		{name: image + ",config=" + module + ",modules=" + modules, want: &Kernel{Config: module, ModulesDir: modules, Release: "6.20.0"}},
+		{name: image + ",config=" + none, warning: "FUSE is neither built in"},
+		{name: image + ",modules=" + empty, warning: "FUSE is not among the modules given"},
+		{name: image + ",modules=" + image, err: "not a directory"},
+		{name: image + ",initrd=x", err: `option "initrd=x": want modules=DIR or config=FILE`},
+	} {
+		t.Run(strings.ReplaceAll(strings.TrimPrefix(tc.name, dir), "/", "_"), func(t *testing.T) {
+			var logs []string
+			k, err := Resolve(context.Background(), tc.name, Options{Logf: func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }})
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				return
+			}
+			assert.NilError(t, err)
+			assert.Equal(t, k.Image, image)
+			if tc.want != nil {
+				assert.Equal(t, k.Config, tc.want.Config)
+				assert.Equal(t, k.ModulesDir, tc.want.ModulesDir)
+				assert.Equal(t, k.Release, tc.want.Release)
+			}
+			if tc.warning == "" {
+				assert.Check(t, is.Len(logs, 0))
+			} else {
+				assert.Assert(t, is.Len(logs, 1))
+				assert.Check(t, is.Contains(logs[0], tc.warning))
+			}
+		})
+	}
+}

@@ -1,0 +1,158 @@
+package kernels
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/fusematrix/fusematrix/kernels/debian"
+)
+
+// Fetch is Resolve for a kernel about to be relied on: a cached kernel is
+// also checked file by file against the SHA256 recorded when it was
+// unpacked, and fetched again when one differs.
+func Fetch(ctx context.Context, name string, opts Options) (*Kernel, error) {
+	if isPath(name) {
+		return localKernel(name, opts.Logf)
+	}
+	r, err := newResolver(opts)
+	if err != nil {
+		return nil, err
+	}
+	r.check = checkAll
+	res, err := r.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	k, err := r.install(ctx, res.Image, res.Parts)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %q: %w", name, withHint(err))
+	}
+	k.Name = name
+	return k, nil
+}
+
+// Cached reports whether the cache holds the kernel complete and
+// undamaged (by the quick check every Resolve makes), and the space its
+// entry takes on disk.
+func (r *Resolution) Cached() (diskBytes int64, ok bool) {
+	if _, err := loadEntry(r.Entry, r.Source(), checkQuick); err != nil {
+		return 0, false
+	}
+	return diskUsage(r.Entry), true
+}
+
+// Pruned is one thing Prune removed from the cache.
+type Pruned struct {
+	Path  string
+	Bytes int64  // space it took on disk
+	Why   string // "unreferenced", "stale temporary" or "all"
+}
+
+// tmpName matches what install leaves behind when it dies: .tmp-<entry>_<n>
+// directories and .tmp-<entry>_<n>.deb downloads.
+var tmpName = regexp.MustCompile(`^\.tmp-(.+)_[0-9]+(\.deb)?$`)
+
+// Prune removes from the cache the kernels that none of keep (kernel
+// names) resolves to, or every kernel when all is set, and the temporary
+// files of runs that died. Entries another process holds locked are left
+// alone. keep is resolved against the archive first; if the archive
+// cannot be reached, nothing is removed: a kernel in use must not go
+// because the mirror was down. A name that resolves to nothing keeps
+// nothing.
+func Prune(ctx context.Context, keep []string, all bool, opts Options) ([]Pruned, error) {
+	r, err := newResolver(opts)
+	if err != nil {
+		return nil, err
+	}
+	wanted := map[string]bool{}
+	if !all {
+		for _, name := range keep {
+			if isPath(name) {
+				continue
+			}
+			res, err := r.lookup(ctx, name)
+			if debian.IsNetworkError(err) || ctx.Err() != nil {
+				return nil, fmt.Errorf("prune: nothing removed: %w", withHint(err))
+			}
+			if err != nil {
+				// It names no package, so it keeps no entry.
+				r.logf("prune: %v", err)
+				continue
+			}
+			wanted[filepath.Base(res.Entry)] = true
+		}
+	}
+	root := filepath.Join(r.cacheDir, "kernels")
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	var pruned []Pruned
+	for _, e := range entries {
+		name := e.Name()
+		var (
+			entry string
+			why   string
+		)
+		switch m := tmpName.FindStringSubmatch(name); {
+		case strings.HasSuffix(name, ".lock"):
+			// Removing a lock another process may be about to take would
+			// let two processes hold "the" lock; it is an empty file.
+			continue
+		case m != nil:
+			entry, why = m[1], "stale temporary"
+		case !e.IsDir():
+			continue
+		case all:
+			entry, why = name, "all"
+		case !wanted[name]:
+			entry, why = name, "unreferenced"
+		default:
+			continue
+		}
+		path := filepath.Join(root, name)
+		unlock, ok, err := tryLock(filepath.Join(root, entry+".lock"))
+		if err != nil {
+			return pruned, fmt.Errorf("prune: %w", err)
+		}
+		if !ok {
+			r.logf("prune: %s is in use, left alone", name)
+			continue
+		}
+		size := diskUsage(path)
+		err = os.RemoveAll(path)
+		unlock()
+		if err != nil {
+			return pruned, fmt.Errorf("prune: %w", err)
+		}
+		pruned = append(pruned, Pruned{Path: path, Bytes: size, Why: why})
+	}
+	slices.SortFunc(pruned, func(a, b Pruned) int { return strings.Compare(a.Path, b.Path) })
+	return pruned, nil
+}
+
+// tryLock takes the flock on name if no other process holds it.
+func tryLock(name string) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("flock %s: %w", name, err)
+	}
+	return func() { f.Close() }, true, nil
+}
