@@ -86,19 +86,26 @@ func progressTo(quiet bool) func(string, ...any) {
 	}
 }
 
-func kernelsList(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("kernels list", flag.ContinueOnError)
+// kernelArgs parses the flags list and fetch share and returns the
+// selectors they name, from a matrix or the arguments.
+func kernelArgs(cmd string, args []string) ([]string, kernels.Options, error) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	matrix := matrixFlag(fs)
 	var o kernels.Options
 	quiet := kernelOptions(fs, &o)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return nil, o, exitError(2)
 	}
 	names, err := selectKernels(*matrix, fs.Args())
+	o.Logf = progressTo(*quiet)
+	return names, o, err
+}
+
+func kernelsList(ctx context.Context, args []string, out io.Writer) error {
+	names, o, err := kernelArgs("kernels list", args)
 	if err != nil {
 		return err
 	}
-	o.Logf = progressTo(*quiet)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KERNEL\tPACKAGE\tVERSION\tSUITE\tCACHED")
 	var errs []error
@@ -154,18 +161,10 @@ func listRow(ctx context.Context, name string, o kernels.Options) (string, error
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 
 func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("kernels fetch", flag.ContinueOnError)
-	matrix := matrixFlag(fs)
-	var o kernels.Options
-	quiet := kernelOptions(fs, &o)
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
-	}
-	names, err := selectKernels(*matrix, fs.Args())
+	names, o, err := kernelArgs("kernels fetch", args)
 	if err != nil {
 		return err
 	}
-	o.Logf = progressTo(*quiet)
 	var errs []error
 	for _, name := range names {
 		start := time.Now()
