@@ -8,7 +8,7 @@ KERNELS ?=
 ARGS    ?=
 BIN     := bin/fusematrix
 
-.PHONY: all deps build matrix caps test test-short bench clean
+.PHONY: all deps build matrix caps bench test test-short bench-harness clean
 
 all: build
 
@@ -35,6 +35,11 @@ matrix: deps build
 caps: deps build
 	./$(BIN) caps -out $(OUT)/caps $(if $(MATRIX),-matrix $(MATRIX)) $(ARGS) $(KERNELS)
 
+# bench boots the kernels and runs only the throughput cells
+# (bench/<op>/<mode>/<block>); figures land in $(OUT)/bench/results.json.
+bench: deps build
+	./$(BIN) bench -out $(OUT)/bench $(ARGS) $(KERNELS)
+
 # test runs unit tests and the integration tests that boot the default
 # kernels under TCG (kernels are fetched once into the user's cache).
 test: deps
@@ -45,10 +50,10 @@ test: deps
 test-short:
 	$(GO) test -short ./...
 
-# bench reports figures, never pass/fail: initramfs build cold and warm,
-# then per kernel the time to the agent's hello and the seq-read throughput
-# and ratios (see also: time make matrix).
-bench: deps
+# bench-harness reports figures of the harness itself, never pass/fail:
+# initramfs build cold and warm, then per kernel the time to the agent's
+# hello and the seq-read throughput and ratios (see also: time make matrix).
+bench-harness: deps
 	$(GO) test -run '^$$' -bench 'Base' -benchtime 1x -count 1 ./harness/initramfs/
 	$(GO) test -run '^$$' -bench 'Matrix' -benchtime 1x -count 1 -timeout 30m ./harness/
 

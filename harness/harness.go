@@ -46,6 +46,9 @@ type Options struct {
 	Run string
 	// BenchMiB is the size of the file benchmarks move; 0 = 256.
 	BenchMiB int
+	// BenchRuns is how many times each benchmark cell measures in the
+	// guest; 0 leaves the agent's default.
+	BenchRuns int
 	// Count runs each scenario but the probes this many times in the
 	// guest, which reports one result per scenario (flaky when the runs
 	// disagree); 0 and 1 mean once.
@@ -265,6 +268,9 @@ func agentArgs(o Options) string {
 	}
 	if o.BenchMiB > 0 {
 		args = append(args, fmt.Sprintf("fusematrix.bench_mib=%d", o.BenchMiB))
+	}
+	if o.BenchRuns > 0 {
+		args = append(args, fmt.Sprintf("fusematrix.bench_runs=%d", o.BenchRuns))
 	}
 	if o.Count > 1 {
 		args = append(args, fmt.Sprintf("fusematrix.count=%d", o.Count))

@@ -171,3 +171,46 @@ func BenchmarkMatrix(b *testing.B) {
 		}
 	}
 }
+
+// TestReducedBench runs the 1 MiB read cells once on the default kernels
+// and checks the table's shape: every cell present with positive figures,
+// native at ratio 1, and no passthrough figure on 6.1. Speed is not
+// asserted.
+func TestReducedBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots QEMU guests with kernels fetched from the Debian mirror; run without -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	run, err := Run(ctx, Options{
+		OutDir: t.TempDir(), Jobs: 2, Accel: "tcg",
+		Run: `^bench/read/.*/1048576$`, BenchRuns: 1, BenchMiB: 16,
+		SourceDir: sourceDir(t), Logf: t.Logf,
+	})
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(run.Kernels, 2))
+	for i, k := range run.Kernels {
+		assert.Equal(t, k.Status, results.Pass, "%s: %s", k.Name, k.Error)
+		for _, mode := range []string{"native", "noop", "classic", "passthrough"} {
+			id := "bench/read/" + mode + "/1048576"
+			r := k.Result(id)
+			assert.Assert(t, r != nil, "%s: no %s", k.Name, id)
+			if mode == "passthrough" && i == 0 {
+				assert.Check(t, is.Equal(r.Status, results.Skip), "%s: %s", k.Name, id)
+				assert.Check(t, is.Len(r.Metrics, 0))
+				continue
+			}
+			assert.Check(t, is.Equal(r.Status, results.Pass), "%s: %s: %s", k.Name, id, r.Reason)
+			for _, m := range []string{"mbps_median", "mbps_min", "mbps_max", "cpu_s_per_gib", "ctxsw_per_gib", "ratio_native"} {
+				assert.Check(t, r.Metrics[m] > 0, "%s: %s: %s = %v", k.Name, id, m, r.Metrics[m])
+			}
+			assert.Check(t, is.Equal(r.Facts["runs"], "1"))
+			if mode == "native" {
+				assert.Check(t, is.Equal(r.Metrics["ratio_native"], 1.0))
+			}
+		}
+		for _, r := range k.Results {
+			assert.Check(t, r.ID != "seq-read" && !strings.HasPrefix(r.ID, "bench/write/"), "%s ran %s", k.Name, r.ID)
+		}
+	}
+}

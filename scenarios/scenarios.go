@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
@@ -30,6 +31,9 @@ type Env struct {
 	BenchBytes int64
 	// BlockSize is the I/O size benchmarks use.
 	BlockSize int
+	// BenchRuns is how many times each benchmark cell measures; 0 means
+	// DefaultBenchRuns. BenchBytes, when positive, caps a cell's run.
+	BenchRuns int
 	// Logf reports progress; it is never nil when the agent calls Run.
 	Logf func(format string, args ...any)
 	// Server starts the FUSE servers correctness scenarios run against,
@@ -53,7 +57,7 @@ type Scenario struct {
 // All returns every scenario in the order the agent runs them: probes
 // first, since later scenarios read what probes found.
 func All() []Scenario {
-	return []Scenario{
+	return append([]Scenario{
 		fuseInitProbe,
 		passthroughIoctlProbe,
 		fuseFeaturesProbe,
@@ -65,18 +69,24 @@ func All() []Scenario {
 		classicFallback,
 		classicBasics,
 		seqRead,
-	}
+	}, benchScenarios()...)
 }
 
 // Select returns the scenarios whose id matches pattern, in run order.
 // Probes always run, because other scenarios depend on what they find.
+// The benchmark cells (BenchPrefix) take minutes and are selected only by
+// a pattern that starts with "bench" or "^bench".
 func Select(pattern string) ([]Scenario, error) {
 	re, err := regexp.Compile(pattern)
 	if err != nil {
 		return nil, fmt.Errorf("scenario pattern %q: %w", pattern, err)
 	}
+	bench := strings.HasPrefix(strings.TrimPrefix(pattern, "^"), "bench")
 	var out []Scenario
 	for _, s := range All() {
+		if !bench && strings.HasPrefix(s.ID, BenchPrefix) {
+			continue
+		}
 		if s.Kind == results.Probe || re.MatchString(s.ID) {
 			out = append(out, s)
 		}

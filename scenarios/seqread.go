@@ -64,6 +64,23 @@ func seqModes(env *Env) []seqMode {
 
 const seqFile = "data"
 
+// mountMode mounts mode's file system under env.Dir at mnt-<name> and
+// returns the mount (nil for native) and the path of the file to use.
+func mountMode(ctx context.Context, env *Env, mode seqMode, backing string, size int64) (*server.Mount, string, error) {
+	if mode.mount == nil {
+		return nil, filepath.Join(backing, seqFile), nil
+	}
+	mnt := filepath.Join(env.Dir, "mnt-"+mode.name)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return nil, "", err
+	}
+	m, name, err := mode.mount(ctx, mnt, backing, size)
+	if err != nil {
+		return nil, "", err
+	}
+	return m, filepath.Join(mnt, name), nil
+}
+
 func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result {
 	size, block := env.BenchBytes, env.BlockSize
 	if size <= 0 {
@@ -139,11 +156,23 @@ func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result 
 
 // observed is what a mount's observer saw during one measurement.
 type observed struct {
-	reads int64
-	opens []server.OpenReply
-	regs  []server.Registration
+	reads, writes int64
+	opens         []server.OpenReply
+	regs          []server.Registration
 }
 
+// observe takes what m's observer saw so far; nil for no mount.
+func observe(m *server.Mount) *observed {
+	if m == nil {
+		return nil
+	}
+	st := m.Observer.Stats()
+	return &observed{reads: st.Reads, writes: st.Writes, opens: st.Opens, regs: st.Registrations}
+}
+
+// passthroughProblems says why a figure measured on o is not a
+// passthrough figure: an OPEN that did not ask for passthrough, or data
+// requests that reached the daemon.
 func (o *observed) passthroughProblems() []string {
 	if o == nil {
 		return []string{"nothing observed: the mode reads no FUSE mount"}
@@ -152,33 +181,23 @@ func (o *observed) passthroughProblems() []string {
 	if o.reads > 0 {
 		p = append(p, fmt.Sprintf("%d READ requests reached the daemon", o.reads))
 	}
+	if o.writes > 0 {
+		p = append(p, fmt.Sprintf("%d WRITE requests reached the daemon", o.writes))
+	}
 	return p
 }
 
 // measure reads the mode's file once on a fresh mount and returns MB/s
 // (1e6 bytes per second).
 func measure(ctx context.Context, env *Env, mode seqMode, backing string, size int64, buf []byte) (float64, *observed, error) {
-	path := filepath.Join(backing, seqFile)
-	var m *server.Mount
-	if mode.mount != nil {
-		mnt := filepath.Join(env.Dir, "mnt-"+mode.name)
-		if err := os.Mkdir(mnt, 0o755); err != nil {
-			return 0, nil, err
-		}
-		var name string
-		var err error
-		m, name, err = mode.mount(ctx, mnt, backing, size)
-		if err != nil {
-			return 0, nil, err
-		}
-		path = filepath.Join(mnt, name)
+	m, path, err := mountMode(ctx, env, mode, backing, size)
+	if err != nil {
+		return 0, nil, err
 	}
 	elapsed, n, readErr := timedRead(ctx, path, buf)
-	var obs *observed
+	obs := observe(m)
 	var unmountErr error
 	if m != nil {
-		obs = &observed{opens: m.Observer.Opens(), regs: m.Observer.Registrations()}
-		obs.reads, _ = m.Observer.Reads()
 		unmountErr = m.Unmount()
 	}
 	if err := errors.Join(readErr, unmountErr); err != nil {

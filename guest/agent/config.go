@@ -31,6 +31,9 @@ type Config struct {
 	Run        string
 	BenchBytes int64
 	BlockSize  int
+	// BenchRuns is how many times each benchmark cell measures; 0 means
+	// scenarios.DefaultBenchRuns.
+	BenchRuns int
 	// Port is the name of the virtio-serial port the host listens on.
 	Port string
 	// PortWait bounds the wait for the port to appear.
@@ -111,6 +114,13 @@ func FromCmdline(cmdline string) (Config, error) {
 				continue
 			}
 			c.Count = n
+		case "bench_runs":
+			n, err := strconv.Atoi(value)
+			if err != nil || n < 1 || n > maxCount {
+				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a run count from 1 to %d", key, value, maxCount))
+				continue
+			}
+			c.BenchRuns = n
 		case "bench_mib":
 			mib, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || mib <= 0 || mib > 1<<20 {
@@ -148,6 +158,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 			return fmt.Errorf("%q is not a size in MiB", s)
 		}
 		c.BenchBytes = mib << 20
+		return nil
+	})
+	fs.Func("bench-runs", fmt.Sprintf("times each benchmark cell measures (default %d)", scenarios.DefaultBenchRuns), func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxCount {
+			return fmt.Errorf("%q is not a run count from 1 to %d", s, maxCount)
+		}
+		c.BenchRuns = n
 		return nil
 	})
 	fs.Func("count", "run each scenario but the probes this many times; disagreeing runs are reported as flaky (default 1)", func(s string) error {

@@ -157,6 +157,7 @@ func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Optio
 			FsName:            o.Name,
 			Name:              "fusematrix",
 			Logger:            logger,
+			MaxWrite:          MaxWrite,
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
@@ -208,6 +209,12 @@ func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Optio
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, ctx.Err())
 	}
 }
+
+// MaxWrite is the largest READ or WRITE a mount accepts: go-fuse's own
+// default, spelled out so that benchmarks can report the setting behind
+// their figures. go-fuse asks the kernel for MaxWrite/page size pages
+// (max_pages in the INIT reply).
+const MaxWrite = 128 << 10
 
 // DevFuse is the device every mount opens.
 const DevFuse = "/dev/fuse"

@@ -2,6 +2,7 @@
 // what FUSE, and FUSE passthrough in particular, does on each.
 //
 //	fusematrix matrix [flags] [kernel …]
+//	fusematrix bench [flags] [kernel …]
 //	fusematrix caps [flags] [kernel …]
 //	fusematrix caps -from results.json
 //	fusematrix kernels list|fetch|prune|matrices [flags] [kernel …]
@@ -30,6 +31,8 @@ const usage = `usage: fusematrix <command> [flags]
 
 commands:
   matrix [flags] [kernel …]   boot each kernel, run probes, scenarios and benchmarks, write reports
+  bench [flags] [kernel …]    boot each kernel, run the throughput cells (bench/<op>/<mode>/<block>),
+                              print MB/s and the ratio to native per kernel
   caps [flags] [kernel …]     boot each kernel, run the probes only, print the kernel × FUSE capability
                               table with the expectations derived from each kernel's config or version
   caps -from results.json     print the capability table of an earlier run without booting anything
@@ -51,6 +54,8 @@ func main() {
 	switch os.Args[1] {
 	case "matrix", "run":
 		err = matrix(os.Args[2:])
+	case "bench":
+		err = bench(os.Args[2:])
 	case "caps":
 		err = caps(os.Args[2:])
 	case "kernels":
