@@ -103,6 +103,11 @@ type Kernel struct {
 // With everything cached and the indexes younger than debian.IndexMaxAge,
 // Resolve does not use the network.
 func Resolve(ctx context.Context, name string, opts Options) (*Kernel, error) {
+	return resolve(ctx, name, opts, checkQuick)
+}
+
+// resolve looks name up and installs it, checking a cached entry at level.
+func resolve(ctx context.Context, name string, opts Options, level checkLevel) (*Kernel, error) {
 	if isPath(name) {
 		return localKernel(name, opts.Logf)
 	}
@@ -110,6 +115,7 @@ func Resolve(ctx context.Context, name string, opts Options) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.check = level
 	res, err := r.lookup(ctx, name)
 	if err != nil {
 		return nil, err

@@ -18,24 +18,7 @@ import (
 // also checked file by file against the SHA256 recorded when it was
 // unpacked, and fetched again when one differs.
 func Fetch(ctx context.Context, name string, opts Options) (*Kernel, error) {
-	if isPath(name) {
-		return localKernel(name, opts.Logf)
-	}
-	r, err := newResolver(opts)
-	if err != nil {
-		return nil, err
-	}
-	r.check = checkAll
-	res, err := r.lookup(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	k, err := r.install(ctx, res.Image, res.Parts)
-	if err != nil {
-		return nil, fmt.Errorf("kernel %q: %w", name, withHint(err))
-	}
-	k.Name = name
-	return k, nil
+	return resolve(ctx, name, opts, checkAll)
 }
 
 // Cached reports whether the cache holds the kernel complete and
