@@ -333,13 +333,7 @@ func CapsMarkdown(w io.Writer, run *results.Run) error {
 		return errors.New("render caps markdown: no run")
 	}
 	var b bytes.Buffer
-	b.WriteString("### fusematrix caps\n\n")
-	if h := headline(run)[1:]; len(h) > 0 {
-		fmt.Fprintf(&b, "%s\n\n", markdownText(strings.Join(h, " · ")))
-	}
-	if len(run.Kernels) == 0 {
-		b.WriteString("No kernels ran.\n")
-	} else {
+	if markdownHeading(&b, "fusematrix caps", run) {
 		raw, status := capsRows(run)
 		writeMarkdownTable(&b, raw, 2, func(row, col int, s string) string {
 			if col == len(raw[0])-1 && status[row] == results.Fail {

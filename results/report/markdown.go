@@ -23,13 +23,7 @@ func Markdown(w io.Writer, run *results.Run) error {
 		return errors.New("render markdown: no run")
 	}
 	var b bytes.Buffer
-	b.WriteString("### fusematrix\n\n")
-	if h := headline(run)[1:]; len(h) > 0 {
-		fmt.Fprintf(&b, "%s\n\n", markdownText(strings.Join(h, " · ")))
-	}
-	if len(run.Kernels) == 0 {
-		b.WriteString("No kernels ran.\n")
-	} else {
+	if markdownHeading(&b, "fusematrix", run) {
 		writeMarkdownGrid(&b, run)
 	}
 	if fs := figures(run); len(fs) > 0 {
@@ -150,4 +144,18 @@ func longestRun(s string, c rune) int {
 		}
 	}
 	return best
+}
+
+// markdownHeading writes a view's title and the run's headline, and
+// reports whether any kernel ran (otherwise it says so).
+func markdownHeading(b *bytes.Buffer, title string, run *results.Run) bool {
+	fmt.Fprintf(b, "### %s\n\n", title)
+	if h := headline(run)[1:]; len(h) > 0 {
+		fmt.Fprintf(b, "%s\n\n", markdownText(strings.Join(h, " · ")))
+	}
+	if len(run.Kernels) == 0 {
+		b.WriteString("No kernels ran.\n")
+		return false
+	}
+	return true
 }
