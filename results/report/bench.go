@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,9 +14,19 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 )
 
-// benchModes are the columns of the bench table, in order; a mode the
-// results name but this list does not is appended.
+// benchModes are the columns every bench table shows, in order, even when
+// a kernel measured none of a mode (the passthrough column of a kernel
+// without it reads "skip", which is the point).
 var benchModes = []string{"native", "noop", "classic", "passthrough"}
+
+// benchModeOrder places modes next to their relatives in tables and chart
+// legends. A mode it does not name comes after all of these, in the order
+// the guest reported it, so a new mode shows up without a change here.
+var benchModeOrder = []string{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr"}
+
+// ratioNoopHead heads the passthrough/noop column: the claim this project
+// measures is about that ratio.
+const ratioNoopHead = "pt/noop"
 
 // benchID splits a cell id bench/<op>/<mode>/<block>.
 func benchID(id string) (op, mode string, block int, ok bool) {
@@ -30,9 +41,124 @@ func benchID(id string) (op, mode string, block int, ok bool) {
 	return parts[1], parts[2], block, true
 }
 
+// sortModes orders modes by benchModeOrder, the rest after them in their
+// given order.
+func sortModes(modes []string) {
+	rank := func(m string) int {
+		if i := slices.Index(benchModeOrder, m); i >= 0 {
+			return i
+		}
+		return len(benchModeOrder)
+	}
+	slices.SortStableFunc(modes, func(a, b string) int { return rank(a) - rank(b) })
+}
+
+// benchRow is one op at one block size, its cells by mode.
+type benchRow struct {
+	op    string
+	block int
+	cells map[string]*results.Result
+}
+
+// benchNote is the reason shared by every cell that did not pass for it
+// (every passthrough cell on a kernel without passthrough), so that a
+// table carries it once.
+type benchNote struct {
+	status results.Status
+	reason string
+	ids    []string
+}
+
+// benchGrid is one kernel's cells as the bench views show them.
+type benchGrid struct {
+	modes []string
+	rows  []benchRow
+	notes []benchNote
+}
+
+func newBenchGrid(k *results.Kernel) benchGrid {
+	g := benchGrid{modes: slices.Clone(benchModes)}
+	at := map[[2]string]int{}
+	noted := map[[2]string]int{}
+	for i := range k.Results {
+		r := &k.Results[i]
+		op, mode, block, ok := benchID(r.ID)
+		if !ok {
+			continue
+		}
+		key := [2]string{op, strconv.Itoa(block)}
+		j, seen := at[key]
+		if !seen {
+			j = len(g.rows)
+			at[key] = j
+			g.rows = append(g.rows, benchRow{op: op, block: block, cells: map[string]*results.Result{}})
+		}
+		g.rows[j].cells[mode] = r
+		if !slices.Contains(g.modes, mode) {
+			g.modes = append(g.modes, mode)
+		}
+		if r.Status != results.Pass {
+			n := [2]string{string(r.Status), oneLine(r.Reason)}
+			j, seen := noted[n]
+			if !seen {
+				j = len(g.notes)
+				noted[n] = j
+				g.notes = append(g.notes, benchNote{status: r.Status, reason: n[1]})
+			}
+			g.notes[j].ids = append(g.notes[j].ids, r.ID)
+		}
+	}
+	sortModes(g.modes)
+	return g
+}
+
+// which names the cells of a note: the first, and how many more.
+func (n benchNote) which() string {
+	if len(n.ids) > 1 {
+		return fmt.Sprintf("%s and %d more", n.ids[0], len(n.ids)-1)
+	}
+	return n.ids[0]
+}
+
+// median is a passing cell's median MB/s.
+func median(r *results.Result) (float64, bool) {
+	if r == nil || r.Status != results.Pass {
+		return 0, false
+	}
+	v, ok := r.Metrics["mbps_median"]
+	return v, ok && !math.IsNaN(v) && !math.IsInf(v, 0)
+}
+
+// ratioNoop is passthrough's median over noop's at the same op and block:
+// the guest's ratio_noop when it sent one, else computed from the two
+// cells, so that runs of agents that did not send it render too. There is
+// none when either cell did not pass or noop measured nothing.
+func ratioNoop(passthrough, noop *results.Result) (float64, bool) {
+	pt, ok := median(passthrough)
+	if !ok {
+		return 0, false
+	}
+	if v, ok := passthrough.Metrics["ratio_noop"]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+		return v, true
+	}
+	n, ok := median(noop)
+	if !ok || n <= 0 {
+		return 0, false
+	}
+	return pt / n, true
+}
+
+func (row benchRow) ratioNoopCell() string {
+	if v, ok := ratioNoop(row.cells["passthrough"], row.cells["noop"]); ok {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return "-"
+}
+
 // Bench writes, per kernel, the throughput cells as a table: one row per
 // op and block size, one column per mode, each cell the median MB/s with
-// the ratio to native in brackets; cells that did not pass say why below.
+// the ratio to native in brackets, then passthrough over noop; cells that
+// did not pass say why below.
 func Bench(w io.Writer, run *results.Run) error {
 	if run == nil {
 		return errors.New("render bench table: no run")
@@ -50,84 +176,104 @@ func Bench(w io.Writer, run *results.Run) error {
 	return nil
 }
 
-func benchKernel(b *bytes.Buffer, k *results.Kernel) {
-	head := k.Name
+// benchHead names a kernel with its release and accelerator, which the
+// figures mean nothing without.
+func benchHead(k *results.Kernel) string {
+	head := oneLine(k.Name)
 	if k.Release != "" {
-		head += " (" + k.Release
+		head += " (" + oneLine(k.Release)
 		if k.Accel != "" {
-			head += ", " + k.Accel
+			head += ", " + oneLine(k.Accel)
 		}
 		head += ")"
 	}
-	fmt.Fprintln(b, head)
+	return head
+}
+
+func benchKernel(b *bytes.Buffer, k *results.Kernel) {
+	fmt.Fprintln(b, benchHead(k))
 	if k.Status != results.Pass {
 		fmt.Fprintf(b, "  did not run: %s\n", oneLine(k.Error))
 	}
-	type row struct {
-		op    string
-		block int
-	}
-	var rows []row
-	modes := slices.Clone(benchModes)
-	cells := map[row]map[string]*results.Result{}
-	// Cells that did not pass for the same reason (every passthrough
-	// cell on a kernel without it) share one note.
-	type note struct {
-		status results.Status
-		reason string
-	}
-	var notes []note
-	noted := map[note][]string{}
-	for i := range k.Results {
-		r := &k.Results[i]
-		op, mode, block, ok := benchID(r.ID)
-		if !ok {
-			continue
-		}
-		key := row{op, block}
-		if cells[key] == nil {
-			cells[key] = map[string]*results.Result{}
-			rows = append(rows, key)
-		}
-		cells[key][mode] = r
-		if !slices.Contains(modes, mode) {
-			modes = append(modes, mode)
-		}
-		if r.Status != results.Pass {
-			n := note{r.Status, oneLine(r.Reason)}
-			if noted[n] == nil {
-				notes = append(notes, n)
-			}
-			noted[n] = append(noted[n], r.ID)
-		}
-	}
-	if len(rows) == 0 {
+	g := newBenchGrid(k)
+	if len(g.rows) == 0 {
 		fmt.Fprintln(b, "  no benchmark cells")
 		return
 	}
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "  op\tblock\t")
-	for _, m := range modes {
-		fmt.Fprintf(tw, "%s\t", m)
+	for _, m := range g.modes {
+		fmt.Fprintf(tw, "%s\t", oneLine(m))
 	}
-	fmt.Fprintln(tw)
-	for _, key := range rows {
-		fmt.Fprintf(tw, "  %s\t%s\t", key.op, blockLabel(key.block))
-		for _, m := range modes {
-			fmt.Fprintf(tw, "%s\t", benchCell(cells[key][m]))
+	fmt.Fprintf(tw, "%s\t\n", ratioNoopHead)
+	for _, row := range g.rows {
+		fmt.Fprintf(tw, "  %s\t%s\t", oneLine(row.op), blockLabel(row.block))
+		for _, m := range g.modes {
+			fmt.Fprintf(tw, "%s\t", benchCell(row.cells[m]))
 		}
-		fmt.Fprintln(tw)
+		fmt.Fprintf(tw, "%s\t\n", row.ratioNoopCell())
 	}
 	tw.Flush()
-	fmt.Fprintln(b, "  MB/s, median of the runs (ratio to native)")
-	for _, n := range notes {
-		ids := noted[n]
-		which := ids[0]
-		if len(ids) > 1 {
-			which = fmt.Sprintf("%s and %d more", ids[0], len(ids)-1)
-		}
-		fmt.Fprintf(b, "  %s: %s: %s\n", which, n.status, n.reason)
+	fmt.Fprintf(b, "  MB/s, median of the runs (ratio to native); %s: passthrough median / noop median\n", ratioNoopHead)
+	for _, n := range g.notes {
+		fmt.Fprintf(b, "  %s: %s: %s\n", oneLine(n.which()), n.status, n.reason)
 	}
+}
+
+// BenchMarkdown writes the bench tables as GitHub Markdown, one per
+// kernel, with the same columns as Bench.
+func BenchMarkdown(w io.Writer, run *results.Run) error {
+	if run == nil {
+		return errors.New("render bench markdown: no run")
+	}
+	var b bytes.Buffer
+	if markdownHeading(&b, "fusematrix bench", run) {
+		for _, k := range run.Kernels {
+			fmt.Fprintf(&b, "**%s**\n\n", markdownText(benchHead(&k)))
+			if k.Status != results.Pass {
+				fmt.Fprintf(&b, "**did not run:** %s\n\n", markdownText(truncate(oneLine(bootError(&k)), markdownReason)))
+			}
+			g := newBenchGrid(&k)
+			if len(g.rows) == 0 {
+				b.WriteString("No benchmark cells.\n\n")
+				continue
+			}
+			head := []string{"op", "block"}
+			for _, m := range g.modes {
+				head = append(head, markdownText(oneLine(m)))
+			}
+			writeMarkdownRow(&b, append(head, ratioNoopHead))
+			rule := []string{"---", "---:"}
+			for range len(g.modes) + 1 {
+				rule = append(rule, "---:")
+			}
+			writeMarkdownRow(&b, rule)
+			for _, row := range g.rows {
+				cells := []string{markdownText(oneLine(row.op)), blockLabel(row.block)}
+				for _, m := range g.modes {
+					c := markdownText(benchCell(row.cells[m]))
+					if r := row.cells[m]; r != nil && (r.Status == results.Fail || r.Status == results.Error) {
+						c = "**" + c + "**"
+					}
+					cells = append(cells, c)
+				}
+				writeMarkdownRow(&b, append(cells, row.ratioNoopCell()))
+			}
+			fmt.Fprintf(&b, "\nMB/s, median of the runs (ratio to native); %s: passthrough median / noop median\n", ratioNoopHead)
+			if len(g.notes) > 0 {
+				b.WriteString("\n")
+			}
+			for _, n := range g.notes {
+				fmt.Fprintf(&b, "- %s: %s: %s\n", markdownText(oneLine(n.which())), markdownText(string(n.status)),
+					markdownText(truncate(n.reason, markdownReason)))
+			}
+			b.WriteString("\n")
+		}
+	}
+	if _, err := w.Write(b.Bytes()); err != nil {
+		return fmt.Errorf("write bench markdown: %w", err)
+	}
+	return nil
 }
 
 func benchCell(r *results.Result) string {
@@ -137,7 +283,7 @@ func benchCell(r *results.Result) string {
 	case r.Status == results.Skip:
 		return "skip"
 	case r.Status != results.Pass:
-		return strings.ToUpper(string(r.Status))
+		return statusWord(r.Status)
 	}
 	med, ok := r.Metrics["mbps_median"]
 	if !ok {
