@@ -75,6 +75,16 @@ func (r *resolver) entryPath(image debian.Package) string {
 	return filepath.Join(r.cacheDir, "kernels", entryName(image))
 }
 
+// downloadPrefix starts the name of the directory beside an entry that
+// holds its .deb files until the entry is installed: a download
+// interrupted there, by a broken connection or a killed process, is
+// resumed by the next run. The entry's lock covers it.
+const downloadPrefix = ".dl-"
+
+func (r *resolver) downloadDir(image debian.Package) string {
+	return filepath.Join(r.cacheDir, "kernels", downloadPrefix+entryName(image))
+}
+
 // install returns the kernel unpacked from parts (image first), fetching
 // and unpacking them into the cache unless it already holds them.
 func (r *resolver) install(ctx context.Context, image debian.Package, parts []debian.Package) (*Kernel, error) {
@@ -125,10 +135,20 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
+	downloads := r.downloadDir(image)
+	if err := os.MkdirAll(downloads, 0o755); err != nil {
+		return nil, err
+	}
 	var names []string
 	for _, p := range parts {
-		got, err := r.fetchPart(ctx, p, filepath.Join(root, tmpPrefix+"*.deb"), tmp)
+		got, err := r.fetchPart(ctx, p, downloads, tmp)
 		if err != nil {
+			// Only a transfer cut short is worth resuming; anything else
+			// (a bad file, a package that does not unpack) would fail the
+			// same way again.
+			if !debian.IsNetworkError(err) && ctx.Err() == nil {
+				os.RemoveAll(downloads)
+			}
 			return nil, err
 		}
 		names = append(names, got...)
@@ -153,25 +173,29 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	if err := os.Rename(tmp, entry); err != nil {
 		return nil, fmt.Errorf("install %s: %w", entry, err)
 	}
+	if err := os.RemoveAll(downloads); err != nil {
+		r.logf("warning: %v", err)
+	}
 	return loadEntry(entry, source, checkQuick)
 }
 
-// fetchPart downloads p into a temporary file named after pattern (see
-// os.CreateTemp), verifies it and unpacks what a kernel needs into dir. The
-// .deb is removed afterwards.
-func (r *resolver) fetchPart(ctx context.Context, p debian.Package, pattern, dir string) ([]string, error) {
-	f, err := os.CreateTemp(filepath.Dir(pattern), filepath.Base(pattern))
+// fetchPart downloads p into the directory downloads, resuming what an
+// earlier run left there, and unpacks what a kernel needs into dir.
+func (r *resolver) fetchPart(ctx context.Context, p debian.Package, downloads, dir string) ([]string, error) {
+	base := entryName(p) + ".deb"
+	// Names come from the index; one must not lead out of the directory.
+	if strings.ContainsAny(base, `/\`) || strings.HasPrefix(base, ".") {
+		return nil, fmt.Errorf("package %q %q: not a usable file name", p.Name, p.Version)
+	}
+	file := filepath.Join(downloads, base)
+	if err := r.archive.DownloadFile(ctx, p, file); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
 	defer f.Close()
-	if err := r.archive.Download(ctx, p, f); err != nil {
-		return nil, err
-	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return nil, err
-	}
 	start := time.Now()
 	names, err := deb.Extract(f, dir, keepKernelFile)
 	if err != nil {

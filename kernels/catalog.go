@@ -3,8 +3,12 @@ package kernels
 import (
 	"bufio"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -15,17 +19,74 @@ import (
 //go:embed catalog.conf
 var catalogText string
 
-// Catalog is a set of named kernel matrices.
+// BuiltinCatalog is what Catalog.Origin says of what the compiled-in
+// catalog defines.
+const BuiltinCatalog = "built-in kernels/catalog.conf"
+
+// Catalog is a set of named kernel matrices and named kernels, layered
+// from one or more catalog files; each remembers the file it came from.
 type Catalog struct {
-	names    []string // in file order
-	matrices map[string][]string
+	files    []string // the layers, first to last
+	names    []string // matrices, first defined first
+	matrices map[string]*matrix
+	knames   []string // named kernels, first defined first
+	kernels  map[string]namedKernel
 }
+
+// place is where a catalog file says something.
+type place struct {
+	file string
+	line int
+}
+
+// CatalogError is a mistake in a catalog file, at a line of it.
+type CatalogError struct {
+	File string // "" when the text was not read from a file
+	Line int    // 0 when the mistake is not on one line
+	Err  error
+}
+
+func (e *CatalogError) Error() string {
+	switch {
+	case e.File != "" && e.Line > 0:
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	case e.File != "":
+		return fmt.Sprintf("%s: %v", e.File, e.Err)
+	case e.Line > 0:
+		return fmt.Sprintf("line %d: %v", e.Line, e.Err)
+	}
+	return e.Err.Error()
+}
+
+func (e *CatalogError) Unwrap() error { return e.Err }
+
+func (p place) errorf(format string, args ...any) error {
+	return &CatalogError{File: p.file, Line: p.line, Err: fmt.Errorf(format, args...)}
+}
+
+type matrix struct {
+	kernels []string
+	places  []place // of each kernel
+	at      place   // of its [name] line
+}
+
+type namedKernel struct {
+	selector string
+	at       place
+}
+
+// kernelName is what a named kernel may be called: nothing a selector
+// could be (no ":" as in "debian:", no leading "/" or ".").
+var kernelName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
 // DefaultCatalog is the catalog compiled into fusematrix.
 var DefaultCatalog = mustCatalog(catalogText)
 
 func mustCatalog(text string) *Catalog {
-	c, err := ParseCatalog(strings.NewReader(text))
+	c, err := parseCatalog(strings.NewReader(text), BuiltinCatalog)
+	if err == nil {
+		err = c.check()
+	}
 	if err != nil {
 		panic("kernels: catalog.conf: " + err.Error())
 	}
@@ -40,76 +101,255 @@ func mustMatrix(name string) []string {
 	return m
 }
 
-// ParseCatalog reads a catalog: "[name]" lines start matrices, other lines
-// are kernel names, "#" starts a comment. Every selector is checked the way
-// Resolve parses it, so a typo fails here rather than halfway through a run.
+// ParseCatalog reads a catalog on its own (see catalog.conf):
+//
+//	NAME = SELECTOR   a named kernel, before the first matrix
+//	[name]            starts a matrix
+//	KERNEL            a kernel of the current matrix: a selector or the
+//	                  NAME of a named kernel
+//
+// "#" starts a comment. Every selector is checked the way Resolve parses
+// it, so a typo fails here rather than halfway through a run.
 func ParseCatalog(r io.Reader) (*Catalog, error) {
-	c := &Catalog{matrices: map[string][]string{}}
+	c, err := parseCatalog(r, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Overlay returns c with the catalog text r, read from file, layered over
+// it: a matrix or named kernel r defines replaces c's of the same name,
+// and the others are added. Errors name file and line.
+func (c *Catalog) Overlay(file string, r io.Reader) (*Catalog, error) {
+	over, err := parseCatalog(r, file)
+	if err != nil {
+		return nil, err
+	}
+	out := &Catalog{
+		files:    append(slices.Clone(c.files), file),
+		names:    slices.Clone(c.names),
+		matrices: map[string]*matrix{},
+		knames:   slices.Clone(c.knames),
+		kernels:  map[string]namedKernel{},
+	}
+	for name, m := range c.matrices {
+		out.matrices[name] = m
+	}
+	for name, k := range c.kernels {
+		out.kernels[name] = k
+	}
+	for _, name := range over.names {
+		if _, ok := out.matrices[name]; !ok {
+			out.names = append(out.names, name)
+		}
+		out.matrices[name] = over.matrices[name]
+	}
+	for _, name := range over.knames {
+		if _, ok := out.kernels[name]; !ok {
+			out.knames = append(out.knames, name)
+		}
+		out.kernels[name] = over.kernels[name]
+	}
+	if err := out.check(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LoadCatalog returns DefaultCatalog with the catalog file named layered
+// over it.
+func LoadCatalog(file string) (*Catalog, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	defer f.Close()
+	return DefaultCatalog.Overlay(file, f)
+}
+
+// CatalogEnv names the environment variable that gives a catalog file.
+const CatalogEnv = "FUSEMATRIX_CATALOG"
+
+// UserCatalog returns the catalog in effect: DefaultCatalog with the
+// user's catalog file layered over it. The file is the one named, else
+// $FUSEMATRIX_CATALOG, else fusematrix/catalog.conf in os.UserConfigDir
+// when that exists; with none of them it is DefaultCatalog. A file named
+// (by argument or environment) must exist.
+func UserCatalog(file string) (*Catalog, error) {
+	if file == "" {
+		file = os.Getenv(CatalogEnv)
+	}
+	if file == "" {
+		dir, err := os.UserConfigDir()
+		if err != nil {
+			return DefaultCatalog, nil
+		}
+		file = filepath.Join(dir, "fusematrix", "catalog.conf")
+		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+			return DefaultCatalog, nil
+		}
+	}
+	return LoadCatalog(file)
+}
+
+// parseCatalog reads catalog text without checking that the kernels its
+// matrices name exist: they may be defined by a layer below.
+func parseCatalog(r io.Reader, file string) (*Catalog, error) {
+	c := &Catalog{files: []string{file}, matrices: map[string]*matrix{}, kernels: map[string]namedKernel{}}
 	current := ""
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
+		at := place{file, n}
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		line = strings.TrimSpace(line)
+		name, selector, isDef := strings.Cut(line, "=")
+		name, selector = strings.TrimSpace(name), strings.TrimSpace(selector)
+		isDef = isDef && kernelName.MatchString(name)
 		switch {
 		case line == "":
 		case strings.HasPrefix(line, "["):
 			name, ok := strings.CutSuffix(line[1:], "]")
 			name = strings.TrimSpace(name)
 			if !ok || name == "" || strings.ContainsAny(name, " \t[]") {
-				return nil, fmt.Errorf("line %d: want [name]", n)
+				return nil, at.errorf("want [name]")
 			}
 			if _, dup := c.matrices[name]; dup {
-				return nil, fmt.Errorf("line %d: matrix %q defined twice", n, name)
+				return nil, at.errorf("matrix %q defined twice", name)
 			}
 			current = name
 			c.names = append(c.names, name)
-			c.matrices[name] = []string{}
+			c.matrices[name] = &matrix{at: at}
+		case isDef:
+			if current != "" {
+				return nil, at.errorf("named kernel %q inside [%s]: define named kernels before the first matrix", name, current)
+			}
+			if _, dup := c.kernels[name]; dup {
+				return nil, at.errorf("kernel %q defined twice", name)
+			}
+			if err := checkSelector(selector); err != nil {
+				return nil, at.errorf("%s: %w", name, err)
+			}
+			c.knames = append(c.knames, name)
+			c.kernels[name] = namedKernel{selector: selector, at: at}
 		case current == "":
-			return nil, fmt.Errorf("line %d: kernel %q outside a [matrix]", n, line)
+			return nil, at.errorf("kernel %q outside a [matrix]", line)
 		default:
 			if strings.ContainsAny(line, " \t") {
-				return nil, fmt.Errorf("line %d: one kernel per line, no spaces: %q", n, line)
+				return nil, at.errorf("one kernel per line, no spaces: %q", line)
 			}
-			if !isPath(line) {
-				if _, err := parseName(line); err != nil {
-					return nil, fmt.Errorf("line %d: %w", n, err)
+			if !kernelName.MatchString(line) {
+				if err := checkSelector(line); err != nil {
+					return nil, at.errorf("%w", err)
 				}
 			}
-			if slices.Contains(c.matrices[current], line) {
-				return nil, fmt.Errorf("line %d: %s listed twice in [%s]", n, line, current)
+			m := c.matrices[current]
+			if slices.Contains(m.kernels, line) {
+				return nil, at.errorf("%s listed twice in [%s]", line, current)
 			}
-			c.matrices[current] = append(c.matrices[current], line)
+			m.kernels = append(m.kernels, line)
+			m.places = append(m.places, at)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, &CatalogError{File: file, Err: err}
 	}
 	for _, name := range c.names {
-		if len(c.matrices[name]) == 0 {
-			return nil, fmt.Errorf("matrix %q is empty", name)
+		if m := c.matrices[name]; len(m.kernels) == 0 {
+			return nil, m.at.errorf("matrix %q is empty", name)
 		}
 	}
 	return c, nil
 }
 
-// Names lists the matrices in file order.
+// checkSelector parses a selector the way Resolve does, as far as that
+// is possible without the archive or the file system.
+func checkSelector(s string) error {
+	switch {
+	case s == "":
+		return errors.New("no selector")
+	case isPath(s):
+		return nil
+	case strings.HasPrefix(s, "src:"):
+		if dir, _, _ := strings.Cut(strings.TrimPrefix(s, "src:"), ","); dir == "" {
+			return fmt.Errorf("kernel %q: want src:DIR[,option…]", s)
+		}
+		return nil
+	}
+	_, err := parseName(s)
+	return err
+}
+
+// check reports a matrix kernel that is neither a selector nor a named
+// kernel, where the matrix names it.
+func (c *Catalog) check() error {
+	for _, name := range c.names {
+		m := c.matrices[name]
+		for i, k := range m.kernels {
+			if _, ok := c.kernels[k]; kernelName.MatchString(k) && !ok {
+				return m.places[i].errorf("%q in [%s] is no named kernel of the catalog (and not a selector such as debian:6.12/cloud)", k, name)
+			}
+		}
+	}
+	return nil
+}
+
+// Files lists the catalog files layered into c, the built-in one first.
+func (c *Catalog) Files() []string { return slices.Clone(c.files) }
+
+// Names lists the matrices in the order they were first defined.
 func (c *Catalog) Names() []string { return slices.Clone(c.names) }
 
-// Matrix returns the kernels of the named matrix.
+// Matrix returns the kernels of the named matrix, as listed: selectors
+// and names of named kernels.
 func (c *Catalog) Matrix(name string) ([]string, error) {
 	m, ok := c.matrices[name]
 	if !ok {
 		return nil, fmt.Errorf("no kernel matrix %q in the catalog (known: %s)", name, strings.Join(c.names, ", "))
 	}
-	return slices.Clone(m), nil
+	return slices.Clone(m.kernels), nil
 }
 
-// Selectors returns every kernel of every matrix, each once, in file
-// order.
+// Origin returns the file that defines the named matrix, or "" when none
+// does.
+func (c *Catalog) Origin(matrix string) string {
+	if m, ok := c.matrices[matrix]; ok {
+		return m.at.file
+	}
+	return ""
+}
+
+// Kernels lists the named kernels in the order they were first defined.
+func (c *Catalog) Kernels() []string { return slices.Clone(c.knames) }
+
+// Kernel returns the selector a named kernel stands for and the file that
+// defines it.
+func (c *Catalog) Kernel(name string) (selector, origin string, ok bool) {
+	k, ok := c.kernels[name]
+	return k.selector, k.at.file, ok
+}
+
+// expand returns the selector name stands for: the named kernel's, or
+// name itself. A nil catalog is DefaultCatalog.
+func (c *Catalog) expand(name string) string {
+	if c == nil {
+		c = DefaultCatalog
+	}
+	if k, ok := c.kernels[name]; ok {
+		return k.selector
+	}
+	return name
+}
+
+// Selectors returns every kernel of every matrix, each once, in the order
+// of Names.
 func (c *Catalog) Selectors() []string {
 	var out []string
 	for _, name := range c.names {
-		for _, s := range c.matrices[name] {
+		for _, s := range c.matrices[name].kernels {
 			if !slices.Contains(out, s) {
 				out = append(out, s)
 			}

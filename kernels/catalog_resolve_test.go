@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/fusematrix/fusematrix/kernels/debian"
@@ -187,19 +186,19 @@ func TestCorruptedEntry(t *testing.T) {
 	assert.DeepEqual(t, readFile(t, load[0].Path), string(moduleBytes(guestModuleTree[0])))
 }
 
-// cutTransport ends the body of the first .deb it serves half way, as a
-// dropped connection does.
-type cutTransport struct{ cut atomic.Bool }
+// shortBodies ends every .deb body it receives after n bytes, as a
+// connection dropping again and again does.
+type shortBodies struct{ n int64 }
 
-func (c *cutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (c *shortBodies) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil || !strings.HasSuffix(req.URL.Path, ".deb") || c.cut.Swap(true) {
+	if err != nil || !strings.HasSuffix(req.URL.Path, ".deb") {
 		return resp, err
 	}
 	resp.Body = struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(io.LimitReader(resp.Body, resp.ContentLength/2), errReader{io.ErrUnexpectedEOF}), resp.Body}
+	}{io.MultiReader(io.LimitReader(resp.Body, c.n), errReader{io.ErrUnexpectedEOF}), resp.Body}
 	return resp, nil
 }
 
@@ -207,18 +206,84 @@ type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
+// debServed returns the server's answers for .deb files.
+func debServed(srv *fakearchive.Server) []fakearchive.Served {
+	var out []fakearchive.Served
+	for _, s := range srv.Served() {
+		if strings.HasSuffix(s.Path, ".deb") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func TestInterruptedDownload(t *testing.T) {
-	srv := testArchive(t)
-	opts, _ := testOptions(t, srv)
-	opts.HTTPClient = &http.Client{Transport: &cutTransport{}}
-	_, err := Resolve(context.Background(), "debian:6.1", opts)
-	assert.Assert(t, debian.IsNetworkError(err), "%v", err)
-	assert.ErrorContains(t, err, "unexpected EOF")
-	assertNoEntries(t, opts.CacheDir)
-	k, err := Resolve(context.Background(), "debian:6.1", opts)
-	assert.NilError(t, err)
-	assert.Equal(t, readFile(t, k.Image), "image 6.1.0-56-cloud-amd64")
-	assert.Equal(t, len(debRequests(srv)), 2, "the download starts over")
+	pkg := fakearchive.Package{Name: "linux-image-6.1.0-56-cloud-amd64", Version: "6.1.192-2"}
+	path := fakearchive.PoolPath("bookworm-security", pkg)
+	size := int64(len(olderLayoutDeb("6.1.0-56-cloud-amd64", guestModuleTree)))
+	downloads := func(opts Options) string {
+		return filepath.Join(opts.CacheDir, "kernels", ".dl-linux-image-6.1.0-56-cloud-amd64_6.1.192-2")
+	}
+	partial := func(opts Options) string {
+		return filepath.Join(downloads(opts), "linux-image-6.1.0-56-cloud-amd64_6.1.192-2.deb.partial")
+	}
+
+	t.Run("resumed in the same run", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, logs := testOptions(t, srv)
+		srv.Cut(path, size/2)
+		k, err := Resolve(context.Background(), "debian:6.1", opts)
+		assert.NilError(t, err)
+		assert.Equal(t, readFile(t, k.Image), "image 6.1.0-56-cloud-amd64")
+		served := debServed(srv)
+		assert.Assert(t, is.Len(served, 2))
+		assert.Check(t, is.Equal(served[1].Range, fmt.Sprintf("bytes=%d-", size/2)))
+		assert.Check(t, is.Equal(served[1].Status, http.StatusPartialContent))
+		assert.Check(t, is.Equal(served[0].Bytes+served[1].Bytes, size), "bytes sent over both answers")
+		assert.Check(t, slices.ContainsFunc(*logs, func(l string) bool {
+			return strings.HasPrefix(l, "resuming linux-image-6.1.0-56-cloud-amd64 6.1.192-2 at ")
+		}), *logs)
+		assertNoEntries(t, opts.CacheDir, k)
+	})
+
+	t.Run("resumed by the next run", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, _ := testOptions(t, srv)
+		broken := opts
+		broken.HTTPClient = &http.Client{Transport: &shortBodies{n: size / 8}}
+		_, err := Resolve(context.Background(), "debian:6.1", broken)
+		assert.Assert(t, debian.IsNetworkError(err), "%v", err)
+		assert.ErrorContains(t, err, "unexpected EOF")
+		st, err := os.Stat(partial(opts))
+		assert.NilError(t, err)
+		left := st.Size()
+		assert.Equal(t, left, debian.DefaultDownloadAttempts*(size/8))
+
+		before := len(debServed(srv))
+		k, err := Resolve(context.Background(), "debian:6.1", opts)
+		assert.NilError(t, err)
+		assert.Equal(t, readFile(t, k.Image), "image 6.1.0-56-cloud-amd64")
+		served := debServed(srv)[before:]
+		assert.Assert(t, is.Len(served, 1))
+		assert.Check(t, is.Equal(served[0].Range, fmt.Sprintf("bytes=%d-", left)))
+		assert.Check(t, is.Equal(served[0].Bytes, size-left))
+		assertNoEntries(t, opts.CacheDir, k)
+	})
+
+	t.Run("a bad partial is dropped", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, _ := testOptions(t, srv)
+		assert.NilError(t, os.MkdirAll(downloads(opts), 0o755))
+		assert.NilError(t, os.WriteFile(partial(opts), []byte("not the start of the package"), 0o644))
+		_, err := Resolve(context.Background(), "debian:6.1", opts)
+		assert.ErrorContains(t, err, "linux-image-6.1.0-56-cloud-amd64 6.1.192-2: SHA256 mismatch")
+		assertNoEntries(t, opts.CacheDir)
+		k, err := Resolve(context.Background(), "debian:6.1", opts)
+		assert.NilError(t, err)
+		assert.Equal(t, readFile(t, k.Image), "image 6.1.0-56-cloud-amd64")
+		served := debServed(srv)
+		assert.Check(t, is.Equal(served[len(served)-1].Range, ""))
+	})
 }
 
 func TestPrune(t *testing.T) {
@@ -239,6 +304,14 @@ func TestPrune(t *testing.T) {
 	staleDeb := filepath.Join(root, ".tmp-linux-image-9.9_1_7.deb")
 	assert.NilError(t, os.MkdirAll(staleDir, 0o755))
 	assert.NilError(t, os.WriteFile(staleDeb, make([]byte, 5000), 0o644))
+	// Interrupted downloads: of a kernel no matrix uses, and of the one
+	// kept, which the next run resumes.
+	staleDownload := filepath.Join(root, ".dl-linux-image-9.9_1")
+	keptDownload := filepath.Join(root, ".dl-"+filepath.Base(entryOf(cur)))
+	for _, dir := range []string{staleDownload, keptDownload} {
+		assert.NilError(t, os.MkdirAll(dir, 0o755))
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, "x.deb.partial"), make([]byte, 5000), 0o644))
+	}
 
 	res, err := Lookup(ctx, "debian:6.12", opts)
 	assert.NilError(t, err)
@@ -255,6 +328,7 @@ func TestPrune(t *testing.T) {
 		assert.Check(t, p.Bytes > 0, p.Path)
 	}
 	assert.DeepEqual(t, got, []string{
+		".dl-linux-image-9.9_1 partial download",
 		".tmp-linux-image-6.12.117+deb12-cloud-amd64_6.12.117-1~deb12u1_42 stale temporary",
 		".tmp-linux-image-9.9_1_7.deb stale temporary",
 		"linux-image-6.1.0-56-cloud-amd64_6.1.192-2 unreferenced",
@@ -263,6 +337,8 @@ func TestPrune(t *testing.T) {
 	assert.Check(t, errors.Is(err, os.ErrNotExist))
 	_, ok = res.Cached()
 	assert.Check(t, ok, "the kept kernel was removed")
+	_, err = os.Stat(keptDownload)
+	assert.Check(t, err, "the kept kernel's download was removed")
 
 	// A kernel another process is using stays.
 	unlock, ok, err := tryLock(res.Entry + ".lock")
@@ -274,7 +350,7 @@ func TestPrune(t *testing.T) {
 	unlock()
 	pruned, err = Prune(ctx, nil, true, opts)
 	assert.NilError(t, err)
-	assert.Check(t, is.Len(pruned, 1))
+	assert.Check(t, is.Len(pruned, 2), "the entry and its download")
 	_, ok = res.Cached()
 	assert.Check(t, !ok)
 

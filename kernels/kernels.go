@@ -2,7 +2,9 @@
 // name such as "debian:6.12/cloud" to the newest matching kernel package in
 // Debian's archive, downloads and verifies it without apt or dpkg, unpacks
 // the parts a guest needs (image, config, modules) into a cache, and works
-// out which modules a guest must load, dependencies first.
+// out which modules a guest must load, dependencies first. It also builds
+// kernels from a source tree with the project's config fragment (Build,
+// and "src:DIR" names).
 //
 // Archive access lives in kernels/debian, .deb unpacking in kernels/deb and
 // module metadata in kernels/modinfo; this package ties them together.
@@ -73,6 +75,9 @@ type Options struct {
 	// Logf receives progress lines (downloads with size and percentage)
 	// and warnings; nil discards them.
 	Logf func(format string, args ...any)
+	// Catalog defines the named kernels a name may stand for; nil is
+	// DefaultCatalog.
+	Catalog *Catalog
 }
 
 // Kernel is a resolved kernel, unpacked on the host.
@@ -98,7 +103,12 @@ type Kernel struct {
 //     package;
 //   - a path to an existing file starting with "/", "./" or "../", with
 //     optional ",modules=DIR" (lib/modules/<release> of the build, as
-//     `make modules_install` lays it out) and ",config=FILE" (its .config).
+//     `make modules_install` lays it out) and ",config=FILE" (its .config);
+//   - "src:DIR[,base=defconfig|tinyconfig|FILE][,j=N]": the kernel Build
+//     makes from the source tree DIR with FuseConfig applied (built unless
+//     the cache holds it);
+//   - the name of a named kernel of opts.Catalog (see ParseCatalog): what
+//     its selector resolves to, under that name.
 //
 // With everything cached and the indexes younger than debian.IndexMaxAge,
 // Resolve does not use the network.
@@ -108,8 +118,19 @@ func Resolve(ctx context.Context, name string, opts Options) (*Kernel, error) {
 
 // resolve looks name up and installs it, checking a cached entry at level.
 func resolve(ctx context.Context, name string, opts Options, level checkLevel) (*Kernel, error) {
+	if sel := opts.Catalog.expand(name); sel != name {
+		k, err := resolve(ctx, sel, opts, level)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		k.Name = name
+		return k, nil
+	}
 	if isPath(name) {
 		return localKernel(name, opts.Logf)
+	}
+	if strings.HasPrefix(name, "src:") {
+		return srcSelector(ctx, name, opts)
 	}
 	r, err := newResolver(opts)
 	if err != nil {
@@ -159,8 +180,19 @@ func (r *Resolution) DownloadSize() int64 {
 // Lookup resolves a Debian kernel name (see Resolve) to packages without
 // downloading them; it reads the indexes as Resolve does.
 func Lookup(ctx context.Context, name string, opts Options) (*Resolution, error) {
+	if sel := opts.Catalog.expand(name); sel != name {
+		res, err := Lookup(ctx, sel, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		res.Name = name
+		return res, nil
+	}
 	if isPath(name) {
 		return nil, fmt.Errorf("kernel %q: a file, not a Debian package", name)
+	}
+	if strings.HasPrefix(name, "src:") {
+		return nil, fmt.Errorf("kernel %q: built from source, not a Debian package", name)
 	}
 	r, err := newResolver(opts)
 	if err != nil {
@@ -281,6 +313,22 @@ func (k *Kernel) fuseWarning() string {
 	return "FUSE is neither built in (CONFIG_FUSE_FS is not y in the config) nor among the modules"
 }
 
+// cacheRoot is the directory opts.CacheDir names, with its defaults.
+func cacheRoot(opts Options) (string, error) {
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		cacheDir = os.Getenv("FUSEMATRIX_CACHE")
+	}
+	if cacheDir == "" {
+		user, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("kernels: no cache directory: %w (set FUSEMATRIX_CACHE)", err)
+		}
+		cacheDir = filepath.Join(user, "fusematrix")
+	}
+	return cacheDir, nil
+}
+
 // resolver is one Resolve call's view of the archive and the cache.
 type resolver struct {
 	check    checkLevel
@@ -290,16 +338,9 @@ type resolver struct {
 }
 
 func newResolver(opts Options) (*resolver, error) {
-	cacheDir := opts.CacheDir
-	if cacheDir == "" {
-		cacheDir = os.Getenv("FUSEMATRIX_CACHE")
-	}
-	if cacheDir == "" {
-		user, err := os.UserCacheDir()
-		if err != nil {
-			return nil, fmt.Errorf("kernels: no cache directory: %w (set FUSEMATRIX_CACHE)", err)
-		}
-		cacheDir = filepath.Join(user, "fusematrix")
+	cacheDir, err := cacheRoot(opts)
+	if err != nil {
+		return nil, err
 	}
 	mirrors, err := mirrors(opts)
 	if err != nil {

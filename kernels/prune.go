@@ -44,7 +44,8 @@ var tmpName = regexp.MustCompile(`^\.tmp-(.+)_[0-9]+(\.deb)?$`)
 
 // Prune removes from the cache the kernels that none of keep (kernel
 // names) resolves to, or every kernel when all is set, and the temporary
-// files of runs that died. Entries another process holds locked are left
+// files of runs that died, and the interrupted downloads of the kernels
+// it removes. Entries another process holds locked are left
 // alone. keep is resolved against the archive first; if the archive
 // cannot be reached, nothing is removed: a kernel in use must not go
 // because the mirror was down. A name that resolves to nothing keeps
@@ -57,6 +58,7 @@ func Prune(ctx context.Context, keep []string, all bool, opts Options) ([]Pruned
 	wanted := map[string]bool{}
 	if !all {
 		for _, name := range keep {
+			name = opts.Catalog.expand(name)
 			if isPath(name) {
 				continue
 			}
@@ -94,6 +96,13 @@ func Prune(ctx context.Context, keep []string, all bool, opts Options) ([]Pruned
 			continue
 		case m != nil:
 			entry, why = m[1], "stale temporary"
+		case strings.HasPrefix(name, downloadPrefix):
+			// Downloads to resume are worth keeping while a kernel the
+			// catalog uses needs them.
+			entry, why = strings.TrimPrefix(name, downloadPrefix), "partial download"
+			if !all && wanted[entry] {
+				continue
+			}
 		case !e.IsDir():
 			continue
 		case all:

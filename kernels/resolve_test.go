@@ -308,14 +308,19 @@ func TestResolveChecksumMismatch(t *testing.T) {
 	assert.NilError(t, err)
 }
 
-// assertNoEntries checks that the kernels cache holds no entry, no partly
-// unpacked tree and no download.
-func assertNoEntries(t *testing.T, cacheDir string) {
+// assertNoEntries checks that the kernels cache holds no entry but those
+// of kernels, no partly unpacked tree and no download.
+func assertNoEntries(t *testing.T, cacheDir string, kernels ...*Kernel) {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(cacheDir, "kernels"))
+	root := filepath.Join(cacheDir, "kernels")
+	entries, err := os.ReadDir(root)
 	assert.NilError(t, err)
 	for _, e := range entries {
-		assert.Check(t, strings.HasSuffix(e.Name(), ".lock"), "left in the cache: %s", e.Name())
+		ok := strings.HasSuffix(e.Name(), ".lock")
+		for _, k := range kernels {
+			ok = ok || strings.HasPrefix(k.Image, filepath.Join(root, e.Name())+string(filepath.Separator))
+		}
+		assert.Check(t, ok, "left in the cache: %s", e.Name())
 	}
 }
 

@@ -56,6 +56,9 @@ type Archive struct {
 	CheckSignature SignatureCheck
 	// Logf reports progress and warnings; nil discards them.
 	Logf func(format string, args ...any)
+	// DownloadAttempts bounds the requests one DownloadFile call makes
+	// while the connection keeps breaking; 0 is DefaultDownloadAttempts.
+	DownloadAttempts int
 }
 
 // NewClient returns an HTTP client whose connection setup and response
@@ -365,37 +368,20 @@ func (a *Archive) Download(ctx context.Context, p Package, w io.Writer) error {
 // get fetches url into buf, or streams its body through read. A transfer
 // that receives nothing for StallTimeout fails.
 func (a *Archive) get(ctx context.Context, url string, buf *bytes.Buffer, read func(io.Reader) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	t, err := a.start(ctx, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := a.client().Do(req)
-	if err != nil {
-		return &TransferError{URL: url, Err: err}
+	defer t.stop()
+	if t.resp.StatusCode != http.StatusOK {
+		return &StatusError{URL: url, Status: t.resp.Status, Code: t.resp.StatusCode}
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return &StatusError{URL: url, Status: resp.Status, Code: resp.StatusCode}
-	}
-	timer := time.AfterFunc(StallTimeout, func() { cancel(ErrStalled) })
-	defer timer.Stop()
-	body := &watchdogReader{r: resp.Body, reset: func() { timer.Reset(StallTimeout) }}
 	if buf != nil {
-		_, err = buf.ReadFrom(body)
+		_, err = buf.ReadFrom(t.body)
 	} else {
-		err = read(body)
+		err = read(t.body)
 	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(context.Cause(ctx), ErrStalled):
-		return &TransferError{URL: url, Err: fmt.Errorf("GET %s: %w", url, ErrStalled)}
-	case body.err != nil:
-		return &TransferError{URL: url, Err: fmt.Errorf("GET %s: %w", url, err)}
-	}
-	return err
+	return t.fail(err)
 }
 
 // watchdogReader calls reset whenever data arrives and remembers the

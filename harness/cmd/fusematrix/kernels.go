@@ -23,10 +23,16 @@ commands:
   fetch [-matrix NAME] [kernel …]   download and unpack kernels now; cached ones are checked file by file
   prune [-all]                      remove cached kernels no matrix of the catalog uses (all with -all)
                                     and files left by interrupted runs
-  matrices                          the catalog's matrices and their kernels
+  matrices                          the catalog's matrices and named kernels, and the file of each
+  build [-base B] [-j N] -src DIR   build the kernel of a Linux source tree with kernels/fuse.config
+                                    applied (base defconfig, tinyconfig or a file), cached by source
+                                    state, fragment and base; boot it as src:DIR[,base=B]
 
 Kernel names are given as arguments or taken from a matrix of the catalog
-(kernels/catalog.conf; -matrix all is every kernel of every matrix).
+(kernels/catalog.conf; -matrix all is every kernel of every matrix). A
+catalog file of your own (-catalog FILE, else $FUSEMATRIX_CATALOG, else
+fusematrix/catalog.conf in the user's config directory) is layered over the
+built-in one: its matrices and named kernels replace those of the same name.
 `
 
 func kernelsCmd(args []string) error {
@@ -44,7 +50,9 @@ func kernelsCmd(args []string) error {
 	case "prune":
 		return kernelsPrune(ctx, args[1:], os.Stdout)
 	case "matrices":
-		return kernelsMatrices(os.Stdout)
+		return kernelsMatrices(args[1:], os.Stdout)
+	case "build":
+		return kernelsBuild(ctx, args[1:], os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(kernelsUsage)
 		return nil
@@ -53,21 +61,55 @@ func kernelsCmd(args []string) error {
 	return exitError(2)
 }
 
-// matrixFlag registers -matrix on a command that takes kernel names.
-func matrixFlag(fs *flag.FlagSet) *string {
-	return fs.String("matrix", "default", "run this `matrix` of the catalog (kernel names given as arguments replace it)")
+// kernelSelection is what -matrix and -catalog choose.
+type kernelSelection struct {
+	matrix  string
+	catalog string
+}
+
+// matrixFlag registers -matrix and -catalog on a command that takes
+// kernel names.
+func matrixFlag(fs *flag.FlagSet) *kernelSelection {
+	s := &kernelSelection{}
+	fs.StringVar(&s.matrix, "matrix", "default", "run this `matrix` of the catalog (kernel names given as arguments replace it)")
+	catalogFlag(fs, &s.catalog)
+	return s
+}
+
+// catalogFlag registers -catalog.
+func catalogFlag(fs *flag.FlagSet, file *string) {
+	fs.StringVar(file, "catalog", "", "catalog `file` layered over the built-in one (default: $"+kernels.CatalogEnv+
+		", else fusematrix/catalog.conf in the user's config directory when it exists)")
 }
 
 // selectKernels returns the kernels named as arguments, else those of the
-// catalog's matrix ("all": every matrix).
-func selectKernels(matrix string, args []string) ([]string, error) {
+// catalog's matrix ("all": every matrix), and sets o.Catalog to the
+// catalog in effect, whose named kernels either may use.
+func selectKernels(sel *kernelSelection, args []string, o *kernels.Options) ([]string, error) {
+	c, err := kernels.UserCatalog(sel.catalog)
+	if err != nil {
+		return nil, err
+	}
+	o.Catalog = c
 	if len(args) > 0 {
 		return args, nil
 	}
-	if matrix == "all" {
-		return kernels.DefaultCatalog.Selectors(), nil
+	if sel.matrix == "all" {
+		return c.Selectors(), nil
 	}
-	return kernels.DefaultCatalog.Matrix(matrix)
+	return c.Matrix(sel.matrix)
+}
+
+// selectionSource says where the kernels of a matrix come from, or ""
+// when they were given as arguments.
+func selectionSource(sel *kernelSelection, args []string, c *kernels.Catalog) string {
+	switch {
+	case len(args) > 0:
+		return ""
+	case sel.matrix == "all":
+		return "every matrix of " + strings.Join(c.Files(), ", ")
+	}
+	return fmt.Sprintf("matrix %s from %s", sel.matrix, c.Origin(sel.matrix))
 }
 
 // kernelOptions registers the flags that say where kernels come from.
@@ -87,24 +129,31 @@ func progressTo(quiet bool) func(string, ...any) {
 }
 
 // kernelArgs parses the flags list and fetch share and returns the
-// selectors they name, from a matrix or the arguments.
-func kernelArgs(cmd string, args []string) ([]string, kernels.Options, error) {
+// selectors they name, from a matrix or the arguments, and where they
+// come from (see selectionSource).
+func kernelArgs(cmd string, args []string) ([]string, kernels.Options, string, error) {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	matrix := matrixFlag(fs)
 	var o kernels.Options
 	quiet := kernelOptions(fs, &o)
 	if err := fs.Parse(args); err != nil {
-		return nil, o, exitError(2)
+		return nil, o, "", exitError(2)
 	}
-	names, err := selectKernels(*matrix, fs.Args())
+	names, err := selectKernels(matrix, fs.Args(), &o)
+	if err != nil {
+		return nil, o, "", err
+	}
 	o.Logf = progressTo(*quiet)
-	return names, o, err
+	return names, o, selectionSource(matrix, fs.Args(), o.Catalog), nil
 }
 
 func kernelsList(ctx context.Context, args []string, out io.Writer) error {
-	names, o, err := kernelArgs("kernels list", args)
+	names, o, source, err := kernelArgs("kernels list", args)
 	if err != nil {
 		return err
+	}
+	if source != "" {
+		fmt.Fprintf(out, "%s\n\n", source)
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KERNEL\tPACKAGE\tVERSION\tSUITE\tCACHED")
@@ -132,7 +181,11 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func listRow(ctx context.Context, name string, o kernels.Options) (string, error) {
-	if strings.HasPrefix(name, "/") || strings.HasPrefix(name, "./") || strings.HasPrefix(name, "../") {
+	sel := name
+	if s, _, ok := o.Catalog.Kernel(name); ok {
+		sel = s
+	}
+	if strings.HasPrefix(sel, "/") || strings.HasPrefix(sel, "./") || strings.HasPrefix(sel, "../") {
 		k, err := kernels.Resolve(ctx, name, o)
 		if err != nil {
 			return "", err
@@ -161,7 +214,7 @@ func listRow(ctx context.Context, name string, o kernels.Options) (string, error
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 
 func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
-	names, o, err := kernelArgs("kernels fetch", args)
+	names, o, _, err := kernelArgs("kernels fetch", args)
 	if err != nil {
 		return err
 	}
@@ -190,15 +243,22 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	all := fs.Bool("all", false, "remove every cached kernel, not only those no matrix uses")
 	var o kernels.Options
 	quiet := kernelOptions(fs, &o)
+	var catalog string
+	catalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
+	c, err := kernels.UserCatalog(catalog)
+	if err != nil {
+		return err
+	}
+	o.Catalog = c
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "fusematrix kernels prune: takes no kernel names (it keeps every kernel of the catalog)\n")
 		return exitError(2)
 	}
 	o.Logf = progressTo(*quiet)
-	pruned, err := kernels.Prune(ctx, kernels.DefaultCatalog.Selectors(), *all, o)
+	pruned, err := kernels.Prune(ctx, append(c.Selectors(), c.Kernels()...), *all, o)
 	var total int64
 	for _, p := range pruned {
 		total += p.Bytes
@@ -208,15 +268,36 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	return err
 }
 
-func kernelsMatrices(out io.Writer) error {
-	for _, name := range kernels.DefaultCatalog.Names() {
-		m, err := kernels.DefaultCatalog.Matrix(name)
+func kernelsMatrices(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("kernels matrices", flag.ContinueOnError)
+	var catalog string
+	catalogFlag(fs, &catalog)
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "fusematrix kernels matrices: takes no arguments\n")
+		return exitError(2)
+	}
+	c, err := kernels.UserCatalog(catalog)
+	if err != nil {
+		return err
+	}
+	for _, name := range c.Names() {
+		m, err := c.Matrix(name)
 		if err != nil {
 			return errors.New("catalog: " + err.Error())
 		}
-		fmt.Fprintf(out, "%s:\n", name)
+		fmt.Fprintf(out, "%s (from %s):\n", name, c.Origin(name))
 		for _, k := range m {
 			fmt.Fprintf(out, "  %s\n", k)
+		}
+	}
+	if names := c.Kernels(); len(names) > 0 {
+		fmt.Fprintf(out, "\nnamed kernels:\n")
+		for _, name := range names {
+			sel, origin, _ := c.Kernel(name)
+			fmt.Fprintf(out, "  %s = %s (from %s)\n", name, sel, origin)
 		}
 	}
 	return nil

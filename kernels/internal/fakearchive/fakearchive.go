@@ -1,7 +1,8 @@
 // Package fakearchive fabricates, for tests, what kernels reads from
 // Debian: kernel module ELF objects, .deb files (ar + tar), and a whole
 // archive (InRelease signed with a generated key, Packages indexes, pool)
-// served over httptest, which counts the requests it answers.
+// served over httptest, which records the requests it answers and can
+// honour, ignore or refuse byte ranges and cut a body short.
 package fakearchive
 
 import (
@@ -12,15 +13,18 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
@@ -180,6 +184,41 @@ type Server struct {
 	mu       sync.Mutex
 	files    map[string][]byte
 	requests []string
+	served   []Served
+	cuts     map[string]int64
+	ranges   RangeMode
+}
+
+// Served is one answer the server gave.
+type Served struct {
+	Path    string
+	Range   string // the request's Range header
+	IfRange string // the request's If-Range header
+	Status  int
+	Bytes   int64 // body bytes written
+}
+
+// RangeMode says how the server answers requests for part of a file.
+type RangeMode int
+
+const (
+	// RangesHonoured answers as HTTP says: 206 with the part, 200 when
+	// If-Range does not match, 416 when the range is past the end.
+	RangesHonoured RangeMode = iota
+	// RangesIgnored answers every request with the whole file (200), as
+	// servers without range support do.
+	RangesIgnored
+	// RangesRefused answers every request carrying Range with 416.
+	RangesRefused
+)
+
+// modTime is the Last-Modified date of every file served.
+var modTime = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+// ETag is the entity tag the server sends with body.
+func ETag(body []byte) string {
+	sum := sha256.Sum256(body)
+	return fmt.Sprintf(`"%x"`, sum[:8])
 }
 
 // Serve starts a server for suites; it is closed when the test ends.
@@ -291,12 +330,105 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests = append(s.requests, r.URL.Path)
 	body, ok := s.files[r.URL.Path]
+	cut, cutting := s.cuts[r.URL.Path]
+	delete(s.cuts, r.URL.Path)
+	ranges := s.ranges
+	// The answer is recorded before it is sent, and its bytes counted
+	// before they are written, so that a client that received them finds
+	// them in Served.
+	s.served = append(s.served, Served{Path: r.URL.Path, Range: r.Header.Get("Range"), IfRange: r.Header.Get("If-Range")})
+	cw := &countingWriter{ResponseWriter: w, s: s, i: len(s.served) - 1, limit: -1}
 	s.mu.Unlock()
-	if !ok {
-		http.NotFound(w, r)
-		return
+	if cutting {
+		cw.limit = cut
+		// Drop the connection with the body unfinished.
+		defer panic(http.ErrAbortHandler)
 	}
-	w.Write(body)
+	switch {
+	case !ok:
+		http.NotFound(cw, r)
+	case ranges == RangesRefused && r.Header.Get("Range") != "":
+		cw.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+	case ranges == RangesIgnored:
+		cw.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		cw.Write(body)
+	default:
+		cw.Header().Set("ETag", ETag(body))
+		http.ServeContent(cw, r, path.Base(r.URL.Path), modTime, bytes.NewReader(body))
+	}
+}
+
+// countingWriter records an answer's status and body bytes in s.served[i],
+// and fails writes past limit when limit is not negative.
+type countingWriter struct {
+	http.ResponseWriter
+	s      *Server
+	i      int
+	status bool
+	n      int64
+	limit  int64
+}
+
+func (c *countingWriter) update(f func(*Served)) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	f(&c.s.served[c.i])
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if !c.status {
+		c.status = true
+		c.update(func(s *Served) { s.Status = code })
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	if !c.status {
+		c.WriteHeader(http.StatusOK)
+	}
+	cut := false
+	if c.limit >= 0 && c.n+int64(len(b)) > c.limit {
+		b, cut = b[:c.limit-c.n], true
+	}
+	c.update(func(s *Served) { s.Bytes += int64(len(b)) })
+	n, err := c.ResponseWriter.Write(b)
+	if n < len(b) {
+		c.update(func(s *Served) { s.Bytes -= int64(len(b) - n) })
+	}
+	c.n += int64(n)
+	if err == nil && cut {
+		if f, ok := c.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		err = errors.New("fakearchive: connection cut")
+	}
+	return n, err
+}
+
+// Cut makes the next answer for path end after n body bytes, as a dropped
+// connection does.
+func (s *Server) Cut(path string, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cuts == nil {
+		s.cuts = map[string]int64{}
+	}
+	s.cuts[path] = n
+}
+
+// SetRanges sets how the server answers Range requests from now on.
+func (s *Server) SetRanges(m RangeMode) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ranges = m
+}
+
+// Served returns the answers given so far, in order.
+func (s *Server) Served() []Served {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.served)
 }
 
 // Replace changes what the server answers for path, leaving the indexes

@@ -1,0 +1,453 @@
+package kernels
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+func TestParseFragment(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		text string
+		want []ConfigOption
+		err  string
+	}{
+		{name: "options, comments and blank lines", text: "# why\nCONFIG_FUSE_FS=y\n\n# CONFIG_DEBUG_INFO is not set\n  CONFIG_LOG_BUF_SHIFT=17\nCONFIG_CMDLINE=\"a b\"\n",
+			want: []ConfigOption{
+				{Name: "CONFIG_FUSE_FS", Value: "y", Line: 2},
+				{Name: "CONFIG_DEBUG_INFO", Value: "n", Line: 4},
+				{Name: "CONFIG_LOG_BUF_SHIFT", Value: "17", Line: 5},
+				{Name: "CONFIG_CMDLINE", Value: "a b", Line: 6},
+			}},
+		{name: "same value twice", text: "CONFIG_A=y\nCONFIG_A=y\n", want: []ConfigOption{{Name: "CONFIG_A", Value: "y", Line: 1}}},
+		{name: "conflicting values", text: "CONFIG_A=y\n# CONFIG_A is not set\n", err: "config fragment line 2: CONFIG_A=n, but line 1 says y"},
+		{name: "not a config line", text: "CONFIG_A=y\nFUSE_FS=y\n", err: "config fragment line 2: not a config line"},
+		{name: "trailing comment", text: "CONFIG_A=\"x\" # why\n", err: "config fragment line 1: CONFIG_A: bad string value"},
+		{name: "empty", text: "# nothing\n", want: nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseFragment([]byte(tc.text))
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				return
+			}
+			assert.NilError(t, err)
+			assert.DeepEqual(t, got, tc.want)
+		})
+	}
+}
+
+// TestFuseConfig checks the project's fragment: it parses, builds
+// everything in (a built kernel has no modules), and holds what the guest
+// cannot run without.
+func TestFuseConfig(t *testing.T) {
+	opts, err := ParseFragment(FuseConfig())
+	assert.NilError(t, err)
+	got := map[string]string{}
+	for _, o := range opts {
+		got[o.Name] = o.Value
+		assert.Check(t, is.Equal(o.Value, "y"), "%s (line %d)", o.Name, o.Line)
+	}
+	for _, name := range []string{
+		"FUSE_FS", "FUSE_PASSTHROUGH", "VIRTIO_PCI", "VIRTIO_CONSOLE", "SERIAL_8250_CONSOLE",
+		"PVPANIC", "TMPFS", "DEVTMPFS", "BLK_DEV_INITRD", "64BIT", "BINFMT_ELF", "PROC_FS", "SYSFS",
+		"FUTEX", "EPOLL", "EVENTFD", "PRINTK", "TTY",
+	} {
+		assert.Check(t, is.Equal(got["CONFIG_"+name], "y"), name)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "config")
+	assert.NilError(t, os.WriteFile(config, []byte(`#
+# Linux/x86 6.12.117 Kernel Configuration
+#
+CONFIG_FUSE_FS=y
+CONFIG_CUSE=m
+# CONFIG_FUSE_PASSTHROUGH is not set
+CONFIG_LOG_BUF_SHIFT=17
+CONFIG_VIRTIO=y
+CONFIG_VIRTIO=n
+`), 0o644))
+	for _, tc := range []struct {
+		name string
+		want string // fragment
+		bad  []ConfigMismatch
+	}{
+		{name: "all met", want: "CONFIG_FUSE_FS=y\nCONFIG_CUSE=m\nCONFIG_LOG_BUF_SHIFT=17\n# CONFIG_FUSE_PASSTHROUGH is not set\n# CONFIG_ABSENT is not set\n"},
+		{name: "not set", want: "CONFIG_FUSE_PASSTHROUGH=y\n", bad: []ConfigMismatch{{Name: "CONFIG_FUSE_PASSTHROUGH", Want: "y", Got: "n"}}},
+		{name: "module instead of built in", want: "CONFIG_CUSE=y\n", bad: []ConfigMismatch{{Name: "CONFIG_CUSE", Want: "y", Got: "m"}}},
+		{name: "absent", want: "CONFIG_PVPANIC=y\nCONFIG_FUSE_FS=y\n", bad: []ConfigMismatch{{Name: "CONFIG_PVPANIC", Want: "y"}}},
+		{name: "other value", want: "CONFIG_LOG_BUF_SHIFT=18\n", bad: []ConfigMismatch{{Name: "CONFIG_LOG_BUF_SHIFT", Want: "18", Got: "17"}}},
+		{name: "the last assignment wins", want: "CONFIG_VIRTIO=y\n", bad: []ConfigMismatch{{Name: "CONFIG_VIRTIO", Want: "y", Got: "n"}}},
+		{name: "built in but wanted off", want: "# CONFIG_FUSE_FS is not set\n", bad: []ConfigMismatch{{Name: "CONFIG_FUSE_FS", Want: "n", Got: "y"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, err := ParseFragment([]byte(tc.want))
+			assert.NilError(t, err)
+			bad, err := CheckConfig(config, want)
+			assert.NilError(t, err)
+			assert.DeepEqual(t, bad, tc.bad)
+		})
+	}
+	_, err := CheckConfig(filepath.Join(t.TempDir(), "none"), nil)
+	assert.ErrorContains(t, err, "no such file")
+}
+
+func TestBuildKey(t *testing.T) {
+	base := buildKey("git abc", "tinyconfig", []byte("CONFIG_A=y\n"))
+	assert.Equal(t, base, buildKey("git abc", "tinyconfig", []byte("CONFIG_A=y\n")), "same inputs, same key")
+	assert.Equal(t, len(base), 16)
+	for name, key := range map[string]string{
+		"commit":   buildKey("git abd", "tinyconfig", []byte("CONFIG_A=y\n")),
+		"dirty":    buildKey("git abc dirty 0123", "tinyconfig", []byte("CONFIG_A=y\n")),
+		"base":     buildKey("git abc", "defconfig", []byte("CONFIG_A=y\n")),
+		"fragment": buildKey("git abc", "tinyconfig", []byte("CONFIG_A=m\n")),
+	} {
+		assert.Check(t, key != base, "a different %s gives the same key", name)
+	}
+}
+
+// fakeMakefile stands in for a kernel's Makefile: it knows the targets
+// Build runs, logs each (with make's -j flag) to $FAKE_LOG and does its
+// work at once. olddefconfig drops CONFIG_NODEP, as Kconfig drops an
+// option whose dependency is off, and CONFIG_NOT_IN_TREE, which no Kconfig
+// file defines; FAKE_FAIL makes bzImage fail after printing more lines
+// than an error quotes.
+const fakeMakefile = `VERSION = 6
+PATCHLEVEL = 99
+SUBLEVEL = 0
+EXTRAVERSION = -fake
+
+tinyconfig defconfig:
+	@echo "$@" >> $(FAKE_LOG)
+	@printf 'CONFIG_BASE_%s=y\n# CONFIG_FUSE_FS is not set\n' $@ > $(O)/.config
+olddefconfig:
+	@echo "$@" >> $(FAKE_LOG)
+	@grep -v -e '^CONFIG_NODEP=' -e '^CONFIG_NOT_IN_TREE=' $(O)/.config > $(O)/.config.new || true
+	@mv $(O)/.config.new $(O)/.config
+bzImage:
+	@echo "$@ $(filter -j%,$(MAKEFLAGS))" >> $(FAKE_LOG)
+	@for i in $$(seq 1 45); do echo "  CC      file$$i.o"; done
+	@if [ -n "$(FAKE_FAIL)" ]; then echo "file45.c:1: error: fake failure" >&2; exit 1; fi
+	@mkdir -p $(O)/arch/x86/boot
+	@cp $(O)/.config $(O)/arch/x86/boot/bzImage
+kernelrelease:
+	@echo 6.99.0-fake
+`
+
+// fakeTree makes a source tree that passes for a kernel's, with the fake
+// Makefile, and returns it and the log of make targets run.
+func fakeTree(t *testing.T) (src, log string) {
+	t.Helper()
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed: the fake kernel tree needs it")
+	}
+	dir := t.TempDir()
+	src = filepath.Join(dir, "linux")
+	for _, d := range []string{"scripts/kconfig", "arch/x86", "fs/fuse"} {
+		assert.NilError(t, os.MkdirAll(filepath.Join(src, d), 0o755))
+	}
+	for name, text := range map[string]string{
+		"Makefile":        fakeMakefile,
+		"Kconfig":         "source \"fs/fuse/Kconfig\"\nconfig NODEP\n\tbool \"needs something\"\n",
+		"fs/fuse/Kconfig": "config FUSE_FS\n\ttristate \"FUSE\"\nmenuconfig FUSE_PASSTHROUGH\n\tbool \"passthrough\"\n",
+	} {
+		assert.NilError(t, os.WriteFile(filepath.Join(src, name), []byte(text), 0o644))
+	}
+	log = filepath.Join(dir, "make.log")
+	t.Setenv("FAKE_LOG", log)
+	return src, log
+}
+
+func makeLog(t *testing.T, log string) []string {
+	t.Helper()
+	data, err := os.ReadFile(log)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	assert.NilError(t, err)
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+const testFragment = "CONFIG_FUSE_FS=y\nCONFIG_FUSE_PASSTHROUGH=y\n"
+
+func TestBuildFakeTree(t *testing.T) {
+	src, log := fakeTree(t)
+	cache := t.TempDir()
+	var lines []string
+	var mu sync.Mutex
+	opts := BuildOptions{Src: src, Base: BaseTinyconfig, Jobs: 3, Fragment: []byte(testFragment), Options: Options{
+		CacheDir: cache,
+		Logf: func(format string, args ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			lines = append(lines, fmt.Sprintf(format, args...))
+		},
+	}}
+	ctx := context.Background()
+
+	k, err := Build(ctx, opts)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, makeLog(t, log), []string{"tinyconfig", "olddefconfig", "bzImage -j3"})
+	assert.Equal(t, k.Release, "6.99.0-fake")
+	assert.Equal(t, k.ModulesDir, "")
+	assert.Check(t, strings.HasPrefix(k.Image, filepath.Join(cache, BuiltDir)+"/"), k.Image)
+	assert.Check(t, is.Contains(k.Source, "built from "+src))
+	assert.Check(t, is.Contains(k.Source, "base tinyconfig"))
+	config, err := os.ReadFile(k.Config)
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(string(config), "CONFIG_BASE_tinyconfig=y\n"))
+	assert.Check(t, is.Contains(string(config), "CONFIG_FUSE_PASSTHROUGH=y\n"))
+	image, err := os.ReadFile(k.Image)
+	assert.NilError(t, err)
+	assert.Equal(t, string(image), string(config), "the image is not the one make built")
+	opt, err := k.ConfigOptions()
+	assert.NilError(t, err)
+	assert.Equal(t, opt["CONFIG_FUSE_FS"], "y")
+	assert.Check(t, is.Contains(strings.Join(lines, "\n"), "is not a git work tree"))
+
+	// The user's tree is only read.
+	entries, err := os.ReadDir(src)
+	assert.NilError(t, err)
+	assert.Equal(t, len(entries), 5, "files appeared in the source tree")
+
+	// Same key: from the cache, make not run.
+	again, err := Build(ctx, opts)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, again, k)
+	assert.Equal(t, len(makeLog(t, log)), 3, "make ran for a cached build")
+
+	// Another base is another build; the default base is defconfig.
+	def, err := Build(ctx, BuildOptions{Src: src, Jobs: 1, Fragment: []byte(testFragment), Options: Options{CacheDir: cache}})
+	assert.NilError(t, err)
+	assert.Check(t, def.Image != k.Image)
+	assert.DeepEqual(t, makeLog(t, log)[3:], []string{"defconfig", "olddefconfig", "bzImage -j1"})
+
+	// A base file replaces the make target; its content is part of the key.
+	baseFile := filepath.Join(t.TempDir(), "my.config")
+	assert.NilError(t, os.WriteFile(baseFile, []byte("CONFIG_MINE=y\n"), 0o644))
+	own, err := Build(ctx, BuildOptions{Src: src, Base: baseFile, Jobs: 1, Fragment: []byte(testFragment), Options: Options{CacheDir: cache}})
+	assert.NilError(t, err)
+	assert.DeepEqual(t, makeLog(t, log)[6:], []string{"olddefconfig", "bzImage -j1"})
+	config, err = os.ReadFile(own.Config)
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(string(config), "CONFIG_MINE=y\n"))
+	assert.NilError(t, os.WriteFile(baseFile, []byte("CONFIG_MINE=m\n"), 0o644))
+	_, err = Build(ctx, BuildOptions{Src: src, Base: baseFile, Jobs: 1, Fragment: []byte(testFragment), Options: Options{CacheDir: cache}})
+	assert.NilError(t, err)
+	assert.Equal(t, len(makeLog(t, log)), 10, "a changed base file did not rebuild")
+
+	// A damaged entry is rebuilt, not used.
+	assert.NilError(t, os.WriteFile(k.Image, []byte("damaged"), 0o644))
+	fixed, err := Build(ctx, opts)
+	assert.NilError(t, err)
+	assert.Equal(t, len(makeLog(t, log)), 13, "a damaged entry was used")
+	image, err = os.ReadFile(fixed.Image)
+	assert.NilError(t, err)
+	config, err = os.ReadFile(fixed.Config)
+	assert.NilError(t, err)
+	assert.Equal(t, string(image), string(config))
+
+	// The selector builds with the project's fragment, once.
+	opts.Fragment = nil
+	withFuse, err := Build(ctx, opts)
+	assert.NilError(t, err)
+	assert.Equal(t, len(makeLog(t, log)), 16)
+	sel, err := Resolve(ctx, "src:"+src+",base=tinyconfig,j=3", Options{CacheDir: cache})
+	assert.NilError(t, err)
+	assert.Equal(t, sel.Image, withFuse.Image)
+	assert.Equal(t, sel.Name, "src:"+src+",base=tinyconfig,j=3")
+	assert.Equal(t, len(makeLog(t, log)), 16, "make ran for a cached build")
+	opt, err = sel.ConfigOptions()
+	assert.NilError(t, err)
+	assert.Equal(t, opt["CONFIG_FUSE_PASSTHROUGH"], "y")
+}
+
+// TestBuildConcurrent starts two builds of one key at once: the lock lets
+// one build while the other waits and then takes its result.
+func TestBuildConcurrent(t *testing.T) {
+	src, log := fakeTree(t)
+	opts := BuildOptions{Src: src, Base: BaseTinyconfig, Jobs: 1, Fragment: []byte(testFragment), Options: Options{CacheDir: t.TempDir()}}
+	var wg sync.WaitGroup
+	ks := make([]*Kernel, 2)
+	errs := make([]error, 2)
+	for i := range ks {
+		wg.Go(func() { ks[i], errs[i] = Build(context.Background(), opts) })
+	}
+	wg.Wait()
+	assert.NilError(t, errs[0])
+	assert.NilError(t, errs[1])
+	assert.Equal(t, ks[0].Image, ks[1].Image)
+	assert.DeepEqual(t, makeLog(t, log), []string{"tinyconfig", "olddefconfig", "bzImage -j1"})
+}
+
+func TestBuildWaitsForLock(t *testing.T) {
+	src, log := fakeTree(t)
+	opts := BuildOptions{Src: src, Base: BaseTinyconfig, Fragment: []byte(testFragment), Options: Options{CacheDir: t.TempDir()}}
+	b, err := newBuilder(context.Background(), opts)
+	assert.NilError(t, err)
+	assert.NilError(t, os.MkdirAll(b.root, 0o755))
+	unlock, err := lockFile(context.Background(), b.entryPath()+".lock", nil)
+	assert.NilError(t, err)
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = Build(ctx, opts)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, len(makeLog(t, log)), 0, "make ran while another process held the lock")
+}
+
+func TestBuildErrors(t *testing.T) {
+	src, log := fakeTree(t)
+	cache := t.TempDir()
+	build := func(fragment string) error {
+		_, err := Build(context.Background(), BuildOptions{Src: src, Base: BaseTinyconfig, Fragment: []byte(fragment), Options: Options{CacheDir: cache}})
+		return err
+	}
+
+	t.Run("options that did not take effect", func(t *testing.T) {
+		err := build(testFragment + "CONFIG_NODEP=y\nCONFIG_NOT_IN_TREE=y\n")
+		assert.ErrorContains(t, err, "2 option(s) of the config fragment did not take effect (base tinyconfig)")
+		assert.ErrorContains(t, err, "CONFIG_NODEP=y: absent from the result (a dependency is off)")
+		assert.ErrorContains(t, err, "CONFIG_NOT_IN_TREE=y: no Kconfig file of this tree defines it")
+		assert.Check(t, !strings.Contains(err.Error(), "CONFIG_FUSE_FS"), err.Error())
+		assert.Check(t, !strings.Contains(strings.Join(makeLog(t, log), " "), "bzImage"), "built despite the config")
+		kept, _ := filepath.Glob(filepath.Join(cache, BuiltDir, "linux-*", manifestName))
+		assert.Check(t, is.Len(kept, 0), "a failed build left a cache entry")
+	})
+
+	t.Run("compiler failure quotes the last lines", func(t *testing.T) {
+		t.Setenv("FAKE_FAIL", "1")
+		err := build(testFragment)
+		assert.ErrorContains(t, err, "make -j")
+		assert.ErrorContains(t, err, "file45.c:1: error: fake failure")
+		assert.ErrorContains(t, err, "  CC      file10.o")
+		assert.Check(t, !strings.Contains(err.Error(), "file5.o"), "quoted more than the last %d lines", tailLines)
+		kept, _ := filepath.Glob(filepath.Join(cache, BuiltDir, "linux-*", manifestName))
+		assert.Check(t, is.Len(kept, 0), "a failed build left a cache entry")
+	})
+
+	t.Run("not a kernel tree", func(t *testing.T) {
+		dir := t.TempDir()
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, "Makefile"), []byte("all:\n"), 0o644))
+		_, err := Build(context.Background(), BuildOptions{Src: dir, Options: Options{CacheDir: cache}})
+		assert.ErrorContains(t, err, dir+" is not a Linux source tree (no Kconfig)")
+		_, err = Build(context.Background(), BuildOptions{Src: filepath.Join(dir, "none"), Options: Options{CacheDir: cache}})
+		assert.ErrorContains(t, err, "is not a Linux source tree (no Makefile)")
+	})
+
+	t.Run("tree configured in place", func(t *testing.T) {
+		assert.NilError(t, os.WriteFile(filepath.Join(src, ".config"), nil, 0o644))
+		defer os.Remove(filepath.Join(src, ".config"))
+		err := build(testFragment)
+		assert.ErrorContains(t, err, "was configured or built in place (it has .config)")
+	})
+
+	t.Run("bad fragment or base", func(t *testing.T) {
+		assert.ErrorContains(t, build("CONFIG_A=y\n# CONFIG_A is not set\n"), "config fragment line 2")
+		_, err := Build(context.Background(), BuildOptions{Src: src, Base: "/nonexistent/config", Options: Options{CacheDir: cache}})
+		assert.ErrorContains(t, err, "base config")
+	})
+}
+
+func TestSrcSelectorErrors(t *testing.T) {
+	src, _ := fakeTree(t)
+	for _, tc := range []struct{ name, err string }{
+		{name: "src:", err: "want src:DIR"},
+		{name: "src:" + src + ",j=0", err: "j=0: want a positive number"},
+		{name: "src:" + src + ",jobs=2", err: `option "jobs=2"`},
+		{name: "src:" + src + ",base=", err: `option "base="`},
+	} {
+		_, err := Resolve(context.Background(), tc.name, Options{CacheDir: t.TempDir()})
+		assert.ErrorContains(t, err, tc.err, tc.name)
+	}
+	_, err := Lookup(context.Background(), "src:"+src, Options{CacheDir: t.TempDir()})
+	assert.ErrorContains(t, err, "built from source, not a Debian package")
+}
+
+func TestSourceStateGit(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.invalid"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		assert.NilError(t, err, string(out))
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	file := filepath.Join(dir, "Makefile")
+	assert.NilError(t, os.WriteFile(file, []byte("VERSION = 6\n"), 0o644))
+	git("add", "Makefile")
+	git("commit", "-q", "-m", "one")
+	head := git("rev-parse", "HEAD")
+	ctx := context.Background()
+
+	clean, note, err := sourceState(ctx, dir)
+	assert.NilError(t, err)
+	assert.Equal(t, clean, "git "+head)
+	assert.Equal(t, note, "")
+
+	assert.NilError(t, os.WriteFile(file, []byte("VERSION = 7\n"), 0o644))
+	dirty, _, err := sourceState(ctx, dir)
+	assert.NilError(t, err)
+	assert.Check(t, strings.HasPrefix(dirty, "git "+head+" dirty "), dirty)
+	assert.NilError(t, os.WriteFile(file, []byte("VERSION = 8\n"), 0o644))
+	dirty2, _, err := sourceState(ctx, dir)
+	assert.NilError(t, err)
+	assert.Check(t, dirty2 != dirty, "two different edits give one state")
+
+	assert.NilError(t, os.WriteFile(file, []byte("VERSION = 6\n"), 0o644))
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "untracked"), []byte("x"), 0o644))
+	again, _, err := sourceState(ctx, dir)
+	assert.NilError(t, err)
+	assert.Equal(t, again, clean, "untracked files are not part of the state")
+
+	// A tree inside someone else's repository is not that repository.
+	sub := filepath.Join(dir, "linux")
+	assert.NilError(t, os.MkdirAll(sub, 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(sub, "Makefile"), []byte("VERSION = 6\nPATCHLEVEL = 1\n"), 0o644))
+	inner, _, err := sourceState(ctx, sub)
+	assert.NilError(t, err)
+	assert.Check(t, strings.HasPrefix(inner, "tree "+sub+" version 6.1."), inner)
+}
+
+func TestSourceStateTree(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "Makefile")
+	assert.NilError(t, os.WriteFile(file, []byte("# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION = -rc1\n"), 0o644))
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "fs"), 0o755))
+	old := time.Now().Add(-time.Hour)
+	for _, name := range []string{file, filepath.Join(dir, "fs")} {
+		assert.NilError(t, os.Chtimes(name, old, old))
+	}
+	ctx := context.Background()
+	first, note, err := sourceState(ctx, dir)
+	assert.NilError(t, err)
+	assert.Check(t, strings.HasPrefix(first, "tree "+dir+" version 6.12.117-rc1 newest "), first)
+	assert.Check(t, is.Contains(note, "edits below the top level are not noticed"))
+	second, _, err := sourceState(ctx, dir)
+	assert.NilError(t, err)
+	assert.Equal(t, second, first)
+
+	assert.NilError(t, os.Chtimes(file, time.Now(), time.Now()))
+	touched, _, err := sourceState(ctx, dir)
+	assert.NilError(t, err)
+	assert.Check(t, touched != first, "touching the Makefile kept the state")
+
+	_, _, err = sourceState(ctx, t.TempDir())
+	assert.ErrorContains(t, err, "Makefile")
+}
