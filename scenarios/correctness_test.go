@@ -3,8 +3,10 @@ package scenarios
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -65,6 +67,42 @@ func TestCorrectness(t *testing.T) {
 		{id: "classic/fallback", run: classicFallbackWith, kind: server.KindCrash, wantStatus: results.Fail,
 			wantReason: "transport endpoint is not connected"},
 
+		{id: "passthrough-read", run: passthroughReadWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "passthrough-read", run: passthroughReadWith, kind: server.KindClassic, needPT: true, wantStatus: results.Fail,
+			wantReason: "passthrough not in use: open reply without FOPEN_PASSTHROUGH: BACKING_OPEN failed: EPERM (operation not permitted)"},
+		{id: "passthrough-read", run: passthroughReadWith, kind: server.KindDecoy, needPT: true, wantStatus: results.Fail,
+			wantReason: "read through the mount: bytes differ at offset 12345"},
+
+		// pt/open-twice has two parts, each on a server of its own: the
+		// kind under test serves one part, the right kind the other.
+		{id: "pt/open-twice", run: openTwiceMixed, kind: server.KindMixed, needPT: true, wantStatus: results.Pass},
+		{id: "pt/open-twice", run: openTwiceMixed, kind: server.KindLoopback, needPT: true, wantStatus: results.Fail,
+			wantReason: "mixed: pt_then_cached: not exercised: the server answered passthrough (backing id 1), then passthrough (backing id 1), not passthrough then cached"},
+		{id: "pt/open-twice", run: openTwiceTwoBacking, kind: server.KindLoopback, needPT: true, wantStatus: results.Fail,
+			wantReason: "two-backing: second_backing: not exercised: the server answered passthrough (backing id 1), then passthrough (backing id 1), not two different backing files"},
+
+		{id: "pt/direct-io", run: ptDirectIOWith, kind: server.KindDirectIO, needPT: true, wantStatus: results.Pass},
+		{id: "pt/direct-io", run: ptDirectIOWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Fail,
+			wantReason: "no READ reached the server: with FOPEN_DIRECT_IO the kernel sends read(2) to it"},
+
+		{id: "pt/close-backing", run: ptCloseBackingWith, kind: server.KindCloseBacking, needPT: true, wantStatus: results.Pass},
+		{id: "pt/close-backing", run: ptCloseBackingWith, kind: server.KindFakeCloseBacking, needPT: true, wantStatus: results.Fail,
+			wantReason: "the server said it closed backing id 1, but the kernel still had it: a second BACKING_CLOSE of it succeeded"},
+		{id: "pt/close-backing", run: ptCloseBackingWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Fail,
+			wantReason: "asking the server to close the backing id (getxattr user.fusematrix.close-backing): no data available"},
+
+		{id: "pt/unmount-open", run: unmountOpen, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "pt/unmount-open", run: unmountOpen, kind: server.KindHangFlush, needPT: true, wantStatus: results.Fail,
+			wantReason: "close_reader did not return within 3s: hang"},
+		{id: "pt/unmount-open", run: unmountOpen, kind: server.KindShadow, needPT: true, wantStatus: results.Fail,
+			wantReason: "pread_after_backing_write after the teardown: wrong bytes"},
+
+		{id: "pt/abort-open", run: abortOpen, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "pt/abort-open", run: abortOpen, kind: server.KindShadow, needPT: true, wantStatus: results.Fail,
+			wantReason: "pread_after_backing_write after the teardown: wrong bytes"},
+		{id: "pt/abort-open", run: abortOpen, kind: server.KindClassic, needPT: true, wantStatus: results.Fail,
+			wantReason: "passthrough not in use: open reply 1 of 2 without FOPEN_PASSTHROUGH"},
+
 		{id: "classic/basics", run: classicBasicsWith, kind: server.KindClassic, wantStatus: results.Pass},
 		{id: "classic/basics", run: classicBasicsWith, kind: server.KindDropWrites, wantStatus: results.Fail,
 			wantReason: "create and write: backing file: got 0 bytes, want 26"},
@@ -82,18 +120,59 @@ func TestCorrectness(t *testing.T) {
 			if r.Status == results.Fail && tc.kind == server.KindCrash {
 				assert.Check(t, is.Contains(r.Log, "server: broken-crash: exiting on READ at offset 0"))
 			}
+			if r.Status == results.Pass && tc.id == "passthrough-read" {
+				assert.Check(t, is.Equal(r.Facts["read_requests"], "0"))
+				assert.Check(t, r.Facts["backing_id"] != "0" && r.Facts["backing_id"] != "")
+			}
 		})
 	}
+}
+
+// openTwiceMixed runs pt/open-twice with mount serving the mixed-mode
+// part; openTwiceTwoBacking with mount serving the two-backing-files part.
+func openTwiceMixed(ctx context.Context, env *Env, mount mountFactory) results.Result {
+	return ptOpenTwiceWith(ctx, env, mount, launched(env, server.KindBackingPerOpen))
+}
+
+func openTwiceTwoBacking(ctx context.Context, env *Env, mount mountFactory) results.Result {
+	return ptOpenTwiceWith(ctx, env, launched(env, server.KindMixed), mount)
+}
+
+func unmountOpen(ctx context.Context, env *Env, mount mountFactory) results.Result {
+	return ptTeardownWith(ctx, env, mount, lazyUnmount)
+}
+
+func abortOpen(ctx context.Context, env *Env, mount mountFactory) results.Result {
+	return ptTeardownWith(ctx, env, mount, connectionAbort)
 }
 
 // TestPassthroughScenariosSkip shows every passthrough scenario skipping,
 // with the reason, where the kernel does not offer passthrough.
 func TestPassthroughScenariosSkip(t *testing.T) {
-	for _, s := range []Scenario{ptIntegrity, ptSizeAfterWrite, ptMmapShared, ptFsync} {
+	for _, s := range []Scenario{passthroughRead, ptIntegrity, ptSizeAfterWrite, ptMmapShared, ptFsync,
+		ptOpenTwice, ptDirectIO, ptCloseBacking, ptUnmountOpen, ptAbortOpen} {
 		env := testEnv(t)
 		env.Capabilities = &results.Capabilities{FuseMajor: 7, FuseMinor: 38}
 		r := s.Run(context.Background(), env)
 		assert.Check(t, is.Equal(r.Status, results.Skip), s.ID)
 		assert.Check(t, is.Contains(r.Reason, "kernel does not offer FUSE_PASSTHROUGH"), s.ID)
 	}
+}
+
+// TestGuardFault shows a fault on a mapping (a page past the end of a
+// truncated file) reported as errFault instead of ending the process.
+func TestGuardFault(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	assert.NilError(t, os.WriteFile(path, make([]byte, 2*os.Getpagesize()), 0o644))
+	f, err := os.Open(path)
+	assert.NilError(t, err)
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, 2*os.Getpagesize(), unix.PROT_READ, unix.MAP_SHARED)
+	assert.NilError(t, err)
+	defer unix.Munmap(mem)
+	assert.NilError(t, os.Truncate(path, 0))
+	var b byte
+	err = guardFault(func() { b = mem[os.Getpagesize()] })
+	assert.Check(t, is.ErrorIs(err, errFault), "read %d", b)
+	assert.Check(t, guardFault(func() {}))
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -22,9 +19,7 @@ var passthroughRead = Scenario{
 	Description: "reads a file through a passthrough loopback and proves the kernel served it from the backing file",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return passthroughReadWith(ctx, env, func(ctx context.Context, mnt, backing string) (*server.Mount, error) {
-			return server.Loopback(ctx, mnt, backing, server.Options{Passthrough: true, Logf: env.logf})
-		})
+		return passthroughReadWith(ctx, env, launched(env, server.KindLoopback))
 	},
 }
 
@@ -32,69 +27,32 @@ var passthroughRead = Scenario{
 // more than one FUSE request, small enough for a TCG guest.
 const passthroughFileSize = 4<<20 + 4097
 
-// mountFunc mounts a file system at mnt that shows the files of backing.
-type mountFunc func(ctx context.Context, mnt, backing string) (*server.Mount, error)
-
 // passthroughReadWith runs passthrough-read against the servers mount
-// makes, so that tests can show it failing against broken ones.
-func passthroughReadWith(ctx context.Context, env *Env, mount mountFunc) results.Result {
+// starts, so that tests can show it failing against broken ones.
+func passthroughReadWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
 	if why := passthroughMissing(env.Capabilities); why != "" {
 		return results.Result{Status: results.Skip, Reason: why}
 	}
-	backing, mnt := filepath.Join(env.Dir, "backing"), filepath.Join(env.Dir, "mnt")
-	for _, d := range []string{backing, mnt} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return errorResult("scratch directory: %v", err)
-		}
-	}
 	want := make([]byte, passthroughFileSize)
 	_, _ = rand.NewChaCha8([32]byte{'f', 'm'}).Read(want)
-	if err := os.WriteFile(filepath.Join(backing, "file"), want, 0o644); err != nil {
-		return errorResult("backing file: %v", err)
-	}
-	m, err := mount(ctx, mnt, backing)
+	r, err := newRig(ctx, env, mount, map[string][]byte{"file": want})
 	if err != nil {
 		return errorResult("%v", err)
 	}
-	// The observer is read after ReadFile has closed the file; Unmount
-	// then waits for the RELEASE before taking the server down.
-	got, readErr := os.ReadFile(filepath.Join(mnt, "file"))
-	opens, regs := m.Observer.Opens(), m.Observer.Registrations()
-	reads, readBytes := m.Observer.Reads()
-	unmountErr := m.Unmount()
-
-	r := results.Result{Status: results.Pass, Facts: map[string]string{
-		"opens":         fmt.Sprint(len(opens)),
-		"read_requests": fmt.Sprint(reads),
-	}}
-	if len(opens) > 0 {
-		r.Facts["open_flags"] = fmt.Sprintf("%#x", opens[0].OpenFlags)
-		r.Facts["backing_id"] = fmt.Sprint(opens[0].BackingID)
-	}
-	if len(regs) > 0 {
-		r.Facts["backing_open"] = errnoText(regs[len(regs)-1].Errno)
-	}
-	var problems []string
-	if readErr != nil {
-		problems = append(problems, fmt.Sprintf("read through the mount: %v", readErr))
-	}
-	problems = append(problems, openProblems(opens, regs)...)
-	if reads > 0 {
-		problems = append(problems, fmt.Sprintf("%d READ requests (%d bytes) reached the daemon", reads, readBytes))
-	}
-	if readErr == nil {
-		if p := compareBytes(got, want); p != "" {
-			problems = append(problems, p)
+	// The server is stopped after ReadFile has closed the file; it waits
+	// for the RELEASE before it unmounts and reports.
+	r.compareFile("read through the mount", r.m("file"), want)
+	if st := r.stop(); st != nil {
+		if len(st.Opens) > 0 {
+			r.facts["open_flags"] = fmt.Sprintf("%#x", st.Opens[0].OpenFlags)
+			r.facts["backing_id"] = fmt.Sprint(st.Opens[0].BackingID)
+		}
+		if regs := st.Registrations; len(regs) > 0 {
+			r.facts["backing_open"] = errnoText(regs[len(regs)-1].Errno)
 		}
 	}
-	if len(problems) > 0 {
-		r.Status = results.Fail
-		r.Reason = strings.Join(problems, "; ")
-	}
-	if unmountErr != nil && r.Status == results.Pass {
-		r.Reason = unmountErr.Error()
-	}
-	return r
+	r.requirePassthrough()
+	return r.result()
 }
 
 // passthroughMissing says why passthrough cannot be expected, or "".
@@ -144,20 +102,6 @@ func registrationCause(regs []server.Registration) string {
 		return "BACKING_OPEN failed: " + errnoText(last.Errno)
 	}
 	return fmt.Sprintf("BACKING_OPEN succeeded (id %d) but the reply did not use it", last.ID)
-}
-
-// compareBytes describes the first difference between got and want.
-func compareBytes(got, want []byte) string {
-	n := min(len(got), len(want))
-	for i := 0; i < n; i++ {
-		if got[i] != want[i] {
-			return fmt.Sprintf("bytes differ at offset %d", i)
-		}
-	}
-	if len(got) != len(want) {
-		return fmt.Sprintf("read %d bytes, the backing file has %d", len(got), len(want))
-	}
-	return ""
 }
 
 // errnoText names an errno the way kernel sources do, with its message.

@@ -2,9 +2,11 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -285,11 +287,46 @@ func mmapSteps(r *rig, rng *rand.ChaCha8, model []byte) error {
 		return fmt.Errorf("open: %w", err)
 	}
 	defer unix.Close(fd)
+	return mmapChecks(r, rng, fd, "map", model)
+}
+
+// mmapChecks maps fd, a descriptor of name holding model, MAP_SHARED and
+// checks that the mapping reads model, that stores reach the backing file
+// after msync and that a write to the backing file shows in the mapping.
+// model is updated with the stores.
+func mmapChecks(r *rig, rng *rand.ChaCha8, fd int, name string, model []byte) error {
 	mem, err := unix.Mmap(fd, 0, len(model), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap: %w", err)
 	}
 	defer unix.Munmap(mem)
+	if ferr := guardFault(func() { err = mmapTouch(r, rng, mem, name, model) }); ferr != nil {
+		return fmt.Errorf("touching the MAP_SHARED mapping: %w", ferr)
+	}
+	return err
+}
+
+// errFault is what guardFault reports for a memory fault.
+var errFault = errors.New("SIGBUS (memory fault)")
+
+// guardFault runs fn, which touches a mapping, and turns a fault there
+// (SIGBUS once the file behind the mapping cannot be read) into errFault
+// instead of the end of the process.
+func guardFault(fn func()) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(interface{ Addr() uintptr }); !ok {
+				panic(p)
+			}
+			err = errFault
+		}
+	}()
+	fn()
+	return nil
+}
+
+func mmapTouch(r *rig, rng *rand.ChaCha8, mem []byte, name string, model []byte) error {
 	if p := compareData(mem, model); p != "" {
 		r.failf("the mapping differs from the backing file: %s", p)
 	}
@@ -303,11 +340,11 @@ func mmapSteps(r *rig, rng *rand.ChaCha8, model []byte) error {
 	if err := unix.Msync(mem, unix.MS_SYNC); err != nil {
 		r.failf("msync: %v", err)
 	}
-	r.compareFile("after stores to the mapping and msync, the backing file", r.b("map"), model)
+	r.compareFile("after stores to the mapping and msync, the backing file", r.b(name), model)
 
 	// A passthrough mapping maps the backing file itself, so a write to
 	// the backing file shows in it at once.
-	bfd, err := unix.Open(r.b("map"), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	bfd, err := unix.Open(r.b(name), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open the backing file: %w", err)
 	}
@@ -320,6 +357,7 @@ func mmapSteps(r *rig, rng *rand.ChaCha8, model []byte) error {
 	if p := compareData(mem[off:off+len(chunk)], chunk); p != "" {
 		r.failf("a write to the backing file does not show in the mapping: %s (relative to offset %d)", p, off)
 	}
+	copy(model[off:], chunk)
 	return nil
 }
 

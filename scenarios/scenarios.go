@@ -34,6 +34,9 @@ type Env struct {
 	// BenchRuns is how many times each benchmark cell measures; 0 means
 	// DefaultBenchRuns. BenchBytes, when positive, caps a cell's run.
 	BenchRuns int
+	// Profile asks the benchmark cells of the NOOP and classic servers to
+	// profile the server processes and attach a summary to the result.
+	Profile bool
 	// Logf reports progress; it is never nil when the agent calls Run.
 	Logf func(format string, args ...any)
 	// Server starts the FUSE servers correctness scenarios run against,
@@ -66,6 +69,11 @@ func All() []Scenario {
 		ptSizeAfterWrite,
 		ptMmapShared,
 		ptFsync,
+		ptOpenTwice,
+		ptDirectIO,
+		ptCloseBacking,
+		ptUnmountOpen,
+		ptAbortOpen,
 		classicFallback,
 		classicBasics,
 		seqRead,

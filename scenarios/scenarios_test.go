@@ -6,10 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 
-	"github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -204,103 +202,13 @@ func TestPassthroughReadSkips(t *testing.T) {
 	}
 }
 
-func TestPassthroughRead(t *testing.T) {
-	caps := needPassthrough(t)
-	for _, tc := range []struct {
-		name       string
-		mount      func(env *Env) mountFunc // nil: the scenario's own
-		wantStatus results.Status
-		wantReason []string
-	}{
-		{name: "passthrough loopback", wantStatus: results.Pass},
-		{
-			name: "classic server",
-			mount: func(env *Env) mountFunc {
-				return func(ctx context.Context, mnt, backing string) (*server.Mount, error) {
-					return server.Loopback(ctx, mnt, backing, server.Options{Passthrough: false})
-				}
-			},
-			wantStatus: results.Fail,
-			wantReason: []string{
-				"open reply without FOPEN_PASSTHROUGH: BACKING_OPEN failed: EPERM (operation not permitted)",
-				"READ requests",
-			},
-		},
-		{
-			name:       "passthrough to the wrong file",
-			mount:      decoyMount,
-			wantStatus: results.Fail,
-			wantReason: []string{"bytes differ at offset 12345"},
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			env := testEnv(t)
-			env.Capabilities = caps
-			var r results.Result
-			if tc.mount == nil {
-				r = passthroughRead.Run(context.Background(), env)
-			} else {
-				r = passthroughReadWith(context.Background(), env, tc.mount(env))
-			}
-			assert.Equal(t, r.Status, tc.wantStatus, r.Reason)
-			for _, want := range tc.wantReason {
-				assert.Check(t, is.Contains(r.Reason, want))
-			}
-			if tc.wantStatus == results.Pass {
-				assert.Check(t, is.Equal(r.Facts["read_requests"], "0"))
-				assert.Check(t, r.Facts["backing_id"] != "0")
-			}
-		})
-	}
-}
-
-// decoyMount registers, for every file, a copy of it with the byte at
-// offset 12345 changed as the backing file: passthrough happens, with the
-// wrong data.
-func decoyMount(env *Env) mountFunc {
-	return func(ctx context.Context, mnt, backing string) (*server.Mount, error) {
-		data, err := os.ReadFile(filepath.Join(backing, "file"))
-		if err != nil {
-			return nil, err
-		}
-		data[12345]++
-		decoy := filepath.Join(env.Dir, "decoy")
-		if err := os.WriteFile(decoy, data, 0o644); err != nil {
-			return nil, err
-		}
-		var st syscall.Stat_t
-		if err := syscall.Stat(backing, &st); err != nil {
-			return nil, err
-		}
-		root := &fs.LoopbackRoot{Path: backing, Dev: st.Dev}
-		root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-			return &decoyNode{LoopbackNode: fs.LoopbackNode{RootData: r}, decoy: decoy}
-		}
-		root.RootNode = root.NewNode(root, nil, "", &st)
-		return server.Node(ctx, mnt, root.RootNode, server.Options{Passthrough: true})
-	}
-}
-
-type decoyNode struct {
-	fs.LoopbackNode
-	decoy string
-}
-
-func (n *decoyNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	fd, err := syscall.Open(n.decoy, syscall.O_RDONLY, 0)
-	if err != nil {
-		return nil, 0, fs.ToErrno(err)
-	}
-	return fs.NewLoopbackFile(fd), 0, 0
-}
-
 func TestSeqRead(t *testing.T) {
 	caps := hostCapabilities(t)
 	noPT := &results.Capabilities{FuseMajor: caps.FuseMajor, FuseMinor: caps.FuseMinor}
 	for _, tc := range []struct {
 		name        string
 		caps        *results.Capabilities
-		modes       func(env *Env) []seqMode
+		modes       func() []seqMode
 		wantStatus  results.Status
 		wantMetrics []string
 		wantFacts   map[string]string
@@ -326,9 +234,9 @@ func TestSeqRead(t *testing.T) {
 		{
 			name: "passthrough label on a classic mount",
 			caps: caps,
-			modes: func(env *Env) []seqMode {
-				ms := seqModes(env)
-				ms[3].mount = ms[2].mount
+			modes: func() []seqMode {
+				ms := seqReadModes()
+				ms[modeIndex(ms, "passthrough")].mount = ms[modeIndex(ms, "classic")].mount
 				return ms
 			},
 			wantStatus:  results.Fail,
@@ -339,11 +247,13 @@ func TestSeqRead(t *testing.T) {
 		{
 			name: "short file",
 			caps: noPT,
-			modes: func(env *Env) []seqMode {
-				ms := seqModes(env)
-				noop := ms[1].mount
-				ms[1].mount = func(ctx context.Context, mnt, backing string, size int64) (*server.Mount, string, error) {
-					return noop(ctx, mnt, backing, size/2)
+			modes: func() []seqMode {
+				ms := seqReadModes()
+				i := modeIndex(ms, "noop")
+				noop := ms[i].mount
+				ms[i].mount = func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+					req.size /= 2
+					return noop(ctx, env, req)
 				}
 				return ms
 			},
@@ -358,9 +268,9 @@ func TestSeqRead(t *testing.T) {
 			}
 			env := testEnv(t)
 			env.Capabilities = tc.caps
-			modes := seqModes(env)
+			modes := seqReadModes()
 			if tc.modes != nil {
-				modes = tc.modes(env)
+				modes = tc.modes()
 			}
 			r := seqReadWith(context.Background(), env, modes)
 			assert.Equal(t, r.Status, tc.wantStatus, r.Reason)

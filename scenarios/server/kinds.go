@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -40,18 +41,51 @@ const (
 	KindFsyncEIO Kind = "broken-fsync"
 	// KindCrash exits the server process on the first READ; classic.
 	KindCrash Kind = "broken-crash"
+	// KindDecoy passes every opened file through to a private copy whose
+	// byte at DecoyOffset is changed: passthrough with the wrong data.
+	KindDecoy Kind = "broken-decoy"
+	// KindHangFlush holds every FLUSH until the kernel interrupts it or
+	// the connection ends (at most hangLimit); passthrough stays on.
+	KindHangFlush Kind = "broken-hang-flush"
+	// KindFakeCloseBacking is KindCloseBacking answering the control
+	// request as if it had closed the backing ids, without closing them.
+	KindFakeCloseBacking Kind = "broken-close-backing"
+
+	// KindMixed opens files read-only without passthrough (cached I/O
+	// through the daemon) and every other open with passthrough, so that
+	// a scenario can open one inode both ways.
+	KindMixed Kind = "pt-mixed"
+	// KindBackingPerOpen registers a backing file per open: the file
+	// itself when no other open of the inode is live, else a private
+	// copy of it, so that one inode is offered two backing files.
+	KindBackingPerOpen Kind = "pt-backing-per-open"
+	// KindDirectIO answers every passthrough open with FOPEN_DIRECT_IO
+	// as well.
+	KindDirectIO Kind = "pt-direct-io"
+	// KindCloseBacking registers one backing file per inode, as go-fuse
+	// does, and closes the inode's backing ids (and its own descriptors
+	// of them) when asked by a GETXATTR of CloseBackingXattr.
+	KindCloseBacking Kind = "pt-close-backing"
 )
 
 // Kinds lists every kind, for flag help and tests.
-var Kinds = []Kind{KindLoopback, KindClassic, KindNoop, KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindFsyncEIO, KindCrash}
+var Kinds = []Kind{KindLoopback, KindClassic, KindNoop, KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindFsyncEIO, KindCrash,
+	KindDecoy, KindHangFlush, KindFakeCloseBacking, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking}
 
 // passthrough says whether the kind leaves FUSE_PASSTHROUGH negotiable.
 func (k Kind) passthrough() bool {
 	switch k {
-	case KindLoopback, KindShadow, KindShortSize, KindFsyncEIO:
+	case KindLoopback, KindShadow, KindShortSize, KindFsyncEIO, KindDecoy, KindHangFlush, KindFakeCloseBacking,
+		KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking:
 		return true
 	}
 	return false
+}
+
+// layered says whether the kind answers OPEN with backing ids of its own
+// (backingLayer) instead of go-fuse's one registration per inode.
+func (k Kind) layered() bool {
+	return k == KindBackingPerOpen || k == KindCloseBacking || k == KindFakeCloseBacking
 }
 
 // Spec says which file system to serve and over what.
@@ -61,55 +95,71 @@ type Spec struct {
 	Backing string
 	// Size is the size of the NOOP file.
 	Size int64
+	// NoXattr makes the server answer xattr requests with ENOSYS (see
+	// Options.NoXattr).
+	NoXattr bool
+	// Profile, when set, is where a server process (Serve) writes a CPU
+	// profile of its whole life; MountSpec ignores it.
+	Profile string
 }
 
 // MountSpec mounts what spec describes at mountpoint in this process.
 func MountSpec(ctx context.Context, mountpoint string, spec Spec, logf func(string, ...any)) (*Mount, error) {
-	o := Options{Passthrough: spec.Kind.passthrough(), Logf: logf, Name: "fusematrix-" + string(spec.Kind)}
+	o := Options{Passthrough: spec.Kind.passthrough(), Logf: logf, Name: "fusematrix-" + string(spec.Kind), NoXattr: spec.NoXattr}
 	switch spec.Kind {
 	case KindLoopback, KindClassic:
 		return Loopback(ctx, mountpoint, spec.Backing, o)
 	case KindNoop:
 		return Noop(ctx, mountpoint, spec.Size, o)
-	case KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindFsyncEIO, KindCrash:
-		root, err := brokenRoot(spec)
+	case KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindFsyncEIO, KindCrash,
+		KindDecoy, KindHangFlush, KindFakeCloseBacking, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking:
+		root, layer, err := brokenRoot(spec)
 		if err != nil {
 			return nil, err
+		}
+		if layer != nil {
+			o.layer = layer.wrap
 		}
 		return Node(ctx, mountpoint, root, o)
 	}
 	return nil, fmt.Errorf("unknown server kind %q", spec.Kind)
 }
 
-// brokenRoot builds a loopback of spec.Backing whose nodes misbehave as
-// spec.Kind says. It goes through LoopbackRoot.NewNode (deprecated in
-// favour of NodeWrapChilder) because that hook also covers the root node
-// and nodes made by CREATE.
-func brokenRoot(spec Spec) (fs.InodeEmbedder, error) {
+// brokenRoot builds a loopback of spec.Backing whose nodes misbehave (or
+// behave specially) as spec.Kind says, and the layer the kind needs, if
+// any. It goes through LoopbackRoot.NewNode (deprecated in favour of
+// NodeWrapChilder) because that hook also covers the root node and nodes
+// made by CREATE.
+func brokenRoot(spec Spec) (fs.InodeEmbedder, *backingLayer, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(spec.Backing, &st); err != nil {
-		return nil, fmt.Errorf("loopback of %s: %w", spec.Backing, err)
+		return nil, nil, fmt.Errorf("loopback of %s: %w", spec.Backing, err)
 	}
 	shadow := ""
-	if spec.Kind == KindShadow {
+	if spec.Kind == KindShadow || spec.Kind == KindDecoy || spec.Kind == KindBackingPerOpen {
 		shadow = filepath.Clean(spec.Backing) + ".shadow"
 		if err := os.MkdirAll(shadow, 0o755); err != nil {
-			return nil, fmt.Errorf("shadow directory: %w", err)
+			return nil, nil, fmt.Errorf("shadow directory: %w", err)
 		}
+	}
+	var layer *backingLayer
+	if spec.Kind.layered() {
+		layer = &backingLayer{kind: spec.Kind, shadow: shadow, files: map[uint64]*backing{}, nodes: map[uint64][]*backing{}}
 	}
 	root := &fs.LoopbackRoot{Path: spec.Backing, Dev: uint64(st.Dev)}
 	root.NewNode = func(r *fs.LoopbackRoot, parent *fs.Inode, name string, st *syscall.Stat_t) fs.InodeEmbedder {
-		return &brokenNode{LoopbackNode: fs.LoopbackNode{RootData: r}, kind: spec.Kind, shadow: shadow}
+		return &brokenNode{LoopbackNode: fs.LoopbackNode{RootData: r}, kind: spec.Kind, shadow: shadow, layer: layer}
 	}
 	node := root.NewNode(root, nil, "", &st)
 	root.RootNode = node
-	return node, nil
+	return node, layer, nil
 }
 
 type brokenNode struct {
 	fs.LoopbackNode
 	kind   Kind
 	shadow string
+	layer  *backingLayer
 }
 
 var (
@@ -119,27 +169,80 @@ var (
 	_ fs.NodeReader    = (*brokenNode)(nil)
 	_ fs.NodeWriter    = (*brokenNode)(nil)
 	_ fs.NodeFsyncer   = (*brokenNode)(nil)
+	_ fs.NodeFlusher   = (*brokenNode)(nil)
 )
 
 func (n *brokenNode) backingPath() string {
 	return filepath.Join(n.RootData.Path, n.Path(n.Root()))
 }
 
+// DecoyOffset is the byte KindDecoy changes in its copies.
+const DecoyOffset = 12345
+
 func (n *brokenNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if n.kind != KindShadow {
-		return n.LoopbackNode.Open(ctx, flags)
+	switch n.kind {
+	case KindShadow, KindDecoy:
+		return n.openCopy(flags)
+	case KindMixed:
+		f, fl, errno := n.LoopbackNode.Open(ctx, flags)
+		if errno == 0 && flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+			f = cachedHandle{f.(loopbackHandle)}
+		}
+		return f, fl, errno
+	case KindDirectIO:
+		f, fl, errno := n.LoopbackNode.Open(ctx, flags)
+		return f, fl | fuse.FOPEN_DIRECT_IO, errno
 	}
-	// The copy is made at every open, so each open sees the backing file
-	// as it is and none of its writes ever reach it.
+	if n.layer != nil {
+		f, fl, errno := n.LoopbackNode.Open(ctx, flags)
+		if errno == 0 {
+			// The layer registers the backing file; the node bridge must
+			// not register one of its own.
+			f = cachedHandle{f.(loopbackHandle)}
+			n.layer.plan = n.backingPath()
+		}
+		return f, fl, errno
+	}
+	return n.LoopbackNode.Open(ctx, flags)
+}
+
+// openCopy opens a private copy of the file, made at every open, so that
+// each open sees the backing file as it is and none of its writes ever
+// reach it.
+func (n *brokenNode) openCopy(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	copyPath := filepath.Join(n.shadow, strconv.FormatUint(n.StableAttr().Ino, 10))
 	if err := copyFile(n.backingPath(), copyPath); err != nil {
 		return nil, 0, fs.ToErrno(err)
+	}
+	if n.kind == KindDecoy {
+		if err := flipByte(copyPath, DecoyOffset); err != nil {
+			return nil, 0, fs.ToErrno(err)
+		}
 	}
 	fd, err := syscall.Open(copyPath, int(flags)&^(syscall.O_APPEND|syscall.O_CREAT|syscall.O_EXCL), 0)
 	if err != nil {
 		return nil, 0, fs.ToErrno(err)
 	}
 	return fs.NewLoopbackFile(fd), 0, 0
+}
+
+// flipByte inverts the byte at off of the file at path, if it has one.
+func flipByte(path string, off int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		if err == io.EOF {
+			return nil
+		}
+		return err
+	}
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, off)
+	return err
 }
 
 func copyFile(src, dst string) error {
@@ -210,6 +313,25 @@ func (n *brokenNode) Write(ctx context.Context, f fs.FileHandle, data []byte, of
 		return 0, syscall.EBADF
 	}
 	return w.Write(ctx, data, off)
+}
+
+// hangLimit bounds how long KindHangFlush holds a FLUSH, so that a server
+// nobody aborts still ends.
+const hangLimit = 30 * time.Second
+
+func (n *brokenNode) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	if n.kind == KindHangFlush {
+		fmt.Fprintln(os.Stderr, "broken-hang-flush: holding FLUSH")
+		select {
+		case <-ctx.Done():
+		case <-time.After(hangLimit):
+		}
+		return 0
+	}
+	if fl, ok := f.(fs.FileFlusher); ok {
+		return fl.Flush(ctx)
+	}
+	return 0
 }
 
 func (n *brokenNode) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall.Errno {

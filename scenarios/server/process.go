@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,7 +134,32 @@ func (s Spec) flags(mnt string) []string {
 	if s.Size != 0 {
 		f = append(f, "-size", fmt.Sprint(s.Size))
 	}
+	if s.NoXattr {
+		f = append(f, "-noxattr")
+	}
+	if s.Profile != "" {
+		f = append(f, "-cpuprofile", s.Profile)
+	}
 	return f
+}
+
+// Pid is the server's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited is closed once the server process has ended.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// ExitedError is what Stop reports for a server that had ended before it
+// was stopped: a crash, or the end of its connection (unmount, abort)
+// that a scenario may have caused on purpose.
+type ExitedError struct {
+	Kind Kind
+	// Err is how the process ended; nil for exit status 0.
+	Err error
+}
+
+func (e *ExitedError) Error() string {
+	return fmt.Sprintf("%s server had exited before it was stopped: %v", e.Kind, e.Err)
 }
 
 func (p *Process) readStatus(r *os.File) {
@@ -179,7 +205,7 @@ func (p *Process) Stop() (Stats, error) {
 		var errs []error
 		select {
 		case <-p.exited:
-			errs = append(errs, fmt.Errorf("%s server had exited before it was stopped: %v", p.Spec.Kind, p.waitErr))
+			errs = append(errs, &ExitedError{Kind: p.Spec.Kind, Err: p.waitErr})
 		default:
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			select {
@@ -291,6 +317,8 @@ func Serve(args []string) int {
 	fset.StringVar(&mnt, "mnt", "", "mount point")
 	fset.StringVar(&spec.Backing, "backing", "", "directory a loopback kind shows")
 	fset.Int64Var(&spec.Size, "size", 0, "size of the NOOP file in bytes")
+	fset.BoolVar(&spec.NoXattr, "noxattr", false, "answer xattr requests with ENOSYS")
+	fset.StringVar(&spec.Profile, "cpuprofile", "", "write a CPU profile of the server to `file`")
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
@@ -303,6 +331,13 @@ func Serve(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+	stopProfile, err := startProfile(spec.Profile)
+	if err != nil {
+		fmt.Fprintf(status, "%s%v\n", msgError, err)
+		logf("serve: %v", err)
+		return 1
+	}
+	defer stopProfile()
 	m, err := MountSpec(ctx, mnt, spec, logf)
 	if err != nil {
 		fmt.Fprintf(status, "%s%v\n", msgError, err)
@@ -325,6 +360,8 @@ func Serve(args []string) int {
 	case <-served:
 		// Unmounted or aborted from outside.
 	}
+	// The profile is complete before the parent hears the server is done.
+	stopProfile()
 	js, err := json.Marshal(m.Observer.Stats())
 	if err != nil {
 		logf("serve: stats: %v", err)
@@ -332,4 +369,29 @@ func Serve(args []string) int {
 	}
 	fmt.Fprintf(status, "%s%s\n", msgStats, js)
 	return code
+}
+
+// startProfile starts a CPU profile written to path, if any, and returns
+// the function that ends it; that function may be called more than once.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintf(os.Stderr, "serve: cpu profile: %v\n", err)
+			}
+		})
+	}, nil
 }

@@ -41,6 +41,25 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Name shows up as the mount's fsname in /proc/self/mountinfo.
 	Name string
+	// NoXattr answers GETXATTR, LISTXATTR, SETXATTR and REMOVEXATTR with
+	// ENOSYS, which the kernel remembers for the connection
+	// (fc->no_getxattr and friends, fs/fuse/xattr.c). It matters for
+	// writes: before each one the kernel checks whether it must strip
+	// privileges, file_remove_privs → dentry_needs_remove_privs
+	// (fs/inode.c) → security_inode_need_killpriv →
+	// cap_inode_need_killpriv (security/commoncap.c) →
+	// __vfs_getxattr(XATTR_NAME_CAPS), a GETXATTR "security.capability"
+	// round trip to the daemon. FUSE never marks its inodes S_NOSEC, so
+	// that happens on every write(2), passthrough ones included
+	// (backing_file_write_iter in fs/backing-file.c calls
+	// file_remove_privs on the FUSE file). go-fuse's loopback answers
+	// ENODATA, which the kernel does not remember.
+	NoXattr bool
+	// layer, when set, wraps the node tree's RawFileSystem below the
+	// Observer: kinds that answer OPEN with backing ids of their own
+	// choosing do it there, registering through cb so that the Observer
+	// records each registration.
+	layer func(nodes fuse.RawFileSystem, cb callbacks) fuse.RawFileSystem
 }
 
 // Mount is a mounted, serving file system.
@@ -148,7 +167,7 @@ func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Optio
 		o.Name = "fusematrix"
 	}
 	logger := log.New(logSink{o.Logf}, "go-fuse: ", 0)
-	obs := &Observer{}
+	obs := &Observer{noXattr: o.NoXattr}
 	timeout := time.Second
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
@@ -171,6 +190,9 @@ func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Optio
 		opts.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
 	obs.RawFileSystem = fs.NewNodeFS(root, opts)
+	if o.layer != nil {
+		obs.RawFileSystem = o.layer(obs.RawFileSystem, callbacks{obs})
+	}
 
 	type made struct {
 		srv *fuse.Server
