@@ -8,7 +8,7 @@ KERNELS ?=
 ARGS    ?=
 BIN     := bin/fusematrix
 
-.PHONY: all deps build matrix caps bench test test-short bench-harness clean
+.PHONY: all deps build peer matrix caps bench test test-short bench-harness clean deps-kernel-build test-kernel-build
 
 all: build
 
@@ -24,9 +24,59 @@ deps:
 	  else \
 	    echo "fusematrix needs QEMU: run 'sudo apt-get install qemu-system-x86' (or 'sudo make deps')" >&2; exit 1; \
 	  fi; }
+	@# The C NOOP peer (make peer) is optional: failing to get its build
+	@# dependencies is a warning, never an error.
+	@{ command -v $(CC) >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 && pkg-config --exists fuse3; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make deps: installing $(PEER_DEPS) with apt-get (for the optional C NOOP peer)"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PEER_DEPS) >/dev/null; } || \
+	      echo "make deps: warning: could not install $(PEER_DEPS); benchmarks run without the C NOOP peer" >&2; \
+	  else \
+	    echo "make deps: the optional C NOOP peer needs $(PEER_DEPS): run 'sudo apt-get install $(PEER_DEPS)' (or 'sudo make deps')" >&2; \
+	  fi; }
+
+# deps-kernel-build installs what `fusematrix kernels build` needs to
+# compile a kernel (as root), or says which packages to install.
+KERNEL_BUILD_DEPS := flex bison libelf-dev bc libssl-dev gcc make
+deps-kernel-build:
+	@missing=; for p in $(KERNEL_BUILD_DEPS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "make deps-kernel-build: installing$$missing with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "building kernels needs:$$missing: run 'sudo apt-get install$$missing' (or 'sudo make deps-kernel-build')" >&2; exit 1; \
+	  fi; \
+	fi
 
 build:
 	$(GO) build -o $(BIN) ./harness/cmd/fusematrix
+
+# peer builds the C NOOP peer, guest/nullfs/nullfs.c on libfuse3, as a
+# static binary (guests have no shared libraries), which `fusematrix
+# bench` puts into each guest when it exists. Without libfuse3's headers
+# and pkg-config, or when the static link fails, it says so and succeeds
+# without the peer.
+# ld warns that a libfuse object it pulls in calls dlopen: that is the
+# high-level API's module loader, which the low-level peer never runs.
+PEER      := bin/fusematrix-nullfs
+PEER_DEPS := libfuse3-dev pkg-config gcc libc6-dev
+peer:
+	@if ! command -v $(CC) >/dev/null 2>&1 || ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists fuse3; then \
+	  echo "make peer: skipped: the C NOOP peer needs a C compiler and libfuse3 with pkg-config (install $(PEER_DEPS), or run make deps as root)" >&2; \
+	else \
+	  mkdir -p $(dir $(PEER)) && \
+	  if $(CC) -O2 -Wall -static -o $(PEER) guest/nullfs/nullfs.c $$(pkg-config --cflags --libs --static fuse3); then \
+	    echo "make peer: built $(PEER)"; \
+	  else \
+	    rm -f $(PEER); \
+	    echo "make peer: warning: the static build failed (is libfuse3.a installed?); benchmarks run without the C NOOP peer" >&2; \
+	  fi; \
+	fi
 
 matrix: deps build
 	./$(BIN) matrix -j $(JOBS) -out $(OUT)/matrix $(if $(MATRIX),-matrix $(MATRIX)) $(ARGS) $(KERNELS)
@@ -37,7 +87,7 @@ caps: deps build
 
 # bench boots the kernels and runs only the throughput cells
 # (bench/<op>/<mode>/<block>); figures land in $(OUT)/bench/results.json.
-bench: deps build
+bench: deps build peer
 	./$(BIN) bench -out $(OUT)/bench $(ARGS) $(KERNELS)
 
 # test runs unit tests and the integration tests that boot the default
@@ -56,6 +106,14 @@ test-short:
 bench-harness: deps
 	$(GO) test -run '^$$' -bench 'Base' -benchtime 1x -count 1 ./harness/initramfs/
 	$(GO) test -run '^$$' -bench 'Matrix' -benchtime 1x -count 1 -timeout 30m ./harness/
+
+# test-kernel-build builds a kernel from source with the project's config
+# fragment (kernels/fuse.config) on a tinyconfig base, checks every option
+# took effect, boots it and checks FUSE passthrough works. The tree is
+# $$KSRC, else Debian's linux-source-6.12 unpacked once into the user's
+# cache. It takes minutes; the build time is printed, never judged.
+test-kernel-build: deps deps-kernel-build
+	FUSEMATRIX_KERNEL_BUILD=1 $(GO) test -count=1 -timeout 60m -run 'TestKernelBuild$$' -v ./kernels/
 
 clean:
 	rm -rf bin $(OUT)

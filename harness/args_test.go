@@ -14,8 +14,8 @@ func TestAgentArgs(t *testing.T) {
 		want string
 	}{
 		{name: "defaults", o: Options{}, want: "fusematrix.port=fusematrix.0"},
-		{name: "all", o: Options{Run: "pt/|classic/", BenchMiB: 64, BenchRuns: 2, Count: 3, Append: "fuse.x=1"},
-			want: "fusematrix.port=fusematrix.0 fusematrix.run=pt/|classic/ fusematrix.bench_mib=64 fusematrix.bench_runs=2 fusematrix.count=3 fuse.x=1"},
+		{name: "all", o: Options{Run: "pt/|classic/", BenchMiB: 64, BenchRuns: 2, Count: 3, Profile: true, Append: "fuse.x=1"},
+			want: "fusematrix.port=fusematrix.0 fusematrix.run=pt/|classic/ fusematrix.bench_mib=64 fusematrix.bench_runs=2 fusematrix.count=3 fusematrix.profile=1 fuse.x=1"},
 		{name: "count 1 is the default", o: Options{Count: 1}, want: "fusematrix.port=fusematrix.0"},
 		{name: "pattern with a space is quoted", o: Options{Run: "a b"}, want: `fusematrix.port=fusematrix.0 fusematrix.run="a b"`},
 		{name: "user's args last, to override", o: Options{Append: "fusematrix.port=x"}, want: "fusematrix.port=fusematrix.0 fusematrix.port=x"},

@@ -23,6 +23,7 @@ import (
 	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/report"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // Options configures a run. The zero value of every field but Kernels and
@@ -53,8 +54,14 @@ type Options struct {
 	// guest, which reports one result per scenario (flaky when the runs
 	// disagree); 0 and 1 mean once.
 	Count int
+	// Profile has the guest profile the NOOP and classic servers of
+	// benchmark cells and attach a summary to each cell's log.
+	Profile bool
 	// Append is added to every guest's kernel command line.
 	Append string
+	// Peer is the host path of the C NOOP peer (make peer), which every
+	// guest then gets at server.PeerGuestPath; "" puts none in.
+	Peer string
 	// SourceDir is the fusematrix checkout the agent is built from.
 	SourceDir string
 	QEMU      string
@@ -184,7 +191,7 @@ func runKernel(ctx context.Context, index int, name string, base string, o Optio
 	}
 	defer os.RemoveAll(runDir)
 	initrd := filepath.Join(runDir, "initrd.cpio")
-	if err := writeInitrd(ctx, base, initrd, k); err != nil {
+	if err := writeInitrd(ctx, base, initrd, k, o.Peer); err != nil {
 		return fail(fmt.Errorf("initramfs for %s: %w", k.Release, err))
 	}
 
@@ -275,14 +282,17 @@ func agentArgs(o Options) string {
 	if o.Count > 1 {
 		args = append(args, fmt.Sprintf("fusematrix.count=%d", o.Count))
 	}
+	if o.Profile {
+		args = append(args, "fusematrix.profile=1")
+	}
 	// The user's arguments come last so that they can override ours.
 	args = append(args, o.Append)
 	return strings.TrimSpace(strings.Join(args, " "))
 }
 
-// writeInitrd appends the kernel's modules and their load order to the
-// shared base image.
-func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel) error {
+// writeInitrd appends the kernel's modules and their load order, and the
+// C NOOP peer if there is one, to the shared base image.
+func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer string) error {
 	load, _, err := k.Modules(kernels.GuestModules...)
 	if err != nil {
 		return err
@@ -295,6 +305,13 @@ func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel) error
 		order.WriteString(guestPath + "\n")
 	}
 	files = append(files, initramfs.BytesFile("/etc/fusematrix/modules", []byte(order.String()), 0o644))
+	if peer != "" {
+		// Checked here: the overlay would only open it halfway through.
+		if _, err := os.Stat(peer); err != nil {
+			return fmt.Errorf("C NOOP peer: %w", err)
+		}
+		files = append(files, initramfs.HostFile(server.PeerGuestPath, peer, 0o755))
+	}
 	return initramfs.Overlay(ctx, base, dst, files)
 }
 

@@ -2,9 +2,11 @@ package scenarios
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,21 +27,25 @@ const BenchPrefix = "bench/"
 // DefaultBenchRuns is how many times a cell measures when Env says nothing.
 const DefaultBenchRuns = 5
 
-// Benchmark table: every op at every block size through every mode.
-// Native comes first so that the others can be given as a ratio to it.
+// Benchmark table: every op at every block size through every mode of
+// seqModes that measures the op. Native comes first and noop before
+// passthrough so that the others can be given as a ratio to them.
 var (
 	benchOps    = []string{"read", "write"}
-	benchModes  = []string{"native", "noop", "classic", "passthrough"}
 	benchBlocks = []int{4 << 10, 128 << 10, 1 << 20}
 )
 
-// benchTotal is what a cell moves over all its runs, by block size. Small
-// blocks cost a FUSE round trip each and move far fewer bytes in the same
-// time: in a TCG guest a 4 KiB write through FUSE makes 5–10 MB/s, a 1 MiB
-// read 140. The figures keep every cell within about three seconds under
-// TCG and the default bench of two kernels near a minute and a half.
-func benchTotal(block int) int64 {
+// benchTotal is what a cell moves over all its runs, by op and block
+// size. Small blocks cost a FUSE round trip each and move far fewer bytes
+// in the same time: in a TCG guest, with the server a process of its own,
+// a 4 KiB write through FUSE makes 1–4 MB/s (two round trips, GETXATTR and
+// WRITE, each a switch between address spaces, which TCG makes dear), a
+// 4 KiB read 30–100 and a 1 MiB read 40–170. The figures keep most cells
+// within a few seconds under TCG.
+func benchTotal(op string, block int) int64 {
 	switch {
+	case block < 64<<10 && op == "write":
+		return 8 << 20
 	case block < 64<<10:
 		return 32 << 20
 	case block < 512<<10:
@@ -50,11 +56,11 @@ func benchTotal(block int) int64 {
 
 // bytesPerRun splits the cell's total over runs, in whole blocks, never
 // more than limit (when positive) and never less than one block.
-func bytesPerRun(block, runs int, limit int64) int64 {
+func bytesPerRun(op string, block, runs int, limit int64) int64 {
 	if runs < 1 {
 		runs = 1
 	}
-	n := benchTotal(block) / int64(runs)
+	n := benchTotal(op, block) / int64(runs)
 	if limit > 0 {
 		n = min(n, limit)
 	}
@@ -72,28 +78,35 @@ func (c benchCell) id() string {
 	return fmt.Sprintf("%s%s/%s/%d", BenchPrefix, c.op, c.mode, c.block)
 }
 
-// nativeKey names the native figure a cell is compared with.
-func (c benchCell) nativeKey() string { return fmt.Sprintf("%s/%d", c.op, c.block) }
+// in is the same op and block size through another mode.
+func (c benchCell) in(mode string) benchCell { return benchCell{op: c.op, mode: mode, block: c.block} }
 
-// benchSet is the cells of one All call; they share the native medians
-// that ratio_native divides by.
+// benchSet is the cells of one All call; they share the medians that
+// the ratios divide by.
 type benchSet struct {
-	native map[string]float64
+	// medians holds the median of every cell that gave one; missing says
+	// why a cell that ran gave none.
+	medians map[benchCell]float64
+	missing map[benchCell]string
 	// modes replaces seqModes in tests.
-	modes func(env *Env) []seqMode
+	modes func() []seqMode
+}
+
+func newBenchSet() *benchSet {
+	return &benchSet{medians: map[benchCell]float64{}, missing: map[benchCell]string{}}
 }
 
 func benchScenarios() []Scenario {
-	set := &benchSet{native: map[string]float64{}}
+	set := newBenchSet()
 	var out []Scenario
 	for _, op := range benchOps {
 		for _, block := range benchBlocks {
-			for _, mode := range benchModes {
-				c := benchCell{op: op, mode: mode, block: block}
+			for _, mode := range modesFor(seqModes(), op) {
+				c := benchCell{op: op, mode: mode.name, block: block}
 				out = append(out, Scenario{
 					ID:          c.id(),
 					Kind:        results.Benchmark,
-					Description: fmt.Sprintf("sequential %s throughput at %d-byte blocks through %s", op, block, mode),
+					Description: fmt.Sprintf("sequential %s throughput at %d-byte blocks through %s", op, block, mode.name),
 					Timeout:     120 * time.Second,
 					Run: func(ctx context.Context, env *Env) results.Result {
 						return set.run(ctx, env, c)
@@ -126,31 +139,73 @@ func summarize(xs []float64) stats {
 	return stats{median: med, min: s[0], max: s[n-1]}
 }
 
-// ratioTo returns v/native, and false when there is no native figure to
-// divide by.
-func ratioTo(v, native float64, ok bool) (float64, bool) {
-	if !ok || native <= 0 {
-		return 0, false
+// record keeps what cell c gave for the ratios of the cells after it.
+func (set *benchSet) record(c benchCell, r results.Result) {
+	if m := r.Metrics["mbps_median"]; r.Status == results.Pass && m > 0 {
+		set.medians[c] = m
+		return
 	}
-	return v / native, true
+	why := string(r.Status)
+	if r.Reason != "" {
+		why += ": " + r.Reason
+	}
+	if len(why) > 160 {
+		why = why[:160] + "…"
+	}
+	set.missing[c] = why
+}
+
+// ratio divides median by the median of base, the same op and block size
+// through another mode, measured earlier in the same run. Without one it
+// returns false and says why.
+func (set *benchSet) ratio(median float64, base benchCell) (float64, bool, string) {
+	if v, ok := set.medians[base]; ok && v > 0 {
+		return median / v, true, ""
+	}
+	name := fmt.Sprintf("%s %s/%d", base.mode, base.op, base.block)
+	if why, ok := set.missing[base]; ok {
+		return 0, false, name + " gave no figure in this run (" + why + ")"
+	}
+	return 0, false, name + " not measured in this run"
+}
+
+// ratios adds to r, the result of cell c with the given median, its ratio
+// to native and to each of the mode's other bases, or facts saying why
+// not.
+func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, r *results.Result) {
+	for _, b := range append([]string{"native"}, mode.bases...) {
+		key := "ratio_" + strings.ReplaceAll(b, "-", "_")
+		if v, ok, why := set.ratio(median, c.in(b)); ok {
+			r.Metrics[key] = v
+		} else {
+			r.Facts[key] = why
+		}
+	}
 }
 
 // sample is one run of a cell.
 type sample struct {
 	bytes   int64
 	elapsed time.Duration
-	// busy is guest-wide busy CPU time, ctxsw context switches, both over
-	// the timed loop.
-	busy  time.Duration
-	ctxsw uint64
+	// busy is guest-wide busy CPU time, ctxsw context switches, server the
+	// CPU time of the server process, all over the timed loop.
+	busy   time.Duration
+	ctxsw  uint64
+	server time.Duration
 }
 
 func (set *benchSet) run(ctx context.Context, env *Env, c benchCell) results.Result {
+	r := set.measureCell(ctx, env, c)
+	set.record(c, r)
+	return r
+}
+
+func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) results.Result {
 	runs := env.BenchRuns
 	if runs <= 0 {
 		runs = DefaultBenchRuns
 	}
-	size := bytesPerRun(c.block, runs, env.BenchBytes)
+	size := bytesPerRun(c.op, c.block, runs, env.BenchBytes)
 	r := results.Result{
 		Status:  results.Pass,
 		Metrics: map[string]float64{},
@@ -167,10 +222,13 @@ func (set *benchSet) run(ctx context.Context, env *Env, c benchCell) results.Res
 		modes = set.modes
 	}
 	var mode seqMode
-	for _, m := range modes(env) {
+	for _, m := range modes() {
 		if m.name == c.mode {
 			mode = m
 		}
+	}
+	if mode.name == "" {
+		return withError(r, "no mode %q", c.mode)
 	}
 	if mode.passthrough {
 		if why := passthroughMissing(env.Capabilities); why != "" {
@@ -178,9 +236,14 @@ func (set *benchSet) run(ctx context.Context, env *Env, c benchCell) results.Res
 			return r
 		}
 	}
-	if mode.mount != nil {
-		r.Facts["max_write"] = strconv.Itoa(server.MaxWrite)
-		r.Facts["max_pages"] = strconv.Itoa(server.MaxWrite / os.Getpagesize())
+	if mode.unavailable != nil {
+		if why := mode.unavailable(); why != "" {
+			r.Status, r.Reason = results.Skip, why
+			return r
+		}
+	}
+	if mode.facts != nil {
+		maps.Copy(r.Facts, mode.facts(env))
 	}
 	backing := filepath.Join(env.Dir, "backing")
 	if err := os.Mkdir(backing, 0o755); err != nil {
@@ -210,16 +273,23 @@ func (set *benchSet) run(ctx context.Context, env *Env, c benchCell) results.Res
 	env.logf("%d runs of %d bytes", runs, size)
 	mbps := make([]float64, 0, runs)
 	var total sample
+	// requests stays nil unless the daemon counts them by opcode.
+	var requests map[string]int64
+	var profiles []string
 	for i := range runs {
-		s, obs, splice, err := set.once(ctx, env, c, mode, backing, size, buf)
+		profile := ""
+		if env.Profile && mode.profiled {
+			profile = filepath.Join(env.Dir, fmt.Sprintf("cpu-%d.pprof", i+1))
+		}
+		s, st, err := set.once(ctx, env, c, mode, backing, size, buf, profile)
 		if err != nil {
 			return withError(r, "run %d: %v", i+1, err)
 		}
-		if splice != "" {
-			r.Facts["splice"] = splice
+		if profile != "" {
+			profiles = append(profiles, profile)
 		}
 		if mode.passthrough {
-			if p := obs.passthroughProblems(); len(p) > 0 {
+			if p := passthroughProblems(st); len(p) > 0 {
 				// The figure would describe classic FUSE under the
 				// passthrough label: report no figure at all.
 				r.Status = results.Fail
@@ -227,10 +297,19 @@ func (set *benchSet) run(ctx context.Context, env *Env, c benchCell) results.Res
 				return r
 			}
 		}
+		if st != nil && st.Requests != nil {
+			if requests == nil {
+				requests = map[string]int64{}
+			}
+			for op, n := range st.Requests {
+				requests[op] += n
+			}
+		}
 		mbps = append(mbps, float64(s.bytes)/1e6/s.elapsed.Seconds())
 		total.bytes += s.bytes
 		total.busy += s.busy
 		total.ctxsw += s.ctxsw
+		total.server += s.server
 	}
 	st := summarize(mbps)
 	gib := float64(total.bytes) / (1 << 30)
@@ -239,38 +318,88 @@ func (set *benchSet) run(ctx context.Context, env *Env, c benchCell) results.Res
 	r.Metrics["mbps_max"] = st.max
 	r.Metrics["cpu_s_per_gib"] = total.busy.Seconds() / gib
 	r.Metrics["ctxsw_per_gib"] = float64(total.ctxsw) / gib
+	if mode.mount != nil {
+		r.Metrics["server_cpu_s_per_gib"] = total.server.Seconds() / gib
+	}
+	if mode.mount != nil && requests == nil {
+		r.Facts["requests"] = "not counted by this server"
+	}
+	if requests != nil {
+		var n int64
+		for _, v := range requests {
+			n += v
+		}
+		r.Metrics["daemon_requests_per_gib"] = float64(n) / gib
+		r.Facts["requests"] = formatRequests(requests, gib)
+	}
+	if len(profiles) > 0 {
+		lines, err := profileSummary(profiles, profileTop)
+		if err != nil {
+			r.Facts["profile"] = err.Error()
+		}
+		r.Log = append(r.Log, lines...)
+	}
 	if c.mode == "native" {
-		set.native[c.nativeKey()] = st.median
+		// Its own ratio is 1 by definition, even before it is recorded.
+		set.medians[c] = st.median
 	}
-	native, ok := set.native[c.nativeKey()]
-	if ratio, ok := ratioTo(st.median, native, ok); ok {
-		r.Metrics["ratio_native"] = ratio
-	} else {
-		r.Facts["ratio_native"] = "native " + c.nativeKey() + " not measured in this run"
-	}
+	set.ratios(c, mode, st.median, &r)
 	return r
 }
 
-// once measures one run on a fresh mount, so that no run reads pages an
-// earlier one cached, and reports what go-fuse does about splice ("" for
-// native).
-func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMode, backing string, size int64, buf []byte) (sample, *observed, string, error) {
-	m, path, err := mountMode(ctx, env, mode, backing, size)
-	if err != nil {
-		return sample{}, nil, "", err
+// maxRequestKinds bounds the opcodes the requests fact names.
+const maxRequestKinds = 12
+
+// formatRequests renders request counts per GiB moved as "OP=n …" sorted
+// by opcode name: at most maxRequestKinds of them, the most frequent, the
+// rest summed as OTHERS. "none" when no request reached the daemon.
+func formatRequests(counts map[string]int64, gib float64) string {
+	type kv struct {
+		op string
+		n  int64
 	}
-	splice := ""
-	if m != nil {
-		// go-fuse splices READ replies from files whenever the kernel's
-		// protocol allows it (7.13 and later); the NOOP server answers
-		// from memory and never does.
-		splice = "off"
-		if m.KernelSettings().Minor >= 13 && mode.name != "noop" {
-			splice = "on"
+	var all []kv
+	for op, n := range counts {
+		if n > 0 {
+			all = append(all, kv{op, n})
 		}
 	}
+	if len(all) == 0 || gib <= 0 {
+		return "none"
+	}
+	var others int64
+	if len(all) > maxRequestKinds {
+		slices.SortFunc(all, func(a, b kv) int { return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.op, b.op)) })
+		for _, e := range all[maxRequestKinds-1:] {
+			others += e.n
+		}
+		all = all[:maxRequestKinds-1]
+	}
+	slices.SortFunc(all, func(a, b kv) int { return strings.Compare(a.op, b.op) })
+	var parts []string
+	for _, e := range all {
+		parts = append(parts, fmt.Sprintf("%s=%.0f", e.op, float64(e.n)/gib))
+	}
+	if others > 0 {
+		parts = append(parts, fmt.Sprintf("OTHERS=%.0f", float64(others)/gib))
+	}
+	return strings.Join(parts, " ")
+}
+
+// once measures one run on a fresh mount, so that no run reads pages an
+// earlier one cached, and returns what the daemon observed (nil for
+// native). A non-empty profile is where the server writes its CPU profile.
+func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMode, backing string, size int64, buf []byte, profile string) (sample, *server.Stats, error) {
+	d, path, err := mountMode(ctx, env, mode, backing, size, profile)
+	if err != nil {
+		return sample{}, nil, err
+	}
 	var s sample
-	var runErr error
+	var runErr, cpuErr error
+	var serverBefore time.Duration
+	if d != nil {
+		serverBefore, cpuErr = taskCPU(d.Pid())
+	}
 	before, err := readProcStat()
 	if err == nil {
 		if c.op == "read" {
@@ -283,18 +412,26 @@ func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMo
 			s.busy, s.ctxsw = after.since(before)
 		}
 	}
-	obs := observe(m)
-	var unmountErr error
-	if m != nil {
-		unmountErr = m.Unmount()
+	if d != nil && cpuErr == nil {
+		var serverAfter time.Duration
+		if serverAfter, cpuErr = taskCPU(d.Pid()); cpuErr == nil {
+			s.server = serverAfter - serverBefore
+		}
 	}
-	if err := errors.Join(err, runErr, unmountErr); err != nil {
-		return s, obs, splice, err
+	var st *server.Stats
+	var stopErr error
+	if d != nil {
+		var stats server.Stats
+		stats, stopErr = d.Stop()
+		st = &stats
+	}
+	if err := errors.Join(err, runErr, cpuErr, stopErr); err != nil {
+		return s, st, err
 	}
 	if s.bytes != size {
-		return s, obs, splice, fmt.Errorf("moved %d bytes, want %d", s.bytes, size)
+		return s, st, fmt.Errorf("moved %d bytes, want %d", s.bytes, size)
 	}
-	return s, obs, splice, nil
+	return s, st, nil
 }
 
 // timedWrite truncates path and writes size bytes of buf to it with plain
@@ -342,6 +479,40 @@ type procStat struct {
 // since returns the busy CPU time and context switches from p to q.
 func (q procStat) since(p procStat) (time.Duration, uint64) {
 	return time.Duration(q.busy-p.busy) * time.Second / userHZ, q.ctxsw - p.ctxsw
+}
+
+// taskCPU returns the user and system CPU time of process pid, all its
+// threads included, from /proc/<pid>/stat.
+func taskCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseTaskStat(data)
+}
+
+// parseTaskStat reads utime and stime, fields 14 and 15 of
+// /proc/<pid>/stat (proc(5)), counted after the command name, which is in
+// parentheses and may hold spaces and parentheses itself.
+func parseTaskStat(data []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("/proc/<pid>/stat: no command name")
+	}
+	f := strings.Fields(string(data[i+1:]))
+	// f[0] is field 3 (state), so field n is f[n-3].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/<pid>/stat: %d fields after the command name, want at least 13", len(f))
+	}
+	var ticks uint64
+	for _, n := range []int{14, 15} {
+		v, err := strconv.ParseUint(f[n-3], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/<pid>/stat: field %d: %w", n, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
 func readProcStat() (procStat, error) {

@@ -3,7 +3,12 @@ package scenarios
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
+	"maps"
+	"math"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +17,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 func TestSummarize(t *testing.T) {
@@ -34,23 +40,155 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestRatioTo(t *testing.T) {
+func TestRatios(t *testing.T) {
+	pt4k := benchCell{op: "write", mode: "passthrough", block: 4096}
 	for _, tc := range []struct {
-		name      string
-		v, native float64
-		have      bool
-		want      float64
-		wantOK    bool
+		name        string
+		cell        benchCell
+		median      float64
+		medians     map[benchCell]float64
+		missing     map[benchCell]string
+		wantMetrics map[string]float64
+		wantFacts   map[string]string
 	}{
-		{name: "half", v: 50, native: 100, have: true, want: 0.5, wantOK: true},
-		{name: "native itself", v: 100, native: 100, have: true, want: 1, wantOK: true},
-		{name: "faster than native", v: 120, native: 100, have: true, want: 1.2, wantOK: true},
-		{name: "native not measured", v: 50, have: false},
-		{name: "native zero", v: 50, native: 0, have: true},
+		{
+			name: "passthrough against native and noop", cell: pt4k, median: 30,
+			medians:     map[benchCell]float64{pt4k.in("native"): 60, pt4k.in("noop"): 10},
+			wantMetrics: map[string]float64{"ratio_native": 0.5, "ratio_noop": 3},
+			wantFacts:   map[string]string{},
+		},
+		{
+			name: "classic has no noop ratio", cell: pt4k.in("classic"), median: 30,
+			medians:     map[benchCell]float64{pt4k.in("native"): 60, pt4k.in("noop"): 10},
+			wantMetrics: map[string]float64{"ratio_native": 0.5},
+			wantFacts:   map[string]string{},
+		},
+		{
+			name: "other op and block do not count", cell: pt4k, median: 30,
+			medians: map[benchCell]float64{
+				{op: "read", mode: "native", block: 4096}: 60, {op: "write", mode: "noop", block: 1 << 20}: 10,
+			},
+			wantMetrics: map[string]float64{},
+			wantFacts: map[string]string{
+				"ratio_native": "native write/4096 not measured in this run",
+				"ratio_noop":   "noop write/4096 not measured in this run",
+			},
+		},
+		{
+			name: "noop failed", cell: pt4k.in("passthrough-noxattr"), median: 30,
+			medians:     map[benchCell]float64{pt4k.in("native"): 60, pt4k: 15},
+			missing:     map[benchCell]string{pt4k.in("noop"): "error: run 1: noop server did not mount"},
+			wantMetrics: map[string]float64{"ratio_native": 0.5, "ratio_passthrough": 2},
+			wantFacts:   map[string]string{"ratio_noop": "noop write/4096 gave no figure in this run (error: run 1: noop server did not mount)"},
+		},
+		{
+			name: "go noop against the C peer", cell: pt4k.in("noop"), median: 9,
+			medians:     map[benchCell]float64{pt4k.in("native"): 60, pt4k.in("libfuse-noop"): 10},
+			wantMetrics: map[string]float64{"ratio_native": 0.15, "ratio_libfuse_noop": 0.9},
+			wantFacts:   map[string]string{},
+		},
+		{
+			name: "peer skipped", cell: pt4k.in("noop"), median: 9,
+			medians:     map[benchCell]float64{pt4k.in("native"): 60},
+			missing:     map[benchCell]string{pt4k.in("libfuse-noop"): "skip: no peer"},
+			wantMetrics: map[string]float64{"ratio_native": 0.15},
+			wantFacts:   map[string]string{"ratio_libfuse_noop": "libfuse-noop write/4096 gave no figure in this run (skip: no peer)"},
+		},
+		{
+			name: "zero median is no figure", cell: pt4k, median: 30,
+			medians:     map[benchCell]float64{pt4k.in("native"): 0, pt4k.in("noop"): 10},
+			wantMetrics: map[string]float64{"ratio_noop": 3},
+			wantFacts:   map[string]string{"ratio_native": "native write/4096 not measured in this run"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := ratioTo(tc.v, tc.native, tc.have)
-			assert.Equal(t, ok, tc.wantOK)
+			set := newBenchSet()
+			maps.Copy(set.medians, tc.medians)
+			maps.Copy(set.missing, tc.missing)
+			r := results.Result{Metrics: map[string]float64{}, Facts: map[string]string{}}
+			i := modeIndex(seqModes(), tc.cell.mode)
+			assert.Assert(t, i >= 0, "no mode %q", tc.cell.mode)
+			set.ratios(tc.cell, seqModes()[i], tc.median, &r)
+			assert.DeepEqual(t, r.Metrics, tc.wantMetrics)
+			assert.DeepEqual(t, r.Facts, tc.wantFacts)
+		})
+	}
+}
+
+// TestRecord checks what a cell leaves for the ratios of later cells.
+func TestRecord(t *testing.T) {
+	c := benchCell{op: "read", mode: "noop", block: 4096}
+	for _, tc := range []struct {
+		name        string
+		r           results.Result
+		wantMedian  float64
+		wantMissing string
+	}{
+		{name: "pass", r: results.Result{Status: results.Pass, Metrics: map[string]float64{"mbps_median": 42}}, wantMedian: 42},
+		{name: "skip", r: results.Result{Status: results.Skip, Reason: "no passthrough"}, wantMissing: "skip: no passthrough"},
+		{name: "pass without figure", r: results.Result{Status: results.Pass}, wantMissing: "pass"},
+		{name: "long reason is clipped", r: results.Result{Status: results.Error, Reason: strings.Repeat("x", 300)},
+			wantMissing: "error: " + strings.Repeat("x", 153) + "…"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set := newBenchSet()
+			set.record(c, tc.r)
+			assert.Check(t, is.Equal(set.medians[c], tc.wantMedian))
+			assert.Check(t, is.Equal(set.missing[c], tc.wantMissing))
+		})
+	}
+}
+
+func TestFormatRequests(t *testing.T) {
+	many := map[string]int64{}
+	for i := range 15 {
+		many[fmt.Sprintf("OP%02d", i)] = int64(100 + i)
+	}
+	for _, tc := range []struct {
+		name   string
+		counts map[string]int64
+		gib    float64
+		want   string
+	}{
+		{name: "sorted by name, per GiB", counts: map[string]int64{"READ": 8, "GETXATTR": 4, "OPEN": 1}, gib: 0.5,
+			want: "GETXATTR=8 OPEN=2 READ=16"},
+		{name: "zero counts left out", counts: map[string]int64{"READ": 0, "LOOKUP": 3}, gib: 1, want: "LOOKUP=3"},
+		{name: "none", counts: nil, gib: 1, want: "none"},
+		{name: "no bytes moved", counts: map[string]int64{"READ": 1}, gib: 0, want: "none"},
+		// The eleven most frequent keep their names; the other four
+		// (OP00…OP03: 100+101+102+103) are summed.
+		{name: "bounded", counts: many, gib: 1,
+			want: "OP04=104 OP05=105 OP06=106 OP07=107 OP08=108 OP09=109 OP10=110 OP11=111 OP12=112 OP13=113 OP14=114 OTHERS=406"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, formatRequests(tc.counts, tc.gib), tc.want)
+		})
+	}
+}
+
+func TestParseTaskStat(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		in      string
+		want    time.Duration
+		wantErr string
+	}{
+		// utime 150 and stime 50 ticks: fields 14 and 15.
+		{name: "plain", in: "42 (agent) S 1 42 42 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 5 0 10 1000 100",
+			want: 2 * time.Second},
+		{name: "name with spaces and parentheses", in: "42 (a (b) c) R 1 42 42 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 10 1000 100",
+			want: 100 * time.Millisecond},
+		{name: "no name", in: "42 agent S", wantErr: "no command name"},
+		{name: "short", in: "42 (agent) S 1 2 3", wantErr: "want at least 13"},
+		{name: "bad number", in: "42 (agent) S 1 42 42 0 -1 0 0 0 0 0 x 50 0", wantErr: "field 14"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseTaskStat([]byte(tc.in))
+			if tc.wantErr != "" {
+				assert.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			assert.NilError(t, err)
 			assert.Equal(t, got, tc.want)
 		})
 	}
@@ -59,20 +197,22 @@ func TestRatioTo(t *testing.T) {
 func TestBytesPerRun(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
+		op    string
 		block int
 		runs  int
 		limit int64
 		want  int64
 	}{
-		{name: "4K over 5 runs", block: 4 << 10, runs: 5, want: (32 << 20) / 5 / 4096 * 4096},
-		{name: "1M over 5 runs, whole blocks", block: 1 << 20, runs: 5, want: 38 << 20},
-		{name: "1M once", block: 1 << 20, runs: 1, want: 192 << 20},
-		{name: "zero runs count as one", block: 128 << 10, runs: 0, want: 96 << 20},
-		{name: "limit caps", block: 128 << 10, runs: 1, limit: 1 << 20, want: 1 << 20},
-		{name: "never below one block", block: 1 << 20, runs: 1, limit: 1000, want: 1 << 20},
+		{name: "4K read over 5 runs", op: "read", block: 4 << 10, runs: 5, want: (32 << 20) / 5 / 4096 * 4096},
+		{name: "4K write over 5 runs", op: "write", block: 4 << 10, runs: 5, want: (8 << 20) / 5 / 4096 * 4096},
+		{name: "1M over 5 runs, whole blocks", op: "read", block: 1 << 20, runs: 5, want: 38 << 20},
+		{name: "1M write once", op: "write", block: 1 << 20, runs: 1, want: 192 << 20},
+		{name: "zero runs count as one", op: "read", block: 128 << 10, runs: 0, want: 96 << 20},
+		{name: "limit caps", op: "read", block: 128 << 10, runs: 1, limit: 1 << 20, want: 1 << 20},
+		{name: "never below one block", op: "write", block: 1 << 20, runs: 1, limit: 1000, want: 1 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, bytesPerRun(tc.block, tc.runs, tc.limit), tc.want)
+			assert.Equal(t, bytesPerRun(tc.op, tc.block, tc.runs, tc.limit), tc.want)
 		})
 	}
 }
@@ -126,21 +266,29 @@ func TestUserHZ(t *testing.T) {
 
 func TestBenchIDs(t *testing.T) {
 	ss := benchScenarios()
-	assert.Equal(t, len(ss), len(benchOps)*len(benchModes)*len(benchBlocks))
-	for _, want := range []string{"bench/read/native/4096", "bench/write/passthrough/131072", "bench/read/noop/1048576"} {
-		assert.Check(t, is.Contains(IDs(ss), want))
+	want := 0
+	for _, op := range benchOps {
+		want += len(modesFor(seqModes(), op)) * len(benchBlocks)
 	}
-	// Native precedes every other mode of its op and block, which need
-	// its median for ratio_native.
+	assert.Equal(t, len(ss), want)
+	ids := IDs(ss)
+	for _, want := range []string{"bench/read/native/4096", "bench/write/passthrough/131072", "bench/read/noop/1048576", "bench/write/passthrough-noxattr/4096"} {
+		assert.Check(t, is.Contains(ids, want))
+	}
+	// Reads never ask for xattrs: no read cell without them.
+	assert.Check(t, !slices.Contains(ids, "bench/read/passthrough-noxattr/4096"))
+	// Native precedes every other mode of its op and block, and noop every
+	// passthrough mode: the ratios need their medians.
 	seen := map[string]bool{}
 	for _, s := range ss {
 		f := strings.Split(strings.TrimPrefix(s.ID, BenchPrefix), "/")
 		assert.Assert(t, is.Len(f, 3), s.ID)
 		key := f[0] + "/" + f[2]
-		if f[1] == "native" {
-			seen[key] = true
+		seen[f[1]+"/"+key] = true
+		assert.Check(t, seen["native/"+key], "%s runs before its native cell", s.ID)
+		if strings.HasPrefix(f[1], "passthrough") {
+			assert.Check(t, seen["noop/"+key], "%s runs before its noop cell", s.ID)
 		}
-		assert.Check(t, seen[key], "%s runs before its native cell", s.ID)
 	}
 }
 
@@ -152,9 +300,10 @@ func TestSelectBench(t *testing.T) {
 		{pattern: "", want: 0},
 		{pattern: ".", want: 0},
 		{pattern: "read", want: 0},
-		{pattern: "^bench/", want: 24},
-		{pattern: "bench/read/", want: 12},
-		{pattern: "^bench/read/.*/1048576$", want: 4},
+		{pattern: "^bench/", want: 33},
+		{pattern: "bench/read/", want: 15},
+		{pattern: "bench/write/", want: 18},
+		{pattern: "^bench/read/.*/1048576$", want: 5},
 	} {
 		t.Run(tc.pattern, func(t *testing.T) {
 			ss, err := Select(tc.pattern)
@@ -173,34 +322,38 @@ func TestSelectBench(t *testing.T) {
 	}
 }
 
-// TestBenchCells runs a few cells on the host with tiny files and checks
-// their shape; speed is not the point.
+// TestBenchCells runs cells on the host with tiny files, each server a
+// process of its own, and checks their shape; speed is not the point.
 func TestBenchCells(t *testing.T) {
 	caps := hostCapabilities(t)
-	set := &benchSet{native: map[string]float64{}}
-	const block = 64 << 10
-	env := func() *Env {
+	set := newBenchSet()
+	env := func(block int) *Env {
 		e := testEnv(t)
-		e.Capabilities, e.BenchRuns, e.BenchBytes = caps, 2, 1<<20
+		e.Capabilities, e.BenchRuns, e.BenchBytes = caps, 2, int64(16*block)
 		return e
 	}
-	cells := []benchCell{
-		{op: "read", mode: "native", block: block},
-		{op: "read", mode: "noop", block: block},
-		{op: "read", mode: "classic", block: block},
-		{op: "read", mode: "passthrough", block: block},
-		{op: "write", mode: "native", block: block},
-		{op: "write", mode: "noop", block: block},
-		{op: "write", mode: "classic", block: block},
-		{op: "write", mode: "passthrough", block: block},
+	const block = 64 << 10
+	var cells []benchCell
+	for _, op := range benchOps {
+		for _, m := range modesFor(seqModes(), op) {
+			cells = append(cells, benchCell{op: op, mode: m.name, block: block})
+		}
 	}
 	for _, c := range cells {
 		t.Run(c.op+"/"+c.mode, func(t *testing.T) {
-			r := set.run(context.Background(), env(), c)
-			if c.mode == "passthrough" && !caps.Passthrough {
+			r := set.run(context.Background(), env(c.block), c)
+			pt := strings.HasPrefix(c.mode, "passthrough")
+			if pt && !caps.Passthrough {
 				assert.Equal(t, r.Status, results.Skip)
 				assert.Check(t, is.Contains(r.Reason, "FUSE_PASSTHROUGH"))
 				return
+			}
+			if c.mode == "libfuse-noop" {
+				if _, why := server.PeerAvailable(); why != "" {
+					assert.Equal(t, r.Status, results.Skip)
+					assert.Check(t, is.Equal(r.Reason, why))
+					return
+				}
 			}
 			assert.Equal(t, r.Status, results.Pass, r.Reason)
 			for _, m := range []string{"mbps_median", "mbps_min", "mbps_max", "ctxsw_per_gib", "ratio_native"} {
@@ -208,17 +361,33 @@ func TestBenchCells(t *testing.T) {
 				assert.Check(t, ok && v > 0, "%s = %v", m, v)
 			}
 			// A run of 1 MiB on the host can finish inside one 10 ms
-			// clock tick, so the CPU figure may honestly be zero here.
+			// clock tick, so the CPU figures may honestly be zero here.
 			cpu, ok := r.Metrics["cpu_s_per_gib"]
 			assert.Check(t, ok && cpu >= 0, "cpu_s_per_gib = %v", cpu)
 			assert.Check(t, r.Metrics["mbps_min"] <= r.Metrics["mbps_median"] && r.Metrics["mbps_median"] <= r.Metrics["mbps_max"])
+			assert.Check(t, is.Equal(r.Facts["runs"], "2"))
+			assert.Check(t, is.Equal(r.Facts["bytes_per_run"], strconv.Itoa(16*block)))
 			if c.mode == "native" {
 				assert.Check(t, is.Equal(r.Metrics["ratio_native"], 1.0))
-			} else {
-				assert.Check(t, is.Equal(r.Facts["max_write"], "131072"))
+				_, has := r.Metrics["daemon_requests_per_gib"]
+				assert.Check(t, !has, "native has no daemon")
+				return
 			}
-			assert.Check(t, is.Equal(r.Facts["runs"], "2"))
-			assert.Check(t, is.Equal(r.Facts["bytes_per_run"], "1048576"))
+			assert.Check(t, is.Equal(r.Facts["max_write"], "131072"))
+			srv, ok := r.Metrics["server_cpu_s_per_gib"]
+			assert.Check(t, ok && srv >= 0, "server_cpu_s_per_gib = %v", srv)
+			assert.Check(t, r.Metrics["daemon_requests_per_gib"] > 0, "every mount sees at least an OPEN")
+			assert.Check(t, is.Contains(r.Facts["requests"], "OPEN="))
+			_, hasNoop := r.Metrics["ratio_noop"]
+			assert.Check(t, is.Equal(hasNoop, pt), "ratio_noop only on passthrough cells")
+			if pt {
+				assert.Check(t, r.Metrics["ratio_noop"] > 0)
+				assert.Check(t, !strings.Contains(r.Facts["requests"], "READ="), r.Facts["requests"])
+				assert.Check(t, !strings.Contains(r.Facts["requests"], "WRITE="), r.Facts["requests"])
+			} else {
+				wantOp := map[string]string{"read": "READ=", "write": "WRITE="}[c.op]
+				assert.Check(t, is.Contains(r.Facts["requests"], wantOp))
+			}
 		})
 	}
 	for _, op := range benchOps {
@@ -226,23 +395,118 @@ func TestBenchCells(t *testing.T) {
 			if !caps.Passthrough {
 				t.Skip("this kernel does not offer FUSE_PASSTHROUGH")
 			}
-			mislabel := &benchSet{native: map[string]float64{}, modes: func(env *Env) []seqMode {
-				ms := seqModes(env)
-				ms[3].mount = ms[2].mount
+			mislabel := newBenchSet()
+			mislabel.modes = func() []seqMode {
+				ms := seqModes()
+				ms[modeIndex(ms, "passthrough")].mount = ms[modeIndex(ms, "classic")].mount
 				return ms
-			}}
-			r := mislabel.run(context.Background(), env(), benchCell{op: op, mode: "passthrough", block: block})
+			}
+			r := mislabel.run(context.Background(), env(block), benchCell{op: op, mode: "passthrough", block: block})
 			assert.Equal(t, r.Status, results.Fail)
 			assert.Check(t, is.Contains(r.Reason, "passthrough not in use"))
 			assert.Check(t, is.Contains(r.Reason, strings.ToUpper(op)+" requests reached the daemon"))
 			assert.Check(t, is.Len(r.Metrics, 0), "a mislabelled figure must not be reported")
 		})
 	}
+	t.Run("server that does not count requests", func(t *testing.T) {
+		set := newBenchSet()
+		set.modes = func() []seqMode {
+			ms := seqModes()
+			i := modeIndex(ms, "noop")
+			noop := ms[i].mount
+			ms[i].mount = func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+				d, name, err := noop(ctx, env, req)
+				return uncounted{d}, name, err
+			}
+			return ms
+		}
+		r := set.run(context.Background(), env(block), benchCell{op: "read", mode: "noop", block: block})
+		assert.Equal(t, r.Status, results.Pass, r.Reason)
+		assert.Check(t, is.Equal(r.Facts["requests"], "not counted by this server"))
+		_, has := r.Metrics["daemon_requests_per_gib"]
+		assert.Check(t, !has, "no request figure without counts")
+	})
 	t.Run("no native figure", func(t *testing.T) {
-		r := (&benchSet{native: map[string]float64{}}).run(context.Background(), env(), benchCell{op: "read", mode: "noop", block: block})
+		r := newBenchSet().run(context.Background(), env(block), benchCell{op: "read", mode: "noop", block: block})
 		assert.Equal(t, r.Status, results.Pass, r.Reason)
 		_, has := r.Metrics["ratio_native"]
 		assert.Check(t, !has)
 		assert.Check(t, is.Contains(r.Facts["ratio_native"], "not measured"))
 	})
+}
+
+// uncounted is a daemon that reports no counts by opcode, as a server
+// that is not fusematrix's own may.
+type uncounted struct{ daemon }
+
+func (u uncounted) Stop() (server.Stats, error) {
+	st, err := u.daemon.Stop()
+	st.Requests = nil
+	return st, err
+}
+
+// TestBenchXattr measures 4 KiB passthrough writes with and without
+// xattrs on the host and counts what reaches the daemon: the kernel's
+// security.capability check before each write is a GETXATTR, until the
+// server answers ENOSYS.
+func TestBenchXattr(t *testing.T) {
+	caps := needPassthrough(t)
+	set := newBenchSet()
+	const block, runs, bytes = 4096, 2, 256 * 4096
+	for _, tc := range []struct {
+		mode string
+		// atLeast and atMost bound the GETXATTRs per run.
+		atLeast, atMost int64
+	}{
+		{mode: "passthrough", atLeast: bytes / runs / block, atMost: 1 << 40},
+		{mode: "passthrough-noxattr", atLeast: 0, atMost: 1},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			env := testEnv(t)
+			env.Capabilities, env.BenchRuns, env.BenchBytes = caps, runs, bytes/runs
+			r := set.run(context.Background(), env, benchCell{op: "write", mode: tc.mode, block: block})
+			assert.Equal(t, r.Status, results.Pass, r.Reason)
+			got := requestsPerRun(t, r.Facts["requests"], "GETXATTR", float64(bytes)/(1<<30), runs)
+			assert.Check(t, got >= tc.atLeast && got <= tc.atMost, "GETXATTR per run = %d, want %d…%d (%s)", got, tc.atLeast, tc.atMost, r.Facts["requests"])
+		})
+	}
+}
+
+// requestsPerRun reads op's per-GiB figure from a requests fact and turns
+// it back into a count per run.
+func requestsPerRun(t *testing.T, fact, op string, gib float64, runs int) int64 {
+	t.Helper()
+	for _, f := range strings.Fields(fact) {
+		if v, ok := strings.CutPrefix(f, op+"="); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			assert.NilError(t, err)
+			return int64(math.Round(n * gib / float64(runs)))
+		}
+	}
+	return 0
+}
+
+// TestBenchProfile profiles the NOOP server of a cell and checks that the
+// summary reaches the result's log.
+func TestBenchProfile(t *testing.T) {
+	caps := hostCapabilities(t)
+	env := testEnv(t)
+	env.Capabilities, env.BenchRuns, env.BenchBytes, env.Profile = caps, 2, 4<<20, true
+	r := newBenchSet().run(context.Background(), env, benchCell{op: "read", mode: "noop", block: 4096})
+	assert.Equal(t, r.Status, results.Pass, r.Reason)
+	_, failed := r.Facts["profile"]
+	assert.Check(t, !failed, "profile: %s", r.Facts["profile"])
+	assert.Assert(t, len(r.Log) > 0)
+	assert.Check(t, is.Contains(r.Log[0], "profile: 2 server processes"))
+	for _, l := range r.Log {
+		assert.Check(t, strings.HasPrefix(l, "profile: "), l)
+	}
+	t.Log(strings.Join(r.Log, "\n"))
+
+	// Native has no server to profile.
+	env = testEnv(t)
+	env.Capabilities, env.BenchRuns, env.BenchBytes, env.Profile = caps, 1, 1<<20, true
+	r = newBenchSet().run(context.Background(), env, benchCell{op: "read", mode: "native", block: 4096})
+	assert.Equal(t, r.Status, results.Pass, r.Reason)
+	assert.Check(t, is.Len(r.Log, 0))
 }

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,44 +31,185 @@ var seqRead = Scenario{
 	// the setup fits many times over.
 	Timeout: 180 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return seqReadWith(ctx, env, seqModes(env))
+		return seqReadWith(ctx, env, seqReadModes())
 	},
 }
 
-// seqMode is one way of reaching the benchmark file. A nil mount reads the
-// backing file itself.
-type seqMode struct {
-	name string
-	// mount returns the mount and the path of the file to read in it.
-	mount func(ctx context.Context, mnt, backing string, size int64) (*server.Mount, string, error)
-	// passthrough marks the mode whose figure is only meaningful when the
-	// observer confirms passthrough.
-	passthrough bool
-}
-
-func seqModes(env *Env) []seqMode {
-	loopback := func(pt bool) func(ctx context.Context, mnt, backing string, size int64) (*server.Mount, string, error) {
-		return func(ctx context.Context, mnt, backing string, size int64) (*server.Mount, string, error) {
-			m, err := server.Loopback(ctx, mnt, backing, server.Options{Passthrough: pt, Logf: env.logf})
-			return m, seqFile, err
+// seqReadModes are the modes of the quick single-pass figure: the four
+// the issue names, without optional peers, which belong to the bench.
+func seqReadModes() []seqMode {
+	var out []seqMode
+	for _, m := range modesFor(seqModes(), "read") {
+		if m.unavailable == nil {
+			out = append(out, m)
 		}
 	}
+	return out
+}
+
+// modeIndex returns the index of the mode called name in ms, or -1.
+func modeIndex(ms []seqMode, name string) int {
+	return slices.IndexFunc(ms, func(m seqMode) bool { return m.name == name })
+}
+
+// seqMode is one way of reaching the benchmark file: a name and how to
+// mount it. A nil mount uses the backing file itself.
+type seqMode struct {
+	name string
+	// mount starts the file system and returns the daemon serving it and
+	// the name of the file to use in it.
+	mount func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error)
+	// passthrough marks the modes whose figure is only meaningful when the
+	// daemon confirms passthrough.
+	passthrough bool
+	// ops lists the operations the mode is measured for; nil is all.
+	ops []string
+	// profiled marks the modes whose server writes a CPU profile when
+	// Env.Profile asks for one.
+	profiled bool
+	// facts describe the settings behind the mode's figures.
+	facts func(env *Env) map[string]string
+	// unavailable, when set, says why the mode cannot run in this guest
+	// ("" when it can); its cells then skip with that reason.
+	unavailable func() string
+	// bases are the modes, measured earlier in the same run, that the
+	// mode's median is divided by besides native (metric ratio_<base>).
+	bases []string
+}
+
+// mountRequest is what a mode's mount is asked for.
+type mountRequest struct {
+	// mnt is the mount point, backing the directory holding the
+	// benchmark file, size the file's size.
+	mnt, backing string
+	size         int64
+	// profile, when set, is where the server writes its CPU profile.
+	profile string
+}
+
+// daemon is the process serving a mode's mount. *server.Process is one; a
+// peer server run some other way only has to say the same.
+type daemon interface {
+	// Pid identifies the process whose CPU time the benchmark charges to
+	// the server.
+	Pid() int
+	// Stop unmounts, ends the process and returns what it observed.
+	Stop() (server.Stats, error)
+}
+
+func (m seqMode) measures(op string) bool { return m.ops == nil || slices.Contains(m.ops, op) }
+
+// launchedMode serves spec with the benchmark's backing directory and
+// size as a process of its own (Env.Server), so that the benchmark loop
+// and the server never share a Go runtime, and the server can be profiled
+// alone.
+func launchedMode(spec server.Spec, file string) func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+	return func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+		s := spec
+		s.Backing, s.Size, s.Profile = req.backing, req.size, req.profile
+		p, err := env.Server.Start(ctx, s, req.mnt)
+		if err != nil {
+			return nil, "", err
+		}
+		return p, file, nil
+	}
+}
+
+// goFuseFacts are the settings of fusematrix's go-fuse servers. splices
+// says whether the server answers READ from a file, which go-fuse then
+// splices when the kernel's protocol allows it (7.13 and later); the NOOP
+// server answers from memory and never does.
+func goFuseFacts(splices bool) func(env *Env) map[string]string {
+	return func(env *Env) map[string]string {
+		f := map[string]string{
+			"server":    "go-fuse",
+			"max_write": strconv.Itoa(server.MaxWrite),
+			"max_pages": strconv.Itoa(server.MaxWrite / os.Getpagesize()),
+			"splice":    "off",
+		}
+		if splices {
+			switch c := env.Capabilities; {
+			case c == nil:
+				f["splice"] = "unknown: the kernel's protocol version was not probed"
+			case c.FuseMinor >= 13:
+				f["splice"] = "on"
+			}
+		}
+		return f
+	}
+}
+
+// seqModes are the benchmark's modes in the order they run: native first
+// and noop before passthrough, whose figures the others are divided by.
+func seqModes() []seqMode {
 	return []seqMode{
 		{name: "native"},
-		{name: "noop", mount: func(ctx context.Context, mnt, backing string, size int64) (*server.Mount, string, error) {
-			m, err := server.Noop(ctx, mnt, size, server.Options{Logf: env.logf})
-			return m, server.NoopName, err
-		}},
-		{name: "classic", mount: loopback(false)},
-		{name: "passthrough", mount: loopback(true), passthrough: true},
+		// The C peer runs before the Go NOOP server so that the latter can
+		// be given as a ratio to it: it is the reference for "the NOOP
+		// server is not the bottleneck of the NOOP figure".
+		{name: "libfuse-noop", mount: peerMode, facts: peerFacts, unavailable: peerUnavailable},
+		{name: "noop", mount: launchedMode(server.Spec{Kind: server.KindNoop}, server.NoopName),
+			profiled: true, facts: goFuseFacts(false), bases: []string{"libfuse-noop"}},
+		{name: "classic", mount: launchedMode(server.Spec{Kind: server.KindClassic}, seqFile),
+			profiled: true, facts: goFuseFacts(true)},
+		{name: "passthrough", mount: launchedMode(server.Spec{Kind: server.KindLoopback}, seqFile),
+			passthrough: true, facts: goFuseFacts(true), bases: []string{"noop"}},
+		// Reads never ask for xattrs; writes ask before each write(2)
+		// unless the server refuses xattrs altogether (Options.NoXattr).
+		{name: "passthrough-noxattr", mount: launchedMode(server.Spec{Kind: server.KindLoopback, NoXattr: true}, seqFile),
+			passthrough: true, ops: []string{"write"}, facts: goFuseFacts(true), bases: []string{"noop", "passthrough"}},
 	}
+}
+
+// peerMode serves the benchmark file from the C NOOP peer the harness put
+// into the initramfs (server.PeerGuestPath). It answers like the Go NOOP
+// server, xattr requests included, so the kernel sends both the same
+// requests and the figures differ only by the server.
+func peerMode(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+	p, err := server.StartPeer(ctx, server.PeerSpec{Mountpoint: req.mnt, Name: server.NoopName, Size: req.size, Count: true})
+	if err != nil {
+		return nil, "", err
+	}
+	return p, server.NoopName, nil
+}
+
+func peerUnavailable() string {
+	_, why := server.PeerAvailable()
+	return why
+}
+
+func peerFacts(env *Env) map[string]string {
+	f := map[string]string{
+		"server":    "libfuse",
+		"threads":   "multi",
+		"max_write": strconv.Itoa(server.MaxWrite),
+		"max_pages": strconv.Itoa(server.MaxWrite / os.Getpagesize()),
+		"splice":    "off",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if v, err := server.PeerVersion(ctx, server.PeerGuestPath); err == nil {
+		f["server"] = v
+	}
+	return f
+}
+
+// modesFor returns the modes of ms measured for op.
+func modesFor(ms []seqMode, op string) []seqMode {
+	var out []seqMode
+	for _, m := range ms {
+		if m.measures(op) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 const seqFile = "data"
 
 // mountMode mounts mode's file system under env.Dir at mnt-<name> and
-// returns the mount (nil for native) and the path of the file to use.
-func mountMode(ctx context.Context, env *Env, mode seqMode, backing string, size int64) (*server.Mount, string, error) {
+// returns its daemon (nil for native) and the path of the file to use.
+func mountMode(ctx context.Context, env *Env, mode seqMode, backing string, size int64, profile string) (daemon, string, error) {
 	if mode.mount == nil {
 		return nil, filepath.Join(backing, seqFile), nil
 	}
@@ -74,11 +217,11 @@ func mountMode(ctx context.Context, env *Env, mode seqMode, backing string, size
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return nil, "", err
 	}
-	m, name, err := mode.mount(ctx, mnt, backing, size)
+	d, name, err := mode.mount(ctx, env, mountRequest{mnt: mnt, backing: backing, size: size, profile: profile})
 	if err != nil {
 		return nil, "", err
 	}
-	return m, filepath.Join(mnt, name), nil
+	return d, filepath.Join(mnt, name), nil
 }
 
 func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result {
@@ -127,10 +270,10 @@ func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result 
 			return withError(r, "%s: %v", mode.name, err)
 		}
 		if obs != nil {
-			r.Facts[mode.name+"_read_requests"] = fmt.Sprint(obs.reads)
+			r.Facts[mode.name+"_read_requests"] = fmt.Sprint(obs.Reads)
 		}
 		if mode.passthrough {
-			if p := obs.passthroughProblems(); len(p) > 0 {
+			if p := passthroughProblems(obs); len(p) > 0 {
 				// The figure would describe classic FUSE under the
 				// passthrough label: keep it out of the metrics.
 				problems = append(problems, mode.name+": "+strings.Join(p, "; "))
@@ -154,59 +297,45 @@ func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result 
 	return r
 }
 
-// observed is what a mount's observer saw during one measurement.
-type observed struct {
-	reads, writes int64
-	opens         []server.OpenReply
-	regs          []server.Registration
-}
-
-// observe takes what m's observer saw so far; nil for no mount.
-func observe(m *server.Mount) *observed {
-	if m == nil {
-		return nil
+// passthroughProblems says why a figure measured on a mount whose daemon
+// reported st is not a passthrough figure: an OPEN that did not ask for
+// passthrough, or data requests that reached the daemon.
+func passthroughProblems(st *server.Stats) []string {
+	if st == nil {
+		return []string{"nothing observed: the mode uses no FUSE mount"}
 	}
-	st := m.Observer.Stats()
-	return &observed{reads: st.Reads, writes: st.Writes, opens: st.Opens, regs: st.Registrations}
-}
-
-// passthroughProblems says why a figure measured on o is not a
-// passthrough figure: an OPEN that did not ask for passthrough, or data
-// requests that reached the daemon.
-func (o *observed) passthroughProblems() []string {
-	if o == nil {
-		return []string{"nothing observed: the mode reads no FUSE mount"}
+	p := openProblems(st.Opens, st.Registrations)
+	if st.Reads > 0 {
+		p = append(p, fmt.Sprintf("%d READ requests reached the daemon", st.Reads))
 	}
-	p := openProblems(o.opens, o.regs)
-	if o.reads > 0 {
-		p = append(p, fmt.Sprintf("%d READ requests reached the daemon", o.reads))
-	}
-	if o.writes > 0 {
-		p = append(p, fmt.Sprintf("%d WRITE requests reached the daemon", o.writes))
+	if st.Writes > 0 {
+		p = append(p, fmt.Sprintf("%d WRITE requests reached the daemon", st.Writes))
 	}
 	return p
 }
 
 // measure reads the mode's file once on a fresh mount and returns MB/s
-// (1e6 bytes per second).
-func measure(ctx context.Context, env *Env, mode seqMode, backing string, size int64, buf []byte) (float64, *observed, error) {
-	m, path, err := mountMode(ctx, env, mode, backing, size)
+// (1e6 bytes per second) and what the daemon observed (nil for native).
+func measure(ctx context.Context, env *Env, mode seqMode, backing string, size int64, buf []byte) (float64, *server.Stats, error) {
+	d, path, err := mountMode(ctx, env, mode, backing, size, "")
 	if err != nil {
 		return 0, nil, err
 	}
 	elapsed, n, readErr := timedRead(ctx, path, buf)
-	obs := observe(m)
-	var unmountErr error
-	if m != nil {
-		unmountErr = m.Unmount()
+	var st *server.Stats
+	var stopErr error
+	if d != nil {
+		var s server.Stats
+		s, stopErr = d.Stop()
+		st = &s
 	}
-	if err := errors.Join(readErr, unmountErr); err != nil {
-		return 0, obs, err
+	if err := errors.Join(readErr, stopErr); err != nil {
+		return 0, st, err
 	}
 	if n != size {
-		return 0, obs, fmt.Errorf("read %d bytes, want %d", n, size)
+		return 0, st, fmt.Errorf("read %d bytes, want %d", n, size)
 	}
-	return float64(n) / 1e6 / elapsed.Seconds(), obs, nil
+	return float64(n) / 1e6 / elapsed.Seconds(), st, nil
 }
 
 // timedRead reads path to its end through buf. The loop makes plain

@@ -61,6 +61,9 @@ type Config struct {
 	Count int
 	// Server starts the FUSE servers scenarios run against as processes.
 	Server server.Launcher
+	// Profile has benchmark cells profile their NOOP and classic server
+	// processes (scenarios.Env.Profile).
+	Profile bool
 	// Kmsg is the kernel log device; "" is /dev/kmsg.
 	Kmsg string
 	// Scenarios, when set, replaces the selection made by Run; tests use
@@ -121,6 +124,13 @@ func FromCmdline(cmdline string) (Config, error) {
 				continue
 			}
 			c.BenchRuns = n
+		case "profile":
+			on, err := strconv.ParseBool(value)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a boolean", key, value))
+				continue
+			}
+			c.Profile = on
 		case "bench_mib":
 			mib, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || mib <= 0 || mib > 1<<20 {
@@ -176,6 +186,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.Count = n
 		return nil
 	})
+	fs.BoolVar(&c.Profile, "profile", c.Profile, "profile the NOOP and classic servers of benchmark cells and log a summary")
 	fs.StringVar(&c.Port, "port", c.Port, "name of the virtio-serial port to write events to")
 	fs.StringVar(&c.Out, "out", c.Out, `where events go: "-" for stdout, a file path, or empty for the virtio port`)
 	fs.StringVar(&c.Dir, "dir", c.Dir, "scratch root (default: a tmpfs mounted at "+DefaultScratch+")")

@@ -49,18 +49,19 @@ func TestFromCmdline(t *testing.T) {
 		{name: "host", cmdline: "console=ttyS0 quiet panic=1", want: defaults},
 		{
 			name:    "guest",
-			cmdline: "console=ttyS0 fusematrix.run=^passthrough fusematrix.bench_mib=64 fusematrix.port=fm.1 fusematrix.count=5 fusematrix.bench_runs=3 panic=-1",
+			cmdline: "console=ttyS0 fusematrix.run=^passthrough fusematrix.bench_mib=64 fusematrix.port=fm.1 fusematrix.count=5 fusematrix.bench_runs=3 fusematrix.profile=1 panic=-1",
 			want: with(func(c *Config) {
-				c.Run, c.BenchBytes, c.Port, c.PowerOff, c.Count, c.BenchRuns = "^passthrough", 64<<20, "fm.1", true, 5, 3
+				c.Run, c.BenchBytes, c.Port, c.PowerOff, c.Count, c.BenchRuns, c.Profile = "^passthrough", 64<<20, "fm.1", true, 5, 3, true
 			}),
 		},
 		{
 			name:    "bad values keep defaults",
-			cmdline: "fusematrix.bench_mib=lots fusematrix.count=0 fusematrix.bench_runs=0 fusematrix.colour=red",
+			cmdline: "fusematrix.bench_mib=lots fusematrix.count=0 fusematrix.bench_runs=0 fusematrix.profile=yes fusematrix.colour=red",
 			want:    with(func(c *Config) { c.PowerOff = true }),
 			wantErr: `kernel command line: fusematrix.bench_mib="lots" is not a size in MiB` + "\n" +
 				`kernel command line: fusematrix.count="0" is not a count from 1 to 1000` + "\n" +
 				`kernel command line: fusematrix.bench_runs="0" is not a run count from 1 to 1000` + "\n" +
+				`kernel command line: fusematrix.profile="yes" is not a boolean` + "\n" +
 				"kernel command line: unknown key fusematrix.colour",
 		},
 		{name: "init arguments ignored", cmdline: "quiet -- fusematrix.run=x", want: defaults},

@@ -3,8 +3,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/results"
@@ -12,26 +14,183 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios"
 )
 
-// bench is matrix restricted to the benchmark cells, with their table.
+// benchRenderers are the bench -format values.
+var benchRenderers = map[string]func(io.Writer, *results.Run) error{
+	"table":    report.Bench,
+	"markdown": report.BenchMarkdown,
+}
+
+// bench is matrix restricted to the benchmark cells, with their table,
+// chart and HTML report.
 func bench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "bench"))
 	matrixName := matrixFlag(fs)
 	fs.IntVar(&o.BenchRuns, "runs", scenarios.DefaultBenchRuns, "times each cell measures; the table shows the median")
+	fs.BoolVar(&o.Profile, "profile", false, "profile the NOOP and classic servers in the guest; each cell's log gets the top functions")
 	fs.IntVar(&o.BenchMiB, "bench-mib", 0, "cap on the bytes one run moves, in `MiB` (default: scaled by block size and runs)")
+	peer := fs.String("peer", defaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
+	format := fs.String("format", "table", "output: table or markdown")
+	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels; the chart and report land next to it unless -out is given")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
+	}
+	render, ok := benchRenderers[*format]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "fusematrix bench: -format %q: want table or markdown\n", *format)
+		return exitError(2)
+	}
+	// The paths of the files written go where they do not spoil
+	// Markdown meant for a step summary.
+	info := io.Writer(os.Stdout)
+	if *format != "table" {
+		info = os.Stderr
+	}
+	if *from != "" {
+		var unused []string
+		outSet := false
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "from", "format", "q":
+			case "out":
+				outSet = true
+			default:
+				unused = append(unused, "-"+f.Name)
+			}
+		})
+		unused = append(unused, fs.Args()...)
+		if len(unused) > 0 {
+			fmt.Fprintf(os.Stderr, "fusematrix bench: -from renders an earlier run; %s would have no effect\n", strings.Join(unused, " "))
+			return exitError(2)
+		}
+		run, err := readRunFile(*from)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(*from)
+		if outSet {
+			dir = o.OutDir
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+		}
+		if err := render(os.Stdout, run); err != nil {
+			return err
+		}
+		return writeBenchReports(dir, run, info)
 	}
 	if o.Run == "" {
 		o.Run = "^" + scenarios.BenchPrefix
 	}
 	var err error
-	if o.Kernels, err = selectKernels(*matrixName, fs.Args()); err != nil {
+	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+		return err
+	}
+	if o.Peer, err = benchPeer(fs, *peer, o.SourceDir, *quiet); err != nil {
 		return err
 	}
 	return boot(o, *quiet, func(run *results.Run) error {
-		fmt.Println()
-		return report.Bench(os.Stdout, run)
-	}, os.Stdout)
+		if *format == "table" {
+			fmt.Println()
+		}
+		if err := render(os.Stdout, run); err != nil {
+			return err
+		}
+		return writeBenchReports(o.OutDir, run, info)
+	}, info)
+}
+
+// defaultPeer is where `make peer` leaves the C NOOP peer, in the source
+// checkout.
+const defaultPeer = "bin/fusematrix-nullfs"
+
+// benchPeer returns the absolute path of the C NOOP peer for the guests,
+// or "" for none, and says which on stderr unless quiet. The default
+// binary is optional and looked for in the source checkout (src, else the
+// one above the working directory); one named with -peer must exist.
+func benchPeer(fs *flag.FlagSet, peer, src string, quiet bool) (string, error) {
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "peer" })
+	if !explicit && !filepath.IsAbs(peer) {
+		if src == "" {
+			src, _ = findSource()
+		}
+		if src != "" {
+			peer = filepath.Join(src, peer)
+		}
+	}
+	say := func(format string, args ...any) {
+		if !quiet {
+			fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+		}
+	}
+	if peer == "" {
+		say("no C NOOP peer (-peer is empty); the libfuse NOOP cells skip")
+		return "", nil
+	}
+	if _, err := os.Stat(peer); err != nil {
+		if explicit {
+			return "", fmt.Errorf("bench: -peer: %w", err)
+		}
+		say("no C NOOP peer: %s is absent (make peer builds it); the libfuse NOOP cells skip", peer)
+		return "", nil
+	}
+	abs, err := filepath.Abs(peer)
+	if err != nil {
+		return "", fmt.Errorf("bench: -peer: %w", err)
+	}
+	say("C NOOP peer %s goes into each guest", peer)
+	return abs, nil
+}
+
+// writeBenchReports writes the chart as SVG and PNG and the HTML report
+// into dir, and says where on info.
+func writeBenchReports(dir string, run *results.Run, info io.Writer) error {
+	var paths []string
+	for _, format := range report.ChartFormats {
+		p := filepath.Join(dir, "bench."+format)
+		if err := writeFileAtomic(p, func(w io.Writer) error { return report.Chart(w, run, format) }); err != nil {
+			return err
+		}
+		paths = append(paths, p)
+	}
+	fmt.Fprintf(info, "\nchart: %s\n", strings.Join(paths, "  "))
+	return writeHTMLReport(dir, run, info)
+}
+
+// writeHTMLReport writes report.html into dir and says where on info.
+func writeHTMLReport(dir string, run *results.Run, info io.Writer) error {
+	p := filepath.Join(dir, "report.html")
+	if err := writeFileAtomic(p, func(w io.Writer) error { return report.HTML(w, run) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(info, "report: %s\n", p)
+	return nil
+}
+
+// writeFileAtomic replaces path with what write writes, through a
+// temporary file and a rename, like the harness writes results.json: a
+// browser or CI step reading the report never sees half of it.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }

@@ -62,7 +62,7 @@ func caps(args []string) error {
 		return render(os.Stdout, run)
 	}
 	var err error
-	if o.Kernels, err = selectKernels(*matrixName, fs.Args()); err != nil {
+	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// Probes always run; a pattern no scenario id matches leaves only them.

@@ -3,9 +3,11 @@
 //
 //	fusematrix matrix [flags] [kernel …]
 //	fusematrix bench [flags] [kernel …]
+//	fusematrix bench -from results.json
 //	fusematrix caps [flags] [kernel …]
 //	fusematrix caps -from results.json
 //	fusematrix kernels list|fetch|prune|matrices [flags] [kernel …]
+//	fusematrix kernels build [-base B] [-j N] -src DIR
 package main
 
 import (
@@ -32,16 +34,22 @@ const usage = `usage: fusematrix <command> [flags]
 commands:
   matrix [flags] [kernel …]   boot each kernel, run probes, scenarios and benchmarks, write reports
   bench [flags] [kernel …]    boot each kernel, run the throughput cells (bench/<op>/<mode>/<block>),
-                              print MB/s and the ratio to native per kernel
+                              print MB/s and the ratio to native per kernel, write bench.svg, bench.png
+                              and report.html next to results.json
+  bench -from results.json    the same table, chart and report from an earlier run, without booting
   caps [flags] [kernel …]     boot each kernel, run the probes only, print the kernel × FUSE capability
                               table with the expectations derived from each kernel's config or version
   caps -from results.json     print the capability table of an earlier run without booting anything
   kernels list|fetch|prune    the kernel catalog and cache: what names resolve to, pre-fetch, clean up
+  kernels build -src DIR      build a kernel from a source tree with the project's config fragment
 
 Kernels are selectors such as debian:6.12/cloud or paths to a kernel image
-(./bzImage[,modules=DIR][,config=FILE]); without any, the catalog's matrix
+(./bzImage[,modules=DIR][,config=FILE]) or source trees built on the way
+(src:DIR[,base=defconfig|tinyconfig|FILE]); without any, the catalog's matrix
 -matrix names runs: default (Debian 12's newest 6.1 and 6.12 cloud kernels)
 or wide (every series Debian carries). 'fusematrix kernels matrices' lists them.
+A catalog of your own (-catalog FILE, $FUSEMATRIX_CATALOG or
+~/.config/fusematrix/catalog.conf) adds or replaces matrices and named kernels.
 Run 'fusematrix matrix -h' or 'fusematrix caps -h' for the flags.
 `
 
@@ -93,12 +101,16 @@ func matrix(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Kernels, err = selectKernels(*matrixName, fs.Args()); err != nil {
+	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	return boot(o, *quiet, func(run *results.Run) error {
 		fmt.Println()
-		return report.Table(os.Stdout, run)
+		if err := report.Table(os.Stdout, run); err != nil {
+			return err
+		}
+		fmt.Println()
+		return writeHTMLReport(o.OutDir, run, os.Stdout)
 	}, os.Stdout)
 }
 

@@ -145,3 +145,132 @@ func TestTerminateKeepsResults(t *testing.T) {
 		assert.Check(t, !strings.Contains(string(b), out), "left behind: %s", strings.ReplaceAll(string(b), "\x00", " "))
 	}
 }
+
+// TestCatalogOverride checks that a user's catalog file, from -catalog,
+// $FUSEMATRIX_CATALOG or the config directory, is layered over the
+// built-in one wherever kernels are selected. Nothing here boots or
+// reaches a mirror: the catalog is read before either.
+func TestCatalogOverride(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		assert.NilError(t, os.WriteFile(p, []byte(text), 0o644))
+		return p
+	}
+	user := write("user.conf", "# mine\nmine = ./bzImage\n\n[default]\nmine\ndebian:6.12/cloud@bookworm\n[extra]\ndebian:7.3/cloud\n")
+	config := write("config/fusematrix/catalog.conf", "[default]\ndebian:6.18/cloud\n")
+	bad := write("bad.conf", "[default]\ndebian:6.1\ndebian:6.12 debian:7.3\n")
+	overridden := "default (from " + user + "):\n  mine\n  debian:6.12/cloud@bookworm\n"
+	image := write("bzImage", "not really a kernel")
+	local := write("local.conf", "img = "+image+"\n[local]\nimg\n")
+	for _, tc := range []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		code   int
+		want   []string // in the output
+		absent []string // not in it
+	}{
+		{
+			name: "flag",
+			args: []string{"kernels", "matrices", "-catalog", user},
+			want: []string{
+				overridden,
+				"wide (from built-in kernels/catalog.conf):\n  debian:6.1/cloud@bookworm\n",
+				"extra (from " + user + "):\n  debian:7.3/cloud\n",
+				"named kernels:\n  mine = ./bzImage (from " + user + ")\n",
+			},
+		},
+		{
+			name: "environment",
+			env:  map[string]string{"FUSEMATRIX_CATALOG": user},
+			args: []string{"kernels", "matrices"},
+			want: []string{overridden},
+		},
+		{
+			name: "flag before environment",
+			env:  map[string]string{"FUSEMATRIX_CATALOG": bad},
+			args: []string{"kernels", "matrices", "-catalog", user},
+			want: []string{overridden},
+		},
+		{
+			name: "config directory",
+			env:  map[string]string{"XDG_CONFIG_HOME": filepath.Join(dir, "config")},
+			args: []string{"kernels", "matrices"},
+			want: []string{"default (from " + config + "):\n  debian:6.18/cloud\n"},
+		},
+		{
+			name:   "built in only",
+			args:   []string{"kernels", "matrices"},
+			want:   []string{"default (from built-in kernels/catalog.conf):\n  debian:6.1/cloud@bookworm\n  debian:6.12/cloud@bookworm\n"},
+			absent: []string{"named kernels", "extra"},
+		},
+		{
+			name: "parse error names file and line",
+			args: []string{"kernels", "matrices", "-catalog", bad},
+			code: 1,
+			want: []string{"fusematrix: " + bad + `:3: one kernel per line, no spaces: "debian:6.12 debian:7.3"`},
+		},
+		{
+			name: "missing file",
+			args: []string{"kernels", "matrices", "-catalog", filepath.Join(dir, "none.conf")},
+			code: 1,
+			want: []string{"catalog: open " + filepath.Join(dir, "none.conf")},
+		},
+		// The commands that boot kernels look their matrix up in the
+		// layered catalog; an unknown one fails before anything boots.
+		{
+			name: "matrix",
+			args: []string{"matrix", "-q", "-out", filepath.Join(dir, "out"), "-catalog", user, "-matrix", "nope"},
+			code: 1,
+			want: []string{`no kernel matrix "nope" in the catalog (known: default, wide, extra)`},
+		},
+		{
+			name: "caps",
+			args: []string{"caps", "-q", "-out", filepath.Join(dir, "out"), "-catalog", user, "-matrix", "nope"},
+			code: 1,
+			want: []string{`(known: default, wide, extra)`},
+		},
+		{
+			name: "bench",
+			args: []string{"bench", "-q", "-out", filepath.Join(dir, "out"), "-catalog", user, "-matrix", "nope"},
+			code: 1,
+			want: []string{`(known: default, wide, extra)`},
+		},
+		{
+			name: "kernels list",
+			args: []string{"kernels", "list", "-q", "-catalog", user, "-matrix", "nope"},
+			code: 1,
+			want: []string{`(known: default, wide, extra)`},
+		},
+		{
+			name: "kernels list shows the matrix's file",
+			args: []string{"kernels", "list", "-q", "-catalog", local, "-matrix", "local"},
+			want: []string{"matrix local from " + local + "\n\nKERNEL ", "\nimg     " + image + " "},
+		},
+		{
+			name: "kernels fetch",
+			args: []string{"kernels", "fetch", "-q", "-catalog", user, "-matrix", "nope"},
+			code: 1,
+			want: []string{`(known: default, wide, extra)`},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The machine's own configuration must not leak in.
+			t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "empty"))
+			t.Setenv("FUSEMATRIX_CATALOG", "")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			code, out := fusematrix(t, tc.args...)
+			assert.Equal(t, code, tc.code, out)
+			for _, s := range tc.want {
+				assert.Check(t, is.Contains(out, s))
+			}
+			for _, s := range tc.absent {
+				assert.Check(t, !strings.Contains(out, s), "%q in:\n%s", s, out)
+			}
+		})
+	}
+}
