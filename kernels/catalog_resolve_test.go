@@ -424,3 +424,43 @@ func TestLocalKernelOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneBuiltAndSources shows that built kernels, build directories and
+// unpacked sources stay unless everything is pruned, and that one in use
+// stays even then.
+func TestPruneBuiltAndSources(t *testing.T) {
+	ctx := context.Background()
+	opts, _ := testOptions(t, testArchive(t))
+	var paths []string
+	for _, p := range []string{
+		filepath.Join(BuiltDir, "linux-0123456789abcdef"),
+		filepath.Join(BuiltDir, ".work-linux-tinyconfig"),
+		filepath.Join(SourceDir, "linux-source-6.12"),
+	} {
+		path := filepath.Join(opts.CacheDir, p)
+		assert.NilError(t, os.MkdirAll(path, 0o755))
+		assert.NilError(t, os.WriteFile(filepath.Join(path, "f"), make([]byte, 5000), 0o644))
+		paths = append(paths, path)
+	}
+
+	pruned, err := Prune(ctx, []string{"debian:6.12"}, false, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 0), "a selective prune removed built kernels or sources")
+
+	unlock, ok, err := tryLock(paths[2] + ".lock")
+	assert.NilError(t, err)
+	assert.Assert(t, ok)
+	defer unlock()
+	pruned, err = Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	var got []string
+	for _, p := range pruned {
+		got = append(got, p.Path)
+		assert.Check(t, p.Bytes > 0, p.Path)
+	}
+	assert.DeepEqual(t, got, []string{paths[1], paths[0]}) // sorted by path
+	for i, p := range paths {
+		_, err := os.Stat(p)
+		assert.Check(t, is.Equal(err == nil, i == 2), "%s", p)
+	}
+}

@@ -74,15 +74,24 @@ func Prune(ctx context.Context, keep []string, all bool, opts Options) ([]Pruned
 			wanted[filepath.Base(res.Entry)] = true
 		}
 	}
+	var pruned []Pruned
+	if all {
+		for _, dir := range []string{BuiltDir, SourceDir} {
+			more, err := pruneTree(filepath.Join(r.cacheDir, dir), r.logf)
+			pruned = append(pruned, more...)
+			if err != nil {
+				return pruned, err
+			}
+		}
+	}
 	root := filepath.Join(r.cacheDir, "kernels")
 	entries, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return pruned, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
+		return pruned, fmt.Errorf("prune: %w", err)
 	}
-	var pruned []Pruned
 	for _, e := range entries {
 		name := e.Name()
 		var (
@@ -130,6 +139,44 @@ func Prune(ctx context.Context, keep []string, all bool, opts Options) ([]Pruned
 		pruned = append(pruned, Pruned{Path: path, Bytes: size, Why: why})
 	}
 	slices.SortFunc(pruned, func(a, b Pruned) int { return strings.Compare(a.Path, b.Path) })
+	return pruned, nil
+}
+
+// pruneTree removes every entry of a directory of built kernels, build
+// directories or unpacked sources, each under the "<entry>.lock" its
+// writer holds. No selector names these (a source tree's commit does), so
+// only an explicit prune of everything removes them.
+func pruneTree(root string, logf func(string, ...any)) ([]Pruned, error) {
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	var pruned []Pruned
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".lock") {
+			continue
+		}
+		path := filepath.Join(root, name)
+		unlock, ok, err := tryLock(path + ".lock")
+		if err != nil {
+			return pruned, fmt.Errorf("prune: %w", err)
+		}
+		if !ok {
+			logf("prune: %s is in use, left alone", path)
+			continue
+		}
+		size := diskUsage(path)
+		err = os.RemoveAll(path)
+		unlock()
+		if err != nil {
+			return pruned, fmt.Errorf("prune: %w", err)
+		}
+		pruned = append(pruned, Pruned{Path: path, Bytes: size, Why: "all"})
+	}
 	return pruned, nil
 }
 

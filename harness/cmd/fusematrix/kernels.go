@@ -240,7 +240,7 @@ func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
 
 func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("kernels prune", flag.ContinueOnError)
-	all := fs.Bool("all", false, "remove every cached kernel, not only those no matrix uses")
+	all := fs.Bool("all", false, "remove every cached kernel, not only those no matrix uses, and built kernels and unpacked sources")
 	var o kernels.Options
 	quiet := kernelOptions(fs, &o)
 	var catalog string
