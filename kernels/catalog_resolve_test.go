@@ -61,7 +61,7 @@ func TestSuitePreference(t *testing.T) {
 		})
 	}
 	assert.Check(t, slices.ContainsFunc(*logs, func(l string) bool {
-		return strings.HasPrefix(l, "warning: kernel debian:7.3/cloud: linux-base-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1), needed by") &&
+		return strings.HasPrefix(l, "warning: kernel debian:7.3/cloud: linux-base-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1) and linux-binary-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1), needed by") &&
 			strings.HasSuffix(l, "; using linux-image-7.3.4+deb13-cloud-amd64 7.3.4-1~bpo13+1 instead")
 	}), *logs)
 

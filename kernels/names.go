@@ -274,6 +274,9 @@ func packageParts(image debian.Package, idxs []*debian.Index) (debian.Package, [
 		}
 		if split {
 			parts := []debian.Package{image}
+			// Every missing part is named: an archive that lacks the
+			// base lacks the modules too, and only the modules matter.
+			var missing []string
 			for _, clause := range deps {
 				for _, rel := range clause {
 					if !hasAnyPrefix(rel.Name, "linux-binary-", "linux-modules-", "linux-base-") {
@@ -281,11 +284,16 @@ func packageParts(image debian.Package, idxs []*debian.Index) (debian.Package, [
 					}
 					p, err := findRelation(rel, image, idxs)
 					if err != nil {
-						return image, nil, err
+						missing = append(missing, relationString(rel))
+						break
 					}
 					parts = append(parts, p)
 					break
 				}
+			}
+			if len(missing) > 0 {
+				return image, nil, fmt.Errorf("%s, needed by %s %s, not found in %s",
+					strings.Join(missing, " and "), image.Name, image.Version, suiteList(idxs))
 			}
 			return image, parts, nil
 		}
@@ -342,13 +350,17 @@ func findRelation(rel debian.Relation, from debian.Package, idxs []*debian.Index
 		}
 	}
 	if !found {
-		want := rel.Name
-		if rel.Operator != "" {
-			want += " (" + rel.Operator + " " + rel.Version + ")"
-		}
-		return best, fmt.Errorf("%s, needed by %s %s, not found in %s", want, from.Name, from.Version, suiteList(idxs))
+		return best, fmt.Errorf("%s, needed by %s %s, not found in %s", relationString(rel), from.Name, from.Version, suiteList(idxs))
 	}
 	return best, nil
+}
+
+// relationString writes rel as a Depends field does.
+func relationString(rel debian.Relation) string {
+	if rel.Operator == "" {
+		return rel.Name
+	}
+	return rel.Name + " (" + rel.Operator + " " + rel.Version + ")"
 }
 
 func satisfies(version string, rel debian.Relation) bool {

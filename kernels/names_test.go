@@ -191,6 +191,10 @@ func TestPackageParts(t *testing.T) {
 			pkg("tb", "linux-image-6.12-cloud-amd64", "6.12.117-1", "linux-image-6.12.117+deb12-cloud-amd64 (= 6.12.117-1)"),
 			pkg("tb", "linux-image-6.12.117+deb12-cloud-amd64", "6.12.117-1", "kmod, linux-base (>= 4.3~)"),
 			pkg("tb", "linux-image-7.9.1+deb13-cloud-amd64", "7.9.1-1", "linux-binary-7.9.1+deb13-cloud-amd64 (= 7.9.1-1)"),
+			// As the mirror has 6.19, 7.0 and 7.1: the binary alone.
+			pkg("tb", "linux-image-7.1.13+deb13-cloud-amd64", "7.1.13-1", "linux-base-7.1.13+deb13-cloud-amd64 (= 7.1.13-1), "+
+				"linux-binary-7.1.13+deb13-cloud-amd64 (= 7.1.13-1), linux-modules-7.1.13+deb13-cloud-amd64 (= 7.1.13-1)"),
+			pkg("tb", "linux-binary-7.1.13+deb13-cloud-amd64", "7.1.13-1", ""),
 		}},
 	}
 	describe := func(ps []debian.Package) []string {
@@ -234,6 +238,12 @@ func TestPackageParts(t *testing.T) {
 			name: "a missing part",
 			from: idxs[1].Packages[7],
 			err:  "linux-binary-7.9.1+deb13-cloud-amd64 (= 7.9.1-1), needed by linux-image-7.9.1+deb13-cloud-amd64 7.9.1-1, not found in sid, tb",
+		},
+		{
+			name: "every missing part is named",
+			from: idxs[1].Packages[8],
+			err: "linux-base-7.1.13+deb13-cloud-amd64 (= 7.1.13-1) and linux-modules-7.1.13+deb13-cloud-amd64 (= 7.1.13-1), " +
+				"needed by linux-image-7.1.13+deb13-cloud-amd64 7.1.13-1, not found in sid, tb",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
