@@ -342,15 +342,18 @@ func (w *writer) finish() *results.Run {
 // reader never sees half a file.
 func (w *writer) flush() {
 	w.err = errors.Join(
-		writeFile(filepath.Join(w.dir, "results.json"), func(f io.Writer) error { return report.WriteJSON(f, w.run) }),
-		writeFile(filepath.Join(w.dir, "junit.xml"), func(f io.Writer) error { return report.JUnit(f, w.run) }),
+		WriteFile(filepath.Join(w.dir, "results.json"), func(f io.Writer) error { return report.WriteJSON(f, w.run) }),
+		WriteFile(filepath.Join(w.dir, "junit.xml"), func(f io.Writer) error { return report.JUnit(f, w.run) }),
 	)
 }
 
-func writeFile(path string, write func(io.Writer) error) error {
+// WriteFile replaces path with what write writes, through a temporary
+// file in the same directory and a rename, so that a reader (a browser, a
+// CI step, a second fusematrix) never sees half a file.
+func WriteFile(path string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := write(tmp); err != nil {
@@ -359,10 +362,13 @@ func writeFile(path string, write func(io.Writer) error) error {
 	}
 	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }

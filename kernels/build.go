@@ -554,11 +554,7 @@ func (b *builder) configure(ctx context.Context, work string) error {
 // install copies the image and config out of the build directory into a
 // new cache entry, which appears complete or not at all.
 func (b *builder) install(work, entry, release string) error {
-	stale, _ := filepath.Glob(filepath.Join(b.root, ".tmp-"+filepath.Base(entry)+"_*"))
-	for _, name := range stale {
-		os.RemoveAll(name)
-	}
-	tmp, err := os.MkdirTemp(b.root, ".tmp-"+filepath.Base(entry)+"_")
+	tmp, err := freshTemp(b.root, filepath.Base(entry))
 	if err != nil {
 		return err
 	}

@@ -117,15 +117,7 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 			return nil, err
 		}
 	}
-	// Temporary files of this entry that exist now belong to runs that
-	// died: the lock says no live run is using them. "_" appears in no
-	// package name or version, so the pattern matches no other entry's.
-	tmpPrefix := ".tmp-" + entryName(image) + "_"
-	stale, _ := filepath.Glob(filepath.Join(root, tmpPrefix+"*"))
-	for _, name := range stale {
-		os.RemoveAll(name)
-	}
-	tmp, err := os.MkdirTemp(root, tmpPrefix)
+	tmp, err := freshTemp(root, entryName(image))
 	if err != nil {
 		return nil, err
 	}
@@ -431,4 +423,18 @@ func lockFile(ctx context.Context, name string, waiting func()) (unlock func(), 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// freshTemp makes the temporary directory an entry is assembled in before
+// its rename into place, after removing the entry's temporary files that
+// exist now: the caller holds the entry's lock, so they belong to runs
+// that died. "_" appears in no package name or version, so the pattern
+// matches no other entry's.
+func freshTemp(root, entry string) (string, error) {
+	prefix := ".tmp-" + entry + "_"
+	stale, _ := filepath.Glob(filepath.Join(root, prefix+"*"))
+	for _, name := range stale {
+		os.RemoveAll(name)
+	}
+	return os.MkdirTemp(root, prefix)
 }

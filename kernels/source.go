@@ -67,12 +67,7 @@ func DebianSource(ctx context.Context, series string, opts Options) (string, err
 	if _, err := os.Stat(tree); err == nil {
 		return tree, nil
 	}
-	tmpPrefix := ".tmp-" + entryName(pkg) + "_"
-	stale, _ := filepath.Glob(filepath.Join(root, tmpPrefix+"*"))
-	for _, name := range stale {
-		os.RemoveAll(name)
-	}
-	tmp, err := os.MkdirTemp(root, tmpPrefix)
+	tmp, err := freshTemp(root, entryName(pkg))
 	if err != nil {
 		return "", err
 	}

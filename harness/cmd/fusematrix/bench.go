@@ -150,7 +150,7 @@ func writeBenchReports(dir string, run *results.Run, info io.Writer) error {
 	var paths []string
 	for _, format := range report.ChartFormats {
 		p := filepath.Join(dir, "bench."+format)
-		if err := writeFileAtomic(p, func(w io.Writer) error { return report.Chart(w, run, format) }); err != nil {
+		if err := harness.WriteFile(p, func(w io.Writer) error { return report.Chart(w, run, format) }); err != nil {
 			return err
 		}
 		paths = append(paths, p)
@@ -162,35 +162,9 @@ func writeBenchReports(dir string, run *results.Run, info io.Writer) error {
 // writeHTMLReport writes report.html into dir and says where on info.
 func writeHTMLReport(dir string, run *results.Run, info io.Writer) error {
 	p := filepath.Join(dir, "report.html")
-	if err := writeFileAtomic(p, func(w io.Writer) error { return report.HTML(w, run) }); err != nil {
+	if err := harness.WriteFile(p, func(w io.Writer) error { return report.HTML(w, run) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(info, "report: %s\n", p)
-	return nil
-}
-
-// writeFileAtomic replaces path with what write writes, through a
-// temporary file and a rename, like the harness writes results.json: a
-// browser or CI step reading the report never sees half of it.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	return nil
 }
