@@ -121,22 +121,13 @@ func Prune(ctx context.Context, keep []string, all bool, opts Options) ([]Pruned
 		default:
 			continue
 		}
-		path := filepath.Join(root, name)
-		unlock, ok, err := tryLock(filepath.Join(root, entry+".lock"))
+		p, err := removeLocked(filepath.Join(root, name), filepath.Join(root, entry+".lock"), why, r.logf)
 		if err != nil {
-			return pruned, fmt.Errorf("prune: %w", err)
+			return pruned, err
 		}
-		if !ok {
-			r.logf("prune: %s is in use, left alone", name)
-			continue
+		if p != nil {
+			pruned = append(pruned, *p)
 		}
-		size := diskUsage(path)
-		err = os.RemoveAll(path)
-		unlock()
-		if err != nil {
-			return pruned, fmt.Errorf("prune: %w", err)
-		}
-		pruned = append(pruned, Pruned{Path: path, Bytes: size, Why: why})
 	}
 	slices.SortFunc(pruned, func(a, b Pruned) int { return strings.Compare(a.Path, b.Path) })
 	return pruned, nil
@@ -161,23 +152,34 @@ func pruneTree(root string, logf func(string, ...any)) ([]Pruned, error) {
 			continue
 		}
 		path := filepath.Join(root, name)
-		unlock, ok, err := tryLock(path + ".lock")
+		p, err := removeLocked(path, path+".lock", "all", logf)
 		if err != nil {
-			return pruned, fmt.Errorf("prune: %w", err)
+			return pruned, err
 		}
-		if !ok {
-			logf("prune: %s is in use, left alone", path)
-			continue
+		if p != nil {
+			pruned = append(pruned, *p)
 		}
-		size := diskUsage(path)
-		err = os.RemoveAll(path)
-		unlock()
-		if err != nil {
-			return pruned, fmt.Errorf("prune: %w", err)
-		}
-		pruned = append(pruned, Pruned{Path: path, Bytes: size, Why: "all"})
 	}
 	return pruned, nil
+}
+
+// removeLocked removes path under the lock its writers take, or leaves it
+// (nil, nil) when another process holds that lock.
+func removeLocked(path, lock, why string, logf func(string, ...any)) (*Pruned, error) {
+	unlock, ok, err := tryLock(lock)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	if !ok {
+		logf("prune: %s is in use, left alone", path)
+		return nil, nil
+	}
+	defer unlock()
+	size := diskUsage(path)
+	if err := os.RemoveAll(path); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	return &Pruned{Path: path, Bytes: size, Why: why}, nil
 }
 
 // tryLock takes the flock on name if no other process holds it.
