@@ -133,7 +133,7 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	}
 	var names []string
 	for _, p := range parts {
-		got, err := r.fetchPart(ctx, p, downloads, tmp)
+		got, err := r.fetchPart(ctx, p, downloads, tmp, keepKernelFile)
 		if err != nil {
 			// Only a transfer cut short is worth resuming; anything else
 			// (a bad file, a package that does not unpack) would fail the
@@ -173,7 +173,7 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 
 // fetchPart downloads p into the directory downloads, resuming what an
 // earlier run left there, and unpacks what a kernel needs into dir.
-func (r *resolver) fetchPart(ctx context.Context, p debian.Package, downloads, dir string) ([]string, error) {
+func (r *resolver) fetchPart(ctx context.Context, p debian.Package, downloads, dir string, keep func(string) bool) ([]string, error) {
 	base := entryName(p) + ".deb"
 	// Names come from the index; one must not lead out of the directory.
 	if strings.ContainsAny(base, `/\`) || strings.HasPrefix(base, ".") {
@@ -189,7 +189,7 @@ func (r *resolver) fetchPart(ctx context.Context, p debian.Package, downloads, d
 	}
 	defer f.Close()
 	start := time.Now()
-	names, err := deb.Extract(f, dir, keepKernelFile)
+	names, err := deb.Extract(f, dir, keep)
 	if err != nil {
 		return nil, fmt.Errorf("unpack %s %s: %w", p.Name, p.Version, err)
 	}

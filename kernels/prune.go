@@ -152,7 +152,9 @@ func pruneTree(root string, logf func(string, ...any)) ([]Pruned, error) {
 			continue
 		}
 		path := filepath.Join(root, name)
-		p, err := removeLocked(path, path+".lock", "all", logf)
+		// A download is written under the lock of the entry it is for.
+		lock := filepath.Join(root, strings.TrimPrefix(name, downloadPrefix)+".lock")
+		p, err := removeLocked(path, lock, "all", logf)
 		if err != nil {
 			return pruned, err
 		}

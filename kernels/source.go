@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fusematrix/fusematrix/kernels/deb"
 	"github.com/fusematrix/fusematrix/kernels/debian"
 )
 
@@ -76,8 +75,21 @@ func DebianSource(ctx context.Context, series string, opts Options) (string, err
 		return "", err
 	}
 	tarball := "usr/src/" + pkgName + ".tar.xz"
-	if _, err := r.fetchSourcePart(ctx, pkg, filepath.Join(tmp, "deb"), tarball); err != nil {
+	// The package is some 150 MB: it downloads beside the entry, where an
+	// interrupted download is resumed by the next call (the entry's lock
+	// covers it), and goes once the tree is in place.
+	downloads := filepath.Join(root, downloadPrefix+entryName(pkg))
+	for _, d := range []string{downloads, filepath.Join(tmp, "deb")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	names, err := r.fetchPart(ctx, pkg, downloads, filepath.Join(tmp, "deb"), func(name string) bool { return name == tarball })
+	if err != nil {
 		return "", err
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("unpack %s %s: no %s in it", pkg.Name, pkg.Version, tarball)
 	}
 	start := time.Now()
 	r.logf("unpacking %s", tarball)
@@ -95,33 +107,6 @@ func DebianSource(ctx context.Context, series string, opts Options) (string, err
 	if err := os.Rename(tmp, entry); err != nil {
 		return "", fmt.Errorf("install %s: %w", entry, err)
 	}
+	os.RemoveAll(downloads)
 	return tree, nil
-}
-
-// fetchSourcePart downloads p and unpacks the one file named keep from it
-// into dir.
-func (r *resolver) fetchSourcePart(ctx context.Context, p debian.Package, dir, keep string) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.CreateTemp(dir, "*.deb")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	if err := r.archive.Download(ctx, p, f); err != nil {
-		return nil, err
-	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return nil, err
-	}
-	names, err := deb.Extract(f, dir, func(name string) bool { return name == keep })
-	if err != nil {
-		return nil, fmt.Errorf("unpack %s %s: %w", p.Name, p.Version, err)
-	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("unpack %s %s: no %s in it", p.Name, p.Version, keep)
-	}
-	return names, nil
 }
