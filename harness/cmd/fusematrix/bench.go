@@ -48,22 +48,11 @@ func bench(args []string) error {
 		info = os.Stderr
 	}
 	if *from != "" {
-		var unused []string
-		outSet := false
-		fs.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "from", "format", "q":
-			case "out":
-				outSet = true
-			default:
-				unused = append(unused, "-"+f.Name)
-			}
-		})
-		unused = append(unused, fs.Args()...)
-		if len(unused) > 0 {
-			fmt.Fprintf(os.Stderr, "fusematrix bench: -from renders an earlier run; %s would have no effect\n", strings.Join(unused, " "))
-			return exitError(2)
+		if err := onlyFlags(fs, "from", "format", "q", "out"); err != nil {
+			return err
 		}
+		outSet := false
+		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
 		run, err := readRunFile(*from)
 		if err != nil {
 			return err

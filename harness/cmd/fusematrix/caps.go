@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
@@ -42,18 +43,8 @@ func caps(args []string) error {
 		return exitError(2)
 	}
 	if *from != "" {
-		// Everything else configures a boot; accepting it silently would
-		// let a reader believe it had an effect.
-		var unused []string
-		fs.Visit(func(f *flag.Flag) {
-			if f.Name != "from" && f.Name != "format" && f.Name != "q" {
-				unused = append(unused, "-"+f.Name)
-			}
-		})
-		unused = append(unused, fs.Args()...)
-		if len(unused) > 0 {
-			fmt.Fprintf(os.Stderr, "fusematrix caps: -from renders an earlier run; %s would have no effect\n", strings.Join(unused, " "))
-			return exitError(2)
+		if err := onlyFlags(fs, "from", "format", "q"); err != nil {
+			return err
 		}
 		run, err := readRunFile(*from)
 		if err != nil {
@@ -150,4 +141,22 @@ func knownStatus(s results.Status) bool {
 		return true
 	}
 	return false
+}
+
+// onlyFlags fails with a usage error when flags other than allowed, or
+// arguments, were given with -from: everything else configures a boot,
+// and accepting it silently would let a reader believe it had an effect.
+func onlyFlags(fs *flag.FlagSet, allowed ...string) error {
+	var unused []string
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(allowed, f.Name) {
+			unused = append(unused, "-"+f.Name)
+		}
+	})
+	unused = append(unused, fs.Args()...)
+	if len(unused) > 0 {
+		fmt.Fprintf(os.Stderr, "fusematrix %s: -from renders an earlier run; %s would have no effect\n", fs.Name(), strings.Join(unused, " "))
+		return exitError(2)
+	}
+	return nil
 }
