@@ -41,17 +41,23 @@ var (
 // a 4 KiB write through FUSE makes 1–4 MB/s (two round trips, GETXATTR and
 // WRITE, each a switch between address spaces, which TCG makes dear), a
 // 4 KiB read 30–100 and a 1 MiB read 40–170. The figures keep most cells
-// within a few seconds under TCG.
+// within a few seconds under TCG. Large reads move twice as much as large
+// writes: native and passthrough read 400 MB/s there, and a run of 50 ms
+// is at the mercy of the host's scheduler.
 func benchTotal(op string, block int) int64 {
 	switch {
 	case block < 64<<10 && op == "write":
 		return 8 << 20
 	case block < 64<<10:
 		return 32 << 20
-	case block < 512<<10:
+	case block < 512<<10 && op == "write":
 		return 96 << 20
+	case block < 512<<10:
+		return 192 << 20
+	case op == "write":
+		return 192 << 20
 	}
-	return 192 << 20
+	return 384 << 20
 }
 
 // bytesPerRun splits the cell's total over runs, in whole blocks, never
@@ -170,17 +176,57 @@ func (set *benchSet) ratio(median float64, base benchCell) (float64, bool, strin
 }
 
 // ratios adds to r, the result of cell c with the given median, its ratio
-// to native and to each of the mode's other bases, or facts saying why
-// not.
-func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, r *results.Result) {
-	for _, b := range append([]string{"native"}, mode.bases...) {
-		key := "ratio_" + strings.ReplaceAll(b, "-", "_")
-		if v, ok, why := set.ratio(median, c.in(b)); ok {
-			r.Metrics[key] = v
-		} else {
-			r.Facts[key] = why
+// to native, to each of the mode's other bases and to each mode it was
+// paired with, or facts saying why not. paired holds the per-run ratios
+// to each pair mode that ran beside every run; unpaired says why a pair
+// mode gave none, and such a mode falls back to the ratio of medians.
+func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired map[string][]float64, unpaired map[string]string, r *results.Result) {
+	var names []string
+	for _, b := range slices.Concat([]string{"native"}, mode.bases, mode.pairs) {
+		if !slices.Contains(names, b) {
+			names = append(names, b)
 		}
 	}
+	for _, b := range names {
+		key := "ratio_" + strings.ReplaceAll(b, "-", "_")
+		if xs := paired[b]; len(xs) > 0 {
+			r.Metrics[key] = summarize(xs).median
+			continue
+		}
+		v, ok, why := set.ratio(median, c.in(b))
+		if ok {
+			r.Metrics[key] = v
+			continue
+		}
+		if w := unpaired[b]; w != "" {
+			why = w + "; " + why
+		}
+		r.Facts[key] = why
+	}
+}
+
+// pairRatios divides each run's figure by that of the pair run right
+// before it.
+func pairRatios(mbps, pair []float64) []float64 {
+	if len(pair) != len(mbps) {
+		return nil
+	}
+	out := make([]float64, 0, len(mbps))
+	for i, v := range mbps {
+		if pair[i] <= 0 {
+			return nil
+		}
+		out = append(out, v/pair[i])
+	}
+	return out
+}
+
+func formatRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 3, 64)
+	}
+	return strings.Join(parts, " ")
 }
 
 // sample is one run of a cell.
@@ -192,6 +238,17 @@ type sample struct {
 	busy   time.Duration
 	ctxsw  uint64
 	server time.Duration
+	// settle says why the run began with its server not known to be
+	// quiet; "" when it was, or when there is no server.
+	settle string
+}
+
+// mbps is the run's throughput in MB/s; 0 for a run that took no time.
+func (s sample) mbps() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(s.bytes) / 1e6 / s.elapsed.Seconds()
 }
 
 func (set *benchSet) run(ctx context.Context, env *Env, c benchCell) results.Result {
@@ -221,15 +278,12 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 	if set.modes != nil {
 		modes = set.modes
 	}
-	var mode seqMode
-	for _, m := range modes() {
-		if m.name == c.mode {
-			mode = m
-		}
-	}
-	if mode.name == "" {
+	all := modes()
+	i := modeIndex(all, c.mode)
+	if i < 0 {
 		return withError(r, "no mode %q", c.mode)
 	}
+	mode := all[i]
 	if mode.passthrough {
 		if why := passthroughMissing(env.Capabilities); why != "" {
 			r.Status, r.Reason = results.Skip, why
@@ -270,6 +324,23 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 		}
 	}
 
+	// Pair modes that cannot run here are left out: their ratio falls
+	// back to the ratio of medians, which says why it has none.
+	var pairs []seqMode
+	unpaired := map[string]string{}
+	pairMbps := map[string][]float64{}
+	for _, name := range mode.pairs {
+		i := modeIndex(all, name)
+		if i < 0 {
+			return withError(r, "mode %q pairs with unknown mode %q", mode.name, name)
+		}
+		pm := all[i]
+		if pm.unavailable != nil && pm.unavailable() != "" {
+			continue
+		}
+		pairs = append(pairs, pm)
+	}
+
 	env.logf("%d runs of %d bytes", runs, size)
 	mbps := make([]float64, 0, runs)
 	var total sample
@@ -280,6 +351,17 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 		profile := ""
 		if env.Profile && mode.profiled {
 			profile = filepath.Join(env.Dir, fmt.Sprintf("cpu-%d.pprof", i+1))
+		}
+		for _, pm := range pairs {
+			if unpaired[pm.name] != "" {
+				continue
+			}
+			ps, _, err := set.once(ctx, env, c.in(pm.name), pm, backing, size, buf, "")
+			if err != nil {
+				unpaired[pm.name] = fmt.Sprintf("paired %s run %d: %v", pm.name, i+1, err)
+				continue
+			}
+			pairMbps[pm.name] = append(pairMbps[pm.name], ps.mbps())
 		}
 		s, st, err := set.once(ctx, env, c, mode, backing, size, buf, profile)
 		if err != nil {
@@ -305,11 +387,14 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 				requests[op] += n
 			}
 		}
-		mbps = append(mbps, float64(s.bytes)/1e6/s.elapsed.Seconds())
+		mbps = append(mbps, s.mbps())
 		total.bytes += s.bytes
 		total.busy += s.busy
 		total.ctxsw += s.ctxsw
 		total.server += s.server
+		if s.settle != "" {
+			r.Log = append(r.Log, fmt.Sprintf("run %d: %s", i+1, s.settle))
+		}
 	}
 	st := summarize(mbps)
 	gib := float64(total.bytes) / (1 << 30)
@@ -343,7 +428,24 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 		// Its own ratio is 1 by definition, even before it is recorded.
 		set.medians[c] = st.median
 	}
-	set.ratios(c, mode, st.median, &r)
+	paired := map[string][]float64{}
+	var pairedWith []string
+	for _, pm := range pairs {
+		xs := pairRatios(mbps, pairMbps[pm.name])
+		if unpaired[pm.name] != "" || xs == nil {
+			continue
+		}
+		paired[pm.name] = xs
+		pairedWith = append(pairedWith, pm.name)
+		r.Log = append(r.Log, fmt.Sprintf("ratio to %s, run by run, each right after a %s run: %s", pm.name, pm.name, formatRatios(xs)))
+	}
+	if len(pairedWith) > 0 {
+		r.Facts["paired_with"] = strings.Join(pairedWith, " ")
+	}
+	if len(unpaired) > 0 {
+		r.Facts["unpaired"] = strings.Join(slices.Sorted(maps.Values(unpaired)), "; ")
+	}
+	set.ratios(c, mode, st.median, paired, unpaired, &r)
 	return r
 }
 
@@ -397,8 +499,22 @@ func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMo
 	var s sample
 	var runErr, cpuErr error
 	var serverBefore time.Duration
+	// serverCPU is the finer scheduler figure where the kernel keeps
+	// it, else clock ticks.
+	serverCPU := threadsRuntime
 	if d != nil {
-		serverBefore, cpuErr = taskCPU(d.Pid())
+		waited, quiet, err := settle(ctx, d.Pid())
+		switch {
+		case ctx.Err() != nil:
+			_, _ = d.Stop()
+			return s, nil, ctx.Err()
+		case err != nil:
+			s.settle = fmt.Sprintf("server CPU not watched: %v", err)
+			serverCPU = taskCPU
+		case !quiet:
+			s.settle = fmt.Sprintf("server still busy after %s, measured anyway", waited.Round(time.Millisecond))
+		}
+		serverBefore, cpuErr = serverCPU(d.Pid())
 	}
 	before, err := readProcStat()
 	if err == nil {
@@ -414,7 +530,7 @@ func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMo
 	}
 	if d != nil && cpuErr == nil {
 		var serverAfter time.Duration
-		if serverAfter, cpuErr = taskCPU(d.Pid()); cpuErr == nil {
+		if serverAfter, cpuErr = serverCPU(d.Pid()); cpuErr == nil {
 			s.server = serverAfter - serverBefore
 		}
 	}

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -48,6 +49,8 @@ func TestRatios(t *testing.T) {
 		median      float64
 		medians     map[benchCell]float64
 		missing     map[benchCell]string
+		paired      map[string][]float64
+		unpaired    map[string]string
 		wantMetrics map[string]float64
 		wantFacts   map[string]string
 	}{
@@ -95,6 +98,32 @@ func TestRatios(t *testing.T) {
 			wantFacts:   map[string]string{"ratio_libfuse_noop": "libfuse-noop write/4096 gave no figure in this run (skip: no peer)"},
 		},
 		{
+			name: "paired runs win over medians", cell: pt4k.in("noop"), median: 9,
+			medians: map[benchCell]float64{pt4k.in("native"): 60, pt4k.in("libfuse-noop"): 10},
+			paired: map[string][]float64{
+				"native":       {0.2, 0.1, 0.3},
+				"libfuse-noop": {1.0, 0.7, 0.95, 0.8},
+			},
+			wantMetrics: map[string]float64{"ratio_native": 0.2, "ratio_libfuse_noop": 0.875},
+			wantFacts:   map[string]string{},
+		},
+		{
+			name: "failed pair falls back to medians", cell: pt4k.in("noop"), median: 9,
+			medians:     map[benchCell]float64{pt4k.in("native"): 60, pt4k.in("libfuse-noop"): 10},
+			unpaired:    map[string]string{"libfuse-noop": "paired libfuse-noop run 2: no mount"},
+			wantMetrics: map[string]float64{"ratio_native": 0.15, "ratio_libfuse_noop": 0.9},
+			wantFacts:   map[string]string{},
+		},
+		{
+			name: "failed pair and no median says both", cell: pt4k.in("noop"), median: 9,
+			medians:     map[benchCell]float64{pt4k.in("native"): 60},
+			unpaired:    map[string]string{"libfuse-noop": "paired libfuse-noop run 2: no mount"},
+			wantMetrics: map[string]float64{"ratio_native": 0.15},
+			wantFacts: map[string]string{
+				"ratio_libfuse_noop": "paired libfuse-noop run 2: no mount; libfuse-noop write/4096 not measured in this run",
+			},
+		},
+		{
 			name: "zero median is no figure", cell: pt4k, median: 30,
 			medians:     map[benchCell]float64{pt4k.in("native"): 0, pt4k.in("noop"): 10},
 			wantMetrics: map[string]float64{"ratio_noop": 3},
@@ -108,9 +137,31 @@ func TestRatios(t *testing.T) {
 			r := results.Result{Metrics: map[string]float64{}, Facts: map[string]string{}}
 			i := modeIndex(seqModes(), tc.cell.mode)
 			assert.Assert(t, i >= 0, "no mode %q", tc.cell.mode)
-			set.ratios(tc.cell, seqModes()[i], tc.median, &r)
+			set.ratios(tc.cell, seqModes()[i], tc.median, tc.paired, tc.unpaired, &r)
 			assert.DeepEqual(t, r.Metrics, tc.wantMetrics)
 			assert.DeepEqual(t, r.Facts, tc.wantFacts)
+		})
+	}
+}
+
+func TestPairRatios(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		mbps, pair []float64
+		want       []float64
+	}{
+		{name: "run by run", mbps: []float64{10, 30, 5}, pair: []float64{20, 30, 50}, want: []float64{0.5, 1, 0.1}},
+		{name: "a pair run missing", mbps: []float64{10, 30}, pair: []float64{20}},
+		{name: "a pair run that took no time", mbps: []float64{10, 30}, pair: []float64{20, 0}},
+		{name: "none", mbps: nil, pair: nil, want: []float64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := pairRatios(tc.mbps, tc.pair)
+			if tc.want == nil {
+				assert.Check(t, is.Nil(got))
+				return
+			}
+			assert.DeepEqual(t, got, tc.want)
 		})
 	}
 }
@@ -205,9 +256,10 @@ func TestBytesPerRun(t *testing.T) {
 	}{
 		{name: "4K read over 5 runs", op: "read", block: 4 << 10, runs: 5, want: (32 << 20) / 5 / 4096 * 4096},
 		{name: "4K write over 5 runs", op: "write", block: 4 << 10, runs: 5, want: (8 << 20) / 5 / 4096 * 4096},
-		{name: "1M over 5 runs, whole blocks", op: "read", block: 1 << 20, runs: 5, want: 38 << 20},
+		{name: "1M read over 5 runs, whole blocks", op: "read", block: 1 << 20, runs: 5, want: 76 << 20},
+		{name: "128K write over 5 runs, whole blocks", op: "write", block: 128 << 10, runs: 5, want: (96 << 20) / 5 / (128 << 10) * (128 << 10)},
 		{name: "1M write once", op: "write", block: 1 << 20, runs: 1, want: 192 << 20},
-		{name: "zero runs count as one", op: "read", block: 128 << 10, runs: 0, want: 96 << 20},
+		{name: "zero runs count as one", op: "read", block: 128 << 10, runs: 0, want: 192 << 20},
 		{name: "limit caps", op: "read", block: 128 << 10, runs: 1, limit: 1 << 20, want: 1 << 20},
 		{name: "never below one block", op: "write", block: 1 << 20, runs: 1, limit: 1000, want: 1 << 20},
 	} {
@@ -381,6 +433,14 @@ func TestBenchCells(t *testing.T) {
 				assert.Check(t, !has, "native has no daemon")
 				return
 			}
+			// Every FUSE figure is divided by a native run made right
+			// before it.
+			assert.Check(t, is.Contains(r.Facts["paired_with"], "native"))
+			assert.Check(t, is.Contains(strings.Join(r.Log, "\n"), "ratio to native, run by run"))
+			if c.mode == "noop" {
+				_, why := server.PeerAvailable()
+				assert.Check(t, is.Equal(strings.Contains(r.Facts["paired_with"], "libfuse-noop"), why == ""), r.Facts["paired_with"])
+			}
 			assert.Check(t, is.Equal(r.Facts["max_write"], "131072"))
 			srv, ok := r.Metrics["server_cpu_s_per_gib"]
 			assert.Check(t, ok && srv >= 0, "server_cpu_s_per_gib = %v", srv)
@@ -434,12 +494,31 @@ func TestBenchCells(t *testing.T) {
 		_, has := r.Metrics["daemon_requests_per_gib"]
 		assert.Check(t, !has, "no request figure without counts")
 	})
-	t.Run("no native figure", func(t *testing.T) {
+	t.Run("no native cell, paired native runs", func(t *testing.T) {
 		r := newBenchSet().run(context.Background(), env(block), benchCell{op: "read", mode: "noop", block: block})
 		assert.Equal(t, r.Status, results.Pass, r.Reason)
-		_, has := r.Metrics["ratio_native"]
+		assert.Check(t, r.Metrics["ratio_native"] > 0, "ratio_native = %v", r.Metrics["ratio_native"])
+		assert.Check(t, is.Contains(r.Facts["paired_with"], "native"))
+	})
+	t.Run("pair mode that fails", func(t *testing.T) {
+		set := newBenchSet()
+		set.modes = func() []seqMode {
+			ms := seqModes()
+			i := modeIndex(ms, "libfuse-noop")
+			ms[i].unavailable = nil
+			ms[i].mount = func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+				return nil, "", errors.New("peer would not mount")
+			}
+			return ms
+		}
+		r := set.run(context.Background(), env(block), benchCell{op: "read", mode: "noop", block: block})
+		assert.Equal(t, r.Status, results.Pass, r.Reason)
+		assert.Check(t, is.Equal(r.Facts["unpaired"], "paired libfuse-noop run 1: peer would not mount"))
+		assert.Check(t, is.Equal(r.Facts["paired_with"], "native"))
+		_, has := r.Metrics["ratio_libfuse_noop"]
 		assert.Check(t, !has)
-		assert.Check(t, is.Contains(r.Facts["ratio_native"], "not measured"))
+		assert.Check(t, is.Equal(r.Facts["ratio_libfuse_noop"],
+			"paired libfuse-noop run 1: peer would not mount; libfuse-noop read/65536 not measured in this run"))
 	})
 }
 
@@ -507,7 +586,7 @@ func TestBenchProfile(t *testing.T) {
 	assert.Assert(t, len(r.Log) > 0)
 	assert.Check(t, is.Contains(r.Log[0], "profile: 2 server processes"))
 	for _, l := range r.Log {
-		assert.Check(t, strings.HasPrefix(l, "profile: "), l)
+		assert.Check(t, strings.HasPrefix(l, "profile: ") || strings.HasPrefix(l, "ratio to "), l)
 	}
 	t.Log(strings.Join(r.Log, "\n"))
 

@@ -75,6 +75,12 @@ type seqMode struct {
 	// bases are the modes, measured earlier in the same run, that the
 	// mode's median is divided by besides native (metric ratio_<base>).
 	bases []string
+	// pairs are the modes that run once right before each of this mode's
+	// runs, with the same size and block. Their ratio_<pair> is the median
+	// of the per-run ratios instead of a ratio of medians taken seconds
+	// apart: a TCG guest's speed drifts with the host's load, and a pair
+	// run back to back sees the same drift.
+	pairs []string
 }
 
 // mountRequest is what a mode's mount is asked for.
@@ -147,17 +153,19 @@ func seqModes() []seqMode {
 		// The C peer runs before the Go NOOP server so that the latter can
 		// be given as a ratio to it: it is the reference for "the NOOP
 		// server is not the bottleneck of the NOOP figure".
-		{name: "libfuse-noop", mount: peerMode, facts: peerFacts, unavailable: peerUnavailable},
+		{name: "libfuse-noop", mount: peerMode, facts: peerFacts, unavailable: peerUnavailable,
+			pairs: []string{"native"}},
 		{name: "noop", mount: launchedMode(server.Spec{Kind: server.KindNoop}, server.NoopName),
-			profiled: true, facts: goFuseFacts(false), bases: []string{"libfuse-noop"}},
+			profiled: true, facts: goFuseFacts(false), pairs: []string{"native", "libfuse-noop"}},
 		{name: "classic", mount: launchedMode(server.Spec{Kind: server.KindClassic}, seqFile),
-			profiled: true, facts: goFuseFacts(true)},
+			profiled: true, facts: goFuseFacts(true), pairs: []string{"native"}},
 		{name: "passthrough", mount: launchedMode(server.Spec{Kind: server.KindLoopback}, seqFile),
-			passthrough: true, facts: goFuseFacts(true), bases: []string{"noop"}},
+			passthrough: true, facts: goFuseFacts(true), bases: []string{"noop"}, pairs: []string{"native"}},
 		// Reads never ask for xattrs; writes ask before each write(2)
 		// unless the server refuses xattrs altogether (Options.NoXattr).
 		{name: "passthrough-noxattr", mount: launchedMode(server.Spec{Kind: server.KindLoopback, NoXattr: true}, seqFile),
-			passthrough: true, ops: []string{"write"}, facts: goFuseFacts(true), bases: []string{"noop", "passthrough"}},
+			passthrough: true, ops: []string{"write"}, facts: goFuseFacts(true), bases: []string{"noop", "passthrough"},
+			pairs: []string{"native"}},
 	}
 }
 

@@ -160,6 +160,14 @@ func Loopback(ctx context.Context, mountpoint, backing string, o Options) (*Moun
 
 // Node mounts the node tree rooted at root at mountpoint, observed.
 func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Options) (*Mount, error) {
+	return mount(ctx, mountpoint, o, func(opts *fs.Options) fuse.RawFileSystem {
+		return fs.NewNodeFS(root, opts)
+	})
+}
+
+// mount serves at mountpoint, observed, the wire-level file system that
+// build makes for the mount's options.
+func mount(ctx context.Context, mountpoint string, o Options, build func(*fs.Options) fuse.RawFileSystem) (*Mount, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
@@ -189,7 +197,7 @@ func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Optio
 	if o.WritebackCache {
 		opts.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
-	obs.RawFileSystem = fs.NewNodeFS(root, opts)
+	obs.RawFileSystem = build(opts)
 	if o.layer != nil {
 		obs.RawFileSystem = o.layer(obs.RawFileSystem, callbacks{obs})
 	}
