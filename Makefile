@@ -62,17 +62,23 @@ build:
 # and pkg-config, or when the static link fails, it says so and succeeds
 # without the peer.
 # ld warns that a libfuse object it pulls in calls dlopen: that is the
-# high-level API's module loader, which the low-level peer never runs.
+# high-level API's module loader, which the low-level peer never runs, so
+# that warning alone is dropped. A peer newer than its source and this
+# Makefile is kept (make clean rebuilds it, after a libfuse upgrade say).
 PEER      := bin/fusematrix-nullfs
 PEER_DEPS := libfuse3-dev pkg-config gcc libc6-dev
 peer:
 	@if ! command -v $(CC) >/dev/null 2>&1 || ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists fuse3; then \
 	  echo "make peer: skipped: the C NOOP peer needs a C compiler and libfuse3 with pkg-config (install $(PEER_DEPS), or run make deps as root)" >&2; \
+	elif [ -x $(PEER) ] && [ $(PEER) -nt guest/nullfs/nullfs.c ] && [ $(PEER) -nt Makefile ]; then \
+	  echo "make peer: $(PEER) is up to date"; \
 	else \
 	  mkdir -p $(dir $(PEER)) && \
-	  if $(CC) -O2 -Wall -static -o $(PEER) guest/nullfs/nullfs.c $$(pkg-config --cflags --libs --static fuse3); then \
+	  if out=$$($(CC) -O2 -Wall -static -o $(PEER) guest/nullfs/nullfs.c $$(pkg-config --cflags --libs --static fuse3) 2>&1); then \
+	    printf '%s\n' "$$out" | grep -v -e 'fuse_get_module' -e "Using 'dlopen' in statically linked" -e '^$$' >&2 || true; \
 	    echo "make peer: built $(PEER)"; \
 	  else \
+	    printf '%s\n' "$$out" >&2; \
 	    rm -f $(PEER); \
 	    echo "make peer: warning: the static build failed (is libfuse3.a installed?); benchmarks run without the C NOOP peer" >&2; \
 	  fi; \

@@ -704,10 +704,24 @@ func lastLine(s string) string {
 
 // srcSelector builds the kernel a "src:DIR[,base=B][,j=N]" name stands for.
 func srcSelector(ctx context.Context, name string, opts Options) (*Kernel, error) {
+	bo, err := parseSrc(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	k, err := Build(ctx, bo)
+	if err != nil {
+		return nil, err
+	}
+	k.Name = name
+	return k, nil
+}
+
+// parseSrc reads a "src:DIR[,base=B][,j=N]" selector.
+func parseSrc(name string, opts Options) (BuildOptions, error) {
 	spec, _ := strings.CutPrefix(name, "src:")
 	dir, rest, _ := strings.Cut(spec, ",")
 	if dir == "" {
-		return nil, fmt.Errorf("kernel %q: want src:DIR[,base=defconfig|tinyconfig|FILE][,j=N]", name)
+		return BuildOptions{}, fmt.Errorf("kernel %q: want src:DIR[,base=defconfig|tinyconfig|FILE][,j=N]", name)
 	}
 	bo := BuildOptions{Src: dir, Options: opts}
 	if rest != "" {
@@ -719,18 +733,52 @@ func srcSelector(ctx context.Context, name string, opts Options) (*Kernel, error
 			case key == "j" && value != "":
 				n, err := strconv.Atoi(value)
 				if err != nil || n < 1 {
-					return nil, fmt.Errorf("kernel %q: j=%s: want a positive number", name, value)
+					return BuildOptions{}, fmt.Errorf("kernel %q: j=%s: want a positive number", name, value)
 				}
 				bo.Jobs = n
 			default:
-				return nil, fmt.Errorf("kernel %q: option %q: want base=defconfig|tinyconfig|FILE or j=N", name, opt)
+				return BuildOptions{}, fmt.Errorf("kernel %q: option %q: want base=defconfig|tinyconfig|FILE or j=N", name, opt)
 			}
 		}
 	}
-	k, err := Build(ctx, bo)
+	return bo, nil
+}
+
+// BuildInfo is what a source selector stands for, without building it.
+type BuildInfo struct {
+	// Src is the tree, Version the kernel version its Makefile names and
+	// State what the cache key takes of the tree (a git commit, …).
+	Src, Version, State string
+	// Base is the configuration the build starts from.
+	Base string
+	// Entry is the cache entry the build lands in; Cached says whether a
+	// complete build is there, and Size how large its image is.
+	Entry  string
+	Cached bool
+	Size   int64
+}
+
+// SourceStatus says what the "src:DIR[,…]" selector sel would build and
+// whether that build is cached, without building anything.
+func SourceStatus(ctx context.Context, sel string, opts Options) (BuildInfo, error) {
+	bo, err := parseSrc(sel, opts)
 	if err != nil {
-		return nil, err
+		return BuildInfo{}, err
 	}
-	k.Name = name
-	return k, nil
+	b, err := newBuilder(ctx, bo)
+	if err != nil {
+		return BuildInfo{}, err
+	}
+	version, err := makefileVersion(filepath.Join(b.src, "Makefile"))
+	if err != nil {
+		return BuildInfo{}, fmt.Errorf("kernel %q: %w", sel, err)
+	}
+	info := BuildInfo{Src: b.src, Version: version, State: b.state, Base: b.base, Entry: b.entryPath()}
+	if k, err := loadEntry(info.Entry, b.source(), checkQuick); err == nil {
+		info.Cached = true
+		if st, err := os.Stat(k.Image); err == nil {
+			info.Size = st.Size()
+		}
+	}
+	return info, nil
 }

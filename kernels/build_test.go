@@ -464,3 +464,46 @@ func TestSourceStateTree(t *testing.T) {
 	_, _, err = sourceState(ctx, t.TempDir())
 	assert.ErrorContains(t, err, "Makefile")
 }
+
+func TestSourceStatus(t *testing.T) {
+	src, log := fakeTree(t)
+	o := Options{CacheDir: t.TempDir()}
+	ctx := context.Background()
+	sel := "src:" + src + ",base=tinyconfig"
+
+	before, err := SourceStatus(ctx, sel, o)
+	assert.NilError(t, err)
+	assert.Check(t, !before.Cached)
+	assert.Check(t, is.Equal(before.Version, "6.99.0-fake"))
+	assert.Check(t, is.Equal(before.Src, src))
+	assert.Check(t, is.Equal(before.Base, BaseTinyconfig))
+	assert.Check(t, is.Contains(before.State, "tree "+src))
+	assert.Check(t, is.Len(makeLog(t, log), 0), "status built something")
+
+	k, err := Resolve(ctx, sel, o)
+	assert.NilError(t, err)
+	after, err := SourceStatus(ctx, sel, o)
+	assert.NilError(t, err)
+	assert.Check(t, after.Cached)
+	assert.Check(t, is.Equal(after.Entry, before.Entry))
+	assert.Check(t, strings.HasPrefix(k.Image, after.Entry+"/"), "image %s outside entry %s", k.Image, after.Entry)
+	st, err := os.Stat(k.Image)
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(after.Size, st.Size()))
+
+	// Another base is another build, not cached yet.
+	other, err := SourceStatus(ctx, "src:"+src, o)
+	assert.NilError(t, err)
+	assert.Check(t, !other.Cached)
+	assert.Check(t, is.Equal(other.Base, BaseDefconfig))
+	assert.Check(t, other.Entry != after.Entry)
+
+	for _, tc := range []struct{ sel, err string }{
+		{sel: "src:", err: "want src:DIR"},
+		{sel: "src:" + t.TempDir(), err: "is not a Linux source tree"},
+		{sel: "src:" + src + ",j=x", err: "want a positive number"},
+	} {
+		_, err := SourceStatus(ctx, tc.sel, o)
+		assert.Check(t, is.ErrorContains(err, tc.err), tc.sel)
+	}
+}

@@ -215,7 +215,8 @@ func Chart(w io.Writer, run *results.Run, format string) (err error) {
 		dc.FillPolygon(color.White, []vg.Point{{X: 0, Y: 0}, {X: 0, Y: height}, {X: width, Y: height}, {X: width, Y: 0}})
 	}
 	inner := draw.Crop(dc, chartMargin, -chartMargin, chartMargin, -chartMargin)
-	drawChartHeader(draw.Crop(inner, 0, 0, inner.Max.Y-inner.Min.Y-chartHeaderH, 0), run, modes)
+	drawn, none := drawnModes(ks, modes)
+	drawChartHeader(draw.Crop(inner, 0, 0, inner.Max.Y-inner.Min.Y-chartHeaderH, 0), run, drawn, none)
 	body := draw.Crop(inner, 0, 0, 0, -chartHeaderH)
 
 	if len(ks) == 0 {
@@ -261,9 +262,30 @@ func Chart(w io.Writer, run *results.Run, format string) (err error) {
 	return nil
 }
 
-// drawChartHeader writes the chart's title and a legend of every mode in
-// the run, once for all panels.
-func drawChartHeader(c draw.Canvas, run *results.Run, modes []string) {
+// drawnModes splits modes into those with a line in some panel and those
+// whose every cell failed or skipped, which the legend names apart: a
+// legend entry for a line that is nowhere sends the reader looking.
+func drawnModes(ks []chartKernel, modes []string) (drawn, none []string) {
+	for _, m := range modes {
+		if slices.ContainsFunc(ks, func(ck chartKernel) bool {
+			for _, byMode := range ck.lines {
+				if len(byMode[m]) > 0 {
+					return true
+				}
+			}
+			return false
+		}) {
+			drawn = append(drawn, m)
+		} else {
+			none = append(none, m)
+		}
+	}
+	return drawn, none
+}
+
+// drawChartHeader writes the chart's title and a legend of the modes
+// drawn, once for all panels, then the modes with no figure anywhere.
+func drawChartHeader(c draw.Canvas, run *results.Run, modes, none []string) {
 	title := textStyle(chartBoldFont, 13)
 	title.YAlign = draw.YTop
 	c.FillText(title, vg.Point{X: c.Min.X, Y: c.Max.Y}, "fusematrix bench: sequential throughput by block size")
@@ -288,6 +310,14 @@ func drawChartHeader(c draw.Canvas, run *results.Run, modes []string) {
 		name := truncate(oneLine(m), 24)
 		c.FillText(legend, vg.Point{X: x + 27, Y: y}, name)
 		x += 27 + legend.Width(name) + 14
+	}
+	if len(none) > 0 {
+		names := make([]string, len(none))
+		for i, m := range none {
+			names[i] = truncate(oneLine(m), 24)
+		}
+		legend.Color = rgb(0x66, 0x66, 0x66)
+		c.FillText(legend, vg.Point{X: x, Y: y}, "no passing cell: "+strings.Join(names, ", "))
 	}
 }
 

@@ -60,6 +60,31 @@ func TestChartData(t *testing.T) {
 	p := k612.lines["read"]["native"][0]
 	assert.DeepEqual(t, [3]float64{p.min, p.med, p.max}, [3]float64{270, 300, 330})
 	assert.Equal(t, broken.cells, 0)
+
+	drawn, none := drawnModes(ks, modes)
+	assert.DeepEqual(t, drawn, modes)
+	assert.Check(t, is.Len(none, 0))
+}
+
+// A mode whose every cell skipped or failed has no line, so the legend
+// lists it apart instead of with a swatch.
+func TestChartLegendWithoutLine(t *testing.T) {
+	run := benchRun()
+	for i := range run.Kernels {
+		for j, r := range run.Kernels[i].Results {
+			if strings.Contains(r.ID, "/uring/") {
+				run.Kernels[i].Results[j].Status = results.Skip
+			}
+		}
+	}
+	ks, _, modes, _ := chartData(run)
+	drawn, none := drawnModes(ks, modes)
+	assert.DeepEqual(t, drawn, []string{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr"})
+	assert.DeepEqual(t, none, []string{"uring"})
+
+	svg := string(chart(t, run, "svg"))
+	assert.Check(t, is.Contains(svg, "no passing cell: uring"))
+	assert.Check(t, !strings.Contains(string(chart(t, benchRun(), "svg")), "no passing cell"))
 }
 
 func TestChartPNG(t *testing.T) {

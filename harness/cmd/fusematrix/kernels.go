@@ -185,6 +185,17 @@ func listRow(ctx context.Context, name string, o kernels.Options) (string, error
 	if s, _, ok := o.Catalog.Kernel(name); ok {
 		sel = s
 	}
+	if strings.HasPrefix(sel, "src:") {
+		info, err := kernels.SourceStatus(ctx, sel, o)
+		if err != nil {
+			return "", err
+		}
+		cached := "no (built when used)"
+		if info.Cached {
+			cached = mb(info.Size) + " (image)"
+		}
+		return fmt.Sprintf("%s	source %s	%s	built, base %s	%s", name, info.Src, info.Version, info.Base, cached), nil
+	}
 	if strings.HasPrefix(sel, "/") || strings.HasPrefix(sel, "./") || strings.HasPrefix(sel, "../") {
 		k, err := kernels.Resolve(ctx, name, o)
 		if err != nil {

@@ -164,6 +164,13 @@ func TestCatalogOverride(t *testing.T) {
 	overridden := "default (from " + user + "):\n  mine\n  debian:6.12/cloud@bookworm\n"
 	image := write("bzImage", "not really a kernel")
 	local := write("local.conf", "img = "+image+"\n[local]\nimg\n")
+	// A source tree is listed with what it would build, not built.
+	tree := filepath.Join(dir, "linux")
+	write("linux/Makefile", "VERSION = 6\nPATCHLEVEL = 13\nSUBLEVEL = 2\nEXTRAVERSION = -rc1\n")
+	write("linux/Kconfig", "")
+	for _, d := range []string{"scripts/kconfig", "arch/x86"} {
+		assert.NilError(t, os.MkdirAll(filepath.Join(tree, d), 0o755))
+	}
 	for _, tc := range []struct {
 		name   string
 		env    map[string]string
@@ -248,6 +255,13 @@ func TestCatalogOverride(t *testing.T) {
 			name: "kernels list shows the matrix's file",
 			args: []string{"kernels", "list", "-q", "-catalog", local, "-matrix", "local"},
 			want: []string{"matrix local from " + local + "\n\nKERNEL ", "\nimg     " + image + " "},
+		},
+		{
+			name:   "kernels list a source tree",
+			env:    map[string]string{"XDG_CACHE_HOME": filepath.Join(dir, "cache")},
+			args:   []string{"kernels", "list", "-q", "src:" + tree + ",base=tinyconfig"},
+			want:   []string{"src:" + tree + ",base=tinyconfig  source " + tree + "  6.13.2-rc1  built, base tinyconfig  no (built when used)"},
+			absent: []string{"error"},
 		},
 		{
 			name: "kernels fetch",
