@@ -126,7 +126,12 @@ func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
 	fs.StringVar(&o.SourceDir, "src", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
 	fs.IntVar(&o.MemoryMiB, "memory", 2048, "guest memory in `MiB`")
 	fs.IntVar(&o.CPUs, "cpus", 2, "guest vCPUs")
-	fs.StringVar(&o.Append, "append", "", "extra kernel command line `args` for every guest")
+	// Repeatable, because a second -append silently replacing the first
+	// loses a setting without a word.
+	fs.Func("append", "extra kernel command line `args` for every guest (repeatable: the values are joined)", func(s string) error {
+		o.Append = strings.TrimSpace(o.Append + " " + s)
+		return nil
+	})
 	fs.IntVar(&o.Count, "count", 1, "run each scenario `N` times; disagreeing runs are reported as flaky (probes run once)")
 	fs.Func("scenario", "alias of -run: run only scenarios whose id matches this `regexp`", func(s string) error {
 		o.Run = s

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/results"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -285,6 +287,28 @@ func TestCatalogOverride(t *testing.T) {
 			for _, s := range tc.absent {
 				assert.Check(t, !strings.Contains(out, s), "%q in:\n%s", s, out)
 			}
+		})
+	}
+}
+
+// Every -append reaches the guest: a second one adds to the first.
+func TestBootFlagsAppend(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "none", want: ""},
+		{name: "one", args: []string{"-append", "fuse.x=1"}, want: "fuse.x=1"},
+		{name: "two", args: []string{"-append", "fuse.x=1", "-append", "GOGC=off quiet"}, want: "fuse.x=1 GOGC=off quiet"},
+		{name: "empty ones add nothing", args: []string{"-append", "", "-append", "a=b"}, want: "a=b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			var o harness.Options
+			bootFlags(fs, &o, "out")
+			assert.NilError(t, fs.Parse(tc.args))
+			assert.Equal(t, o.Append, tc.want)
 		})
 	}
 }
