@@ -188,7 +188,10 @@ func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired ma
 	for _, b := range names {
 		key := "ratio_" + strings.ReplaceAll(b, "-", "_")
 		if xs := paired[b]; len(xs) > 0 {
-			r.Metrics[key] = summarize(xs).median
+			// The spread says how far to trust the median on a noisy
+			// host: one pair at 128 KiB has ranged from 0.56 to 1.41.
+			st := summarize(xs)
+			r.Metrics[key], r.Metrics[key+"_min"], r.Metrics[key+"_max"] = st.median, st.min, st.max
 			continue
 		}
 		v, ok, why := set.ratio(median, c.in(b))

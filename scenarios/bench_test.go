@@ -104,8 +104,11 @@ func TestRatios(t *testing.T) {
 				"native":       {0.2, 0.1, 0.3},
 				"libfuse-noop": {1.0, 0.7, 0.95, 0.8},
 			},
-			wantMetrics: map[string]float64{"ratio_native": 0.2, "ratio_libfuse_noop": 0.875},
-			wantFacts:   map[string]string{},
+			wantMetrics: map[string]float64{
+				"ratio_native": 0.2, "ratio_native_min": 0.1, "ratio_native_max": 0.3,
+				"ratio_libfuse_noop": 0.875, "ratio_libfuse_noop_min": 0.7, "ratio_libfuse_noop_max": 1.0,
+			},
+			wantFacts: map[string]string{},
 		},
 		{
 			name: "failed pair falls back to medians", cell: pt4k.in("noop"), median: 9,
@@ -498,6 +501,8 @@ func TestBenchCells(t *testing.T) {
 		r := newBenchSet().run(context.Background(), env(block), benchCell{op: "read", mode: "noop", block: block})
 		assert.Equal(t, r.Status, results.Pass, r.Reason)
 		assert.Check(t, r.Metrics["ratio_native"] > 0, "ratio_native = %v", r.Metrics["ratio_native"])
+		assert.Check(t, r.Metrics["ratio_native_min"] <= r.Metrics["ratio_native"] && r.Metrics["ratio_native"] <= r.Metrics["ratio_native_max"],
+			"ratio_native %v outside its spread %v–%v", r.Metrics["ratio_native"], r.Metrics["ratio_native_min"], r.Metrics["ratio_native_max"])
 		assert.Check(t, is.Contains(r.Facts["paired_with"], "native"))
 	})
 	t.Run("pair mode that fails", func(t *testing.T) {
