@@ -342,6 +342,8 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 		pairs = append(pairs, pm)
 	}
 
+	pl := benchPlacement()
+	r.Facts["placement"] = pl.note
 	env.logf("%d runs of %d bytes", runs, size)
 	mbps := make([]float64, 0, runs)
 	var total sample
@@ -357,14 +359,14 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 			if unpaired[pm.name] != "" {
 				continue
 			}
-			ps, _, err := set.once(ctx, env, c.in(pm.name), pm, backing, size, buf, "")
+			ps, _, err := set.once(ctx, env, c.in(pm.name), pm, pl, backing, size, buf, "")
 			if err != nil {
 				unpaired[pm.name] = fmt.Sprintf("paired %s run %d: %v", pm.name, i+1, err)
 				continue
 			}
 			pairMbps[pm.name] = append(pairMbps[pm.name], ps.mbps())
 		}
-		s, st, err := set.once(ctx, env, c, mode, backing, size, buf, profile)
+		s, st, err := set.once(ctx, env, c, mode, pl, backing, size, buf, profile)
 		if err != nil {
 			return withError(r, "run %d: %v", i+1, err)
 		}
@@ -492,8 +494,8 @@ func formatRequests(counts map[string]int64, gib float64) string {
 // once measures one run on a fresh mount, so that no run reads pages an
 // earlier one cached, and returns what the daemon observed (nil for
 // native). A non-empty profile is where the server writes its CPU profile.
-func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMode, backing string, size int64, buf []byte, profile string) (sample, *server.Stats, error) {
-	d, path, err := mountMode(ctx, env, mode, backing, size, profile)
+func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMode, pl placement, backing string, size int64, buf []byte, profile string) (sample, *server.Stats, error) {
+	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size, profile: profile, cpus: pl.server})
 	if err != nil {
 		return sample{}, nil, err
 	}

@@ -429,6 +429,7 @@ func TestBenchCells(t *testing.T) {
 			assert.Check(t, ok && cpu >= 0, "cpu_s_per_gib = %v", cpu)
 			assert.Check(t, r.Metrics["mbps_min"] <= r.Metrics["mbps_median"] && r.Metrics["mbps_median"] <= r.Metrics["mbps_max"])
 			assert.Check(t, is.Equal(r.Facts["runs"], "2"))
+			assert.Check(t, is.Equal(r.Facts["placement"], benchPlacement().note))
 			assert.Check(t, is.Equal(r.Facts["bytes_per_run"], strconv.Itoa(16*block)))
 			if c.mode == "native" {
 				assert.Check(t, is.Equal(r.Metrics["ratio_native"], 1.0))

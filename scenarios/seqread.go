@@ -91,6 +91,8 @@ type mountRequest struct {
 	size         int64
 	// profile, when set, is where the server writes its CPU profile.
 	profile string
+	// cpus, when set, are the only CPUs the server may run on.
+	cpus []int
 }
 
 // daemon is the process serving a mode's mount. *server.Process is one; a
@@ -112,7 +114,7 @@ func (m seqMode) measures(op string) bool { return m.ops == nil || slices.Contai
 func launchedMode(spec server.Spec, file string) func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
 	return func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
 		s := spec
-		s.Backing, s.Size, s.Profile = req.backing, req.size, req.profile
+		s.Backing, s.Size, s.Profile, s.CPUs = req.backing, req.size, req.profile, req.cpus
 		p, err := env.Server.Start(ctx, s, req.mnt)
 		if err != nil {
 			return nil, "", err
@@ -174,7 +176,7 @@ func seqModes() []seqMode {
 // server, xattr requests included, so the kernel sends both the same
 // requests and the figures differ only by the server.
 func peerMode(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
-	p, err := server.StartPeer(ctx, server.PeerSpec{Mountpoint: req.mnt, Name: server.NoopName, Size: req.size, Count: true})
+	p, err := server.StartPeer(ctx, server.PeerSpec{Mountpoint: req.mnt, Name: server.NoopName, Size: req.size, Count: true, CPUs: req.cpus})
 	if err != nil {
 		return nil, "", err
 	}
@@ -217,19 +219,19 @@ const seqFile = "data"
 
 // mountMode mounts mode's file system under env.Dir at mnt-<name> and
 // returns its daemon (nil for native) and the path of the file to use.
-func mountMode(ctx context.Context, env *Env, mode seqMode, backing string, size int64, profile string) (daemon, string, error) {
+func mountMode(ctx context.Context, env *Env, mode seqMode, req mountRequest) (daemon, string, error) {
 	if mode.mount == nil {
-		return nil, filepath.Join(backing, seqFile), nil
+		return nil, filepath.Join(req.backing, seqFile), nil
 	}
-	mnt := filepath.Join(env.Dir, "mnt-"+mode.name)
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
+	req.mnt = filepath.Join(env.Dir, "mnt-"+mode.name)
+	if err := os.MkdirAll(req.mnt, 0o755); err != nil {
 		return nil, "", err
 	}
-	d, name, err := mode.mount(ctx, env, mountRequest{mnt: mnt, backing: backing, size: size, profile: profile})
+	d, name, err := mode.mount(ctx, env, req)
 	if err != nil {
 		return nil, "", err
 	}
-	return d, filepath.Join(mnt, name), nil
+	return d, filepath.Join(req.mnt, name), nil
 }
 
 func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result {
@@ -325,7 +327,7 @@ func passthroughProblems(st *server.Stats) []string {
 // measure reads the mode's file once on a fresh mount and returns MB/s
 // (1e6 bytes per second) and what the daemon observed (nil for native).
 func measure(ctx context.Context, env *Env, mode seqMode, backing string, size int64, buf []byte) (float64, *server.Stats, error) {
-	d, path, err := mountMode(ctx, env, mode, backing, size, "")
+	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size})
 	if err != nil {
 		return 0, nil, err
 	}

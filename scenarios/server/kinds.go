@@ -101,6 +101,9 @@ type Spec struct {
 	// Profile, when set, is where a server process (Serve) writes a CPU
 	// profile of its whole life; MountSpec ignores it.
 	Profile string
+	// CPUs, when set, are the only CPUs a server process (Launcher.Start)
+	// and its threads may run on; MountSpec ignores it.
+	CPUs []int
 }
 
 // MountSpec mounts what spec describes at mountpoint in this process.

@@ -76,6 +76,9 @@ type PeerSpec struct {
 	NoXattr bool
 	// Count makes the peer count requests (-c); Stop returns the counts.
 	Count bool
+	// CPUs, when set, are the only CPUs the peer and its threads may run
+	// on.
+	CPUs []int
 }
 
 func (s PeerSpec) args() []string {
@@ -154,7 +157,7 @@ func StartPeer(ctx context.Context, spec PeerSpec) (*PeerProcess, error) {
 	}
 	p.cmd = exec.Command(spec.Path, spec.args()...)
 	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
+	if err := startOn(spec.CPUs, p.cmd.Start); err != nil {
 		return nil, fmt.Errorf("start peer %s: %w", spec.Path, err)
 	}
 	go func() {

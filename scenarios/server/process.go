@@ -96,7 +96,7 @@ func (l Launcher) Start(ctx context.Context, spec Spec, mnt string) (*Process, e
 		exited:     make(chan struct{}),
 	}
 	p.cmd = &exec.Cmd{Path: path, Args: append([]string{argv0}, args...), Stderr: p.stderr, ExtraFiles: []*os.File{w}}
-	err = p.cmd.Start()
+	err = startOn(spec.CPUs, p.cmd.Start)
 	w.Close()
 	if err != nil {
 		r.Close()
