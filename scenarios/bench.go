@@ -192,6 +192,12 @@ func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired ma
 			// host: one pair at 128 KiB has ranged from 0.56 to 1.41.
 			st := summarize(xs)
 			r.Metrics[key], r.Metrics[key+"_min"], r.Metrics[key+"_max"] = st.median, st.min, st.max
+			switch {
+			case b == "native" && st.median > implausibleNative:
+				r.Facts[key+"_noisy"] = fmt.Sprintf("%.2f× the native runs beside it, which FUSE over tmpfs cannot be: those runs were disturbed; measure again before trusting it", st.median)
+			case st.min > 0 && st.max/st.min > noisySpread:
+				r.Facts[key+"_noisy"] = fmt.Sprintf("run-by-run ratios span %.2f–%.2f: something disturbed this cell's runs; measure again before trusting the median", st.min, st.max)
+			}
 			continue
 		}
 		v, ok, why := set.ratio(median, c.in(b))
@@ -205,6 +211,18 @@ func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired ma
 		r.Facts[key] = why
 	}
 }
+
+// A paired ratio is flagged as disturbed (fact ratio_<mode>_noisy) when
+// its run-by-run values span more than noisySpread (max/min), or when a
+// FUSE mode beats the native runs beside it by more than
+// implausibleNative. On this project's 2-core TCG hosts, half the cells of
+// a bench span more than 1.5 and one to three more than 3, and a few
+// "beat" native by 1.4–4× because single native runs stalled: the
+// thresholds flag those and leave the everyday noise alone.
+const (
+	noisySpread       = 2.5
+	implausibleNative = 1.25
+)
 
 // pairRatios divides each run's figure by that of the pair run right
 // before it.

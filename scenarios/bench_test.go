@@ -101,12 +101,43 @@ func TestRatios(t *testing.T) {
 			name: "paired runs win over medians", cell: pt4k.in("noop"), median: 9,
 			medians: map[benchCell]float64{pt4k.in("native"): 60, pt4k.in("libfuse-noop"): 10},
 			paired: map[string][]float64{
-				"native":       {0.2, 0.1, 0.3},
+				"native":       {0.2, 0.19, 0.21},
 				"libfuse-noop": {1.0, 0.7, 0.95, 0.8},
 			},
 			wantMetrics: map[string]float64{
-				"ratio_native": 0.2, "ratio_native_min": 0.1, "ratio_native_max": 0.3,
+				"ratio_native": 0.2, "ratio_native_min": 0.19, "ratio_native_max": 0.21,
 				"ratio_libfuse_noop": 0.875, "ratio_libfuse_noop_min": 0.7, "ratio_libfuse_noop_max": 1.0,
+			},
+			wantFacts: map[string]string{},
+		},
+		{
+			name: "a wide spread is flagged", cell: pt4k, median: 30,
+			medians: map[benchCell]float64{pt4k.in("noop"): 10},
+			paired:  map[string][]float64{"native": {0.3, 0.9, 1.0}},
+			wantMetrics: map[string]float64{
+				"ratio_native": 0.9, "ratio_native_min": 0.3, "ratio_native_max": 1.0, "ratio_noop": 3,
+			},
+			wantFacts: map[string]string{
+				"ratio_native_noisy": "run-by-run ratios span 0.30–1.00: something disturbed this cell's runs; measure again before trusting the median",
+			},
+		},
+		{
+			name: "faster than native is flagged", cell: pt4k, median: 30,
+			medians: map[benchCell]float64{pt4k.in("noop"): 10},
+			paired:  map[string][]float64{"native": {1.8, 3.1, 2.5}},
+			wantMetrics: map[string]float64{
+				"ratio_native": 2.5, "ratio_native_min": 1.8, "ratio_native_max": 3.1, "ratio_noop": 3,
+			},
+			wantFacts: map[string]string{
+				"ratio_native_noisy": "2.50× the native runs beside it, which FUSE over tmpfs cannot be: those runs were disturbed; measure again before trusting it",
+			},
+		},
+		{
+			name: "a Go NOOP faster than the C one is not flagged", cell: pt4k.in("noop"), median: 9,
+			paired: map[string][]float64{"native": {0.2, 0.21, 0.19}, "libfuse-noop": {1.3, 1.4, 1.2}},
+			wantMetrics: map[string]float64{
+				"ratio_native": 0.2, "ratio_native_min": 0.19, "ratio_native_max": 0.21,
+				"ratio_libfuse_noop": 1.3, "ratio_libfuse_noop_min": 1.2, "ratio_libfuse_noop_max": 1.4,
 			},
 			wantFacts: map[string]string{},
 		},

@@ -215,6 +215,9 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	}
 	tw.Flush()
 	fmt.Fprintf(b, "  MB/s, median of the runs (ratio to native); %s: passthrough median / noop median\n", ratioNoopHead)
+	if g.anyDisturbed() {
+		fmt.Fprintf(b, "  %s\n", disturbedLegend)
+	}
 	for _, n := range g.notes {
 		fmt.Fprintf(b, "  %s: %s: %s\n", oneLine(n.which()), n.status, n.reason)
 	}
@@ -260,6 +263,9 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 				writeMarkdownRow(&b, append(cells, row.ratioNoopCell()))
 			}
 			fmt.Fprintf(&b, "\nMB/s, median of the runs (ratio to native); %s: passthrough median / noop median\n", ratioNoopHead)
+			if g.anyDisturbed() {
+				fmt.Fprintf(&b, "\n%s\n", markdownText(disturbedLegend))
+			}
 			if len(g.notes) > 0 {
 				b.WriteString("\n")
 			}
@@ -291,9 +297,35 @@ func benchCell(r *results.Result) string {
 	}
 	s := strconv.FormatFloat(med, 'f', 0, 64)
 	if ratio, ok := r.Metrics["ratio_native"]; ok {
-		s += fmt.Sprintf(" (%.2f)", ratio)
+		mark := ""
+		if disturbed(r) {
+			mark = disturbedMark
+		}
+		s += fmt.Sprintf(" (%.2f%s)", ratio, mark)
 	}
 	return s
+}
+
+// A cell whose paired native runs were disturbed (the guest's fact
+// ratio_native_noisy) has its ratio marked, and the table says what the
+// mark means.
+const (
+	disturbedMark   = "?"
+	disturbedLegend = disturbedMark + ": the native runs paired with the cell were disturbed (fact ratio_native_noisy); measure again before trusting the ratio"
+)
+
+func disturbed(r *results.Result) bool { return r != nil && r.Facts["ratio_native_noisy"] != "" }
+
+// anyDisturbed reports whether a cell of g carries the mark.
+func (g *benchGrid) anyDisturbed() bool {
+	for _, row := range g.rows {
+		for _, r := range row.cells {
+			if disturbed(r) && r.Status == results.Pass {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func blockLabel(n int) string {

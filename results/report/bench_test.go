@@ -25,6 +25,12 @@ func withRatioNoop(r results.Result, v float64) results.Result {
 	return r
 }
 
+// disturbedCell is a cell whose paired native runs the guest flagged.
+func disturbedCell(r results.Result) results.Result {
+	r.Facts = map[string]string{"ratio_native_noisy": "1.60× the native runs beside it"}
+	return r
+}
+
 var noPassthrough = "kernel does not offer FUSE_PASSTHROUGH"
 
 // benchRun has one kernel of each kind the bench views meet: without
@@ -66,7 +72,7 @@ func benchRun() *results.Run {
 			mislabelled,
 			benchResult("bench/write/native/4096", 156, 1),
 			benchResult("bench/write/noop/4096", 8, 0.05),
-			benchResult("bench/write/passthrough/4096", 10, 0.06),
+			disturbedCell(benchResult("bench/write/passthrough/4096", 10, 1.6)),
 		}},
 		{Name: "./bzImage", Status: results.Error, Error: "no hello within 2m0s"},
 	}}

@@ -49,6 +49,9 @@ type htmlBench struct {
 	Error string
 	Table htmlTable
 	Notes []string
+	// Disturbed explains the mark on cells whose paired runs were
+	// disturbed; "" when no cell has it.
+	Disturbed string
 }
 
 type htmlKernel struct {
@@ -124,6 +127,9 @@ dl.facts dd { margin: 0; }
 {{- if .Table.Rows}}
 {{template "table" .Table}}
 <p class="note">MB/s, median of the runs (ratio to native); pt/noop: passthrough median / noop median</p>
+{{- if .Disturbed}}
+<p class="note">{{.Disturbed}}</p>
+{{- end}}
 {{- else}}
 <p class="note">No benchmark cells.</p>
 {{- end}}
@@ -314,6 +320,9 @@ func htmlBenchOf(k *results.Kernel) htmlBench {
 	}
 	for _, n := range g.notes {
 		hb.Notes = append(hb.Notes, fmt.Sprintf("%s: %s: %s", oneLine(n.which()), n.status, n.reason))
+	}
+	if g.anyDisturbed() {
+		hb.Disturbed = disturbedLegend
 	}
 	return hb
 }
