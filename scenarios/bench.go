@@ -194,7 +194,7 @@ func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired ma
 			r.Metrics[key], r.Metrics[key+"_min"], r.Metrics[key+"_max"] = st.median, st.min, st.max
 			switch {
 			case b == "native" && st.median > implausibleNative:
-				r.Facts[key+"_noisy"] = fmt.Sprintf("%.2f× the native runs beside it, which FUSE over tmpfs cannot be: those runs were disturbed; measure again before trusting it", st.median)
+				r.Facts[key+"_noisy"] = fmt.Sprintf("%.2f× the native runs beside it, more than FUSE over the same tmpfs should manage: the native runs were likely disturbed; measure again before trusting it", st.median)
 			case st.min > 0 && st.max/st.min > noisySpread:
 				r.Facts[key+"_noisy"] = fmt.Sprintf("run-by-run ratios span %.2f–%.2f: something disturbed this cell's runs; measure again before trusting the median", st.min, st.max)
 			}

@@ -129,7 +129,7 @@ func TestRatios(t *testing.T) {
 				"ratio_native": 2.5, "ratio_native_min": 1.8, "ratio_native_max": 3.1, "ratio_noop": 3,
 			},
 			wantFacts: map[string]string{
-				"ratio_native_noisy": "2.50× the native runs beside it, which FUSE over tmpfs cannot be: those runs were disturbed; measure again before trusting it",
+				"ratio_native_noisy": "2.50× the native runs beside it, more than FUSE over the same tmpfs should manage: the native runs were likely disturbed; measure again before trusting it",
 			},
 		},
 		{
