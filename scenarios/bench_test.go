@@ -623,7 +623,9 @@ func TestBenchProfile(t *testing.T) {
 	assert.Assert(t, len(r.Log) > 0)
 	assert.Check(t, is.Contains(r.Log[0], "profile: 2 server processes"))
 	for _, l := range r.Log {
-		assert.Check(t, strings.HasPrefix(l, "profile: ") || strings.HasPrefix(l, "ratio to "), l)
+		// Besides the profile: the paired ratios, and on a busy test
+		// machine a note that a run began before things went quiet.
+		assert.Check(t, strings.HasPrefix(l, "profile: ") || strings.HasPrefix(l, "ratio to ") || strings.HasPrefix(l, "run "), l)
 	}
 	t.Log(strings.Join(r.Log, "\n"))
 
@@ -632,5 +634,9 @@ func TestBenchProfile(t *testing.T) {
 	env.Capabilities, env.BenchRuns, env.BenchBytes, env.Profile = caps, 1, 1<<20, true
 	r = newBenchSet().run(context.Background(), env, benchCell{op: "read", mode: "native", block: 4096})
 	assert.Equal(t, r.Status, results.Pass, r.Reason)
-	assert.Check(t, is.Len(r.Log, 0))
+	// A busy test machine may add a note that the guest never went
+	// quiet; a profile line there would be wrong.
+	for _, l := range r.Log {
+		assert.Check(t, !strings.HasPrefix(l, "profile:"), l)
+	}
 }
