@@ -216,7 +216,7 @@ func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired ma
 // its run-by-run values span more than noisySpread (max/min), or when a
 // FUSE mode beats the native runs beside it by more than
 // implausibleNative. On this project's 2-core TCG hosts, half the cells of
-// a bench span more than 1.5 and one to three more than 3, and a few
+// a bench span more than 1.5 and up to three more than 3, and a few
 // "beat" native by 1.4–4× because single native runs stalled: the
 // thresholds flag those and leave the everyday noise alone.
 const (
