@@ -148,6 +148,38 @@ func ratioNoop(passthrough, noop *results.Result) (float64, bool) {
 	return pt / n, true
 }
 
+// benchLegend explains the figures of every bench table.
+var benchLegend = fmt.Sprintf("MB/s, median of the runs (ratio to native); %s: passthrough median / noop median; %s: Go NOOP server / C NOOP server",
+	ratioNoopHead, goCHead)
+
+// goCHead heads the column that says whether the Go NOOP server limits
+// the NOOP figure: its throughput over the C peer's.
+const goCHead = "go/C noop"
+
+// ratioGoC is the Go NOOP cell over the C one: the guest's paired
+// ratio_libfuse_noop when it sent one, else the ratio of the medians.
+func ratioGoC(goNoop, cNoop *results.Result) (float64, bool) {
+	g, ok := median(goNoop)
+	if !ok {
+		return 0, false
+	}
+	if v, ok := goNoop.Metrics["ratio_libfuse_noop"]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+		return v, true
+	}
+	c, ok := median(cNoop)
+	if !ok || c <= 0 {
+		return 0, false
+	}
+	return g / c, true
+}
+
+func (row benchRow) goCCell() string {
+	if v, ok := ratioGoC(row.cells["noop"], row.cells["libfuse-noop"]); ok {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return "-"
+}
+
 func (row benchRow) ratioNoopCell() string {
 	if v, ok := ratioNoop(row.cells["passthrough"], row.cells["noop"]); ok {
 		return fmt.Sprintf("%.2f", v)
@@ -205,16 +237,16 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	for _, m := range g.modes {
 		fmt.Fprintf(tw, "%s\t", oneLine(m))
 	}
-	fmt.Fprintf(tw, "%s\t\n", ratioNoopHead)
+	fmt.Fprintf(tw, "%s\t%s\t\n", ratioNoopHead, goCHead)
 	for _, row := range g.rows {
 		fmt.Fprintf(tw, "  %s\t%s\t", oneLine(row.op), blockLabel(row.block))
 		for _, m := range g.modes {
 			fmt.Fprintf(tw, "%s\t", benchCell(row.cells[m]))
 		}
-		fmt.Fprintf(tw, "%s\t\n", row.ratioNoopCell())
+		fmt.Fprintf(tw, "%s\t%s\t\n", row.ratioNoopCell(), row.goCCell())
 	}
 	tw.Flush()
-	fmt.Fprintf(b, "  MB/s, median of the runs (ratio to native); %s: passthrough median / noop median\n", ratioNoopHead)
+	fmt.Fprintf(b, "  %s\n", benchLegend)
 	if g.anyDisturbed() {
 		fmt.Fprintf(b, "  %s\n", disturbedLegend)
 	}
@@ -245,9 +277,9 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			for _, m := range g.modes {
 				head = append(head, markdownText(oneLine(m)))
 			}
-			writeMarkdownRow(&b, append(head, ratioNoopHead))
+			writeMarkdownRow(&b, append(head, ratioNoopHead, goCHead))
 			rule := []string{"---", "---:"}
-			for range len(g.modes) + 1 {
+			for range len(g.modes) + 2 {
 				rule = append(rule, "---:")
 			}
 			writeMarkdownRow(&b, rule)
@@ -260,9 +292,9 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 					}
 					cells = append(cells, c)
 				}
-				writeMarkdownRow(&b, append(cells, row.ratioNoopCell()))
+				writeMarkdownRow(&b, append(cells, row.ratioNoopCell(), row.goCCell()))
 			}
-			fmt.Fprintf(&b, "\nMB/s, median of the runs (ratio to native); %s: passthrough median / noop median\n", ratioNoopHead)
+			fmt.Fprintf(&b, "\n%s\n", markdownText(benchLegend))
 			if g.anyDisturbed() {
 				fmt.Fprintf(&b, "\n%s\n", markdownText(disturbedLegend))
 			}

@@ -125,6 +125,41 @@ func TestRatioNoop(t *testing.T) {
 	}
 }
 
+// The Go/C NOOP column: the guest's paired ratio when sent, else the
+// medians' ratio.
+func TestRatioGoC(t *testing.T) {
+	pass := func(median float64) *results.Result {
+		r := benchResult("bench/read/x/4096", median, 0)
+		return &r
+	}
+	paired := pass(90)
+	paired.Metrics["ratio_libfuse_noop"] = 0.8
+	nan := pass(90)
+	nan.Metrics["ratio_libfuse_noop"] = math.NaN()
+	skipped := &results.Result{Status: results.Skip, Reason: "no peer"}
+	for _, tc := range []struct {
+		name   string
+		goNoop *results.Result
+		cNoop  *results.Result
+		want   float64
+		ok     bool
+	}{
+		{"paired wins over medians", paired, pass(100), 0.8, true},
+		{"paired without the C cell", paired, nil, 0.8, true},
+		{"medians", pass(90), pass(100), 0.9, true},
+		{"non-finite guest metric", nan, pass(100), 0.9, true},
+		{"C peer skipped", pass(90), skipped, 0, false},
+		{"Go NOOP skipped", skipped, pass(100), 0, false},
+		{"zero C median", pass(90), pass(0), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := ratioGoC(tc.goNoop, tc.cNoop)
+			assert.Equal(t, ok, tc.ok)
+			assert.Equal(t, got, tc.want)
+		})
+	}
+}
+
 func TestSortModes(t *testing.T) {
 	modes := []string{"zeta", "passthrough", "alpha", "native", "libfuse-noop", "noop"}
 	sortModes(modes)

@@ -49,9 +49,9 @@ type htmlBench struct {
 	Error string
 	Table htmlTable
 	Notes []string
-	// Disturbed explains the mark on cells whose paired runs were
-	// disturbed; "" when no cell has it.
-	Disturbed string
+	// Legend explains the figures; Disturbed explains the mark on cells
+	// whose paired runs were disturbed ("" when no cell has it).
+	Legend, Disturbed string
 }
 
 type htmlKernel struct {
@@ -126,7 +126,7 @@ dl.facts dd { margin: 0; }
 {{- end}}
 {{- if .Table.Rows}}
 {{template "table" .Table}}
-<p class="note">MB/s, median of the runs (ratio to native); pt/noop: passthrough median / noop median</p>
+<p class="note">{{.Legend}}</p>
 {{- if .Disturbed}}
 <p class="note">{{.Disturbed}}</p>
 {{- end}}
@@ -302,7 +302,8 @@ func htmlBenchOf(k *results.Kernel) htmlBench {
 	for _, m := range g.modes {
 		hb.Table.Head = append(hb.Table.Head, oneLine(m))
 	}
-	hb.Table.Head = append(hb.Table.Head, ratioNoopHead)
+	hb.Table.Head = append(hb.Table.Head, ratioNoopHead, goCHead)
+	hb.Legend = benchLegend
 	for _, row := range g.rows {
 		cells := []htmlCell{{Text: oneLine(row.op)}, {Text: blockLabel(row.block)}}
 		for _, m := range g.modes {
@@ -315,7 +316,7 @@ func htmlBenchOf(k *results.Kernel) htmlBench {
 			}
 			cells = append(cells, c)
 		}
-		cells = append(cells, htmlCell{Text: row.ratioNoopCell()})
+		cells = append(cells, htmlCell{Text: row.ratioNoopCell()}, htmlCell{Text: row.goCCell()})
 		hb.Table.Rows = append(hb.Table.Rows, cells)
 	}
 	for _, n := range g.notes {

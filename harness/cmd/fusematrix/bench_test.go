@@ -47,7 +47,7 @@ func TestBenchFrom(t *testing.T) {
 	code, out := fusematrix(t, "bench", "-from", path)
 	assert.Equal(t, code, 0, out)
 	assert.Check(t, is.Contains(out, "pt/noop"))
-	assert.Check(t, is.Regexp(`read\s+128K\s+400\s+125\s+-\s+375\s+3\.00\n`, out))
+	assert.Check(t, is.Regexp(`read\s+128K\s+400\s+125\s+-\s+375\s+3\.00\s+-\n`, out))
 	for _, name := range []string{"bench.svg", "bench.png", "report.html"} {
 		assert.Check(t, is.Contains(out, filepath.Join(dir, name)))
 	}
