@@ -349,11 +349,11 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 	unpaired := map[string]string{}
 	pairMbps := map[string][]float64{}
 	for _, name := range mode.pairs {
-		i := modeIndex(all, name)
-		if i < 0 {
+		j := modeIndex(all, name)
+		if j < 0 {
 			return withError(r, "mode %q pairs with unknown mode %q", mode.name, name)
 		}
-		pm := all[i]
+		pm := all[j]
 		if pm.unavailable != nil && pm.unavailable() != "" {
 			continue
 		}
