@@ -14,6 +14,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/yield"
 	"golang.org/x/sys/unix"
 )
 
@@ -367,11 +368,15 @@ func timedRead(ctx context.Context, path string, buf []byte) (time.Duration, int
 	}
 	defer unix.Close(fd)
 	var total int64
+	// As in timedWrite: FUSE reads block, and the runtime must see the
+	// loop yield now and then (package yield).
+	var pace yield.Pacer
 	start := time.Now()
 	for i := 0; ; i++ {
 		if i%64 == 0 && ctx.Err() != nil {
 			return 0, total, fmt.Errorf("read %s: %w", path, ctx.Err())
 		}
+		pace.Tick()
 		n, err := unix.Read(fd, buf)
 		if err == unix.EINTR {
 			continue
