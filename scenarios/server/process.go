@@ -347,7 +347,9 @@ func Serve(args []string) int {
 	fmt.Fprintln(status, msgReady)
 	served := make(chan struct{})
 	go func() {
-		m.srv.Wait()
+		if err := m.wait(); err != nil {
+			logf("serve: %v", err)
+		}
 		close(served)
 	}()
 	code := 0

@@ -60,6 +60,12 @@ type Options struct {
 	// choosing do it there, registering through cb so that the Observer
 	// records each registration.
 	layer func(nodes fuse.RawFileSystem, cb callbacks) fuse.RawFileSystem
+	// loop serves from one goroutine (devLoop) instead of go-fuse's
+	// Server; only file systems that need nothing of the Server may.
+	loop bool
+	// loopReads, with loop, is a buffer the file system's READ replies
+	// are made over in place (see mountLoop).
+	loopReads []byte
 }
 
 // Mount is a mounted, serving file system.
@@ -68,15 +74,44 @@ type Mount struct {
 	Dir      string
 	Observer *Observer
 	srv      *fuse.Server
+	// loop serves instead of srv for mounts with Options.loop.
+	loop *devLoop
 	// conn names the connection in FusectlDir; empty if unknown.
 	conn string
 }
 
 // KernelSettings returns the kernel's FUSE_INIT request: what the kernel
 // offered, before the server picked from it.
-func (m *Mount) KernelSettings() *fuse.InitIn { return m.srv.KernelSettings() }
+func (m *Mount) KernelSettings() *fuse.InitIn {
+	if m.loop != nil {
+		return &m.loop.init
+	}
+	return m.srv.KernelSettings()
+}
 
-// Server returns the go-fuse server behind the mount.
+// wait returns once the mount's server has stopped serving, with what
+// stopped it if that was not the connection's end.
+func (m *Mount) wait() error {
+	if m.loop != nil {
+		return m.loop.Wait()
+	}
+	m.srv.Wait()
+	return nil
+}
+
+// unmount asks the kernel to unmount and waits for the server to stop.
+func (m *Mount) unmount() error {
+	if m.loop == nil {
+		return m.srv.Unmount()
+	}
+	if err := unix.Unmount(m.Dir, 0); err != nil {
+		return err
+	}
+	return m.loop.Wait()
+}
+
+// Server returns the go-fuse server behind the mount, nil for a mount
+// served by a loop of its own (Noop).
 func (m *Mount) Server() *fuse.Server { return m.srv }
 
 // BackingOpen issues FUSE_DEV_IOC_BACKING_OPEN with bm, padding included,
@@ -87,12 +122,18 @@ func (m *Mount) Server() *fuse.Server { return m.srv }
 func (m *Mount) BackingOpen(bm fuseabi.BackingMap) (int32, syscall.Errno) {
 	// Same layout (fuseabi tests pin it); go-fuse's padding is merely
 	// unexported.
+	if m.loop != nil {
+		return m.loop.backingOpen(&bm)
+	}
 	return m.srv.RegisterBackingFd((*fuse.BackingMap)(unsafe.Pointer(&bm)))
 }
 
 // BackingClose issues FUSE_DEV_IOC_BACKING_CLOSE for id on the mount's
 // /dev/fuse descriptor and returns the kernel's errno.
 func (m *Mount) BackingClose(id int32) syscall.Errno {
+	if m.loop != nil {
+		return m.loop.backingClose(id)
+	}
 	return m.srv.UnregisterBackingFd(id)
 }
 
@@ -115,7 +156,7 @@ func (m *Mount) Unmount() error {
 	for deadline := time.Now().Add(releaseWait); m.Observer.handles.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(2 * time.Millisecond)
 	}
-	err := m.srv.Unmount()
+	err := m.unmount()
 	if err == nil {
 		return nil
 	}
@@ -200,6 +241,14 @@ func mount(ctx context.Context, mountpoint string, o Options, build func(*fs.Opt
 	obs.RawFileSystem = build(opts)
 	if o.layer != nil {
 		obs.RawFileSystem = o.layer(obs.RawFileSystem, callbacks{obs})
+	}
+	if o.loop {
+		l, err := mountLoop(ctx, mountpoint, obs, opts.MountOptions, o.loopReads)
+		if err != nil {
+			return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+		}
+		conn, _ := Connection(mountpoint)
+		return &Mount{Dir: mountpoint, Observer: obs, loop: l, conn: conn}, nil
 	}
 
 	type made struct {

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
+	"github.com/fusematrix/fusematrix/scenarios/yield"
+)
+
+// devLoop serves a mount from one goroutine that reads a request from
+// /dev/fuse, hands it to go-fuse's ProtocolServer and writes the reply:
+// the shape of libfuse's loop, with go-fuse still negotiating INIT,
+// parsing every request and calling the RawFileSystem.
+//
+// go-fuse's own Server keeps at least two goroutines blocked in read(2)
+// and starts another whenever none is left waiting; under TCG, on one
+// CPU, the requests then alternate between threads and each hand-over
+// costs the Go scheduler a wake-up, so that its NOOP server used two and
+// a half times the C peer's CPU per 4 KiB write and reached 0.56–0.64 of
+// its throughput. This loop is for file systems that answer at once and
+// need nothing of the Server (no notifications, no backing ids, no
+// request that waits on another): the NOOP file system.
+type devLoop struct {
+	fd   int
+	ps   *fuse.ProtocolServer
+	init fuse.InitIn
+	// reads and header: see mountLoop's readOut.
+	reads  []byte
+	header [unsafe.Sizeof(fuse.OutHeader{})]byte
+
+	done chan struct{}
+	once sync.Once
+	err  error
+}
+
+// loopBuffer holds the largest request: a WRITE of MaxWrite bytes behind
+// its headers, with a page to spare as libfuse allows. Replies are smaller.
+const loopBuffer = MaxWrite + 4096
+
+// opInit is FUSE_INIT's opcode (the others are in observer.go).
+const opInit = 26
+
+// mountLoop mounts fs at mountpoint as go-fuse's direct mount does (same
+// source, type, flags and options, so the kernel cannot tell the two
+// apart), answers INIT and serves everything after it in the background.
+//
+// With readOut, a READ reply is assembled over readOut itself, its data
+// at readOut[0:], and sent from there: a file system whose data already
+// is that buffer (the NOOP's zeros) replies without a copy, as null.c
+// does. Its ReadResults must then leave data already in place alone.
+func mountLoop(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, opts fuse.MountOptions, readOut []byte) (*devLoop, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(mountpoint, &st); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(DevFuse, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	source := opts.FsName
+	if source == "" {
+		source = opts.Name
+	}
+	data := fmt.Sprintf("fd=%d,rootmode=%o,user_id=%d,group_id=%d,max_read=%d",
+		fd, st.Mode&unix.S_IFMT, unix.Geteuid(), unix.Getegid(), opts.MaxWrite)
+	if err := unix.Mount(source, mountpoint, "fuse."+opts.Name, unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// With one P, the loop's P looks busy while read(2) blocks in it, and
+	// the runtime takes it back after 20 µs of every wait, then wakes
+	// its monitor thread on the way out of the next. A second P stays
+	// idle and tells the runtime nothing else needs one. (A server
+	// pinned to one CPU starts with GOMAXPROCS 1.)
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
+	l := &devLoop{fd: fd, ps: fuse.NewProtocolServer(fs, &opts), reads: readOut, done: make(chan struct{})}
+	inited := make(chan error, 1)
+	go func() {
+		in, out := make([]byte, loopBuffer), make([]byte, loopBuffer)
+		err := l.serveOne(in, out, true)
+		inited <- err
+		if err == nil {
+			err = l.serve(in, out)
+		}
+		l.finish(err)
+	}()
+	select {
+	case err := <-inited:
+		if err != nil {
+			_ = unix.Unmount(mountpoint, unix.MNT_DETACH)
+			return nil, fmt.Errorf("INIT: %w", err)
+		}
+		return l, nil
+	case <-ctx.Done():
+		// Detaching ends the connection, which ends the goroutine.
+		_ = unix.Unmount(mountpoint, unix.MNT_DETACH)
+		return nil, ctx.Err()
+	}
+}
+
+// serve answers requests until the connection ends.
+func (l *devLoop) serve(in, out []byte) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var pace yield.Pacer
+	for {
+		pace.Tick()
+		if err := l.serveOne(in, out, false); err != nil {
+			if errors.Is(err, unix.ENODEV) {
+				// Unmounted or aborted.
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// serveOne reads one request and answers it; with init, the request must
+// be INIT, and the kernel's side of it is kept.
+func (l *devLoop) serveOne(in, out []byte, init bool) error {
+	n, err := unix.Read(l.fd, in)
+	switch {
+	case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ENOENT):
+		// ENOENT: the request was interrupted before it was read.
+		return nil
+	case err != nil:
+		return err
+	}
+	var h fuse.InHeader
+	if n < int(unsafe.Sizeof(h)) {
+		return fmt.Errorf("short request: %d bytes", n)
+	}
+	h = *(*fuse.InHeader)(unsafe.Pointer(&in[0]))
+	if init {
+		if h.Opcode != opInit {
+			return fmt.Errorf("first request has opcode %d, not INIT", h.Opcode)
+		}
+		// InitIn begins with the header; a kernel older than the struct
+		// sends less of it, and the rest stays zero.
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&l.init)), unsafe.Sizeof(l.init)), in[:n])
+	}
+	reply := [][]byte{out}
+	if h.Opcode == opRead && l.reads != nil && n >= int(unsafe.Sizeof(fuse.ReadIn{})) {
+		if size := (*fuse.ReadIn)(unsafe.Pointer(&in[0])).Size; int(size) <= len(l.reads) {
+			reply = [][]byte{l.header[:], l.reads[:size]}
+		}
+	}
+	w, status := l.ps.HandleRequest([][]byte{in[:n]}, reply)
+	if !status.Ok() {
+		return fmt.Errorf("request %d (opcode %d): %v", h.Unique, h.Opcode, status)
+	}
+	if w == 0 {
+		return nil // FORGET and its like take no reply.
+	}
+	if len(reply) == 1 {
+		_, err = unix.Write(l.fd, out[:w])
+	} else {
+		_, err = unix.Writev(l.fd, [][]byte{l.header[:], l.reads[:w-len(l.header)]})
+	}
+	// ENOENT: the kernel no longer waits for this reply (interrupted).
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("reply to request %d (opcode %d): %w", h.Unique, h.Opcode, err)
+	}
+	return nil
+}
+
+// backingOpen issues FUSE_DEV_IOC_BACKING_OPEN on the loop's device.
+func (l *devLoop) backingOpen(bm *fuseabi.BackingMap) (int32, syscall.Errno) {
+	id, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), fuseabi.DevIocBackingOpen, uintptr(unsafe.Pointer(bm)))
+	return int32(id), errno
+}
+
+// backingClose issues FUSE_DEV_IOC_BACKING_CLOSE on the loop's device.
+func (l *devLoop) backingClose(id int32) syscall.Errno {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), fuseabi.DevIocBackingClose, uintptr(unsafe.Pointer(&id)))
+	return errno
+}
+
+// finish records why the loop ended and releases the device.
+func (l *devLoop) finish(err error) {
+	l.once.Do(func() {
+		l.err = err
+		unix.Close(l.fd)
+		close(l.done)
+	})
+}
+
+// Wait returns once the loop has ended, with the error that ended it, if
+// it was not the connection's end.
+func (l *devLoop) Wait() error {
+	<-l.done
+	return l.err
+}

@@ -1,0 +1,143 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// threadRecorder notes the OS thread each READ and WRITE is answered on.
+type threadRecorder struct {
+	fuse.RawFileSystem
+	mu   sync.Mutex
+	tids map[int]int
+}
+
+func (r *threadRecorder) note() {
+	r.mu.Lock()
+	r.tids[unix.Gettid()]++
+	r.mu.Unlock()
+}
+
+func (r *threadRecorder) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	r.note()
+	return r.RawFileSystem.Read(cancel, in, buf)
+}
+
+func (r *threadRecorder) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	r.note()
+	return r.RawFileSystem.Write(cancel, in, data)
+}
+
+// The NOOP server answers every request on one thread, as libfuse's
+// single-threaded loop does; go-fuse's Server hands consecutive requests
+// to different threads, which is what made its NOOP figures the Go
+// runtime's rather than FUSE's.
+func TestNoopServesFromOneThread(t *testing.T) {
+	needMount(t)
+	rec := &threadRecorder{tids: map[int]int{}}
+	o := Options{layer: func(fs fuse.RawFileSystem, _ callbacks) fuse.RawFileSystem {
+		rec.RawFileSystem = fs
+		return rec
+	}}
+	mnt := t.TempDir()
+	const size = 4 << 20
+	m, err := Noop(context.Background(), mnt, size, o)
+	assert.NilError(t, err)
+	unmountAtEnd(t, m)
+	assert.NilError(t, readWriteAll(filepath.Join(mnt, NoopName), 4<<10, size, 1<<20))
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	total := 0
+	for _, n := range rec.tids {
+		total += n
+	}
+	assert.Check(t, total > 256, "only %d READs and WRITEs reached the server", total)
+	assert.Check(t, is.Len(rec.tids, 1), "requests answered on threads %v", rec.tids)
+}
+
+// The loop ends, without an error, however the connection ends.
+func TestNoopLoopEnds(t *testing.T) {
+	needMount(t)
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, mnt string)
+	}{
+		{name: "unmount", end: func(t *testing.T, mnt string) { assert.NilError(t, unix.Unmount(mnt, 0)) }},
+		{name: "detach", end: func(t *testing.T, mnt string) { assert.NilError(t, unix.Unmount(mnt, unix.MNT_DETACH)) }},
+		{name: "abort", end: func(t *testing.T, mnt string) {
+			conn, err := Connection(mnt)
+			assert.NilError(t, err)
+			abort := filepath.Join(FusectlDir, conn, "abort")
+			if _, err := os.Stat(abort); err != nil {
+				t.Skipf("fusectl: %v", err)
+			}
+			assert.NilError(t, os.WriteFile(abort, []byte("1"), 0))
+			t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mnt := t.TempDir()
+			m, err := Noop(context.Background(), mnt, 1, Options{})
+			assert.NilError(t, err)
+			_, err = os.Stat(filepath.Join(mnt, NoopName))
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(m.KernelSettings().Major, uint32(7)))
+			assert.Check(t, m.KernelSettings().Minor >= 26, "protocol 7.%d", m.KernelSettings().Minor)
+
+			tc.end(t, mnt)
+			done := make(chan error, 1)
+			go func() { done <- m.wait() }()
+			select {
+			case err := <-done:
+				assert.NilError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("the loop still serves 30 s after its connection ended")
+			}
+		})
+	}
+}
+
+// A NOOP READ reply made over the zero buffer itself is left alone, and
+// one made anywhere else is zeroed.
+func TestZeroReadReadv(t *testing.T) {
+	zeros := make([]byte, 64)
+	for _, tc := range []struct {
+		name  string
+		size  int
+		dst   func() [][]byte
+		wantN int
+	}{
+		{name: "in place", size: 32, dst: func() [][]byte { return [][]byte{zeros[:32]} }, wantN: 32},
+		{name: "elsewhere", size: 32, dst: func() [][]byte { return [][]byte{bytes.Repeat([]byte{0xff}, 32)} }, wantN: 32},
+		{name: "split elsewhere", size: 32, dst: func() [][]byte {
+			return [][]byte{bytes.Repeat([]byte{0xff}, 10), bytes.Repeat([]byte{0xff}, 40)}
+		}, wantN: 32},
+		{name: "short destination", size: 32, dst: func() [][]byte { return [][]byte{bytes.Repeat([]byte{0xff}, 8)} }, wantN: 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := tc.dst()
+			n, st := zeroRead(zeros[:tc.size]).Readv(dst)
+			assert.Check(t, st.Ok())
+			assert.Check(t, is.Equal(n, tc.wantN))
+			seen := 0
+			for _, d := range dst {
+				for _, b := range d[:min(len(d), n-seen)] {
+					assert.Assert(t, b == 0, "non-zero byte in the reply")
+				}
+				seen += min(len(d), n-seen)
+			}
+			assert.Check(t, is.Equal(bytes.Count(zeros, []byte{0}), len(zeros)), "the zero buffer was written")
+		})
+	}
+}
