@@ -132,6 +132,7 @@ func goFuseFacts(splices bool) func(env *Env) map[string]string {
 	return func(env *Env) map[string]string {
 		f := map[string]string{
 			"server":    "go-fuse",
+			"threads":   "go-fuse Server: reader goroutines answer inline, at least two wait in read(2)",
 			"max_write": strconv.Itoa(server.MaxWrite),
 			"max_pages": strconv.Itoa(server.MaxWrite / os.Getpagesize()),
 			"splice":    "off",
@@ -148,6 +149,14 @@ func goFuseFacts(splices bool) func(env *Env) map[string]string {
 	}
 }
 
+// noopFacts are the NOOP server's settings: go-fuse's, served by a loop
+// of its own instead of go-fuse's Server (server.Noop).
+func noopFacts(env *Env) map[string]string {
+	f := goFuseFacts(false)(env)
+	f["threads"] = "one goroutine on one thread over go-fuse's ProtocolServer"
+	return f
+}
+
 // seqModes are the benchmark's modes in the order they run: native first
 // and noop before passthrough, whose figures the others are divided by.
 func seqModes() []seqMode {
@@ -159,7 +168,7 @@ func seqModes() []seqMode {
 		{name: "libfuse-noop", mount: peerMode, facts: peerFacts, unavailable: peerUnavailable,
 			pairs: []string{"native"}},
 		{name: "noop", mount: launchedMode(server.Spec{Kind: server.KindNoop}, server.NoopName),
-			profiled: true, facts: goFuseFacts(false), pairs: []string{"native", "libfuse-noop"}},
+			profiled: true, facts: noopFacts, pairs: []string{"native", "libfuse-noop"}},
 		{name: "classic", mount: launchedMode(server.Spec{Kind: server.KindClassic}, seqFile),
 			profiled: true, facts: goFuseFacts(true), pairs: []string{"native"}},
 		{name: "passthrough", mount: launchedMode(server.Spec{Kind: server.KindLoopback}, seqFile),
