@@ -51,9 +51,10 @@ func TestPacerSlowsDownAfterFastStretch(t *testing.T) {
 		p.Tick()
 	}
 	assert.Assert(t, len(yields) > 10)
+	const forcePreempt = 10 * time.Millisecond // the runtime's "running too long"
 	for i := 4; i < len(yields); i++ {
 		d := yields[i].Sub(yields[i-1])
-		assert.Assert(t, d <= 4*Period, "yield %d came %v after the one before", i, d)
+		assert.Assert(t, d < forcePreempt, "yield %d came %v after the one before", i, d)
 	}
-	assert.Equal(t, p.Every(), 4) // 1.6 ms between yields
+	assert.Equal(t, p.Every(), 16) // 6.4 ms between yields
 }
