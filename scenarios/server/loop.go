@@ -37,6 +37,11 @@ type devLoop struct {
 	reads  []byte
 	header [unsafe.Sizeof(fuse.OutHeader{})]byte
 
+	// fdMu keeps fd open under the ioctls of other goroutines; the loop
+	// itself is the only one to close it.
+	fdMu   sync.RWMutex
+	closed bool
+
 	done chan struct{}
 	once sync.Once
 	err  error
@@ -177,21 +182,36 @@ func (l *devLoop) serveOne(in, out []byte, init bool) error {
 
 // backingOpen issues FUSE_DEV_IOC_BACKING_OPEN on the loop's device.
 func (l *devLoop) backingOpen(bm *fuseabi.BackingMap) (int32, syscall.Errno) {
-	id, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), fuseabi.DevIocBackingOpen, uintptr(unsafe.Pointer(bm)))
+	id, errno := l.ioctl(fuseabi.DevIocBackingOpen, unsafe.Pointer(bm))
 	return int32(id), errno
 }
 
 // backingClose issues FUSE_DEV_IOC_BACKING_CLOSE on the loop's device.
 func (l *devLoop) backingClose(id int32) syscall.Errno {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), fuseabi.DevIocBackingClose, uintptr(unsafe.Pointer(&id)))
+	_, errno := l.ioctl(fuseabi.DevIocBackingClose, unsafe.Pointer(&id))
 	return errno
+}
+
+// ioctl issues req on the device unless the loop has closed it: after
+// that the number may already name another file.
+func (l *devLoop) ioctl(req uintptr, arg unsafe.Pointer) (uintptr, syscall.Errno) {
+	l.fdMu.RLock()
+	defer l.fdMu.RUnlock()
+	if l.closed {
+		return 0, syscall.EBADF
+	}
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), req, uintptr(arg))
+	return r, errno
 }
 
 // finish records why the loop ended and releases the device.
 func (l *devLoop) finish(err error) {
 	l.once.Do(func() {
 		l.err = err
+		l.fdMu.Lock()
+		l.closed = true
 		unix.Close(l.fd)
+		l.fdMu.Unlock()
 		close(l.done)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
 )
 
 // threadRecorder notes the OS thread each READ and WRITE is answered on.
@@ -104,6 +107,9 @@ func TestNoopLoopEnds(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the loop still serves 30 s after its connection ended")
 			}
+			// The device is closed, and its number no longer used.
+			_, errno := m.BackingOpen(fuseabi.BackingMap{Fd: 0})
+			assert.Check(t, is.Equal(errno, syscall.EBADF))
 		})
 	}
 }
