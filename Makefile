@@ -108,10 +108,13 @@ test-short:
 
 # bench-harness reports figures of the harness itself, never pass/fail:
 # initramfs build cold and warm, then per kernel the time to the agent's
-# hello and the seq-read throughput and ratios (see also: time make matrix).
+# hello and the seq-read throughput and ratios (see also: time make matrix),
+# and, where this machine can mount FUSE (root), the NOOP server's own loop
+# against go-fuse's Server on the host.
 bench-harness: deps
 	$(GO) test -run '^$$' -bench 'Base' -benchtime 1x -count 1 ./harness/initramfs/
 	$(GO) test -run '^$$' -bench 'Matrix' -benchtime 1x -count 1 -timeout 30m ./harness/
+	$(GO) test -run '^$$' -bench 'NoopWrite' -benchtime 2s -count 1 ./scenarios/server/
 
 # test-kernel-build builds a kernel from source with the project's config
 # fragment (kernels/fuse.config) on a tinyconfig base, checks every option

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -145,5 +146,44 @@ func TestZeroReadReadv(t *testing.T) {
 			}
 			assert.Check(t, is.Equal(bytes.Count(zeros, []byte{0}), len(zeros)), "the zero buffer was written")
 		})
+	}
+}
+
+// BenchmarkNoopWrite writes to a NOOP file through FUSE, each write(2) a
+// GETXATTR and a WRITE round trip, with the NOOP file system served by
+// its own loop and, for comparison, by go-fuse's Server. Server and
+// writer share this process, unlike in the guest's bench.
+func BenchmarkNoopWrite(b *testing.B) {
+	if testing.Short() {
+		b.Skip("mounts FUSE")
+	}
+	if err := CanMount(); err != nil {
+		b.Skipf("cannot mount FUSE here: %v", err)
+	}
+	for _, srv := range []struct {
+		name   string
+		gofuse bool
+	}{{name: "loop"}, {name: "go-fuse-server", gofuse: true}} {
+		for _, block := range []int{4 << 10, 128 << 10} {
+			b.Run(fmt.Sprintf("%s/%d", srv.name, block), func(b *testing.B) {
+				const size = 64 << 20
+				mnt := b.TempDir()
+				m, err := Noop(context.Background(), mnt, size, Options{goFuseServer: srv.gofuse})
+				assert.NilError(b, err)
+				b.Cleanup(func() { assert.Check(b, m.Unmount()) })
+				f, err := os.OpenFile(filepath.Join(mnt, NoopName), os.O_WRONLY, 0)
+				assert.NilError(b, err)
+				defer f.Close()
+				buf := make([]byte, block)
+				b.SetBytes(int64(block))
+				off := int64(0)
+				for b.Loop() {
+					if _, err := f.WriteAt(buf, off); err != nil {
+						b.Fatal(err)
+					}
+					off = (off + int64(block)) % size
+				}
+			})
+		}
 	}
 }

@@ -35,9 +35,11 @@ func Noop(ctx context.Context, mountpoint string, size int64, o Options) (*Mount
 	if o.Name == "" {
 		o.Name = "fusematrix-noop"
 	}
-	o.loop = true
 	zeros := make([]byte, noopBuffer)
-	o.loopReads = zeros
+	o.loop = !o.goFuseServer
+	if o.loop {
+		o.loopReads = zeros
+	}
 	return mount(ctx, mountpoint, o, func(opts *fs.Options) fuse.RawFileSystem {
 		// A listing of one file needs no READDIRPLUS.
 		opts.DisableReadDirPlus = true
