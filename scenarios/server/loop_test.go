@@ -161,14 +161,14 @@ func BenchmarkNoopWrite(b *testing.B) {
 		b.Skipf("cannot mount FUSE here: %v", err)
 	}
 	for _, srv := range []struct {
-		name   string
-		gofuse bool
-	}{{name: "loop"}, {name: "go-fuse-server", gofuse: true}} {
+		name string
+		loop bool
+	}{{name: "loop", loop: true}, {name: "go-fuse-server"}} {
 		for _, block := range []int{4 << 10, 128 << 10} {
 			b.Run(fmt.Sprintf("%s/%d", srv.name, block), func(b *testing.B) {
 				const size = 64 << 20
 				mnt := b.TempDir()
-				m, err := Noop(context.Background(), mnt, size, Options{goFuseServer: srv.gofuse})
+				m, err := noop(context.Background(), mnt, size, Options{}, srv.loop)
 				assert.NilError(b, err)
 				b.Cleanup(func() { assert.Check(b, m.Unmount()) })
 				f, err := os.OpenFile(filepath.Join(mnt, NoopName), os.O_WRONLY, 0)

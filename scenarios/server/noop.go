@@ -28,17 +28,22 @@ const noopBuffer = 1 << 20
 // high-level API without a tree of its own: with one file there is
 // nothing for a tree to track. And it is served by devLoop, one goroutine
 // on one thread in the manner of libfuse's single-threaded loop
-// (fuse_session_loop), rather than by go-fuse's
-// Server, whose hand-offs between reader threads, not FUSE, were most of
-// what the Go NOOP figure measured under TCG (see devLoop).
+// (fuse_session_loop), rather than by go-fuse's Server, whose hand-offs
+// between reader threads, not FUSE, were most of what the Go NOOP figure
+// measured under TCG (see devLoop).
 func Noop(ctx context.Context, mountpoint string, size int64, o Options) (*Mount, error) {
+	return noop(ctx, mountpoint, size, o, true)
+}
+
+// noop is Noop, served by go-fuse's Server unless loop, for comparison
+// (BenchmarkNoopWrite).
+func noop(ctx context.Context, mountpoint string, size int64, o Options, loop bool) (*Mount, error) {
 	if o.Name == "" {
 		o.Name = "fusematrix-noop"
 	}
 	zeros := make([]byte, noopBuffer)
-	o.loop = !o.goFuseServer
-	if o.loop {
-		o.loopReads = zeros
+	if loop {
+		o.loop, o.loopReads = true, zeros
 	}
 	return mount(ctx, mountpoint, o, func(opts *fs.Options) fuse.RawFileSystem {
 		// A listing of one file needs no READDIRPLUS.

@@ -63,9 +63,6 @@ type Options struct {
 	// loop serves from one goroutine (devLoop) instead of go-fuse's
 	// Server; only file systems that need nothing of the Server may.
 	loop bool
-	// goFuseServer has Noop served by go-fuse's Server after all, for
-	// comparison (BenchmarkNoopWrite).
-	goFuseServer bool
 	// loopReads, with loop, is a buffer the file system's READ replies
 	// are made over in place (see mountLoop).
 	loopReads []byte
