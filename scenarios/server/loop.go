@@ -18,8 +18,8 @@ import (
 
 // devLoop serves a mount from one goroutine that reads a request from
 // /dev/fuse, hands it to go-fuse's ProtocolServer and writes the reply:
-// the shape of libfuse's loop, with go-fuse still negotiating INIT,
-// parsing every request and calling the RawFileSystem.
+// the shape of libfuse's single-threaded loop, with go-fuse still
+// negotiating INIT, parsing every request and calling the RawFileSystem.
 //
 // go-fuse's own Server keeps at least two goroutines blocked in read(2)
 // and starts another whenever none is left waiting; under TCG, on one
@@ -27,8 +27,9 @@ import (
 // costs the Go scheduler a wake-up, so that its NOOP server used two and
 // a half times the C peer's CPU per 4 KiB write and reached 0.56–0.64 of
 // its throughput. This loop is for file systems that answer at once and
-// need nothing of the Server (no notifications, no backing ids, no
-// request that waits on another): the NOOP file system.
+// need nothing of the Server: no notifications, no backing ids registered
+// through the Observer's callbacks (Mount.BackingOpen issues its ioctls
+// itself), no request that waits on another. That is the NOOP file system.
 type devLoop struct {
 	fd   int
 	ps   *fuse.ProtocolServer
