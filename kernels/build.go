@@ -426,28 +426,17 @@ func (b *builder) source() string {
 
 func (b *builder) run(ctx context.Context) (*Kernel, error) {
 	entry := b.entryPath()
-	if k, err := loadEntry(entry, b.source(), checkQuick); err == nil {
-		b.logf("kernel build: %s is cached (%s)", b.src, entry)
-		return k, nil
-	}
-	if err := os.MkdirAll(b.root, 0o755); err != nil {
-		return nil, err
-	}
-	unlock, err := lockFile(ctx, entry+".lock", func() {
+	k, unlock, err := claimEntry(ctx, entry, b.source(), checkQuick, func() {
 		b.logf("kernel build: waiting for another process building %s", filepath.Base(entry))
-	})
+	}, b.logf)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	if k, err := loadEntry(entry, b.source(), checkQuick); err == nil {
+	if k != nil {
+		b.logf("kernel build: %s is cached (%s)", b.src, entry)
 		return k, nil
-	} else if _, serr := os.Stat(entry); serr == nil {
-		b.logf("warning: replacing damaged cache entry %s: %v", entry, err)
-		if err := os.RemoveAll(entry); err != nil {
-			return nil, err
-		}
 	}
+	defer unlock()
 	work := b.workPath()
 	unlockWork, err := lockFile(ctx, work+".lock", func() {
 		b.logf("kernel build: waiting for another build in %s", work)

@@ -91,32 +91,13 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	root := filepath.Join(r.cacheDir, "kernels")
 	entry := r.entryPath(image)
 	source := fmt.Sprintf("%s %s (%s)", image.Name, image.Version, image.Suite)
-	if k, err := loadEntry(entry, source, r.check); err == nil {
-		return k, nil
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, err
-	}
-	unlock, err := lockFile(ctx, entry+".lock", func() {
+	k, unlock, err := claimEntry(ctx, entry, source, r.check, func() {
 		r.logf("waiting for another process unpacking %s", filepath.Base(entry))
-	})
-	if err != nil {
-		return nil, err
+	}, r.logf)
+	if k != nil || err != nil {
+		return k, err
 	}
 	defer unlock()
-	// Another process may have finished while this one waited.
-	k, err := loadEntry(entry, source, r.check)
-	if err == nil {
-		return k, nil
-	}
-	// Entries appear complete, so one that does not load was damaged
-	// afterwards (a file deleted by hand, say): unpack it again.
-	if _, serr := os.Stat(entry); serr == nil {
-		r.logf("warning: replacing damaged cache entry %s: %v", entry, err)
-		if err := os.RemoveAll(entry); err != nil {
-			return nil, err
-		}
-	}
 	tmp, err := freshTemp(root, entryName(image))
 	if err != nil {
 		return nil, err
@@ -275,6 +256,38 @@ func describe(names []string) (*manifest, error) {
 
 // loadEntry returns the kernel of a complete cache entry, checked as level
 // says.
+// claimEntry returns the kernel cached at entry when it loads. Otherwise
+// it takes the entry's lock, loads it again (another process may have
+// made it while this one waited), clears an entry that exists but does not
+// load (damaged afterwards, a file deleted by hand say, since entries
+// appear complete) and returns the lock's release: the caller makes the
+// entry, then unlocks. waiting is called if the lock is held elsewhere.
+func claimEntry(ctx context.Context, entry, source string, level checkLevel, waiting func(), logf func(string, ...any)) (*Kernel, func(), error) {
+	if k, err := loadEntry(entry, source, level); err == nil {
+		return k, nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
+		return nil, nil, err
+	}
+	unlock, err := lockFile(ctx, entry+".lock", waiting)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := loadEntry(entry, source, level)
+	if err == nil {
+		unlock()
+		return k, nil, nil
+	}
+	if _, serr := os.Stat(entry); serr == nil {
+		logf("warning: replacing damaged cache entry %s: %v", entry, err)
+		if err := os.RemoveAll(entry); err != nil {
+			unlock()
+			return nil, nil, err
+		}
+	}
+	return nil, unlock, nil
+}
+
 func loadEntry(entry, source string, level checkLevel) (*Kernel, error) {
 	m, err := readManifest(entry)
 	if err != nil {
