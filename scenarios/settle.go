@@ -27,16 +27,24 @@ const (
 	settleLimit = 2 * time.Second
 )
 
-// settle waits until process pid uses less than settleBusy of CPU in a
-// settleWindow, or settleLimit has passed. It returns how long it
-// waited and whether the process went quiet.
+// settle waits until process pid has no thread that is running or
+// waiting for a CPU, and has used less than settleBusy of CPU per
+// settleWindow since the last look; or until settleLimit has passed. It
+// returns how long it waited and whether the process went quiet.
+//
+// CPU time alone cannot tell idle from starved: on a loaded machine a
+// process that wants the CPU may get none of it for a whole window.
+// Thread state can: such a process is runnable at every look. The CPU
+// rate is taken over the time that really passed between looks, since
+// a late look makes the window longer than settleWindow.
 func settle(ctx context.Context, pid int) (time.Duration, bool, error) {
 	start := time.Now()
 	prev, err := threadsRuntime(pid)
 	if err != nil {
 		return 0, false, err
 	}
-	t := time.NewTicker(settleWindow)
+	prevAt := time.Now()
+	t := time.NewTimer(settleWindow)
 	defer t.Stop()
 	for {
 		select {
@@ -48,14 +56,76 @@ func settle(ctx context.Context, pid int) (time.Duration, bool, error) {
 		if err != nil {
 			return time.Since(start), false, err
 		}
-		if cur-prev < settleBusy {
+		now := time.Now()
+		runnable, err := threadsRunnable(pid)
+		if err != nil {
+			return time.Since(start), false, err
+		}
+		if !runnable && idle(cur-prev, now.Sub(prevAt)) {
 			return time.Since(start), true, nil
 		}
 		if time.Since(start) >= settleLimit {
 			return time.Since(start), false, nil
 		}
-		prev = cur
+		prev, prevAt = cur, now
+		t.Reset(settleWindow)
 	}
+}
+
+// idle tells whether busy CPU time over elapsed wall time is below the
+// settleBusy-per-settleWindow rate.
+func idle(busy, elapsed time.Duration) bool {
+	if elapsed < settleWindow {
+		elapsed = settleWindow
+	}
+	return busy*settleWindow < settleBusy*elapsed
+}
+
+// threadsRunnable tells whether any thread of pid is running or waiting
+// on a run queue (state R in /proc/<pid>/task/<tid>/stat).
+func threadsRunnable(pid int) (bool, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("threads of %d: %w", pid, err)
+	}
+	seen := 0
+	for _, task := range tasks {
+		data, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // ended since the listing
+		}
+		if err != nil {
+			return false, fmt.Errorf("thread %s of %d: %w", task.Name(), pid, err)
+		}
+		state, err := parseStatState(data)
+		if err != nil {
+			return false, fmt.Errorf("thread %s of %d: %w", task.Name(), pid, err)
+		}
+		if state == 'R' {
+			return true, nil
+		}
+		seen++
+	}
+	if seen == 0 {
+		return false, fmt.Errorf("threads of %d: %w", pid, os.ErrNotExist)
+	}
+	return false, nil
+}
+
+// parseStatState reads the state field of a stat file. It follows the
+// last ')' because the command name before it may hold anything,
+// parentheses and spaces included.
+func parseStatState(data []byte) (byte, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("stat: no command name")
+	}
+	f := bytes.Fields(data[i+1:])
+	if len(f) == 0 || len(f[0]) != 1 {
+		return 0, errors.New("stat: no state")
+	}
+	return f[0][0], nil
 }
 
 // threadsRuntime is the CPU time all threads of pid have used, from the

@@ -228,7 +228,8 @@ func TestRunMisbehaving(t *testing.T) {
 		{ID: "test/panic", Kind: results.Scenario, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 			panic("boom")
 		}},
-		{ID: "test/wedged", Kind: results.Scenario, Timeout: 300 * time.Millisecond, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+		// Long enough to mount on a loaded machine before the read that wedges.
+		{ID: "test/wedged", Kind: results.Scenario, Timeout: time.Second, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 			mnt := filepath.Join(env.Dir, "mnt")
 			if err := os.Mkdir(mnt, 0o755); err != nil {
 				return results.Result{Status: results.Error, Reason: err.Error()}
@@ -273,7 +274,7 @@ func TestRunMisbehaving(t *testing.T) {
 	assert.DeepEqual(t, got, []brief{
 		{"test/probe", results.Pass, ""},
 		{"test/panic", results.Error, "panic: boom"},
-		{"test/wedged", results.Error, "timed out after 300ms"},
+		{"test/wedged", results.Error, "timed out after 1s"},
 		{"test/slow", results.Error, "timed out after 50ms"},
 		{"test/after", results.Pass, ""},
 	})
