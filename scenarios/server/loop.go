@@ -107,11 +107,44 @@ func mountLoop(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, op
 			_ = unix.Unmount(mountpoint, unix.MNT_DETACH)
 			return nil, fmt.Errorf("INIT: %w", err)
 		}
+		if err := pollOnce(mountpoint); err != nil {
+			_ = unix.Unmount(mountpoint, unix.MNT_DETACH)
+			return nil, fmt.Errorf("poll %s: %w", mountpoint, err)
+		}
 		return l, nil
 	case <-ctx.Done():
 		// Detaching ends the connection, which ends the goroutine.
 		_ = unix.Unmount(mountpoint, unix.MNT_DETACH)
 		return nil, ctx.Err()
+	}
+}
+
+// pollHackName is the name go-fuse's ProtocolServer answers for itself,
+// whatever the file system: a file whose POLL it refuses with ENOSYS.
+const pollHackName = ".go-fuse-epoll-hack"
+
+// pollOnce makes the kernel send its first POLL of the connection now,
+// which go-fuse answers ENOSYS, so that it never sends another: what
+// go-fuse's Server.WaitMount does. Without it, the first Go program to
+// open a file on the mount adds it to its epoll set from inside the
+// runtime, in an epoll_ctl the scheduler does not know is a system call,
+// and FUSE makes that call wait for a POLL reply. Should a collection
+// stop the world meanwhile, it waits forever for that thread, while the
+// loop that would answer is stopped: in this process (tests, the agent's
+// probes) that is a deadlock, seen on a loaded machine.
+//
+// The calls are raw system calls for that reason.
+func pollOnce(mountpoint string) error {
+	fd, err := unix.Open(mountpoint+"/"+pollHackName, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for {
+		_, err = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLPRI | unix.POLLOUT}}, 0)
+		if err != unix.EINTR {
+			return err
+		}
 	}
 }
 

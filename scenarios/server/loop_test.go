@@ -187,3 +187,51 @@ func BenchmarkNoopWrite(b *testing.B) {
 		}
 	}
 }
+
+// TestPollAnsweredAtMount shows that every server has the kernel's POLL
+// refused before it reports its mount ready, so that the kernel never
+// asks again: a poll on an open file must then be answered by the kernel
+// alone, even while the server is stopped. Where it is not, a Go program
+// that opens a file on an in-process mount can deadlock with the
+// garbage collector (see pollOnce).
+func TestPollAnsweredAtMount(t *testing.T) {
+	needMount(t)
+	for _, tc := range []struct {
+		kind Kind
+		file string
+	}{
+		{kind: KindNoop, file: NoopName},
+		{kind: KindClassic, file: "f"},
+	} {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			backing, mnt := backingWith(t, "f", []byte("data"))
+			p, err := Launcher{}.Start(context.Background(), Spec{Kind: tc.kind, Backing: backing, Size: 4096}, mnt)
+			assert.NilError(t, err)
+			t.Cleanup(func() {
+				_ = syscall.Kill(p.Pid(), syscall.SIGCONT)
+				_, err := p.Stop()
+				assert.Check(t, err)
+			})
+			fd, err := unix.Open(filepath.Join(mnt, tc.file), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			assert.NilError(t, err)
+
+			assert.NilError(t, syscall.Kill(p.Pid(), syscall.SIGSTOP))
+			polled := make(chan error, 1)
+			go func() {
+				_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+				polled <- err
+			}()
+			select {
+			case err := <-polled:
+				assert.Check(t, err)
+			case <-time.After(5 * time.Second):
+				t.Errorf("poll waited on the stopped server: the kernel still sends POLL")
+				_ = syscall.Kill(p.Pid(), syscall.SIGCONT)
+				<-polled
+			}
+			// close(2) sends FLUSH: the server must run again first.
+			assert.Check(t, syscall.Kill(p.Pid(), syscall.SIGCONT))
+			assert.Check(t, unix.Close(fd))
+		})
+	}
+}
