@@ -153,7 +153,7 @@ func goFuseFacts(splices bool) func(env *Env) map[string]string {
 // of its own instead of go-fuse's Server (server.Noop).
 func noopFacts(env *Env) map[string]string {
 	f := goFuseFacts(false)(env)
-	f["threads"] = "one goroutine on one thread over go-fuse's ProtocolServer"
+	f["threads"] = "one goroutine on one thread over go-fuse's ProtocolServer, WRITE and GETXATTR decoded by the loop"
 	return f
 }
 

@@ -66,6 +66,7 @@ const (
 	opRead        = 15
 	opWrite       = 16
 	opFsync       = 20
+	opGetxattr    = 22
 	opcodeSlots   = 64
 	opcodeUnknown = 0 // the slot for opcodes beyond the table
 )
