@@ -290,8 +290,8 @@ func (l *devLoop) answer(h *fuse.InHeader, in, out []byte) (n int, ok bool) {
 			*(*fuse.GetXAttrOut)(unsafe.Pointer(&out[outHeader])) = fuse.GetXAttrOut{Size: got}
 			return reply(out, h, st, int(unsafe.Sizeof(fuse.GetXAttrOut{}))), true
 		}
-		if !st.Ok() || got > gi.Size {
-			return reply(out, h, st, 0), true
+		if st.Ok() && got > gi.Size {
+			st = fuse.EIO // more than it was given room for
 		}
 		return reply(out, h, st, int(got)), true
 	}
