@@ -84,33 +84,13 @@ func idle(busy, elapsed time.Duration) bool {
 // threadsRunnable tells whether any thread of pid is running or waiting
 // on a run queue (state R in /proc/<pid>/task/<tid>/stat).
 func threadsRunnable(pid int) (bool, error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return false, fmt.Errorf("threads of %d: %w", pid, err)
-	}
-	seen := 0
-	for _, task := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // ended since the listing
-		}
-		if err != nil {
-			return false, fmt.Errorf("thread %s of %d: %w", task.Name(), pid, err)
-		}
+	runnable := false
+	err := eachThread(pid, "stat", func(data []byte) error {
 		state, err := parseStatState(data)
-		if err != nil {
-			return false, fmt.Errorf("thread %s of %d: %w", task.Name(), pid, err)
-		}
-		if state == 'R' {
-			return true, nil
-		}
-		seen++
-	}
-	if seen == 0 {
-		return false, fmt.Errorf("threads of %d: %w", pid, os.ErrNotExist)
-	}
-	return false, nil
+		runnable = runnable || state == 'R'
+		return err
+	})
+	return runnable, err
 }
 
 // parseStatState reads the state field of a stat file. It follows the
@@ -132,28 +112,42 @@ func parseStatState(data []byte) (byte, error) {
 // scheduler's own accounting in nanoseconds: /proc/<pid>/stat counts in
 // clock ticks, too coarse to tell a quiet window from a busy one.
 func threadsRuntime(pid int) (time.Duration, error) {
+	var total time.Duration
+	err := eachThread(pid, "schedstat", func(data []byte) error {
+		ns, err := parseSchedstat(data)
+		total += ns
+		return err
+	})
+	return total, err
+}
+
+// eachThread calls fn with file name of every thread of pid. A thread
+// that ends between the listing and the read is passed over; a process
+// none of whose threads could be read is an error.
+func eachThread(pid int, name string, fn func(data []byte) error) error {
 	dir := fmt.Sprintf("/proc/%d/task", pid)
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, fmt.Errorf("threads of %d: %w", pid, err)
+		return fmt.Errorf("threads of %d: %w", pid, err)
 	}
-	var total time.Duration
+	read := 0
 	for _, task := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, task.Name(), "schedstat"))
-		if errors.Is(err, os.ErrNotExist) && total > 0 {
-			// A thread that ended between the listing and the read.
+		data, err := os.ReadFile(filepath.Join(dir, task.Name(), name))
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		if err != nil {
-			return 0, fmt.Errorf("thread %s of %d: %w", task.Name(), pid, err)
+		if err == nil {
+			err = fn(data)
 		}
-		ns, err := parseSchedstat(data)
 		if err != nil {
-			return 0, fmt.Errorf("thread %s of %d: %w", task.Name(), pid, err)
+			return fmt.Errorf("thread %s of %d: %w", task.Name(), pid, err)
 		}
-		total += ns
+		read++
 	}
-	return total, nil
+	if read == 0 {
+		return fmt.Errorf("threads of %d: %w", pid, os.ErrNotExist)
+	}
+	return nil
 }
 
 // parseSchedstat reads the first field of a schedstat file: time spent
