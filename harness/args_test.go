@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"gotest.tools/v3/assert"
+
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 func TestAgentArgs(t *testing.T) {
@@ -14,10 +16,10 @@ func TestAgentArgs(t *testing.T) {
 		want string
 	}{
 		{name: "defaults", o: Options{}, want: "fusematrix.port=fusematrix.0"},
-		{name: "all", o: Options{Run: "pt/|classic/", BenchMiB: 64, BenchRuns: 2, Count: 3, Profile: true, Append: "fuse.x=1"},
+		{name: "all", o: Options{Params: contract.Params{Run: "pt/|classic/", BenchMiB: 64, BenchRuns: 2, Count: 3, Profile: true}, Append: "fuse.x=1"},
 			want: "fusematrix.port=fusematrix.0 fusematrix.run=pt/|classic/ fusematrix.bench_mib=64 fusematrix.bench_runs=2 fusematrix.count=3 fusematrix.profile=1 fuse.x=1"},
-		{name: "count 1 is the default", o: Options{Count: 1}, want: "fusematrix.port=fusematrix.0"},
-		{name: "pattern with a space is quoted", o: Options{Run: "a b"}, want: `fusematrix.port=fusematrix.0 fusematrix.run="a b"`},
+		{name: "count 1 is the default", o: Options{Params: contract.Params{Count: 1}}, want: "fusematrix.port=fusematrix.0"},
+		{name: "pattern with a space is quoted", o: Options{Params: contract.Params{Run: "a b"}}, want: `fusematrix.port=fusematrix.0 fusematrix.run="a b"`},
 		{name: "user's args last, to override", o: Options{Append: "fusematrix.port=x"}, want: "fusematrix.port=fusematrix.0 fusematrix.port=x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -27,6 +29,6 @@ func TestAgentArgs(t *testing.T) {
 }
 
 func TestRunRejectsUnquotablePattern(t *testing.T) {
-	_, err := Run(context.Background(), Options{Run: `a"b`, OutDir: t.TempDir()})
+	_, err := Run(context.Background(), Options{Params: contract.Params{Run: `a"b`}, OutDir: t.TempDir()})
 	assert.ErrorContains(t, err, "cannot carry a double quote")
 }

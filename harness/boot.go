@@ -14,9 +14,6 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 )
 
-// PortName is the virtio-serial port the agent streams events on.
-const PortName = "fusematrix.0"
-
 // guest is one boot of one kernel under one accelerator.
 type guest struct {
 	name    string // for progress lines

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness/qemu"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -29,7 +30,7 @@ func fakeGuest(t *testing.T, mode string) *guest {
 			Binary: exe, Kernel: "/nonexistent", RunDir: dir,
 			ConsoleLog:   filepath.Join(dir, "console.log"),
 			StreamSocket: filepath.Join(dir, "stream.sock"),
-			PortName:     PortName,
+			PortName:     contract.PortName,
 			Accel:        qemu.TCG,
 		},
 		limits:       results.DefaultLimits,

@@ -22,8 +22,8 @@ import (
 	"github.com/fusematrix/fusematrix/harness/qemu"
 	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/results/report"
-	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // Options configures a run. The zero value of every field but Kernels and
@@ -43,24 +43,16 @@ type Options struct {
 	// back to TCG; HelloTimeout bounds it under TCG.
 	KVMHelloTimeout time.Duration
 	HelloTimeout    time.Duration
-	// Run selects scenarios by id (a regular expression); "" runs all.
-	Run string
-	// BenchMiB is the size of the file benchmarks move; 0 = 256.
-	BenchMiB int
-	// BenchRuns is how many times each benchmark cell measures in the
-	// guest; 0 leaves the agent's default.
-	BenchRuns int
-	// Count runs each scenario but the probes this many times in the
-	// guest, which reports one result per scenario (flaky when the runs
-	// disagree); 0 and 1 mean once.
-	Count int
-	// Profile has the guest profile the NOOP and classic servers of
-	// benchmark cells and attach a summary to each cell's log.
-	Profile bool
+	// Params are what every guest's agent is told on its kernel command
+	// line: which checks to run (Run, "" for all), how often (Count; the
+	// guest reports one result per check, flaky when the runs disagree),
+	// the benchmark file's size and runs (0 leaves the agent's defaults),
+	// and whether to profile the benchmark servers.
+	contract.Params
 	// Append is added to every guest's kernel command line.
 	Append string
 	// Peer is the host path of the C NOOP peer (make peer), which every
-	// guest then gets at server.PeerGuestPath; "" puts none in.
+	// guest then gets at contract.PeerPath; "" puts none in.
 	Peer string
 	// SourceDir is the fusematrix checkout the agent is built from.
 	SourceDir string
@@ -113,8 +105,8 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 	default:
 		return nil, fmt.Errorf("accelerator %q: want auto, kvm or tcg", o.Accel)
 	}
-	if strings.ContainsAny(o.Run, "\"\n") {
-		return nil, fmt.Errorf("scenario pattern %q: a kernel command line cannot carry a double quote or a newline", o.Run)
+	if err := o.Params.Check(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
@@ -201,7 +193,7 @@ func runKernel(ctx context.Context, index int, name string, base string, o Optio
 		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs,
 		RunDir:       runDir,
 		StreamSocket: filepath.Join(runDir, "stream.sock"),
-		PortName:     PortName,
+		PortName:     contract.PortName,
 	}
 	g := &guest{
 		name: name, cfg: cfg, limits: results.DefaultLimits,
@@ -263,31 +255,9 @@ func accelPlan(accel string, note *string) []qemu.Accel {
 }
 
 // agentArgs passes run options to the agent on the kernel command line.
+// The user's arguments come last so that they can override ours.
 func agentArgs(o Options) string {
-	args := []string{"fusematrix.port=" + PortName}
-	if o.Run != "" {
-		run := o.Run
-		if strings.ContainsAny(run, " \t") {
-			// The kernel keeps a double-quoted value in one parameter.
-			run = `"` + run + `"`
-		}
-		args = append(args, "fusematrix.run="+run)
-	}
-	if o.BenchMiB > 0 {
-		args = append(args, fmt.Sprintf("fusematrix.bench_mib=%d", o.BenchMiB))
-	}
-	if o.BenchRuns > 0 {
-		args = append(args, fmt.Sprintf("fusematrix.bench_runs=%d", o.BenchRuns))
-	}
-	if o.Count > 1 {
-		args = append(args, fmt.Sprintf("fusematrix.count=%d", o.Count))
-	}
-	if o.Profile {
-		args = append(args, "fusematrix.profile=1")
-	}
-	// The user's arguments come last so that they can override ours.
-	args = append(args, o.Append)
-	return strings.TrimSpace(strings.Join(args, " "))
+	return strings.TrimSpace(o.Params.Cmdline() + " " + o.Append)
 }
 
 // writeInitrd appends the kernel's modules and their load order, and the
@@ -300,17 +270,17 @@ func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer 
 	var files []initramfs.File
 	var order strings.Builder
 	for _, m := range load {
-		guestPath := fmt.Sprintf("/lib/modules/%s/%s.ko", k.Release, m.Name)
+		guestPath := contract.ModulePath(k.Release, m.Name)
 		files = append(files, initramfs.File{Path: guestPath, Mode: 0o644, Open: m.Open})
 		order.WriteString(guestPath + "\n")
 	}
-	files = append(files, initramfs.BytesFile("/etc/fusematrix/modules", []byte(order.String()), 0o644))
+	files = append(files, initramfs.BytesFile(contract.ModuleList, []byte(order.String()), 0o644))
 	if peer != "" {
 		// Checked here: the overlay would only open it halfway through.
 		if _, err := os.Stat(peer); err != nil {
 			return fmt.Errorf("C NOOP peer: %w", err)
 		}
-		files = append(files, initramfs.HostFile(server.PeerGuestPath, peer, 0o755))
+		files = append(files, initramfs.HostFile(contract.PeerPath, peer, 0o755))
 	}
 	return initramfs.Overlay(ctx, base, dst, files)
 }

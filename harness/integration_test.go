@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -34,7 +35,7 @@ func runDefault(t testing.TB, jobs, benchMiB int) (*results.Run, string) {
 		OutDir:    out,
 		Jobs:      jobs,
 		Accel:     "tcg",
-		BenchMiB:  benchMiB,
+		Params:    contract.Params{BenchMiB: benchMiB},
 		SourceDir: sourceDir(t),
 		Logf:      t.Logf,
 	})
@@ -184,7 +185,7 @@ func TestReducedBench(t *testing.T) {
 	defer cancel()
 	run, err := Run(ctx, Options{
 		OutDir: t.TempDir(), Jobs: 2, Accel: "tcg",
-		Run: `^bench/read/.*/1048576$`, BenchRuns: 1, BenchMiB: 16,
+		Params:    contract.Params{Run: `^bench/read/.*/1048576$`, BenchRuns: 1, BenchMiB: 16},
 		SourceDir: sourceDir(t), Logf: t.Logf,
 	})
 	assert.NilError(t, err)

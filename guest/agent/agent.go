@@ -128,7 +128,7 @@ func (a *agent) runAll(ctx context.Context) {
 	for _, n := range notes {
 		a.log(n)
 	}
-	base := scenarios.Env{BenchBytes: a.cfg.BenchBytes, BlockSize: a.cfg.BlockSize, BenchRuns: a.cfg.BenchRuns, Server: a.cfg.Server, Profile: a.cfg.Profile}
+	base := scenarios.Env{BenchBytes: int64(a.cfg.BenchMiB) << 20, BlockSize: a.cfg.BlockSize, BenchRuns: a.cfg.BenchRuns, Server: a.cfg.Server, Profile: a.cfg.Profile}
 	for _, s := range selected {
 		runs := 1
 		if s.Kind != results.Probe && a.cfg.Count > 1 {

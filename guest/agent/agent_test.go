@@ -21,6 +21,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/server"
 )
@@ -47,13 +48,12 @@ func needMount(t *testing.T) {
 // testConfig runs on the host: no modules, no power-off, small sizes.
 func testConfig(t *testing.T) Config {
 	return Config{
-		BenchBytes: 8 << 20,
-		BlockSize:  scenarios.DefaultBlockSize,
-		Port:       DefaultPort,
-		PortWait:   100 * time.Millisecond,
-		Dir:        t.TempDir(),
-		Modules:    filepath.Join(t.TempDir(), "modules"),
-		Console:    &bytes.Buffer{},
+		Params:    contract.Params{BenchMiB: 8, Port: contract.PortName},
+		BlockSize: scenarios.DefaultBlockSize,
+		PortWait:  100 * time.Millisecond,
+		Dir:       t.TempDir(),
+		Modules:   filepath.Join(t.TempDir(), "modules"),
+		Console:   &bytes.Buffer{},
 	}
 }
 

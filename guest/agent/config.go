@@ -1,41 +1,29 @@
 package agent
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
-// Defaults for a guest.
-const (
-	DefaultPort    = "fusematrix.0"
-	DefaultModules = "/etc/fusematrix/modules"
-	DefaultScratch = "/run/fusematrix"
-	// cmdlinePrefix marks the kernel command-line keys the agent reads;
-	// their presence also says the agent runs inside a fusematrix guest.
-	cmdlinePrefix = "fusematrix."
-)
+// DefaultScratch is where the agent mounts its scratch tmpfs.
+const DefaultScratch = "/run/fusematrix"
 
 // Config says what the agent runs and where it reports.
 type Config struct {
-	// Run selects scenarios by id (a regular expression); probes always
-	// run. Empty selects everything.
-	Run        string
-	BenchBytes int64
-	BlockSize  int
-	// BenchRuns is how many times each benchmark cell measures; 0 means
-	// scenarios.DefaultBenchRuns.
-	BenchRuns int
-	// Port is the name of the virtio-serial port the host listens on.
-	Port string
+	// Params are what the host says on the kernel command line: which
+	// scenarios to run (Run, a regular expression; probes always run;
+	// empty selects everything), the port to stream on, how often to run
+	// each scenario (Count), and the benchmarks' size, runs and profiling.
+	contract.Params
+	BlockSize int
 	// PortWait bounds the wait for the port to appear.
 	PortWait time.Duration
 	// Out is where events go: "" is the virtio port, "-" is stdout,
@@ -56,24 +44,14 @@ type Config struct {
 	// Notes are problems found while configuring; they are reported as
 	// log events after hello.
 	Notes []string
-	// Count runs every selected scenario but the probes this many times
-	// and reports one result per scenario; 0 and 1 mean once.
-	Count int
 	// Server starts the FUSE servers scenarios run against as processes.
 	Server server.Launcher
-	// Profile has benchmark cells profile their NOOP and classic server
-	// processes (scenarios.Env.Profile).
-	Profile bool
 	// Kmsg is the kernel log device; "" is /dev/kmsg.
 	Kmsg string
 	// Scenarios, when set, replaces the selection made by Run; tests use
 	// it to run scenarios that misbehave on purpose.
 	Scenarios []scenarios.Scenario
 }
-
-// maxCount bounds Count: enough to expose flakiness, too few to outlast
-// any sensible guest timeout by accident.
-const maxCount = 1000
 
 func (c *Config) kmsgPath() string {
 	if c.Kmsg == "" {
@@ -88,61 +66,14 @@ func (c *Config) kmsgPath() string {
 // the default kept.
 func FromCmdline(cmdline string) (Config, error) {
 	c := Config{
-		BenchBytes: scenarios.DefaultBenchBytes,
-		BlockSize:  scenarios.DefaultBlockSize,
-		Port:       DefaultPort,
-		PortWait:   5 * time.Second,
-		Modules:    DefaultModules,
+		Params:    contract.Params{Port: contract.PortName, BenchMiB: scenarios.DefaultBenchBytes >> 20},
+		BlockSize: scenarios.DefaultBlockSize,
+		PortWait:  5 * time.Second,
+		Modules:   contract.ModuleList,
 	}
-	var errs []error
-	for _, arg := range splitCmdline(cmdline) {
-		if arg == "--" {
-			break // the rest are arguments for init, not parameters
-		}
-		key, value, _ := strings.Cut(arg, "=")
-		name, ok := strings.CutPrefix(key, cmdlinePrefix)
-		if !ok {
-			continue
-		}
-		c.PowerOff = true
-		switch name {
-		case "run":
-			c.Run = value
-		case "port":
-			c.Port = value
-		case "count":
-			n, err := strconv.Atoi(value)
-			if err != nil || n < 1 || n > maxCount {
-				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a count from 1 to %d", key, value, maxCount))
-				continue
-			}
-			c.Count = n
-		case "bench_runs":
-			n, err := strconv.Atoi(value)
-			if err != nil || n < 1 || n > maxCount {
-				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a run count from 1 to %d", key, value, maxCount))
-				continue
-			}
-			c.BenchRuns = n
-		case "profile":
-			on, err := strconv.ParseBool(value)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a boolean", key, value))
-				continue
-			}
-			c.Profile = on
-		case "bench_mib":
-			mib, err := strconv.ParseInt(value, 10, 64)
-			if err != nil || mib <= 0 || mib > 1<<20 {
-				errs = append(errs, fmt.Errorf("kernel command line: %s=%q is not a size in MiB", key, value))
-				continue
-			}
-			c.BenchBytes = mib << 20
-		default:
-			errs = append(errs, fmt.Errorf("kernel command line: unknown key %s", key))
-		}
-	}
-	return c, errors.Join(errs...)
+	found, err := c.ParseCmdline(cmdline)
+	c.PowerOff = found
+	return c, err
 }
 
 // FromSystem is FromCmdline applied to /proc/cmdline. Problems land in
@@ -162,29 +93,14 @@ func FromSystem() Config {
 // so that flags override the kernel command line.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Run, "run", c.Run, "regular expression selecting scenario ids (probes always run)")
-	fs.Func("bench-mib", fmt.Sprintf("size of the benchmark file in MiB (default %d)", c.BenchBytes>>20), func(s string) error {
-		mib, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || mib <= 0 || mib > 1<<20 {
-			return fmt.Errorf("%q is not a size in MiB", s)
-		}
-		c.BenchBytes = mib << 20
-		return nil
+	fs.Func("bench-mib", fmt.Sprintf("size of the benchmark file in MiB (default %d)", c.BenchMiB), func(s string) error {
+		return setInt(&c.BenchMiB, s, contract.MaxBenchMiB, "a size in MiB")
 	})
-	fs.Func("bench-runs", fmt.Sprintf("times each benchmark cell measures (default %d)", scenarios.DefaultBenchRuns), func(s string) error {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxCount {
-			return fmt.Errorf("%q is not a run count from 1 to %d", s, maxCount)
-		}
-		c.BenchRuns = n
-		return nil
+	fs.Func("bench-runs", fmt.Sprintf("times each benchmark cell measures (default %d)", contract.DefaultBenchRuns), func(s string) error {
+		return setInt(&c.BenchRuns, s, contract.MaxCount, "a run count")
 	})
 	fs.Func("count", "run each scenario but the probes this many times; disagreeing runs are reported as flaky (default 1)", func(s string) error {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxCount {
-			return fmt.Errorf("%q is not a count from 1 to %d", s, maxCount)
-		}
-		c.Count = n
-		return nil
+		return setInt(&c.Count, s, contract.MaxCount, "a count")
 	})
 	fs.BoolVar(&c.Profile, "profile", c.Profile, "profile the NOOP and classic servers of benchmark cells and log a summary")
 	fs.StringVar(&c.Port, "port", c.Port, "name of the virtio-serial port to write events to")
@@ -194,30 +110,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.PowerOff, "poweroff", c.PowerOff, "power the machine off when done (default: inside a fusematrix guest)")
 }
 
-// splitCmdline splits a kernel command line into words the way the kernel
-// does: on spaces, with double quotes protecting spaces and removed.
-func splitCmdline(s string) []string {
-	var words []string
-	var cur strings.Builder
-	inQuote, inWord := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			inQuote = !inQuote
-			inWord = true
-		case !inQuote && (r == ' ' || r == '\t' || r == '\n'):
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(r)
-			inWord = true
-		}
+// setInt sets *v to s when s is a whole number from 1 to limit.
+func setInt(v *int, s string, limit int, what string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > limit {
+		return fmt.Errorf("%q is not %s from 1 to %d", s, what, limit)
 	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words
+	*v = n
+	return nil
 }

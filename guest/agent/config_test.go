@@ -8,32 +8,16 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 )
 
-func TestSplitCmdline(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want []string
-	}{
-		{in: "", want: nil},
-		{in: "console=ttyS0  quiet\n", want: []string{"console=ttyS0", "quiet"}},
-		{in: `fusematrix.run="seq read" panic=-1`, want: []string{"fusematrix.run=seq read", "panic=-1"}},
-		{in: `a="" b`, want: []string{"a=", "b"}},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			assert.DeepEqual(t, splitCmdline(tc.in), tc.want)
-		})
-	}
-}
-
 func TestFromCmdline(t *testing.T) {
 	defaults := Config{
-		BenchBytes: scenarios.DefaultBenchBytes,
-		BlockSize:  scenarios.DefaultBlockSize,
-		Port:       DefaultPort,
-		PortWait:   5 * time.Second,
-		Modules:    DefaultModules,
+		Params:    contract.Params{Port: contract.PortName, BenchMiB: scenarios.DefaultBenchBytes >> 20},
+		BlockSize: scenarios.DefaultBlockSize,
+		PortWait:  5 * time.Second,
+		Modules:   contract.ModuleList,
 	}
 	with := func(f func(c *Config)) Config {
 		c := defaults
@@ -51,7 +35,7 @@ func TestFromCmdline(t *testing.T) {
 			name:    "guest",
 			cmdline: "console=ttyS0 fusematrix.run=^passthrough fusematrix.bench_mib=64 fusematrix.port=fm.1 fusematrix.count=5 fusematrix.bench_runs=3 fusematrix.profile=1 panic=-1",
 			want: with(func(c *Config) {
-				c.Run, c.BenchBytes, c.Port, c.PowerOff, c.Count, c.BenchRuns, c.Profile = "^passthrough", 64<<20, "fm.1", true, 5, 3, true
+				c.Run, c.BenchMiB, c.Port, c.PowerOff, c.Count, c.BenchRuns, c.Profile = "^passthrough", 64, "fm.1", true, 5, 3, true
 			}),
 		},
 		{
@@ -85,11 +69,11 @@ func TestFlagsOverrideCmdline(t *testing.T) {
 	c.RegisterFlags(fs)
 	assert.NilError(t, fs.Parse([]string{"-run", "passthrough", "-out", "-", "-poweroff=false"}))
 	assert.Check(t, is.Equal(c.Run, "passthrough"))
-	assert.Check(t, is.Equal(c.BenchBytes, int64(64<<20)), "an unset flag kept the command line's value")
+	assert.Check(t, is.Equal(c.BenchMiB, 64), "an unset flag kept the command line's value")
 	assert.Check(t, is.Equal(c.Out, "-"))
 	assert.Check(t, !c.PowerOff)
 
 	assert.NilError(t, fs.Parse([]string{"-bench-mib", "3"}))
-	assert.Check(t, is.Equal(c.BenchBytes, int64(3<<20)))
+	assert.Check(t, is.Equal(c.BenchMiB, 3))
 	assert.Check(t, fs.Parse([]string{"-bench-mib", "0"}) != nil)
 }

@@ -21,39 +21,23 @@ import (
 	"strings"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
-
-// Probe ids and fact keys the rules read; see .notes/ISSUE3-FACTS.md.
-const (
-	probePassthroughIoctl = "passthrough-ioctl"
-	probeFeatures         = "fuse-features"
-	scenarioPassthrough   = "passthrough-read"
-)
-
-// Fact keys of every expectation result.
-const (
-	FactExpected = "expected"
-	FactObserved = "observed"
-	FactBasis    = "basis"
-)
-
-// IDPrefix starts the id of every expectation result.
-const IDPrefix = "expect/"
 
 // rule is one expectation: judge looks at a kernel that ran to completion
 // and says what it expected, what it saw and on what basis.
 type rule struct {
-	name  string
+	id    contract.ID
 	judge func(k *results.Kernel) verdict
 }
 
 // rules are evaluated in this order, which is also the order of the
 // results and so of the report's columns.
 var rules = []rule{
-	{"passthrough-offered", passthroughOffered},
-	{"passthrough-works", passthroughWorks},
-	{"io-uring", ioUring},
-	{"virtiofs", virtiofs},
+	{contract.ExpectPassthroughOffered, passthroughOffered},
+	{contract.ExpectPassthroughWorks, passthroughWorks},
+	{contract.ExpectIOUring, ioUring},
+	{contract.ExpectVirtiofs, virtiofs},
 }
 
 // verdict is one rule's outcome. reason is needed for any status but
@@ -75,14 +59,14 @@ func Evaluate(k *results.Kernel) []results.Result {
 	for _, r := range rules {
 		v := r.judge(k)
 		out = append(out, results.Result{
-			ID:     IDPrefix + r.name,
+			ID:     string(r.id),
 			Kind:   results.Expectation,
 			Status: v.status,
 			Reason: v.reason,
 			Facts: map[string]string{
-				FactExpected: v.expected,
-				FactObserved: v.observed,
-				FactBasis:    v.basis,
+				string(contract.FactExpected): v.expected,
+				string(contract.FactObserved): v.observed,
+				string(contract.FactBasis):    v.basis,
 			},
 		})
 	}
@@ -243,22 +227,22 @@ func passthroughWorks(k *results.Kernel) verdict {
 	if v, ok := k.Config[passthroughFeature.option]; ok {
 		basis += ", " + passthroughFeature.option + "=" + v
 	}
-	p := k.Result(probePassthroughIoctl)
+	p := contract.PassthroughIoctl.In(k)
 	if p == nil {
 		return missing(expected, basis, "the passthrough-ioctl probe did not run")
 	}
-	open := p.Facts["backing_open"]
+	open := contract.FactBackingOpen.Of(p)
 	if open == "" {
 		return missing(expected, basis, fmt.Sprintf("passthrough-ioctl reported no backing_open (%s)", describe(p)))
 	}
 	v := verdict{status: results.Pass, expected: expected, basis: basis, observed: "BACKING_OPEN " + open}
-	if n := p.Facts["negotiated"]; n != "" && n != "yes" {
+	if n := contract.FactNegotiated.Of(p); n != "" && n != "yes" {
 		v.observed += ", negotiated " + n
 	}
 	if open != "ok" {
 		v.status = results.Fail
 	}
-	if s := k.Result(scenarioPassthrough); s != nil {
+	if s := contract.PassthroughRead.In(k); s != nil {
 		v.expected += ", passthrough-read passes"
 		v.observed += "; passthrough-read " + string(s.Status)
 		switch s.Status {
@@ -304,7 +288,7 @@ var ioUringFeature = feature{
 // feature is built, and switching it on is the administrator's choice.
 func ioUring(k *results.Kernel) verdict {
 	w, basis := ioUringFeature.promise(k)
-	obs, why := fact(k, probeFeatures, "io_uring")
+	obs, why := fact(k, contract.FuseFeatures, contract.FactIOUring)
 	switch obs {
 	case "offered", "disabled", "absent":
 		return ioUringFeature.judge(w, basis, obs != "absent", obs)
@@ -328,7 +312,7 @@ var virtiofsFeature = feature{
 // what fusematrix needs: then only a "yes" means something.
 func virtiofs(k *results.Kernel) verdict {
 	w, basis := virtiofsFeature.promise(k)
-	obs, why := fact(k, probeFeatures, "virtiofs")
+	obs, why := fact(k, contract.FuseFeatures, contract.FactVirtiofs)
 	switch obs {
 	case "yes", "no":
 		return virtiofsFeature.judge(w, basis, obs == "yes", obs)
@@ -340,12 +324,12 @@ func virtiofs(k *results.Kernel) verdict {
 }
 
 // fact returns a probe's fact, or "" and why it is missing.
-func fact(k *results.Kernel, probe, key string) (string, string) {
-	r := k.Result(probe)
+func fact(k *results.Kernel, probe contract.ID, key contract.Fact) (string, string) {
+	r := probe.In(k)
 	if r == nil {
 		return "", fmt.Sprintf("the %s probe did not run", probe)
 	}
-	v := r.Facts[key]
+	v := key.Of(r)
 	if v == "" {
 		return "", fmt.Sprintf("%s reported no %s (%s)", probe, key, describe(r))
 	}

@@ -8,6 +8,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // Fabricated kernels: a release, an optional config, what fuse-init saw
@@ -80,7 +81,7 @@ func checkRule(t *testing.T, id string, cases []ruleCase) {
 			}
 			assert.Assert(t, got != nil, "no %s among %v", id, rs)
 			assert.Equal(t, got.Kind, results.Expectation)
-			assert.Equal(t, outcome{got.Status, got.Facts[FactExpected], got.Facts[FactObserved], got.Facts[FactBasis], ""},
+			assert.Equal(t, outcome{got.Status, contract.FactExpected.Of(got), contract.FactObserved.Of(got), contract.FactBasis.Of(got), ""},
 				outcome{tc.want.status, tc.want.expected, tc.want.observed, tc.want.basis, ""})
 			if tc.want.status == results.Pass {
 				assert.Equal(t, got.Reason, "")
@@ -226,10 +227,10 @@ func TestEvaluate(t *testing.T) {
 	for _, r := range rs {
 		ids = append(ids, r.ID)
 		assert.Check(t, r.Kind == results.Expectation, r.ID)
-		for _, f := range []string{FactExpected, FactObserved, FactBasis} {
-			assert.Check(t, r.Facts[f] != "", "%s: fact %s empty", r.ID, f)
+		for _, f := range []contract.Fact{contract.FactExpected, contract.FactObserved, contract.FactBasis} {
+			assert.Check(t, f.Of(&r) != "", "%s: fact %s empty", r.ID, f)
 		}
-		assert.Check(t, strings.HasPrefix(r.ID, IDPrefix))
+		assert.Check(t, strings.HasPrefix(r.ID, contract.ExpectPrefix))
 	}
 	assert.DeepEqual(t, ids, []string{"expect/passthrough-offered", "expect/passthrough-works", "expect/io-uring", "expect/virtiofs"})
 

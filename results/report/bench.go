@@ -8,56 +8,44 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // benchModes are the columns every bench table shows, in order, even when
 // a kernel measured none of a mode (the passthrough column of a kernel
 // without it reads "skip", which is the point).
-var benchModes = []string{"native", "noop", "classic", "passthrough"}
+var benchModes = []contract.Mode{contract.Native, contract.Noop, contract.Classic, contract.Passthrough}
 
 // benchModeOrder places modes next to their relatives in tables and chart
 // legends. A mode it does not name comes after all of these, in the order
 // the guest reported it, so a new mode shows up without a change here.
-var benchModeOrder = []string{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr"}
+var benchModeOrder = []contract.Mode{contract.Native, contract.Noop, contract.LibfuseNoop, contract.Classic,
+	contract.Passthrough, contract.PassthroughNoXattr}
 
 // ratioNoopHead heads the passthrough/noop column: the claim this project
 // measures is about that ratio.
 const ratioNoopHead = "pt/noop"
 
-// benchID splits a cell id bench/<op>/<mode>/<block>.
-func benchID(id string) (op, mode string, block int, ok bool) {
-	parts := strings.Split(id, "/")
-	if len(parts) != 4 || parts[0] != "bench" {
-		return "", "", 0, false
-	}
-	block, err := strconv.Atoi(parts[3])
-	if err != nil {
-		return "", "", 0, false
-	}
-	return parts[1], parts[2], block, true
-}
-
 // sortModes orders modes by benchModeOrder, the rest after them in their
 // given order.
-func sortModes(modes []string) {
-	rank := func(m string) int {
+func sortModes(modes []contract.Mode) {
+	rank := func(m contract.Mode) int {
 		if i := slices.Index(benchModeOrder, m); i >= 0 {
 			return i
 		}
 		return len(benchModeOrder)
 	}
-	slices.SortStableFunc(modes, func(a, b string) int { return rank(a) - rank(b) })
+	slices.SortStableFunc(modes, func(a, b contract.Mode) int { return rank(a) - rank(b) })
 }
 
 // benchRow is one op at one block size, its cells by mode.
 type benchRow struct {
-	op    string
+	op    contract.Op
 	block int
-	cells map[string]*results.Result
+	cells map[contract.Mode]*results.Result
 }
 
 // benchNote is the reason shared by every cell that did not pass for it
@@ -71,7 +59,7 @@ type benchNote struct {
 
 // benchGrid is one kernel's cells as the bench views show them.
 type benchGrid struct {
-	modes []string
+	modes []contract.Mode
 	rows  []benchRow
 	notes []benchNote
 }
@@ -82,20 +70,20 @@ func newBenchGrid(k *results.Kernel) benchGrid {
 	noted := map[[2]string]int{}
 	for i := range k.Results {
 		r := &k.Results[i]
-		op, mode, block, ok := benchID(r.ID)
+		c, ok := contract.ParseCell(contract.ID(r.ID))
 		if !ok {
 			continue
 		}
-		key := [2]string{op, strconv.Itoa(block)}
+		key := [2]string{string(c.Op), strconv.Itoa(c.Block)}
 		j, seen := at[key]
 		if !seen {
 			j = len(g.rows)
 			at[key] = j
-			g.rows = append(g.rows, benchRow{op: op, block: block, cells: map[string]*results.Result{}})
+			g.rows = append(g.rows, benchRow{op: c.Op, block: c.Block, cells: map[contract.Mode]*results.Result{}})
 		}
-		g.rows[j].cells[mode] = r
-		if !slices.Contains(g.modes, mode) {
-			g.modes = append(g.modes, mode)
+		g.rows[j].cells[c.Mode] = r
+		if !slices.Contains(g.modes, c.Mode) {
+			g.modes = append(g.modes, c.Mode)
 		}
 		if r.Status != results.Pass {
 			n := [2]string{string(r.Status), oneLine(r.Reason)}
@@ -125,7 +113,7 @@ func median(r *results.Result) (float64, bool) {
 	if r == nil || r.Status != results.Pass {
 		return 0, false
 	}
-	v, ok := r.Metrics["mbps_median"]
+	v, ok := contract.MetricMedian.Of(r)
 	return v, ok && !math.IsNaN(v) && !math.IsInf(v, 0)
 }
 
@@ -138,7 +126,7 @@ func ratioNoop(passthrough, noop *results.Result) (float64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if v, ok := passthrough.Metrics["ratio_noop"]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+	if v, ok := contract.MetricRatioNoop.Of(passthrough); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
 		return v, true
 	}
 	n, ok := median(noop)
@@ -163,7 +151,7 @@ func ratioGoC(goNoop, cNoop *results.Result) (float64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if v, ok := goNoop.Metrics["ratio_libfuse_noop"]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+	if v, ok := contract.MetricRatioLibfuseNoop.Of(goNoop); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
 		return v, true
 	}
 	c, ok := median(cNoop)
@@ -174,14 +162,14 @@ func ratioGoC(goNoop, cNoop *results.Result) (float64, bool) {
 }
 
 func (row benchRow) goCCell() string {
-	if v, ok := ratioGoC(row.cells["noop"], row.cells["libfuse-noop"]); ok {
+	if v, ok := ratioGoC(row.cells[contract.Noop], row.cells[contract.LibfuseNoop]); ok {
 		return fmt.Sprintf("%.2f", v)
 	}
 	return "-"
 }
 
 func (row benchRow) ratioNoopCell() string {
-	if v, ok := ratioNoop(row.cells["passthrough"], row.cells["noop"]); ok {
+	if v, ok := ratioNoop(row.cells[contract.Passthrough], row.cells[contract.Noop]); ok {
 		return fmt.Sprintf("%.2f", v)
 	}
 	return "-"
@@ -235,11 +223,11 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "  op\tblock\t")
 	for _, m := range g.modes {
-		fmt.Fprintf(tw, "%s\t", oneLine(m))
+		fmt.Fprintf(tw, "%s\t", oneLine(string(m)))
 	}
 	fmt.Fprintf(tw, "%s\t%s\t\n", ratioNoopHead, goCHead)
 	for _, row := range g.rows {
-		fmt.Fprintf(tw, "  %s\t%s\t", oneLine(row.op), blockLabel(row.block))
+		fmt.Fprintf(tw, "  %s\t%s\t", oneLine(string(row.op)), blockLabel(row.block))
 		for _, m := range g.modes {
 			fmt.Fprintf(tw, "%s\t", benchCell(row.cells[m]))
 		}
@@ -275,7 +263,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			}
 			head := []string{"op", "block"}
 			for _, m := range g.modes {
-				head = append(head, markdownText(oneLine(m)))
+				head = append(head, markdownText(oneLine(string(m))))
 			}
 			writeMarkdownRow(&b, append(head, ratioNoopHead, goCHead))
 			rule := []string{"---", "---:"}
@@ -284,7 +272,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			}
 			writeMarkdownRow(&b, rule)
 			for _, row := range g.rows {
-				cells := []string{markdownText(oneLine(row.op)), blockLabel(row.block)}
+				cells := []string{markdownText(oneLine(string(row.op))), blockLabel(row.block)}
 				for _, m := range g.modes {
 					c := markdownText(benchCell(row.cells[m]))
 					if r := row.cells[m]; r != nil && (r.Status == results.Fail || r.Status == results.Error) {
@@ -323,12 +311,12 @@ func benchCell(r *results.Result) string {
 	case r.Status != results.Pass:
 		return statusWord(r.Status)
 	}
-	med, ok := r.Metrics["mbps_median"]
+	med, ok := contract.MetricMedian.Of(r)
 	if !ok {
 		return "?"
 	}
 	s := strconv.FormatFloat(med, 'f', 0, 64)
-	if ratio, ok := r.Metrics["ratio_native"]; ok {
+	if ratio, ok := contract.MetricRatioNative.Of(r); ok {
 		mark := ""
 		if disturbed(r) {
 			mark = disturbedMark
@@ -346,7 +334,7 @@ const (
 	disturbedLegend = disturbedMark + ": the native runs paired with the cell were disturbed (fact ratio_native_noisy); measure again before trusting the ratio"
 )
 
-func disturbed(r *results.Result) bool { return r != nil && r.Facts["ratio_native_noisy"] != "" }
+func disturbed(r *results.Result) bool { return contract.FactRatioNoisy.Of(r) != "" }
 
 // anyDisturbed reports whether a cell of g carries the mark.
 func (g *benchGrid) anyDisturbed() bool {

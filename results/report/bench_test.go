@@ -9,6 +9,7 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 func benchResult(id string, median, ratio float64) results.Result {
@@ -161,9 +162,9 @@ func TestRatioGoC(t *testing.T) {
 }
 
 func TestSortModes(t *testing.T) {
-	modes := []string{"zeta", "passthrough", "alpha", "native", "libfuse-noop", "noop"}
+	modes := []contract.Mode{"zeta", "passthrough", "alpha", "native", "libfuse-noop", "noop"}
 	sortModes(modes)
-	assert.DeepEqual(t, modes, []string{"native", "noop", "libfuse-noop", "passthrough", "zeta", "alpha"})
+	assert.DeepEqual(t, modes, []contract.Mode{"native", "noop", "libfuse-noop", "passthrough", "zeta", "alpha"})
 }
 
 func TestBenchNilRun(t *testing.T) {

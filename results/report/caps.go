@@ -9,20 +9,14 @@ import (
 	"strings"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // The capability view answers "what does this kernel's FUSE offer, and
 // does it work?": one row per kernel built from the probe facts, the
 // passthrough ioctl's answers to misuse, and the expectations that judge
-// them. Probe ids and fact keys are the ones of .notes/ISSUE3-FACTS.md; a
-// fact a guest did not report shows as "-", so an older agent's results
-// still render.
-
-const (
-	probeInit     = "fuse-init"
-	probeIoctl    = "passthrough-ioctl"
-	probeFeatures = "fuse-features"
-)
+// them. Probe ids and fact keys are package contract's; a fact a guest did
+// not report shows as "-", so an older agent's results still render.
 
 // capsFactWidth bounds a fact's cell: an honest fact is a word or an
 // errno name, and a guest must not be able to stretch the table.
@@ -38,23 +32,15 @@ type capsColumn struct {
 var capsColumns = []capsColumn{
 	{"fuse", protocolCell},
 	{"passthrough", passthroughCell},
-	{"negotiated", factOf(probeIoctl, "negotiated")},
-	{"backing_open", factOf(probeIoctl, "backing_open")},
+	{"negotiated", factOf(contract.PassthroughIoctl, contract.FactNegotiated)},
+	{"backing_open", factOf(contract.PassthroughIoctl, contract.FactBackingOpen)},
 	// Does passthrough survive FUSE_WRITEBACK_CACHE being asked for too?
-	{"writeback+passthrough", factOf(probeIoctl, "writeback_cache")},
+	{"writeback+passthrough", factOf(contract.PassthroughIoctl, contract.FactWritebackCache)},
 	{"max_pages_limit", maxPagesCell},
-	{"io_uring", factOf(probeFeatures, "io_uring")},
-	{"request_timeout", factOf(probeFeatures, "request_timeout")},
-	{"virtiofs", factOf(probeFeatures, "virtiofs")},
+	{"io_uring", factOf(contract.FuseFeatures, contract.FactIOUring)},
+	{"request_timeout", factOf(contract.FuseFeatures, contract.FactRequestTimeout)},
+	{"virtiofs", factOf(contract.FuseFeatures, contract.FactVirtiofs)},
 	{"CONFIG_FUSE_PASSTHROUGH", configCell("CONFIG_FUSE_PASSTHROUGH")},
-}
-
-// misuseCases are the passthrough-ioctl facts that record the errno of a
-// BACKING_OPEN or BACKING_CLOSE the kernel should refuse (or, for some,
-// may accept): facts about the kernel, not verdicts.
-var misuseCases = []string{
-	"not_negotiated", "bad_fd", "flags_nonzero", "padding_nonzero", "directory",
-	"o_path", "stacked_too_deep", "close_unknown", "close_zero",
 }
 
 func protocolCell(k *results.Kernel) string {
@@ -65,15 +51,8 @@ func protocolCell(k *results.Kernel) string {
 	return proto
 }
 
-func factOf(probe, key string) func(*results.Kernel) string {
-	return func(k *results.Kernel) string { return fact(k, probe, key) }
-}
-
-func fact(k *results.Kernel, probe, key string) string {
-	if r := k.Result(probe); r != nil {
-		return r.Facts[key]
-	}
-	return ""
+func factOf(probe contract.ID, key contract.Fact) func(*results.Kernel) string {
+	return func(k *results.Kernel) string { return key.Of(probe.In(k)) }
 }
 
 // passthroughCell names the passthrough ABI the kernel offers. An Android
@@ -95,7 +74,7 @@ func passthroughCell(k *results.Kernel) string {
 // maxPagesCell prefers the guest's fact, which can say the sysctl is
 // absent; the capability field cannot tell absent from not reported.
 func maxPagesCell(k *results.Kernel) string {
-	switch f := fact(k, probeInit, "max_pages_limit"); {
+	switch f := contract.FactMaxPagesLimit.Of(contract.FuseInit.In(k)); {
 	case f == "0":
 		return "absent"
 	case f != "":
@@ -178,7 +157,7 @@ func capsNotes(run *results.Run) []note {
 // reason followed by them.
 func expectationText(r results.Result) string {
 	t := fmt.Sprintf("expected %s, observed %s, basis: %s",
-		orDash(r.Facts["expected"]), orDash(r.Facts["observed"]), orDash(r.Facts["basis"]))
+		orDash(contract.FactExpected.Of(&r)), orDash(contract.FactObserved.Of(&r)), orDash(contract.FactBasis.Of(&r)))
 	if r.Status == results.Fail || r.Reason == "" {
 		return t
 	}
@@ -228,11 +207,15 @@ func capsRows(run *results.Run) (rows [][]string, status []results.Status) {
 
 // misuseRows returns the misuse table as raw text, header first.
 func misuseRows(run *results.Run) [][]string {
-	rows := [][]string{append([]string{"kernel"}, misuseCases...)}
+	head := []string{"kernel"}
+	for _, m := range contract.MisuseCases {
+		head = append(head, string(m))
+	}
+	rows := [][]string{head}
 	for _, k := range run.Kernels {
 		row := []string{k.Name}
-		for _, m := range misuseCases {
-			row = append(row, fact(&k, probeIoctl, m))
+		for _, m := range contract.MisuseCases {
+			row = append(row, m.Of(contract.PassthroughIoctl.In(&k)))
 		}
 		rows = append(rows, row)
 	}
@@ -455,7 +438,7 @@ func CapsJSON(w io.Writer, run *results.Run) error {
 			case results.Expectation:
 				ck.Expectations = append(ck.Expectations, capsExpectation{
 					ID: r.ID, Status: r.Status, Reason: r.Reason,
-					Expected: r.Facts["expected"], Observed: r.Facts["observed"], Basis: r.Facts["basis"],
+					Expected: contract.FactExpected.Of(&r), Observed: contract.FactObserved.Of(&r), Basis: contract.FactBasis.Of(&r),
 				})
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // Fabricated capability runs. The expectation results are written out by
@@ -296,7 +297,7 @@ func TestCapsInert(t *testing.T) {
 	for i, n := range counts {
 		want := 2 + len(capsColumns) + 1 + 1 // kernel, release, columns, expectations
 		if i >= 4 {
-			want = 1 + len(misuseCases) + 1
+			want = 1 + len(contract.MisuseCases) + 1
 		}
 		assert.Equal(t, n, want, "row %d", i)
 	}

@@ -22,6 +22,7 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // The chart draws the bench cells as throughput by block size: one panel
@@ -54,13 +55,13 @@ type modeStyle struct {
 	dash  []vg.Length
 }
 
-var modeStyles = map[string]modeStyle{
-	"native":              {rgb(0x22, 0x22, 0x22), draw.CircleGlyph{}, nil},
-	"noop":                {rgb(0xd6, 0x27, 0x28), draw.TriangleGlyph{}, nil},
-	"libfuse-noop":        {rgb(0xff, 0x7f, 0x0e), draw.PyramidGlyph{}, []vg.Length{vg.Points(4), vg.Points(2)}},
-	"classic":             {rgb(0x1f, 0x77, 0xb4), draw.SquareGlyph{}, nil},
-	"passthrough":         {rgb(0x2c, 0xa0, 0x2c), draw.BoxGlyph{}, nil},
-	"passthrough-noxattr": {rgb(0x17, 0xbe, 0xcf), draw.RingGlyph{}, []vg.Length{vg.Points(4), vg.Points(2)}},
+var modeStyles = map[contract.Mode]modeStyle{
+	contract.Native:             {rgb(0x22, 0x22, 0x22), draw.CircleGlyph{}, nil},
+	contract.Noop:               {rgb(0xd6, 0x27, 0x28), draw.TriangleGlyph{}, nil},
+	contract.LibfuseNoop:        {rgb(0xff, 0x7f, 0x0e), draw.PyramidGlyph{}, []vg.Length{vg.Points(4), vg.Points(2)}},
+	contract.Classic:            {rgb(0x1f, 0x77, 0xb4), draw.SquareGlyph{}, nil},
+	contract.Passthrough:        {rgb(0x2c, 0xa0, 0x2c), draw.BoxGlyph{}, nil},
+	contract.PassthroughNoXattr: {rgb(0x17, 0xbe, 0xcf), draw.RingGlyph{}, []vg.Length{vg.Points(4), vg.Points(2)}},
 }
 
 // otherColors are for modes modeStyles does not name; the mode's name
@@ -72,7 +73,7 @@ var otherColors = []color.Color{
 
 func rgb(r, g, b uint8) color.Color { return color.RGBA{R: r, G: g, B: b, A: 0xff} }
 
-func styleOf(mode string) modeStyle {
+func styleOf(mode contract.Mode) modeStyle {
 	if s, ok := modeStyles[mode]; ok {
 		return s
 	}
@@ -108,21 +109,22 @@ type chartPoint struct {
 // passing cells in block order.
 type chartKernel struct {
 	k     *results.Kernel
-	lines map[string]map[string][]chartPoint
+	lines map[contract.Op]map[contract.Mode][]chartPoint
 	cells int // benchmark cells of any status
 }
 
 // chartData gathers the cells the chart draws, the ops (columns) and
 // modes in display order, and the block sizes any kernel measured.
-func chartData(run *results.Run) (ks []chartKernel, ops, modes []string, blocks []int) {
+func chartData(run *results.Run) (ks []chartKernel, ops []contract.Op, modes []contract.Mode, blocks []int) {
 	for i := range run.Kernels {
 		k := &run.Kernels[i]
-		ck := chartKernel{k: k, lines: map[string]map[string][]chartPoint{}}
+		ck := chartKernel{k: k, lines: map[contract.Op]map[contract.Mode][]chartPoint{}}
 		for _, r := range k.Results {
-			op, mode, block, ok := benchID(r.ID)
-			if !ok || block <= 0 {
+			c, ok := contract.ParseCell(contract.ID(r.ID))
+			if !ok {
 				continue
 			}
+			op, mode, block := c.Op, c.Mode, c.Block
 			ck.cells++
 			if !slices.Contains(ops, op) {
 				ops = append(ops, op)
@@ -140,14 +142,14 @@ func chartData(run *results.Run) (ks []chartKernel, ops, modes []string, blocks 
 				continue
 			}
 			p := chartPoint{block: block, med: med, min: med, max: med}
-			if v := r.Metrics["mbps_min"]; plausible(v) && v <= med {
+			if v, _ := contract.MetricMin.Of(&r); plausible(v) && v <= med {
 				p.min = v
 			}
-			if v := r.Metrics["mbps_max"]; plausible(v) && v >= med {
+			if v, _ := contract.MetricMax.Of(&r); plausible(v) && v >= med {
 				p.max = v
 			}
 			if ck.lines[op] == nil {
-				ck.lines[op] = map[string][]chartPoint{}
+				ck.lines[op] = map[contract.Mode][]chartPoint{}
 			}
 			ck.lines[op][mode] = append(ck.lines[op][mode], p)
 		}
@@ -159,13 +161,13 @@ func chartData(run *results.Run) (ks []chartKernel, ops, modes []string, blocks 
 		ks = append(ks, ck)
 	}
 	// read before write, then any other op as the guest reported it.
-	rank := func(op string) int {
-		if i := slices.Index([]string{"read", "write"}, op); i >= 0 {
+	rank := func(op contract.Op) int {
+		if i := slices.Index(contract.Ops, op); i >= 0 {
 			return i
 		}
 		return 2
 	}
-	slices.SortStableFunc(ops, func(a, b string) int { return rank(a) - rank(b) })
+	slices.SortStableFunc(ops, func(a, b contract.Op) int { return rank(a) - rank(b) })
 	sortModes(modes)
 	slices.Sort(blocks)
 	return ks, ops, modes, blocks
@@ -232,7 +234,7 @@ func Chart(w io.Writer, run *results.Run, format string) (err error) {
 			for j, op := range ops {
 				p, err := panel(ck, op, modes, blocks, ylo, yhi)
 				if err != nil {
-					return fmt.Errorf("render chart: %s %s: %w", oneLine(ck.k.Name), oneLine(op), err)
+					return fmt.Errorf("render chart: %s %s: %w", oneLine(ck.k.Name), oneLine(string(op)), err)
 				}
 				plots[i][j] = p
 			}
@@ -265,7 +267,7 @@ func Chart(w io.Writer, run *results.Run, format string) (err error) {
 // drawnModes splits modes into those with a line in some panel and those
 // whose every cell failed or skipped, which the legend names apart: a
 // legend entry for a line that is nowhere sends the reader looking.
-func drawnModes(ks []chartKernel, modes []string) (drawn, none []string) {
+func drawnModes(ks []chartKernel, modes []contract.Mode) (drawn, none []contract.Mode) {
 	for _, m := range modes {
 		if slices.ContainsFunc(ks, func(ck chartKernel) bool {
 			for _, byMode := range ck.lines {
@@ -285,7 +287,7 @@ func drawnModes(ks []chartKernel, modes []string) (drawn, none []string) {
 
 // drawChartHeader writes the chart's title and a legend of the modes
 // drawn, once for all panels, then the modes with no figure anywhere.
-func drawChartHeader(c draw.Canvas, run *results.Run, modes, none []string) {
+func drawChartHeader(c draw.Canvas, run *results.Run, modes, none []contract.Mode) {
 	title := textStyle(chartBoldFont, 13)
 	title.YAlign = draw.YTop
 	c.FillText(title, vg.Point{X: c.Min.X, Y: c.Max.Y}, "fusematrix bench: sequential throughput by block size")
@@ -307,14 +309,14 @@ func drawChartHeader(c draw.Canvas, run *results.Run, modes, none []string) {
 		ls := draw.LineStyle{Color: s.color, Width: vg.Points(1.5), Dashes: s.dash}
 		c.StrokeLine2(ls, x, y, x+22, y)
 		c.DrawGlyphNoClip(draw.GlyphStyle{Color: s.color, Radius: vg.Points(3), Shape: s.glyph}, vg.Point{X: x + 11, Y: y})
-		name := truncate(oneLine(m), 24)
+		name := truncate(oneLine(string(m)), 24)
 		c.FillText(legend, vg.Point{X: x + 27, Y: y}, name)
 		x += 27 + legend.Width(name) + 14
 	}
 	if len(none) > 0 {
 		names := make([]string, len(none))
 		for i, m := range none {
-			names[i] = truncate(oneLine(m), 24)
+			names[i] = truncate(oneLine(string(m)), 24)
 		}
 		legend.Color = rgb(0x66, 0x66, 0x66)
 		c.FillText(legend, vg.Point{X: x, Y: y}, "no passing cell: "+strings.Join(names, ", "))
@@ -333,10 +335,10 @@ func accelWords(accel string) string {
 	return truncate(oneLine(accel), 16)
 }
 
-func panel(ck chartKernel, op string, modes []string, blocks []int, ylo, yhi float64) (*plot.Plot, error) {
+func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, ylo, yhi float64) (*plot.Plot, error) {
 	k := ck.k
 	p := plot.New()
-	p.Title.Text = truncate(oneLine(k.Name), chartTitleW) + ": " + truncate(oneLine(op), 16) + "\n" +
+	p.Title.Text = truncate(oneLine(k.Name), chartTitleW) + ": " + truncate(oneLine(string(op)), 16) + "\n" +
 		truncate(oneLine(orDash(k.Release)), chartTitleW) + " · " + accelWords(k.Accel)
 	p.Title.TextStyle.Font = font.From(chartFont, 10)
 	p.Title.Padding = vg.Points(4)
@@ -384,7 +386,7 @@ func panel(ck chartKernel, op string, modes []string, blocks []int, ylo, yhi flo
 			if i > start {
 				line, err := plotter.NewLine(xys[start : i+1])
 				if err != nil {
-					return nil, fmt.Errorf("mode %s: %w", oneLine(m), err)
+					return nil, fmt.Errorf("mode %s: %w", oneLine(string(m)), err)
 				}
 				line.Color, line.Width, line.Dashes = s.color, vg.Points(1.5), s.dash
 				p.Add(line)
@@ -393,7 +395,7 @@ func panel(ck chartKernel, op string, modes []string, blocks []int, ylo, yhi flo
 		}
 		scatter, err := plotter.NewScatter(xys)
 		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", oneLine(m), err)
+			return nil, fmt.Errorf("mode %s: %w", oneLine(string(m)), err)
 		}
 		scatter.Color, scatter.Shape, scatter.Radius = s.color, s.glyph, vg.Points(3)
 		bars, err := plotter.NewYErrorBars(struct {
@@ -401,7 +403,7 @@ func panel(ck chartKernel, op string, modes []string, blocks []int, ylo, yhi flo
 			plotter.YErrors
 		}{xys, errs})
 		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", oneLine(m), err)
+			return nil, fmt.Errorf("mode %s: %w", oneLine(string(m)), err)
 		}
 		bars.Color, bars.Width, bars.CapWidth = s.color, vg.Points(1), vg.Points(5)
 		p.Add(scatter, bars)

@@ -18,6 +18,7 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 func chart(t *testing.T, run *results.Run, format string) []byte {
@@ -41,8 +42,8 @@ func TestChartGolden(t *testing.T) {
 // before write, and a kernel without cells keeps its row.
 func TestChartData(t *testing.T) {
 	ks, ops, modes, blocks := chartData(benchRun())
-	assert.DeepEqual(t, ops, []string{"read", "write"})
-	assert.DeepEqual(t, modes, []string{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr", "uring"})
+	assert.DeepEqual(t, ops, []contract.Op{"read", "write"})
+	assert.DeepEqual(t, modes, []contract.Mode{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr", "uring"})
 	assert.DeepEqual(t, blocks, []int{4096, 131072, 1048576})
 	assert.Equal(t, len(ks), 3)
 
@@ -79,8 +80,8 @@ func TestChartLegendWithoutLine(t *testing.T) {
 	}
 	ks, _, modes, _ := chartData(run)
 	drawn, none := drawnModes(ks, modes)
-	assert.DeepEqual(t, drawn, []string{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr"})
-	assert.DeepEqual(t, none, []string{"uring"})
+	assert.DeepEqual(t, drawn, []contract.Mode{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr"})
+	assert.DeepEqual(t, none, []contract.Mode{"uring"})
 
 	svg := string(chart(t, run, "svg"))
 	assert.Check(t, is.Contains(svg, "no passing cell: uring"))
@@ -104,7 +105,7 @@ func TestChartPNG(t *testing.T) {
 			seen[color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 0xff}] = true
 		}
 	}
-	for _, m := range []string{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr", "uring"} {
+	for _, m := range []contract.Mode{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr", "uring"} {
 		assert.Check(t, seen[styleOf(m).color.(color.RGBA)], "no pixel of %s's colour", m)
 	}
 }
@@ -194,7 +195,7 @@ func TestChartImplausible(t *testing.T) {
 	k.Results = append(k.Results, wild)
 	ks, _, _, _ := chartData(run)
 	for mode, pts := range ks[1].lines["read"] {
-		assert.Check(t, !strings.HasPrefix(mode, "odd"), "%s drawn: %v", mode, pts)
+		assert.Check(t, !strings.HasPrefix(string(mode), "odd"), "%s drawn: %v", mode, pts)
 	}
 	assert.DeepEqual(t, ks[1].lines["read"]["wild"], []chartPoint{{block: 4096, med: 100, min: 100, max: 100}}, cmpChartPoint)
 	lo, hi := yRange(ks)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // The HTML report is one file that opens anywhere without a network: CSS
@@ -214,7 +215,7 @@ func HTML(w io.Writer, run *results.Run) error {
 	hasBench := false
 	for _, k := range run.Kernels {
 		for _, r := range k.Results {
-			if _, _, _, ok := benchID(r.ID); ok {
+			if _, ok := contract.ParseCell(contract.ID(r.ID)); ok {
 				hasBench = true
 			}
 		}
@@ -300,12 +301,12 @@ func htmlBenchOf(k *results.Kernel) htmlBench {
 	}
 	hb.Table.Head = []string{"op", "block"}
 	for _, m := range g.modes {
-		hb.Table.Head = append(hb.Table.Head, oneLine(m))
+		hb.Table.Head = append(hb.Table.Head, oneLine(string(m)))
 	}
 	hb.Table.Head = append(hb.Table.Head, ratioNoopHead, goCHead)
 	hb.Legend = benchLegend
 	for _, row := range g.rows {
-		cells := []htmlCell{{Text: oneLine(row.op)}, {Text: blockLabel(row.block)}}
+		cells := []htmlCell{{Text: oneLine(string(row.op))}, {Text: blockLabel(row.block)}}
 		for _, m := range g.modes {
 			c := htmlCell{Text: benchCell(row.cells[m])}
 			switch r := row.cells[m]; {

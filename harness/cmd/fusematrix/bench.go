@@ -10,8 +10,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/results/report"
-	"github.com/fusematrix/fusematrix/scenarios"
 )
 
 // benchRenderers are the bench -format values.
@@ -27,7 +27,7 @@ func bench(args []string) error {
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "bench"))
 	matrixName := matrixFlag(fs)
-	fs.IntVar(&o.BenchRuns, "runs", scenarios.DefaultBenchRuns, "times each cell measures; the table shows the median")
+	fs.IntVar(&o.BenchRuns, "runs", contract.DefaultBenchRuns, "times each cell measures; the table shows the median")
 	fs.BoolVar(&o.Profile, "profile", false, "profile the NOOP and classic servers in the guest; each cell's log gets the top functions")
 	fs.IntVar(&o.BenchMiB, "bench-mib", 0, "cap on the bytes one run moves, in `MiB` (default: scaled by block size and runs)")
 	peer := fs.String("peer", defaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
@@ -70,7 +70,7 @@ func bench(args []string) error {
 		return writeBenchReports(dir, run, info)
 	}
 	if o.Run == "" {
-		o.Run = "^" + scenarios.BenchPrefix
+		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
 	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {

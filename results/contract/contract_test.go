@@ -1,0 +1,169 @@
+package contract
+
+import (
+	"fmt"
+	"regexp"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+)
+
+func TestParamsRoundTrip(t *testing.T) {
+	for _, p := range []Params{
+		{},
+		{Run: "^passthrough"},
+		{Run: "seq read|pt/(integrity|fsync)", Port: "fm.1"},
+		{Run: "x", Count: 7, BenchRuns: 3, BenchMiB: 64, Profile: true},
+		{Count: MaxCount, BenchRuns: MaxCount, BenchMiB: MaxBenchMiB},
+	} {
+		t.Run(p.Cmdline(), func(t *testing.T) {
+			assert.NilError(t, p.Check())
+			var got Params
+			found, err := got.ParseCmdline("console=ttyS0 panic=-1 " + p.Cmdline() + " quiet")
+			assert.NilError(t, err)
+			assert.Check(t, found)
+			want := p
+			if want.Port == "" {
+				want.Port = PortName
+			}
+			assert.DeepEqual(t, got, want)
+		})
+	}
+}
+
+func TestParseCmdline(t *testing.T) {
+	for _, tc := range []struct {
+		name, cmdline string
+		want          Params
+		found         bool
+		err           string
+	}{
+		{name: "host", cmdline: "console=ttyS0 quiet panic=1"},
+		{name: "init arguments", cmdline: "quiet -- fusematrix.run=x"},
+		{
+			name:    "bad values keep what was there",
+			cmdline: "fusematrix.bench_mib=lots fusematrix.count=0 fusematrix.bench_runs=0 fusematrix.profile=yes fusematrix.colour=red",
+			want:    Params{Count: 2, BenchMiB: 8},
+			found:   true,
+			err: `kernel command line: fusematrix.bench_mib="lots" is not a size in MiB` + "\n" +
+				`kernel command line: fusematrix.count="0" is not a count from 1 to 1000` + "\n" +
+				`kernel command line: fusematrix.bench_runs="0" is not a run count from 1 to 1000` + "\n" +
+				`kernel command line: fusematrix.profile="yes" is not a boolean` + "\n" +
+				"kernel command line: unknown key fusematrix.colour",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Params{Count: 2, BenchMiB: 8}
+			want := tc.want
+			if !tc.found {
+				want = got
+			}
+			found, err := got.ParseCmdline(tc.cmdline)
+			if tc.err == "" {
+				assert.NilError(t, err)
+			} else {
+				assert.Error(t, err, tc.err)
+			}
+			assert.Check(t, is.Equal(found, tc.found))
+			assert.DeepEqual(t, got, want)
+		})
+	}
+}
+
+func TestParamsCheck(t *testing.T) {
+	for _, p := range []Params{
+		{Run: `a"b`}, {Run: "a\nb"}, {Port: "a b"}, {Count: MaxCount + 1}, {BenchRuns: -1}, {BenchMiB: MaxBenchMiB + 1},
+	} {
+		assert.Check(t, p.Check() != nil, "%+v", p)
+	}
+}
+
+func TestSplitCmdline(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{in: "", want: nil},
+		{in: "console=ttyS0  quiet\n", want: []string{"console=ttyS0", "quiet"}},
+		{in: `fusematrix.run="seq read" panic=-1`, want: []string{"fusematrix.run=seq read", "panic=-1"}},
+		{in: `a="" b`, want: []string{"a=", "b"}},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			assert.DeepEqual(t, SplitCmdline(tc.in), tc.want)
+		})
+	}
+}
+
+// The ids must pass the host's decoder, and each names one check.
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,127}$`)
+
+func TestIDs(t *testing.T) {
+	seen := map[ID]bool{}
+	all := Checks()
+	for _, id := range Expectations {
+		all = append(all, Check{id, results.Expectation})
+	}
+	for _, c := range all {
+		assert.Check(t, idPattern.MatchString(string(c.ID)), c.ID)
+		assert.Check(t, !seen[c.ID], "%s twice", c.ID)
+		seen[c.ID] = true
+		_, cell := ParseCell(c.ID)
+		assert.Check(t, is.Equal(cell, c.Kind == results.Benchmark && c.ID != SeqRead), c.ID)
+	}
+	assert.Check(t, is.Len(Checks(), len(checks)+len(Cells())))
+}
+
+func TestCellRoundTrip(t *testing.T) {
+	cells := Cells()
+	assert.Check(t, is.Len(cells, len(Ops)*len(Blocks)*(len(Modes)-1)+len(Blocks)), "passthrough-noxattr measures writes only")
+	for _, c := range cells {
+		got, ok := ParseCell(c.ID())
+		assert.Check(t, ok, c.ID())
+		assert.Check(t, is.Equal(got, c))
+	}
+	for _, bad := range []ID{"bench/read/noop", "bench/read/noop/x", "bench/read/noop/0", "bench//noop/4096", "seq-read", "bench/a/b/1/2"} {
+		_, ok := ParseCell(bad)
+		assert.Check(t, !ok, bad)
+	}
+	// A cell id holds what the report needs, whatever the mode.
+	c, ok := ParseCell("bench/write/future-mode/65536")
+	assert.Check(t, ok)
+	assert.Check(t, is.Equal(c, Cell{Op: Write, Mode: "future-mode", Block: 64 << 10}))
+}
+
+func TestSelect(t *testing.T) {
+	ids := func(pattern string) []ID {
+		cs, err := Select(pattern)
+		assert.NilError(t, err)
+		var out []ID
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	probes := []ID{FuseInit, PassthroughIoctl, FuseFeatures}
+	assert.DeepEqual(t, ids("^pt/fsync$"), append(probes[:3:3], PtFsync))
+	assert.Check(t, is.Len(ids(""), len(checks)), "cells only when named")
+	assert.Check(t, is.Len(ids("^bench/"), len(probes)+len(Cells())))
+	assert.DeepEqual(t, ids("^bench/read/noop/4096$"), append(probes[:3:3], "bench/read/noop/4096"))
+	_, err := Select("(")
+	assert.ErrorContains(t, err, `scenario pattern "("`)
+}
+
+func TestFactsDistinct(t *testing.T) {
+	seen := map[Fact]bool{}
+	for _, f := range append([]Fact{FactProtocol, FactPassthrough, FactPassthroughABI, FactInitFlags, FactMaxReadahead,
+		FactMaxPagesLimit, FactNegotiated, FactBackingOpen, FactBackingID, FactBackingClose, FactWritebackCache,
+		FactIOUring, FactRequestTimeout, FactVirtiofs, FactCUSE, FactFusectl}, MisuseCases...) {
+		assert.Check(t, !seen[f], "%s twice", f)
+		seen[f] = true
+	}
+	r := &results.Result{Facts: map[string]string{"negotiated": "yes"}, Metrics: map[string]float64{"noop_mbps": 3}}
+	assert.Check(t, is.Equal(FactNegotiated.Of(r), "yes"))
+	assert.Check(t, is.Equal(FactBackingOpen.Of(nil), ""))
+	v, ok := MBPS(Noop).Of(r)
+	assert.Check(t, ok && v == 3, fmt.Sprint(v))
+}

@@ -1,0 +1,98 @@
+package contract
+
+import "github.com/fusematrix/fusematrix/results"
+
+// Fact names an entry of Result.Facts that the host reads.
+type Fact string
+
+// Of returns the fact in r, "" when r is nil or lacks it.
+func (f Fact) Of(r *results.Result) string {
+	if r == nil {
+		return ""
+	}
+	return r.Facts[string(f)]
+}
+
+// Facts of fuse-init.
+const (
+	FactProtocol       Fact = "protocol"
+	FactPassthrough    Fact = "passthrough"
+	FactPassthroughABI Fact = "passthrough_abi"
+	FactInitFlags      Fact = "init_flags"
+	FactMaxReadahead   Fact = "max_readahead"
+	FactMaxPagesLimit  Fact = "max_pages_limit"
+)
+
+// Facts of passthrough-ioctl: whether passthrough was negotiated, the
+// errno names of BACKING_OPEN and BACKING_CLOSE on a regular file, and
+// whether passthrough survived a request for writeback cache.
+const (
+	FactNegotiated     Fact = "negotiated"
+	FactBackingOpen    Fact = "backing_open"
+	FactBackingID      Fact = "backing_id"
+	FactBackingClose   Fact = "backing_close"
+	FactWritebackCache Fact = "writeback_cache"
+)
+
+// MisuseCases are the passthrough-ioctl facts that record the errno of a
+// BACKING_OPEN or BACKING_CLOSE the kernel should refuse (or, for some,
+// may accept): facts about the kernel, not verdicts.
+var MisuseCases = []Fact{
+	"not_negotiated", "bad_fd", "flags_nonzero", "padding_nonzero", "directory",
+	"o_path", "stacked_too_deep", "close_unknown", "close_zero",
+}
+
+// Facts of fuse-features.
+const (
+	FactIOUring        Fact = "io_uring"
+	FactRequestTimeout Fact = "request_timeout"
+	FactVirtiofs       Fact = "virtiofs"
+	FactCUSE           Fact = "cuse"
+	FactFusectl        Fact = "fusectl"
+)
+
+// Facts of every expectation: what the rule expected, what the guest
+// showed, and what the expectation rests on (the config or the version).
+const (
+	FactExpected Fact = "expected"
+	FactObserved Fact = "observed"
+	FactBasis    Fact = "basis"
+)
+
+// Facts of the results the agent aggregates over -count runs.
+const (
+	FactRuns   Fact = "runs"
+	FactPassed Fact = "passed"
+	FactFlaky  Fact = "flaky"
+)
+
+// FactRatioNoisy marks a benchmark cell whose paired runs were disturbed.
+const FactRatioNoisy Fact = "ratio_native_noisy"
+
+// Metric names an entry of Result.Metrics that the host reads.
+type Metric string
+
+// Of returns the metric in r and whether r has it.
+func (m Metric) Of(r *results.Result) (float64, bool) {
+	if r == nil {
+		return 0, false
+	}
+	v, ok := r.Metrics[string(m)]
+	return v, ok
+}
+
+// Metrics of a benchmark cell: MB/s over its runs, and ratios of paired
+// runs to the modes it is compared with.
+const (
+	MetricMedian           Metric = "mbps_median"
+	MetricMin              Metric = "mbps_min"
+	MetricMax              Metric = "mbps_max"
+	MetricRatioNative      Metric = "ratio_native"
+	MetricRatioNativeMin   Metric = "ratio_native_min"
+	MetricRatioNativeMax   Metric = "ratio_native_max"
+	MetricRatioNoop        Metric = "ratio_noop"
+	MetricRatioLibfuseNoop Metric = "ratio_libfuse_noop"
+)
+
+// MBPS is seq-read's metric for one mode: MB/s through it.
+func MBPS(m Mode) Metric { return Metric(string(m) + "_mbps") }
