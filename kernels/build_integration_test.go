@@ -12,6 +12,7 @@ import (
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
 )
 
@@ -73,7 +74,7 @@ func TestKernelBuild(t *testing.T) {
 		Kernels:   []string{name},
 		OutDir:    out,
 		Accel:     "tcg",
-		Run:       "^$", // the probes only
+		Params:    contract.Params{Run: "^$"}, // the probes only
 		SourceDir: root,
 		Logf:      t.Logf,
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
 )
 
@@ -54,7 +55,7 @@ func TestWideMatrixFromMirror(t *testing.T) {
 		Kernels: []string{newest},
 		OutDir:  t.TempDir(),
 		Accel:   "tcg",
-		Run:     "^$",
+		Params:  contract.Params{Run: "^$"},
 		Kernel:  opts,
 		Logf:    t.Logf,
 		SourceDir: func() string {
