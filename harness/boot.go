@@ -12,6 +12,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness/qemu"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // guest is one boot of one kernel under one accelerator.
@@ -287,21 +288,10 @@ func panicLine(console string) string {
 	return ""
 }
 
-// oneLine makes untrusted text safe for a progress line.
+// oneLine makes untrusted text safe for a progress line of at most max
+// runes.
 func oneLine(s string, max int) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return s
+	return report.Truncate(report.OneLine(s), max)
 }
 
 // shortRunDir makes a directory for sockets whose paths fit sun_path.

@@ -81,18 +81,18 @@ func fakeQEMU(mode string, args []string) int {
 	}
 	enc := results.NewEncoder(conn)
 	hello := func() {
-		enc.Encode(results.Event{Type: results.HelloEvent, Hello: &results.Hello{Release: "6.99.0-fake", AgentVersion: "test"}})
+		enc.Encode(&results.Event{Type: results.HelloEvent, Hello: &results.Hello{Release: "6.99.0-fake", AgentVersion: "test"}})
 	}
 	result := func(id string, s results.Status) {
-		enc.Encode(results.Event{Type: results.ResultEvent, Result: &results.Result{ID: id, Kind: results.Scenario, Status: s}})
+		enc.Encode(&results.Event{Type: results.ResultEvent, Result: &results.Result{ID: id, Kind: results.Scenario, Status: s}})
 	}
 	switch mode {
 	case "ok":
 		hello()
-		enc.Encode(results.Event{Type: results.CapabilitiesEvent, Capabilities: &results.Capabilities{FuseMajor: 7, FuseMinor: 41, Passthrough: true}})
+		enc.Encode(&results.Event{Type: results.CapabilitiesEvent, Capabilities: &results.Capabilities{FuseMajor: 7, FuseMinor: 41, Passthrough: true}})
 		result("a", results.Pass)
 		result("b", results.Skip)
-		enc.Encode(results.Event{Type: results.DoneEvent})
+		enc.Encode(&results.Event{Type: results.DoneEvent})
 		return 0
 	case "internal-error":
 		<-status

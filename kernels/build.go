@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fusematrix/fusematrix/kernels/flock"
 )
 
 //go:embed fuse.config
@@ -438,7 +440,7 @@ func (b *builder) run(ctx context.Context) (*Kernel, error) {
 	}
 	defer unlock()
 	work := b.workPath()
-	unlockWork, err := lockFile(ctx, work+".lock", func() {
+	unlockWork, err := flock.Lock(ctx, work+".lock", func() {
 		b.logf("kernel build: waiting for another build in %s", work)
 	})
 	if err != nil {

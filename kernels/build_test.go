@@ -13,6 +13,8 @@ import (
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/kernels/flock"
 )
 
 func TestParseFragment(t *testing.T) {
@@ -298,7 +300,7 @@ func TestBuildWaitsForLock(t *testing.T) {
 	b, err := newBuilder(context.Background(), opts)
 	assert.NilError(t, err)
 	assert.NilError(t, os.MkdirAll(b.root, 0o755))
-	unlock, err := lockFile(context.Background(), b.entryPath()+".lock", nil)
+	unlock, err := flock.Lock(context.Background(), b.entryPath()+".lock", nil)
 	assert.NilError(t, err)
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/kernels/deb"
 	"github.com/fusematrix/fusematrix/kernels/debian"
+	"github.com/fusematrix/fusematrix/kernels/flock"
 	"github.com/fusematrix/fusematrix/kernels/modinfo"
 )
 
@@ -269,7 +270,7 @@ func claimEntry(ctx context.Context, entry, source string, level checkLevel, wai
 	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
 		return nil, nil, err
 	}
-	unlock, err := lockFile(ctx, entry+".lock", waiting)
+	unlock, err := flock.Lock(ctx, entry+".lock", waiting)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -407,35 +408,6 @@ func diskUsage(dir string) int64 {
 		return nil
 	})
 	return n
-}
-
-// lockFile takes an exclusive flock on name, waiting (and calling waiting
-// once) while another process holds it, until ctx ends. The lock goes away
-// with the process, so a killed run never leaves it taken.
-func lockFile(ctx context.Context, name string, waiting func()) (unlock func(), err error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for i := 0; ; i++ {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, &fs.PathError{Op: "flock", Path: name, Err: err}
-		}
-		if i == 0 && waiting != nil {
-			waiting()
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // freshTemp makes the temporary directory an entry is assembled in before

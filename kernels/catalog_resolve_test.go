@@ -17,6 +17,8 @@ import (
 	"github.com/fusematrix/fusematrix/kernels/internal/fakearchive"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/kernels/flock"
 )
 
 // releasesArchive serves bookworm and trixie builds of the same 6.12
@@ -341,7 +343,7 @@ func TestPrune(t *testing.T) {
 	assert.Check(t, err, "the kept kernel's download was removed")
 
 	// A kernel another process is using stays.
-	unlock, ok, err := tryLock(res.Entry + ".lock")
+	unlock, ok, err := flock.TryLock(res.Entry + ".lock")
 	assert.NilError(t, err)
 	assert.Assert(t, ok)
 	pruned, err = Prune(ctx, nil, true, opts)
@@ -447,7 +449,7 @@ func TestPruneBuiltAndSources(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(pruned, 0), "a selective prune removed built kernels or sources")
 
-	unlock, ok, err := tryLock(paths[2] + ".lock")
+	unlock, ok, err := flock.TryLock(paths[2] + ".lock")
 	assert.NilError(t, err)
 	assert.Assert(t, ok)
 	defer unlock()

@@ -9,9 +9,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/fusematrix/fusematrix/kernels/debian"
+	"github.com/fusematrix/fusematrix/kernels/flock"
 )
 
 // Fetch is Resolve for a kernel about to be relied on: a cached kernel is
@@ -168,7 +168,7 @@ func pruneTree(root string, logf func(string, ...any)) ([]Pruned, error) {
 // removeLocked removes path under the lock its writers take, or leaves it
 // (nil, nil) when another process holds that lock.
 func removeLocked(path, lock, why string, logf func(string, ...any)) (*Pruned, error) {
-	unlock, ok, err := tryLock(lock)
+	unlock, ok, err := flock.TryLock(lock)
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
@@ -182,20 +182,4 @@ func removeLocked(path, lock, why string, logf func(string, ...any)) (*Pruned, e
 		return nil, fmt.Errorf("prune: %w", err)
 	}
 	return &Pruned{Path: path, Bytes: size, Why: why}, nil
-}
-
-// tryLock takes the flock on name if no other process holds it.
-func tryLock(name string) (unlock func(), ok bool, err error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, false, nil
-		}
-		return nil, false, fmt.Errorf("flock %s: %w", name, err)
-	}
-	return func() { f.Close() }, true, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/kernels/debian"
+	"github.com/fusematrix/fusematrix/kernels/flock"
 )
 
 // SourceDir is the directory of the cache that holds unpacked kernel
@@ -56,7 +57,7 @@ func DebianSource(ctx context.Context, series string, opts Options) (string, err
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", err
 	}
-	unlock, err := lockFile(ctx, entry+".lock", func() {
+	unlock, err := flock.Lock(ctx, entry+".lock", func() {
 		r.logf("waiting for another process unpacking %s", filepath.Base(entry))
 	})
 	if err != nil {

@@ -172,9 +172,11 @@ func NewEncoder(w io.Writer) *Encoder {
 	return &Encoder{w: w, now: time.Now}
 }
 
-// Encode numbers e, stamps it and writes it as one line. Result events are
-// tallied for the done event; Done fills in the counts itself.
-func (enc *Encoder) Encode(e Event) error {
+// Encode numbers e, stamps it and writes it as one line, filling in e's
+// Seq, Time (unless set) and, for the done event, the counts of the result
+// events written before it: the encoder is the one place a stream is
+// tallied.
+func (enc *Encoder) Encode(e *Event) error {
 	enc.mu.Lock()
 	defer enc.mu.Unlock()
 	e.Seq = enc.seq

@@ -16,7 +16,7 @@ func encodeAll(t *testing.T, evs ...Event) []byte {
 	var buf bytes.Buffer
 	enc := NewEncoder(&buf)
 	for _, e := range evs {
-		assert.NilError(t, enc.Encode(e))
+		assert.NilError(t, enc.Encode(&e))
 	}
 	return buf.Bytes()
 }

@@ -84,10 +84,6 @@ type agent struct {
 	// abandoned after a timeout may still do so.
 	mu       sync.Mutex
 	writeErr error
-	// sent and counts mirror what the encoder puts in done, for the
-	// console line.
-	sent   int
-	counts results.Counts
 }
 
 // output opens the channel to the host.
@@ -234,18 +230,10 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 func (a *agent) emit(e results.Event) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if e.Type == results.DoneEvent {
-		e.Done = &results.Done{Events: a.sent, Counts: a.counts}
-	}
-	if err := a.enc.Encode(e); err != nil {
+	if err := a.enc.Encode(&e); err != nil {
 		a.say("%v", err)
 		if a.writeErr == nil {
 			a.writeErr = err
-		}
-	} else {
-		a.sent++
-		if e.Type == results.ResultEvent {
-			a.counts.Add(e.Result.Status)
 		}
 	}
 	a.say("%s", human(e))

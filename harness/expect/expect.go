@@ -22,6 +22,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // rule is one expectation: judge looks at a kernel that ran to completion
@@ -264,15 +265,7 @@ func describe(r *results.Result) string {
 	if r.Reason == "" {
 		return "status " + string(r.Status)
 	}
-	return fmt.Sprintf("status %s: %s", r.Status, truncate(r.Reason, 200))
-}
-
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n]) + "…"
+	return fmt.Sprintf("status %s: %s", r.Status, report.Truncate(r.Reason, 200))
 }
 
 var ioUringFeature = feature{
@@ -296,7 +289,7 @@ func ioUring(k *results.Kernel) verdict {
 		return missing(ioUringFeature.expected(w), basis, why)
 	}
 	return missing(ioUringFeature.expected(w), basis,
-		fmt.Sprintf("fuse-features reported io_uring %q, which is none of offered, disabled, absent", truncate(obs, 40)))
+		fmt.Sprintf("fuse-features reported io_uring %q, which is none of offered, disabled, absent", report.Truncate(obs, 40)))
 }
 
 var virtiofsFeature = feature{
@@ -320,7 +313,7 @@ func virtiofs(k *results.Kernel) verdict {
 		return missing(virtiofsFeature.expected(w), basis, why)
 	}
 	return missing(virtiofsFeature.expected(w), basis,
-		fmt.Sprintf("fuse-features reported virtiofs %q, which is neither yes nor no", truncate(obs, 40)))
+		fmt.Sprintf("fuse-features reported virtiofs %q, which is neither yes nor no", report.Truncate(obs, 40)))
 }
 
 // fact returns a probe's fact, or "" and why it is missing.

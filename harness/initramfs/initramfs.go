@@ -24,6 +24,8 @@ import (
 	"github.com/u-root/mkuimage/uimage"
 	mkinitramfs "github.com/u-root/mkuimage/uimage/initramfs"
 	"github.com/u-root/uio/llog"
+
+	"github.com/fusematrix/fusematrix/kernels/flock"
 )
 
 // Default packages built into the base image.
@@ -118,9 +120,13 @@ func Base(ctx context.Context, o Options) (string, error) {
 	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("initramfs: create cache dir: %w", err)
 	}
-	unlock, err := lockDir(ctx, o.CacheDir, o.Logf)
+	// One builder per cache: two processes sharing it build each image
+	// once instead of both spending the CPU.
+	unlock, err := flock.Lock(ctx, filepath.Join(o.CacheDir, "lock"), func() {
+		o.Logf("initramfs: waiting for another build in %s", o.CacheDir)
+	})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("initramfs: lock the cache: %w", err)
 	}
 	defer unlock()
 	// Another process may have finished the same image while we waited.

@@ -86,7 +86,7 @@ func newBenchGrid(k *results.Kernel) benchGrid {
 			g.modes = append(g.modes, c.Mode)
 		}
 		if r.Status != results.Pass {
-			n := [2]string{string(r.Status), oneLine(r.Reason)}
+			n := [2]string{string(r.Status), OneLine(r.Reason)}
 			j, seen := noted[n]
 			if !seen {
 				j = len(g.notes)
@@ -199,11 +199,11 @@ func Bench(w io.Writer, run *results.Run) error {
 // benchHead names a kernel with its release and accelerator, which the
 // figures mean nothing without.
 func benchHead(k *results.Kernel) string {
-	head := oneLine(k.Name)
+	head := OneLine(k.Name)
 	if k.Release != "" {
-		head += " (" + oneLine(k.Release)
+		head += " (" + OneLine(k.Release)
 		if k.Accel != "" {
-			head += ", " + oneLine(k.Accel)
+			head += ", " + OneLine(k.Accel)
 		}
 		head += ")"
 	}
@@ -213,7 +213,7 @@ func benchHead(k *results.Kernel) string {
 func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	fmt.Fprintln(b, benchHead(k))
 	if k.Status != results.Pass {
-		fmt.Fprintf(b, "  did not run: %s\n", oneLine(k.Error))
+		fmt.Fprintf(b, "  did not run: %s\n", OneLine(k.Error))
 	}
 	g := newBenchGrid(k)
 	if len(g.rows) == 0 {
@@ -223,11 +223,11 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "  op\tblock\t")
 	for _, m := range g.modes {
-		fmt.Fprintf(tw, "%s\t", oneLine(string(m)))
+		fmt.Fprintf(tw, "%s\t", OneLine(string(m)))
 	}
 	fmt.Fprintf(tw, "%s\t%s\t\n", ratioNoopHead, goCHead)
 	for _, row := range g.rows {
-		fmt.Fprintf(tw, "  %s\t%s\t", oneLine(string(row.op)), blockLabel(row.block))
+		fmt.Fprintf(tw, "  %s\t%s\t", OneLine(string(row.op)), blockLabel(row.block))
 		for _, m := range g.modes {
 			fmt.Fprintf(tw, "%s\t", benchCell(row.cells[m]))
 		}
@@ -239,7 +239,7 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 		fmt.Fprintf(b, "  %s\n", disturbedLegend)
 	}
 	for _, n := range g.notes {
-		fmt.Fprintf(b, "  %s: %s: %s\n", oneLine(n.which()), n.status, n.reason)
+		fmt.Fprintf(b, "  %s: %s: %s\n", OneLine(n.which()), n.status, n.reason)
 	}
 }
 
@@ -254,7 +254,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 		for _, k := range run.Kernels {
 			fmt.Fprintf(&b, "**%s**\n\n", markdownText(benchHead(&k)))
 			if k.Status != results.Pass {
-				fmt.Fprintf(&b, "**did not run:** %s\n\n", markdownText(truncate(oneLine(bootError(&k)), markdownReason)))
+				fmt.Fprintf(&b, "**did not run:** %s\n\n", markdownText(Truncate(OneLine(bootError(&k)), markdownReason)))
 			}
 			g := newBenchGrid(&k)
 			if len(g.rows) == 0 {
@@ -263,7 +263,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			}
 			head := []string{"op", "block"}
 			for _, m := range g.modes {
-				head = append(head, markdownText(oneLine(string(m))))
+				head = append(head, markdownText(OneLine(string(m))))
 			}
 			writeMarkdownRow(&b, append(head, ratioNoopHead, goCHead))
 			rule := []string{"---", "---:"}
@@ -272,7 +272,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			}
 			writeMarkdownRow(&b, rule)
 			for _, row := range g.rows {
-				cells := []string{markdownText(oneLine(string(row.op))), blockLabel(row.block)}
+				cells := []string{markdownText(OneLine(string(row.op))), blockLabel(row.block)}
 				for _, m := range g.modes {
 					c := markdownText(benchCell(row.cells[m]))
 					if r := row.cells[m]; r != nil && (r.Status == results.Fail || r.Status == results.Error) {
@@ -290,8 +290,8 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 				b.WriteString("\n")
 			}
 			for _, n := range g.notes {
-				fmt.Fprintf(&b, "- %s: %s: %s\n", markdownText(oneLine(n.which())), markdownText(string(n.status)),
-					markdownText(truncate(n.reason, markdownReason)))
+				fmt.Fprintf(&b, "- %s: %s: %s\n", markdownText(OneLine(n.which())), markdownText(string(n.status)),
+					markdownText(Truncate(n.reason, markdownReason)))
 			}
 			b.WriteString("\n")
 		}

@@ -234,7 +234,7 @@ func Chart(w io.Writer, run *results.Run, format string) (err error) {
 			for j, op := range ops {
 				p, err := panel(ck, op, modes, blocks, ylo, yhi)
 				if err != nil {
-					return fmt.Errorf("render chart: %s %s: %w", oneLine(ck.k.Name), oneLine(string(op)), err)
+					return fmt.Errorf("render chart: %s %s: %w", OneLine(ck.k.Name), OneLine(string(op)), err)
 				}
 				plots[i][j] = p
 			}
@@ -309,14 +309,14 @@ func drawChartHeader(c draw.Canvas, run *results.Run, modes, none []contract.Mod
 		ls := draw.LineStyle{Color: s.color, Width: vg.Points(1.5), Dashes: s.dash}
 		c.StrokeLine2(ls, x, y, x+22, y)
 		c.DrawGlyphNoClip(draw.GlyphStyle{Color: s.color, Radius: vg.Points(3), Shape: s.glyph}, vg.Point{X: x + 11, Y: y})
-		name := truncate(oneLine(string(m)), 24)
+		name := Truncate(OneLine(string(m)), 24)
 		c.FillText(legend, vg.Point{X: x + 27, Y: y}, name)
 		x += 27 + legend.Width(name) + 14
 	}
 	if len(none) > 0 {
 		names := make([]string, len(none))
 		for i, m := range none {
-			names[i] = truncate(oneLine(string(m)), 24)
+			names[i] = Truncate(OneLine(string(m)), 24)
 		}
 		legend.Color = rgb(0x66, 0x66, 0x66)
 		c.FillText(legend, vg.Point{X: x, Y: y}, "no passing cell: "+strings.Join(names, ", "))
@@ -332,14 +332,14 @@ func accelWords(accel string) string {
 	case "":
 		return "accelerator unknown"
 	}
-	return truncate(oneLine(accel), 16)
+	return Truncate(OneLine(accel), 16)
 }
 
 func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, ylo, yhi float64) (*plot.Plot, error) {
 	k := ck.k
 	p := plot.New()
-	p.Title.Text = truncate(oneLine(k.Name), chartTitleW) + ": " + truncate(oneLine(string(op)), 16) + "\n" +
-		truncate(oneLine(orDash(k.Release)), chartTitleW) + " · " + accelWords(k.Accel)
+	p.Title.Text = Truncate(OneLine(k.Name), chartTitleW) + ": " + Truncate(OneLine(string(op)), 16) + "\n" +
+		Truncate(OneLine(orDash(k.Release)), chartTitleW) + " · " + accelWords(k.Accel)
 	p.Title.TextStyle.Font = font.From(chartFont, 10)
 	p.Title.Padding = vg.Points(4)
 	for _, a := range []*plot.Axis{&p.X, &p.Y} {
@@ -386,7 +386,7 @@ func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, 
 			if i > start {
 				line, err := plotter.NewLine(xys[start : i+1])
 				if err != nil {
-					return nil, fmt.Errorf("mode %s: %w", oneLine(string(m)), err)
+					return nil, fmt.Errorf("mode %s: %w", OneLine(string(m)), err)
 				}
 				line.Color, line.Width, line.Dashes = s.color, vg.Points(1.5), s.dash
 				p.Add(line)
@@ -395,7 +395,7 @@ func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, 
 		}
 		scatter, err := plotter.NewScatter(xys)
 		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", oneLine(string(m)), err)
+			return nil, fmt.Errorf("mode %s: %w", OneLine(string(m)), err)
 		}
 		scatter.Color, scatter.Shape, scatter.Radius = s.color, s.glyph, vg.Points(3)
 		bars, err := plotter.NewYErrorBars(struct {
@@ -403,7 +403,7 @@ func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, 
 			plotter.YErrors
 		}{xys, errs})
 		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", oneLine(string(m)), err)
+			return nil, fmt.Errorf("mode %s: %w", OneLine(string(m)), err)
 		}
 		bars.Color, bars.Width, bars.CapWidth = s.color, vg.Points(1), vg.Points(5)
 		p.Add(scatter, bars)
@@ -481,9 +481,9 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 
 // drawEmptyKernel says, where a kernel's panels would be, why it has none.
 func drawEmptyKernel(c draw.Canvas, k *results.Kernel) {
-	msg := truncate(oneLine(k.Name), chartTitleW) + ": no benchmark cells"
+	msg := Truncate(OneLine(k.Name), chartTitleW) + ": no benchmark cells"
 	if k.Status != results.Pass {
-		msg += "\ndid not run: " + truncate(oneLine(bootError(k)), 90)
+		msg += "\ndid not run: " + Truncate(OneLine(bootError(k)), 90)
 	}
 	c.StrokeLines(draw.LineStyle{Color: rgb(0xbb, 0xbb, 0xbb), Width: vg.Points(0.5)},
 		[]vg.Point{c.Min, {X: c.Max.X, Y: c.Min.Y}, c.Max, {X: c.Min.X, Y: c.Max.Y}, c.Min})

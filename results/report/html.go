@@ -269,12 +269,12 @@ func inlineSVG(svg string) template.HTML {
 func htmlTableOf(raw [][]string, class func(row, col int) string) htmlTable {
 	var t htmlTable
 	for _, s := range raw[0] {
-		t.Head = append(t.Head, oneLine(s))
+		t.Head = append(t.Head, OneLine(s))
 	}
 	for i, r := range raw[1:] {
 		var row []htmlCell
 		for j, s := range r {
-			c := htmlCell{Text: truncate(oneLine(s), 80)}
+			c := htmlCell{Text: Truncate(OneLine(s), 80)}
 			if s == "" {
 				c = htmlCell{Text: "-", Class: "missing"}
 			}
@@ -293,7 +293,7 @@ func htmlTableOf(raw [][]string, class func(row, col int) string) htmlTable {
 func htmlBenchOf(k *results.Kernel) htmlBench {
 	hb := htmlBench{Head: benchHead(k)}
 	if k.Status != results.Pass {
-		hb.Error = oneLine(bootError(k))
+		hb.Error = OneLine(bootError(k))
 	}
 	g := newBenchGrid(k)
 	if len(g.rows) == 0 {
@@ -301,12 +301,12 @@ func htmlBenchOf(k *results.Kernel) htmlBench {
 	}
 	hb.Table.Head = []string{"op", "block"}
 	for _, m := range g.modes {
-		hb.Table.Head = append(hb.Table.Head, oneLine(string(m)))
+		hb.Table.Head = append(hb.Table.Head, OneLine(string(m)))
 	}
 	hb.Table.Head = append(hb.Table.Head, ratioNoopHead, goCHead)
 	hb.Legend = benchLegend
 	for _, row := range g.rows {
-		cells := []htmlCell{{Text: oneLine(string(row.op))}, {Text: blockLabel(row.block)}}
+		cells := []htmlCell{{Text: OneLine(string(row.op))}, {Text: blockLabel(row.block)}}
 		for _, m := range g.modes {
 			c := htmlCell{Text: benchCell(row.cells[m])}
 			switch r := row.cells[m]; {
@@ -321,7 +321,7 @@ func htmlBenchOf(k *results.Kernel) htmlBench {
 		hb.Table.Rows = append(hb.Table.Rows, cells)
 	}
 	for _, n := range g.notes {
-		hb.Notes = append(hb.Notes, fmt.Sprintf("%s: %s: %s", oneLine(n.which()), n.status, n.reason))
+		hb.Notes = append(hb.Notes, fmt.Sprintf("%s: %s: %s", OneLine(n.which()), n.status, n.reason))
 	}
 	if g.anyDisturbed() {
 		hb.Disturbed = disturbedLegend
@@ -340,10 +340,10 @@ func statusClass(s results.Status) string {
 }
 
 func htmlKernelOf(k *results.Kernel) htmlKernel {
-	hk := htmlKernel{Name: oneLine(k.Name), Status: statusClass(k.Status)}
+	hk := htmlKernel{Name: OneLine(k.Name), Status: statusClass(k.Status)}
 	add := func(name, value string) {
 		if value != "" {
-			hk.Facts = append(hk.Facts, htmlFact{name, oneLine(value)})
+			hk.Facts = append(hk.Facts, htmlFact{name, OneLine(value)})
 		}
 	}
 	add("release", k.Release)
@@ -359,9 +359,9 @@ func htmlKernelOf(k *results.Kernel) htmlKernel {
 		add("fuse", proto)
 		add("passthrough offered", pt)
 	}
-	hk.AccelNote = oneLine(k.AccelNote)
+	hk.AccelNote = OneLine(k.AccelNote)
 	if !completed(k) {
-		hk.Error = oneLine(bootError(k))
+		hk.Error = OneLine(bootError(k))
 	}
 	if len(k.ConsoleTail) > 0 {
 		lines := make([]string, len(k.ConsoleTail))
@@ -369,13 +369,13 @@ func htmlKernelOf(k *results.Kernel) htmlKernel {
 			lines[i] = consoleLine(l)
 		}
 		hk.Console = strings.Join(lines, "\n")
-		hk.ConsoleLog = oneLine(k.ConsoleLog)
+		hk.ConsoleLog = OneLine(k.ConsoleLog)
 	}
 	for _, r := range k.Results {
 		hr := htmlResult{
-			ID: oneLine(r.ID), Kind: oneLine(string(r.Kind)), Status: statusClass(r.Status),
+			ID: OneLine(r.ID), Kind: OneLine(string(r.Kind)), Status: statusClass(r.Status),
 			Seconds: strconv.FormatFloat(r.Seconds, 'f', 2, 64),
-			Detail:  oneLine(r.Reason),
+			Detail:  OneLine(r.Reason),
 		}
 		if r.Kind == results.Benchmark && len(r.Metrics) > 0 {
 			parts := metricParts(r.Metrics)
@@ -385,7 +385,7 @@ func htmlKernelOf(k *results.Kernel) htmlKernel {
 			hr.Detail = strings.Join(parts, " · ")
 		}
 		for _, name := range slices.Sorted(maps.Keys(r.Facts)) {
-			hr.Facts = append(hr.Facts, htmlFact{oneLine(name), oneLine(r.Facts[name])})
+			hr.Facts = append(hr.Facts, htmlFact{OneLine(name), OneLine(r.Facts[name])})
 		}
 		if len(r.Log) > 0 {
 			lines := make([]string, len(r.Log))

@@ -40,7 +40,7 @@ func Markdown(w io.Writer, run *results.Run) error {
 				word = "**" + word + "**"
 			}
 			fmt.Fprintf(&b, "- %s / %s: %s: %s\n", markdownText(n.kernel), markdownText(n.id), word,
-				markdownText(truncate(n.text, markdownReason)))
+				markdownText(Truncate(n.text, markdownReason)))
 		}
 		for _, n := range ns {
 			writeMarkdownConsole(&b, n)
@@ -91,7 +91,7 @@ func writeMarkdownGrid(b *bytes.Buffer, run *results.Run) {
 		if withNotes {
 			note := ""
 			if !completed(&k) {
-				note = "**error:** " + markdownText(truncate(oneLine(bootError(&k)), 200))
+				note = "**error:** " + markdownText(Truncate(OneLine(bootError(&k)), 200))
 			}
 			row = append(row, note)
 		}

@@ -80,7 +80,7 @@ func statusWord(s results.Status) string {
 	case results.Fail, results.Error:
 		return strings.ToUpper(string(s))
 	}
-	return truncate(oneLine(string(s)), 8)
+	return Truncate(OneLine(string(s)), 8)
 }
 
 // figure is the rendered metrics of one benchmark on one kernel.
@@ -97,7 +97,7 @@ func figures(run *results.Run) []figure {
 			if r.Kind != results.Benchmark || len(r.Metrics) == 0 {
 				continue
 			}
-			fs = append(fs, figure{kernel: oneLine(k.Name), id: oneLine(r.ID), parts: metricParts(r.Metrics)})
+			fs = append(fs, figure{kernel: OneLine(k.Name), id: OneLine(r.ID), parts: metricParts(r.Metrics)})
 		}
 	}
 	return fs
@@ -121,7 +121,7 @@ func metricParts(m map[string]float64) []string {
 			continue
 		}
 		used[n] = true
-		s := oneLine(mode) + " " + mbps(m[n])
+		s := OneLine(mode) + " " + mbps(m[n])
 		if r, ok := m[mode+"_ratio"]; ok {
 			used[mode+"_ratio"] = true
 			paired = append(paired, s+" ("+ratio(r)+")")
@@ -135,10 +135,10 @@ func metricParts(m map[string]float64) []string {
 			continue
 		}
 		if mode, ok := strings.CutSuffix(n, "_ratio"); ok {
-			parts = append(parts, oneLine(mode)+" "+ratio(m[n]))
+			parts = append(parts, OneLine(mode)+" "+ratio(m[n]))
 			continue
 		}
-		parts = append(parts, oneLine(n)+" "+plainNumber(m[n]))
+		parts = append(parts, OneLine(n)+" "+plainNumber(m[n]))
 	}
 	return parts
 }
@@ -157,23 +157,23 @@ type note struct {
 func notes(run *results.Run) []note {
 	var ns []note
 	for _, k := range run.Kernels {
-		name := oneLine(k.Name)
+		name := OneLine(k.Name)
 		if !completed(&k) {
 			ns = append(ns, note{kernel: name, id: "boot", status: results.Error, word: "error",
-				text: oneLine(bootError(&k)), console: k.ConsoleTail, consoleLog: oneLine(k.ConsoleLog)})
+				text: OneLine(bootError(&k)), console: k.ConsoleTail, consoleLog: OneLine(k.ConsoleLog)})
 		}
 		if k.AccelNote != "" {
-			ns = append(ns, note{kernel: name, id: "accel", word: oneLine(orDash(k.Accel)), text: oneLine(k.AccelNote)})
+			ns = append(ns, note{kernel: name, id: "accel", word: OneLine(orDash(k.Accel)), text: OneLine(k.AccelNote)})
 		}
 		for _, r := range k.Results {
 			if r.Status == results.Pass {
 				continue
 			}
-			text := oneLine(r.Reason)
+			text := OneLine(r.Reason)
 			if text == "" {
 				text = "(no reason given)"
 			}
-			ns = append(ns, note{kernel: name, id: oneLine(r.ID), status: r.Status, word: oneLine(string(r.Status)), text: text})
+			ns = append(ns, note{kernel: name, id: OneLine(r.ID), status: r.Status, word: OneLine(string(r.Status)), text: text})
 		}
 	}
 	return ns
@@ -191,7 +191,7 @@ func headline(run *results.Run) []string {
 	}
 	var host []string
 	if run.Host.QEMU != "" {
-		host = append(host, "qemu "+oneLine(run.Host.QEMU))
+		host = append(host, "qemu "+OneLine(run.Host.QEMU))
 	}
 	if run.Host.CPUs > 0 {
 		host = append(host, fmt.Sprintf("%d CPUs", run.Host.CPUs))
@@ -200,7 +200,7 @@ func headline(run *results.Run) []string {
 		host = append(host, fmt.Sprintf("%d jobs", run.Host.Jobs))
 	}
 	if run.Host.Accel != "" {
-		host = append(host, "accel "+oneLine(run.Host.Accel))
+		host = append(host, "accel "+OneLine(run.Host.Accel))
 	}
 	if len(host) > 0 {
 		parts = append(parts, "host: "+strings.Join(host, ", "))

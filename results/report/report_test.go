@@ -341,7 +341,7 @@ func TestJUnitKeepsReasons(t *testing.T) {
 		}
 		// XML parsers turn \r\n into \n.
 		assert.Equal(t, o.Text, strings.ReplaceAll(xmlText(res.Reason), "\r\n", "\n"), c.Name)
-		assert.Equal(t, o.Message, truncate(oneLine(res.Reason), junitMessage), c.Name)
+		assert.Equal(t, o.Message, Truncate(OneLine(res.Reason), junitMessage), c.Name)
 	}
 }
 
@@ -482,7 +482,7 @@ func TestText(t *testing.T) {
 		{"markdown syntax", "a|b <i>*_`[x]~&", "a|b <i>*_`[x]~&", "a|b <i>*_`[x]~&", "a\\|b \\<i\\>\\*\\_\\`\\[x\\]\\~\\&"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, oneLine(tc.in), tc.oneLine)
+			assert.Equal(t, OneLine(tc.in), tc.oneLine)
 			assert.Equal(t, xmlText(tc.in), tc.xml)
 			assert.Equal(t, markdownText(tc.in), tc.markdown)
 		})

@@ -127,16 +127,16 @@ func writeGrid(b *bytes.Buffer, run *results.Run, width int, p painter) error {
 		head = append(head, cell{h, sgrHeader})
 	}
 	for _, id := range ids {
-		head = append(head, cell{oneLine(id), sgrHeader})
+		head = append(head, cell{OneLine(id), sgrHeader})
 	}
 	rows := [][]cell{head}
 	var trailers []string
 	for _, k := range run.Kernels {
 		proto, pt := fuseCells(&k)
 		row := []cell{
-			{truncate(oneLine(k.Name), 40), sgrNone},
-			{truncate(oneLine(orDash(k.Release)), 40), sgrNone},
-			{truncate(oneLine(orDash(k.Accel)), 8), sgrNone},
+			{Truncate(OneLine(k.Name), 40), sgrNone},
+			{Truncate(OneLine(orDash(k.Release)), 40), sgrNone},
+			{Truncate(OneLine(orDash(k.Accel)), 8), sgrNone},
 			{proto, sgrNone},
 			{pt, sgrNone},
 		}
@@ -151,7 +151,7 @@ func writeGrid(b *bytes.Buffer, run *results.Run, width int, p painter) error {
 		rows = append(rows, row)
 		trailer := ""
 		if !completed(&k) {
-			trailer = "error: " + oneLine(bootError(&k))
+			trailer = "error: " + OneLine(bootError(&k))
 		}
 		trailers = append(trailers, trailer)
 	}
@@ -208,7 +208,7 @@ func writeBlocks(b *bytes.Buffer, rows [][]cell, nfixed int, trailers []string, 
 				fmt.Fprint(tw, p.paint(row[ci].sgr, row[ci].text), "\t")
 			}
 			if bi == 0 && ri > 0 && trailers[ri-1] != "" && room >= minRoom {
-				fmt.Fprint(tw, p.paint(sgrFail, truncate(trailers[ri-1], room)))
+				fmt.Fprint(tw, p.paint(sgrFail, Truncate(trailers[ri-1], room)))
 			}
 			fmt.Fprintln(tw)
 		}
@@ -224,7 +224,7 @@ func writeBlocks(b *bytes.Buffer, rows [][]cell, nfixed int, trailers []string, 
 				// of its own, under the row, after tabwriter has aligned
 				// the columns.
 				indent := widths[0] + pad
-				fmt.Fprintf(b, "%s%s\n", strings.Repeat(" ", indent), p.paint(sgrFail, truncate(trailers[ri-1], width-indent)))
+				fmt.Fprintf(b, "%s%s\n", strings.Repeat(" ", indent), p.paint(sgrFail, Truncate(trailers[ri-1], width-indent)))
 			}
 			ri++
 		}
@@ -328,6 +328,6 @@ func writeConsole(b *bytes.Buffer, n note, o Options) {
 	}
 	fmt.Fprintf(b, "    %s, last %s:\n", what, plural(len(tail), "line"))
 	for _, l := range tail {
-		b.WriteString(strings.TrimRight("    | "+truncate(consoleLine(l), o.Width-6), " ") + "\n")
+		b.WriteString(strings.TrimRight("    | "+Truncate(consoleLine(l), o.Width-6), " ") + "\n")
 	}
 }

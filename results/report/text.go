@@ -14,10 +14,10 @@ import (
 // escape sequences or bidi overrides. The functions below make such text
 // visible instead of letting it act.
 
-// oneLine folds s onto one line: runs of whitespace become one space, and
+// OneLine folds s onto one line: runs of whitespace become one space, and
 // every other non-printable rune or invalid byte becomes a Go-style escape
 // such as \x1b, so that nothing the guest wrote can drive the terminal.
-func oneLine(s string) string {
+func OneLine(s string) string {
 	return visible(s, true)
 }
 
@@ -101,8 +101,8 @@ func xmlChar(r rune) bool {
 		r >= 0x10000 && r <= 0x10ffff
 }
 
-// truncate shortens s to at most n runes, marking the cut with an ellipsis.
-func truncate(s string, n int) string {
+// Truncate shortens s to at most n runes, marking the cut with an ellipsis.
+func Truncate(s string, n int) string {
 	if n < 1 {
 		n = 1
 	}
@@ -161,7 +161,7 @@ func wrap(s string, width, maxLines int) []string {
 // code or raw HTML are backslash-escaped.
 func markdownText(s string) string {
 	var b strings.Builder
-	for _, r := range oneLine(s) {
+	for _, r := range OneLine(s) {
 		if strings.ContainsRune("\\`*_[]<>|~&", r) {
 			b.WriteByte('\\')
 		}
