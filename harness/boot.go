@@ -49,39 +49,70 @@ type streamItem struct {
 	err error
 }
 
-// run boots the guest and collects its stream until the agent's done
-// event, a failure, the timeout, or ctx's end. QEMU is gone when it returns.
+// run boots the guest, streams its events until the agent's done event, a
+// failure, the timeout or ctx's end, and then judges how it ended. QEMU is
+// gone when it returns.
 func (g *guest) run(ctx context.Context) outcome {
-	o := outcome{accel: g.cfg.Accel, console: g.cfg.ConsoleLog}
+	s, err := g.boot(ctx)
+	if err != nil {
+		return outcome{accel: g.cfg.Accel, console: g.cfg.ConsoleLog, err: err}
+	}
+	defer s.close()
+	s.stream(ctx)
+	s.m.Stop(3 * time.Second)
+	s.o.kernel.Seconds = time.Since(s.start).Seconds()
+	s.judge()
+	return s.o
+}
+
+// session is one running guest: its QEMU, the listener its stream
+// arrives on, and what it produced so far.
+type session struct {
+	g        *guest
+	m        *qemu.Machine
+	ln       net.Listener
+	start    time.Time
+	o        outcome
+	panicked bool // pvpanic said so
+}
+
+// boot listens for the guest's stream, then starts QEMU, which connects
+// to the listener before the guest runs.
+func (g *guest) boot(ctx context.Context) (*session, error) {
 	ln, err := net.Listen("unix", g.cfg.StreamSocket)
 	if err != nil {
-		o.err = fmt.Errorf("listen for guest stream: %w", err)
-		return o
+		return nil, fmt.Errorf("listen for guest stream: %w", err)
 	}
-	defer ln.Close()
-
 	start := time.Now()
 	m, err := qemu.Start(ctx, g.cfg)
 	if err != nil {
-		o.err = err
-		return o
+		ln.Close()
+		return nil, err
 	}
-	defer m.Stop(3 * time.Second)
+	return &session{g: g, m: m, ln: ln, start: start, o: outcome{accel: g.cfg.Accel, console: g.cfg.ConsoleLog}}, nil
+}
 
+func (s *session) close() {
+	s.m.Stop(3 * time.Second)
+	s.ln.Close()
+}
+
+// stream applies the guest's events to s.o until the stream is over: done
+// and powered off, a stream error, a panic, a stop, a timeout or ctx's end.
+func (s *session) stream(ctx context.Context) {
+	g, m, o := s.g, s.m, &s.o
 	items := make(chan streamItem, 64)
-	go g.read(ln, items)
+	go g.read(s.ln, items)
 
 	total := time.NewTimer(g.timeout)
 	defer total.Stop()
 	helloTimer := time.NewTimer(g.helloTimeout)
 	defer helloTimer.Stop()
 	var (
-		panicked bool
-		exited   = m.Exited()
-		grace    <-chan time.Time // running after done, waiting for power-off
+		exited      = m.Exited()
+		grace       <-chan time.Time // running after done, waiting for power-off
+		streamEnded = false
 	)
-	streamEnded := false
-loop:
 	for {
 		select {
 		case it, ok := <-items:
@@ -96,7 +127,7 @@ loop:
 					o.err = fmt.Errorf("guest stream: %w", it.err)
 				}
 				if exited == nil {
-					break loop
+					return
 				}
 				if !o.done {
 					// Let QEMU's own fate (exit, panic event) explain a
@@ -105,7 +136,7 @@ loop:
 				}
 				continue
 			}
-			if g.handle(&o, it.ev, start) {
+			if g.handle(o, it.ev, s.start) {
 				// The agent powers the guest off after done; give it a
 				// moment before stopping QEMU ourselves.
 				grace = time.After(10 * time.Second)
@@ -114,19 +145,8 @@ loop:
 			if !ok {
 				continue
 			}
-			switch ev.Name {
-			case "GUEST_PANICKED":
-				panicked = true
-				break loop
-			case "STOP":
-				sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				status, _ := m.Status(sctx)
-				cancel()
-				if status == "internal-error" {
-					o.accelFailed = g.cfg.Accel == qemu.KVM && !o.hello
-					o.err = fmt.Errorf("guest stopped: QEMU run state %s", status)
-					break loop
-				}
+			if s.machineEvent(ctx, ev) {
+				return
 			}
 		case <-exited:
 			exited = nil
@@ -135,46 +155,70 @@ loop:
 				grace = time.After(time.Second)
 				continue
 			}
-			break loop
+			return
 		case <-helloTimer.C:
 			if !o.hello {
 				o.accelFailed = g.cfg.Accel == qemu.KVM
 				o.err = fmt.Errorf("no hello from the guest agent within %s", g.helloTimeout)
-				break loop
+				return
 			}
 		case <-grace:
-			break loop
+			return
 		case <-total.C:
 			o.err = fmt.Errorf("timed out after %s", g.timeout)
-			break loop
+			return
 		case <-ctx.Done():
 			o.err = fmt.Errorf("interrupted: %w", context.Cause(ctx))
-			break loop
+			return
 		}
 	}
-	m.Stop(3 * time.Second)
-	o.kernel.Seconds = time.Since(start).Seconds()
+}
 
-	if line := panicLine(g.cfg.ConsoleLog); panicked || line != "" {
+// machineEvent applies one QMP event and reports whether the guest is
+// over: a panic, or a stop in QEMU's internal-error state (KVM's way of
+// failing).
+func (s *session) machineEvent(ctx context.Context, ev qemu.Event) bool {
+	switch ev.Name {
+	case "GUEST_PANICKED":
+		s.panicked = true
+		return true
+	case "STOP":
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		status, _ := s.m.Status(sctx)
+		cancel()
+		if status == "internal-error" {
+			s.o.accelFailed = s.g.cfg.Accel == qemu.KVM && !s.o.hello
+			s.o.err = fmt.Errorf("guest stopped: QEMU run state %s", status)
+			return true
+		}
+	}
+	return false
+}
+
+// judge says how a stopped guest ended: a panic (on the console or from
+// pvpanic) outranks everything, then QEMU exiting before hello, then a
+// stream without its done event.
+func (s *session) judge() {
+	o := &s.o
+	if line := panicLine(s.g.cfg.ConsoleLog); s.panicked || line != "" {
 		if line == "" {
 			line = "GUEST_PANICKED from pvpanic"
 		}
 		o.err = fmt.Errorf("guest panicked: %s", line)
 		o.accelFailed = false
-		return o
+		return
 	}
 	select {
-	case <-m.Exited():
+	case <-s.m.Exited():
 		if !o.hello && o.err == nil {
-			o.err = fmt.Errorf("guest ended before the agent said hello: %w", m.ExitError())
-			o.accelFailed = g.cfg.Accel == qemu.KVM
+			o.err = fmt.Errorf("guest ended before the agent said hello: %w", s.m.ExitError())
+			o.accelFailed = s.g.cfg.Accel == qemu.KVM
 		}
 	default:
 	}
 	if o.err == nil && !o.done {
 		o.err = fmt.Errorf("stream ended without a done event after %d results", len(o.kernel.Results))
 	}
-	return o
 }
 
 // boot runs g under each accelerator of plan in turn until one is not to
