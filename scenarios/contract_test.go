@@ -13,7 +13,7 @@ import (
 func TestCatalogueIsContract(t *testing.T) {
 	var got []contract.Check
 	for _, s := range All() {
-		got = append(got, contract.Check{ID: contract.ID(s.ID), Kind: s.Kind})
+		got = append(got, contract.Check{ID: contract.ID(s.ID), Kind: s.Kind, Timeout: s.Timeout})
 	}
 	assert.DeepEqual(t, got, contract.Checks())
 }

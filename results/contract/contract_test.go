@@ -104,7 +104,7 @@ func TestIDs(t *testing.T) {
 	seen := map[ID]bool{}
 	all := Checks()
 	for _, id := range Expectations {
-		all = append(all, Check{id, results.Expectation})
+		all = append(all, Check{ID: id, Kind: results.Expectation})
 	}
 	for _, c := range all {
 		assert.Check(t, idPattern.MatchString(string(c.ID)), c.ID)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/fusematrix/fusematrix/results"
 )
@@ -53,34 +54,41 @@ var Expectations = []ID{ExpectPassthroughOffered, ExpectPassthroughWorks, Expect
 type Check struct {
 	ID   ID
 	Kind results.Kind
+	// Timeout bounds one run of the check in the guest. The host gives a
+	// guest that long (per run, plus a grace) for each result it awaits,
+	// so that a stalled agent costs one check's time, not the guest's.
+	Timeout time.Duration
 }
 
 // checks are the agent's checks in run order, the benchmark cells after
 // them: probes first, since later checks read what probes found.
 var checks = []Check{
-	{FuseInit, results.Probe},
-	{PassthroughIoctl, results.Probe},
-	{FuseFeatures, results.Probe},
-	{PassthroughRead, results.Scenario},
-	{PtIntegrity, results.Scenario},
-	{PtSizeAfterWrite, results.Scenario},
-	{PtMmapShared, results.Scenario},
-	{PtFsync, results.Scenario},
-	{PtOpenTwice, results.Scenario},
-	{PtDirectIO, results.Scenario},
-	{PtCloseBacking, results.Scenario},
-	{PtUnmountOpen, results.Scenario},
-	{PtAbortOpen, results.Scenario},
-	{ClassicFallback, results.Scenario},
-	{ClassicBasics, results.Scenario},
-	{SeqRead, results.Benchmark},
+	{FuseInit, results.Probe, 30 * time.Second},
+	{PassthroughIoctl, results.Probe, 60 * time.Second},
+	{FuseFeatures, results.Probe, 10 * time.Second},
+	{PassthroughRead, results.Scenario, 60 * time.Second},
+	{PtIntegrity, results.Scenario, 90 * time.Second},
+	{PtSizeAfterWrite, results.Scenario, 60 * time.Second},
+	{PtMmapShared, results.Scenario, 60 * time.Second},
+	{PtFsync, results.Scenario, 60 * time.Second},
+	{PtOpenTwice, results.Scenario, 60 * time.Second},
+	{PtDirectIO, results.Scenario, 60 * time.Second},
+	{PtCloseBacking, results.Scenario, 60 * time.Second},
+	{PtUnmountOpen, results.Scenario, 60 * time.Second},
+	{PtAbortOpen, results.Scenario, 60 * time.Second},
+	{ClassicFallback, results.Scenario, 60 * time.Second},
+	{ClassicBasics, results.Scenario, 60 * time.Second},
+	{SeqRead, results.Benchmark, 180 * time.Second},
 }
+
+// cellTimeout bounds one benchmark cell: all its runs and their mounts.
+const cellTimeout = 120 * time.Second
 
 // Checks returns everything the agent can run, in run order.
 func Checks() []Check {
 	out := append([]Check(nil), checks...)
 	for _, c := range Cells() {
-		out = append(out, Check{c.ID(), results.Benchmark})
+		out = append(out, Check{c.ID(), results.Benchmark, cellTimeout})
 	}
 	return out
 }
