@@ -114,7 +114,7 @@ test-short:
 bench-harness: deps
 	$(GO) test -run '^$$' -bench 'Base' -benchtime 1x -count 1 ./harness/initramfs/
 	$(GO) test -run '^$$' -bench 'Matrix' -benchtime 1x -count 1 -timeout 30m ./harness/
-	$(GO) test -run '^$$' -bench 'NoopWrite' -benchtime 2s -count 1 ./scenarios/server/
+	$(GO) test -run '^$$' -bench 'NoopWrite' -benchtime 2s -count 1 ./scenarios/server/wire/
 
 # test-kernel-build builds a kernel from source with the project's config
 # fragment (kernels/fuse.config) on a tinyconfig base, checks every option

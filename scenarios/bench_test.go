@@ -19,6 +19,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 func TestSummarize(t *testing.T) {
@@ -565,7 +566,7 @@ func TestBenchCells(t *testing.T) {
 // that is not fusematrix's own may.
 type uncounted struct{ daemon }
 
-func (u uncounted) Stop() (server.Stats, error) {
+func (u uncounted) Stop() (wire.Stats, error) {
 	st, err := u.daemon.Stop()
 	st.Requests = nil
 	return st, err

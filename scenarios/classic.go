@@ -13,7 +13,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // Classic FUSE scenarios: they run on every kernel, so that a kernel
@@ -25,7 +25,7 @@ var classicFallback = Scenario{
 	Description: "the passthrough loopback serves correct data on every kernel: through classic FUSE where the kernel lacks passthrough",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return classicFallbackWith(ctx, env, launched(env, server.KindLoopback))
+		return classicFallbackWith(ctx, env, launched(env, loopback.KindLoopback))
 	},
 }
 
@@ -106,7 +106,7 @@ var classicBasics = Scenario{
 	Description: "create, write, rename, readdir, symlink, truncate, xattr and unlink through a classic FUSE loopback agree with the backing directory",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return classicBasicsWith(ctx, env, launched(env, server.KindClassic))
+		return classicBasicsWith(ctx, env, launched(env, loopback.KindClassic))
 	},
 }
 

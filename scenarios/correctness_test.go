@@ -12,6 +12,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // TestMain lets the test binary serve file systems for server.Launcher,
@@ -32,79 +33,79 @@ func TestCorrectness(t *testing.T) {
 	for _, tc := range []struct {
 		id   string
 		run  runner
-		kind server.Kind
+		kind loopback.Kind
 		// needPT marks scenarios that skip without passthrough.
 		needPT     bool
 		wantStatus results.Status
 		wantReason string
 	}{
-		{id: "pt/integrity", run: ptIntegrityWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
-		{id: "pt/integrity", run: ptIntegrityWith, kind: server.KindClassic, needPT: true, wantStatus: results.Fail,
+		{id: "pt/integrity", run: ptIntegrityWith, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "pt/integrity", run: ptIntegrityWith, kind: loopback.KindClassic, needPT: true, wantStatus: results.Fail,
 			wantReason: "passthrough not in use: open reply 1 of 5 without FOPEN_PASSTHROUGH"},
-		{id: "pt/integrity", run: ptIntegrityWith, kind: server.KindShadow, needPT: true, wantStatus: results.Fail,
+		{id: "pt/integrity", run: ptIntegrityWith, kind: loopback.KindShadow, needPT: true, wantStatus: results.Fail,
 			wantReason: "after the workers: backing file: bytes differ at offset"},
 
-		{id: "pt/size-after-write", run: ptSizeWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
-		{id: "pt/size-after-write", run: ptSizeWith, kind: server.KindShortSize, needPT: true, wantStatus: results.Fail,
+		{id: "pt/size-after-write", run: ptSizeWith, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "pt/size-after-write", run: ptSizeWith, kind: loopback.KindShortSize, needPT: true, wantStatus: results.Fail,
 			wantReason: "after an extending pwrite: statx(AT_STATX_FORCE_SYNC), answered by the server, says size 12999, want 13000"},
-		{id: "pt/size-after-write", run: ptSizeWith, kind: server.KindShadow, needPT: true, wantStatus: results.Fail,
+		{id: "pt/size-after-write", run: ptSizeWith, kind: loopback.KindShadow, needPT: true, wantStatus: results.Fail,
 			wantReason: "after an extending pwrite: the backing file has size 5000, want 13000"},
 
-		{id: "pt/mmap-shared", run: ptMmapWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
-		{id: "pt/mmap-shared", run: ptMmapWith, kind: server.KindShadow, needPT: true, wantStatus: results.Fail,
+		{id: "pt/mmap-shared", run: ptMmapWith, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "pt/mmap-shared", run: ptMmapWith, kind: loopback.KindShadow, needPT: true, wantStatus: results.Fail,
 			wantReason: "after stores to the mapping and msync, the backing file: bytes differ at offset"},
-		{id: "pt/mmap-shared", run: ptMmapWith, kind: server.KindClassic, needPT: true, wantStatus: results.Fail,
+		{id: "pt/mmap-shared", run: ptMmapWith, kind: loopback.KindClassic, needPT: true, wantStatus: results.Fail,
 			wantReason: "a write to the backing file does not show in the mapping"},
 
-		{id: "pt/fsync", run: ptFsyncWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
-		{id: "pt/fsync", run: ptFsyncWith, kind: server.KindFsyncEIO, needPT: true, wantStatus: results.Fail,
+		{id: "pt/fsync", run: ptFsyncWith, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "pt/fsync", run: ptFsyncWith, kind: loopback.KindFsyncEIO, needPT: true, wantStatus: results.Fail,
 			wantReason: "fsync: input/output error; fdatasync: input/output error"},
 
-		{id: "classic/fallback", run: classicFallbackWith, kind: server.KindLoopback, wantStatus: results.Pass},
-		{id: "classic/fallback", run: classicFallbackWith, kind: server.KindClassic, wantStatus: results.Pass},
-		{id: "classic/fallback", run: classicFallbackWith, kind: server.KindFlipBytes, wantStatus: results.Fail,
+		{id: "classic/fallback", run: classicFallbackWith, kind: loopback.KindLoopback, wantStatus: results.Pass},
+		{id: "classic/fallback", run: classicFallbackWith, kind: loopback.KindClassic, wantStatus: results.Pass},
+		{id: "classic/fallback", run: classicFallbackWith, kind: loopback.KindFlipBytes, wantStatus: results.Fail,
 			wantReason: "first read through the mount: bytes differ at offset 0"},
-		{id: "classic/fallback", run: classicFallbackWith, kind: server.KindCrash, wantStatus: results.Fail,
+		{id: "classic/fallback", run: classicFallbackWith, kind: loopback.KindCrash, wantStatus: results.Fail,
 			wantReason: "transport endpoint is not connected"},
 
-		{id: "passthrough-read", run: passthroughReadWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
-		{id: "passthrough-read", run: passthroughReadWith, kind: server.KindClassic, needPT: true, wantStatus: results.Fail,
+		{id: "passthrough-read", run: passthroughReadWith, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "passthrough-read", run: passthroughReadWith, kind: loopback.KindClassic, needPT: true, wantStatus: results.Fail,
 			wantReason: "passthrough not in use: open reply without FOPEN_PASSTHROUGH: BACKING_OPEN failed: EPERM (operation not permitted)"},
-		{id: "passthrough-read", run: passthroughReadWith, kind: server.KindDecoy, needPT: true, wantStatus: results.Fail,
+		{id: "passthrough-read", run: passthroughReadWith, kind: loopback.KindDecoy, needPT: true, wantStatus: results.Fail,
 			wantReason: "read through the mount: bytes differ at offset 12345"},
 
 		// pt/open-twice has two parts, each on a server of its own: the
 		// kind under test serves one part, the right kind the other.
-		{id: "pt/open-twice", run: openTwiceMixed, kind: server.KindMixed, needPT: true, wantStatus: results.Pass},
-		{id: "pt/open-twice", run: openTwiceMixed, kind: server.KindLoopback, needPT: true, wantStatus: results.Fail,
+		{id: "pt/open-twice", run: openTwiceMixed, kind: loopback.KindMixed, needPT: true, wantStatus: results.Pass},
+		{id: "pt/open-twice", run: openTwiceMixed, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Fail,
 			wantReason: "mixed: pt_then_cached: not exercised: the server answered passthrough (backing id 1), then passthrough (backing id 1), not passthrough then cached"},
-		{id: "pt/open-twice", run: openTwiceTwoBacking, kind: server.KindLoopback, needPT: true, wantStatus: results.Fail,
+		{id: "pt/open-twice", run: openTwiceTwoBacking, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Fail,
 			wantReason: "two-backing: second_backing: not exercised: the server answered passthrough (backing id 1), then passthrough (backing id 1), not two different backing files"},
 
-		{id: "pt/direct-io", run: ptDirectIOWith, kind: server.KindDirectIO, needPT: true, wantStatus: results.Pass},
-		{id: "pt/direct-io", run: ptDirectIOWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Fail,
+		{id: "pt/direct-io", run: ptDirectIOWith, kind: loopback.KindDirectIO, needPT: true, wantStatus: results.Pass},
+		{id: "pt/direct-io", run: ptDirectIOWith, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Fail,
 			wantReason: "no READ reached the server: with FOPEN_DIRECT_IO the kernel sends read(2) to it"},
 
-		{id: "pt/close-backing", run: ptCloseBackingWith, kind: server.KindCloseBacking, needPT: true, wantStatus: results.Pass},
-		{id: "pt/close-backing", run: ptCloseBackingWith, kind: server.KindFakeCloseBacking, needPT: true, wantStatus: results.Fail,
+		{id: "pt/close-backing", run: ptCloseBackingWith, kind: loopback.KindCloseBacking, needPT: true, wantStatus: results.Pass},
+		{id: "pt/close-backing", run: ptCloseBackingWith, kind: loopback.KindFakeCloseBacking, needPT: true, wantStatus: results.Fail,
 			wantReason: "the server said it closed backing id 1, but the kernel still had it: a second BACKING_CLOSE of it succeeded"},
-		{id: "pt/close-backing", run: ptCloseBackingWith, kind: server.KindLoopback, needPT: true, wantStatus: results.Fail,
+		{id: "pt/close-backing", run: ptCloseBackingWith, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Fail,
 			wantReason: "asking the server to close the backing id (getxattr user.fusematrix.close-backing): no data available"},
 
-		{id: "pt/unmount-open", run: unmountOpen, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
-		{id: "pt/unmount-open", run: unmountOpen, kind: server.KindHangFlush, needPT: true, wantStatus: results.Fail,
+		{id: "pt/unmount-open", run: unmountOpen, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "pt/unmount-open", run: unmountOpen, kind: loopback.KindHangFlush, needPT: true, wantStatus: results.Fail,
 			wantReason: "close_reader did not return within 3s: hang"},
-		{id: "pt/unmount-open", run: unmountOpen, kind: server.KindShadow, needPT: true, wantStatus: results.Fail,
+		{id: "pt/unmount-open", run: unmountOpen, kind: loopback.KindShadow, needPT: true, wantStatus: results.Fail,
 			wantReason: "pread_after_backing_write after the teardown: wrong bytes"},
 
-		{id: "pt/abort-open", run: abortOpen, kind: server.KindLoopback, needPT: true, wantStatus: results.Pass},
-		{id: "pt/abort-open", run: abortOpen, kind: server.KindShadow, needPT: true, wantStatus: results.Fail,
+		{id: "pt/abort-open", run: abortOpen, kind: loopback.KindLoopback, needPT: true, wantStatus: results.Pass},
+		{id: "pt/abort-open", run: abortOpen, kind: loopback.KindShadow, needPT: true, wantStatus: results.Fail,
 			wantReason: "pread_after_backing_write after the teardown: wrong bytes"},
-		{id: "pt/abort-open", run: abortOpen, kind: server.KindClassic, needPT: true, wantStatus: results.Fail,
+		{id: "pt/abort-open", run: abortOpen, kind: loopback.KindClassic, needPT: true, wantStatus: results.Fail,
 			wantReason: "passthrough not in use: open reply 1 of 2 without FOPEN_PASSTHROUGH"},
 
-		{id: "classic/basics", run: classicBasicsWith, kind: server.KindClassic, wantStatus: results.Pass},
-		{id: "classic/basics", run: classicBasicsWith, kind: server.KindDropWrites, wantStatus: results.Fail,
+		{id: "classic/basics", run: classicBasicsWith, kind: loopback.KindClassic, wantStatus: results.Pass},
+		{id: "classic/basics", run: classicBasicsWith, kind: loopback.KindDropWrites, wantStatus: results.Fail,
 			wantReason: "create and write: backing file: got 0 bytes, want 26"},
 	} {
 		t.Run(tc.id+"/"+string(tc.kind), func(t *testing.T) {
@@ -117,7 +118,7 @@ func TestCorrectness(t *testing.T) {
 			t.Logf("%s: %s; facts %v", r.Status, r.Reason, r.Facts)
 			assert.Equal(t, r.Status, tc.wantStatus, "%s", r.Reason)
 			assert.Check(t, is.Contains(r.Reason, tc.wantReason))
-			if r.Status == results.Fail && tc.kind == server.KindCrash {
+			if r.Status == results.Fail && tc.kind == loopback.KindCrash {
 				assert.Check(t, is.Contains(r.Log, "server: broken-crash: exiting on READ at offset 0"))
 			}
 			if r.Status == results.Pass && tc.id == "passthrough-read" {
@@ -131,11 +132,11 @@ func TestCorrectness(t *testing.T) {
 // openTwiceMixed runs pt/open-twice with mount serving the mixed-mode
 // part; openTwiceTwoBacking with mount serving the two-backing-files part.
 func openTwiceMixed(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	return ptOpenTwiceWith(ctx, env, mount, launched(env, server.KindBackingPerOpen))
+	return ptOpenTwiceWith(ctx, env, mount, launched(env, loopback.KindBackingPerOpen))
 }
 
 func openTwiceTwoBacking(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	return ptOpenTwiceWith(ctx, env, launched(env, server.KindMixed), mount)
+	return ptOpenTwiceWith(ctx, env, launched(env, loopback.KindMixed), mount)
 }
 
 func unmountOpen(ctx context.Context, env *Env, mount mountFactory) results.Result {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 var fuseInitProbe = Scenario{
@@ -34,7 +34,7 @@ const maxPagesLimitPath = "/proc/sys/fs/fuse/max_pages_limit"
 // fuseInitWith runs fuse-init reading the max_pages_limit sysctl from
 // limitPath, so that tests can show what a kernel without it reports.
 func fuseInitWith(ctx context.Context, env *Env, limitPath string) results.Result {
-	if err := server.CanMount(); err != nil {
+	if err := wire.CanMount(); err != nil {
 		return results.Result{Status: results.Error, Reason: err.Error()}
 	}
 	// An unreadable sysctl must not cost the capabilities every later
@@ -47,7 +47,7 @@ func fuseInitWith(ctx context.Context, env *Env, limitPath string) results.Resul
 	// The NOOP file system touches no storage; what matters is the INIT
 	// request the kernel sends to any server. Passthrough stays
 	// negotiable so that the reply does not hide anything.
-	m, err := server.Noop(ctx, mnt, 0, server.Options{Passthrough: true, Logf: env.logf})
+	m, err := wire.Noop(ctx, mnt, 0, wire.Options{Passthrough: true, Logf: env.logf})
 	if err != nil {
 		return results.Result{Status: results.Error, Reason: fmt.Sprintf("mount failed: %v", err)}
 	}

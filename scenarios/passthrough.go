@@ -9,7 +9,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +20,7 @@ var passthroughRead = Scenario{
 	Description: "reads a file through a passthrough loopback and proves the kernel served it from the backing file",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return passthroughReadWith(ctx, env, launched(env, server.KindLoopback))
+		return passthroughReadWith(ctx, env, launched(env, loopback.KindLoopback))
 	},
 }
 
@@ -68,7 +69,7 @@ func passthroughMissing(c *results.Capabilities) string {
 
 // openProblems says what is wrong with the OPEN replies of a file that
 // should all have asked for passthrough.
-func openProblems(opens []server.OpenReply, regs []server.Registration) []string {
+func openProblems(opens []wire.OpenReply, regs []wire.Registration) []string {
 	if len(opens) == 0 {
 		return []string{"no OPEN reached the daemon"}
 	}
@@ -93,7 +94,7 @@ func openProblems(opens []server.OpenReply, regs []server.Registration) []string
 
 // registrationCause explains a reply without passthrough from the
 // backing-file registrations the server attempted.
-func registrationCause(regs []server.Registration) string {
+func registrationCause(regs []wire.Registration) string {
 	if len(regs) == 0 {
 		return "the server registered no backing file"
 	}

@@ -16,7 +16,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // pt/close-backing closes the backing id while the file opened with it
@@ -30,7 +31,7 @@ import (
 // finds nothing: ENOENT.
 //
 // The scenario asks the server to close the id (a GETXATTR of
-// server.CloseBackingXattr, sent after the kernel accepted the OPEN reply)
+// loopback.CloseBackingXattr, sent after the kernel accepted the OPEN reply)
 // and then checks with the kernel that it really did: it takes a copy of
 // the server's /dev/fuse descriptor (pidfd_getfd) and closes the same id
 // itself, which must fail with ENOENT.
@@ -40,7 +41,7 @@ var ptCloseBacking = Scenario{
 	Description: "the server closes the backing id while the passthrough file stays open: read, write and mmap of the open file go on and stay correct",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptCloseBackingWith(ctx, env, launched(env, server.KindCloseBacking))
+		return ptCloseBackingWith(ctx, env, launched(env, loopback.KindCloseBacking))
 	},
 }
 
@@ -86,11 +87,11 @@ func closeBackingSteps(r *rig, rng *rand.ChaCha8, model []byte) (map[int32]sysca
 	}()
 	// The OPEN reply has been accepted; now the server drops the id.
 	buf := make([]byte, 256)
-	n, err := unix.Getxattr(r.m("map"), server.CloseBackingXattr, buf)
+	n, err := unix.Getxattr(r.m("map"), loopback.CloseBackingXattr, buf)
 	if err != nil {
-		return nil, fmt.Errorf("asking the server to close the backing id (getxattr %s): %w", server.CloseBackingXattr, err)
+		return nil, fmt.Errorf("asking the server to close the backing id (getxattr %s): %w", loopback.CloseBackingXattr, err)
 	}
-	closed, err := server.ParseClosedBacking(string(buf[:n]))
+	closed, err := loopback.ParseClosedBacking(string(buf[:n]))
 	if err != nil {
 		return nil, err
 	}
@@ -189,14 +190,14 @@ func devFuseFd(pid int) (int, error) {
 		return 0, err
 	}
 	for _, e := range ents {
-		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == server.DevFuse {
+		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == wire.DevFuse {
 			var fd int
 			if _, err := fmt.Sscan(e.Name(), &fd); err == nil {
 				return fd, nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("process %d has no %s open", pid, server.DevFuse)
+	return 0, fmt.Errorf("process %d has no %s open", pid, wire.DevFuse)
 }
 
 // errnoOf is err's errno; 0 for nil, EIO for an error without one.

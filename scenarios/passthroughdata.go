@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // Passthrough correctness scenarios. Each runs against a loopback server
@@ -28,7 +28,7 @@ var ptIntegrity = Scenario{
 	Description: "reads and writes at random offsets and sizes from several descriptors at once through passthrough match the backing file",
 	Timeout:     90 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptIntegrityWith(ctx, env, launched(env, server.KindLoopback))
+		return ptIntegrityWith(ctx, env, launched(env, loopback.KindLoopback))
 	},
 }
 
@@ -118,7 +118,7 @@ var ptSizeAfterWrite = Scenario{
 	Description: "size and contents after an extending passthrough write, O_APPEND writes and ftruncate; copy_file_range and sendfile of the just-extended file",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptSizeWith(ctx, env, launched(env, server.KindLoopback))
+		return ptSizeWith(ctx, env, launched(env, loopback.KindLoopback))
 	},
 }
 
@@ -256,7 +256,7 @@ var ptMmapShared = Scenario{
 	Description: "MAP_SHARED mapping of a passthrough file: reads match, stores reach the backing file after msync, backing writes show in the mapping",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptMmapWith(ctx, env, launched(env, server.KindLoopback))
+		return ptMmapWith(ctx, env, launched(env, loopback.KindLoopback))
 	},
 }
 
@@ -367,7 +367,7 @@ var ptFsync = Scenario{
 	Description: "fsync and fdatasync of a file written through passthrough succeed and the data is in the backing file",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptFsyncWith(ctx, env, launched(env, server.KindLoopback))
+		return ptFsyncWith(ctx, env, launched(env, loopback.KindLoopback))
 	},
 }
 

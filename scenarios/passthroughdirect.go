@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // pt/direct-io checks FOPEN_PASSTHROUGH together with FOPEN_DIRECT_IO.
@@ -30,7 +30,7 @@ var ptDirectIO = Scenario{
 	Description: "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read(2) and write(2) reach the server, a MAP_SHARED mapping is the backing file's",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptDirectIOWith(ctx, env, launched(env, server.KindDirectIO))
+		return ptDirectIOWith(ctx, env, launched(env, loopback.KindDirectIO))
 	},
 }
 

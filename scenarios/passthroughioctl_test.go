@@ -10,7 +10,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // TestPassthroughIoctl runs the probe on this machine's kernel and checks
@@ -130,7 +130,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 			// A server that never accepts passthrough in INIT: the kernel
 			// refuses every registration.
 			name: "server refuses passthrough",
-			mount: func(ctx context.Context, mnt string, o server.Options) (*server.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o wire.Options) (*wire.Mount, error) {
 				o.Passthrough = false
 				return noopConn(ctx, mnt, o)
 			},
@@ -140,7 +140,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 		},
 		{
 			name: "cannot mount",
-			mount: func(ctx context.Context, mnt string, o server.Options) (*server.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o wire.Options) (*wire.Mount, error) {
 				return nil, errors.New("no mount today")
 			},
 			wantStatus: results.Error,
@@ -150,7 +150,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 			// Only the lower mount of the stacking case lacks passthrough:
 			// the case cannot measure stacking and says so.
 			name: "stacking not measurable",
-			mount: func(ctx context.Context, mnt string, o server.Options) (*server.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o wire.Options) (*wire.Mount, error) {
 				if o.Name == "fusematrix-lower" {
 					o.Passthrough = false
 				}

@@ -14,7 +14,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // pt/open-twice checks the kernel's rule for one inode opened twice in
@@ -42,7 +43,7 @@ var ptOpenTwice = Scenario{
 	Description: "one inode opened twice, passthrough and cached or with two backing files: the kernel refuses the second open (EIO) and the first keeps correct data",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptOpenTwiceWith(ctx, env, launched(env, server.KindMixed), launched(env, server.KindBackingPerOpen))
+		return ptOpenTwiceWith(ctx, env, launched(env, loopback.KindMixed), launched(env, loopback.KindBackingPerOpen))
 	},
 }
 
@@ -112,7 +113,7 @@ type openStep struct {
 	name string
 	// want says what the server's two replies must be for the step to
 	// have exercised its case; it returns "" or why it was not exercised.
-	want func(first, second server.OpenReply) string
+	want func(first, second wire.OpenReply) string
 	// second is the errno of the second open(2); 0 if it succeeded.
 	second unix.Errno
 	// ran is false when the step ended before its second open.
@@ -250,7 +251,7 @@ func checkOpenSteps(r *rig, steps []openStep) {
 	}
 }
 
-func describeReply(o server.OpenReply) string {
+func describeReply(o wire.OpenReply) string {
 	switch {
 	case !o.Status.Ok():
 		return fmt.Sprintf("error %v", o.Status)
@@ -262,21 +263,21 @@ func describeReply(o server.OpenReply) string {
 	return "cached"
 }
 
-func wantPassthroughThenCached(first, second server.OpenReply) string {
+func wantPassthroughThenCached(first, second wire.OpenReply) string {
 	if !first.Passthrough() || !second.Status.Ok() || second.OpenFlags&fuseabi.FOpenPassthrough != 0 {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not passthrough then cached"
 	}
 	return ""
 }
 
-func wantCachedThenPassthrough(first, second server.OpenReply) string {
+func wantCachedThenPassthrough(first, second wire.OpenReply) string {
 	if !first.Status.Ok() || first.OpenFlags&fuseabi.FOpenPassthrough != 0 || !second.Passthrough() {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not cached then passthrough"
 	}
 	return ""
 }
 
-func wantTwoBackingFiles(first, second server.OpenReply) string {
+func wantTwoBackingFiles(first, second wire.OpenReply) string {
 	if !first.Passthrough() || !second.Passthrough() || first.BackingID == second.BackingID {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not two different backing files"
 	}

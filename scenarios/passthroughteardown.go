@@ -14,6 +14,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // pt/unmount-open and pt/abort-open take a mount away under open
@@ -34,7 +36,7 @@ var ptUnmountOpen = Scenario{
 	Description: "lazy unmount with passthrough files open (a reader mid-read, a mapping): no hang, correct data or a clean error, the server ends after the last close",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptTeardownWith(ctx, env, launched(env, server.KindLoopback), lazyUnmount)
+		return ptTeardownWith(ctx, env, launched(env, loopback.KindLoopback), lazyUnmount)
 	},
 }
 
@@ -44,7 +46,7 @@ var ptAbortOpen = Scenario{
 	Description: "connection abort through fusectl with passthrough files open (a reader mid-read, a mapping): no hang, correct data or a clean error",
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptTeardownWith(ctx, env, launched(env, server.KindLoopback), connectionAbort)
+		return ptTeardownWith(ctx, env, launched(env, loopback.KindLoopback), connectionAbort)
 	},
 }
 
@@ -74,7 +76,7 @@ func ptTeardownWith(ctx context.Context, env *Env, mount mountFactory, how teard
 		return results.Result{Status: results.Skip, Reason: why}
 	}
 	if how == connectionAbort {
-		if _, err := os.Stat(server.FusectlDir); err != nil {
+		if _, err := os.Stat(wire.FusectlDir); err != nil {
 			return results.Result{Status: results.Skip, Reason: fmt.Sprintf("no FUSE control file system: %v", err)}
 		}
 	}
@@ -110,7 +112,7 @@ type teardownRun struct {
 }
 
 func (t *teardownRun) run() {
-	conn, err := server.Connection(t.mnt)
+	conn, err := wire.Connection(t.mnt)
 	if err != nil {
 		t.failf("fusectl connection of %s: %v", t.mnt, err)
 	}
@@ -322,7 +324,7 @@ func (t *teardownRun) abort() error {
 		return errors.New("connection unknown")
 	}
 	t.aborted = true
-	return os.WriteFile(filepath.Join(server.FusectlDir, t.conn, "abort"), []byte("1"), 0)
+	return os.WriteFile(filepath.Join(wire.FusectlDir, t.conn, "abort"), []byte("1"), 0)
 }
 
 // finish frees hung operations, ends the mount and the server, and judges

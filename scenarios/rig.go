@@ -12,6 +12,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // mountFactory starts a file system that shows backing at mnt. Correctness
@@ -19,9 +21,9 @@ import (
 type mountFactory func(ctx context.Context, mnt, backing string) (*server.Process, error)
 
 // launched starts a server of kind as a process of its own.
-func launched(env *Env, kind server.Kind) mountFactory {
+func launched(env *Env, kind loopback.Kind) mountFactory {
 	return func(ctx context.Context, mnt, backing string) (*server.Process, error) {
-		return env.Server.Start(ctx, server.Spec{Kind: kind, Backing: backing}, mnt)
+		return env.Server.Start(ctx, loopback.Spec{Kind: kind, Backing: backing}, mnt)
 	}
 }
 
@@ -34,7 +36,7 @@ type rig struct {
 	problems     []string
 	notes        []string
 	facts        map[string]string
-	stats        *server.Stats
+	stats        *wire.Stats
 }
 
 // newRig fills a backing directory with files and mounts it.
@@ -68,7 +70,7 @@ func (r *rig) failf(format string, args ...any) {
 
 // stop ends the server once and returns what it observed; nil when it
 // could not say.
-func (r *rig) stop() *server.Stats {
+func (r *rig) stop() *wire.Stats {
 	if r.stats != nil {
 		return r.stats
 	}

@@ -13,7 +13,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 func testEnv(t *testing.T) *Env {
@@ -26,7 +26,7 @@ func needMount(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mounts FUSE; skipped in -short mode")
 	}
-	if err := server.CanMount(); err != nil {
+	if err := wire.CanMount(); err != nil {
 		t.Skipf("cannot mount FUSE here: %v", err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 	"github.com/fusematrix/fusematrix/scenarios/yield"
 	"golang.org/x/sys/unix"
 )
@@ -103,7 +105,7 @@ type daemon interface {
 	// the server.
 	Pid() int
 	// Stop unmounts, ends the process and returns what it observed.
-	Stop() (server.Stats, error)
+	Stop() (wire.Stats, error)
 }
 
 func (m seqMode) measures(op string) bool { return m.ops == nil || slices.Contains(m.ops, op) }
@@ -112,7 +114,7 @@ func (m seqMode) measures(op string) bool { return m.ops == nil || slices.Contai
 // size as a process of its own (Env.Server), so that the benchmark loop
 // and the server never share a Go runtime, and the server can be profiled
 // alone.
-func launchedMode(spec server.Spec, file string) func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+func launchedMode(spec loopback.Spec, file string) func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
 	return func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
 		s := spec
 		s.Backing, s.Size, s.Profile, s.CPUs = req.backing, req.size, req.profile, req.cpus
@@ -133,8 +135,8 @@ func goFuseFacts(splices bool) func(env *Env) map[string]string {
 		f := map[string]string{
 			"server":    "go-fuse",
 			"threads":   "go-fuse Server: reader goroutines answer inline, at least two wait in read(2)",
-			"max_write": strconv.Itoa(server.MaxWrite),
-			"max_pages": strconv.Itoa(server.MaxWrite / os.Getpagesize()),
+			"max_write": strconv.Itoa(wire.MaxWrite),
+			"max_pages": strconv.Itoa(wire.MaxWrite / os.Getpagesize()),
 			"splice":    "off",
 		}
 		if splices {
@@ -150,7 +152,7 @@ func goFuseFacts(splices bool) func(env *Env) map[string]string {
 }
 
 // noopFacts are the NOOP server's settings: go-fuse's, served by a loop
-// of its own instead of go-fuse's Server (server.Noop).
+// of its own instead of go-fuse's Server (wire.Noop).
 func noopFacts(env *Env) map[string]string {
 	f := goFuseFacts(false)(env)
 	f["threads"] = "one goroutine on one thread over go-fuse's ProtocolServer, WRITE and GETXATTR decoded by the loop"
@@ -167,15 +169,15 @@ func seqModes() []seqMode {
 		// server is not the bottleneck of the NOOP figure".
 		{name: "libfuse-noop", mount: peerMode, facts: peerFacts, unavailable: peerUnavailable,
 			pairs: []string{"native"}},
-		{name: "noop", mount: launchedMode(server.Spec{Kind: server.KindNoop}, server.NoopName),
+		{name: "noop", mount: launchedMode(loopback.Spec{Kind: loopback.KindNoop}, wire.NoopName),
 			profiled: true, facts: noopFacts, pairs: []string{"native", "libfuse-noop"}},
-		{name: "classic", mount: launchedMode(server.Spec{Kind: server.KindClassic}, seqFile),
+		{name: "classic", mount: launchedMode(loopback.Spec{Kind: loopback.KindClassic}, seqFile),
 			profiled: true, facts: goFuseFacts(true), pairs: []string{"native"}},
-		{name: "passthrough", mount: launchedMode(server.Spec{Kind: server.KindLoopback}, seqFile),
+		{name: "passthrough", mount: launchedMode(loopback.Spec{Kind: loopback.KindLoopback}, seqFile),
 			passthrough: true, facts: goFuseFacts(true), bases: []string{"noop"}, pairs: []string{"native"}},
 		// Reads never ask for xattrs; writes ask before each write(2)
 		// unless the server refuses xattrs altogether (Options.NoXattr).
-		{name: "passthrough-noxattr", mount: launchedMode(server.Spec{Kind: server.KindLoopback, NoXattr: true}, seqFile),
+		{name: "passthrough-noxattr", mount: launchedMode(loopback.Spec{Kind: loopback.KindLoopback, NoXattr: true}, seqFile),
 			passthrough: true, ops: []string{"write"}, facts: goFuseFacts(true), bases: []string{"noop", "passthrough"},
 			pairs: []string{"native"}},
 	}
@@ -186,11 +188,11 @@ func seqModes() []seqMode {
 // server, xattr requests included, so the kernel sends both the same
 // requests and the figures differ only by the server.
 func peerMode(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
-	p, err := server.StartPeer(ctx, server.PeerSpec{Mountpoint: req.mnt, Name: server.NoopName, Size: req.size, Count: true, CPUs: req.cpus})
+	p, err := server.StartPeer(ctx, server.PeerSpec{Mountpoint: req.mnt, Name: wire.NoopName, Size: req.size, Count: true, CPUs: req.cpus})
 	if err != nil {
 		return nil, "", err
 	}
-	return p, server.NoopName, nil
+	return p, wire.NoopName, nil
 }
 
 func peerUnavailable() string {
@@ -202,8 +204,8 @@ func peerFacts(env *Env) map[string]string {
 	f := map[string]string{
 		"server":    "libfuse",
 		"threads":   "multi",
-		"max_write": strconv.Itoa(server.MaxWrite),
-		"max_pages": strconv.Itoa(server.MaxWrite / os.Getpagesize()),
+		"max_write": strconv.Itoa(wire.MaxWrite),
+		"max_pages": strconv.Itoa(wire.MaxWrite / os.Getpagesize()),
 		"splice":    "off",
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -320,7 +322,7 @@ func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result 
 // passthroughProblems says why a figure measured on a mount whose daemon
 // reported st is not a passthrough figure: an OPEN that did not ask for
 // passthrough, or data requests that reached the daemon.
-func passthroughProblems(st *server.Stats) []string {
+func passthroughProblems(st *wire.Stats) []string {
 	if st == nil {
 		return []string{"nothing observed: the mode uses no FUSE mount"}
 	}
@@ -336,7 +338,7 @@ func passthroughProblems(st *server.Stats) []string {
 
 // measure reads the mode's file once on a fresh mount and returns MB/s
 // (1e6 bytes per second) and what the daemon observed (nil for native).
-func measure(ctx context.Context, env *Env, mode seqMode, backing string, size int64, buf []byte) (float64, *server.Stats, error) {
+func measure(ctx context.Context, env *Env, mode seqMode, backing string, size int64, buf []byte) (float64, *wire.Stats, error) {
 	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size})
 	if err != nil {
 		return 0, nil, err
@@ -351,10 +353,10 @@ func measure(ctx context.Context, env *Env, mode seqMode, backing string, size i
 		}
 	}
 	elapsed, n, readErr := timedRead(ctx, path, buf)
-	var st *server.Stats
+	var st *wire.Stats
 	var stopErr error
 	if d != nil {
-		var s server.Stats
+		var s wire.Stats
 		s, stopErr = d.Stop()
 		st = &s
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // TestMain lets the test binary serve file systems for the scenarios, as
@@ -40,7 +42,7 @@ func needMount(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mounts FUSE; skipped in -short mode")
 	}
-	if err := server.CanMount(); err != nil {
+	if err := wire.CanMount(); err != nil {
 		t.Skipf("cannot mount FUSE here: %v", err)
 	}
 }
@@ -234,7 +236,7 @@ func TestRunMisbehaving(t *testing.T) {
 			if err := os.Mkdir(mnt, 0o755); err != nil {
 				return results.Result{Status: results.Error, Reason: err.Error()}
 			}
-			if _, err := server.Node(ctx, mnt, &hangRoot{file: &hangFile{release: release}}, server.Options{}); err != nil {
+			if _, err := loopback.Node(ctx, mnt, &hangRoot{file: &hangFile{release: release}}, wire.Options{}); err != nil {
 				return results.Result{Status: results.Error, Reason: err.Error()}
 			}
 			_, err := os.ReadFile(filepath.Join(mnt, "hang")) // ignores ctx, as a stuck syscall does

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // loadModules loads the modules listed in list, in order, and returns what
@@ -68,7 +68,7 @@ func loadModule(path string) error {
 	return nil
 }
 
-const fusectlDir = server.FusectlDir
+const fusectlDir = wire.FusectlDir
 
 // ensureFusectl mounts the FUSE control file system, through which a stuck
 // connection can be aborted; u-root's init does not mount it.

@@ -1,7 +1,7 @@
 /*
  * fusematrix-nullfs: a NOOP FUSE file system written in C on libfuse3's
  * low-level API, the reference peer for fusematrix's Go NOOP server
- * (scenarios/server/noop.go).
+ * (scenarios/server/wire/noop.go).
  *
  * Why it exists: the throughput bench claims to measure what FUSE itself
  * costs. That only holds if the Go server is not the bottleneck, and the
@@ -16,7 +16,7 @@
  *     (truncation included) changes nothing;
  *   - entry and attribute timeouts of 1 s, no negative entry caching;
  *   - max_write = max_read = 128 KiB, hence max_pages = 32, the same
- *     MaxWrite the Go server uses (server.MaxWrite), max_background 12
+ *     MaxWrite the Go server uses (wire.MaxWrite), max_background 12
  *     and congestion threshold 9 (go-fuse's defaults), the kernel's own
  *     max_readahead;
  *   - the INIT flags go-fuse asks for and no others: libfuse's defaults
@@ -34,7 +34,7 @@
  *     workers, libfuse's default), as go-fuse serves them concurrently;
  *     -s serves them from one thread.
  *
- * -c counts requests by opcode (the names server.OpcodeName uses) and the
+ * -c counts requests by opcode (the names wire.OpcodeName uses) and the
  * bytes READ and WRITE asked for, and prints them on one line to stderr at
  * exit, so a test can check that the kernel sends this server the same
  * requests it sends the Go one. Without -c the counters are one
@@ -66,7 +66,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Same value as server.MaxWrite in scenarios/server/server.go. */
+/* Same value as wire.MaxWrite in scenarios/server/wire/mount.go. */
 #define NULLFS_MAX_WRITE (128 * 1024)
 #define NULLFS_TIMEOUT 1.0
 #define FILE_INO 2

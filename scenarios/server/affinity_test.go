@@ -12,6 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/scenarios/server/internal/servertest"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // allowedCPUs is the Cpus_allowed_list of every thread of pid, by thread.
@@ -74,16 +78,16 @@ func TestStartOn(t *testing.T) {
 	assert.Check(t, started, "no CPUs means start as it is")
 }
 
-// Server processes, Go and C alike, run where Spec.CPUs says, every
+// Server processes, Go and C alike, run where loopback.Spec.CPUs says, every
 // thread of them.
 func TestServerCPUs(t *testing.T) {
-	needMount(t)
+	servertest.NeedMount(t)
 	needCPUs(t)
 	t.Run("go", func(t *testing.T) {
-		p, err := Launcher{}.Start(context.Background(), Spec{Kind: KindNoop, Size: 1 << 20, CPUs: []int{0}}, t.TempDir())
+		p, err := Launcher{}.Start(context.Background(), loopback.Spec{Kind: loopback.KindNoop, Size: 1 << 20, CPUs: []int{0}}, t.TempDir())
 		assert.NilError(t, err)
 		t.Cleanup(func() { _, _ = p.Stop() })
-		_, err = os.ReadFile(filepath.Join(p.Dir, NoopName))
+		_, err = os.ReadFile(filepath.Join(p.Dir, wire.NoopName))
 		assert.NilError(t, err)
 		threads := allowedCPUs(t, p.Pid())
 		assert.Check(t, len(threads) > 1, "a Go server has more than one thread")
@@ -94,7 +98,7 @@ func TestServerCPUs(t *testing.T) {
 	t.Run("peer", func(t *testing.T) {
 		bin := buildPeer(t)
 		p := startPeer(t, PeerSpec{Path: bin, Size: 1 << 20, CPUs: []int{0}})
-		_, err := os.ReadFile(filepath.Join(p.Dir, NoopName))
+		_, err := os.ReadFile(filepath.Join(p.Dir, wire.NoopName))
 		assert.NilError(t, err)
 		for task, cpus := range allowedCPUs(t, p.Pid()) {
 			assert.Check(t, is.Equal(cpus, "0"), "thread %s", task)

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // The C NOOP peer (guest/nullfs/nullfs.c, built by `make peer`) is a
@@ -63,7 +63,7 @@ type PeerSpec struct {
 	Path string
 	// Mountpoint is an existing directory.
 	Mountpoint string
-	// Name is the one file's name; "" is NoopName.
+	// Name is the one file's name; "" is wire.NoopName.
 	Name string
 	// Size is the file's size in bytes.
 	Size int64
@@ -72,7 +72,7 @@ type PeerSpec struct {
 	// concurrently.
 	SingleThreaded bool
 	// NoXattr answers xattr requests with ENOSYS (-x), like
-	// Options.NoXattr for the Go server.
+	// wire.Options.NoXattr for the Go server.
 	NoXattr bool
 	// Count makes the peer count requests (-c); Stop returns the counts.
 	Count bool
@@ -95,24 +95,6 @@ func (s PeerSpec) args() []string {
 	return append(a, s.Mountpoint, s.Name, strconv.FormatInt(s.Size, 10))
 }
 
-// PeerProcess is a running, mounted peer.
-type PeerProcess struct {
-	// Dir is the mount point, absolute.
-	Dir  string
-	Spec PeerSpec
-
-	cmd     *exec.Cmd
-	stderr  *tail
-	exited  chan struct{}
-	waitErr error
-
-	stopOnce sync.Once
-	stopErr  error
-	counts   Stats
-	largestR int64
-	largestW int64
-}
-
 // peerPoll is how often StartPeer looks for the mount.
 const peerPoll = 5 * time.Millisecond
 
@@ -122,12 +104,12 @@ const peerPoll = 5 * time.Millisecond
 //
 // The peer mounts by itself: as root, libfuse calls mount(2) directly, so
 // no fusermount3 is involved (guests have none).
-func StartPeer(ctx context.Context, spec PeerSpec) (*PeerProcess, error) {
+func StartPeer(ctx context.Context, spec PeerSpec) (*Process, error) {
 	if spec.Path == "" {
 		spec.Path = PeerGuestPath
 	}
 	if spec.Name == "" {
-		spec.Name = NoopName
+		spec.Name = wire.NoopName
 	}
 	if spec.Size < 0 {
 		return nil, fmt.Errorf("peer: size %d is negative", spec.Size)
@@ -150,20 +132,11 @@ func StartPeer(ctx context.Context, spec PeerSpec) (*PeerProcess, error) {
 		return nil, fmt.Errorf("peer: %s already has a %s mount", dir, m.FsType)
 	}
 
-	p := &PeerProcess{
-		Dir: dir, Spec: spec,
-		stderr: &tail{max: stderrLines},
-		exited: make(chan struct{}),
-	}
-	p.cmd = exec.Command(spec.Path, spec.args()...)
-	p.cmd.Stderr = p.stderr
-	if err := startOn(spec.CPUs, p.cmd.Start); err != nil {
+	p := newProcess(dir, "peer", "peer", cPeer{}, exec.Command(spec.Path, spec.args()...))
+	p.Peer = spec
+	if err := p.start(spec.CPUs); err != nil {
 		return nil, fmt.Errorf("start peer %s: %w", spec.Path, err)
 	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
 
 	ready := make(chan error, 1)
 	cancel := make(chan struct{})
@@ -191,7 +164,7 @@ func StartPeer(ctx context.Context, spec PeerSpec) (*PeerProcess, error) {
 // waitMounted polls until the peer's mount is listed at p.Dir and its
 // file answers stat with the expected size; a stat goes to the peer and
 // can block, which is why the caller runs this aside.
-func (p *PeerProcess) waitMounted(cancel <-chan struct{}) error {
+func (p *Process) waitMounted(cancel <-chan struct{}) error {
 	t := time.NewTicker(peerPoll)
 	defer t.Stop()
 	for {
@@ -200,12 +173,12 @@ func (p *PeerProcess) waitMounted(cancel <-chan struct{}) error {
 			return err
 		}
 		if m != nil {
-			st, err := os.Stat(filepath.Join(p.Dir, p.Spec.Name))
+			st, err := os.Stat(filepath.Join(p.Dir, p.Peer.Name))
 			if err != nil {
 				return fmt.Errorf("mounted, but: %w", err)
 			}
-			if !st.Mode().IsRegular() || st.Size() != p.Spec.Size {
-				return fmt.Errorf("mounted, but %s is %s of %d bytes, want a regular file of %d", st.Name(), st.Mode(), st.Size(), p.Spec.Size)
+			if !st.Mode().IsRegular() || st.Size() != p.Peer.Size {
+				return fmt.Errorf("mounted, but %s is %s of %d bytes, want a regular file of %d", st.Name(), st.Mode(), st.Size(), p.Peer.Size)
 			}
 			return nil
 		}
@@ -217,82 +190,44 @@ func (p *PeerProcess) waitMounted(cancel <-chan struct{}) error {
 	}
 }
 
-// Pid is the peer's process id.
-func (p *PeerProcess) Pid() int { return p.cmd.Process.Pid }
+// cPeer is the child of a Process that runs the C NOOP peer, which reports
+// its counts on stderr.
+type cPeer struct{}
 
-// Exited is closed once the peer process has ended.
-func (p *PeerProcess) Exited() <-chan struct{} { return p.exited }
-
-// Stderr returns the last lines the peer wrote to its stderr.
-func (p *PeerProcess) Stderr() []string { return p.stderr.Lines() }
-
-func (p *PeerProcess) stderrNote() string {
-	if lines := p.stderr.Lines(); len(lines) > 0 {
-		return "; stderr: " + strings.Join(lines, " | ")
-	}
-	return ""
+func (cPeer) exitedEarly(err error) error {
+	return fmt.Errorf("peer had exited before it was stopped: %v", err)
 }
 
-// Stop ends the peer: on SIGTERM libfuse leaves its loop, unmounts (a
-// lazy unmount, so open files do not hold it up) and the process exits.
-// One that does not exit within stopGrace has its connection aborted and
-// is killed. With PeerSpec.Count, the returned Stats hold the peer's
-// request counts (Opens and Registrations stay empty: the peer records
-// neither). Stop is idempotent.
-func (p *PeerProcess) Stop() (Stats, error) {
-	p.stopOnce.Do(p.stop)
-	return p.counts, p.stopErr
-}
-
-func (p *PeerProcess) stop() {
-	var errs []error
-	select {
-	case <-p.exited:
-		errs = append(errs, fmt.Errorf("peer had exited before it was stopped: %v", p.waitErr))
-	default:
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-			if p.waitErr != nil {
-				errs = append(errs, fmt.Errorf("peer: %w", p.waitErr))
-			}
-		case <-time.After(stopGrace):
-			errs = append(errs, fmt.Errorf("peer did not stop within %s of SIGTERM; killed", stopGrace))
-			p.kill()
+func (cPeer) abort(dir string) {
+	if m, _ := peerMountAt(dir); m != nil {
+		if conn, err := wire.Connection(dir); err == nil {
+			_ = wire.AbortConnection(conn)
 		}
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
 	}
-	// A peer that died without unmounting leaves a mount point whose
-	// every access fails with ENOTCONN.
-	if m, _ := peerMountAt(p.Dir); m != nil {
-		_ = unix.Unmount(p.Dir, unix.MNT_DETACH)
-		errs = append(errs, fmt.Errorf("%s was still mounted after the peer ended", p.Dir))
+}
+
+func (cPeer) detachLeft(dir string) bool {
+	if m, _ := peerMountAt(dir); m != nil {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		return true
 	}
-	if p.Spec.Count {
+	return false
+}
+
+// report reads the peer's counts from its stderr under PeerSpec.Count.
+func (cPeer) report(p *Process, errs []error) (wire.Stats, error) {
+	var st wire.Stats
+	if p.Peer.Count {
 		var err error
-		if p.counts, p.largestR, p.largestW, err = parsePeerCounts(p.stderr.Lines()); err != nil {
+		if st, p.largestR, p.largestW, err = parsePeerCounts(p.stderr.Lines()); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		p.stopErr = fmt.Errorf("%w%s", err, p.stderrNote())
+		return st, fmt.Errorf("%w%s", err, p.stderrNote())
 	}
-}
-
-// Largest returns the largest READ and WRITE the peer was asked for;
-// known after Stop with PeerSpec.Count.
-func (p *PeerProcess) Largest() (read, write int64) { return p.largestR, p.largestW }
-
-// kill aborts the connection, so that no caller stays blocked on the
-// peer, detaches the mount and kills the process.
-func (p *PeerProcess) kill() {
-	if m, _ := peerMountAt(p.Dir); m != nil {
-		if conn, err := Connection(p.Dir); err == nil {
-			_ = os.WriteFile(filepath.Join(FusectlDir, conn, "abort"), []byte("1"), 0)
-		}
-		_ = unix.Unmount(p.Dir, unix.MNT_DETACH)
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.exited
+	return st, nil
 }
 
 // peerCountsPrefix starts the line the peer prints at exit under -c.
@@ -301,7 +236,7 @@ const peerCountsPrefix = "fusematrix-nullfs: counts "
 // parsePeerCounts reads the peer's counts line: opcode=N pairs named as
 // OpcodeName names them, then read_bytes, write_bytes, read_max and
 // write_max.
-func parsePeerCounts(lines []string) (st Stats, readMax, writeMax int64, err error) {
+func parsePeerCounts(lines []string) (st wire.Stats, readMax, writeMax int64, err error) {
 	var line string
 	for _, l := range lines {
 		if rest, ok := strings.CutPrefix(l, peerCountsPrefix); ok {
@@ -309,13 +244,13 @@ func parsePeerCounts(lines []string) (st Stats, readMax, writeMax int64, err err
 		}
 	}
 	if line == "" {
-		return Stats{}, 0, 0, errors.New("peer printed no request counts")
+		return wire.Stats{}, 0, 0, errors.New("peer printed no request counts")
 	}
 	for _, f := range strings.Fields(line) {
 		k, v, ok := strings.Cut(f, "=")
 		n, perr := strconv.ParseInt(v, 10, 64)
 		if !ok || perr != nil {
-			return Stats{}, 0, 0, fmt.Errorf("peer counts: bad field %q", f)
+			return wire.Stats{}, 0, 0, fmt.Errorf("peer counts: bad field %q", f)
 		}
 		switch k {
 		case "read_bytes":
@@ -328,7 +263,7 @@ func parsePeerCounts(lines []string) (st Stats, readMax, writeMax int64, err err
 			writeMax = n
 		default:
 			if k != strings.ToUpper(k) {
-				return Stats{}, 0, 0, fmt.Errorf("peer counts: unknown field %q", f)
+				return wire.Stats{}, 0, 0, fmt.Errorf("peer counts: unknown field %q", f)
 			}
 			if n > 0 {
 				if st.Requests == nil {

@@ -17,6 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/scenarios/server/internal/servertest"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // buildPeer compiles guest/nullfs/nullfs.c the way `make peer` does: a
@@ -45,7 +49,7 @@ func buildPeer(tb testing.TB) string {
 }
 
 // startPeer starts the peer at a new mount point, stopped at the end.
-func startPeer(t *testing.T, spec PeerSpec) *PeerProcess {
+func startPeer(t *testing.T, spec PeerSpec) *Process {
 	t.Helper()
 	if spec.Mountpoint == "" {
 		spec.Mountpoint = t.TempDir()
@@ -60,14 +64,14 @@ func startPeer(t *testing.T, spec PeerSpec) *PeerProcess {
 // its own (Launcher).
 func startGoNoop(t *testing.T, size int64) *Process {
 	t.Helper()
-	p, err := Launcher{}.Start(context.Background(), Spec{Kind: KindNoop, Size: size}, t.TempDir())
+	p, err := Launcher{}.Start(context.Background(), loopback.Spec{Kind: loopback.KindNoop, Size: size}, t.TempDir())
 	assert.NilError(t, err)
 	t.Cleanup(func() { _, _ = p.Stop() })
 	return p
 }
 
 func TestPeer(t *testing.T) {
-	needMount(t)
+	servertest.NeedMount(t)
 	bin := buildPeer(t)
 
 	t.Run("version", func(t *testing.T) {
@@ -94,7 +98,7 @@ func TestPeer(t *testing.T) {
 	t.Run("reads", func(t *testing.T) {
 		const size = 3<<20 + 100
 		p := startPeer(t, PeerSpec{Path: bin, Size: size})
-		f, err := os.Open(filepath.Join(p.Dir, NoopName))
+		f, err := os.Open(filepath.Join(p.Dir, wire.NoopName))
 		assert.NilError(t, err)
 		defer f.Close()
 		for _, tc := range []struct {
@@ -125,7 +129,7 @@ func TestPeer(t *testing.T) {
 	t.Run("writes", func(t *testing.T) {
 		const size = 1 << 20
 		p := startPeer(t, PeerSpec{Path: bin, Size: size})
-		path := filepath.Join(p.Dir, NoopName)
+		path := filepath.Join(p.Dir, wire.NoopName)
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 		assert.NilError(t, err)
 		for _, block := range []int{4 << 10, 128 << 10, 1 << 20} {
@@ -153,9 +157,9 @@ func TestPeer(t *testing.T) {
 		// max_read included, as the Go server's.
 		assert.Check(t, is.Equal(pm.Options, gm.Options))
 		assert.Check(t, is.Equal(pm.SuperOptions, gm.SuperOptions))
-		assert.Check(t, is.Contains(pm.SuperOptions, fmt.Sprintf("max_read=%d", MaxWrite)))
+		assert.Check(t, is.Contains(pm.SuperOptions, fmt.Sprintf("max_read=%d", wire.MaxWrite)))
 		// And served by the peer process itself.
-		assert.Check(t, holdsDevFuse(t, p.Pid()), "peer process has no %s open", DevFuse)
+		assert.Check(t, holdsDevFuse(t, p.Pid()), "peer process has no %s open", wire.DevFuse)
 	})
 
 	t.Run("connection", func(t *testing.T) {
@@ -175,8 +179,8 @@ func TestPeer(t *testing.T) {
 			t.Run(fmt.Sprint(block), func(t *testing.T) {
 				p := startPeer(t, PeerSpec{Path: bin, Size: readSize, Count: true})
 				g := startGoNoop(t, readSize)
-				assert.NilError(t, readWriteAll(filepath.Join(p.Dir, NoopName), block, readSize, writeSize))
-				assert.NilError(t, readWriteAll(filepath.Join(g.Dir, NoopName), block, readSize, writeSize))
+				assert.NilError(t, servertest.ReadWriteAll(filepath.Join(p.Dir, wire.NoopName), block, readSize, writeSize))
+				assert.NilError(t, servertest.ReadWriteAll(filepath.Join(g.Dir, wire.NoopName), block, readSize, writeSize))
 				ps, err := p.Stop()
 				assert.NilError(t, err)
 				gs, err := g.Stop()
@@ -191,8 +195,8 @@ func TestPeer(t *testing.T) {
 					assert.Check(t, is.Equal(ps.Requests[op], gs.Requests[op]), "%s: peer %v, Go %v", op, ps.Requests, gs.Requests)
 				}
 				readMax, writeMax := p.Largest()
-				assert.Check(t, is.Equal(readMax, int64(MaxWrite)))
-				assert.Check(t, is.Equal(writeMax, int64(min(block, MaxWrite))))
+				assert.Check(t, is.Equal(readMax, int64(wire.MaxWrite)))
+				assert.Check(t, is.Equal(writeMax, int64(min(block, wire.MaxWrite))))
 			})
 		}
 	})
@@ -206,7 +210,7 @@ func TestPeer(t *testing.T) {
 			{single: true, want: func(n int) bool { return n == 1 }},
 		} {
 			p := startPeer(t, PeerSpec{Path: bin, Size: 1 << 20, SingleThreaded: tc.single})
-			_, err := os.ReadFile(filepath.Join(p.Dir, NoopName))
+			_, err := os.ReadFile(filepath.Join(p.Dir, wire.NoopName))
 			assert.NilError(t, err)
 			tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.Pid()))
 			assert.NilError(t, err)
@@ -216,7 +220,7 @@ func TestPeer(t *testing.T) {
 
 	t.Run("stop-with-open-file", func(t *testing.T) {
 		p := startPeer(t, PeerSpec{Path: bin, Size: 1 << 20})
-		f, err := os.Open(filepath.Join(p.Dir, NoopName))
+		f, err := os.Open(filepath.Join(p.Dir, wire.NoopName))
 		assert.NilError(t, err)
 		defer f.Close()
 		pid := p.Pid()
@@ -295,7 +299,7 @@ func holdsDevFuse(t *testing.T, pid int) bool {
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	assert.NilError(t, err)
 	for _, fd := range fds {
-		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); target == DevFuse {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); target == wire.DevFuse {
 			return true
 		}
 	}
@@ -305,51 +309,14 @@ func holdsDevFuse(t *testing.T, pid int) bool {
 // connectionKnob reads one of the connection's settings from fusectl.
 func connectionKnob(t *testing.T, dir, knob string) string {
 	t.Helper()
-	conn, err := Connection(dir)
+	conn, err := wire.Connection(dir)
 	assert.NilError(t, err)
-	data, err := os.ReadFile(filepath.Join(FusectlDir, conn, knob))
+	data, err := os.ReadFile(filepath.Join(wire.FusectlDir, conn, knob))
 	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("no %s: fusectl is not mounted at %s", knob, FusectlDir)
+		t.Skipf("no %s: fusectl is not mounted at %s", knob, wire.FusectlDir)
 	}
 	assert.NilError(t, err)
 	return strings.TrimSpace(string(data))
-}
-
-// readWriteAll reads path to its end in blocks of block bytes, then
-// truncates it and writes writeSize bytes in blocks, as the bench does.
-func readWriteAll(path string, block int, readSize, writeSize int64) error {
-	buf := make([]byte, block)
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	var total int64
-	for {
-		n, err := f.Read(buf)
-		total += int64(n)
-		if err != nil || n == 0 {
-			break
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if total != readSize {
-		return fmt.Errorf("read %d bytes of %s, want %d", total, path, readSize)
-	}
-	w, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	for total = 0; total < writeSize; {
-		n, err := w.Write(buf[:min(int64(block), writeSize-total)])
-		total += int64(n)
-		if err != nil {
-			w.Close()
-			return err
-		}
-	}
-	return w.Close()
 }
 
 func TestPeerSpecArgs(t *testing.T) {
@@ -369,7 +336,7 @@ func TestParsePeerCounts(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		lines      []string
-		want       Stats
+		want       wire.Stats
 		rmax, wmax int64
 		err        string
 	}{
@@ -377,12 +344,12 @@ func TestParsePeerCounts(t *testing.T) {
 			name: "counts",
 			lines: []string{"something else",
 				peerCountsPrefix + "LOOKUP=1 READ=64 WRITE=16 FSYNC=0 GETXATTR=16 read_bytes=8388608 write_bytes=2097152 read_max=131072 write_max=131072"},
-			want: Stats{Reads: 64, ReadBytes: 8 << 20, Writes: 16, WriteBytes: 2 << 20,
+			want: wire.Stats{Reads: 64, ReadBytes: 8 << 20, Writes: 16, WriteBytes: 2 << 20,
 				Requests: map[string]int64{"LOOKUP": 1, "READ": 64, "WRITE": 16, "GETXATTR": 16}},
 			rmax: 131072, wmax: 131072,
 		},
 		{name: "last line wins", lines: []string{peerCountsPrefix + "READ=1", peerCountsPrefix + "READ=2"},
-			want: Stats{Reads: 2, Requests: map[string]int64{"READ": 2}}},
+			want: wire.Stats{Reads: 2, Requests: map[string]int64{"READ": 2}}},
 		{name: "none", lines: []string{"fuse: mount failed"}, err: "no request counts"},
 		{name: "bad number", lines: []string{peerCountsPrefix + "READ=x"}, err: `bad field "READ=x"`},
 		{name: "unknown field", lines: []string{peerCountsPrefix + "bogus=1"}, err: `unknown field "bogus=1"`},
@@ -458,7 +425,7 @@ func TestPeerAvailableAt(t *testing.T) {
 // 1 MiB, on this machine's kernel. Compare the MB/s of the servers at one
 // block size; never a pass/fail figure.
 func BenchmarkPeerVsGoNoop(b *testing.B) {
-	if err := CanMount(); err != nil {
+	if err := wire.CanMount(); err != nil {
 		b.Skipf("cannot mount FUSE here: %v", err)
 	}
 	bin := buildPeer(b)
@@ -476,13 +443,13 @@ func BenchmarkPeerVsGoNoop(b *testing.B) {
 					}
 					stop = func() error { _, err := p.Stop(); return err }
 				case "go":
-					p, err := Launcher{}.Start(context.Background(), Spec{Kind: KindNoop, Size: size}, dir)
+					p, err := Launcher{}.Start(context.Background(), loopback.Spec{Kind: loopback.KindNoop, Size: size}, dir)
 					if err != nil {
 						b.Fatal(err)
 					}
 					stop = func() error { _, err := p.Stop(); return err }
 				}
-				path := filepath.Join(dir, NoopName)
+				path := filepath.Join(dir, wire.NoopName)
 				buf := make([]byte, block)
 				b.SetBytes(size)
 				b.ResetTimer()

@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -29,8 +28,8 @@ const noopBuffer = 1 << 20
 // nothing for a tree to track. And it is served by devLoop, one goroutine
 // on one thread in the manner of libfuse's single-threaded loop
 // (fuse_session_loop), rather than by go-fuse's Server, whose hand-offs
-// between reader threads, not FUSE, were most of what the Go NOOP figure
-// measured under TCG (see devLoop).
+// between reader threads would otherwise weigh in the Go NOOP figure
+// more than FUSE itself (see devLoop).
 func Noop(ctx context.Context, mountpoint string, size int64, o Options) (*Mount, error) {
 	return noop(ctx, mountpoint, size, o, true)
 }
@@ -45,15 +44,15 @@ func noop(ctx context.Context, mountpoint string, size int64, o Options, loop bo
 	if loop {
 		o.loop, o.loopReads = true, zeros
 	}
-	return mount(ctx, mountpoint, o, func(opts *fs.Options) fuse.RawFileSystem {
+	return MountRaw(ctx, mountpoint, o, func(s Settings) fuse.RawFileSystem {
 		// A listing of one file needs no READDIRPLUS.
-		opts.DisableReadDirPlus = true
+		s.MountOptions.DisableReadDirPlus = true
 		return &noopFS{
 			RawFileSystem: fuse.NewDefaultRawFileSystem(),
 			size:          size,
 			zeros:         zeros,
-			entry:         *opts.EntryTimeout,
-			attr:          *opts.AttrTimeout,
+			entry:         s.EntryTimeout,
+			attr:          s.AttrTimeout,
 		}
 	})
 }
@@ -140,8 +139,8 @@ func (n *noopFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 //
 // go-fuse's Server sends it with one writev(2) (Slices). ReadResultData
 // would first try go-fuse's splice path, which sets up a pipe per READ
-// before giving up on memory-backed data and more than halves the
-// throughput. devLoop assembles the reply over the NOOP file system's
+// before giving up on memory-backed data: a cost per READ that the NOOP
+// figure would measure instead of FUSE. devLoop assembles the reply over the NOOP file system's
 // zero buffer itself (mountLoop's readOut), so that Readv has nothing to
 // copy, as null.c replies from its static zeros; into any other buffer
 // Readv writes the zeros.

@@ -1,11 +1,18 @@
-// Package server holds the go-fuse file systems fusematrix mounts inside a
-// guest — a loopback over a directory with or without passthrough, and a
-// NOOP file system — together with an Observer that records what the
-// daemon answered and what reached it, so that a scenario can prove that
-// passthrough happened instead of assuming it.
+// Package wire holds what fusematrix serves at go-fuse's wire level
+// (package fuse, fuse.RawFileSystem): what a mount is (Mount, Options,
+// MountRaw and the /dev/fuse and fusectl helpers), the NOOP file system,
+// the loop of its own that serves it (devLoop), and the Observer that
+// records what the daemon answered and what reached it, so that a
+// scenario can prove that passthrough happened instead of assuming it.
+//
+// File systems built on go-fuse's node tree (package fs) live in package
+// loopback, which mounts them through MountRaw; running servers as
+// processes of their own is package server's. Package wire imports
+// neither, nor go-fuse's fs: of this project it may import only
+// scenarios/fuseabi and scenarios/yield.
 //
 // Every mount is a direct mount(2) of /dev/fuse: guests have no fusermount.
-package server
+package wire
 
 import (
 	"context"
@@ -20,7 +27,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
@@ -55,11 +61,11 @@ type Options struct {
 	// file_remove_privs on the FUSE file). go-fuse's loopback answers
 	// ENODATA, which the kernel does not remember.
 	NoXattr bool
-	// layer, when set, wraps the node tree's RawFileSystem below the
-	// Observer: kinds that answer OPEN with backing ids of their own
-	// choosing do it there, registering through cb so that the Observer
-	// records each registration.
-	layer func(nodes fuse.RawFileSystem, cb callbacks) fuse.RawFileSystem
+	// Layer, when set, wraps the file system's RawFileSystem below the
+	// Observer: file systems that answer OPEN with backing ids of their
+	// own choosing do it there, registering through cb so that the
+	// Observer records each registration.
+	Layer func(fs fuse.RawFileSystem, cb Callbacks) fuse.RawFileSystem
 	// loop serves from one goroutine (devLoop) instead of go-fuse's
 	// Server; only file systems that need nothing of the Server may.
 	loop bool
@@ -89,9 +95,9 @@ func (m *Mount) KernelSettings() *fuse.InitIn {
 	return m.srv.KernelSettings()
 }
 
-// wait returns once the mount's server has stopped serving, with what
+// Wait returns once the mount's server has stopped serving, with what
 // stopped it if that was not the connection's end.
-func (m *Mount) wait() error {
+func (m *Mount) Wait() error {
 	if m.loop != nil {
 		return m.loop.Wait()
 	}
@@ -137,9 +143,9 @@ func (m *Mount) BackingClose(id int32) syscall.Errno {
 	return m.srv.UnregisterBackingFd(id)
 }
 
-// releaseWait bounds how long Unmount waits for the kernel's RELEASE of
+// ReleaseWait bounds how long Unmount waits for the kernel's RELEASE of
 // files closed just before.
-const releaseWait = 2 * time.Second
+const ReleaseWait = 2 * time.Second
 
 // Unmount unmounts and waits for the server to stop.
 //
@@ -153,7 +159,7 @@ const releaseWait = 2 * time.Second
 // and no later close(2) can wait on a server that is gone; the refusal is
 // returned.
 func (m *Mount) Unmount() error {
-	for deadline := time.Now().Add(releaseWait); m.Observer.handles.Load() > 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(ReleaseWait); m.Observer.handles.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(2 * time.Millisecond)
 	}
 	err := m.unmount()
@@ -161,7 +167,7 @@ func (m *Mount) Unmount() error {
 		return nil
 	}
 	if m.conn != "" {
-		if aerr := os.WriteFile(filepath.Join(FusectlDir, m.conn, "abort"), []byte("1"), 0); aerr != nil {
+		if aerr := AbortConnection(m.conn); aerr != nil {
 			err = errors.Join(err, fmt.Errorf("abort: %w", aerr))
 		}
 	}
@@ -185,30 +191,31 @@ func Connection(dir string) (string, error) {
 	return strconv.FormatUint(uint64(unix.Major(st.Dev))<<20|uint64(unix.Minor(st.Dev)), 10), nil
 }
 
-// Loopback mounts at mountpoint a loopback of backing, go-fuse's own
-// loopback file system, whose files offer their descriptor for
-// passthrough.
-func Loopback(ctx context.Context, mountpoint, backing string, o Options) (*Mount, error) {
-	root, err := fs.NewLoopbackRoot(backing)
-	if err != nil {
-		return nil, fmt.Errorf("loopback of %s: %w", backing, err)
-	}
-	if o.Name == "" {
-		o.Name = "fusematrix-loopback"
-	}
-	return Node(ctx, mountpoint, root, o)
+// AbortConnection aborts the FUSE connection conn (as Connection names
+// it) through fusectl: every request waiting on the server fails, and so
+// does every later one.
+func AbortConnection(conn string) error {
+	return os.WriteFile(filepath.Join(FusectlDir, conn, "abort"), []byte("1"), 0)
 }
 
-// Node mounts the node tree rooted at root at mountpoint, observed.
-func Node(ctx context.Context, mountpoint string, root fs.InodeEmbedder, o Options) (*Mount, error) {
-	return mount(ctx, mountpoint, o, func(opts *fs.Options) fuse.RawFileSystem {
-		return fs.NewNodeFS(root, opts)
-	})
+// Settings are what a mount gives the file system build makes for it.
+type Settings struct {
+	// MountOptions are what the mount asks of the kernel and of go-fuse's
+	// protocol server; build may change them.
+	MountOptions *fuse.MountOptions
+	// EntryTimeout and AttrTimeout are how long the kernel may cache
+	// names and attributes.
+	EntryTimeout, AttrTimeout time.Duration
+	// Logger receives go-fuse's log lines (Options.Logf).
+	Logger *log.Logger
+	// Callbacks are the file system's way into the kernel: a node tree
+	// takes them as its fs.ServerCallbacks.
+	Callbacks Callbacks
 }
 
-// mount serves at mountpoint, observed, the wire-level file system that
-// build makes for the mount's options.
-func mount(ctx context.Context, mountpoint string, o Options, build func(*fs.Options) fuse.RawFileSystem) (*Mount, error) {
+// MountRaw serves at mountpoint, observed, the wire-level file system
+// that build makes for the mount's settings.
+func MountRaw(ctx context.Context, mountpoint string, o Options, build func(Settings) fuse.RawFileSystem) (*Mount, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
@@ -217,33 +224,32 @@ func mount(ctx context.Context, mountpoint string, o Options, build func(*fs.Opt
 	}
 	logger := log.New(logSink{o.Logf}, "go-fuse: ", 0)
 	obs := &Observer{noXattr: o.NoXattr}
-	timeout := time.Second
-	opts := &fs.Options{
-		MountOptions: fuse.MountOptions{
-			DirectMount:       true,
-			DirectMountStrict: true,
-			FsName:            o.Name,
-			Name:              "fusematrix",
-			Logger:            logger,
-			MaxWrite:          MaxWrite,
-		},
-		EntryTimeout:    &timeout,
-		AttrTimeout:     &timeout,
-		Logger:          logger,
-		ServerCallbacks: callbacks{obs},
+	mo := fuse.MountOptions{
+		DirectMount:       true,
+		DirectMountStrict: true,
+		FsName:            o.Name,
+		Name:              "fusematrix",
+		Logger:            logger,
+		MaxWrite:          MaxWrite,
 	}
 	if !o.Passthrough {
-		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
+		mo.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	}
 	if o.WritebackCache {
-		opts.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
-	obs.RawFileSystem = build(opts)
-	if o.layer != nil {
-		obs.RawFileSystem = o.layer(obs.RawFileSystem, callbacks{obs})
+	obs.RawFileSystem = build(Settings{
+		MountOptions: &mo,
+		EntryTimeout: time.Second,
+		AttrTimeout:  time.Second,
+		Logger:       logger,
+		Callbacks:    Callbacks{obs},
+	})
+	if o.Layer != nil {
+		obs.RawFileSystem = o.Layer(obs.RawFileSystem, Callbacks{obs})
 	}
 	if o.loop {
-		l, err := mountLoop(ctx, mountpoint, obs, opts.MountOptions, o.loopReads)
+		l, err := mountLoop(ctx, mountpoint, obs, mo, o.loopReads)
 		if err != nil {
 			return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 		}
@@ -259,7 +265,7 @@ func mount(ctx context.Context, mountpoint string, o Options, build func(*fs.Opt
 	go func() {
 		// NewServer reads the kernel's INIT synchronously; run it aside
 		// so that a kernel that never sends one cannot hold ctx hostage.
-		srv, err := fuse.NewServer(obs, mountpoint, &opts.MountOptions)
+		srv, err := fuse.NewServer(obs, mountpoint, &mo)
 		if err == nil {
 			go srv.Serve()
 			err = srv.WaitMount()

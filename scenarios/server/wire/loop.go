@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"bytes"
@@ -26,9 +26,9 @@ import (
 // go-fuse's own Server keeps at least two goroutines blocked in read(2)
 // and starts another whenever none is left waiting; under TCG, on one
 // CPU, the requests then alternate between threads and each hand-over
-// costs the Go scheduler a wake-up, so that its NOOP server used two and
-// a half times the C peer's CPU per 4 KiB write and reached 0.56–0.64 of
-// its throughput. This loop is for file systems that answer at once and
+// costs the Go scheduler a wake-up, so that its NOOP server spent more
+// CPU per write than the C peer and fell behind it in throughput (the
+// figures are in the README). This loop is for file systems that answer at once and
 // need nothing of the Server: no notifications, no backing ids registered
 // through the Observer's callbacks (Mount.BackingOpen issues its ioctls
 // itself), no request that waits on another. That is the NOOP file system.
@@ -236,8 +236,7 @@ const outHeader = int(unsafe.Sizeof(fuse.OutHeader{}))
 // GETXATTR (the kernel asks for security.capability before every write),
 // without ProtocolServer.HandleRequest, which allocates a request of
 // some 600 bytes and a channel per call: under TCG, where touching fresh
-// memory is slow, that allocation was a third of the server's CPU at
-// 4 KiB writes. It decodes go-fuse's own wire types, calls the same
+// memory is slow, that allocation weighs on every small write. It decodes go-fuse's own wire types, calls the same
 // RawFileSystem (the Observer) as go-fuse would and builds the reply
 // go-fuse would build, into out. Anything it does not handle, or that
 // is not laid out as it expects, goes to HandleRequest: ok is false.

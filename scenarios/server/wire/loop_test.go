@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"bytes"
@@ -8,115 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
-
-	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
 )
-
-// threadRecorder notes the OS thread each READ and WRITE is answered on.
-type threadRecorder struct {
-	fuse.RawFileSystem
-	mu   sync.Mutex
-	tids map[int]int
-}
-
-func (r *threadRecorder) note() {
-	r.mu.Lock()
-	r.tids[unix.Gettid()]++
-	r.mu.Unlock()
-}
-
-func (r *threadRecorder) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	r.note()
-	return r.RawFileSystem.Read(cancel, in, buf)
-}
-
-func (r *threadRecorder) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	r.note()
-	return r.RawFileSystem.Write(cancel, in, data)
-}
-
-// The NOOP server answers every request on one thread, as libfuse's
-// single-threaded loop does; go-fuse's Server hands consecutive requests
-// to different threads, which is what made its NOOP figures the Go
-// runtime's rather than FUSE's.
-func TestNoopServesFromOneThread(t *testing.T) {
-	needMount(t)
-	rec := &threadRecorder{tids: map[int]int{}}
-	o := Options{layer: func(fs fuse.RawFileSystem, _ callbacks) fuse.RawFileSystem {
-		rec.RawFileSystem = fs
-		return rec
-	}}
-	mnt := t.TempDir()
-	const size = 4 << 20
-	m, err := Noop(context.Background(), mnt, size, o)
-	assert.NilError(t, err)
-	unmountAtEnd(t, m)
-	assert.NilError(t, readWriteAll(filepath.Join(mnt, NoopName), 4<<10, size, 1<<20))
-
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	total := 0
-	for _, n := range rec.tids {
-		total += n
-	}
-	assert.Check(t, total > 256, "only %d READs and WRITEs reached the server", total)
-	assert.Check(t, is.Len(rec.tids, 1), "requests answered on threads %v", rec.tids)
-}
-
-// The loop ends, without an error, however the connection ends.
-func TestNoopLoopEnds(t *testing.T) {
-	needMount(t)
-	for _, tc := range []struct {
-		name string
-		end  func(t *testing.T, mnt string)
-	}{
-		{name: "unmount", end: func(t *testing.T, mnt string) { assert.NilError(t, unix.Unmount(mnt, 0)) }},
-		{name: "detach", end: func(t *testing.T, mnt string) { assert.NilError(t, unix.Unmount(mnt, unix.MNT_DETACH)) }},
-		{name: "abort", end: func(t *testing.T, mnt string) {
-			conn, err := Connection(mnt)
-			assert.NilError(t, err)
-			abort := filepath.Join(FusectlDir, conn, "abort")
-			if _, err := os.Stat(abort); err != nil {
-				t.Skipf("fusectl: %v", err)
-			}
-			assert.NilError(t, os.WriteFile(abort, []byte("1"), 0))
-			t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			mnt := t.TempDir()
-			m, err := Noop(context.Background(), mnt, 1, Options{})
-			assert.NilError(t, err)
-			_, err = os.Stat(filepath.Join(mnt, NoopName))
-			assert.NilError(t, err)
-			assert.Check(t, is.Equal(m.KernelSettings().Major, uint32(7)))
-			assert.Check(t, m.KernelSettings().Minor >= 26, "protocol 7.%d", m.KernelSettings().Minor)
-
-			tc.end(t, mnt)
-			done := make(chan error, 1)
-			go func() { done <- m.wait() }()
-			select {
-			case err := <-done:
-				assert.NilError(t, err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("the loop still serves 30 s after its connection ended")
-			}
-			// The device is closed, and its number no longer used.
-			_, errno := m.BackingOpen(fuseabi.BackingMap{Fd: 0})
-			assert.Check(t, is.Equal(errno, syscall.EBADF))
-		})
-	}
-}
 
 // A NOOP READ reply made over the zero buffer itself is left alone, and
 // one made anywhere else is zeroed.
@@ -188,54 +86,6 @@ func BenchmarkNoopWrite(b *testing.B) {
 				}
 			})
 		}
-	}
-}
-
-// TestPollAnsweredAtMount shows that every server has the kernel's POLL
-// refused before it reports its mount ready, so that the kernel never
-// asks again: a poll on an open file must then be answered by the kernel
-// alone, even while the server is stopped. Where it is not, a Go program
-// that opens a file on an in-process mount can deadlock with the
-// garbage collector (see pollOnce).
-func TestPollAnsweredAtMount(t *testing.T) {
-	needMount(t)
-	for _, tc := range []struct {
-		kind Kind
-		file string
-	}{
-		{kind: KindNoop, file: NoopName},
-		{kind: KindClassic, file: "f"},
-	} {
-		t.Run(string(tc.kind), func(t *testing.T) {
-			backing, mnt := backingWith(t, "f", []byte("data"))
-			p, err := Launcher{}.Start(context.Background(), Spec{Kind: tc.kind, Backing: backing, Size: 4096}, mnt)
-			assert.NilError(t, err)
-			t.Cleanup(func() {
-				_ = syscall.Kill(p.Pid(), syscall.SIGCONT)
-				_, err := p.Stop()
-				assert.Check(t, err)
-			})
-			fd, err := unix.Open(filepath.Join(mnt, tc.file), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			assert.NilError(t, err)
-
-			assert.NilError(t, syscall.Kill(p.Pid(), syscall.SIGSTOP))
-			polled := make(chan error, 1)
-			go func() {
-				_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-				polled <- err
-			}()
-			select {
-			case err := <-polled:
-				assert.Check(t, err)
-			case <-time.After(5 * time.Second):
-				t.Errorf("poll waited on the stopped server: the kernel still sends POLL")
-				_ = syscall.Kill(p.Pid(), syscall.SIGCONT)
-				<-polled
-			}
-			// close(2) sends FLUSH: the server must run again first.
-			assert.Check(t, syscall.Kill(p.Pid(), syscall.SIGCONT))
-			assert.Check(t, unix.Close(fd))
-		})
 	}
 }
 

@@ -1,4 +1,4 @@
-package server
+package loopback
 
 import (
 	"context"
@@ -12,9 +12,11 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
-// Kind names a file system Serve can mount. The broken kinds exist so that
+// Kind names a file system MountSpec can mount. The broken kinds exist so that
 // tests can show each scenario failing: every one misbehaves in exactly one
 // way and is otherwise the loopback.
 type Kind string
@@ -96,24 +98,24 @@ type Spec struct {
 	// Size is the size of the NOOP file.
 	Size int64
 	// NoXattr makes the server answer xattr requests with ENOSYS (see
-	// Options.NoXattr).
+	// wire.Options.NoXattr).
 	NoXattr bool
-	// Profile, when set, is where a server process (Serve) writes a CPU
-	// profile of its whole life; MountSpec ignores it.
+	// Profile, when set, is where a server process (package server's
+	// Serve) writes a CPU profile of its whole life; MountSpec ignores it.
 	Profile string
-	// CPUs, when set, are the only CPUs a server process (Launcher.Start)
-	// and its threads may run on; MountSpec ignores it.
+	// CPUs, when set, are the only CPUs a server process (package
+	// server's Launcher) and its threads may run on; MountSpec ignores it.
 	CPUs []int
 }
 
 // MountSpec mounts what spec describes at mountpoint in this process.
-func MountSpec(ctx context.Context, mountpoint string, spec Spec, logf func(string, ...any)) (*Mount, error) {
-	o := Options{Passthrough: spec.Kind.passthrough(), Logf: logf, Name: "fusematrix-" + string(spec.Kind), NoXattr: spec.NoXattr}
+func MountSpec(ctx context.Context, mountpoint string, spec Spec, logf func(string, ...any)) (*wire.Mount, error) {
+	o := wire.Options{Passthrough: spec.Kind.passthrough(), Logf: logf, Name: "fusematrix-" + string(spec.Kind), NoXattr: spec.NoXattr}
 	switch spec.Kind {
 	case KindLoopback, KindClassic:
-		return Loopback(ctx, mountpoint, spec.Backing, o)
+		return Mount(ctx, mountpoint, spec.Backing, o)
 	case KindNoop:
-		return Noop(ctx, mountpoint, spec.Size, o)
+		return wire.Noop(ctx, mountpoint, spec.Size, o)
 	case KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindFsyncEIO, KindCrash,
 		KindDecoy, KindHangFlush, KindFakeCloseBacking, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking:
 		root, layer, err := brokenRoot(spec)
@@ -121,7 +123,7 @@ func MountSpec(ctx context.Context, mountpoint string, spec Spec, logf func(stri
 			return nil, err
 		}
 		if layer != nil {
-			o.layer = layer.wrap
+			o.Layer = layer.wrap
 		}
 		return Node(ctx, mountpoint, root, o)
 	}
@@ -248,6 +250,7 @@ func flipByte(path string, off int64) error {
 	return err
 }
 
+// copyFile copies the file at src to dst, which it creates or truncates.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {

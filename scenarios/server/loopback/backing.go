@@ -1,4 +1,4 @@
-package server
+package loopback
 
 import (
 	"fmt"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // loopbackHandle is everything go-fuse's LoopbackFile offers except
@@ -65,7 +67,7 @@ func ParseClosedBacking(v string) (map[int32]syscall.Errno, error) {
 // plan; OPENs are serialized so that plan belongs to the one in progress.
 type backingLayer struct {
 	fuse.RawFileSystem
-	cb     callbacks
+	cb     wire.Callbacks
 	kind   Kind
 	shadow string
 
@@ -86,7 +88,7 @@ type backing struct {
 	closed bool // BACKING_CLOSE issued by the control request
 }
 
-func (l *backingLayer) wrap(nodes fuse.RawFileSystem, cb callbacks) fuse.RawFileSystem {
+func (l *backingLayer) wrap(nodes fuse.RawFileSystem, cb wire.Callbacks) fuse.RawFileSystem {
 	l.RawFileSystem, l.cb = nodes, cb
 	return l
 }

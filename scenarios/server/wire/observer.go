@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"sync"
@@ -29,7 +29,7 @@ type Registration struct {
 	Errno syscall.Errno
 }
 
-// Observer wraps the RawFileSystem of a node tree and records, per OPEN,
+// Observer wraps the RawFileSystem of a mount and records, per OPEN,
 // whether the reply carried FOPEN_PASSTHROUGH and a backing id, every
 // backing-file registration with the kernel's answer, and how many
 // requests of each opcode reached the daemon. With passthrough in effect,
@@ -425,13 +425,15 @@ func (o *Observer) Reads() (requests, bytes int64) {
 	return o.requests[opRead].Load(), o.readBytes.Load()
 }
 
-// callbacks are the node bridge's way into the kernel, forwarded to the
-// server with backing-file registrations recorded on the way.
-type callbacks struct{ o *Observer }
+// Callbacks are a file system's way into the kernel (for a node tree, its
+// fs.ServerCallbacks), forwarded to the mount's go-fuse Server with
+// backing-file registrations recorded by the Observer on the way. A mount
+// hands them out in Settings and to Options.Layer.
+type Callbacks struct{ o *Observer }
 
-func (c callbacks) server() *fuse.Server { return c.o.srv.Load() }
+func (c Callbacks) server() *fuse.Server { return c.o.srv.Load() }
 
-func (c callbacks) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) {
+func (c Callbacks) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) {
 	id, errno := c.server().RegisterBackingFd(m)
 	c.o.mu.Lock()
 	c.o.regs = append(c.o.regs, Registration{Fd: m.Fd, ID: id, Errno: errno})
@@ -439,26 +441,26 @@ func (c callbacks) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) 
 	return id, errno
 }
 
-func (c callbacks) UnregisterBackingFd(id int32) syscall.Errno {
+func (c Callbacks) UnregisterBackingFd(id int32) syscall.Errno {
 	return c.server().UnregisterBackingFd(id)
 }
 
-func (c callbacks) DeleteNotify(parent uint64, child uint64, name string) fuse.Status {
+func (c Callbacks) DeleteNotify(parent uint64, child uint64, name string) fuse.Status {
 	return c.server().DeleteNotify(parent, child, name)
 }
 
-func (c callbacks) EntryNotify(parent uint64, name string) fuse.Status {
+func (c Callbacks) EntryNotify(parent uint64, name string) fuse.Status {
 	return c.server().EntryNotify(parent, name)
 }
 
-func (c callbacks) InodeNotify(node uint64, off int64, length int64) fuse.Status {
+func (c Callbacks) InodeNotify(node uint64, off int64, length int64) fuse.Status {
 	return c.server().InodeNotify(node, off, length)
 }
 
-func (c callbacks) InodeRetrieveCache(node uint64, offset int64, dest []byte) (int, fuse.Status) {
+func (c Callbacks) InodeRetrieveCache(node uint64, offset int64, dest []byte) (int, fuse.Status) {
 	return c.server().InodeRetrieveCache(node, offset, dest)
 }
 
-func (c callbacks) InodeNotifyStoreCache(node uint64, offset int64, data []byte) fuse.Status {
+func (c Callbacks) InodeNotifyStoreCache(node uint64, offset int64, data []byte) fuse.Status {
 	return c.server().InodeNotifyStoreCache(node, offset, data)
 }
