@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios/server"
 	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
@@ -184,7 +185,7 @@ func seqModes() []seqMode {
 }
 
 // peerMode serves the benchmark file from the C NOOP peer the harness put
-// into the initramfs (server.PeerGuestPath). It answers like the Go NOOP
+// into the initramfs (contract.PeerPath). It answers like the Go NOOP
 // server, xattr requests included, so the kernel sends both the same
 // requests and the figures differ only by the server.
 func peerMode(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
@@ -210,7 +211,7 @@ func peerFacts(env *Env) map[string]string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if v, err := server.PeerVersion(ctx, server.PeerGuestPath); err == nil {
+	if v, err := server.PeerVersion(ctx, contract.PeerPath); err == nil {
 		f["server"] = v
 	}
 	return f

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
+
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // The C NOOP peer (guest/nullfs/nullfs.c, built by `make peer`) is a
@@ -23,10 +25,6 @@ import (
 // the same bytes at the same speed in the same guest, the Go server is not
 // what limits the NOOP figure.
 
-// PeerGuestPath is where the harness puts the peer in every guest
-// (harness.Options.Peer).
-const PeerGuestPath = "/bin/fusematrix-nullfs"
-
 // PeerFsName is the fsname and the subtype the peer mounts with, so its
 // mount reads "fuse.fusematrix-nullfs fusematrix-nullfs" in
 // /proc/self/mountinfo.
@@ -34,7 +32,7 @@ const PeerFsName = "fusematrix-nullfs"
 
 // PeerAvailable returns the peer binary this process can run, or why
 // there is none.
-func PeerAvailable() (path, why string) { return peerAvailableAt(PeerGuestPath) }
+func PeerAvailable() (path, why string) { return peerAvailableAt(contract.PeerPath) }
 
 func peerAvailableAt(path string) (string, string) {
 	st, err := os.Stat(path)
@@ -59,7 +57,7 @@ func PeerVersion(ctx context.Context, path string) (string, error) {
 
 // PeerSpec says which peer to run and how.
 type PeerSpec struct {
-	// Path is the binary; "" is PeerGuestPath.
+	// Path is the binary; "" is contract.PeerPath.
 	Path string
 	// Mountpoint is an existing directory.
 	Mountpoint string
@@ -106,7 +104,7 @@ const peerPoll = 5 * time.Millisecond
 // no fusermount3 is involved (guests have none).
 func StartPeer(ctx context.Context, spec PeerSpec) (*Process, error) {
 	if spec.Path == "" {
-		spec.Path = PeerGuestPath
+		spec.Path = contract.PeerPath
 	}
 	if spec.Name == "" {
 		spec.Name = wire.NoopName
