@@ -14,9 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fusematrix/fusematrix/scenarios/server/wire"
-
 	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // The C NOOP peer (guest/nullfs/nullfs.c, built by `make peer`) is a
