@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness/qemu"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/results/report"
 )
 
@@ -27,7 +29,13 @@ type guest struct {
 	// kvmHelloTimeout replaces helloTimeout for an attempt that has a
 	// fallback after it; 0 keeps helloTimeout.
 	kvmHelloTimeout time.Duration
-	logf            func(format string, args ...any)
+	// checks are what the host asked the agent to run, in run order, each
+	// runs times: a result for each must arrive, within its time limit
+	// and grace, and nothing else may.
+	checks []contract.Check
+	runs   int
+	grace  time.Duration
+	logf   func(format string, args ...any)
 }
 
 // outcome is what one boot produced.
@@ -74,6 +82,8 @@ type session struct {
 	start    time.Time
 	o        outcome
 	panicked bool // pvpanic said so
+	// seen holds the ids of the results received.
+	seen map[string]bool
 }
 
 // boot listens for the guest's stream, then starts QEMU, which connects
@@ -89,7 +99,8 @@ func (g *guest) boot(ctx context.Context) (*session, error) {
 		ln.Close()
 		return nil, err
 	}
-	return &session{g: g, m: m, ln: ln, start: start, o: outcome{accel: g.cfg.Accel, console: g.cfg.ConsoleLog}}, nil
+	return &session{g: g, m: m, ln: ln, start: start, seen: map[string]bool{},
+		o: outcome{accel: g.cfg.Accel, console: g.cfg.ConsoleLog}}, nil
 }
 
 func (s *session) close() {
@@ -102,16 +113,24 @@ func (s *session) close() {
 func (s *session) stream(ctx context.Context) {
 	g, m, o := s.g, s.m, &s.o
 	items := make(chan streamItem, 64)
-	go g.read(s.ln, items)
+	stop := make(chan struct{})
+	defer close(stop) // ends the reader, wherever it is
+	go g.read(s.ln, items, stop)
 
 	total := time.NewTimer(g.timeout)
 	defer total.Stop()
 	helloTimer := time.NewTimer(g.helloTimeout)
 	defer helloTimer.Stop()
+	// next bounds the wait for the next result once the agent said hello.
+	next := time.NewTimer(time.Hour)
+	next.Stop()
+	defer next.Stop()
 	var (
 		exited      = m.Exited()
 		grace       <-chan time.Time // running after done, waiting for power-off
 		streamEnded = false
+		awaited     string
+		limit       time.Duration
 	)
 	for {
 		select {
@@ -123,6 +142,7 @@ func (s *session) stream(ctx context.Context) {
 			if it.err != nil {
 				streamEnded = true
 				items = nil
+				next.Stop()
 				if !errors.Is(it.err, io.EOF) {
 					o.err = fmt.Errorf("guest stream: %w", it.err)
 				}
@@ -136,11 +156,23 @@ func (s *session) stream(ctx context.Context) {
 				}
 				continue
 			}
-			if g.handle(o, it.ev, s.start) {
+			done, err := s.handle(it.ev)
+			if err != nil {
+				o.err = fmt.Errorf("guest stream: %w", err)
+				return
+			}
+			if done {
+				next.Stop()
 				// The agent powers the guest off after done; give it a
 				// moment before stopping QEMU ourselves.
 				grace = time.After(10 * time.Second)
+			} else if it.ev.Type == results.HelloEvent || it.ev.Type == results.ResultEvent {
+				awaited, limit = s.awaiting()
+				next.Reset(limit)
 			}
+		case <-next.C:
+			o.err = fmt.Errorf("no result for %s within %s (its limit %s and %s of grace); the agent stalled", awaited, limit, limit-g.grace, g.grace)
+			return
 		case ev, ok := <-m.Events():
 			if !ok {
 				continue
@@ -172,6 +204,24 @@ func (s *session) stream(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// awaiting names what the guest owes next and how long it may take: the
+// next selected check's time limit for each of its runs, plus the grace
+// in which the agent reports a check it had to abandon; once every result
+// is in, the done event, within the grace.
+func (s *session) awaiting() (string, time.Duration) {
+	g := s.g
+	for _, c := range g.checks {
+		if !s.seen[string(c.ID)] {
+			runs := max(g.runs, 1)
+			if c.Kind == results.Probe {
+				runs = 1
+			}
+			return string(c.ID), time.Duration(runs)*c.Timeout + g.grace
+		}
+	}
+	return "the done event", g.grace
 }
 
 // machineEvent applies one QMP event and reports whether the guest is
@@ -252,18 +302,23 @@ func boot(ctx context.Context, g *guest, plan []qemu.Accel, console func(qemu.Ac
 	return o, note
 }
 
-// handle applies one event to o and reports whether it was the done event.
-func (g *guest) handle(o *outcome, ev results.Event, start time.Time) bool {
+// handle applies one event to s.o and reports whether it was the done
+// event. An error is a stream the host cannot trust: events out of
+// place, a result twice, one it did not ask for or only it may make.
+func (s *session) handle(ev results.Event) (done bool, err error) {
+	g, o := s.g, &s.o
 	if !o.hello && ev.Type != results.HelloEvent {
-		o.err = fmt.Errorf("guest stream: first event is %s, not hello", ev.Type)
-		return false
+		return false, fmt.Errorf("first event is %s, not hello", ev.Type)
 	}
 	switch ev.Type {
 	case results.HelloEvent:
+		if o.hello {
+			return false, fmt.Errorf("a second hello (release %s)", oneLine(ev.Hello.Release, 64))
+		}
 		o.hello = true
 		o.kernel.Release = ev.Hello.Release
 		o.kernel.AgentVersion = ev.Hello.AgentVersion
-		o.kernel.HelloSeconds = time.Since(start).Seconds()
+		o.kernel.HelloSeconds = time.Since(s.start).Seconds()
 		g.logf("%s: hello after %.1fs from %s", g.name, o.kernel.HelloSeconds, ev.Hello.Release)
 	case results.CapabilitiesEvent:
 		o.kernel.Capabilities = ev.Capabilities
@@ -274,6 +329,15 @@ func (g *guest) handle(o *outcome, ev results.Event, start time.Time) bool {
 		g.logf("%s: FUSE %d.%d, %s", g.name, ev.Capabilities.FuseMajor, ev.Capabilities.FuseMinor, pt)
 	case results.ResultEvent:
 		r := *ev.Result
+		switch {
+		case strings.HasPrefix(r.ID, contract.ExpectPrefix):
+			return false, fmt.Errorf("result %s: only the host produces expectations", r.ID)
+		case s.seen[r.ID]:
+			return false, fmt.Errorf("result %s reported twice", r.ID)
+		case !slices.ContainsFunc(g.checks, func(c contract.Check) bool { return string(c.ID) == r.ID }):
+			return false, fmt.Errorf("result %s was not asked for", r.ID)
+		}
+		s.seen[r.ID] = true
 		o.kernel.Results = append(o.kernel.Results, r)
 		line := fmt.Sprintf("%s: %s %s (%.1fs)", g.name, r.Status, r.ID, r.Seconds)
 		if r.Reason != "" {
@@ -286,37 +350,61 @@ func (g *guest) handle(o *outcome, ev results.Event, start time.Time) bool {
 		got := results.Count(o.kernel.Results)
 		switch {
 		case ev.Done.Events != ev.Seq:
-			o.err = fmt.Errorf("guest stream: done says %d events, received %d", ev.Done.Events, ev.Seq)
+			return true, fmt.Errorf("done says %d events, received %d", ev.Done.Events, ev.Seq)
 		case ev.Done.Counts != got:
-			o.err = fmt.Errorf("guest stream: done counts %+v, received %+v", ev.Done.Counts, got)
-		default:
-			o.done = true
+			return true, fmt.Errorf("done counts %+v, received %+v", ev.Done.Counts, got)
 		}
-		return true
+		var missing []string
+		for _, c := range g.checks {
+			if !s.seen[string(c.ID)] {
+				missing = append(missing, string(c.ID))
+			}
+		}
+		if len(missing) > 0 {
+			return true, fmt.Errorf("done with %d of %d results: selected but never reported: %s",
+				len(o.kernel.Results), len(g.checks), strings.Join(missing, ", "))
+		}
+		o.done = true
+		return true, nil
 	}
-	return false
+	return false, nil
 }
 
-// read accepts QEMU's connection and decodes events until the stream ends.
-func (g *guest) read(ln net.Listener, items chan<- streamItem) {
+// read accepts QEMU's connection and decodes events until the stream
+// ends or stop is closed, which also unblocks a pending read.
+func (g *guest) read(ln net.Listener, items chan<- streamItem, stop <-chan struct{}) {
 	defer close(items)
+	send := func(it streamItem) bool {
+		select {
+		case items <- it:
+			return true
+		case <-stop:
+			return false
+		}
+	}
 	conn, err := ln.Accept()
 	if err != nil {
-		items <- streamItem{err: io.EOF}
+		send(streamItem{err: io.EOF})
 		return
 	}
 	defer conn.Close()
 	ln.Close() // one guest, one connection
+	go func() {
+		<-stop
+		conn.Close()
+	}()
 	dec := results.NewDecoder(conn, g.limits)
 	for {
 		ev, err := dec.Decode()
 		if err != nil {
-			items <- streamItem{err: err}
+			send(streamItem{err: err})
 			return
 		}
-		items <- streamItem{ev: ev}
+		if !send(streamItem{ev: ev}) {
+			return
+		}
 		if ev.Type == results.DoneEvent {
-			items <- streamItem{err: io.EOF}
+			send(streamItem{err: io.EOF})
 			return
 		}
 	}

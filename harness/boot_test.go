@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,12 @@ func fakeGuest(t *testing.T, mode string) *guest {
 		limits:       results.DefaultLimits,
 		timeout:      20 * time.Second,
 		helloTimeout: 2 * time.Second,
-		logf:         t.Logf,
+		checks: []contract.Check{
+			{ID: "a", Kind: results.Scenario, Timeout: time.Second},
+			{ID: "b", Kind: results.Scenario, Timeout: time.Second},
+		},
+		grace: time.Second,
+		logf:  t.Logf,
 	}
 }
 
@@ -56,6 +62,13 @@ func TestGuestOutcomes(t *testing.T) {
 		{mode: "huge-line", err: "stream exceeds limits"},
 		{mode: "gap", err: "events were lost or repeated"},
 		{mode: "abort", err: "failed to set MSR"},
+		// A run that did not test what it was asked to is never a pass.
+		{mode: "early-done", err: "selected but never reported: a, b"},
+		{mode: "dup-id", results: 1, err: "result a reported twice"},
+		{mode: "forged-expect", results: 2, err: "result expect/passthrough-offered: only the host produces expectations"},
+		{mode: "unasked", results: 2, err: "result c was not asked for"},
+		{mode: "second-hello", results: 1, err: "a second hello (release 6.0.0-other)"},
+		{mode: "stall", results: 1, err: "no result for b within 2s (its limit 1s and 1s of grace)"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			g := fakeGuest(t, tc.mode)
@@ -127,6 +140,41 @@ func TestInterruptStopsGuest(t *testing.T) {
 	o := g.run(ctx)
 	assert.ErrorContains(t, o.err, "interrupted")
 	assert.Assert(t, time.Since(start) < 30*time.Second)
+}
+
+// A guest that floods its stream after a panic, or sends more than the
+// host holds for one guest, ends that guest's stream, and the goroutine
+// reading it ends too.
+func TestStreamBounds(t *testing.T) {
+	for _, tc := range []struct {
+		mode, err string
+		limit     int64
+	}{
+		{mode: "flood-after-panic", err: "guest panicked"},
+		{mode: "over-cap", err: "more than 200000 bytes", limit: 200000},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			g := fakeGuest(t, tc.mode)
+			g.logf = func(string, ...any) {} // thousands of lines
+			g.grace = 10 * time.Second
+			if tc.limit > 0 {
+				g.limits.StreamBytes = tc.limit
+			}
+			o := g.run(context.Background())
+			assert.ErrorContains(t, o.err, tc.err)
+			deadline := time.Now().Add(5 * time.Second)
+			for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			assert.Check(t, runtime.NumGoroutine() <= before, "goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), goroutines())
+		})
+	}
+}
+
+func goroutines() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
 }
 
 func TestConsoleNameIgnoresHostileNames(t *testing.T) {

@@ -123,6 +123,59 @@ func fakeQEMU(mode string, args []string) int {
 	case "gap":
 		hello()
 		fmt.Fprintf(conn, `{"type":"log","seq":5,"time":"2026-01-01T00:00:00Z","log":"x"}`+"\n")
+	case "early-done":
+		// A run that tested nothing, such as an agent whose -run did not
+		// compile, still ends with a done event whose counts match.
+		hello()
+		enc.Encode(&results.Event{Type: results.DoneEvent})
+		return 0
+	case "dup-id":
+		hello()
+		result("a", results.Fail)
+		result("a", results.Pass)
+		result("b", results.Pass)
+		enc.Encode(&results.Event{Type: results.DoneEvent})
+		return 0
+	case "forged-expect":
+		hello()
+		result("a", results.Pass)
+		result("b", results.Pass)
+		result("expect/passthrough-offered", results.Pass)
+		enc.Encode(&results.Event{Type: results.DoneEvent})
+		return 0
+	case "unasked":
+		hello()
+		result("a", results.Pass)
+		result("b", results.Pass)
+		result("c", results.Pass)
+		enc.Encode(&results.Event{Type: results.DoneEvent})
+		return 0
+	case "second-hello":
+		hello()
+		result("a", results.Pass)
+		enc.Encode(&results.Event{Type: results.HelloEvent, Hello: &results.Hello{Release: "6.0.0-other", AgentVersion: "test"}})
+		result("b", results.Pass)
+		enc.Encode(&results.Event{Type: results.DoneEvent})
+		return 0
+	case "stall":
+		// The agent says hello and then nothing, as a wedged one would.
+		hello()
+		result("a", results.Pass)
+	case "flood-after-panic":
+		hello()
+		events <- `{"event":"GUEST_PANICKED","data":{"action":"pause"},"timestamp":{"seconds":1,"microseconds":0}}`
+		for range 5000 {
+			if enc.Encode(&results.Event{Type: results.LogEvent, Log: strings.Repeat("f", 1000)}) != nil {
+				break
+			}
+		}
+	case "over-cap":
+		hello()
+		for range 200 {
+			if enc.Encode(&results.Event{Type: results.LogEvent, Log: strings.Repeat("c", 4000)}) != nil {
+				break
+			}
+		}
 	}
 	select {
 	case <-quit:

@@ -12,7 +12,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -108,6 +110,10 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 	if err := o.Params.Check(); err != nil {
 		return nil, err
 	}
+	checks, err := Selected(o.Run)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
 	}
@@ -157,7 +163,7 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			w.set(i, runKernel(ctx, i, name, base, o))
+			w.set(i, runKernel(ctx, i, name, base, checks, o))
 		}()
 	}
 	wg.Wait()
@@ -167,7 +173,7 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 
 // runKernel resolves, prepares and boots one kernel; every failure ends up
 // in the returned Kernel.
-func runKernel(ctx context.Context, index int, name string, base string, o Options) results.Kernel {
+func runKernel(ctx context.Context, index int, name string, base string, checks []contract.Check, o Options) results.Kernel {
 	start := time.Now()
 	fail := func(err error) results.Kernel {
 		o.Logf("%s: error: %v", name, err)
@@ -198,6 +204,7 @@ func runKernel(ctx context.Context, index int, name string, base string, o Optio
 	g := &guest{
 		name: name, cfg: cfg, limits: results.DefaultLimits,
 		timeout: o.Timeout, helloTimeout: o.HelloTimeout, logf: o.Logf,
+		checks: checks, runs: o.Count, grace: resultGrace,
 	}
 	var note string
 	plan := accelPlan(o.Accel, &note)
@@ -237,6 +244,34 @@ func runKernel(ctx context.Context, index int, name string, base string, o Optio
 		kr.Results = append(kr.Results, expect.Evaluate(&kr)...)
 	}
 	return kr
+}
+
+// resultGrace is what a guest gets beyond a check's own time limit to
+// report it: the agent abandons a check that overran after aborting its
+// FUSE connections and waiting up to 10 s for it, and a TCG guest is slow.
+const resultGrace = 30 * time.Second
+
+// ErrSelection is returned (wrapped) by Run and Selected when a pattern
+// selects nothing or does not compile: a usage error, found before
+// anything boots.
+var ErrSelection = errors.New("bad selection")
+
+// Selected returns the checks a -run pattern selects, which every guest
+// must then report. A pattern that does not compile, or matches no check
+// at all (the probes always run, but a pattern that names none of them
+// nor anything else is a mistake), is an error.
+func Selected(pattern string) ([]contract.Check, error) {
+	checks, err := contract.Select(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSelection, err)
+	}
+	if pattern != "" {
+		re := regexp.MustCompile(pattern) // Select compiled it
+		if !slices.ContainsFunc(contract.Checks(), func(c contract.Check) bool { return re.MatchString(string(c.ID)) }) {
+			return nil, fmt.Errorf("%w: scenario pattern %q matches no check (ids: fusematrix matrix -list)", ErrSelection, pattern)
+		}
+	}
+	return checks, nil
 }
 
 // accelPlan lists the accelerators to try in order.

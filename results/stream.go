@@ -59,15 +59,17 @@ type Done struct {
 
 // Limits bound what a decoder accepts from a guest.
 type Limits struct {
-	LineBytes int // longest JSON line
-	Events    int // events in one stream
-	TextBytes int // any one string (reason, fact, log line)
-	Entries   int // metrics, facts or init flags in one event
+	LineBytes   int   // longest JSON line
+	Events      int   // events in one stream
+	TextBytes   int   // any one string (reason, fact, log line)
+	Entries     int   // metrics, facts or init flags in one event
+	StreamBytes int64 // the whole stream
 }
 
 // DefaultLimits are generous for an honest agent and small enough that a
-// hostile one cannot make the host hold more than a few MiB per guest.
-var DefaultLimits = Limits{LineBytes: 256 << 10, Events: 10000, TextBytes: 8 << 10, Entries: 256}
+// hostile one cannot make the host hold more than a few tens of MiB per
+// guest. The agent keeps every event within them (see Fit).
+var DefaultLimits = Limits{LineBytes: 256 << 10, Events: 10000, TextBytes: 8 << 10, Entries: 256, StreamBytes: 64 << 20}
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,127}$`)
 
@@ -208,6 +210,7 @@ type Decoder struct {
 	r      *bufio.Reader
 	limits Limits
 	next   int
+	read   int64 // bytes of the stream so far
 }
 
 // NewDecoder returns a decoder reading from r within l.
@@ -246,6 +249,10 @@ func (d *Decoder) readLine() ([]byte, error) {
 	var line []byte
 	for {
 		frag, err := d.r.ReadSlice('\n')
+		d.read += int64(len(frag))
+		if d.limits.StreamBytes > 0 && d.read > d.limits.StreamBytes {
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrLimit, d.limits.StreamBytes)
+		}
 		if len(line)+len(frag) > d.limits.LineBytes {
 			return nil, fmt.Errorf("%w: event %d longer than %d bytes", ErrLimit, d.next, d.limits.LineBytes)
 		}
