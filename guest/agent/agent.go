@@ -25,6 +25,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/suite"
 )
 
 // Version identifies the agent in hello; a VCS revision is appended when
@@ -119,7 +120,7 @@ func (a *agent) runAll(ctx context.Context) {
 	selected := a.cfg.Scenarios
 	if selected == nil {
 		var err error
-		if selected, err = scenarios.Select(a.cfg.Run); err != nil {
+		if selected, err = suite.Select(a.cfg.Run); err != nil {
 			a.log(err.Error())
 			return
 		}
@@ -192,7 +193,7 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 				done <- results.Result{Status: results.Error, Reason: fmt.Sprintf("panic: %v", v)}
 			}
 		}()
-		done <- s.Run(sctx, &env)
+		done <- scenarios.Run(sctx, s, &env)
 	}()
 
 	var r results.Result

@@ -1,4 +1,4 @@
-package scenarios
+package probe
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
 )
 
 // fakeTree lays out files (path relative to root → content; a name ending
@@ -125,7 +127,7 @@ func TestFuseFeaturesTrees(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := testEnv(t)
+			env := scentest.Env(t)
 			env.Capabilities = tc.caps
 			r := fuseFeaturesIn(env, fakeTree(t, tc.files))
 			assert.Equal(t, r.Status, tc.wantStatus, r.Reason)
@@ -147,9 +149,9 @@ func TestFuseFeaturesTrees(t *testing.T) {
 // what the kernel says elsewhere.
 func TestFuseFeatures(t *testing.T) {
 	caps := hostCapabilities(t)
-	env := testEnv(t)
+	env := scentest.Env(t)
 	env.Capabilities = caps
-	r := fuseFeaturesProbe.Run(context.Background(), env)
+	r := scenarios.Run(context.Background(), fuseFeaturesProbe, env)
 	assert.Equal(t, r.Status, results.Pass, r.Reason)
 	t.Logf("facts: %v", r.Facts)
 
@@ -168,7 +170,7 @@ func TestFuseFeatures(t *testing.T) {
 	}
 	// The same function offers FUSE_REQUEST_TIMEOUT unconditionally from
 	// 6.14, which also brought the request-timeout sysctls.
-	if kernelAtLeast(t, 6, 14) {
+	if scentest.KernelAtLeast(t, 6, 14) {
 		assert.Check(t, is.Equal(r.Facts["request_timeout"], "offered"))
 		_, ok := r.Facts["sysctl.max_request_timeout"]
 		assert.Check(t, ok, "no sysctl.max_request_timeout: %v", r.Facts)

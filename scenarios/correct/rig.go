@@ -1,4 +1,4 @@
-package scenarios
+package correct
 
 import (
 	"context"
@@ -11,34 +11,23 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios"
 )
 
-// mountFactory starts a file system that shows backing at mnt. Correctness
-// scenarios take one, so that tests can run them against broken servers.
-type mountFactory func(ctx context.Context, mnt, backing string) (*server.Process, error)
-
-// launched starts a server of kind as a process of its own.
-func launched(env *Env, kind server.Kind) mountFactory {
-	return func(ctx context.Context, mnt, backing string) (*server.Process, error) {
-		return env.Server.Start(ctx, server.Spec{Kind: kind, Backing: backing}, mnt)
-	}
-}
-
 // rig is what one correctness scenario runs on: a backing directory, the
-// mount that shows it, the server process behind the mount, and what went
-// wrong so far.
+// mount that shows it, the server process behind the mount (the subject's
+// daemon), and what went wrong so far.
 type rig struct {
 	backing, mnt string
-	proc         *server.Process
+	proc         scenarios.Daemon
 	problems     []string
 	notes        []string
 	facts        map[string]string
-	stats        *server.Stats
+	stats        *scenarios.Stats
 }
 
-// newRig fills a backing directory with files and mounts it.
-func newRig(ctx context.Context, env *Env, mount mountFactory, files map[string][]byte) (*rig, error) {
+// newRig fills a backing directory with files and mounts it with sub.
+func newRig(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, files map[string][]byte) (*rig, error) {
 	r := &rig{backing: filepath.Join(env.Dir, "backing"), mnt: filepath.Join(env.Dir, "mnt"), facts: map[string]string{}}
 	for _, d := range []string{r.backing, r.mnt} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -50,7 +39,7 @@ func newRig(ctx context.Context, env *Env, mount mountFactory, files map[string]
 			return nil, fmt.Errorf("backing file: %w", err)
 		}
 	}
-	p, err := mount(ctx, r.mnt, r.backing)
+	p, err := sub.Mount(ctx, r.mnt, r.backing)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +57,7 @@ func (r *rig) failf(format string, args ...any) {
 
 // stop ends the server once and returns what it observed; nil when it
 // could not say.
-func (r *rig) stop() *server.Stats {
+func (r *rig) stop() *scenarios.Stats {
 	if r.stats != nil {
 		return r.stats
 	}
@@ -93,7 +82,7 @@ func (r *rig) requirePassthrough() {
 		r.failf("passthrough unverified: the server reported nothing")
 		return
 	}
-	p := openProblems(st.Opens, st.Registrations)
+	p := scenarios.OpenProblems(st.Opens, st.Registrations)
 	if st.Reads > 0 {
 		p = append(p, fmt.Sprintf("%d READ requests (%d bytes) reached the daemon", st.Reads, st.ReadBytes))
 	}

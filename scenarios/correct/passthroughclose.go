@@ -1,4 +1,4 @@
-package scenarios
+package correct
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // pt/close-backing closes the backing id while the file opened with it
@@ -30,29 +30,25 @@ import (
 // finds nothing: ENOENT.
 //
 // The scenario asks the server to close the id (a GETXATTR of
-// server.CloseBackingXattr, sent after the kernel accepted the OPEN reply)
+// scenarios.CloseBackingXattr, sent after the kernel accepted the OPEN reply)
 // and then checks with the kernel that it really did: it takes a copy of
 // the server's /dev/fuse descriptor (pidfd_getfd) and closes the same id
 // itself, which must fail with ENOENT.
-var ptCloseBacking = Scenario{
-	ID:          "pt/close-backing",
+var ptCloseBacking = scenarios.Scenario{
+	ID:          scenarios.IDPTCloseBacking,
 	Kind:        results.Scenario,
 	Description: "the server closes the backing id while the passthrough file stays open: read, write and mmap of the open file go on and stay correct",
+	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptCloseBackingWith(ctx, env, launched(env, server.KindCloseBacking))
-	},
+	Run:         against(scenarios.KindCloseBacking, ptCloseBackingWith),
 }
 
-func ptCloseBackingWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	if why := passthroughMissing(env.Capabilities); why != "" {
-		return results.Result{Status: results.Skip, Reason: why}
-	}
+func ptCloseBackingWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
 	rng := rand.NewChaCha8([32]byte{'p', 'c'})
 	model := randomBytes(rng, mmapSize)
-	r, err := newRig(ctx, env, mount, map[string][]byte{"map": model})
+	r, err := newRig(ctx, env, sub, map[string][]byte{"map": model})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	model = append([]byte(nil), model...)
 	closed, err := closeBackingSteps(r, rng, model)
@@ -86,11 +82,11 @@ func closeBackingSteps(r *rig, rng *rand.ChaCha8, model []byte) (map[int32]sysca
 	}()
 	// The OPEN reply has been accepted; now the server drops the id.
 	buf := make([]byte, 256)
-	n, err := unix.Getxattr(r.m("map"), server.CloseBackingXattr, buf)
+	n, err := unix.Getxattr(r.m("map"), scenarios.CloseBackingXattr, buf)
 	if err != nil {
-		return nil, fmt.Errorf("asking the server to close the backing id (getxattr %s): %w", server.CloseBackingXattr, err)
+		return nil, fmt.Errorf("asking the server to close the backing id (getxattr %s): %w", scenarios.CloseBackingXattr, err)
 	}
-	closed, err := server.ParseClosedBacking(string(buf[:n]))
+	closed, err := scenarios.ParseClosedBacking(string(buf[:n]))
 	if err != nil {
 		return nil, err
 	}
@@ -99,9 +95,9 @@ func closeBackingSteps(r *rig, rng *rand.ChaCha8, model []byte) (map[int32]sysca
 	}
 	var said []string
 	for _, id := range sortedIDs(closed) {
-		said = append(said, fmt.Sprintf("%d: %s", id, errnoText(closed[id])))
+		said = append(said, fmt.Sprintf("%d: %s", id, scenarios.ErrnoText(closed[id])))
 		if closed[id] != 0 {
-			r.failf("the server's BACKING_CLOSE of id %d failed: %s", id, errnoText(closed[id]))
+			r.failf("the server's BACKING_CLOSE of id %d failed: %s", id, scenarios.ErrnoText(closed[id]))
 		}
 	}
 	r.facts["backing_close"] = strings.Join(said, ", ")
@@ -113,13 +109,13 @@ func closeBackingSteps(r *rig, rng *rand.ChaCha8, model []byte) (map[int32]sysca
 	} else {
 		var seen []string
 		for _, id := range sortedIDs(closed) {
-			seen = append(seen, fmt.Sprintf("%d: %s", id, errnoText(again[id])))
+			seen = append(seen, fmt.Sprintf("%d: %s", id, scenarios.ErrnoText(again[id])))
 			switch again[id] {
 			case unix.ENOENT:
 			case 0:
 				r.failf("the server said it closed backing id %d, but the kernel still had it: a second BACKING_CLOSE of it succeeded", id)
 			default:
-				r.failf("a second BACKING_CLOSE of id %d: %s, want ENOENT", id, errnoText(again[id]))
+				r.failf("a second BACKING_CLOSE of id %d: %s, want ENOENT", id, scenarios.ErrnoText(again[id]))
 			}
 		}
 		r.facts["second_backing_close"] = strings.Join(seen, ", ")
@@ -145,7 +141,7 @@ func closeBackingSteps(r *rig, rng *rand.ChaCha8, model []byte) (map[int32]sysca
 		r.facts["reopen_while_open"] = "ok"
 		unix.Close(fd2)
 	} else {
-		r.facts["reopen_while_open"] = errnoText(errnoOf(err))
+		r.facts["reopen_while_open"] = scenarios.ErrnoText(errnoOf(err))
 	}
 	closedFd = true
 	if err := unix.Close(fd); err != nil {
@@ -189,14 +185,14 @@ func devFuseFd(pid int) (int, error) {
 		return 0, err
 	}
 	for _, e := range ents {
-		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == server.DevFuse {
+		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == scenarios.DevFuse {
 			var fd int
 			if _, err := fmt.Sscan(e.Name(), &fd); err == nil {
 				return fd, nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("process %d has no %s open", pid, server.DevFuse)
+	return 0, fmt.Errorf("process %d has no %s open", pid, scenarios.DevFuse)
 }
 
 // errnoOf is err's errno; 0 for nil, EIO for an error without one.

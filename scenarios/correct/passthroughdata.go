@@ -1,4 +1,4 @@
-package scenarios
+package correct
 
 import (
 	"context"
@@ -13,23 +13,22 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios"
 )
 
 // Passthrough correctness scenarios. Each runs against a loopback server
-// process with passthrough negotiable, skips on kernels that do not offer
-// FUSE_PASSTHROUGH, and fails unless the server saw every open ask for
-// passthrough and no READ or WRITE: the kernel must really have served the
-// I/O from the backing file.
+// process with passthrough negotiable, needs a kernel that offers
+// FUSE_PASSTHROUGH (ptNeeds), and fails unless the server saw every open
+// ask for passthrough and no READ or WRITE: the kernel must really have
+// served the I/O from the backing file.
 
-var ptIntegrity = Scenario{
-	ID:          "pt/integrity",
+var ptIntegrity = scenarios.Scenario{
+	ID:          scenarios.IDPTIntegrity,
 	Kind:        results.Scenario,
 	Description: "reads and writes at random offsets and sizes from several descriptors at once through passthrough match the backing file",
+	Needs:       ptNeeds,
 	Timeout:     90 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptIntegrityWith(ctx, env, launched(env, server.KindLoopback))
-	},
+	Run:         against(scenarios.KindLoopback, ptIntegrityWith),
 }
 
 // The integrity file is a little over 1 MiB, so that offsets cross pages
@@ -42,14 +41,11 @@ const (
 	integrityMaxOp   = 64 << 10
 )
 
-func ptIntegrityWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	if why := passthroughMissing(env.Capabilities); why != "" {
-		return results.Result{Status: results.Skip, Reason: why}
-	}
+func ptIntegrityWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
 	model := randomBytes(rand.NewChaCha8([32]byte{'p', 'i'}), integritySize)
-	r, err := newRig(ctx, env, mount, map[string][]byte{"file": model})
+	r, err := newRig(ctx, env, sub, map[string][]byte{"file": model})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	model = append([]byte(nil), model...)
 	var mu sync.Mutex
@@ -112,25 +108,21 @@ func integrityWorker(ctx context.Context, path string, w int, model []byte) []st
 	return problems
 }
 
-var ptSizeAfterWrite = Scenario{
-	ID:          "pt/size-after-write",
+var ptSizeAfterWrite = scenarios.Scenario{
+	ID:          scenarios.IDPTSizeAfter,
 	Kind:        results.Scenario,
 	Description: "size and contents after an extending passthrough write, O_APPEND writes and ftruncate; copy_file_range and sendfile of the just-extended file",
+	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptSizeWith(ctx, env, launched(env, server.KindLoopback))
-	},
+	Run:         against(scenarios.KindLoopback, ptSizeWith),
 }
 
-func ptSizeWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	if why := passthroughMissing(env.Capabilities); why != "" {
-		return results.Result{Status: results.Skip, Reason: why}
-	}
+func ptSizeWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
 	rng := rand.NewChaCha8([32]byte{'p', 's'})
 	model := randomBytes(rng, 5000)
-	r, err := newRig(ctx, env, mount, map[string][]byte{"grow": model})
+	r, err := newRig(ctx, env, sub, map[string][]byte{"grow": model})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	if err := sizeSteps(env, r, rng, model); err != nil {
 		r.failf("%v", err)
@@ -141,7 +133,7 @@ func ptSizeWith(ctx context.Context, env *Env, mount mountFactory) results.Resul
 
 // sizeSteps grows, appends to and truncates r's file "grow", checking
 // sizes and contents after each step. An error ends the steps.
-func sizeSteps(env *Env, r *rig, rng *rand.ChaCha8, model []byte) error {
+func sizeSteps(env *scenarios.Env, r *rig, rng *rand.ChaCha8, model []byte) error {
 	fd, err := unix.Open(r.m("grow"), unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
@@ -224,7 +216,7 @@ func (r *rig) copyFileRange(src int, want []byte) {
 }
 
 // sendfile copies the file behind src to a file outside the mount.
-func (r *rig) sendfile(env *Env, src int, want []byte) {
+func (r *rig) sendfile(env *scenarios.Env, src int, want []byte) {
 	path := filepath.Join(env.Dir, "sendfile-copy")
 	dst, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if err != nil {
@@ -250,28 +242,24 @@ func (r *rig) sendfile(env *Env, src int, want []byte) {
 	r.compareFile("sendfile: the copy", path, want)
 }
 
-var ptMmapShared = Scenario{
-	ID:          "pt/mmap-shared",
+var ptMmapShared = scenarios.Scenario{
+	ID:          scenarios.IDPTMmapShared,
 	Kind:        results.Scenario,
 	Description: "MAP_SHARED mapping of a passthrough file: reads match, stores reach the backing file after msync, backing writes show in the mapping",
+	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptMmapWith(ctx, env, launched(env, server.KindLoopback))
-	},
+	Run:         against(scenarios.KindLoopback, ptMmapWith),
 }
 
 // mmapSize ends in a partial page.
 const mmapSize = 256<<10 + 100
 
-func ptMmapWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	if why := passthroughMissing(env.Capabilities); why != "" {
-		return results.Result{Status: results.Skip, Reason: why}
-	}
+func ptMmapWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
 	rng := rand.NewChaCha8([32]byte{'p', 'm'})
 	model := randomBytes(rng, mmapSize)
-	r, err := newRig(ctx, env, mount, map[string][]byte{"map": model})
+	r, err := newRig(ctx, env, sub, map[string][]byte{"map": model})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	model = append([]byte(nil), model...)
 	if err := mmapSteps(r, rng, model); err != nil {
@@ -361,25 +349,21 @@ func mmapTouch(r *rig, rng *rand.ChaCha8, mem []byte, name string, model []byte)
 	return nil
 }
 
-var ptFsync = Scenario{
-	ID:          "pt/fsync",
+var ptFsync = scenarios.Scenario{
+	ID:          scenarios.IDPTFsync,
 	Kind:        results.Scenario,
 	Description: "fsync and fdatasync of a file written through passthrough succeed and the data is in the backing file",
+	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptFsyncWith(ctx, env, launched(env, server.KindLoopback))
-	},
+	Run:         against(scenarios.KindLoopback, ptFsyncWith),
 }
 
-func ptFsyncWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	if why := passthroughMissing(env.Capabilities); why != "" {
-		return results.Result{Status: results.Skip, Reason: why}
-	}
+func ptFsyncWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
 	rng := rand.NewChaCha8([32]byte{'p', 'f'})
 	model := randomBytes(rng, 64<<10)
-	r, err := newRig(ctx, env, mount, map[string][]byte{"sync": model})
+	r, err := newRig(ctx, env, sub, map[string][]byte{"sync": model})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	model = append([]byte(nil), model...)
 	fd, err := unix.Open(r.m("sync"), unix.O_RDWR|unix.O_CLOEXEC, 0)

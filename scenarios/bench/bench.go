@@ -1,4 +1,13 @@
-package scenarios
+// Package bench holds the benchmarks: seq-read, a single pass of
+// sequential reads through each mode (native tmpfs, the NOOP server,
+// classic FUSE, passthrough), and the throughput cells
+// bench/<op>/<mode>/<block>, each measured over several runs, paired with
+// native runs and given as ratios; with their helpers (settling and
+// pinning the server, CPU accounting, profile summaries).
+//
+// It imports the core package scenarios (and yield), never probe, correct
+// or suite.
+package bench
 
 import (
 	"bytes"
@@ -17,16 +26,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/yield"
 )
-
-// BenchPrefix starts the id of every benchmark cell. Select leaves the
-// cells out unless the pattern names them: they take minutes, not seconds.
-const BenchPrefix = "bench/"
-
-// DefaultBenchRuns is how many times a cell measures when Env says nothing.
-const DefaultBenchRuns = 5
 
 // Benchmark table: every op at every block size through every mode of
 // seqModes that measures the op. Native comes first and noop before
@@ -80,7 +82,7 @@ type benchCell struct {
 }
 
 func (c benchCell) id() string {
-	return fmt.Sprintf("%s%s/%s/%d", BenchPrefix, c.op, c.mode, c.block)
+	return fmt.Sprintf("%s%s/%s/%d", scenarios.BenchPrefix, c.op, c.mode, c.block)
 }
 
 // in is the same op and block size through another mode.
@@ -101,19 +103,25 @@ func newBenchSet() *benchSet {
 	return &benchSet{medians: map[benchCell]float64{}, missing: map[benchCell]string{}}
 }
 
-func benchScenarios() []Scenario {
+// All returns seq-read and then every cell, in the order the agent runs
+// them. The cells of one call share the medians their ratios divide by.
+func All() []scenarios.Scenario {
+	return append([]scenarios.Scenario{seqRead}, benchScenarios()...)
+}
+
+func benchScenarios() []scenarios.Scenario {
 	set := newBenchSet()
-	var out []Scenario
+	var out []scenarios.Scenario
 	for _, op := range benchOps {
 		for _, block := range benchBlocks {
 			for _, mode := range modesFor(seqModes(), op) {
 				c := benchCell{op: op, mode: mode.name, block: block}
-				out = append(out, Scenario{
+				out = append(out, scenarios.Scenario{
 					ID:          c.id(),
 					Kind:        results.Benchmark,
 					Description: fmt.Sprintf("sequential %s throughput at %d-byte blocks through %s", op, block, mode.name),
 					Timeout:     120 * time.Second,
-					Run: func(ctx context.Context, env *Env) results.Result {
+					Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 						return set.run(ctx, env, c)
 					},
 				})
@@ -271,16 +279,16 @@ func (s sample) mbps() float64 {
 	return float64(s.bytes) / 1e6 / s.elapsed.Seconds()
 }
 
-func (set *benchSet) run(ctx context.Context, env *Env, c benchCell) results.Result {
+func (set *benchSet) run(ctx context.Context, env *scenarios.Env, c benchCell) results.Result {
 	r := set.measureCell(ctx, env, c)
 	set.record(c, r)
 	return r
 }
 
-func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) results.Result {
+func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benchCell) results.Result {
 	runs := env.BenchRuns
 	if runs <= 0 {
-		runs = DefaultBenchRuns
+		runs = scenarios.DefaultBenchRuns
 	}
 	size := bytesPerRun(c.op, c.block, runs, env.BenchBytes)
 	r := results.Result{
@@ -305,7 +313,7 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 	}
 	mode := all[i]
 	if mode.passthrough {
-		if why := passthroughMissing(env.Capabilities); why != "" {
+		if why := scenarios.PassthroughMissing(env.Capabilities); why != "" {
 			r.Status, r.Reason = results.Skip, why
 			return r
 		}
@@ -363,7 +371,7 @@ func (set *benchSet) measureCell(ctx context.Context, env *Env, c benchCell) res
 
 	pl := benchPlacement()
 	r.Facts["placement"] = pl.note
-	env.logf("%d runs of %d bytes", runs, size)
+	env.Printf("%d runs of %d bytes", runs, size)
 	mbps := make([]float64, 0, runs)
 	var total sample
 	// requests stays nil unless the daemon counts them by opcode.
@@ -513,7 +521,7 @@ func formatRequests(counts map[string]int64, gib float64) string {
 // once measures one run on a fresh mount, so that no run reads pages an
 // earlier one cached, and returns what the daemon observed (nil for
 // native). A non-empty profile is where the server writes its CPU profile.
-func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMode, pl placement, backing string, size int64, buf []byte, profile string) (sample, *server.Stats, error) {
+func (set *benchSet) once(ctx context.Context, env *scenarios.Env, c benchCell, mode seqMode, pl placement, backing string, size int64, buf []byte, profile string) (sample, *scenarios.Stats, error) {
 	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size, profile: profile, cpus: pl.server})
 	if err != nil {
 		return sample{}, nil, err
@@ -556,10 +564,10 @@ func (set *benchSet) once(ctx context.Context, env *Env, c benchCell, mode seqMo
 			s.server = serverAfter - serverBefore
 		}
 	}
-	var st *server.Stats
+	var st *scenarios.Stats
 	var stopErr error
 	if d != nil {
-		var stats server.Stats
+		var stats scenarios.Stats
 		stats, stopErr = d.Stop()
 		st = &stats
 	}

@@ -1,4 +1,4 @@
-package scenarios
+package probe
 
 import (
 	"context"
@@ -12,19 +12,19 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
-var fuseInitProbe = Scenario{
-	ID:          "fuse-init",
+var fuseInitProbe = scenarios.Scenario{
+	ID:          scenarios.IDFuseInit,
 	Kind:        results.Probe,
 	Description: "mounts a FUSE file system and records what the kernel offers in FUSE_INIT",
 	Timeout:     30 * time.Second,
 	Run:         runFuseInit,
 }
 
-func runFuseInit(ctx context.Context, env *Env) results.Result {
+func runFuseInit(ctx context.Context, env *scenarios.Env) results.Result {
 	return fuseInitWith(ctx, env, maxPagesLimitPath)
 }
 
@@ -33,8 +33,8 @@ const maxPagesLimitPath = "/proc/sys/fs/fuse/max_pages_limit"
 
 // fuseInitWith runs fuse-init reading the max_pages_limit sysctl from
 // limitPath, so that tests can show what a kernel without it reports.
-func fuseInitWith(ctx context.Context, env *Env, limitPath string) results.Result {
-	if err := server.CanMount(); err != nil {
+func fuseInitWith(ctx context.Context, env *scenarios.Env, limitPath string) results.Result {
+	if err := scenarios.CanMount(); err != nil {
 		return results.Result{Status: results.Error, Reason: err.Error()}
 	}
 	// An unreadable sysctl must not cost the capabilities every later
@@ -47,7 +47,7 @@ func fuseInitWith(ctx context.Context, env *Env, limitPath string) results.Resul
 	// The NOOP file system touches no storage; what matters is the INIT
 	// request the kernel sends to any server. Passthrough stays
 	// negotiable so that the reply does not hide anything.
-	m, err := server.Noop(ctx, mnt, 0, server.Options{Passthrough: true, Logf: env.logf})
+	m, err := scenarios.Noop(ctx, mnt, 0, scenarios.Options{Passthrough: true, Logf: env.Printf})
 	if err != nil {
 		return results.Result{Status: results.Error, Reason: fmt.Sprintf("mount failed: %v", err)}
 	}
@@ -120,7 +120,7 @@ func initResult(major, minor, readahead uint32, flags uint64, limit maxPagesLimi
 		Result: results.Result{
 			Status: results.Pass,
 			Facts: map[string]string{
-				"protocol":        protocol(caps),
+				"protocol":        scenarios.Protocol(caps),
 				"passthrough":     offered,
 				"passthrough_abi": abi,
 				"init_flags":      fmt.Sprintf("%#x", flags),
@@ -129,15 +129,5 @@ func initResult(major, minor, readahead uint32, flags uint64, limit maxPagesLimi
 			},
 		},
 		caps: caps,
-	}
-}
-
-func protocol(c *results.Capabilities) string {
-	return fmt.Sprintf("%d.%d", c.FuseMajor, c.FuseMinor)
-}
-
-func (env *Env) logf(format string, args ...any) {
-	if env.Logf != nil {
-		env.Logf(format, args...)
 	}
 }

@@ -1,4 +1,4 @@
-package scenarios
+package probe
 
 import (
 	"context"
@@ -14,38 +14,38 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
-var passthroughIoctlProbe = Scenario{
-	ID:          "passthrough-ioctl",
+var passthroughIoctlProbe = scenarios.Scenario{
+	ID:          scenarios.IDPassthroughIoctl,
 	Kind:        results.Probe,
 	Description: "registers backing files with FUSE_DEV_IOC_BACKING_OPEN/CLOSE, correctly and in each wrong way, and records the kernel's answers",
 	// Four small mounts and a dozen ioctls; a TCG guest needs well under
 	// a second.
 	Timeout: 60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
+	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		return passthroughIoctlWith(ctx, env, noopConn)
 	},
 }
 
 // connMount mounts at mnt a file system serving the one file
-// server.NoopName: a connection whose /dev/fuse descriptor the probe
+// scenarios.NoopName: a connection whose /dev/fuse descriptor the probe
 // issues ioctls on.
-type connMount func(ctx context.Context, mnt string, o server.Options) (*server.Mount, error)
+type connMount func(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error)
 
-func noopConn(ctx context.Context, mnt string, o server.Options) (*server.Mount, error) {
-	return server.Noop(ctx, mnt, 1, o)
+func noopConn(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error) {
+	return scenarios.Noop(ctx, mnt, 1, o)
 }
 
 // ioctlRig is what every case of passthrough-ioctl works with.
 type ioctlRig struct {
-	env   *Env
+	env   *scenarios.Env
 	mount connMount
 	// pt asked for passthrough; its cases run only once BACKING_OPEN of
 	// file worked on it.
-	pt *server.Mount
+	pt *scenarios.Mount
 	// file is a regular file on tmpfs, dir a directory next to it.
 	file, dir string
 	// problems are things that went wrong around the kernel's answers
@@ -101,16 +101,16 @@ var ioctlCases = []ioctlCase{
 // passthroughIoctlWith runs passthrough-ioctl on connections mount makes,
 // so that tests can show it failing against servers that refuse
 // passthrough.
-func passthroughIoctlWith(ctx context.Context, env *Env, mount connMount) results.Result {
-	if err := server.CanMount(); err != nil {
-		return errorResult("%v", err)
+func passthroughIoctlWith(ctx context.Context, env *scenarios.Env, mount connMount) results.Result {
+	if err := scenarios.CanMount(); err != nil {
+		return scenarios.ErrorResult("%v", err)
 	}
 	r := &ioctlRig{env: env, mount: mount, file: filepath.Join(env.Dir, "backing"), dir: filepath.Join(env.Dir, "dir")}
 	if err := os.WriteFile(r.file, []byte("fusematrix backing file\n"), 0o644); err != nil {
-		return errorResult("backing file: %v", err)
+		return scenarios.ErrorResult("backing file: %v", err)
 	}
 	if err := os.Mkdir(r.dir, 0o755); err != nil {
-		return errorResult("backing directory: %v", err)
+		return scenarios.ErrorResult("backing directory: %v", err)
 	}
 	res := r.run(ctx)
 	// Unmount failures and ids that would not close are known only now.
@@ -124,7 +124,7 @@ func (r *ioctlRig) run(ctx context.Context) results.Result {
 	// passthrough, including one that has never heard of the ioctl.
 	v, err := notNegotiated(ctx, r)
 	if err != nil {
-		return errorResult("not_negotiated: %v", err)
+		return scenarios.ErrorResult("not_negotiated: %v", err)
 	}
 	res.Facts["not_negotiated"] = v
 
@@ -132,16 +132,16 @@ func (r *ioctlRig) run(ctx context.Context) results.Result {
 		res.Status, res.Reason = results.Skip, why
 		return res
 	}
-	pt, err := r.mountConn(ctx, "pt", server.Options{Passthrough: true, Name: "fusematrix-pt"})
+	pt, err := r.mountConn(ctx, "pt", scenarios.Options{Passthrough: true, Name: "fusematrix-pt"})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	r.pt = pt
 	defer r.unmount(pt)
 
 	fail, err := backingOpenClose(r, res.Facts)
 	if err != nil {
-		return errorResult("backing_open: %v", err)
+		return scenarios.ErrorResult("backing_open: %v", err)
 	}
 	if fail != "" {
 		// Every misuse would meet the same refusal first and say nothing
@@ -168,9 +168,9 @@ func (r *ioctlRig) run(ctx context.Context) results.Result {
 // or "".
 func ioctlMissing(c *results.Capabilities) string {
 	if c != nil && !c.Passthrough && c.PassthroughABI == fuseabi.ABIAndroid {
-		return fmt.Sprintf("kernel offers Android's passthrough ABI (protocol %s), whose ioctl and open reply differ from upstream's; not probed", protocol(c))
+		return fmt.Sprintf("kernel offers Android's passthrough ABI (protocol %s), whose ioctl and open reply differ from upstream's; not probed", scenarios.Protocol(c))
 	}
-	return passthroughMissing(c)
+	return scenarios.PassthroughMissing(c)
 }
 
 // backingOpenClose registers the regular file on the passthrough
@@ -193,13 +193,13 @@ func backingOpenClose(r *ioctlRig, facts map[string]string) (string, error) {
 		if errno == unix.EPERM || errno == unix.ENOTTY || errno == unix.EOPNOTSUPP {
 			facts["negotiated"] = "no"
 		}
-		return "BACKING_OPEN of a regular tmpfs file failed as root: " + errnoText(errno), nil
+		return "BACKING_OPEN of a regular tmpfs file failed as root: " + scenarios.ErrnoText(errno), nil
 	}
 	facts["backing_id"] = fmt.Sprint(id)
 	errno = r.pt.BackingClose(id)
 	facts["backing_close"] = errnoName(errno)
 	if errno != 0 {
-		return fmt.Sprintf("BACKING_CLOSE of id %d failed: %s", id, errnoText(errno)), nil
+		return fmt.Sprintf("BACKING_CLOSE of id %d failed: %s", id, scenarios.ErrnoText(errno)), nil
 	}
 	return "", nil
 }
@@ -207,7 +207,7 @@ func backingOpenClose(r *ioctlRig, facts map[string]string) (string, error) {
 // notNegotiated issues BACKING_OPEN on a connection whose server refused
 // FUSE_PASSTHROUGH.
 func notNegotiated(ctx context.Context, r *ioctlRig) (string, error) {
-	m, err := r.mountConn(ctx, "classic", server.Options{Name: "fusematrix-classic"})
+	m, err := r.mountConn(ctx, "classic", scenarios.Options{Name: "fusematrix-classic"})
 	if err != nil {
 		return "", err
 	}
@@ -223,7 +223,7 @@ func notNegotiated(ctx context.Context, r *ioctlRig) (string, error) {
 // go-fuse's default), which already reaches the limit of the connection
 // registering it.
 func stackedTooDeep(ctx context.Context, r *ioctlRig) (string, error) {
-	lower, err := r.mountConn(ctx, "lower", server.Options{Passthrough: true, Name: "fusematrix-lower"})
+	lower, err := r.mountConn(ctx, "lower", scenarios.Options{Passthrough: true, Name: "fusematrix-lower"})
 	if err != nil {
 		return "", err
 	}
@@ -239,7 +239,7 @@ func stackedTooDeep(ctx context.Context, r *ioctlRig) (string, error) {
 	if v != "ok" {
 		return "", fmt.Errorf("lower mount did not negotiate passthrough: BACKING_OPEN %s", v)
 	}
-	return r.withFd(filepath.Join(lower.Dir, server.NoopName), unix.O_RDONLY, func(fd int32) string {
+	return r.withFd(filepath.Join(lower.Dir, scenarios.NoopName), unix.O_RDONLY, func(fd int32) string {
 		return r.tryOpen(r.pt, fuseabi.BackingMap{Fd: fd})
 	})
 }
@@ -249,7 +249,7 @@ func stackedTooDeep(ctx context.Context, r *ioctlRig) (string, error) {
 // when BACKING_OPEN works there, "refused" when it answers EPERM as it
 // does on a connection without passthrough, otherwise the errno.
 func writebackWithPassthrough(ctx context.Context, r *ioctlRig) (string, error) {
-	m, err := r.mountConn(ctx, "writeback", server.Options{Passthrough: true, WritebackCache: true, Name: "fusematrix-writeback"})
+	m, err := r.mountConn(ctx, "writeback", scenarios.Options{Passthrough: true, WritebackCache: true, Name: "fusematrix-writeback"})
 	if err != nil {
 		return "", err
 	}
@@ -271,16 +271,16 @@ func writebackWithPassthrough(ctx context.Context, r *ioctlRig) (string, error) 
 
 // mountConn mounts a fresh connection at a new directory name in the
 // scratch directory.
-func (r *ioctlRig) mountConn(ctx context.Context, name string, o server.Options) (*server.Mount, error) {
+func (r *ioctlRig) mountConn(ctx context.Context, name string, o scenarios.Options) (*scenarios.Mount, error) {
 	mnt := filepath.Join(r.env.Dir, name)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		return nil, fmt.Errorf("mount point: %w", err)
 	}
-	o.Logf = r.env.logf
+	o.Logf = r.env.Printf
 	return r.mount(ctx, mnt, o)
 }
 
-func (r *ioctlRig) unmount(m *server.Mount) {
+func (r *ioctlRig) unmount(m *scenarios.Mount) {
 	if err := m.Unmount(); err != nil {
 		r.problems = append(r.problems, err.Error())
 	}
@@ -298,13 +298,13 @@ func (r *ioctlRig) withFd(path string, flags int, f func(fd int32) string) (stri
 
 // tryOpen issues BACKING_OPEN with bm on m and returns "ok" or the errno
 // name. An id it gets is closed at once: only the answer matters.
-func (r *ioctlRig) tryOpen(m *server.Mount, bm fuseabi.BackingMap) string {
+func (r *ioctlRig) tryOpen(m *scenarios.Mount, bm fuseabi.BackingMap) string {
 	id, errno := m.BackingOpen(bm)
 	if errno != 0 {
 		return errnoName(errno)
 	}
 	if errno := m.BackingClose(id); errno != 0 {
-		r.problems = append(r.problems, fmt.Sprintf("BACKING_CLOSE of id %d (fd %d) failed: %s", id, bm.Fd, errnoText(errno)))
+		r.problems = append(r.problems, fmt.Sprintf("BACKING_CLOSE of id %d (fd %d) failed: %s", id, bm.Fd, scenarios.ErrnoText(errno)))
 	}
 	return "ok"
 }

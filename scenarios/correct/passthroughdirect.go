@@ -1,4 +1,4 @@
-package scenarios
+package correct
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios"
 )
 
 // pt/direct-io checks FOPEN_PASSTHROUGH together with FOPEN_DIRECT_IO.
@@ -24,25 +24,21 @@ import (
 // the server, but mmap is done on the backing file". The same holds from
 // 6.9, where passthrough arrived, through Debian's 6.12.117 to the FUSE
 // tree after 6.18.
-var ptDirectIO = Scenario{
-	ID:          "pt/direct-io",
+var ptDirectIO = scenarios.Scenario{
+	ID:          scenarios.IDPTDirectIO,
 	Kind:        results.Scenario,
 	Description: "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read(2) and write(2) reach the server, a MAP_SHARED mapping is the backing file's",
+	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptDirectIOWith(ctx, env, launched(env, server.KindDirectIO))
-	},
+	Run:         against(scenarios.KindDirectIO, ptDirectIOWith),
 }
 
-func ptDirectIOWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	if why := passthroughMissing(env.Capabilities); why != "" {
-		return results.Result{Status: results.Skip, Reason: why}
-	}
+func ptDirectIOWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
 	rng := rand.NewChaCha8([32]byte{'p', 'd'})
 	model := randomBytes(rng, mmapSize)
-	r, err := newRig(ctx, env, mount, map[string][]byte{"map": model})
+	r, err := newRig(ctx, env, sub, map[string][]byte{"map": model})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	model = append([]byte(nil), model...)
 	if err := directIOSteps(r, rng, model); err != nil {

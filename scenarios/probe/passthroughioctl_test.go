@@ -1,4 +1,4 @@
-package scenarios
+package probe
 
 import (
 	"context"
@@ -10,7 +10,8 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
 )
 
 // TestPassthroughIoctl runs the probe on this machine's kernel and checks
@@ -22,9 +23,9 @@ import (
 // itself is accepted or not in process_init_reply (fs/fuse/inode.c).
 func TestPassthroughIoctl(t *testing.T) {
 	caps := needPassthrough(t)
-	env := testEnv(t)
+	env := scentest.Env(t)
 	env.Capabilities = caps
-	r := passthroughIoctlProbe.Run(context.Background(), env)
+	r := scenarios.Run(context.Background(), passthroughIoctlProbe, env)
 	assert.Equal(t, r.Status, results.Pass, r.Reason)
 	assert.Check(t, is.Equal(r.Reason, ""))
 	t.Logf("facts: %v", r.Facts)
@@ -66,7 +67,7 @@ func TestPassthroughIoctl(t *testing.T) {
 			got, ok := r.Facts[tc.fact]
 			assert.Assert(t, ok, "no fact %s", tc.fact)
 			want := tc.want
-			if tc.since != [2]int{} && kernelAtLeast(t, tc.since[0], tc.since[1]) {
+			if tc.since != [2]int{} && scentest.KernelAtLeast(t, tc.since[0], tc.since[1]) {
 				want = want[:1]
 			}
 			assert.Check(t, slices.Contains(want, got), "%s = %q, want one of %q: %s", tc.fact, got, want, tc.why)
@@ -103,9 +104,9 @@ func TestPassthroughIoctlSkips(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := testEnv(t)
+			env := scentest.Env(t)
 			env.Capabilities = tc.caps
-			r := passthroughIoctlProbe.Run(context.Background(), env)
+			r := scenarios.Run(context.Background(), passthroughIoctlProbe, env)
 			assert.Equal(t, r.Status, results.Skip, r.Reason)
 			assert.Check(t, is.Equal(r.Reason, tc.want))
 			// Measured anyway, and nothing else.
@@ -130,7 +131,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 			// A server that never accepts passthrough in INIT: the kernel
 			// refuses every registration.
 			name: "server refuses passthrough",
-			mount: func(ctx context.Context, mnt string, o server.Options) (*server.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error) {
 				o.Passthrough = false
 				return noopConn(ctx, mnt, o)
 			},
@@ -140,7 +141,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 		},
 		{
 			name: "cannot mount",
-			mount: func(ctx context.Context, mnt string, o server.Options) (*server.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error) {
 				return nil, errors.New("no mount today")
 			},
 			wantStatus: results.Error,
@@ -150,7 +151,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 			// Only the lower mount of the stacking case lacks passthrough:
 			// the case cannot measure stacking and says so.
 			name: "stacking not measurable",
-			mount: func(ctx context.Context, mnt string, o server.Options) (*server.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error) {
 				if o.Name == "fusematrix-lower" {
 					o.Passthrough = false
 				}
@@ -162,7 +163,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := testEnv(t)
+			env := scentest.Env(t)
 			env.Capabilities = caps
 			r := passthroughIoctlWith(context.Background(), env, tc.mount)
 			assert.Equal(t, r.Status, tc.wantStatus, r.Reason)

@@ -1,4 +1,4 @@
-package scenarios
+package correct
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios"
 )
 
 // pt/unmount-open and pt/abort-open take a mount away under open
@@ -28,24 +28,22 @@ import (
 // returns the backing file's bytes or a clean error (ENOTCONN, EIO,
 // ECONNABORTED), never wrong bytes, and the server process ends once its
 // connection does. What the kernel answered to each operation is recorded.
-var ptUnmountOpen = Scenario{
-	ID:          "pt/unmount-open",
+var ptUnmountOpen = scenarios.Scenario{
+	ID:          scenarios.IDPTUnmountOpen,
 	Kind:        results.Scenario,
 	Description: "lazy unmount with passthrough files open (a reader mid-read, a mapping): no hang, correct data or a clean error, the server ends after the last close",
+	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptTeardownWith(ctx, env, launched(env, server.KindLoopback), lazyUnmount)
-	},
+	Run:         against(scenarios.KindLoopback, teardownBy(lazyUnmount)),
 }
 
-var ptAbortOpen = Scenario{
-	ID:          "pt/abort-open",
+var ptAbortOpen = scenarios.Scenario{
+	ID:          scenarios.IDPTAbortOpen,
 	Kind:        results.Scenario,
 	Description: "connection abort through fusectl with passthrough files open (a reader mid-read, a mapping): no hang, correct data or a clean error",
+	Needs:       ptNeeds | scenarios.NeedFusectl,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptTeardownWith(ctx, env, launched(env, server.KindLoopback), connectionAbort)
-	},
+	Run:         against(scenarios.KindLoopback, teardownBy(connectionAbort)),
 }
 
 // teardown is how the mount is taken away.
@@ -69,20 +67,19 @@ const (
 	readsAround = 8
 )
 
-func ptTeardownWith(ctx context.Context, env *Env, mount mountFactory, how teardown) results.Result {
-	if why := passthroughMissing(env.Capabilities); why != "" {
-		return results.Result{Status: results.Skip, Reason: why}
+// teardownBy is the scenario that takes the mount away as how says.
+func teardownBy(how teardown) func(context.Context, *scenarios.Env, scenarios.Subject) results.Result {
+	return func(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
+		return ptTeardownWith(ctx, env, sub, how)
 	}
-	if how == connectionAbort {
-		if _, err := os.Stat(server.FusectlDir); err != nil {
-			return results.Result{Status: results.Skip, Reason: fmt.Sprintf("no FUSE control file system: %v", err)}
-		}
-	}
+}
+
+func ptTeardownWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, how teardown) results.Result {
 	rng := rand.NewChaCha8([32]byte{'p', 't', byte(how)})
 	model := randomBytes(rng, teardownSize)
-	r, err := newRig(ctx, env, mount, map[string][]byte{"file": model})
+	r, err := newRig(ctx, env, sub, map[string][]byte{"file": model})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	model = append([]byte(nil), model...)
 	t := &teardownRun{rig: r, how: how, model: model, rng: rng, rfd: -1, mfd: -1}
@@ -110,7 +107,7 @@ type teardownRun struct {
 }
 
 func (t *teardownRun) run() {
-	conn, err := server.Connection(t.mnt)
+	conn, err := scenarios.Connection(t.mnt)
 	if err != nil {
 		t.failf("fusectl connection of %s: %v", t.mnt, err)
 	}
@@ -140,10 +137,10 @@ func (t *teardownRun) run() {
 	switch t.how {
 	case lazyUnmount:
 		err = unix.Unmount(t.mnt, unix.MNT_DETACH)
-		t.facts["umount_detach"] = errnoText(errnoOf(err))
+		t.facts["umount_detach"] = scenarios.ErrnoText(errnoOf(err))
 	case connectionAbort:
 		err = t.abort()
-		t.facts["abort"] = errnoText(errnoOf(err))
+		t.facts["abort"] = scenarios.ErrnoText(errnoOf(err))
 	}
 	if err != nil {
 		t.failf("teardown: %v", err)
@@ -220,22 +217,22 @@ func (t *teardownRun) afterOps() {
 	})
 	t.op("fstat", func() (string, string) {
 		var st unix.Stat_t
-		return errnoText(errnoOf(unix.Fstat(rfd, &st))), ""
+		return scenarios.ErrnoText(errnoOf(unix.Fstat(rfd, &st))), ""
 	})
 	t.op("open_path", func() (string, string) {
 		fd, err := unix.Open(t.m("file"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == nil {
 			unix.Close(fd)
 		}
-		return errnoText(errnoOf(err)), ""
+		return scenarios.ErrnoText(errnoOf(err)), ""
 	})
-	if mem != nil && t.op("munmap", func() (string, string) { return errnoText(errnoOf(unix.Munmap(mem))), "" }) {
+	if mem != nil && t.op("munmap", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Munmap(mem))), "" }) {
 		t.mem = nil
 	}
-	if t.op("close_reader", func() (string, string) { return errnoText(errnoOf(unix.Close(rfd))), "" }) {
+	if t.op("close_reader", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(rfd))), "" }) {
 		t.rfd = -1
 	}
-	if t.op("close_mapped", func() (string, string) { return errnoText(errnoOf(unix.Close(mfd))), "" }) {
+	if t.op("close_mapped", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(mfd))), "" }) {
 		t.mfd = -1
 	}
 }
@@ -299,9 +296,9 @@ func (t *teardownRun) readAll(fd int) (string, string) {
 func cleanError(err error) (string, string) {
 	e := errnoOf(err)
 	if !cleanErrno(e) {
-		return errnoText(e), fmt.Sprintf("%v, not a clean error", err)
+		return scenarios.ErrnoText(e), fmt.Sprintf("%v, not a clean error", err)
 	}
-	return errnoText(e), ""
+	return scenarios.ErrnoText(e), ""
 }
 
 // fileProblem describes how the file at path differs from want, or "".
@@ -322,7 +319,7 @@ func (t *teardownRun) abort() error {
 		return errors.New("connection unknown")
 	}
 	t.aborted = true
-	return os.WriteFile(filepath.Join(server.FusectlDir, t.conn, "abort"), []byte("1"), 0)
+	return os.WriteFile(filepath.Join(scenarios.FusectlDir, t.conn, "abort"), []byte("1"), 0)
 }
 
 // finish frees hung operations, ends the mount and the server, and judges
@@ -368,7 +365,7 @@ func (t *teardownRun) finish(tornDown bool) {
 			// The dead mount stays until unmounted; no file is open any
 			// more, so a plain unmount must work.
 			err := unix.Unmount(t.mnt, 0)
-			t.facts["umount_after_abort"] = errnoText(errnoOf(err))
+			t.facts["umount_after_abort"] = scenarios.ErrnoText(errnoOf(err))
 			if err != nil {
 				t.failf("unmount after the abort: %v", err)
 			}
@@ -382,7 +379,7 @@ func (t *teardownRun) finish(tornDown bool) {
 		problems = []error{err}
 	}
 	for _, e := range problems {
-		var ex *server.ExitedError
+		var ex *scenarios.ExitedError
 		if errors.As(e, &ex) && exited && ex.Err == nil {
 			continue
 		}
@@ -501,7 +498,7 @@ func (rd *reader) describe() string {
 	defer rd.mu.Unlock()
 	s := fmt.Sprintf("%d correct reads", rd.reads)
 	if rd.err != nil {
-		s += ", then " + errnoText(errnoOf(rd.err))
+		s += ", then " + scenarios.ErrnoText(errnoOf(rd.err))
 	}
 	if rd.wrong != "" {
 		s += ", then wrong bytes"

@@ -1,4 +1,4 @@
-package scenarios
+package correct
 
 import (
 	"context"
@@ -12,31 +12,30 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // Classic FUSE scenarios: they run on every kernel, so that a kernel
 // without passthrough still has a meaningful row.
 
-var classicFallback = Scenario{
-	ID:          "classic/fallback",
+var classicFallback = scenarios.Scenario{
+	ID:          scenarios.IDClassicFallback,
 	Kind:        results.Scenario,
 	Description: "the passthrough loopback serves correct data on every kernel: through classic FUSE where the kernel lacks passthrough",
+	Needs:       scenarios.NeedOwnServer,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return classicFallbackWith(ctx, env, launched(env, server.KindLoopback))
-	},
+	Run:         against(scenarios.KindLoopback, classicFallbackWith),
 }
 
 const fallbackSize = 512<<10 + 77
 
-func classicFallbackWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
+func classicFallbackWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
 	rng := rand.NewChaCha8([32]byte{'c', 'f'})
 	model := randomBytes(rng, fallbackSize)
-	r, err := newRig(ctx, env, mount, map[string][]byte{"data": model})
+	r, err := newRig(ctx, env, sub, map[string][]byte{"data": model})
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	model = append([]byte(nil), model...)
 	r.compareFile("first read through the mount", r.m("data"), model)
@@ -100,20 +99,18 @@ func classicFallbackWith(ctx context.Context, env *Env, mount mountFactory) resu
 	return r.result()
 }
 
-var classicBasics = Scenario{
-	ID:          "classic/basics",
+var classicBasics = scenarios.Scenario{
+	ID:          scenarios.IDClassicBasics,
 	Kind:        results.Scenario,
 	Description: "create, write, rename, readdir, symlink, truncate, xattr and unlink through a classic FUSE loopback agree with the backing directory",
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return classicBasicsWith(ctx, env, launched(env, server.KindClassic))
-	},
+	Run:         against(scenarios.KindClassic, classicBasicsWith),
 }
 
-func classicBasicsWith(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	r, err := newRig(ctx, env, mount, nil)
+func classicBasicsWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
+	r, err := newRig(ctx, env, sub, nil)
 	if err != nil {
-		return errorResult("%v", err)
+		return scenarios.ErrorResult("%v", err)
 	}
 	if err := basicsSteps(r); err != nil {
 		r.failf("%v", err)

@@ -1,4 +1,4 @@
-package scenarios
+package correct
 
 import (
 	"context"
@@ -11,16 +11,20 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+	"github.com/fusematrix/fusematrix/scenarios/probe"
 	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
-// TestMain lets the test binary serve file systems for server.Launcher,
+// TestMain lets the test binary serve file systems for scenarios.Launcher,
 // as the agent does.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "serve" {
-		os.Exit(server.Serve(os.Args[2:]))
-	}
-	os.Exit(m.Run())
+func TestMain(m *testing.M) { scentest.Main(m) }
+
+// hostCapabilities runs the fuse-init probe on this machine.
+func hostCapabilities(t *testing.T) *results.Capabilities {
+	t.Helper()
+	return scentest.Capabilities(t, probe.All())
 }
 
 // TestCorrectness runs each correctness scenario against the server it
@@ -28,7 +32,7 @@ func TestMain(m *testing.M) {
 // must fail for the reason the breakage implies.
 func TestCorrectness(t *testing.T) {
 	caps := hostCapabilities(t)
-	type runner func(context.Context, *Env, mountFactory) results.Result
+	type runner func(context.Context, *scenarios.Env, scenarios.Subject) results.Result
 	for _, tc := range []struct {
 		id   string
 		run  runner
@@ -109,11 +113,11 @@ func TestCorrectness(t *testing.T) {
 	} {
 		t.Run(tc.id+"/"+string(tc.kind), func(t *testing.T) {
 			if tc.needPT && !caps.Passthrough {
-				t.Skipf("this kernel does not offer FUSE_PASSTHROUGH (protocol %s)", protocol(caps))
+				scentest.NeedPassthrough(t, caps)
 			}
-			env := testEnv(t)
+			env := scentest.Env(t)
 			env.Capabilities = caps
-			r := tc.run(context.Background(), env, launched(env, tc.kind))
+			r := tc.run(context.Background(), env, ownServer(env, tc.kind))
 			t.Logf("%s: %s; facts %v", r.Status, r.Reason, r.Facts)
 			assert.Equal(t, r.Status, tc.wantStatus, "%s", r.Reason)
 			assert.Check(t, is.Contains(r.Reason, tc.wantReason))
@@ -128,32 +132,57 @@ func TestCorrectness(t *testing.T) {
 	}
 }
 
-// openTwiceMixed runs pt/open-twice with mount serving the mixed-mode
-// part; openTwiceTwoBacking with mount serving the two-backing-files part.
-func openTwiceMixed(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	return ptOpenTwiceWith(ctx, env, mount, launched(env, server.KindBackingPerOpen))
+// ownServer is our own server of kind, started the way the agent starts
+// it.
+func ownServer(env *scenarios.Env, kind server.Kind) scenarios.Subject {
+	return scenarios.OwnServer{Launcher: env.Server, Kind: kind}
 }
 
-func openTwiceTwoBacking(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	return ptOpenTwiceWith(ctx, env, launched(env, server.KindMixed), mount)
+// openTwiceMixed runs pt/open-twice with sub serving the mixed-mode part;
+// openTwiceTwoBacking with sub serving the two-backing-files part.
+func openTwiceMixed(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
+	return ptOpenTwiceWith(ctx, env, sub, ownServer(env, server.KindBackingPerOpen))
 }
 
-func unmountOpen(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	return ptTeardownWith(ctx, env, mount, lazyUnmount)
+func openTwiceTwoBacking(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
+	return ptOpenTwiceWith(ctx, env, ownServer(env, server.KindMixed), sub)
 }
 
-func abortOpen(ctx context.Context, env *Env, mount mountFactory) results.Result {
-	return ptTeardownWith(ctx, env, mount, connectionAbort)
+var (
+	unmountOpen = teardownBy(lazyUnmount)
+	abortOpen   = teardownBy(connectionAbort)
+)
+
+func TestPassthroughReadSkips(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		caps *results.Capabilities
+		want string
+	}{
+		{name: "no probe result", caps: nil, want: "fuse-init did not report what the kernel offers"},
+		{
+			name: "kernel without passthrough",
+			caps: &results.Capabilities{FuseMajor: 7, FuseMinor: 38},
+			want: "kernel does not offer FUSE_PASSTHROUGH (INIT flags2 bit 5); protocol 7.38",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := scentest.Env(t)
+			env.Capabilities = tc.caps
+			r := scenarios.Run(context.Background(), passthroughRead, env)
+			assert.DeepEqual(t, r, results.Result{Status: results.Skip, Reason: tc.want})
+		})
+	}
 }
 
 // TestPassthroughScenariosSkip shows every passthrough scenario skipping,
 // with the reason, where the kernel does not offer passthrough.
 func TestPassthroughScenariosSkip(t *testing.T) {
-	for _, s := range []Scenario{passthroughRead, ptIntegrity, ptSizeAfterWrite, ptMmapShared, ptFsync,
+	for _, s := range []scenarios.Scenario{passthroughRead, ptIntegrity, ptSizeAfterWrite, ptMmapShared, ptFsync,
 		ptOpenTwice, ptDirectIO, ptCloseBacking, ptUnmountOpen, ptAbortOpen} {
-		env := testEnv(t)
+		env := scentest.Env(t)
 		env.Capabilities = &results.Capabilities{FuseMajor: 7, FuseMinor: 38}
-		r := s.Run(context.Background(), env)
+		r := scenarios.Run(context.Background(), s, env)
 		assert.Check(t, is.Equal(r.Status, results.Skip), s.ID)
 		assert.Check(t, is.Contains(r.Reason, "kernel does not offer FUSE_PASSTHROUGH"), s.ID)
 	}

@@ -1,4 +1,4 @@
-package scenarios
+package bench
 
 import (
 	"context"
@@ -18,7 +18,9 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+	"github.com/fusematrix/fusematrix/scenarios/probe"
 )
 
 func TestSummarize(t *testing.T) {
@@ -357,7 +359,10 @@ func TestBenchIDs(t *testing.T) {
 		want += len(modesFor(seqModes(), op)) * len(benchBlocks)
 	}
 	assert.Equal(t, len(ss), want)
-	ids := IDs(ss)
+	var ids []string
+	for _, s := range ss {
+		ids = append(ids, s.ID)
+	}
 	for _, want := range []string{"bench/read/native/4096", "bench/write/passthrough/131072", "bench/read/noop/1048576", "bench/write/passthrough-noxattr/4096"} {
 		assert.Check(t, is.Contains(ids, want))
 	}
@@ -367,7 +372,7 @@ func TestBenchIDs(t *testing.T) {
 	// passthrough mode: the ratios need their medians.
 	seen := map[string]bool{}
 	for _, s := range ss {
-		f := strings.Split(strings.TrimPrefix(s.ID, BenchPrefix), "/")
+		f := strings.Split(strings.TrimPrefix(s.ID, scenarios.BenchPrefix), "/")
 		assert.Assert(t, is.Len(f, 3), s.ID)
 		key := f[0] + "/" + f[2]
 		seen[f[1]+"/"+key] = true
@@ -378,43 +383,13 @@ func TestBenchIDs(t *testing.T) {
 	}
 }
 
-func TestSelectBench(t *testing.T) {
-	for _, tc := range []struct {
-		pattern string
-		want    int // bench cells selected
-	}{
-		{pattern: "", want: 0},
-		{pattern: ".", want: 0},
-		{pattern: "read", want: 0},
-		{pattern: "^bench/", want: 33},
-		{pattern: "bench/read/", want: 15},
-		{pattern: "bench/write/", want: 18},
-		{pattern: "^bench/read/.*/1048576$", want: 5},
-	} {
-		t.Run(tc.pattern, func(t *testing.T) {
-			ss, err := Select(tc.pattern)
-			assert.NilError(t, err)
-			n := 0
-			for _, s := range ss {
-				if strings.HasPrefix(s.ID, BenchPrefix) {
-					n++
-				}
-			}
-			assert.Equal(t, n, tc.want)
-			if tc.pattern == "" {
-				assert.Check(t, is.Contains(IDs(ss), "seq-read"))
-			}
-		})
-	}
-}
-
 // TestBenchCells runs cells on the host with tiny files, each server a
 // process of its own, and checks their shape; speed is not the point.
 func TestBenchCells(t *testing.T) {
 	caps := hostCapabilities(t)
 	set := newBenchSet()
-	env := func(block int) *Env {
-		e := testEnv(t)
+	env := func(block int) *scenarios.Env {
+		e := scentest.Env(t)
 		e.Capabilities, e.BenchRuns, e.BenchBytes = caps, 2, int64(16*block)
 		return e
 	}
@@ -435,7 +410,7 @@ func TestBenchCells(t *testing.T) {
 				return
 			}
 			if c.mode == "libfuse-noop" {
-				if _, why := server.PeerAvailable(); why != "" {
+				if _, why := scenarios.PeerAvailable(); why != "" {
 					assert.Equal(t, r.Status, results.Skip)
 					assert.Check(t, is.Equal(r.Reason, why))
 					return
@@ -473,7 +448,7 @@ func TestBenchCells(t *testing.T) {
 			assert.Check(t, is.Contains(r.Facts["paired_with"], "native"))
 			assert.Check(t, is.Contains(strings.Join(r.Log, "\n"), "ratio to native, run by run"))
 			if c.mode == "noop" {
-				_, why := server.PeerAvailable()
+				_, why := scenarios.PeerAvailable()
 				assert.Check(t, is.Equal(strings.Contains(r.Facts["paired_with"], "libfuse-noop"), why == ""), r.Facts["paired_with"])
 				// The figure comes with the loop that served it.
 				assert.Check(t, is.Contains(r.Facts["threads"], "one goroutine"))
@@ -519,7 +494,7 @@ func TestBenchCells(t *testing.T) {
 			ms := seqModes()
 			i := modeIndex(ms, "noop")
 			noop := ms[i].mount
-			ms[i].mount = func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+			ms[i].mount = func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
 				d, name, err := noop(ctx, env, req)
 				return uncounted{d}, name, err
 			}
@@ -545,7 +520,7 @@ func TestBenchCells(t *testing.T) {
 			ms := seqModes()
 			i := modeIndex(ms, "libfuse-noop")
 			ms[i].unavailable = nil
-			ms[i].mount = func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+			ms[i].mount = func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
 				return nil, "", errors.New("peer would not mount")
 			}
 			return ms
@@ -563,10 +538,10 @@ func TestBenchCells(t *testing.T) {
 
 // uncounted is a daemon that reports no counts by opcode, as a server
 // that is not fusematrix's own may.
-type uncounted struct{ daemon }
+type uncounted struct{ scenarios.Daemon }
 
-func (u uncounted) Stop() (server.Stats, error) {
-	st, err := u.daemon.Stop()
+func (u uncounted) Stop() (scenarios.Stats, error) {
+	st, err := u.Daemon.Stop()
 	st.Requests = nil
 	return st, err
 }
@@ -576,7 +551,8 @@ func (u uncounted) Stop() (server.Stats, error) {
 // security.capability check before each write is a GETXATTR, until the
 // server answers ENOSYS.
 func TestBenchXattr(t *testing.T) {
-	caps := needPassthrough(t)
+	caps := hostCapabilities(t)
+	scentest.NeedPassthrough(t, caps)
 	set := newBenchSet()
 	const block, runs, bytes = 4096, 2, 256 * 4096
 	for _, tc := range []struct {
@@ -588,7 +564,7 @@ func TestBenchXattr(t *testing.T) {
 		{mode: "passthrough-noxattr", atLeast: 0, atMost: 1},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			env := testEnv(t)
+			env := scentest.Env(t)
 			env.Capabilities, env.BenchRuns, env.BenchBytes = caps, runs, bytes/runs
 			r := set.run(context.Background(), env, benchCell{op: "write", mode: tc.mode, block: block})
 			assert.Equal(t, r.Status, results.Pass, r.Reason)
@@ -616,7 +592,7 @@ func requestsPerRun(t *testing.T, fact, op string, gib float64, runs int) int64 
 // summary reaches the result's log.
 func TestBenchProfile(t *testing.T) {
 	caps := hostCapabilities(t)
-	env := testEnv(t)
+	env := scentest.Env(t)
 	env.Capabilities, env.BenchRuns, env.BenchBytes, env.Profile = caps, 2, 4<<20, true
 	r := newBenchSet().run(context.Background(), env, benchCell{op: "read", mode: "noop", block: 4096})
 	assert.Equal(t, r.Status, results.Pass, r.Reason)
@@ -632,7 +608,7 @@ func TestBenchProfile(t *testing.T) {
 	t.Log(strings.Join(r.Log, "\n"))
 
 	// Native has no server to profile.
-	env = testEnv(t)
+	env = scentest.Env(t)
 	env.Capabilities, env.BenchRuns, env.BenchBytes, env.Profile = caps, 1, 1<<20, true
 	r = newBenchSet().run(context.Background(), env, benchCell{op: "read", mode: "native", block: 4096})
 	assert.Equal(t, r.Status, results.Pass, r.Reason)
@@ -641,4 +617,14 @@ func TestBenchProfile(t *testing.T) {
 	for _, l := range r.Log {
 		assert.Check(t, !strings.HasPrefix(l, "profile:"), l)
 	}
+}
+
+// TestMain lets the test binary serve file systems for scenarios.Launcher,
+// as the agent does.
+func TestMain(m *testing.M) { scentest.Main(m) }
+
+// hostCapabilities runs the fuse-init probe on this machine.
+func hostCapabilities(t *testing.T) *results.Capabilities {
+	t.Helper()
+	return scentest.Capabilities(t, probe.All())
 }

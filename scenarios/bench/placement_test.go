@@ -1,4 +1,4 @@
-package scenarios
+package bench
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
 )
 
 func TestBenchPlacement(t *testing.T) {
@@ -35,7 +37,7 @@ func TestBenchPlacement(t *testing.T) {
 // Every mode's server runs on the CPUs the bench asks for, every thread
 // of it.
 func TestModesPinServers(t *testing.T) {
-	needMount(t)
+	scentest.NeedMount(t)
 	var set unix.CPUSet
 	assert.NilError(t, unix.SchedGetaffinity(0, &set))
 	if set.Count() < 2 || !set.IsSet(0) {
@@ -51,7 +53,7 @@ func TestModesPinServers(t *testing.T) {
 					t.Skip(why)
 				}
 			}
-			env := testEnv(t)
+			env := scentest.Env(t)
 			backing := filepath.Join(env.Dir, "backing")
 			assert.NilError(t, os.Mkdir(backing, 0o755))
 			assert.NilError(t, os.WriteFile(filepath.Join(backing, seqFile), []byte("x"), 0o644))

@@ -1,4 +1,4 @@
-package scenarios
+package bench
 
 import (
 	"context"
@@ -13,25 +13,19 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/yield"
 	"golang.org/x/sys/unix"
 )
 
-// Benchmark defaults, used when Env leaves the sizes zero.
-const (
-	DefaultBenchBytes = 256 << 20
-	DefaultBlockSize  = 1 << 20
-)
-
-var seqRead = Scenario{
-	ID:          "seq-read",
+var seqRead = scenarios.Scenario{
+	ID:          scenarios.IDSeqRead,
 	Kind:        results.Benchmark,
 	Description: "sequential read throughput: tmpfs, NOOP FUSE, classic FUSE loopback and passthrough loopback",
 	// A TCG guest reads about 200 MB/s through FUSE; 4 × 256 MiB plus
 	// the setup fits many times over.
 	Timeout: 180 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
+	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		return seqReadWith(ctx, env, seqReadModes())
 	},
 }
@@ -59,7 +53,7 @@ type seqMode struct {
 	name string
 	// mount starts the file system and returns the daemon serving it and
 	// the name of the file to use in it.
-	mount func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error)
+	mount func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error)
 	// passthrough marks the modes whose figure is only meaningful when the
 	// daemon confirms passthrough.
 	passthrough bool
@@ -69,7 +63,7 @@ type seqMode struct {
 	// Env.Profile asks for one.
 	profiled bool
 	// facts describe the settings behind the mode's figures.
-	facts func(env *Env) map[string]string
+	facts func(env *scenarios.Env) map[string]string
 	// unavailable, when set, says why the mode cannot run in this guest
 	// ("" when it can); its cells then skip with that reason.
 	unavailable func() string
@@ -96,24 +90,14 @@ type mountRequest struct {
 	cpus []int
 }
 
-// daemon is the process serving a mode's mount. *server.Process is one; a
-// peer server run some other way only has to say the same.
-type daemon interface {
-	// Pid identifies the process whose CPU time the benchmark charges to
-	// the server.
-	Pid() int
-	// Stop unmounts, ends the process and returns what it observed.
-	Stop() (server.Stats, error)
-}
-
 func (m seqMode) measures(op string) bool { return m.ops == nil || slices.Contains(m.ops, op) }
 
 // launchedMode serves spec with the benchmark's backing directory and
 // size as a process of its own (Env.Server), so that the benchmark loop
 // and the server never share a Go runtime, and the server can be profiled
 // alone.
-func launchedMode(spec server.Spec, file string) func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
-	return func(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
+func launchedMode(spec scenarios.Spec, file string) func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+	return func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
 		s := spec
 		s.Backing, s.Size, s.Profile, s.CPUs = req.backing, req.size, req.profile, req.cpus
 		p, err := env.Server.Start(ctx, s, req.mnt)
@@ -128,13 +112,13 @@ func launchedMode(spec server.Spec, file string) func(ctx context.Context, env *
 // says whether the server answers READ from a file, which go-fuse then
 // splices when the kernel's protocol allows it (7.13 and later); the NOOP
 // server answers from memory and never does.
-func goFuseFacts(splices bool) func(env *Env) map[string]string {
-	return func(env *Env) map[string]string {
+func goFuseFacts(splices bool) func(env *scenarios.Env) map[string]string {
+	return func(env *scenarios.Env) map[string]string {
 		f := map[string]string{
 			"server":    "go-fuse",
 			"threads":   "go-fuse Server: reader goroutines answer inline, at least two wait in read(2)",
-			"max_write": strconv.Itoa(server.MaxWrite),
-			"max_pages": strconv.Itoa(server.MaxWrite / os.Getpagesize()),
+			"max_write": strconv.Itoa(scenarios.MaxWrite),
+			"max_pages": strconv.Itoa(scenarios.MaxWrite / os.Getpagesize()),
 			"splice":    "off",
 		}
 		if splices {
@@ -151,7 +135,7 @@ func goFuseFacts(splices bool) func(env *Env) map[string]string {
 
 // noopFacts are the NOOP server's settings: go-fuse's, served by a loop
 // of its own instead of go-fuse's Server (server.Noop).
-func noopFacts(env *Env) map[string]string {
+func noopFacts(env *scenarios.Env) map[string]string {
 	f := goFuseFacts(false)(env)
 	f["threads"] = "one goroutine on one thread over go-fuse's ProtocolServer, WRITE and GETXATTR decoded by the loop"
 	return f
@@ -167,48 +151,48 @@ func seqModes() []seqMode {
 		// server is not the bottleneck of the NOOP figure".
 		{name: "libfuse-noop", mount: peerMode, facts: peerFacts, unavailable: peerUnavailable,
 			pairs: []string{"native"}},
-		{name: "noop", mount: launchedMode(server.Spec{Kind: server.KindNoop}, server.NoopName),
+		{name: "noop", mount: launchedMode(scenarios.Spec{Kind: scenarios.KindNoop}, scenarios.NoopName),
 			profiled: true, facts: noopFacts, pairs: []string{"native", "libfuse-noop"}},
-		{name: "classic", mount: launchedMode(server.Spec{Kind: server.KindClassic}, seqFile),
+		{name: "classic", mount: launchedMode(scenarios.Spec{Kind: scenarios.KindClassic}, seqFile),
 			profiled: true, facts: goFuseFacts(true), pairs: []string{"native"}},
-		{name: "passthrough", mount: launchedMode(server.Spec{Kind: server.KindLoopback}, seqFile),
+		{name: "passthrough", mount: launchedMode(scenarios.Spec{Kind: scenarios.KindLoopback}, seqFile),
 			passthrough: true, facts: goFuseFacts(true), bases: []string{"noop"}, pairs: []string{"native"}},
 		// Reads never ask for xattrs; writes ask before each write(2)
 		// unless the server refuses xattrs altogether (Options.NoXattr).
-		{name: "passthrough-noxattr", mount: launchedMode(server.Spec{Kind: server.KindLoopback, NoXattr: true}, seqFile),
+		{name: "passthrough-noxattr", mount: launchedMode(scenarios.Spec{Kind: scenarios.KindLoopback, NoXattr: true}, seqFile),
 			passthrough: true, ops: []string{"write"}, facts: goFuseFacts(true), bases: []string{"noop", "passthrough"},
 			pairs: []string{"native"}},
 	}
 }
 
 // peerMode serves the benchmark file from the C NOOP peer the harness put
-// into the initramfs (server.PeerGuestPath). It answers like the Go NOOP
+// into the initramfs (scenarios.PeerGuestPath). It answers like the Go NOOP
 // server, xattr requests included, so the kernel sends both the same
 // requests and the figures differ only by the server.
-func peerMode(ctx context.Context, env *Env, req mountRequest) (daemon, string, error) {
-	p, err := server.StartPeer(ctx, server.PeerSpec{Mountpoint: req.mnt, Name: server.NoopName, Size: req.size, Count: true, CPUs: req.cpus})
+func peerMode(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+	p, err := scenarios.StartPeer(ctx, scenarios.PeerSpec{Mountpoint: req.mnt, Name: scenarios.NoopName, Size: req.size, Count: true, CPUs: req.cpus})
 	if err != nil {
 		return nil, "", err
 	}
-	return p, server.NoopName, nil
+	return p, scenarios.NoopName, nil
 }
 
 func peerUnavailable() string {
-	_, why := server.PeerAvailable()
+	_, why := scenarios.PeerAvailable()
 	return why
 }
 
-func peerFacts(env *Env) map[string]string {
+func peerFacts(env *scenarios.Env) map[string]string {
 	f := map[string]string{
 		"server":    "libfuse",
 		"threads":   "multi",
-		"max_write": strconv.Itoa(server.MaxWrite),
-		"max_pages": strconv.Itoa(server.MaxWrite / os.Getpagesize()),
+		"max_write": strconv.Itoa(scenarios.MaxWrite),
+		"max_pages": strconv.Itoa(scenarios.MaxWrite / os.Getpagesize()),
 		"splice":    "off",
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if v, err := server.PeerVersion(ctx, server.PeerGuestPath); err == nil {
+	if v, err := scenarios.PeerVersion(ctx, scenarios.PeerGuestPath); err == nil {
 		f["server"] = v
 	}
 	return f
@@ -229,7 +213,7 @@ const seqFile = "data"
 
 // mountMode mounts mode's file system under env.Dir at mnt-<name> and
 // returns its daemon (nil for native) and the path of the file to use.
-func mountMode(ctx context.Context, env *Env, mode seqMode, req mountRequest) (daemon, string, error) {
+func mountMode(ctx context.Context, env *scenarios.Env, mode seqMode, req mountRequest) (scenarios.Daemon, string, error) {
 	if mode.mount == nil {
 		return nil, filepath.Join(req.backing, seqFile), nil
 	}
@@ -244,13 +228,13 @@ func mountMode(ctx context.Context, env *Env, mode seqMode, req mountRequest) (d
 	return d, filepath.Join(req.mnt, name), nil
 }
 
-func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result {
+func seqReadWith(ctx context.Context, env *scenarios.Env, modes []seqMode) results.Result {
 	size, block := env.BenchBytes, env.BlockSize
 	if size <= 0 {
-		size = DefaultBenchBytes
+		size = scenarios.DefaultBenchBytes
 	}
 	if block <= 0 {
-		block = DefaultBlockSize
+		block = scenarios.DefaultBlockSize
 	}
 	r := results.Result{
 		Status:  results.Pass,
@@ -279,12 +263,12 @@ func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result 
 	var problems []string
 	for _, mode := range modes {
 		if mode.passthrough {
-			if why := passthroughMissing(env.Capabilities); why != "" {
+			if why := scenarios.PassthroughMissing(env.Capabilities); why != "" {
 				r.Facts["passthrough_absent"] = why
 				continue
 			}
 		}
-		env.logf("measuring %s", mode.name)
+		env.Printf("measuring %s", mode.name)
 		mbps, obs, err := measure(ctx, env, mode, backing, size, buf)
 		if err != nil {
 			return withError(r, "%s: %v", mode.name, err)
@@ -320,11 +304,11 @@ func seqReadWith(ctx context.Context, env *Env, modes []seqMode) results.Result 
 // passthroughProblems says why a figure measured on a mount whose daemon
 // reported st is not a passthrough figure: an OPEN that did not ask for
 // passthrough, or data requests that reached the daemon.
-func passthroughProblems(st *server.Stats) []string {
+func passthroughProblems(st *scenarios.Stats) []string {
 	if st == nil {
 		return []string{"nothing observed: the mode uses no FUSE mount"}
 	}
-	p := openProblems(st.Opens, st.Registrations)
+	p := scenarios.OpenProblems(st.Opens, st.Registrations)
 	if st.Reads > 0 {
 		p = append(p, fmt.Sprintf("%d READ requests reached the daemon", st.Reads))
 	}
@@ -336,7 +320,7 @@ func passthroughProblems(st *server.Stats) []string {
 
 // measure reads the mode's file once on a fresh mount and returns MB/s
 // (1e6 bytes per second) and what the daemon observed (nil for native).
-func measure(ctx context.Context, env *Env, mode seqMode, backing string, size int64, buf []byte) (float64, *server.Stats, error) {
+func measure(ctx context.Context, env *scenarios.Env, mode seqMode, backing string, size int64, buf []byte) (float64, *scenarios.Stats, error) {
 	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size})
 	if err != nil {
 		return 0, nil, err
@@ -351,10 +335,10 @@ func measure(ctx context.Context, env *Env, mode seqMode, backing string, size i
 		}
 	}
 	elapsed, n, readErr := timedRead(ctx, path, buf)
-	var st *server.Stats
+	var st *scenarios.Stats
 	var stopErr error
 	if d != nil {
-		var s server.Stats
+		var s scenarios.Stats
 		s, stopErr = d.Stop()
 		st = &s
 	}

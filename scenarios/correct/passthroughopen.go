@@ -1,4 +1,4 @@
-package scenarios
+package correct
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
-	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // pt/open-twice checks the kernel's rule for one inode opened twice in
@@ -36,13 +36,14 @@ import (
 // is a server mistake, which results in user visible failure of open()
 // with EIO error"), after which the kernel releases the server's handle
 // (fuse_open → fuse_sync_release).
-var ptOpenTwice = Scenario{
-	ID:          "pt/open-twice",
+var ptOpenTwice = scenarios.Scenario{
+	ID:          scenarios.IDPTOpenTwice,
 	Kind:        results.Scenario,
 	Description: "one inode opened twice, passthrough and cached or with two backing files: the kernel refuses the second open (EIO) and the first keeps correct data",
+	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
-		return ptOpenTwiceWith(ctx, env, launched(env, server.KindMixed), launched(env, server.KindBackingPerOpen))
+	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+		return ptOpenTwiceWith(ctx, env, env.SubjectFor(scenarios.KindMixed), env.SubjectFor(scenarios.KindBackingPerOpen))
 	},
 }
 
@@ -50,10 +51,7 @@ const openTwiceSize = 64<<10 + 321
 
 // ptOpenTwiceWith runs the mixed-mode part against the server mixed makes
 // and the two-backing-files part against the server two makes.
-func ptOpenTwiceWith(ctx context.Context, env *Env, mixed, two mountFactory) results.Result {
-	if why := passthroughMissing(env.Capabilities); why != "" {
-		return results.Result{Status: results.Skip, Reason: why}
-	}
+func ptOpenTwiceWith(ctx context.Context, env *scenarios.Env, mixed, two scenarios.Subject) results.Result {
 	a := runPart(ctx, env, "mixed", mixed, openMixed)
 	b := runPart(ctx, env, "two-backing", two, openTwoBacking)
 	return mergeParts(a, b)
@@ -66,17 +64,17 @@ type part struct {
 }
 
 // runPart runs steps on a rig of its own in a subdirectory of env.Dir.
-func runPart(ctx context.Context, env *Env, name string, mount mountFactory, steps func(*rig, *rand.ChaCha8) []openStep) part {
-	sub := *env
-	sub.Dir = filepath.Join(env.Dir, name)
-	if err := os.Mkdir(sub.Dir, 0o755); err != nil {
-		return part{name, errorResult("scratch directory: %v", err)}
+func runPart(ctx context.Context, env *scenarios.Env, name string, sub scenarios.Subject, steps func(*rig, *rand.ChaCha8) []openStep) part {
+	senv := *env
+	senv.Dir = filepath.Join(env.Dir, name)
+	if err := os.Mkdir(senv.Dir, 0o755); err != nil {
+		return part{name, scenarios.ErrorResult("scratch directory: %v", err)}
 	}
 	rng := rand.NewChaCha8([32]byte{'p', 'o', name[0]})
 	model := randomBytes(rng, openTwiceSize)
-	r, err := newRig(ctx, &sub, mount, map[string][]byte{"file": model})
+	r, err := newRig(ctx, &senv, sub, map[string][]byte{"file": model})
 	if err != nil {
-		return part{name, errorResult("%v", err)}
+		return part{name, scenarios.ErrorResult("%v", err)}
 	}
 	checkOpenSteps(r, steps(r, rng))
 	return part{name, r.result()}
@@ -112,7 +110,7 @@ type openStep struct {
 	name string
 	// want says what the server's two replies must be for the step to
 	// have exercised its case; it returns "" or why it was not exercised.
-	want func(first, second server.OpenReply) string
+	want func(first, second scenarios.OpenReply) string
 	// second is the errno of the second open(2); 0 if it succeeded.
 	second unix.Errno
 	// ran is false when the step ended before its second open.
@@ -197,7 +195,7 @@ func secondOpen(r *rig, s *openStep, flags int) unix.Errno {
 	if err != nil && !errors.As(err, &errno) {
 		r.failf("%s: second open: %v", s.name, err)
 	}
-	r.facts[s.name+".second_open"] = errnoText(errno)
+	r.facts[s.name+".second_open"] = scenarios.ErrnoText(errno)
 	if err == nil {
 		unix.Close(fd)
 	}
@@ -242,7 +240,7 @@ func checkOpenSteps(r *rig, steps []openStep) {
 			r.failf("%s: the kernel accepted the second open (%s after %s); fs/fuse/iomode.c refuses it", s.name, describeReply(second), describeReply(first))
 		case unix.EIO:
 		default:
-			r.notes = append(r.notes, fmt.Sprintf("%s: refused with %s where fs/fuse/iomode.c (6.9 … 6.18) answers EIO", s.name, errnoText(s.second)))
+			r.notes = append(r.notes, fmt.Sprintf("%s: refused with %s where fs/fuse/iomode.c (6.9 … 6.18) answers EIO", s.name, scenarios.ErrnoText(s.second)))
 		}
 	}
 	if len(opens) > 0 {
@@ -250,7 +248,7 @@ func checkOpenSteps(r *rig, steps []openStep) {
 	}
 }
 
-func describeReply(o server.OpenReply) string {
+func describeReply(o scenarios.OpenReply) string {
 	switch {
 	case !o.Status.Ok():
 		return fmt.Sprintf("error %v", o.Status)
@@ -262,21 +260,21 @@ func describeReply(o server.OpenReply) string {
 	return "cached"
 }
 
-func wantPassthroughThenCached(first, second server.OpenReply) string {
+func wantPassthroughThenCached(first, second scenarios.OpenReply) string {
 	if !first.Passthrough() || !second.Status.Ok() || second.OpenFlags&fuseabi.FOpenPassthrough != 0 {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not passthrough then cached"
 	}
 	return ""
 }
 
-func wantCachedThenPassthrough(first, second server.OpenReply) string {
+func wantCachedThenPassthrough(first, second scenarios.OpenReply) string {
 	if !first.Status.Ok() || first.OpenFlags&fuseabi.FOpenPassthrough != 0 || !second.Passthrough() {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not cached then passthrough"
 	}
 	return ""
 }
 
-func wantTwoBackingFiles(first, second server.OpenReply) string {
+func wantTwoBackingFiles(first, second scenarios.OpenReply) string {
 	if !first.Passthrough() || !second.Passthrough() || first.BackingID == second.BackingID {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not two different backing files"
 	}

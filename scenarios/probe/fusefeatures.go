@@ -1,4 +1,4 @@
-package scenarios
+package probe
 
 import (
 	"bufio"
@@ -16,14 +16,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
 )
 
-var fuseFeaturesProbe = Scenario{
-	ID:          "fuse-features",
+var fuseFeaturesProbe = scenarios.Scenario{
+	ID:          scenarios.IDFuseFeatures,
 	Kind:        results.Probe,
 	Description: "records FUSE module parameters, fs.fuse sysctls, io_uring and request-timeout support, and whether virtiofs, CUSE and fusectl are there",
 	Timeout:     10 * time.Second,
-	Run: func(ctx context.Context, env *Env) results.Result {
+	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		return fuseFeaturesIn(env, systemRoots)
 	},
 }
@@ -41,7 +42,7 @@ var systemRoots = featureRoots{sys: "/sys", proc: "/proc", dev: "/dev"}
 const maxFactBytes = 256
 
 // fuseFeaturesIn runs fuse-features on the trees under roots.
-func fuseFeaturesIn(env *Env, roots featureRoots) results.Result {
+func fuseFeaturesIn(env *scenarios.Env, roots featureRoots) results.Result {
 	facts := map[string]string{}
 	var broken []string
 	for _, d := range []struct{ prefix, dir string }{
