@@ -285,13 +285,54 @@ func (set *benchSet) run(ctx context.Context, env *scenarios.Env, c benchCell) r
 	return r
 }
 
+// measureCell prepares cell c, measures its runs and summarises them. Each
+// step leaves the result Pass to let the next one go on; a skip, an error
+// or a failure ends the cell there.
 func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benchCell) results.Result {
+	cell := set.prepare(ctx, env, c)
+	if cell.r.Status == results.Pass {
+		set.measure(ctx, env, cell)
+	}
+	if cell.r.Status == results.Pass {
+		set.summarise(cell)
+	}
+	return cell.r
+}
+
+// cellRun is one cell on its way: what prepare set up, what measure
+// gathered, and the result summarise completes.
+type cellRun struct {
+	c    benchCell
+	mode seqMode
+	// pairs are the pair modes that can run here.
+	pairs   []seqMode
+	runs    int
+	size    int64
+	backing string
+	buf     []byte
+	r       results.Result
+
+	// mbps holds each run's figure, pairMbps each pair mode's run before
+	// it; unpaired says why a pair mode gave none.
+	mbps     []float64
+	pairMbps map[string][]float64
+	unpaired map[string]string
+	total    sample
+	// requests stays nil unless the daemon counts them by opcode.
+	requests map[string]int64
+	profiles []string
+}
+
+// prepare fills in the cell's facts, skips it where its mode cannot run,
+// and lays out the benchmark file and the pair modes.
+func (set *benchSet) prepare(ctx context.Context, env *scenarios.Env, c benchCell) *cellRun {
 	runs := env.BenchRuns
 	if runs <= 0 {
 		runs = scenarios.DefaultBenchRuns
 	}
 	size := bytesPerRun(c.op, c.block, runs, env.BenchBytes)
-	r := results.Result{
+	cell := &cellRun{c: c, runs: runs, size: size, pairMbps: map[string][]float64{}, unpaired: map[string]string{}}
+	cell.r = results.Result{
 		Status:  results.Pass,
 		Metrics: map[string]float64{},
 		Facts: map[string]string{
@@ -302,6 +343,7 @@ func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benc
 			"runs":          strconv.Itoa(runs),
 		},
 	}
+	r := &cell.r
 	modes := seqModes
 	if set.modes != nil {
 		modes = set.modes
@@ -309,96 +351,105 @@ func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benc
 	all := modes()
 	i := modeIndex(all, c.mode)
 	if i < 0 {
-		return withError(r, "no mode %q", c.mode)
+		*r = withError(*r, "no mode %q", c.mode)
+		return cell
 	}
 	mode := all[i]
+	cell.mode = mode
+	// Not a Scenario.Needs: the skip keeps the cell's facts.
 	if mode.passthrough {
 		if why := scenarios.PassthroughMissing(env.Capabilities); why != "" {
 			r.Status, r.Reason = results.Skip, why
-			return r
+			return cell
 		}
 	}
 	if mode.unavailable != nil {
 		if why := mode.unavailable(); why != "" {
 			r.Status, r.Reason = results.Skip, why
-			return r
+			return cell
 		}
 	}
 	if mode.facts != nil {
 		maps.Copy(r.Facts, mode.facts(env))
 	}
-	backing := filepath.Join(env.Dir, "backing")
-	if err := os.Mkdir(backing, 0o755); err != nil {
-		return withError(r, "scratch directory: %v", err)
+	cell.backing = filepath.Join(env.Dir, "backing")
+	if err := os.Mkdir(cell.backing, 0o755); err != nil {
+		*r = withError(*r, "scratch directory: %v", err)
+		return cell
 	}
-	file := filepath.Join(backing, seqFile)
-	buf := make([]byte, c.block)
+	file := filepath.Join(cell.backing, seqFile)
+	cell.buf = make([]byte, c.block)
 	if c.op == "read" {
 		if err := writePattern(ctx, file, size); err != nil {
-			return withError(r, "benchmark file: %v", err)
+			*r = withError(*r, "benchmark file: %v", err)
+			return cell
 		}
 		// See seqReadWith: the first read of fresh tmpfs pages is slow.
-		if _, _, err := timedRead(ctx, file, buf); err != nil {
-			return withError(r, "warm-up: %v", err)
+		if _, _, err := timedRead(ctx, file, cell.buf); err != nil {
+			*r = withError(*r, "warm-up: %v", err)
+			return cell
 		}
 	} else {
-		for i := range buf {
-			buf[i] = byte(i*7 + 1)
+		for i := range cell.buf {
+			cell.buf[i] = byte(i*7 + 1)
 		}
 		// The loopback then OPENs an existing file, the path passthrough
 		// is proven on, instead of CREATE.
 		if err := os.WriteFile(file, nil, 0o644); err != nil {
-			return withError(r, "benchmark file: %v", err)
+			*r = withError(*r, "benchmark file: %v", err)
+			return cell
 		}
 	}
 
 	// Pair modes that cannot run here are left out: their ratio falls
 	// back to the ratio of medians, which says why it has none.
-	var pairs []seqMode
-	unpaired := map[string]string{}
-	pairMbps := map[string][]float64{}
 	for _, name := range mode.pairs {
 		j := modeIndex(all, name)
 		if j < 0 {
-			return withError(r, "mode %q pairs with unknown mode %q", mode.name, name)
+			*r = withError(*r, "mode %q pairs with unknown mode %q", mode.name, name)
+			return cell
 		}
 		pm := all[j]
 		if pm.unavailable != nil && pm.unavailable() != "" {
 			continue
 		}
-		pairs = append(pairs, pm)
+		cell.pairs = append(cell.pairs, pm)
 	}
+	return cell
+}
 
+// measure makes the cell's runs, each right after a run of every pair
+// mode, and gathers their figures. A passthrough mode whose daemon saw
+// READ or WRITE fails the cell: its figure would describe classic FUSE.
+func (set *benchSet) measure(ctx context.Context, env *scenarios.Env, cell *cellRun) {
+	c, mode, r := cell.c, cell.mode, &cell.r
 	pl := benchPlacement()
 	r.Facts["placement"] = pl.note
-	env.Printf("%d runs of %d bytes", runs, size)
-	mbps := make([]float64, 0, runs)
-	var total sample
-	// requests stays nil unless the daemon counts them by opcode.
-	var requests map[string]int64
-	var profiles []string
-	for i := range runs {
+	env.Printf("%d runs of %d bytes", cell.runs, cell.size)
+	cell.mbps = make([]float64, 0, cell.runs)
+	for i := range cell.runs {
 		profile := ""
 		if env.Profile && mode.profiled {
 			profile = filepath.Join(env.Dir, fmt.Sprintf("cpu-%d.pprof", i+1))
 		}
-		for _, pm := range pairs {
-			if unpaired[pm.name] != "" {
+		for _, pm := range cell.pairs {
+			if cell.unpaired[pm.name] != "" {
 				continue
 			}
-			ps, _, err := set.once(ctx, env, c.in(pm.name), pm, pl, backing, size, buf, "")
+			ps, _, err := set.once(ctx, env, c.in(pm.name), pm, pl, cell.backing, cell.size, cell.buf, "")
 			if err != nil {
-				unpaired[pm.name] = fmt.Sprintf("paired %s run %d: %v", pm.name, i+1, err)
+				cell.unpaired[pm.name] = fmt.Sprintf("paired %s run %d: %v", pm.name, i+1, err)
 				continue
 			}
-			pairMbps[pm.name] = append(pairMbps[pm.name], ps.mbps())
+			cell.pairMbps[pm.name] = append(cell.pairMbps[pm.name], ps.mbps())
 		}
-		s, st, err := set.once(ctx, env, c, mode, pl, backing, size, buf, profile)
+		s, st, err := set.once(ctx, env, c, mode, pl, cell.backing, cell.size, cell.buf, profile)
 		if err != nil {
-			return withError(r, "run %d: %v", i+1, err)
+			*r = withError(*r, "run %d: %v", i+1, err)
+			return
 		}
 		if profile != "" {
-			profiles = append(profiles, profile)
+			cell.profiles = append(cell.profiles, profile)
 		}
 		if mode.passthrough {
 			if p := passthroughProblems(st); len(p) > 0 {
@@ -406,27 +457,33 @@ func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benc
 				// passthrough label: report no figure at all.
 				r.Status = results.Fail
 				r.Reason = "passthrough not in use: " + strings.Join(p, "; ")
-				return r
+				return
 			}
 		}
 		if st != nil && st.Requests != nil {
-			if requests == nil {
-				requests = map[string]int64{}
+			if cell.requests == nil {
+				cell.requests = map[string]int64{}
 			}
 			for op, n := range st.Requests {
-				requests[op] += n
+				cell.requests[op] += n
 			}
 		}
-		mbps = append(mbps, s.mbps())
-		total.bytes += s.bytes
-		total.busy += s.busy
-		total.ctxsw += s.ctxsw
-		total.server += s.server
+		cell.mbps = append(cell.mbps, s.mbps())
+		cell.total.bytes += s.bytes
+		cell.total.busy += s.busy
+		cell.total.ctxsw += s.ctxsw
+		cell.total.server += s.server
 		if s.settle != "" {
 			r.Log = append(r.Log, fmt.Sprintf("run %d: %s", i+1, s.settle))
 		}
 	}
-	st := summarize(mbps)
+}
+
+// summarise turns the runs into the cell's metrics, request and profile
+// summaries, and its ratios to native, to its bases and to its pairs.
+func (set *benchSet) summarise(cell *cellRun) {
+	c, mode, r, total := cell.c, cell.mode, &cell.r, cell.total
+	st := summarize(cell.mbps)
 	gib := float64(total.bytes) / (1 << 30)
 	r.Metrics["mbps_median"] = st.median
 	r.Metrics["mbps_min"] = st.min
@@ -436,19 +493,19 @@ func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benc
 	if mode.mount != nil {
 		r.Metrics["server_cpu_s_per_gib"] = total.server.Seconds() / gib
 	}
-	if mode.mount != nil && requests == nil {
+	if mode.mount != nil && cell.requests == nil {
 		r.Facts["requests"] = "not counted by this server"
 	}
-	if requests != nil {
+	if cell.requests != nil {
 		var n int64
-		for _, v := range requests {
+		for _, v := range cell.requests {
 			n += v
 		}
 		r.Metrics["daemon_requests_per_gib"] = float64(n) / gib
-		r.Facts["requests"] = formatRequests(requests, gib)
+		r.Facts["requests"] = formatRequests(cell.requests, gib)
 	}
-	if len(profiles) > 0 {
-		lines, err := profileSummary(profiles, profileTop)
+	if len(cell.profiles) > 0 {
+		lines, err := profileSummary(cell.profiles, profileTop)
 		if err != nil {
 			r.Facts["profile"] = err.Error()
 		}
@@ -460,9 +517,9 @@ func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benc
 	}
 	paired := map[string][]float64{}
 	var pairedWith []string
-	for _, pm := range pairs {
-		xs := pairRatios(mbps, pairMbps[pm.name])
-		if unpaired[pm.name] != "" || xs == nil {
+	for _, pm := range cell.pairs {
+		xs := pairRatios(cell.mbps, cell.pairMbps[pm.name])
+		if cell.unpaired[pm.name] != "" || xs == nil {
 			continue
 		}
 		paired[pm.name] = xs
@@ -472,11 +529,10 @@ func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benc
 	if len(pairedWith) > 0 {
 		r.Facts["paired_with"] = strings.Join(pairedWith, " ")
 	}
-	if len(unpaired) > 0 {
-		r.Facts["unpaired"] = strings.Join(slices.Sorted(maps.Values(unpaired)), "; ")
+	if len(cell.unpaired) > 0 {
+		r.Facts["unpaired"] = strings.Join(slices.Sorted(maps.Values(cell.unpaired)), "; ")
 	}
-	set.ratios(c, mode, st.median, paired, unpaired, &r)
-	return r
+	set.ratios(c, mode, st.median, paired, cell.unpaired, r)
 }
 
 // maxRequestKinds bounds the opcodes the requests fact names.
