@@ -40,15 +40,13 @@ var (
 
 // benchTotal is what a cell moves over all its runs, by op and block
 // size. Small blocks cost a FUSE round trip each and move far fewer bytes
-// in the same time: in a TCG guest, with the server a process of its own,
-// a 4 KiB write through FUSE makes 1–4 MB/s (two round trips, GETXATTR and
-// WRITE, each a switch between address spaces, which TCG makes dear), a
-// 4 KiB read 30–100 and a 1 MiB read 40–170. The figures keep most cells
-// within a few seconds under TCG. A native or passthrough read run is
-// short (about 50 ms at 128 KiB), which is why their ratio is taken run by
+// in the same time (a 4 KiB write makes two, GETXATTR and WRITE, each a
+// switch between address spaces, which TCG makes dear), so they move
+// less, to keep most cells within a few seconds under TCG. A native or
+// passthrough read run is short, which is why their ratio is taken run by
 // run against a native run made just before (seqMode.pairs) rather than
-// by moving more: twice the bytes cost the bench a sixth of its time and
-// did not steady the ratio as much.
+// by moving more: more bytes cost the bench time and steadied the ratio
+// less than pairing does.
 func benchTotal(op string, block int) int64 {
 	switch {
 	case block < 64<<10 && op == "write":
@@ -198,7 +196,7 @@ func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired ma
 		key := "ratio_" + strings.ReplaceAll(b, "-", "_")
 		if xs := paired[b]; len(xs) > 0 {
 			// The spread says how far to trust the median on a noisy
-			// host: one pair at 128 KiB has ranged from 0.56 to 1.41.
+			// host.
 			st := summarize(xs)
 			r.Metrics[key], r.Metrics[key+"_min"], r.Metrics[key+"_max"] = st.median, st.min, st.max
 			switch {
@@ -224,10 +222,10 @@ func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired ma
 // A paired ratio is flagged as disturbed (fact ratio_<mode>_noisy) when
 // its run-by-run values span more than noisySpread (max/min), or when a
 // FUSE mode beats the native runs beside it by more than
-// implausibleNative. On this project's 2-core TCG hosts, half the cells of
-// a bench span more than 1.5 and up to three more than 3, and a few
-// "beat" native by 1.4–4× because single native runs stalled: the
-// thresholds flag those and leave the everyday noise alone.
+// implausibleNative. Under TCG on a small host run-by-run ratios spread
+// widely as a matter of course, and a FUSE mode "beats" native when a
+// single native run stalled: the thresholds flag the latter and the
+// outliers, and leave the everyday noise alone.
 const (
 	noisySpread       = 2.5
 	implausibleNative = 1.25

@@ -11,11 +11,8 @@ import (
 // and under TCG that shows in the figure: every switch between address
 // spaces on one vCPU flushes its emulated TLB, which a server on a vCPU of
 // its own does not cause. The timed loop stays with the scheduler: pinned
-// to the first CPU as well, every mode got slower (one run; why is not
-// known). Measured on 6.12 (paired runs): with servers, Go and C alike, on
-// the last CPU, the Go NOOP server made 0.86–1.19 of the C peer at 128 KiB
-// reads in three runs, against 0.72–0.80 left to the scheduler; 4 KiB
-// writes stayed at 0.56–0.65.
+// to the first CPU as well, every mode got slower (why is not known). The
+// README has the figures behind both choices.
 type placement struct {
 	// server are the CPUs of the server process, nil for any.
 	server []int

@@ -22,8 +22,8 @@ var seqRead = scenarios.Scenario{
 	ID:          scenarios.IDSeqRead,
 	Kind:        results.Benchmark,
 	Description: "sequential read throughput: tmpfs, NOOP FUSE, classic FUSE loopback and passthrough loopback",
-	// A TCG guest reads about 200 MB/s through FUSE; 4 × 256 MiB plus
-	// the setup fits many times over.
+	// Four passes over the file plus the setup, with a wide margin for a
+	// slow TCG guest.
 	Timeout: 180 * time.Second,
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		return seqReadWith(ctx, env, seqReadModes())
@@ -254,7 +254,7 @@ func seqReadWith(ctx context.Context, env *scenarios.Env, modes []seqMode) resul
 	}
 	buf := make([]byte, block)
 	// The first read of freshly written tmpfs pages is markedly slower
-	// than later ones (about 20% on the development host), which would
+	// than later ones, which would
 	// charge it to whichever mode reads the backing file first. One
 	// untimed pass puts native and passthrough on the same footing.
 	if _, _, err := timedRead(ctx, filepath.Join(backing, seqFile), buf); err != nil {

@@ -13,9 +13,8 @@ import (
 
 // A server process is still busy for a while after it reports its mount
 // ready: a fresh Go runtime faults its heap in, starts its readers and
-// collects its start-up garbage. Under TCG that is tens of milliseconds of
-// CPU, about a sixth of a 128 KiB read run, taken from the vCPUs the
-// timed loop runs on. A run therefore starts once the server has gone
+// collects its start-up garbage. Under TCG that CPU time is a noticeable
+// part of a short run, taken from the vCPUs the timed loop runs on. A run therefore starts once the server has gone
 // quiet, as a server in steady use would be.
 const (
 	// settleWindow is how long the server is watched at a time, and

@@ -22,8 +22,7 @@ var passthroughIoctlProbe = scenarios.Scenario{
 	ID:          scenarios.IDPassthroughIoctl,
 	Kind:        results.Probe,
 	Description: "registers backing files with FUSE_DEV_IOC_BACKING_OPEN/CLOSE, correctly and in each wrong way, and records the kernel's answers",
-	// Four small mounts and a dozen ioctls; a TCG guest needs well under
-	// a second.
+	// Four small mounts and a dozen ioctls: a wide margin even under TCG.
 	Timeout: 60 * time.Second,
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		return passthroughIoctlWith(ctx, env, noopConn)
