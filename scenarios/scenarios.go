@@ -1,7 +1,14 @@
-// Package scenarios holds what fusematrix runs inside each guest: probes
-// that report facts about the kernel's FUSE, correctness scenarios, and
-// benchmarks. The host imports it only for ids and descriptions (to select
-// and to render); the guest agent runs them.
+// Package scenarios is the core of what fusematrix runs inside each guest:
+// the Scenario and Env types, the requirements a scenario declares (Needs)
+// and the one runner that evaluates them (Run), the FUSE server under test
+// (Subject, with fusematrix's own server as OwnServer), the result ids and
+// benchmark constants (ids.go), and the helpers more than one kind of
+// check uses. It is also the one adapter onto package server (server.go).
+//
+// The checks themselves live in subpackages that import this one and
+// nothing of each other: probe (facts about the kernel's FUSE), correct
+// (correctness scenarios) and bench (benchmarks); suite imports all three
+// and lists them in run order. This package imports none of them.
 //
 // A scenario never decides how it is reported: it returns a results.Result
 // and the agent streams it. A scenario that cannot run on a kernel returns
@@ -10,13 +17,10 @@ package scenarios
 
 import (
 	"context"
-	"fmt"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // Env is what a scenario runs against inside a guest.
@@ -39,17 +43,30 @@ type Env struct {
 	Profile bool
 	// Logf reports progress; it is never nil when the agent calls Run.
 	Logf func(format string, args ...any)
-	// Server starts the FUSE servers correctness scenarios run against,
-	// each as a process of its own; the zero value re-executes this
-	// program with "serve".
-	Server server.Launcher
+	// Server starts fusematrix's own FUSE servers, each as a process of
+	// its own; the zero value re-executes this program with "serve".
+	Server Launcher
+	// Subject, when set, is the FUSE server under test: correctness
+	// scenarios mount it instead of our own server of the kind they would
+	// start (SubjectFor). Nil means our own server (OwnServer over Server).
+	Subject Subject
+}
+
+// Printf reports progress through Logf, if there is one.
+func (env *Env) Printf(format string, args ...any) {
+	if env.Logf != nil {
+		env.Logf(format, args...)
+	}
 }
 
 // Scenario is one named check.
 type Scenario struct {
-	ID          string
+	ID          contract.ID
 	Kind        results.Kind
 	Description string
+	// Needs is what the check requires of the kernel and of the server
+	// under test; Run skips it, with the reason, where that is missing.
+	Needs Needs
 	// Timeout bounds Run; the agent cancels ctx when it expires.
 	Timeout time.Duration
 	// Run performs the check. ID, Kind and Seconds of the returned result
@@ -57,56 +74,11 @@ type Scenario struct {
 	Run func(ctx context.Context, env *Env) results.Result
 }
 
-// All returns every scenario in the order the agent runs them: probes
-// first, since later scenarios read what probes found.
-func All() []Scenario {
-	return append([]Scenario{
-		fuseInitProbe,
-		passthroughIoctlProbe,
-		fuseFeaturesProbe,
-		passthroughRead,
-		ptIntegrity,
-		ptSizeAfterWrite,
-		ptMmapShared,
-		ptFsync,
-		ptOpenTwice,
-		ptDirectIO,
-		ptCloseBacking,
-		ptUnmountOpen,
-		ptAbortOpen,
-		classicFallback,
-		classicBasics,
-		seqRead,
-	}, benchScenarios()...)
-}
-
-// Select returns the scenarios whose id matches pattern, in run order.
-// Probes always run, because other scenarios depend on what they find.
-// The benchmark cells (BenchPrefix) take minutes and are selected only by
-// a pattern that starts with "bench" or "^bench".
-func Select(pattern string) ([]Scenario, error) {
-	re, err := regexp.Compile(pattern)
-	if err != nil {
-		return nil, fmt.Errorf("scenario pattern %q: %w", pattern, err)
+// Run runs s in env: a skip with the reason when env does not meet
+// s.Needs, else s.Run.
+func Run(ctx context.Context, s Scenario, env *Env) results.Result {
+	if why := s.Needs.Unmet(env); why != "" {
+		return results.Result{Status: results.Skip, Reason: why}
 	}
-	bench := strings.HasPrefix(strings.TrimPrefix(pattern, "^"), "bench")
-	var out []Scenario
-	for _, s := range All() {
-		if !bench && strings.HasPrefix(s.ID, BenchPrefix) {
-			continue
-		}
-		if s.Kind == results.Probe || re.MatchString(s.ID) {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-// IDs returns the ids of ss.
-func IDs(ss []Scenario) []string {
-	ids := make([]string, len(ss))
-	for i, s := range ss {
-		ids[i] = s.ID
-	}
-	return ids
+	return s.Run(ctx, env)
 }

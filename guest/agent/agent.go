@@ -25,6 +25,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/suite"
 )
 
 // Version identifies the agent in hello; a VCS revision is appended when
@@ -115,7 +116,7 @@ func (a *agent) runAll(ctx context.Context) {
 	selected := a.cfg.Scenarios
 	if selected == nil {
 		var err error
-		if selected, err = scenarios.Select(a.cfg.Run); err != nil {
+		if selected, err = suite.Select(a.cfg.Run); err != nil {
 			a.log(err.Error())
 			return
 		}
@@ -144,7 +145,7 @@ func (a *agent) runAll(ctx context.Context) {
 			rs = append(rs, r)
 		}
 		r := aggregate(rs)
-		r.ID, r.Kind = s.ID, s.Kind
+		r.ID, r.Kind = string(s.ID), s.Kind
 		a.emit(results.Event{Type: results.ResultEvent, Result: fit(r)})
 	}
 }
@@ -152,7 +153,7 @@ func (a *agent) runAll(ctx context.Context) {
 // runOne runs s in a fresh scratch directory, bounded by its timeout, and
 // shares what a probe found with the scenarios after it.
 func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenarios.Env, root string) results.Result {
-	dir := filepath.Join(root, strings.ReplaceAll(s.ID, "/", "_"))
+	dir := filepath.Join(root, strings.ReplaceAll(string(s.ID), "/", "_"))
 	if err := clearDir(dir); err != nil {
 		return results.Result{Status: results.Error, Reason: fmt.Sprintf("scratch directory: %v", err)}
 	}
@@ -167,7 +168,7 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 	env := *base
 	env.Dir = dir
 	env.Logf = func(format string, args ...any) {
-		a.log(s.ID + ": " + fmt.Sprintf(format, args...))
+		a.log(string(s.ID) + ": " + fmt.Sprintf(format, args...))
 	}
 
 	// The kernel's own account of a failure is in its log: keep what it
@@ -188,7 +189,7 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 				done <- results.Result{Status: results.Error, Reason: fmt.Sprintf("panic: %v", v)}
 			}
 		}()
-		done <- s.Run(sctx, &env)
+		done <- scenarios.Run(sctx, s, &env)
 	}()
 
 	var r results.Result
@@ -206,7 +207,7 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 		}
 		r = results.Result{Status: results.Error, Reason: reason}
 		for _, n := range abortFUSE(dir) {
-			a.log(s.ID + ": " + n)
+			a.log(string(s.ID) + ": " + n)
 		}
 		select {
 		case <-done:

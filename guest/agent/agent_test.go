@@ -319,7 +319,7 @@ func TestFit(t *testing.T) {
 func TestRunCount(t *testing.T) {
 	calls := map[string]int{}
 	seq := func(id string, statuses ...results.Status) scenarios.Scenario {
-		return scenarios.Scenario{ID: id, Kind: results.Scenario, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+		return scenarios.Scenario{ID: contract.ID(id), Kind: results.Scenario, Timeout: time.Minute, Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 			st := statuses[calls[id]%len(statuses)]
 			calls[id]++
 			return results.Result{Status: st, Reason: fmt.Sprintf("run %d", calls[id])}

@@ -7,9 +7,9 @@
 // on the same scheduling tick the runtime's monitor thread (sysmon) treats
 // it as running too long: it takes the P away from the blocked call, and
 // because it took something it goes back to waking every 20 µs, taking Ps
-// away again as each call blocks. Measured in a TCG guest during a 4 KiB
-// FUSE write run, that thread woke about once per write(2) and used about
-// as much CPU as the loop itself, on the two vCPUs the measurement runs on.
+// away again as each call blocks: in a TCG guest during small FUSE writes
+// it wakes about once per write(2) and competes with the loop for the
+// vCPUs the measurement runs on (the README has the figures).
 // A runtime.Gosched every few milliseconds starts a new tick, and sysmon
 // goes back to sleeping up to 10 ms at a time.
 package yield
@@ -24,9 +24,8 @@ const (
 	// a stretch stays under 2×Period, below the runtime's 10 ms. Not
 	// less: with an idle P, each yield also wakes a second thread to look
 	// for work, and in the NOOP server, pinned to one vCPU, that thread
-	// runs where the server does. Yielding every millisecond instead cost
-	// the server 1.5–2 times the CPU per GiB of 4 KiB and 128 KiB reads
-	// (two runs each under TCG).
+	// runs where the server does: yielding every millisecond instead
+	// cost the server markedly more CPU per GiB.
 	Period = 4 * time.Millisecond
 	// maxEvery bounds the calls between yields (and between clock reads).
 	maxEvery = 64

@@ -1,0 +1,180 @@
+package correct
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
+)
+
+// rig is what one correctness scenario runs on: a backing directory, the
+// mount that shows it, the server process behind the mount (the subject's
+// daemon), and what went wrong so far.
+type rig struct {
+	backing, mnt string
+	proc         scenarios.Daemon
+	problems     []string
+	notes        []string
+	facts        map[string]string
+	stats        *scenarios.Stats
+}
+
+// newRig fills a backing directory with files and mounts it with sub.
+func newRig(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, files map[string][]byte) (*rig, error) {
+	r := &rig{backing: filepath.Join(env.Dir, "backing"), mnt: filepath.Join(env.Dir, "mnt"), facts: map[string]string{}}
+	for _, d := range []string{r.backing, r.mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, fmt.Errorf("scratch directory: %w", err)
+		}
+	}
+	for name, data := range files {
+		if err := os.WriteFile(r.b(name), data, 0o644); err != nil {
+			return nil, fmt.Errorf("backing file: %w", err)
+		}
+	}
+	p, err := sub.Mount(ctx, r.mnt, r.backing)
+	if err != nil {
+		return nil, err
+	}
+	r.proc = p
+	return r, nil
+}
+
+// b is name in the backing directory, m the same name through the mount.
+func (r *rig) b(name string) string { return filepath.Join(r.backing, name) }
+func (r *rig) m(name string) string { return filepath.Join(r.mnt, name) }
+
+func (r *rig) failf(format string, args ...any) {
+	r.problems = append(r.problems, fmt.Sprintf(format, args...))
+}
+
+// stop ends the server once and returns what it observed; nil when it
+// could not say.
+func (r *rig) stop() *scenarios.Stats {
+	if r.stats != nil {
+		return r.stats
+	}
+	st, err := r.proc.Stop()
+	if err != nil {
+		r.failf("server: %v", err)
+		return nil
+	}
+	r.stats = &st
+	r.facts["read_requests"] = fmt.Sprint(st.Reads)
+	r.facts["write_requests"] = fmt.Sprint(st.Writes)
+	r.facts["opens"] = fmt.Sprint(len(st.Opens))
+	return r.stats
+}
+
+// requirePassthrough stops the server and fails the scenario unless every
+// open asked for passthrough and no READ or WRITE reached the daemon:
+// otherwise the scenario tested classic FUSE under a passthrough name.
+func (r *rig) requirePassthrough() {
+	st := r.stop()
+	if st == nil {
+		r.failf("passthrough unverified: the server reported nothing")
+		return
+	}
+	p := scenarios.OpenProblems(st.Opens, st.Registrations)
+	if st.Reads > 0 {
+		p = append(p, fmt.Sprintf("%d READ requests (%d bytes) reached the daemon", st.Reads, st.ReadBytes))
+	}
+	if st.Writes > 0 {
+		p = append(p, fmt.Sprintf("%d WRITE requests (%d bytes) reached the daemon", st.Writes, st.WriteBytes))
+	}
+	r.facts["passthrough"] = fmt.Sprint(len(p) == 0)
+	for _, s := range p {
+		r.failf("passthrough not in use: %s", s)
+	}
+}
+
+// result stops the server if the scenario has not, and reports. A result
+// that is not a pass carries the server's stderr.
+func (r *rig) result() results.Result {
+	r.stop()
+	res := results.Result{Status: results.Pass, Facts: r.facts}
+	if len(r.problems) > 0 {
+		res.Status = results.Fail
+		res.Reason = strings.Join(r.problems, "; ")
+		for _, l := range r.proc.Stderr() {
+			res.Log = append(res.Log, "server: "+l)
+		}
+	} else {
+		res.Reason = strings.Join(r.notes, "; ")
+	}
+	return res
+}
+
+// compareFile fails the scenario when path does not hold want.
+func (r *rig) compareFile(what, path string, want []byte) {
+	got, err := os.ReadFile(path)
+	if err != nil {
+		r.failf("%s: %v", what, err)
+		return
+	}
+	if p := compareData(got, want); p != "" {
+		r.failf("%s: %s", what, p)
+	}
+}
+
+// compareBoth checks the file through the mount and in the backing
+// directory.
+func (r *rig) compareBoth(step, name string, want []byte) {
+	r.compareFile(step+": read through the mount", r.m(name), want)
+	r.compareFile(step+": backing file", r.b(name), want)
+}
+
+// checkSize compares every size the system reports for name with want:
+// fstat of fd (the kernel's inode), stat (attribute cache),
+// statx(AT_STATX_FORCE_SYNC) (asks the server) and the backing file.
+func (r *rig) checkSize(step string, fd int, name string, want int64) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		r.failf("%s: fstat: %v", step, err)
+	} else if st.Size != want {
+		r.failf("%s: fstat says size %d, want %d", step, st.Size, want)
+	}
+	if err := unix.Stat(r.m(name), &st); err != nil {
+		r.failf("%s: stat: %v", step, err)
+	} else if st.Size != want {
+		r.failf("%s: stat says size %d, want %d", step, st.Size, want)
+	}
+	var sx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, r.m(name), unix.AT_STATX_FORCE_SYNC, unix.STATX_SIZE, &sx); err != nil {
+		r.failf("%s: statx: %v", step, err)
+	} else if int64(sx.Size) != want {
+		r.failf("%s: statx(AT_STATX_FORCE_SYNC), answered by the server, says size %d, want %d", step, sx.Size, want)
+	}
+	if err := unix.Stat(r.b(name), &st); err != nil {
+		r.failf("%s: stat of the backing file: %v", step, err)
+	} else if st.Size != want {
+		r.failf("%s: the backing file has size %d, want %d", step, st.Size, want)
+	}
+}
+
+// compareData describes the first difference between got and want.
+func compareData(got, want []byte) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("bytes differ at offset %d", i)
+		}
+	}
+	if len(got) != len(want) {
+		return fmt.Sprintf("got %d bytes, want %d", len(got), len(want))
+	}
+	return ""
+}
+
+// randomBytes returns n bytes from rng.
+func randomBytes(rng *rand.ChaCha8, n int) []byte {
+	b := make([]byte, n)
+	_, _ = rng.Read(b)
+	return b
+}

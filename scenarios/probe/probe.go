@@ -1,0 +1,16 @@
+// Package probe holds the probes: checks that report facts about the
+// kernel's FUSE (what FUSE_INIT offers, what the passthrough ioctls
+// answer, module parameters and sysctls) rather than judge a server. They
+// run first, and fuse-init fills Env.Capabilities for every check after
+// it.
+//
+// It imports the core package scenarios (and fuseabi), never correct,
+// bench or suite.
+package probe
+
+import "github.com/fusematrix/fusematrix/scenarios"
+
+// All returns the probes in the order the agent runs them.
+func All() []scenarios.Scenario {
+	return []scenarios.Scenario{fuseInitProbe, passthroughIoctlProbe, fuseFeaturesProbe}
+}

@@ -1,0 +1,61 @@
+package scenarios
+
+import "context"
+
+// Subject is the FUSE server under test: what a correctness scenario
+// mounts and checks.
+type Subject interface {
+	// Name says which server it is, for reasons and facts.
+	Name() string
+	// Ours is true for fusematrix's own server, which reports in Stats
+	// what reached it (OPEN replies, READ and WRITE counts). Scenarios
+	// that judge by that declare NeedOwnServer.
+	Ours() bool
+	// Mount starts the server showing the directory backing at mnt.
+	Mount(ctx context.Context, mnt, backing string) (Daemon, error)
+}
+
+// Daemon is a running server process behind a mount.
+type Daemon interface {
+	// Pid identifies the process.
+	Pid() int
+	// Stop unmounts, ends the process and returns what it observed;
+	// the zero Stats from a server that is not ours.
+	Stop() (Stats, error)
+	// Stderr is the last lines the process wrote to its stderr.
+	Stderr() []string
+	// Exited is closed once the process has ended.
+	Exited() <-chan struct{}
+}
+
+// OwnServer is fusematrix's own go-fuse server of one kind, each mount a
+// process of its own started by Launcher.
+type OwnServer struct {
+	Launcher Launcher
+	Kind     Kind
+}
+
+// Name is "fusematrix" and the kind.
+func (o OwnServer) Name() string { return "fusematrix " + string(o.Kind) }
+
+// Ours is true.
+func (o OwnServer) Ours() bool { return true }
+
+// Mount starts the server as a process of its own.
+func (o OwnServer) Mount(ctx context.Context, mnt, backing string) (Daemon, error) {
+	p, err := o.Launcher.Start(ctx, Spec{Kind: o.Kind, Backing: backing}, mnt)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// SubjectFor returns the server a scenario written against our own
+// server of kind mounts: Env.Subject when set, else OwnServer of kind
+// started through Env.Server.
+func (env *Env) SubjectFor(kind Kind) Subject {
+	if env.Subject != nil {
+		return env.Subject
+	}
+	return OwnServer{Launcher: env.Server, Kind: kind}
+}

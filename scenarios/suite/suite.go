@@ -1,0 +1,57 @@
+// Package suite lists every probe, correctness scenario and benchmark in
+// the order the agent runs them, and selects among them by id. It is the
+// one package that imports probe, correct and bench (and the core
+// package scenarios); nothing in scenarios imports it.
+package suite
+
+import (
+	"fmt"
+
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/bench"
+	"github.com/fusematrix/fusematrix/scenarios/correct"
+	"github.com/fusematrix/fusematrix/scenarios/probe"
+)
+
+// All returns every scenario in the order the agent runs them: probes
+// first, since later scenarios read what probes found; then the
+// correctness scenarios, seq-read and the benchmark cells.
+func All() []scenarios.Scenario {
+	var out []scenarios.Scenario
+	out = append(out, probe.All()...)
+	out = append(out, correct.All()...)
+	return append(out, bench.All()...)
+}
+
+// Select returns the scenarios pattern selects, in run order, by the
+// contract's rule (contract.Select), which the host applies too: probes
+// always, benchmark cells only when the pattern starts with "bench".
+func Select(pattern string) ([]scenarios.Scenario, error) {
+	checks, err := contract.Select(pattern)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[contract.ID]scenarios.Scenario{}
+	for _, s := range All() {
+		byID[s.ID] = s
+	}
+	out := make([]scenarios.Scenario, 0, len(checks))
+	for _, c := range checks {
+		s, ok := byID[c.ID]
+		if !ok {
+			return nil, fmt.Errorf("check %s: in the contract but not in the suite", c.ID)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// IDs returns the ids of ss.
+func IDs(ss []scenarios.Scenario) []contract.ID {
+	ids := make([]contract.ID, len(ss))
+	for i, s := range ss {
+		ids[i] = s.ID
+	}
+	return ids
+}
