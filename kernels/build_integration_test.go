@@ -74,7 +74,7 @@ func TestKernelBuild(t *testing.T) {
 		Kernels:   []string{name},
 		OutDir:    out,
 		Accel:     "tcg",
-		Params:    contract.Params{Run: "^$"}, // the probes only
+		Params:    contract.Params{Run: contract.ProbesOnly}, // the probes only
 		SourceDir: root,
 		Logf:      t.Logf,
 	})

@@ -55,7 +55,7 @@ func TestWideMatrixFromMirror(t *testing.T) {
 		Kernels: []string{newest},
 		OutDir:  t.TempDir(),
 		Accel:   "tcg",
-		Params:  contract.Params{Run: "^$"},
+		Params:  contract.Params{Run: contract.ProbesOnly},
 		Kernel:  opts,
 		Logf:    t.Logf,
 		SourceDir: func() string {

@@ -149,6 +149,7 @@ func TestSelect(t *testing.T) {
 	assert.Check(t, is.Len(ids(""), len(checks)), "cells only when named")
 	assert.Check(t, is.Len(ids("^bench/"), len(probes)+len(Cells())))
 	assert.DeepEqual(t, ids("^bench/read/noop/4096$"), append(probes[:3:3], "bench/read/noop/4096"))
+	assert.DeepEqual(t, ids(ProbesOnly), probes)
 	_, err := Select("(")
 	assert.ErrorContains(t, err, `scenario pattern "("`)
 }

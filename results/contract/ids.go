@@ -93,6 +93,9 @@ func Checks() []Check {
 	return out
 }
 
+// ProbesOnly is a pattern that selects the probes and nothing else.
+const ProbesOnly = "^(" + string(FuseInit) + "|" + string(PassthroughIoctl) + "|" + string(FuseFeatures) + ")$"
+
 // Select returns the checks whose id matches pattern, in run order.
 // Probes always run, because other checks depend on what they find. The
 // benchmark cells take minutes and are selected only by a pattern that

@@ -13,6 +13,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // benchRun is a finished bench of one kernel with passthrough, from an
@@ -105,7 +106,7 @@ func TestMatrixWritesHTML(t *testing.T) {
 		t.Skip("boots a QEMU guest with a kernel from the Debian mirror; run without -short")
 	}
 	out := t.TempDir()
-	code, text := fusematrix(t, "matrix", "-q", "-accel", "tcg", "-run", "^$", "-out", out, "debian:6.12/cloud@bookworm")
+	code, text := fusematrix(t, "matrix", "-q", "-accel", "tcg", "-run", contract.ProbesOnly, "-out", out, "debian:6.12/cloud@bookworm")
 	assert.Equal(t, code, 0, text)
 	assert.Check(t, is.Contains(text, filepath.Join(out, "report.html")))
 	html, err := os.ReadFile(filepath.Join(out, "report.html"))

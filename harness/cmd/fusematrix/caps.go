@@ -13,6 +13,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/results/report"
 )
 
@@ -57,7 +58,7 @@ func caps(args []string) error {
 		return err
 	}
 	// Probes always run; a pattern no scenario id matches leaves only them.
-	o.Run = "^$"
+	o.Run = contract.ProbesOnly
 	info := io.Writer(os.Stderr)
 	if *format == "table" {
 		info = os.Stdout

@@ -144,6 +144,16 @@ func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
 // the results are on info. The error is an exitError when the run ended
 // but a kernel failed (1) or it was interrupted (130).
 func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
+	// A selection that cannot work is a usage error, found before any
+	// kernel is fetched or booted.
+	if _, err := harness.Selected(o.Run); err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
+		return exitError(2)
+	}
+	if err := o.Params.Check(); err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
+		return exitError(2)
+	}
 	if o.SourceDir == "" {
 		dir, err := findSource()
 		if err != nil {

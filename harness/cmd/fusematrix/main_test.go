@@ -15,6 +15,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -64,6 +65,30 @@ func TestUsage(t *testing.T) {
 	assert.Equal(t, code, 2)
 }
 
+// A selection that cannot work stops before anything boots, with the
+// usage exit code: a run that tests nothing must not read as a pass.
+func TestBadSelection(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"matrix", "-run", "("}, "error parsing regexp"},
+		{[]string{"matrix", "-run", "^no-such-check$"}, `matches no check`},
+		{[]string{"bench", "-scenario", "^bench/read/nosuchmode/"}, `matches no check`},
+		{[]string{"caps", "-count", "1001"}, "count 1001: want 1 to 1000"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out := t.TempDir()
+			args := append(tc.args[:1:1], append([]string{"-q", "-out", out, "-qemu", "/nonexistent/qemu"}, tc.args[1:]...)...)
+			code, text := fusematrix(t, args...)
+			assert.Equal(t, code, 2, text)
+			assert.Check(t, is.Contains(text, tc.want))
+			_, err := os.Stat(filepath.Join(out, "results.json"))
+			assert.Check(t, errors.Is(err, os.ErrNotExist), "nothing written")
+		})
+	}
+}
+
 func TestMissingQEMU(t *testing.T) {
 	code, out := fusematrix(t, "matrix", "-q", "-out", t.TempDir(), "-qemu", "/nonexistent/qemu-system-x86_64")
 	assert.Equal(t, code, 1)
@@ -87,7 +112,7 @@ func TestFailingKernelsAreReported(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
-			args := append([]string{"matrix", "-accel", "tcg", "-run", "^$", "-out", out}, tc.args...)
+			args := append([]string{"matrix", "-accel", "tcg", "-run", contract.ProbesOnly, "-out", out}, tc.args...)
 			code, text := fusematrix(t, args...)
 			assert.Equal(t, code, 1, text)
 			assert.Check(t, is.Contains(text, tc.err))
