@@ -8,6 +8,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // ErrorResult is a result with status Error and the formatted reason.
@@ -29,7 +30,7 @@ func ErrnoText(e syscall.Errno) string {
 
 // OpenProblems says what is wrong with the OPEN replies of a file that
 // should all have asked for passthrough.
-func OpenProblems(opens []OpenReply, regs []Registration) []string {
+func OpenProblems(opens []wire.OpenReply, regs []wire.Registration) []string {
 	if len(opens) == 0 {
 		return []string{"no OPEN reached the daemon"}
 	}
@@ -54,7 +55,7 @@ func OpenProblems(opens []OpenReply, regs []Registration) []string {
 
 // registrationCause explains a reply without passthrough from the
 // backing-file registrations the server attempted.
-func registrationCause(regs []Registration) string {
+func registrationCause(regs []wire.Registration) string {
 	if len(regs) == 0 {
 		return "the server registered no backing file"
 	}

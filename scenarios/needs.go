@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // Needs is a set of preconditions a scenario declares. Each is checked
@@ -35,7 +36,7 @@ func (n Needs) Unmet(env *Env) string {
 		return fmt.Sprintf("needs fusematrix's own server, which reports what reached it; the server under test is %s", env.Subject.Name())
 	}
 	if n&NeedFusectl != 0 {
-		if _, err := os.Stat(FusectlDir); err != nil {
+		if _, err := os.Stat(wire.FusectlDir); err != nil {
 			return fmt.Sprintf("no FUSE control file system: %v", err)
 		}
 	}

@@ -1,9 +1,10 @@
 // Package scenarios is the core of what fusematrix runs inside each guest:
 // the Scenario and Env types, the requirements a scenario declares (Needs)
 // and the one runner that evaluates them (Run), the FUSE server under test
-// (Subject, with fusematrix's own server as OwnServer), the result ids and
-// benchmark constants (ids.go), and the helpers more than one kind of
-// check uses. It is also the one adapter onto package server (server.go).
+// (Subject, with fusematrix's own server as OwnServer), the benchmark
+// defaults, and the helpers more than one kind of check uses. Check ids are
+// package contract's, which the host shares; the servers are package
+// server's (processes), loopback's and wire's.
 //
 // The checks themselves live in subpackages that import this one and
 // nothing of each other: probe (facts about the kernel's FUSE), correct
@@ -21,6 +22,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // Env is what a scenario runs against inside a guest.
@@ -45,7 +47,7 @@ type Env struct {
 	Logf func(format string, args ...any)
 	// Server starts fusematrix's own FUSE servers, each as a process of
 	// its own; the zero value re-executes this program with "serve".
-	Server Launcher
+	Server server.Launcher
 	// Subject, when set, is the FUSE server under test: correctness
 	// scenarios mount it instead of our own server of the kind they would
 	// start (SubjectFor). Nil means our own server (OwnServer over Server).

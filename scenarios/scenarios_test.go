@@ -7,6 +7,8 @@ import (
 	"gotest.tools/v3/assert"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // notOurs is a server under test that is not fusematrix's own.
@@ -36,7 +38,7 @@ func TestRun(t *testing.T) {
 		{name: "no passthrough", needs: NeedPassthrough | NeedOwnServer, caps: noPT, subject: notOurs{},
 			want: results.Result{Status: results.Skip, Reason: "kernel does not offer FUSE_PASSTHROUGH (INIT flags2 bit 5); protocol 7.38"}},
 		{name: "our own server by default", needs: NeedPassthrough | NeedOwnServer, caps: pt, want: ran},
-		{name: "our own server of another kind", needs: NeedOwnServer, subject: OwnServer{Kind: KindClassic}, want: ran},
+		{name: "our own server of another kind", needs: NeedOwnServer, subject: OwnServer{Kind: loopback.KindClassic}, want: ran},
 		{name: "not our server", needs: NeedPassthrough | NeedOwnServer, caps: pt, subject: notOurs{},
 			want: results.Result{Status: results.Skip, Reason: "needs fusematrix's own server, which reports what reached it; the server under test is someone's daemon"}},
 	} {
@@ -49,11 +51,11 @@ func TestRun(t *testing.T) {
 }
 
 func TestSubjectFor(t *testing.T) {
-	env := &Env{Server: Launcher{Argv0: "x"}}
-	own, ok := env.SubjectFor(KindDirectIO).(OwnServer)
-	assert.Assert(t, ok, "%T", env.SubjectFor(KindDirectIO))
-	assert.Check(t, own.Kind == KindDirectIO && own.Launcher.Argv0 == "x", "%+v", own)
+	env := &Env{Server: server.Launcher{Argv0: "x"}}
+	own, ok := env.SubjectFor(loopback.KindDirectIO).(OwnServer)
+	assert.Assert(t, ok, "%T", env.SubjectFor(loopback.KindDirectIO))
+	assert.Check(t, own.Kind == loopback.KindDirectIO && own.Launcher.Argv0 == "x", "%+v", own)
 	assert.Check(t, own.Ours())
 	env.Subject = notOurs{}
-	assert.Check(t, env.SubjectFor(KindDirectIO) == Subject(notOurs{}))
+	assert.Check(t, env.SubjectFor(loopback.KindDirectIO) == Subject(notOurs{}))
 }

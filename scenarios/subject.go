@@ -1,5 +1,11 @@
 package scenarios
 
+import (
+	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
+)
+
 import "context"
 
 // Subject is the FUSE server under test: what a correctness scenario
@@ -21,7 +27,7 @@ type Daemon interface {
 	Pid() int
 	// Stop unmounts, ends the process and returns what it observed;
 	// the zero Stats from a server that is not ours.
-	Stop() (Stats, error)
+	Stop() (wire.Stats, error)
 	// Stderr is the last lines the process wrote to its stderr.
 	Stderr() []string
 	// Exited is closed once the process has ended.
@@ -31,8 +37,8 @@ type Daemon interface {
 // OwnServer is fusematrix's own go-fuse server of one kind, each mount a
 // process of its own started by Launcher.
 type OwnServer struct {
-	Launcher Launcher
-	Kind     Kind
+	Launcher server.Launcher
+	Kind     loopback.Kind
 }
 
 // Name is "fusematrix" and the kind.
@@ -43,7 +49,7 @@ func (o OwnServer) Ours() bool { return true }
 
 // Mount starts the server as a process of its own.
 func (o OwnServer) Mount(ctx context.Context, mnt, backing string) (Daemon, error) {
-	p, err := o.Launcher.Start(ctx, Spec{Kind: o.Kind, Backing: backing}, mnt)
+	p, err := o.Launcher.Start(ctx, loopback.Spec{Kind: o.Kind, Backing: backing}, mnt)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +59,7 @@ func (o OwnServer) Mount(ctx context.Context, mnt, backing string) (Daemon, erro
 // SubjectFor returns the server a scenario written against our own
 // server of kind mounts: Env.Subject when set, else OwnServer of kind
 // started through Env.Server.
-func (env *Env) SubjectFor(kind Kind) Subject {
+func (env *Env) SubjectFor(kind loopback.Kind) Subject {
 	if env.Subject != nil {
 		return env.Subject
 	}

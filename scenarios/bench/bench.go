@@ -28,6 +28,7 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 	"github.com/fusematrix/fusematrix/scenarios/yield"
 )
 
@@ -568,7 +569,7 @@ func formatRequests(counts map[string]int64, gib float64) string {
 // once measures one run on a fresh mount, so that no run reads pages an
 // earlier one cached, and returns what the daemon observed (nil for
 // native). A non-empty profile is where the server writes its CPU profile.
-func (set *benchSet) once(ctx context.Context, env *scenarios.Env, c benchCell, mode seqMode, pl placement, backing string, size int64, buf []byte, profile string) (sample, *scenarios.Stats, error) {
+func (set *benchSet) once(ctx context.Context, env *scenarios.Env, c benchCell, mode seqMode, pl placement, backing string, size int64, buf []byte, profile string) (sample, *wire.Stats, error) {
 	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size, profile: profile, cpus: pl.server})
 	if err != nil {
 		return sample{}, nil, err
@@ -611,10 +612,10 @@ func (set *benchSet) once(ctx context.Context, env *scenarios.Env, c benchCell, 
 			s.server = serverAfter - serverBefore
 		}
 	}
-	var st *scenarios.Stats
+	var st *wire.Stats
 	var stopErr error
 	if d != nil {
-		var stats scenarios.Stats
+		var stats wire.Stats
 		stats, stopErr = d.Stop()
 		st = &stats
 	}

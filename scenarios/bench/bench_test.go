@@ -22,6 +22,8 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
 	"github.com/fusematrix/fusematrix/scenarios/probe"
+	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 func TestSummarize(t *testing.T) {
@@ -415,7 +417,7 @@ func TestBenchCells(t *testing.T) {
 				return
 			}
 			if c.mode == "libfuse-noop" {
-				if _, why := scenarios.PeerAvailable(); why != "" {
+				if _, why := server.PeerAvailable(); why != "" {
 					assert.Equal(t, r.Status, results.Skip)
 					assert.Check(t, is.Equal(r.Reason, why))
 					return
@@ -453,7 +455,7 @@ func TestBenchCells(t *testing.T) {
 			assert.Check(t, is.Contains(r.Facts["paired_with"], "native"))
 			assert.Check(t, is.Contains(strings.Join(r.Log, "\n"), "ratio to native, run by run"))
 			if c.mode == "noop" {
-				_, why := scenarios.PeerAvailable()
+				_, why := server.PeerAvailable()
 				assert.Check(t, is.Equal(strings.Contains(r.Facts["paired_with"], "libfuse-noop"), why == ""), r.Facts["paired_with"])
 				// The figure comes with the loop that served it.
 				assert.Check(t, is.Contains(r.Facts["threads"], "one goroutine"))
@@ -545,7 +547,7 @@ func TestBenchCells(t *testing.T) {
 // that is not fusematrix's own may.
 type uncounted struct{ scenarios.Daemon }
 
-func (u uncounted) Stop() (scenarios.Stats, error) {
+func (u uncounted) Stop() (wire.Stats, error) {
 	st, err := u.Daemon.Stop()
 	st.Requests = nil
 	return st, err
@@ -624,7 +626,7 @@ func TestBenchProfile(t *testing.T) {
 	}
 }
 
-// TestMain lets the test binary serve file systems for scenarios.Launcher,
+// TestMain lets the test binary serve file systems for server.Launcher,
 // as the agent does.
 func TestMain(m *testing.M) { scentest.Main(m) }
 

@@ -15,6 +15,9 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 	"github.com/fusematrix/fusematrix/scenarios/yield"
 	"golang.org/x/sys/unix"
 )
@@ -97,7 +100,7 @@ func (m seqMode) measures(op string) bool { return m.ops == nil || slices.Contai
 // size as a process of its own (Env.Server), so that the benchmark loop
 // and the server never share a Go runtime, and the server can be profiled
 // alone.
-func launchedMode(spec scenarios.Spec, file string) func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+func launchedMode(spec loopback.Spec, file string) func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
 	return func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
 		s := spec
 		s.Backing, s.Size, s.Profile, s.CPUs = req.backing, req.size, req.profile, req.cpus
@@ -118,8 +121,8 @@ func goFuseFacts(splices bool) func(env *scenarios.Env) map[string]string {
 		f := map[string]string{
 			"server":    "go-fuse",
 			"threads":   "go-fuse Server: reader goroutines answer inline, at least two wait in read(2)",
-			"max_write": strconv.Itoa(scenarios.MaxWrite),
-			"max_pages": strconv.Itoa(scenarios.MaxWrite / os.Getpagesize()),
+			"max_write": strconv.Itoa(wire.MaxWrite),
+			"max_pages": strconv.Itoa(wire.MaxWrite / os.Getpagesize()),
 			"splice":    "off",
 		}
 		if splices {
@@ -152,34 +155,34 @@ func seqModes() []seqMode {
 		// server is not the bottleneck of the NOOP figure".
 		{name: "libfuse-noop", mount: peerMode, facts: peerFacts, unavailable: peerUnavailable,
 			pairs: []string{"native"}},
-		{name: "noop", mount: launchedMode(scenarios.Spec{Kind: scenarios.KindNoop}, scenarios.NoopName),
+		{name: "noop", mount: launchedMode(loopback.Spec{Kind: loopback.KindNoop}, wire.NoopName),
 			profiled: true, facts: noopFacts, pairs: []string{"native", "libfuse-noop"}},
-		{name: "classic", mount: launchedMode(scenarios.Spec{Kind: scenarios.KindClassic}, seqFile),
+		{name: "classic", mount: launchedMode(loopback.Spec{Kind: loopback.KindClassic}, seqFile),
 			profiled: true, facts: goFuseFacts(true), pairs: []string{"native"}},
-		{name: "passthrough", mount: launchedMode(scenarios.Spec{Kind: scenarios.KindLoopback}, seqFile),
+		{name: "passthrough", mount: launchedMode(loopback.Spec{Kind: loopback.KindLoopback}, seqFile),
 			passthrough: true, facts: goFuseFacts(true), bases: []string{"noop"}, pairs: []string{"native"}},
 		// Reads never ask for xattrs; writes ask before each write(2)
 		// unless the server refuses xattrs altogether (Options.NoXattr).
-		{name: "passthrough-noxattr", mount: launchedMode(scenarios.Spec{Kind: scenarios.KindLoopback, NoXattr: true}, seqFile),
+		{name: "passthrough-noxattr", mount: launchedMode(loopback.Spec{Kind: loopback.KindLoopback, NoXattr: true}, seqFile),
 			passthrough: true, ops: []string{"write"}, facts: goFuseFacts(true), bases: []string{"noop", "passthrough"},
 			pairs: []string{"native"}},
 	}
 }
 
 // peerMode serves the benchmark file from the C NOOP peer the harness put
-// into the initramfs (scenarios.PeerGuestPath). It answers like the Go NOOP
+// into the initramfs (contract.PeerPath). It answers like the Go NOOP
 // server, xattr requests included, so the kernel sends both the same
 // requests and the figures differ only by the server.
 func peerMode(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
-	p, err := scenarios.StartPeer(ctx, scenarios.PeerSpec{Mountpoint: req.mnt, Name: scenarios.NoopName, Size: req.size, Count: true, CPUs: req.cpus})
+	p, err := server.StartPeer(ctx, server.PeerSpec{Mountpoint: req.mnt, Name: wire.NoopName, Size: req.size, Count: true, CPUs: req.cpus})
 	if err != nil {
 		return nil, "", err
 	}
-	return p, scenarios.NoopName, nil
+	return p, wire.NoopName, nil
 }
 
 func peerUnavailable() string {
-	_, why := scenarios.PeerAvailable()
+	_, why := server.PeerAvailable()
 	return why
 }
 
@@ -187,13 +190,13 @@ func peerFacts(env *scenarios.Env) map[string]string {
 	f := map[string]string{
 		"server":    "libfuse",
 		"threads":   "multi",
-		"max_write": strconv.Itoa(scenarios.MaxWrite),
-		"max_pages": strconv.Itoa(scenarios.MaxWrite / os.Getpagesize()),
+		"max_write": strconv.Itoa(wire.MaxWrite),
+		"max_pages": strconv.Itoa(wire.MaxWrite / os.Getpagesize()),
 		"splice":    "off",
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if v, err := scenarios.PeerVersion(ctx, scenarios.PeerGuestPath); err == nil {
+	if v, err := server.PeerVersion(ctx, contract.PeerPath); err == nil {
 		f["server"] = v
 	}
 	return f
@@ -305,7 +308,7 @@ func seqReadWith(ctx context.Context, env *scenarios.Env, modes []seqMode) resul
 // passthroughProblems says why a figure measured on a mount whose daemon
 // reported st is not a passthrough figure: an OPEN that did not ask for
 // passthrough, or data requests that reached the daemon.
-func passthroughProblems(st *scenarios.Stats) []string {
+func passthroughProblems(st *wire.Stats) []string {
 	if st == nil {
 		return []string{"nothing observed: the mode uses no FUSE mount"}
 	}
@@ -321,7 +324,7 @@ func passthroughProblems(st *scenarios.Stats) []string {
 
 // measure reads the mode's file once on a fresh mount and returns MB/s
 // (1e6 bytes per second) and what the daemon observed (nil for native).
-func measure(ctx context.Context, env *scenarios.Env, mode seqMode, backing string, size int64, buf []byte) (float64, *scenarios.Stats, error) {
+func measure(ctx context.Context, env *scenarios.Env, mode seqMode, backing string, size int64, buf []byte) (float64, *wire.Stats, error) {
 	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size})
 	if err != nil {
 		return 0, nil, err
@@ -336,10 +339,10 @@ func measure(ctx context.Context, env *scenarios.Env, mode seqMode, backing stri
 		}
 	}
 	elapsed, n, readErr := timedRead(ctx, path, buf)
-	var st *scenarios.Stats
+	var st *wire.Stats
 	var stopErr error
 	if d != nil {
-		var s scenarios.Stats
+		var s wire.Stats
 		s, stopErr = d.Stop()
 		st = &s
 	}

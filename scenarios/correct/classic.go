@@ -15,6 +15,7 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // Classic FUSE scenarios: they run on every kernel, so that a kernel
@@ -26,7 +27,7 @@ var classicFallback = scenarios.Scenario{
 	Description: "the passthrough loopback serves correct data on every kernel: through classic FUSE where the kernel lacks passthrough",
 	Needs:       scenarios.NeedOwnServer,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindLoopback, classicFallbackWith),
+	Run:         against(loopback.KindLoopback, classicFallbackWith),
 }
 
 const fallbackSize = 512<<10 + 77
@@ -105,7 +106,7 @@ var classicBasics = scenarios.Scenario{
 	Kind:        results.Scenario,
 	Description: "create, write, rename, readdir, symlink, truncate, xattr and unlink through a classic FUSE loopback agree with the backing directory",
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindClassic, classicBasicsWith),
+	Run:         against(loopback.KindClassic, classicBasicsWith),
 }
 
 func classicBasicsWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // All returns the correctness scenarios in the order the agent runs them.
@@ -42,7 +43,7 @@ const ptNeeds = scenarios.NeedPassthrough | scenarios.NeedOwnServer
 // against makes a scenario's Run from check, run against the server under
 // test: Env.Subject, else our own server of kind. Tests call check
 // directly with other servers.
-func against(kind scenarios.Kind, check func(context.Context, *scenarios.Env, scenarios.Subject) results.Result) func(context.Context, *scenarios.Env) results.Result {
+func against(kind loopback.Kind, check func(context.Context, *scenarios.Env, scenarios.Subject) results.Result) func(context.Context, *scenarios.Env) results.Result {
 	return func(ctx context.Context, env *scenarios.Env) results.Result {
 		return check(ctx, env, env.SubjectFor(kind))
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
-// TestMain lets the test binary serve file systems for scenarios.Launcher,
+// TestMain lets the test binary serve file systems for server.Launcher,
 // as the agent does.
 func TestMain(m *testing.M) { scentest.Main(m) }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 var passthroughRead = scenarios.Scenario{
@@ -17,7 +18,7 @@ var passthroughRead = scenarios.Scenario{
 	Description: "reads a file through a passthrough loopback and proves the kernel served it from the backing file",
 	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindLoopback, passthroughReadWith),
+	Run:         against(loopback.KindLoopback, passthroughReadWith),
 }
 
 // passthroughFileSize is a few MiB: more than one readahead window and

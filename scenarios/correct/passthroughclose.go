@@ -18,6 +18,8 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // pt/close-backing closes the backing id while the file opened with it
@@ -31,7 +33,7 @@ import (
 // finds nothing: ENOENT.
 //
 // The scenario asks the server to close the id (a GETXATTR of
-// scenarios.CloseBackingXattr, sent after the kernel accepted the OPEN reply)
+// loopback.CloseBackingXattr, sent after the kernel accepted the OPEN reply)
 // and then checks with the kernel that it really did: it takes a copy of
 // the server's /dev/fuse descriptor (pidfd_getfd) and closes the same id
 // itself, which must fail with ENOENT.
@@ -41,7 +43,7 @@ var ptCloseBacking = scenarios.Scenario{
 	Description: "the server closes the backing id while the passthrough file stays open: read, write and mmap of the open file go on and stay correct",
 	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindCloseBacking, ptCloseBackingWith),
+	Run:         against(loopback.KindCloseBacking, ptCloseBackingWith),
 }
 
 func ptCloseBackingWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
@@ -83,11 +85,11 @@ func closeBackingSteps(r *rig, rng *rand.ChaCha8, model []byte) (map[int32]sysca
 	}()
 	// The OPEN reply has been accepted; now the server drops the id.
 	buf := make([]byte, 256)
-	n, err := unix.Getxattr(r.m("map"), scenarios.CloseBackingXattr, buf)
+	n, err := unix.Getxattr(r.m("map"), loopback.CloseBackingXattr, buf)
 	if err != nil {
-		return nil, fmt.Errorf("asking the server to close the backing id (getxattr %s): %w", scenarios.CloseBackingXattr, err)
+		return nil, fmt.Errorf("asking the server to close the backing id (getxattr %s): %w", loopback.CloseBackingXattr, err)
 	}
-	closed, err := scenarios.ParseClosedBacking(string(buf[:n]))
+	closed, err := loopback.ParseClosedBacking(string(buf[:n]))
 	if err != nil {
 		return nil, err
 	}
@@ -186,14 +188,14 @@ func devFuseFd(pid int) (int, error) {
 		return 0, err
 	}
 	for _, e := range ents {
-		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == scenarios.DevFuse {
+		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == wire.DevFuse {
 			var fd int
 			if _, err := fmt.Sscan(e.Name(), &fd); err == nil {
 				return fd, nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("process %d has no %s open", pid, scenarios.DevFuse)
+	return 0, fmt.Errorf("process %d has no %s open", pid, wire.DevFuse)
 }
 
 // errnoOf is err's errno; 0 for nil, EIO for an error without one.

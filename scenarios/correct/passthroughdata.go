@@ -15,6 +15,7 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // Passthrough correctness scenarios. Each runs against a loopback server
@@ -29,7 +30,7 @@ var ptIntegrity = scenarios.Scenario{
 	Description: "reads and writes at random offsets and sizes from several descriptors at once through passthrough match the backing file",
 	Needs:       ptNeeds,
 	Timeout:     90 * time.Second,
-	Run:         against(scenarios.KindLoopback, ptIntegrityWith),
+	Run:         against(loopback.KindLoopback, ptIntegrityWith),
 }
 
 // The integrity file is a little over 1 MiB, so that offsets cross pages
@@ -115,7 +116,7 @@ var ptSizeAfterWrite = scenarios.Scenario{
 	Description: "size and contents after an extending passthrough write, O_APPEND writes and ftruncate; copy_file_range and sendfile of the just-extended file",
 	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindLoopback, ptSizeWith),
+	Run:         against(loopback.KindLoopback, ptSizeWith),
 }
 
 func ptSizeWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
@@ -249,7 +250,7 @@ var ptMmapShared = scenarios.Scenario{
 	Description: "MAP_SHARED mapping of a passthrough file: reads match, stores reach the backing file after msync, backing writes show in the mapping",
 	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindLoopback, ptMmapWith),
+	Run:         against(loopback.KindLoopback, ptMmapWith),
 }
 
 // mmapSize ends in a partial page.
@@ -356,7 +357,7 @@ var ptFsync = scenarios.Scenario{
 	Description: "fsync and fdatasync of a file written through passthrough succeed and the data is in the backing file",
 	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindLoopback, ptFsyncWith),
+	Run:         against(loopback.KindLoopback, ptFsyncWith),
 }
 
 func ptFsyncWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {

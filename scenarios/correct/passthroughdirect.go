@@ -12,6 +12,7 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
 // pt/direct-io checks FOPEN_PASSTHROUGH together with FOPEN_DIRECT_IO.
@@ -31,7 +32,7 @@ var ptDirectIO = scenarios.Scenario{
 	Description: "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read(2) and write(2) reach the server, a MAP_SHARED mapping is the backing file's",
 	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindDirectIO, ptDirectIOWith),
+	Run:         against(loopback.KindDirectIO, ptDirectIOWith),
 }
 
 func ptDirectIOWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {

@@ -16,6 +16,8 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // pt/open-twice checks the kernel's rule for one inode opened twice in
@@ -44,7 +46,7 @@ var ptOpenTwice = scenarios.Scenario{
 	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
-		return ptOpenTwiceWith(ctx, env, env.SubjectFor(scenarios.KindMixed), env.SubjectFor(scenarios.KindBackingPerOpen))
+		return ptOpenTwiceWith(ctx, env, env.SubjectFor(loopback.KindMixed), env.SubjectFor(loopback.KindBackingPerOpen))
 	},
 }
 
@@ -111,7 +113,7 @@ type openStep struct {
 	name string
 	// want says what the server's two replies must be for the step to
 	// have exercised its case; it returns "" or why it was not exercised.
-	want func(first, second scenarios.OpenReply) string
+	want func(first, second wire.OpenReply) string
 	// second is the errno of the second open(2); 0 if it succeeded.
 	second unix.Errno
 	// ran is false when the step ended before its second open.
@@ -249,7 +251,7 @@ func checkOpenSteps(r *rig, steps []openStep) {
 	}
 }
 
-func describeReply(o scenarios.OpenReply) string {
+func describeReply(o wire.OpenReply) string {
 	switch {
 	case !o.Status.Ok():
 		return fmt.Sprintf("error %v", o.Status)
@@ -261,21 +263,21 @@ func describeReply(o scenarios.OpenReply) string {
 	return "cached"
 }
 
-func wantPassthroughThenCached(first, second scenarios.OpenReply) string {
+func wantPassthroughThenCached(first, second wire.OpenReply) string {
 	if !first.Passthrough() || !second.Status.Ok() || second.OpenFlags&fuseabi.FOpenPassthrough != 0 {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not passthrough then cached"
 	}
 	return ""
 }
 
-func wantCachedThenPassthrough(first, second scenarios.OpenReply) string {
+func wantCachedThenPassthrough(first, second wire.OpenReply) string {
 	if !first.Status.Ok() || first.OpenFlags&fuseabi.FOpenPassthrough != 0 || !second.Passthrough() {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not cached then passthrough"
 	}
 	return ""
 }
 
-func wantTwoBackingFiles(first, second scenarios.OpenReply) string {
+func wantTwoBackingFiles(first, second wire.OpenReply) string {
 	if !first.Passthrough() || !second.Passthrough() || first.BackingID == second.BackingID {
 		return "the server answered " + describeReply(first) + ", then " + describeReply(second) + ", not two different backing files"
 	}

@@ -15,6 +15,9 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // pt/unmount-open and pt/abort-open take a mount away under open
@@ -35,7 +38,7 @@ var ptUnmountOpen = scenarios.Scenario{
 	Description: "lazy unmount with passthrough files open (a reader mid-read, a mapping): no hang, correct data or a clean error, the server ends after the last close",
 	Needs:       ptNeeds,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindLoopback, teardownBy(lazyUnmount)),
+	Run:         against(loopback.KindLoopback, teardownBy(lazyUnmount)),
 }
 
 var ptAbortOpen = scenarios.Scenario{
@@ -44,7 +47,7 @@ var ptAbortOpen = scenarios.Scenario{
 	Description: "connection abort through fusectl with passthrough files open (a reader mid-read, a mapping): no hang, correct data or a clean error",
 	Needs:       ptNeeds | scenarios.NeedFusectl,
 	Timeout:     60 * time.Second,
-	Run:         against(scenarios.KindLoopback, teardownBy(connectionAbort)),
+	Run:         against(loopback.KindLoopback, teardownBy(connectionAbort)),
 }
 
 // teardown is how the mount is taken away.
@@ -108,7 +111,7 @@ type teardownRun struct {
 }
 
 func (t *teardownRun) run() {
-	conn, err := scenarios.Connection(t.mnt)
+	conn, err := wire.Connection(t.mnt)
 	if err != nil {
 		t.failf("fusectl connection of %s: %v", t.mnt, err)
 	}
@@ -320,7 +323,7 @@ func (t *teardownRun) abort() error {
 		return errors.New("connection unknown")
 	}
 	t.aborted = true
-	return os.WriteFile(filepath.Join(scenarios.FusectlDir, t.conn, "abort"), []byte("1"), 0)
+	return os.WriteFile(filepath.Join(wire.FusectlDir, t.conn, "abort"), []byte("1"), 0)
 }
 
 // finish frees hung operations, ends the mount and the server, and judges
@@ -380,7 +383,7 @@ func (t *teardownRun) finish(tornDown bool) {
 		problems = []error{err}
 	}
 	for _, e := range problems {
-		var ex *scenarios.ExitedError
+		var ex *server.ExitedError
 		if errors.As(e, &ex) && exited && ex.Err == nil {
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // rig is what one correctness scenario runs on: a backing directory, the
@@ -23,7 +24,7 @@ type rig struct {
 	problems     []string
 	notes        []string
 	facts        map[string]string
-	stats        *scenarios.Stats
+	stats        *wire.Stats
 }
 
 // newRig fills a backing directory with files and mounts it with sub.
@@ -57,7 +58,7 @@ func (r *rig) failf(format string, args ...any) {
 
 // stop ends the server once and returns what it observed; nil when it
 // could not say.
-func (r *rig) stop() *scenarios.Stats {
+func (r *rig) stop() *wire.Stats {
 	if r.stats != nil {
 		return r.stats
 	}

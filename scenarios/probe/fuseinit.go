@@ -15,6 +15,7 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 var fuseInitProbe = scenarios.Scenario{
@@ -35,7 +36,7 @@ const maxPagesLimitPath = "/proc/sys/fs/fuse/max_pages_limit"
 // fuseInitWith runs fuse-init reading the max_pages_limit sysctl from
 // limitPath, so that tests can show what a kernel without it reports.
 func fuseInitWith(ctx context.Context, env *scenarios.Env, limitPath string) results.Result {
-	if err := scenarios.CanMount(); err != nil {
+	if err := wire.CanMount(); err != nil {
 		return results.Result{Status: results.Error, Reason: err.Error()}
 	}
 	// An unreadable sysctl must not cost the capabilities every later
@@ -48,7 +49,7 @@ func fuseInitWith(ctx context.Context, env *scenarios.Env, limitPath string) res
 	// The NOOP file system touches no storage; what matters is the INIT
 	// request the kernel sends to any server. Passthrough stays
 	// negotiable so that the reply does not hide anything.
-	m, err := scenarios.Noop(ctx, mnt, 0, scenarios.Options{Passthrough: true, Logf: env.Printf})
+	m, err := wire.Noop(ctx, mnt, 0, wire.Options{Passthrough: true, Logf: env.Printf})
 	if err != nil {
 		return results.Result{Status: results.Error, Reason: fmt.Sprintf("mount failed: %v", err)}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 var passthroughIoctlProbe = scenarios.Scenario{
@@ -31,12 +32,12 @@ var passthroughIoctlProbe = scenarios.Scenario{
 }
 
 // connMount mounts at mnt a file system serving the one file
-// scenarios.NoopName: a connection whose /dev/fuse descriptor the probe
+// wire.NoopName: a connection whose /dev/fuse descriptor the probe
 // issues ioctls on.
-type connMount func(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error)
+type connMount func(ctx context.Context, mnt string, o wire.Options) (*wire.Mount, error)
 
-func noopConn(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error) {
-	return scenarios.Noop(ctx, mnt, 1, o)
+func noopConn(ctx context.Context, mnt string, o wire.Options) (*wire.Mount, error) {
+	return wire.Noop(ctx, mnt, 1, o)
 }
 
 // ioctlRig is what every case of passthrough-ioctl works with.
@@ -45,7 +46,7 @@ type ioctlRig struct {
 	mount connMount
 	// pt asked for passthrough; its cases run only once BACKING_OPEN of
 	// file worked on it.
-	pt *scenarios.Mount
+	pt *wire.Mount
 	// file is a regular file on tmpfs, dir a directory next to it.
 	file, dir string
 	// problems are things that went wrong around the kernel's answers
@@ -102,7 +103,7 @@ var ioctlCases = []ioctlCase{
 // so that tests can show it failing against servers that refuse
 // passthrough.
 func passthroughIoctlWith(ctx context.Context, env *scenarios.Env, mount connMount) results.Result {
-	if err := scenarios.CanMount(); err != nil {
+	if err := wire.CanMount(); err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
 	r := &ioctlRig{env: env, mount: mount, file: filepath.Join(env.Dir, "backing"), dir: filepath.Join(env.Dir, "dir")}
@@ -132,7 +133,7 @@ func (r *ioctlRig) run(ctx context.Context) results.Result {
 		res.Status, res.Reason = results.Skip, why
 		return res
 	}
-	pt, err := r.mountConn(ctx, "pt", scenarios.Options{Passthrough: true, Name: "fusematrix-pt"})
+	pt, err := r.mountConn(ctx, "pt", wire.Options{Passthrough: true, Name: "fusematrix-pt"})
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
@@ -207,7 +208,7 @@ func backingOpenClose(r *ioctlRig, facts map[string]string) (string, error) {
 // notNegotiated issues BACKING_OPEN on a connection whose server refused
 // FUSE_PASSTHROUGH.
 func notNegotiated(ctx context.Context, r *ioctlRig) (string, error) {
-	m, err := r.mountConn(ctx, "classic", scenarios.Options{Name: "fusematrix-classic"})
+	m, err := r.mountConn(ctx, "classic", wire.Options{Name: "fusematrix-classic"})
 	if err != nil {
 		return "", err
 	}
@@ -223,7 +224,7 @@ func notNegotiated(ctx context.Context, r *ioctlRig) (string, error) {
 // go-fuse's default), which already reaches the limit of the connection
 // registering it.
 func stackedTooDeep(ctx context.Context, r *ioctlRig) (string, error) {
-	lower, err := r.mountConn(ctx, "lower", scenarios.Options{Passthrough: true, Name: "fusematrix-lower"})
+	lower, err := r.mountConn(ctx, "lower", wire.Options{Passthrough: true, Name: "fusematrix-lower"})
 	if err != nil {
 		return "", err
 	}
@@ -239,7 +240,7 @@ func stackedTooDeep(ctx context.Context, r *ioctlRig) (string, error) {
 	if v != "ok" {
 		return "", fmt.Errorf("lower mount did not negotiate passthrough: BACKING_OPEN %s", v)
 	}
-	return r.withFd(filepath.Join(lower.Dir, scenarios.NoopName), unix.O_RDONLY, func(fd int32) string {
+	return r.withFd(filepath.Join(lower.Dir, wire.NoopName), unix.O_RDONLY, func(fd int32) string {
 		return r.tryOpen(r.pt, fuseabi.BackingMap{Fd: fd})
 	})
 }
@@ -249,7 +250,7 @@ func stackedTooDeep(ctx context.Context, r *ioctlRig) (string, error) {
 // when BACKING_OPEN works there, "refused" when it answers EPERM as it
 // does on a connection without passthrough, otherwise the errno.
 func writebackWithPassthrough(ctx context.Context, r *ioctlRig) (string, error) {
-	m, err := r.mountConn(ctx, "writeback", scenarios.Options{Passthrough: true, WritebackCache: true, Name: "fusematrix-writeback"})
+	m, err := r.mountConn(ctx, "writeback", wire.Options{Passthrough: true, WritebackCache: true, Name: "fusematrix-writeback"})
 	if err != nil {
 		return "", err
 	}
@@ -271,7 +272,7 @@ func writebackWithPassthrough(ctx context.Context, r *ioctlRig) (string, error) 
 
 // mountConn mounts a fresh connection at a new directory name in the
 // scratch directory.
-func (r *ioctlRig) mountConn(ctx context.Context, name string, o scenarios.Options) (*scenarios.Mount, error) {
+func (r *ioctlRig) mountConn(ctx context.Context, name string, o wire.Options) (*wire.Mount, error) {
 	mnt := filepath.Join(r.env.Dir, name)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		return nil, fmt.Errorf("mount point: %w", err)
@@ -280,7 +281,7 @@ func (r *ioctlRig) mountConn(ctx context.Context, name string, o scenarios.Optio
 	return r.mount(ctx, mnt, o)
 }
 
-func (r *ioctlRig) unmount(m *scenarios.Mount) {
+func (r *ioctlRig) unmount(m *wire.Mount) {
 	if err := m.Unmount(); err != nil {
 		r.problems = append(r.problems, err.Error())
 	}
@@ -298,7 +299,7 @@ func (r *ioctlRig) withFd(path string, flags int, f func(fd int32) string) (stri
 
 // tryOpen issues BACKING_OPEN with bm on m and returns "ok" or the errno
 // name. An id it gets is closed at once: only the answer matters.
-func (r *ioctlRig) tryOpen(m *scenarios.Mount, bm fuseabi.BackingMap) string {
+func (r *ioctlRig) tryOpen(m *wire.Mount, bm fuseabi.BackingMap) string {
 	id, errno := m.BackingOpen(bm)
 	if errno != 0 {
 		return errnoName(errno)

@@ -12,6 +12,7 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // TestPassthroughIoctl runs the probe on this machine's kernel and checks
@@ -131,7 +132,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 			// A server that never accepts passthrough in INIT: the kernel
 			// refuses every registration.
 			name: "server refuses passthrough",
-			mount: func(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o wire.Options) (*wire.Mount, error) {
 				o.Passthrough = false
 				return noopConn(ctx, mnt, o)
 			},
@@ -141,7 +142,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 		},
 		{
 			name: "cannot mount",
-			mount: func(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o wire.Options) (*wire.Mount, error) {
 				return nil, errors.New("no mount today")
 			},
 			wantStatus: results.Error,
@@ -151,7 +152,7 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 			// Only the lower mount of the stacking case lacks passthrough:
 			// the case cannot measure stacking and says so.
 			name: "stacking not measurable",
-			mount: func(ctx context.Context, mnt string, o scenarios.Options) (*scenarios.Mount, error) {
+			mount: func(ctx context.Context, mnt string, o wire.Options) (*wire.Mount, error) {
 				if o.Name == "fusematrix-lower" {
 					o.Passthrough = false
 				}

@@ -2,7 +2,7 @@
 // Env on a temporary directory, the checks that skip a test where this
 // machine cannot run it, this machine's capabilities as the fuse-init
 // probe finds them, and a TestMain that serves file systems for
-// scenarios.Launcher. It imports only the core package scenarios, so
+// server.Launcher. It imports only the core package scenarios, so
 // that the tests of every kind, probe's included, can use it.
 package scentest
 
@@ -19,13 +19,15 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
-// Main lets the test binary serve file systems for scenarios.Launcher,
+// Main lets the test binary serve file systems for server.Launcher,
 // as the agent does, and runs the tests otherwise.
 func Main(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
-		os.Exit(scenarios.Serve(os.Args[2:]))
+		os.Exit(server.Serve(os.Args[2:]))
 	}
 	os.Exit(m.Run())
 }
@@ -42,7 +44,7 @@ func NeedMount(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mounts FUSE; skipped in -short mode")
 	}
-	if err := scenarios.CanMount(); err != nil {
+	if err := wire.CanMount(); err != nil {
 		t.Skipf("cannot mount FUSE here: %v", err)
 	}
 }
