@@ -1,12 +1,12 @@
 package scenarios
 
 import (
+	"context"
+
 	"github.com/fusematrix/fusematrix/scenarios/server"
 	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
-
-import "context"
 
 // Subject is the FUSE server under test: what a correctness scenario
 // mounts and checks.
