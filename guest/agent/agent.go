@@ -8,6 +8,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/suite"
 )
@@ -173,7 +175,11 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 
 	// The kernel's own account of a failure is in its log: keep what it
 	// writes while the scenario runs.
-	klog, klogErr := openKmsg(a.cfg.kmsgPath())
+	open := a.cfg.openKmsg
+	if open == nil {
+		open = openKmsg
+	}
+	klog, klogErr := open(a.cfg.kmsgPath())
 	if klog != nil {
 		defer klog.close()
 	}
@@ -216,13 +222,41 @@ func (a *agent) runOne(ctx context.Context, s scenarios.Scenario, base *scenario
 		}
 	}
 	r.Seconds = time.Since(start).Seconds()
-	if r.Status == results.Fail || r.Status == results.Error {
-		if klog != nil {
-			r.Log = append(r.Log, klog.lines()...)
-		} else {
-			r.Log = append(r.Log, klogErr.Error())
-		}
+	var lines []string
+	if klog != nil {
+		var reports []string
+		lines, reports = klog.read()
+		r = kernelReported(r, reports)
+	} else {
+		lines = []string{klogErr.Error()}
 	}
+	if r.Status == results.Fail || r.Status == results.Error {
+		r.Log = append(r.Log, lines...)
+	}
+	return r
+}
+
+// kernelReported fails r when the kernel reported a bug (an oops, a
+// warning, a hung task…) while it ran, whatever r concluded: a check that
+// passed or skipped while the kernel warned has not shown the kernel
+// right. The reports lead its log, since the kernel log after them may
+// be cut.
+func kernelReported(r results.Result, reports []string) results.Result {
+	if len(reports) == 0 {
+		return r
+	}
+	was := string(r.Status)
+	if r.Reason != "" {
+		was += ": " + r.Reason
+	}
+	r.Status = results.Fail
+	r.Reason = fmt.Sprintf("the kernel reported %q while it ran (the check itself: %s)", strings.TrimPrefix(reports[0], "kmsg: "), was)
+	r.Facts = maps.Clone(r.Facts)
+	if r.Facts == nil {
+		r.Facts = map[string]string{}
+	}
+	r.Facts[string(contract.FactKernelReport)] = reports[0]
+	r.Log = append(slices.Clone(reports), r.Log...)
 	return r
 }
 
@@ -312,15 +346,67 @@ func fit(r results.Result) *results.Result {
 		slices.Sort(dropped)
 		r.Facts["dropped_metrics"] = clip("not finite: " + strings.Join(dropped, ", "))
 	}
+	fitEntries(&r)
+	fitLine(&r)
 	return &r
+}
+
+// fitEntries keeps the facts within the decoder's count of entries: the
+// metrics first, then facts in name order, and a fact saying how many
+// were not kept.
+func fitEntries(r *results.Result) {
+	room := results.DefaultLimits.Entries - len(r.Metrics) - 1
+	if len(r.Metrics)+len(r.Facts) <= results.DefaultLimits.Entries || room < 0 {
+		return
+	}
+	names := slices.Sorted(maps.Keys(r.Facts))
+	kept := make(map[string]string, room+1)
+	for _, k := range names[:room] {
+		kept[k] = r.Facts[k]
+	}
+	kept["dropped_facts"] = fmt.Sprintf("%d facts not kept, from %s on: more than the host reads", len(names)-room, names[room])
+	r.Facts = kept
+}
+
+// lineRoom is the encoded size a result may take: the host's line limit
+// less the event around it.
+var lineRoom = results.DefaultLimits.LineBytes - 1024
+
+// fitLine keeps the encoded result within one line the host reads: it
+// halves the log, keeping its first lines (the kernel's reports and the
+// server's first words), until the result fits, and then, if it must,
+// cuts every text shorter and shorter (JSON escapes a control character
+// six-fold, so bytes are not the measure).
+func fitLine(r *results.Result) {
+	size := func() int {
+		b, _ := json.Marshal(r)
+		return len(b)
+	}
+	lines, dropped := r.Log, 0
+	for len(lines) > 1 && size() > lineRoom {
+		keep := len(lines) / 2
+		dropped += len(lines) - keep
+		lines = lines[:keep:keep]
+		r.Log = append(lines, fmt.Sprintf("[%d more lines not kept: the result would not fit the host's line]", dropped))
+	}
+	for short := 1024; short >= 32 && size() > lineRoom; short /= 2 {
+		r.Reason = clipTo(r.Reason, short)
+		for k, v := range r.Facts {
+			r.Facts[k] = clipTo(v, short)
+		}
+		for i, l := range r.Log {
+			r.Log[i] = clipTo(l, short)
+		}
+	}
 }
 
 // maxLogLines bounds Result.Log: the server's stderr tail plus at most
 // kmsgLines kernel log lines fit, and the host's decoder accepts it.
 const maxLogLines = 200
 
-func clip(s string) string {
-	limit := results.DefaultLimits.TextBytes
+func clip(s string) string { return clipTo(s, results.DefaultLimits.TextBytes) }
+
+func clipTo(s string, limit int) string {
 	if len(s) <= limit {
 		return s
 	}

@@ -313,6 +313,50 @@ func TestFit(t *testing.T) {
 	assert.Check(t, is.Equal(r.Facts["dropped_metrics"], "not finite: inf"))
 }
 
+// A result whose every part is within the text limits can still make a
+// line longer than the host reads (many long log lines, text that JSON
+// escapes six-fold, too many facts): fit trims it to what the host's
+// decoder accepts, so that one verbose check does not cost the stream.
+func TestFitLine(t *testing.T) {
+	l := results.DefaultLimits
+	long := strings.Repeat("x", l.TextBytes)
+	ctrl := strings.Repeat("\x01", l.TextBytes) // \u0001 in JSON
+	logs := make([]string, 300)
+	for i := range logs {
+		logs[i] = fmt.Sprintf("line %03d %s", i, long[:l.TextBytes-9])
+	}
+	facts := map[string]string{}
+	for i := range 2 * l.Entries {
+		facts[fmt.Sprintf("f%03d", i)] = ctrl
+	}
+	for name, r := range map[string]results.Result{
+		"log":   {Log: logs},
+		"facts": {Facts: facts, Metrics: map[string]float64{"m": 1}},
+		"both":  {Reason: ctrl, Facts: facts, Log: logs},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r.ID, r.Kind, r.Status = "x", results.Scenario, results.Fail
+			var buf bytes.Buffer
+			enc := results.NewEncoder(&buf)
+			assert.NilError(t, enc.Encode(&results.Event{Type: results.HelloEvent, Hello: &results.Hello{}}))
+			assert.NilError(t, enc.Encode(&results.Event{Type: results.ResultEvent, Result: fit(r)}))
+			dec := results.NewDecoder(&buf, l)
+			_, err := dec.Decode()
+			assert.NilError(t, err)
+			ev, err := dec.Decode()
+			assert.NilError(t, err, "the host refuses the line")
+			if len(r.Log) > 0 {
+				got := ev.Result.Log
+				assert.Check(t, strings.HasPrefix(got[0], "line 000 "), "the first lines are kept")
+				assert.Check(t, is.Contains(got[len(got)-1], "more lines not kept"))
+			}
+			if len(r.Facts) > l.Entries {
+				assert.Check(t, is.Contains(ev.Result.Facts["dropped_facts"], "facts not kept"))
+			}
+		})
+	}
+}
+
 // TestRunCount shows -count folding repeated runs into one result each:
 // agreeing runs keep their status, disagreeing ones are flaky, probes run
 // once.
@@ -402,16 +446,85 @@ func TestRunKernelLog(t *testing.T) {
 
 func TestKmsgRecord(t *testing.T) {
 	for _, tc := range []struct {
-		rec, want string
-		ok        bool
+		rec, want  string
+		report, ok bool
 	}{
 		{rec: "6,1234,5000123,-;fuse: init (API version 7.41)\n", want: "kmsg: [5.000123] fuse: init (API version 7.41)", ok: true},
 		{rec: "4,7,12,c;first\n SUBSYSTEM=fuse\n", want: "kmsg: [0.000012] first", ok: true},
 		{rec: "garbage", ok: false},
 		{rec: "6,1,1,-;" + strings.Repeat("x", 1000), want: "kmsg: [0.000001] " + strings.Repeat("x", kmsgLineBytes-len("kmsg: [0.000001] ")), ok: true},
+		// The kernel's own warning is a report; the same words written by
+		// a program to /dev/kmsg (facility LOG_USER, prio 12) are not.
+		{rec: "4,88,2000000,-;WARNING: CPU: 0 PID: 70 at fs/fuse/iomode.c:101 fuse_file_io_release+0x5c/0x70\n",
+			want: "kmsg: [2.000000] WARNING: CPU: 0 PID: 70 at fs/fuse/iomode.c:101 fuse_file_io_release+0x5c/0x70", report: true, ok: true},
+		{rec: "1,89,2000001,-;Oops: 0000 [#1] PREEMPT SMP NOPTI\n", want: "kmsg: [2.000001] Oops: 0000 [#1] PREEMPT SMP NOPTI", report: true, ok: true},
+		{rec: "12,90,2000002,-;WARNING: fake\n", want: "kmsg: [2.000002] WARNING: fake", report: false, ok: true},
 	} {
-		got, ok := kmsgRecord(tc.rec)
+		got, report, ok := kmsgRecord(tc.rec)
 		assert.Check(t, is.Equal(ok, tc.ok), tc.rec)
+		assert.Check(t, is.Equal(report, tc.report), tc.rec)
 		assert.Check(t, is.Equal(got, tc.want))
+	}
+}
+
+// fakeKernelLog plays a kernel log in which each scenario's run finds the
+// records of its turn.
+type fakeKernelLog struct {
+	turns [][2][]string // lines and reports, one entry per scenario run
+	n     *int
+}
+
+func (f fakeKernelLog) read() ([]string, []string) {
+	t := f.turns[*f.n]
+	*f.n++
+	return t[0], t[1]
+}
+
+func (f fakeKernelLog) close() {}
+
+// A kernel bug report while a check ran fails the check, whether it
+// passed, skipped or failed itself, with the report first in its log;
+// a check without one keeps its status and, when it passed, no log.
+func TestRunKernelReport(t *testing.T) {
+	warn := "kmsg: [2.000000] WARNING: CPU: 0 PID: 70 at fs/fuse/iomode.c:101 fuse_file_io_release+0x5c/0x70"
+	cfg := testConfig(t)
+	var out bytes.Buffer
+	cfg.Output = &out
+	n := 0
+	cfg.openKmsg = func(string) (kernelLog, error) {
+		return fakeKernelLog{n: &n, turns: [][2][]string{
+			{{"kmsg: [1.0] fuse: init", warn}, {warn}},
+			{{warn}, {warn}},
+			{{"kmsg: [3.0] quiet"}, nil},
+			{{warn}, {warn}},
+		}}, nil
+	}
+	ret := func(st results.Status, reason string) func(context.Context, *scenarios.Env) results.Result {
+		return func(context.Context, *scenarios.Env) results.Result {
+			return results.Result{Status: st, Reason: reason}
+		}
+	}
+	cfg.Scenarios = []scenarios.Scenario{
+		{ID: "test/passes", Kind: results.Scenario, Timeout: time.Minute, Run: ret(results.Pass, "")},
+		{ID: "test/skips", Kind: results.Scenario, Timeout: time.Minute, Run: ret(results.Skip, "no passthrough")},
+		{ID: "test/quiet", Kind: results.Scenario, Timeout: time.Minute, Run: ret(results.Pass, "")},
+		{ID: "test/fails", Kind: results.Scenario, Timeout: time.Minute, Run: ret(results.Fail, "bytes differ")},
+	}
+	assert.NilError(t, Run(context.Background(), cfg))
+	rs := resultsOf(decodeStream(t, &out))
+	assert.Assert(t, is.Len(rs, 4))
+	for i, was := range []string{"pass", "skip: no passthrough", "", "fail: bytes differ"} {
+		r := rs[i]
+		if was == "" {
+			assert.Check(t, is.Equal(r.Status, results.Pass), r.ID)
+			assert.Check(t, is.Len(r.Log, 0), r.ID)
+			continue
+		}
+		assert.Check(t, is.Equal(r.Status, results.Fail), r.ID)
+		assert.Check(t, is.Contains(r.Reason, "the kernel reported \"[2.000000] WARNING: CPU: 0 PID: 70"), r.ID)
+		assert.Check(t, is.Contains(r.Reason, "(the check itself: "+was+")"), r.ID)
+		assert.Check(t, is.Equal(r.Facts["kernel_report"], warn), r.ID)
+		assert.Assert(t, len(r.Log) > 0, r.ID)
+		assert.Check(t, is.Equal(r.Log[0], warn), r.ID)
 	}
 }

@@ -48,6 +48,8 @@ type Config struct {
 	Server server.Launcher
 	// Kmsg is the kernel log device; "" is /dev/kmsg.
 	Kmsg string
+	// openKmsg replaces openKmsg in tests.
+	openKmsg func(path string) (kernelLog, error)
 	// Scenarios, when set, replaces the selection made by Run; tests use
 	// it to run scenarios that misbehave on purpose.
 	Scenarios []scenarios.Scenario

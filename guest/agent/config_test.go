@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -57,7 +58,7 @@ func TestFromCmdline(t *testing.T) {
 			} else {
 				assert.Error(t, err, tc.wantErr)
 			}
-			assert.DeepEqual(t, got, tc.want)
+			assert.DeepEqual(t, got, tc.want, cmpopts.IgnoreUnexported(Config{}))
 		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // Bounds on the kernel log a result carries.
@@ -22,7 +24,7 @@ type kmsg struct{ fd int }
 
 // openKmsg opens path and moves to its end, so that lines returns only
 // what the kernel logs from now on.
-func openKmsg(path string) (*kmsg, error) {
+func openKmsg(path string) (kernelLog, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("kernel log: %w", err)
@@ -34,10 +36,22 @@ func openKmsg(path string) (*kmsg, error) {
 	return &kmsg{fd: fd}, nil
 }
 
-// lines returns the records logged since open (or the previous call), as
-// "kmsg: [seconds] text", at most kmsgLines of them, each clipped.
-func (k *kmsg) lines() []string {
-	var out []string
+// kernelLog is what a scenario's run reads of the kernel log; tests give
+// the agent one of their own.
+type kernelLog interface {
+	// read returns the records logged since open (or the previous call),
+	// as "kmsg: [seconds] text", at most kmsgLines of them, each
+	// clipped; and, apart, every one of them that reports a kernel bug
+	// (contract.KernelReport), up to kmsgReports.
+	read() (lines, reports []string)
+	close()
+}
+
+// kmsgReports bounds the kernel bug reports a result carries: the first
+// few say what happened, the rest repeat it.
+const kmsgReports = 10
+
+func (k *kmsg) read() (out, reports []string) {
 	dropped := 0
 	buf := make([]byte, 8192)
 	for {
@@ -51,9 +65,12 @@ func (k *kmsg) lines() []string {
 		if err != nil || n <= 0 {
 			break
 		}
-		line, ok := kmsgRecord(string(buf[:n]))
+		line, report, ok := kmsgRecord(string(buf[:n]))
 		if !ok {
 			continue
+		}
+		if report && len(reports) < kmsgReports {
+			reports = append(reports, line)
 		}
 		if len(out) >= kmsgLines-1 {
 			dropped++
@@ -64,28 +81,33 @@ func (k *kmsg) lines() []string {
 	if dropped > 0 {
 		out = append(out, fmt.Sprintf("kmsg: [%d more lines not kept]", dropped))
 	}
-	return out
+	return out, reports
 }
 
-// kmsgRecord renders one /dev/kmsg record.
-func kmsgRecord(rec string) (string, bool) {
+// kmsgRecord renders one /dev/kmsg record, and says whether it is the
+// kernel's own (facility 0: what user space writes to /dev/kmsg is
+// LOG_USER or above, so no program can fake one) report of a kernel bug.
+func kmsgRecord(rec string) (line string, report, ok bool) {
 	head, text, ok := strings.Cut(rec, ";")
 	if !ok {
-		return "", false
+		return "", false, false
 	}
 	text, _, _ = strings.Cut(text, "\n")
 	f := strings.Split(head, ",")
+	if prio, err := strconv.Atoi(f[0]); err == nil && prio>>3 == 0 {
+		report = contract.KernelReport(text)
+	}
 	stamp := ""
 	if len(f) >= 3 {
 		if us, err := strconv.ParseUint(f[2], 10, 64); err == nil {
 			stamp = fmt.Sprintf("[%d.%06d] ", us/1e6, us%1e6)
 		}
 	}
-	line := "kmsg: " + stamp + text
+	line = "kmsg: " + stamp + text
 	if len(line) > kmsgLineBytes {
 		line = line[:kmsgLineBytes]
 	}
-	return line, true
+	return line, report, true
 }
 
 func (k *kmsg) close() { unix.Close(k.fd) }

@@ -168,3 +168,26 @@ func TestFactsDistinct(t *testing.T) {
 	v, ok := MBPS(Noop).Of(r)
 	assert.Check(t, ok && v == 3, fmt.Sprint(v))
 }
+
+func TestKernelReport(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{
+		{"BUG: KASAN: use-after-free in fuse_passthrough_read_iter+0x1c/0x80", true},
+		{"BUG: sleeping function called from invalid context at mm/slab.c:332", true},
+		{"kernel BUG at fs/fuse/file.c:1234!", true},
+		{"Oops: 0000 [#1] PREEMPT SMP NOPTI", true},
+		{"WARNING: CPU: 1 PID: 70 at fs/fuse/iomode.c:101 fuse_file_io_release+0x5c/0x70", true},
+		{"WARNING: possible circular locking dependency detected", true},
+		{"UBSAN: shift-out-of-bounds in fs/fuse/inode.c:1420:3", true},
+		{"general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1]", true},
+		{"INFO: task agent:93 blocked for more than 120 seconds.", true},
+		{"INFO: task agent:93 exited", false},
+		{"fuse: init (API version 7.41)", false},
+		{"virtio_console virtio1: Error allocating inbufs", false},
+		{"audit: type=1400 apparmor=\"DENIED\" BUG: not at the start", false},
+	} {
+		assert.Check(t, is.Equal(KernelReport(tc.line), tc.want), tc.line)
+	}
+}

@@ -66,6 +66,10 @@ const (
 	FactFlaky  Fact = "flaky"
 )
 
+// FactKernelReport is set on a check during which the kernel reported a
+// bug (an oops, a warning, a hung task: KernelReport), which fails it.
+const FactKernelReport Fact = "kernel_report"
+
 // FactRatioNoisy marks a benchmark cell whose paired runs were disturbed.
 const FactRatioNoisy Fact = "ratio_native_noisy"
 
