@@ -39,6 +39,8 @@ type Daemon interface {
 type OwnServer struct {
 	Launcher server.Launcher
 	Kind     loopback.Kind
+	// NoXattr has the server answer xattr requests with ENOSYS.
+	NoXattr bool
 }
 
 // Name is "fusematrix" and the kind.
@@ -49,7 +51,7 @@ func (o OwnServer) Ours() bool { return true }
 
 // Mount starts the server as a process of its own.
 func (o OwnServer) Mount(ctx context.Context, mnt, backing string) (Daemon, error) {
-	p, err := o.Launcher.Start(ctx, loopback.Spec{Kind: o.Kind, Backing: backing}, mnt)
+	p, err := o.Launcher.Start(ctx, loopback.Spec{Kind: o.Kind, Backing: backing, NoXattr: o.NoXattr}, mnt)
 	if err != nil {
 		return nil, err
 	}

@@ -197,8 +197,10 @@ func (r *rig) checkNames(step string, want []string) {
 
 // xattrs sets, reads, lists and removes an extended attribute on name. A
 // user.* attribute needs tmpfs 6.6+ as the backing store, so trusted.*
-// (root) is tried next; when neither is supported the check is skipped
-// with the reason.
+// (root) is tried next. When the mount refuses both, the backing file
+// says whose refusal it is: one the backing file accepts is FUSE's, a
+// failure; one the backing file refuses too leaves the part untested,
+// which makes the check an error rather than a pass.
 func (r *rig) xattrs(name string) {
 	path := r.m(name)
 	var attr string
@@ -216,8 +218,15 @@ func (r *rig) xattrs(name string) {
 		refused = append(refused, fmt.Sprintf("%s: %v", a, err))
 	}
 	if attr == "" {
-		r.facts["xattr"] = "skipped"
-		r.notes = append(r.notes, fmt.Sprintf("xattr skipped: not supported by the server or its backing file system (%v)", refused))
+		r.facts["xattr"] = "untested"
+		for _, a := range []string{"user.fusematrix-probe", "trusted.fusematrix-probe"} {
+			if err := unix.Setxattr(r.b(name), a, []byte("v1"), 0); err == nil {
+				unix.Removexattr(r.b(name), a)
+				r.failf("xattr: the mount refused every attribute (%v), yet the backing file takes %s", refused, a)
+				return
+			}
+		}
+		r.untested = append(r.untested, fmt.Sprintf("xattr: neither the mount nor its backing file system takes user.* or trusted.* attributes (%v)", refused))
 		return
 	}
 	r.facts["xattr"] = attr

@@ -110,6 +110,10 @@ func TestCorrectness(t *testing.T) {
 		{id: "classic/basics", run: classicBasicsWith, kind: loopback.KindClassic, wantStatus: results.Pass},
 		{id: "classic/basics", run: classicBasicsWith, kind: loopback.KindDropWrites, wantStatus: results.Fail,
 			wantReason: "create and write: backing file: got 0 bytes, want 26"},
+		// A server that refuses xattrs the backing file takes fails the
+		// xattr part, rather than passing with it skipped.
+		{id: "classic/basics", run: classicBasicsNoXattr, kind: loopback.KindClassic, wantStatus: results.Fail,
+			wantReason: "xattr: the mount refused every attribute"},
 	} {
 		t.Run(tc.id+"/"+string(tc.kind), func(t *testing.T) {
 			if tc.needPT && !caps.Passthrough {
@@ -136,6 +140,12 @@ func TestCorrectness(t *testing.T) {
 // it.
 func ownServer(env *scenarios.Env, kind loopback.Kind) scenarios.Subject {
 	return scenarios.OwnServer{Launcher: env.Server, Kind: kind}
+}
+
+func classicBasicsNoXattr(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
+	own := sub.(scenarios.OwnServer)
+	own.NoXattr = true
+	return classicBasicsWith(ctx, env, own)
 }
 
 // openTwiceMixed runs pt/open-twice with sub serving the mixed-mode part;

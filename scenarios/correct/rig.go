@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -23,8 +24,11 @@ type rig struct {
 	proc         scenarios.Daemon
 	problems     []string
 	notes        []string
-	facts        map[string]string
-	stats        *wire.Stats
+	// untested are parts of the check it could not run: with no problem
+	// found, the check is an error, not a pass it did not earn.
+	untested []string
+	facts    map[string]string
+	stats    *wire.Stats
 }
 
 // newRig fills a backing directory with files and mounts it with sub.
@@ -107,6 +111,9 @@ func (r *rig) result() results.Result {
 		for _, l := range r.proc.Stderr() {
 			res.Log = append(res.Log, "server: "+l)
 		}
+	} else if len(r.untested) > 0 {
+		res.Status = results.Error
+		res.Reason = "not every part could run: " + strings.Join(append(slices.Clone(r.untested), r.notes...), "; ")
 	} else {
 		res.Reason = strings.Join(r.notes, "; ")
 	}

@@ -113,9 +113,24 @@ func passthroughIoctlWith(ctx context.Context, env *scenarios.Env, mount connMou
 	if err := os.Mkdir(r.dir, 0o755); err != nil {
 		return scenarios.ErrorResult("backing directory: %v", err)
 	}
-	res := r.run(ctx)
 	// Unmount failures and ids that would not close are known only now.
-	res.Reason = joinReason(res.Reason, r.problems)
+	return withCleanup(r.run(ctx), r.problems)
+}
+
+// withCleanup adds what went wrong in the probe's own clean-up (an
+// unmount, a BACKING_CLOSE of an id BACKING_OPEN gave) to res. Either is
+// the kernel refusing what it must allow, so a probe that passed or
+// skipped fails: its facts stand, but the kernel did not behave.
+func withCleanup(res results.Result, problems []string) results.Result {
+	if len(problems) == 0 {
+		return res
+	}
+	if res.Status == results.Pass || res.Status == results.Skip {
+		res.Status = results.Fail
+		res.Reason = joinReason("clean-up failed", []string{joinReason(res.Reason, problems)})
+		return res
+	}
+	res.Reason = joinReason(res.Reason, problems)
 	return res
 }
 

@@ -180,3 +180,26 @@ func TestPassthroughIoctlFailures(t *testing.T) {
 		})
 	}
 }
+
+// A clean-up that failed is never hidden in the reason of a pass.
+func TestWithCleanup(t *testing.T) {
+	closeFailed := []string{"BACKING_CLOSE of id 1 (fd 7) failed: EINVAL (invalid argument)"}
+	for _, tc := range []struct {
+		in       results.Result
+		problems []string
+		want     results.Status
+		reason   string
+	}{
+		{in: results.Result{Status: results.Pass}, want: results.Pass},
+		{in: results.Result{Status: results.Pass}, problems: closeFailed, want: results.Fail,
+			reason: "clean-up failed; BACKING_CLOSE of id 1 (fd 7) failed: EINVAL (invalid argument)"},
+		{in: results.Result{Status: results.Skip, Reason: "no passthrough"}, problems: []string{"unmount: EBUSY"}, want: results.Fail,
+			reason: "clean-up failed; no passthrough; unmount: EBUSY"},
+		{in: results.Result{Status: results.Error, Reason: "o_path: timed out"}, problems: closeFailed, want: results.Error,
+			reason: "o_path: timed out; " + closeFailed[0]},
+	} {
+		got := withCleanup(tc.in, tc.problems)
+		assert.Check(t, is.Equal(got.Status, tc.want), "%+v", tc)
+		assert.Check(t, is.Equal(got.Reason, tc.reason))
+	}
+}
