@@ -42,6 +42,16 @@ var MisuseCases = []Fact{
 	"o_path", "stacked_too_deep", "close_unknown", "close_zero",
 }
 
+// Facts of fuse-init that come from the kernel's INIT request itself
+// (results.Capabilities) rather than the probe's facts: FactFuseMinor
+// "41", and FactFlagPrefix+name, "offered" or "absent", for every INIT
+// flag fusematrix names.
+const (
+	FactFuseMajor  Fact = "fuse_major"
+	FactFuseMinor  Fact = "fuse_minor"
+	FactFlagPrefix      = "flag."
+)
+
 // Facts of fuse-features.
 const (
 	FactIOUring        Fact = "io_uring"
@@ -50,6 +60,24 @@ const (
 	FactCUSE           Fact = "cuse"
 	FactFusectl        Fact = "fusectl"
 )
+
+// Prefixes of fuse-features' facts read from the kernel: module
+// parameters (/sys/module/fuse/parameters) and sysctls (/proc/sys/fs/fuse).
+const (
+	FactParamPrefix  = "param."
+	FactSysctlPrefix = "sysctl."
+)
+
+// ProbeFacts are the facts each probe reports, by the names the reports
+// use; a fuse-features fact may also be any FactParamPrefix or
+// FactSysctlPrefix name, a fuse-init one any FactFlagPrefix name.
+var ProbeFacts = map[ID][]Fact{
+	FuseInit: {FactProtocol, FactPassthrough, FactPassthroughABI, FactInitFlags, FactMaxReadahead, FactMaxPagesLimit,
+		FactFuseMajor, FactFuseMinor},
+	PassthroughIoctl: append([]Fact{FactNegotiated, FactBackingOpen, FactBackingID, FactBackingClose, FactWritebackCache},
+		MisuseCases...),
+	FuseFeatures: {FactIOUring, FactRequestTimeout, FactVirtiofs, FactCUSE, FactFusectl},
+}
 
 // Facts of every expectation: what the rule expected, what the guest
 // showed, and what the expectation rests on (the config or the version).

@@ -1,0 +1,156 @@
+package predicate
+
+import (
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		form Form
+		id   contract.ID
+		key  string
+		op   Op
+		val  string
+	}{
+		{"pt/integrity=fail", Status, contract.PtIntegrity, "", Eq, "fail"},
+		{"passthrough-read != pass", Status, contract.PassthroughRead, "", Ne, "pass"},
+		{"passthrough-ioctl.o_path=ok", Fact, contract.PassthroughIoctl, "o_path", Eq, "ok"},
+		{"fuse-init.protocol>=7.41", Fact, contract.FuseInit, "protocol", Ge, "7.41"},
+		{"fuse-init.fuse_minor<41", Fact, contract.FuseInit, "fuse_minor", Lt, "41"},
+		{"fuse-init.flag.passthrough=offered", Fact, contract.FuseInit, "flag.passthrough", Eq, "offered"},
+		{"fuse-features.param.max_user_bgreq>10", Fact, contract.FuseFeatures, "param.max_user_bgreq", Gt, "10"},
+		{"expect/passthrough-works=fail", Status, contract.ExpectPassthroughWorks, "", Eq, "fail"},
+		{"bench/read/passthrough/131072:ratio_native<0.8", Metric, "bench/read/passthrough/131072", "ratio_native", Lt, "0.8"},
+		{"bench/write/noop/4096:mbps_median<=12.5", Metric, "bench/write/noop/4096", "mbps_median", Le, "12.5"},
+	} {
+		t.Run(tc.text, func(t *testing.T) {
+			p, err := Parse(tc.text)
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(p.Form, tc.form))
+			assert.Check(t, is.Equal(p.ID, tc.id))
+			assert.Check(t, is.Equal(p.Key, tc.key))
+			assert.Check(t, is.Equal(p.Op, tc.op))
+			assert.Check(t, is.Equal(p.Value, tc.val))
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"pt/integrity", "no comparison"},
+		{"=fail", "nothing on one side"},
+		{"pt/integrity=", "nothing on one side"},
+		{"pt/integrty=fail", `no check has the id "pt/integrty"`},
+		{"pt/integrity=broken", `"broken" is not a status`},
+		{"pt/integrity<fail", "a status compares only with = or !="},
+		{"passthrough-ioctl.o_pth=ok", `passthrough-ioctl reports no fact "o_pth"; it reports negotiated, backing_open`},
+		{"pt/fsync.read_requests=0", "pt/fsync reports no facts a predicate can use"},
+		{"nosuch.fact=1", `no check has the id "nosuch"`},
+		{"fuse-init.protocol>=new", "needs a whole number or a dotted version"},
+		{"fuse-init:protocol<1", "fuse-init is a probe: only benchmarks report metrics"},
+		{"bench/read/passthrough/131072:ratio_native<fast", `"fast" is not a number`},
+		{"bench/read/nosuch/131072:ratio_native<1", `no check has the id "bench/read/nosuch/131072"`},
+	} {
+		t.Run(tc.text, func(t *testing.T) {
+			_, err := Parse(tc.text)
+			assert.ErrorIs(t, err, ErrSyntax)
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func kernel(rs ...results.Result) *results.Kernel {
+	return &results.Kernel{Status: results.Pass, Results: rs,
+		Capabilities: &results.Capabilities{FuseMajor: 7, FuseMinor: 41, InitFlags: []string{"async_read", "passthrough"}}}
+}
+
+func TestJudge(t *testing.T) {
+	ioctl := results.Result{ID: "passthrough-ioctl", Status: results.Pass, Facts: map[string]string{"o_path": "EBADF", "negotiated": "yes"}}
+	init := results.Result{ID: "fuse-init", Status: results.Pass, Facts: map[string]string{"protocol": "7.41"}}
+	cell := results.Result{ID: "bench/read/passthrough/131072", Status: results.Pass, Metrics: map[string]float64{"ratio_native": 0.75}}
+	for _, tc := range []struct {
+		pred string
+		k    *results.Kernel
+		want Verdict
+		ev   string
+	}{
+		{"pt/integrity=fail", kernel(results.Result{ID: "pt/integrity", Status: results.Fail, Reason: "bytes differ"}), New, "pt/integrity: fail (bytes differ)"},
+		{"pt/integrity=fail", kernel(results.Result{ID: "pt/integrity", Status: results.Pass}), Old, "pt/integrity: pass"},
+		{"pt/integrity!=pass", kernel(results.Result{ID: "pt/integrity", Status: results.Skip}), New, "pt/integrity: skip"},
+		{"pt/integrity=fail", kernel(), Unknown, "no result pt/integrity"},
+		{"pt/integrity=fail", &results.Kernel{Status: results.Error, Error: "guest panicked"}, Unknown, "did not run to completion: guest panicked"},
+		{"passthrough-ioctl.o_path=ok", kernel(ioctl), Old, "passthrough-ioctl.o_path = EBADF"},
+		{"passthrough-ioctl.o_path!=ok", kernel(ioctl), New, ""},
+		{"passthrough-ioctl.backing_open=ok", kernel(ioctl), Unknown, "reported no backing_open"},
+		// Versions compare by part: 7.41 is after 7.5.
+		{"fuse-init.protocol>=7.5", kernel(init), New, "fuse-init.protocol = 7.41"},
+		{"fuse-init.protocol>=7.42", kernel(init), Old, ""},
+		{"fuse-init.fuse_minor>=41", kernel(init), New, "fuse-init.fuse_minor = 41"},
+		{"fuse-init.flag.passthrough=offered", kernel(init), New, ""},
+		{"fuse-init.flag.over_io_uring=offered", kernel(init), Old, "fuse-init.flag.over_io_uring = absent"},
+		{"bench/read/passthrough/131072:ratio_native<0.8", kernel(cell), New, "ratio_native = 0.75"},
+		{"bench/read/passthrough/131072:ratio_native<0.7", kernel(cell), Old, ""},
+		{"bench/read/passthrough/131072:mbps_median<0.7", kernel(cell), Unknown, "no metric mbps_median"},
+		{"bench/read/passthrough/131072:ratio_native<0.8", kernel(results.Result{ID: "bench/read/passthrough/131072", Status: results.Skip, Reason: "no passthrough"}), Unknown, "skip (no passthrough)"},
+	} {
+		t.Run(tc.pred, func(t *testing.T) {
+			p, err := Parse(tc.pred)
+			assert.NilError(t, err)
+			v, ev := p.Judge(tc.k)
+			assert.Check(t, is.Equal(v, tc.want), ev)
+			assert.Check(t, is.Contains(ev, tc.ev))
+		})
+	}
+}
+
+func TestRunPattern(t *testing.T) {
+	for pred, want := range map[string]string{
+		"pt/integrity=fail":                  `^pt/integrity$`,
+		"fuse-init.protocol>=7.41":           `^fuse-init$`,
+		"expect/passthrough-works=fail":      contract.ProbesOnly,
+		"bench/read/noop/4096:mbps_median<1": `^bench/read/noop/4096$`,
+	} {
+		p, err := Parse(pred)
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(p.RunPattern(), want))
+		checks, err := contract.Select(p.RunPattern())
+		assert.NilError(t, err)
+		if p.Kind != results.Expectation {
+			assert.Check(t, is.Contains(checkIDs(checks), p.ID), "the pattern selects the check")
+		}
+	}
+}
+
+func checkIDs(cs []contract.Check) []contract.ID {
+	var out []contract.ID
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"pt/integrity=fail", "fuse-init.protocol>=7.41", "bench/read/passthrough/131072:ratio_native<0.8",
+		"fuse-features.param.x!=1", "a.b.c<=d", "==", "!<>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := Parse(s)
+		if err != nil {
+			return
+		}
+		// Whatever parses judges any kernel without panicking.
+		p.Judge(kernel())
+		p.Judge(&results.Kernel{Status: results.Pass})
+		if _, err := contract.Select(p.RunPattern()); err != nil {
+			t.Fatalf("%q: run pattern %q: %v", s, p.RunPattern(), err)
+		}
+	})
+}
