@@ -25,6 +25,7 @@ type query struct {
 	flavour string // Debian's flavour name, e.g. "cloud-amd64"
 	short   string // the flavour as asked, for messages
 	pkg     string // an exact package name
+	version string // with pkg: that exact version of it, "" for the newest
 	// suite restricts the search to one suite ("bookworm-security") or to
 	// every suite of a release ("bookworm": bookworm, bookworm-security,
 	// bookworm-backports…); "" searches all of Suites.
@@ -51,7 +52,11 @@ func parseName(name string) (query, error) {
 		return query{}, fmt.Errorf("kernel %q: %q is not a suite name (like bookworm or trixie-backports)", name, suite)
 	}
 	if strings.HasPrefix(rest, "linux-") {
-		return query{name: name, pkg: rest, suite: suite}, nil
+		pkg, version, _ := strings.Cut(rest, "=")
+		if strings.ContainsAny(version, " /=@") {
+			return query{}, fmt.Errorf("kernel %q: %q is not a Debian version", name, version)
+		}
+		return query{name: name, pkg: pkg, version: version, suite: suite}, nil
 	}
 	series, short, hasFlavour := strings.Cut(rest, "/")
 	if !seriesPattern.MatchString(series) {
@@ -141,7 +146,7 @@ func (q query) candidates(idxs []*debian.Index) ([]debian.Package, error) {
 		for _, p := range idx.Packages {
 			unsigned := false
 			if q.pkg != "" {
-				if p.Name != q.pkg {
+				if p.Name != q.pkg || q.version != "" && p.Version != q.version {
 					continue
 				}
 			} else {

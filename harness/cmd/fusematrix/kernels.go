@@ -20,6 +20,8 @@ const kernelsUsage = `usage: fusematrix kernels <command> [flags]
 
 commands:
   list [-matrix NAME] [kernel …]    what each kernel name resolves to, whether it is cached, its size
+  list -history KERNEL [KERNEL]     every packaged build of KERNEL's series (or from the first kernel
+                                    to the second) the suites carry, in Debian version order
   fetch [-matrix NAME] [kernel …]   download and unpack kernels now; cached ones are checked file by file
   prune [-all]                      remove cached kernels no matrix of the catalog uses (all with -all)
                                     and files left by interrupted runs
@@ -131,11 +133,14 @@ func progressTo(quiet bool) func(string, ...any) {
 // kernelArgs parses the flags list and fetch share and returns the
 // selectors they name, from a matrix or the arguments, and where they
 // come from (see selectionSource).
-func kernelArgs(cmd string, args []string) ([]string, kernels.Options, string, error) {
+func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]string, kernels.Options, string, error) {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	matrix := matrixFlag(fs)
 	var o kernels.Options
 	quiet := kernelOptions(fs, &o)
+	for _, f := range extra {
+		f(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, o, "", exitError(2)
 	}
@@ -148,9 +153,15 @@ func kernelArgs(cmd string, args []string) ([]string, kernels.Options, string, e
 }
 
 func kernelsList(ctx context.Context, args []string, out io.Writer) error {
-	names, o, source, err := kernelArgs("kernels list", args)
+	var history bool
+	names, o, source, err := kernelArgs("kernels list", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&history, "history", false, "list every packaged build of the kernel's series, or from the first kernel to the second, in version order")
+	})
 	if err != nil {
 		return err
+	}
+	if history {
+		return kernelsHistory(ctx, names, source, o, out)
 	}
 	if source != "" {
 		fmt.Fprintf(out, "%s\n\n", source)
@@ -312,4 +323,39 @@ func kernelsMatrices(args []string, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// kernelsHistory lists the builds a packaged bisection would step through.
+func kernelsHistory(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
+	if source != "" || len(names) > 2 {
+		fmt.Fprintln(os.Stderr, "fusematrix kernels list -history: give one kernel (its series) or two (good and bad)")
+		return exitError(2)
+	}
+	to := ""
+	if len(names) == 2 {
+		to = names[1]
+	}
+	builds, err := kernels.History(ctx, names[0], to, o)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tPACKAGE\tVERSION\tSUITE")
+	for i, b := range builds {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i+1, b.Package, b.Version, b.Suite)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n%d builds; a bisection over them boots about %d\n", len(builds), bits(len(builds))+2)
+	return nil
+}
+
+// bits is the number of halvings that bring n candidates down to one.
+func bits(n int) int {
+	b := 0
+	for ; n > 2; n = (n + 1) / 2 {
+		b++
+	}
+	return b
 }

@@ -8,6 +8,8 @@
 //	fusematrix caps -from results.json
 //	fusematrix kernels list|fetch|prune|matrices [flags] [kernel …]
 //	fusematrix kernels build [-base B] [-j N] -src DIR
+//	fusematrix bisect -good KERNEL -bad KERNEL [-repeat N] [-out DIR] PREDICATE
+//	fusematrix bisect run -kernel KERNEL PREDICATE
 package main
 
 import (
@@ -42,6 +44,8 @@ commands:
   caps -from results.json     print the capability table of an earlier run without booting anything
   kernels list|fetch|prune    the kernel catalog and cache: what names resolve to, pre-fetch, clean up
   kernels build -src DIR      build a kernel from a source tree with the project's config fragment
+  bisect -good K -bad K PRED  find the first packaged kernel whose results show PRED
+                              ('fusematrix bisect -h'); 'bisect run' serves git bisect run
 
 Kernels are selectors such as debian:6.12/cloud or paths to a kernel image
 (./bzImage[,modules=DIR][,config=FILE]) or source trees built on the way
@@ -68,6 +72,8 @@ func main() {
 		err = caps(os.Args[2:])
 	case "kernels":
 		err = kernelsCmd(os.Args[2:])
+	case "bisect":
+		err = bisectCmd(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

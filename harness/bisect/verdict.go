@@ -1,0 +1,82 @@
+package bisect
+
+import (
+	"fmt"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/predicate"
+)
+
+// retry is decide's why for repeats that disagree, which earn a second
+// round before they count.
+const retry = "its runs disagree"
+
+// decide turns a step's runs into its verdict (the README's "Verdict
+// rules"):
+//   - runs that could not say are left out; a step none of whose runs
+//     could say is skipped;
+//   - for a status predicate a failure outweighs any number of passes: if
+//     the new behaviour is a failure (pt/integrity=fail, X!=pass), one run
+//     that shows it makes the step new; if it is a pass (X=pass), one run
+//     that does not makes the step old;
+//   - for a fact or a metric, the runs must agree, else (unless this is
+//     the final round) the step is retried once (retry), and then the
+//     majority decides; a tie is a skip.
+func decide(p *predicate.Predicate, runs []Run, final bool) (Verdict, string) {
+	var news, olds int
+	for _, r := range runs {
+		switch r.Verdict {
+		case predicate.New:
+			news++
+		case predicate.Old:
+			olds++
+		}
+	}
+	judged := news + olds
+	switch {
+	case judged == 0:
+		why := "no run could say"
+		for _, r := range runs {
+			if r.Evidence != "" {
+				why = r.Evidence
+				break
+			}
+		}
+		return Skip, why
+	case news == 0:
+		return Old, partly(judged, len(runs))
+	case olds == 0:
+		return New, partly(judged, len(runs))
+	}
+	mixed := fmt.Sprintf("%d of %d runs new", news, judged)
+	if p.Form == predicate.Status {
+		if failureIsNew(p) {
+			return New, mixed + ": a failure in any run counts"
+		}
+		return Old, mixed + ": a failure in any run counts"
+	}
+	if !final {
+		return Skip, retry
+	}
+	switch {
+	case news > olds:
+		return New, mixed + ", the majority"
+	case olds > news:
+		return Old, mixed + ", the majority"
+	}
+	return Skip, mixed + ": a tie"
+}
+
+// failureIsNew says whether the predicate's new behaviour is a check not
+// passing.
+func failureIsNew(p *predicate.Predicate) bool {
+	pass := p.Value == string(results.Pass)
+	return (p.Op == predicate.Eq) != pass
+}
+
+func partly(judged, runs int) string {
+	if judged == runs {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d runs could not say", runs-judged, runs)
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/bisect"
+	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/results/predicate"
+)
+
+const bisectUsage = `usage:
+  fusematrix bisect -good KERNEL -bad KERNEL [-repeat N] [-out DIR] [-resume] PREDICATE
+  fusematrix bisect run [-repeat N] -kernel KERNEL PREDICATE   (for git bisect run)
+
+Finds the first packaged kernel from -good to -bad (every build of that
+flavour the suites carry, in Debian version order) whose results show the
+new behaviour PREDICATE names:
+
+  ID=STATUS               pt/integrity=fail, passthrough-read!=pass
+  ID.FACT OP VALUE        passthrough-ioctl.o_path=ok, fuse-init.protocol>=7.41,
+                          fuse-init.fuse_minor>=41, fuse-init.flag.passthrough=offered
+  ID:METRIC OP NUMBER     bench/read/passthrough/131072:ratio_native<0.8
+
+OP is one of = != < <= > >=. Both ends are checked first. Each step boots
+one kernel and runs only the check PREDICATE reads (and the probes).
+-out (default out/bisect) receives bisect.json and bisect.md after every
+step; -resume continues an interrupted bisection from them.
+
+Exit status: 0 a first kernel was found, 1 the ends do not bracket a
+change (or could not be judged), 2 bad input. 'bisect run' speaks git
+bisect run's protocol instead: 0 old (good), 1 new (bad), 125 cannot say
+(skip), 128 cannot run at all.
+`
+
+func bisectCmd(args []string) error {
+	if len(args) > 0 && args[0] == "run" {
+		return bisectRun(args[1:])
+	}
+	fs := flag.NewFlagSet("bisect", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, bisectUsage); fs.PrintDefaults() }
+	o := harness.Options{}
+	quiet := bisectFlags(fs, &o)
+	good := fs.String("good", "", "the last kernel known to lack the new behaviour (a selector, e.g. debian:6.1/cloud@bookworm)")
+	bad := fs.String("bad", "", "a kernel known to show it")
+	repeat := fs.Int("repeat", 1, "boots per step; see the README's verdict rules for runs that disagree")
+	resume := fs.Bool("resume", false, "continue the bisection recorded in -out, judging no step twice")
+	catalog := ""
+	catalogFlag(fs, &catalog)
+	pred, err := parseInterleaved(fs, args, "bisect")
+	if err != nil {
+		return err
+	}
+	if *good == "" || *bad == "" || *repeat < 1 || *repeat > 100 {
+		fmt.Fprint(os.Stderr, "fusematrix bisect: -good and -bad are required, -repeat from 1 to 100\n\n"+bisectUsage)
+		return exitError(2)
+	}
+	c, err := kernels.UserCatalog(catalog)
+	if err != nil {
+		return err
+	}
+	o.Kernel.Catalog = c
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bisectSetup(&o, *quiet); err != nil {
+		return err
+	}
+	builds, err := kernels.History(ctx, *good, *bad, o.Kernel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
+		return exitError(2)
+	}
+	cands := make([]bisect.Candidate, len(builds))
+	for i, b := range builds {
+		cands[i] = bisect.Candidate{Selector: b.Selector, Package: b.Package, Version: b.Version, Suite: b.Suite}
+	}
+	o.Logf("bisect: %d packaged kernels from %s to %s", len(cands), *good, *bad)
+	r, err := bisect.Bisect(ctx, bisect.Options{
+		Predicate: pred, Good: *good, Bad: *bad, Candidates: cands,
+		Repeat: *repeat, Dir: o.OutDir, Resume: *resume,
+		Judge:   stepJudge(o, pred),
+		Command: func(c bisect.Candidate) string { return reproduce(pred, c.Selector) },
+		Logf:    o.Logf,
+	})
+	if errors.Is(err, bisect.ErrInput) {
+		fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
+		return exitError(2)
+	}
+	if r != nil {
+		printBisect(os.Stdout, r, o.OutDir)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(os.Stderr, "fusematrix: interrupted; resume with -resume -out %s\n", o.OutDir)
+			return exitError(130)
+		}
+		return err
+	}
+	if r.Outcome != "found" {
+		return exitError(1)
+	}
+	return nil
+}
+
+// bisectFlags registers what a step's boots need.
+func bisectFlags(fs *flag.FlagSet, o *harness.Options) *bool {
+	fs.StringVar(&o.OutDir, "out", filepath.Join("out", "bisect"), "`folder` for bisect.json, bisect.md and each step's results")
+	fs.StringVar(&o.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
+	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for one step's boot and run")
+	fs.StringVar(&o.Kernel.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
+	fs.StringVar(&o.QEMU, "qemu", "", "QEMU `binary` (default qemu-system-x86_64)")
+	fs.StringVar(&o.SourceDir, "src-agent", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
+	fs.Func("append", "extra kernel command line `args` for every guest (repeatable)", func(s string) error {
+		o.Append = strings.TrimSpace(o.Append + " " + s)
+		return nil
+	})
+	return fs.Bool("q", false, "no progress lines")
+}
+
+// parseInterleaved parses flags before and after the one argument, the
+// predicate, as the documented forms put it either way.
+func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.Predicate, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, exitError(2)
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprintf(os.Stderr, "fusematrix %s: no predicate\n\n%s", cmd, bisectUsage)
+		return nil, exitError(2)
+	}
+	text := rest[0]
+	if err := fs.Parse(rest[1:]); err != nil {
+		return nil, exitError(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "fusematrix %s: one predicate, not %q and %q (quote a predicate with spaces)\n", cmd, text, fs.Arg(0))
+		return nil, exitError(2)
+	}
+	p, err := predicate.Parse(text)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix %s: %v\n", cmd, err)
+		return nil, exitError(2)
+	}
+	return p, nil
+}
+
+// bisectSetup fills in what boot() would for a matrix.
+func bisectSetup(o *harness.Options, quiet bool) error {
+	if o.SourceDir == "" {
+		dir, err := findSource()
+		if err != nil {
+			return err
+		}
+		o.SourceDir = dir
+	}
+	o.Logf = progressTo(quiet)
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	o.Kernel.Logf = o.Logf
+	return nil
+}
+
+// stepJudge boots one candidate with only the check pred reads selected,
+// into a folder of its own under the bisection's, and judges its results.
+func stepJudge(base harness.Options, pred *predicate.Predicate) bisect.Judge {
+	return func(ctx context.Context, c bisect.Candidate, attempt int) bisect.Run {
+		o := base
+		o.Kernels = []string{c.Selector}
+		o.Params = contract.Params{Run: pred.RunPattern()}
+		name := c.Version
+		if c.Commit != "" {
+			name = fmt.Sprintf("%.12s", c.Commit)
+		}
+		if name == "" {
+			name = c.Selector
+		}
+		o.OutDir = filepath.Join(base.OutDir, "steps", fmt.Sprintf("%s.%d", slug(name), attempt+1))
+		logf := base.Logf
+		o.Logf = func(format string, args ...any) { logf("  "+format, args...) }
+		start := time.Now()
+		run, err := harness.Run(ctx, o)
+		r := bisect.Run{Verdict: predicate.Unknown, Seconds: time.Since(start).Seconds()}
+		if rel, rerr := filepath.Rel(base.OutDir, filepath.Join(o.OutDir, "results.json")); rerr == nil {
+			r.Results = rel
+		}
+		if err != nil || run == nil || len(run.Kernels) != 1 {
+			r.Evidence = fmt.Sprintf("did not run: %v", err)
+			return r
+		}
+		k := &run.Kernels[0]
+		r.Release = k.Release
+		r.Verdict, r.Evidence = pred.Judge(k)
+		if r.Verdict == predicate.Unknown {
+			r.ConsoleTail = k.ConsoleTail
+		}
+		return r
+	}
+}
+
+// reproduce is the command that boots one step by hand.
+func reproduce(pred *predicate.Predicate, selector string) string {
+	return fmt.Sprintf("fusematrix matrix -run '%s' '%s'", pred.RunPattern(), selector)
+}
+
+// slug makes a folder name from host-side values only.
+func slug(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '+', r == '~':
+			return r
+		}
+		return '-'
+	}, s)
+	s = strings.Trim(s, "-.")
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return s
+}
+
+func printBisect(w io.Writer, r *bisect.Report, dir string) {
+	fmt.Fprintln(w)
+	switch r.Outcome {
+	case "found":
+		fmt.Fprintf(w, "first new: %s (release %s)\n", r.FirstNew.Selector, r.FirstNew.Release)
+		fmt.Fprintf(w, "last old:  %s (release %s)\n", r.LastOld.Selector, r.LastOld.Release)
+		fmt.Fprintf(w, "certainty: %s; %d steps\n", r.Certainty, len(r.Steps))
+	default:
+		fmt.Fprintf(w, "no answer (%s): %s\n", r.Outcome, r.Message)
+	}
+	fmt.Fprintf(w, "\nbisect: %s, %s\n", filepath.Join(dir, "bisect.json"), filepath.Join(dir, "bisect.md"))
+}
+
+// bisectRun judges one kernel for git bisect run: 0 old, 1 new, 125
+// cannot say, 128 cannot run at all.
+func bisectRun(args []string) error {
+	fs := flag.NewFlagSet("bisect run", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, bisectUsage); fs.PrintDefaults() }
+	o := harness.Options{}
+	quiet := bisectFlags(fs, &o)
+	kernel := fs.String("kernel", "", "the kernel to judge (a selector, a path, or src:DIR for the tree git bisect checked out)")
+	repeat := fs.Int("repeat", 1, "boots; see the README's verdict rules for runs that disagree")
+	pred, err := parseInterleaved(fs, args, "bisect run")
+	if err != nil {
+		return exitError(128)
+	}
+	if *kernel == "" || *repeat < 1 || *repeat > 100 {
+		fmt.Fprint(os.Stderr, "fusematrix bisect run: -kernel is required, -repeat from 1 to 100\n")
+		return exitError(128)
+	}
+	if err := bisectSetup(&o, *quiet); err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix bisect run: %v\n", err)
+		return exitError(128)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: stepJudge(o, pred)},
+		bisect.Candidate{Selector: *kernel})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix bisect run: %v\n", err)
+		return exitError(128)
+	}
+	fmt.Printf("%s: %s: %s\n", *kernel, st.Verdict, strings.Join(evidences(st), "; "))
+	switch st.Verdict {
+	case bisect.Old:
+		return nil
+	case bisect.New:
+		return exitError(1)
+	}
+	return exitError(125)
+}
+
+func evidences(st *bisect.Step) []string {
+	var out []string
+	for _, r := range st.Runs {
+		out = append(out, r.Evidence)
+	}
+	if st.Why != "" {
+		out = append(out, st.Why)
+	}
+	return out
+}
