@@ -16,17 +16,20 @@ import (
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/bisect"
 	"github.com/fusematrix/fusematrix/kernels"
-	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/results/predicate"
 )
 
 const bisectUsage = `usage:
   fusematrix bisect -good KERNEL -bad KERNEL [-repeat N] [-out DIR] [-resume] PREDICATE
+  fusematrix bisect -src DIR -good REV -bad REV [-base tinyconfig] [-repeat N] [-out DIR] PREDICATE
   fusematrix bisect run [-repeat N] -kernel KERNEL PREDICATE   (for git bisect run)
 
 Finds the first packaged kernel from -good to -bad (every build of that
-flavour the suites carry, in Debian version order) whose results show the
-new behaviour PREDICATE names:
+flavour the suites carry, in Debian version order), or with -src the first
+commit of a Linux git tree (the first-parent line from -good to -bad, each
+built with the project's config fragment in a worktree fusematrix owns,
+incrementally, and cached by commit), whose results show the new behaviour
+PREDICATE names; a commit that does not build or boot is skipped:
 
   ID=STATUS               pt/integrity=fail, passthrough-read!=pass
   ID.FACT OP VALUE        passthrough-ioctl.o_path=ok, fuse-init.protocol>=7.41,
@@ -56,6 +59,8 @@ func bisectCmd(args []string) error {
 	bad := fs.String("bad", "", "a kernel known to show it")
 	repeat := fs.Int("repeat", 1, "boots per step; see the README's verdict rules for runs that disagree")
 	resume := fs.Bool("resume", false, "continue the bisection recorded in -out, judging no step twice")
+	src := fs.String("src", "", "a Linux git `tree`: bisect its commits; -good and -bad are then revisions")
+	base := fs.String("base", "tinyconfig", "with -src: the config each commit is built from before the fragment (defconfig, tinyconfig or a file)")
 	catalog := ""
 	catalogFlag(fs, &catalog)
 	pred, err := parseInterleaved(fs, args, "bisect")
@@ -76,21 +81,47 @@ func bisectCmd(args []string) error {
 	if err := bisectSetup(&o, *quiet); err != nil {
 		return err
 	}
-	builds, err := kernels.History(ctx, *good, *bad, o.Kernel)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
-		return exitError(2)
+	var cands []bisect.Candidate
+	kernel := packaged
+	command := func(c bisect.Candidate) string { return reproduce(pred, c.Selector) }
+	if *src != "" {
+		if cands, err = bisect.Commits(ctx, *src, *good, *bad); err != nil {
+			fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
+			return exitError(2)
+		}
+		cache, err := kernels.CacheRoot(o.Kernel)
+		if err != nil {
+			return err
+		}
+		wt, err := bisect.OpenWorktree(ctx, *src, filepath.Join(cache, "worktrees"))
+		if err != nil {
+			return err
+		}
+		selector := "src:" + wt.Path + ",base=" + *base
+		kernel = func(ctx context.Context, c bisect.Candidate) (string, error) {
+			return selector, wt.Checkout(ctx, c.Commit)
+		}
+		command = func(c bisect.Candidate) string {
+			return fmt.Sprintf("git -C %s checkout --detach %.12s && %s", wt.Path, c.Commit, reproduce(pred, selector))
+		}
+		o.Logf("bisect: %d commits from %s to %s, built in %s", len(cands), *good, *bad, wt.Path)
+	} else {
+		builds, err := kernels.History(ctx, *good, *bad, o.Kernel)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
+			return exitError(2)
+		}
+		cands = make([]bisect.Candidate, len(builds))
+		for i, b := range builds {
+			cands[i] = bisect.Candidate{Selector: b.Selector, Package: b.Package, Version: b.Version, Suite: b.Suite}
+		}
+		o.Logf("bisect: %d packaged kernels from %s to %s", len(cands), *good, *bad)
 	}
-	cands := make([]bisect.Candidate, len(builds))
-	for i, b := range builds {
-		cands[i] = bisect.Candidate{Selector: b.Selector, Package: b.Package, Version: b.Version, Suite: b.Suite}
-	}
-	o.Logf("bisect: %d packaged kernels from %s to %s", len(cands), *good, *bad)
 	r, err := bisect.Bisect(ctx, bisect.Options{
 		Predicate: pred, Good: *good, Bad: *bad, Candidates: cands,
 		Repeat: *repeat, Dir: o.OutDir, Resume: *resume,
-		Judge:   stepJudge(o, pred),
-		Command: func(c bisect.Candidate) string { return reproduce(pred, c.Selector) },
+		Judge:   bisect.Boot(o, pred, kernel),
+		Command: command,
 		Logf:    o.Logf,
 	})
 	if errors.Is(err, bisect.ErrInput) {
@@ -172,70 +203,28 @@ func bisectSetup(o *harness.Options, quiet bool) error {
 	return nil
 }
 
-// stepJudge boots one candidate with only the check pred reads selected,
-// into a folder of its own under the bisection's, and judges its results.
-func stepJudge(base harness.Options, pred *predicate.Predicate) bisect.Judge {
-	return func(ctx context.Context, c bisect.Candidate, attempt int) bisect.Run {
-		o := base
-		o.Kernels = []string{c.Selector}
-		o.Params = contract.Params{Run: pred.RunPattern()}
-		name := c.Version
-		if c.Commit != "" {
-			name = fmt.Sprintf("%.12s", c.Commit)
-		}
-		if name == "" {
-			name = c.Selector
-		}
-		o.OutDir = filepath.Join(base.OutDir, "steps", fmt.Sprintf("%s.%d", slug(name), attempt+1))
-		logf := base.Logf
-		o.Logf = func(format string, args ...any) { logf("  "+format, args...) }
-		start := time.Now()
-		run, err := harness.Run(ctx, o)
-		r := bisect.Run{Verdict: predicate.Unknown, Seconds: time.Since(start).Seconds()}
-		if rel, rerr := filepath.Rel(base.OutDir, filepath.Join(o.OutDir, "results.json")); rerr == nil {
-			r.Results = rel
-		}
-		if err != nil || run == nil || len(run.Kernels) != 1 {
-			r.Evidence = fmt.Sprintf("did not run: %v", err)
-			return r
-		}
-		k := &run.Kernels[0]
-		r.Release = k.Release
-		r.Verdict, r.Evidence = pred.Judge(k)
-		if r.Verdict == predicate.Unknown {
-			r.ConsoleTail = k.ConsoleTail
-		}
-		return r
-	}
-}
+// packaged boots a packaged candidate by its exact selector.
+func packaged(_ context.Context, c bisect.Candidate) (string, error) { return c.Selector, nil }
 
 // reproduce is the command that boots one step by hand.
 func reproduce(pred *predicate.Predicate, selector string) string {
 	return fmt.Sprintf("fusematrix matrix -run '%s' '%s'", pred.RunPattern(), selector)
 }
 
-// slug makes a folder name from host-side values only.
-func slug(s string) string {
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '+', r == '~':
-			return r
-		}
-		return '-'
-	}, s)
-	s = strings.Trim(s, "-.")
-	if len(s) > 80 {
-		s = s[:80]
-	}
-	return s
-}
-
 func printBisect(w io.Writer, r *bisect.Report, dir string) {
 	fmt.Fprintln(w)
 	switch r.Outcome {
 	case "found":
-		fmt.Fprintf(w, "first new: %s (release %s)\n", r.FirstNew.Selector, r.FirstNew.Release)
-		fmt.Fprintf(w, "last old:  %s (release %s)\n", r.LastOld.Selector, r.LastOld.Release)
+		for _, p := range []struct {
+			name  string
+			point *bisect.Point
+		}{{"first new", r.FirstNew}, {"last old ", r.LastOld}} {
+			if p.point.Commit != "" {
+				fmt.Fprintf(w, "%s: %.12s %s (%s), release %s\n", p.name, p.point.Commit, p.point.Subject, p.point.Date, p.point.Release)
+			} else {
+				fmt.Fprintf(w, "%s: %s (release %s)\n", p.name, p.point.Selector, p.point.Release)
+			}
+		}
 		fmt.Fprintf(w, "certainty: %s; %d steps\n", r.Certainty, len(r.Steps))
 	default:
 		fmt.Fprintf(w, "no answer (%s): %s\n", r.Outcome, r.Message)
@@ -266,7 +255,7 @@ func bisectRun(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: stepJudge(o, pred)},
+	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: bisect.Boot(o, pred, packaged)},
 		bisect.Candidate{Selector: *kernel})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix bisect run: %v\n", err)
