@@ -6,6 +6,7 @@
 package harness
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -124,7 +125,7 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 	w := &writer{dir: o.OutDir, run: &results.Run{
 		Schema:  results.SchemaVersion,
 		Started: time.Now().UTC(),
-		Host:    results.Host{QEMU: qemuVersion, CPUs: runtime.NumCPU(), Jobs: o.Jobs, Accel: o.Accel},
+		Host:    results.Host{QEMU: qemuVersion, CPUs: runtime.NumCPU(), Jobs: o.Jobs, Accel: o.Accel, CPUModel: hostCPUModel()},
 		Kernels: make([]results.Kernel, len(o.Kernels)),
 	}}
 	for i, name := range o.Kernels {
@@ -376,4 +377,27 @@ func WriteFile(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// hostCPUModel is the first "model name" of /proc/cpuinfo, "" where there
+// is none (another OS, an architecture that names it otherwise).
+func hostCPUModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return cpuModel(io.LimitReader(f, 1<<20))
+}
+
+// cpuModel reads the first "model name" line of a /proc/cpuinfo.
+func cpuModel(r io.Reader) string {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		key, value, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(key) == "model name" {
+			return strings.TrimSpace(value)
+		}
+	}
+	return ""
 }

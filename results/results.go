@@ -139,6 +139,10 @@ type Host struct {
 	CPUs  int    `json:"cpus"`
 	Jobs  int    `json:"jobs"`
 	Accel string `json:"accel"` // what was asked for: auto, kvm, tcg
+	// CPUModel is the host CPU's "model name" from /proc/cpuinfo, empty
+	// where it is unknown: throughput is compared only between hosts of
+	// the same model.
+	CPUModel string `json:"cpu_model,omitempty"`
 }
 
 // Counts tallies results by status.
