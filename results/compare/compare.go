@@ -1,0 +1,521 @@
+// Package compare tells what changed between two fusematrix runs: status
+// regressions and fixes, capabilities offered or withdrawn, probe facts
+// that changed, throughput that dropped beyond the noise both runs
+// measured, and flaky results. Compare builds a Report, a stable struct
+// that is also the JSON format; the renderers print it as a terminal
+// table or as Markdown for a GitHub step summary.
+//
+// Everything in a run came from a guest or another machine, so every text
+// a Report carries has been made inert with report.OneLine and bounded
+// with report.Truncate.
+package compare
+
+import (
+	"cmp"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/results/report"
+)
+
+// FormatVersion is written into every Report: bump it when a field of
+// the JSON changes meaning.
+const FormatVersion = 1
+
+// DefaultThreshold is how far, relative to the old value, a paired ratio
+// to native must fall before the drop can count (its range must also lie
+// wholly below the old one).
+const DefaultThreshold = 0.15
+
+// Options configures Compare.
+type Options struct {
+	// Threshold is the relative drop of ratio_native that can count as a
+	// regression; 0 means DefaultThreshold.
+	Threshold float64
+	// OldPath and NewPath name the runs in the output.
+	OldPath, NewPath string
+}
+
+// Verdict classifies one finding.
+type Verdict string
+
+const (
+	// Regression is something worse than before: it makes compare exit 1.
+	Regression Verdict = "regression"
+	// Fix is a result that failed before and passes now.
+	Fix Verdict = "fix"
+	// Change is a behaviour that changed without being worse: a flag
+	// offered, an errno that changed, a cell that got faster.
+	Change Verdict = "change"
+	// Info says what was not compared and why, or what a reader must know
+	// (a kernel upgraded, a new kernel, a flaky result).
+	Info Verdict = "info"
+)
+
+// Aspect says what a finding is about.
+type Aspect string
+
+const (
+	AspectKernel     Aspect = "kernel"     // a kernel gone, new, upgraded, or its boot status
+	AspectStatus     Aspect = "status"     // a result's status
+	AspectCapability Aspect = "capability" // what the kernel offered in FUSE_INIT
+	AspectFact       Aspect = "fact"       // a probe's fact
+	AspectThroughput Aspect = "throughput" // a benchmark cell
+	AspectFlaky      Aspect = "flaky"      // a result whose runs disagreed
+)
+
+// Finding is one row of the comparison.
+type Finding struct {
+	Verdict Verdict `json:"verdict"`
+	Aspect  Aspect  `json:"aspect"`
+	// ID is the result's id, "" for the kernel itself.
+	ID string `json:"id,omitempty"`
+	// What names the status, capability (fuse_minor, flag.NAME,
+	// passthrough), fact or metric that changed.
+	What string `json:"what"`
+	Old  string `json:"old"`
+	New  string `json:"new"`
+	Note string `json:"note,omitempty"`
+}
+
+// Presence says in which runs a kernel is.
+type Presence string
+
+const (
+	Both Presence = "both"
+	Gone Presence = "gone" // only in the old run: a regression
+	New  Presence = "new"  // only in the new run
+)
+
+// Kernel is what changed for one kernel selector.
+type Kernel struct {
+	Name     string   `json:"name"`
+	Presence Presence `json:"presence"`
+	// OldSource and NewSource are the packages the selector resolved to;
+	// Upgraded says they differ.
+	OldSource string `json:"old_source,omitempty"`
+	NewSource string `json:"new_source,omitempty"`
+	Upgraded  bool   `json:"upgraded,omitempty"`
+	OldAccel  string `json:"old_accel,omitempty"`
+	NewAccel  string `json:"new_accel,omitempty"`
+	// Findings are in order: the kernel, its capabilities, then its
+	// results in run order.
+	Findings []Finding `json:"findings"`
+	// Cells counts the benchmark cells judged for throughput, and Within
+	// those that moved no further than the noise.
+	Cells  int `json:"cells_compared"`
+	Within int `json:"cells_within_noise"`
+}
+
+// Side describes one of the two runs.
+type Side struct {
+	Path     string    `json:"path"`
+	Started  time.Time `json:"started"`
+	CPUModel string    `json:"cpu_model,omitempty"`
+	CPUs     int       `json:"cpus"`
+	Kernels  int       `json:"kernels"`
+}
+
+// Counts tallies the findings by verdict, flaky results apart.
+type Counts struct {
+	Regressions int `json:"regressions"`
+	Fixes       int `json:"fixes"`
+	Changes     int `json:"changes"`
+	Flaky       int `json:"flaky"`
+}
+
+// Report is the comparison of two runs, and compare's JSON output.
+type Report struct {
+	Format    int     `json:"format"`
+	Old       Side    `json:"old"`
+	New       Side    `json:"new"`
+	Threshold float64 `json:"threshold"`
+	// Regressed is true when any finding is a Regression: exit 1.
+	Regressed bool     `json:"regressed"`
+	Counts    Counts   `json:"counts"`
+	Kernels   []Kernel `json:"kernels"`
+	// Notes apply to the whole comparison: what was left out, and why.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Bounds on text from a run, in runes.
+const (
+	nameWidth  = 80
+	valueWidth = 64
+	noteWidth  = 160
+)
+
+func inert(s string, n int) string { return report.Truncate(report.OneLine(s), n) }
+
+// Compare compares the run new with the run old.
+func Compare(old, new *results.Run, o Options) *Report {
+	if o.Threshold <= 0 {
+		o.Threshold = DefaultThreshold
+	}
+	r := &Report{
+		Format:    FormatVersion,
+		Old:       sideOf(old, o.OldPath),
+		New:       sideOf(new, o.NewPath),
+		Threshold: o.Threshold,
+	}
+	c := comparer{threshold: o.Threshold}
+	oldModel, newModel := r.Old.CPUModel, r.New.CPUModel
+	if oldModel != "" && newModel != "" && oldModel != newModel {
+		c.hostsDiffer = fmt.Sprintf("the hosts' CPU models differ (%s, then %s)", oldModel, newModel)
+	}
+
+	// Kernels are matched by selector, the n-th of a name with the n-th.
+	newByName := map[string][]int{}
+	for i, k := range new.Kernels {
+		newByName[k.Name] = append(newByName[k.Name], i)
+	}
+	used := make([]bool, len(new.Kernels))
+	for i := range old.Kernels {
+		ok := &old.Kernels[i]
+		if idx := newByName[ok.Name]; len(idx) > 0 {
+			newByName[ok.Name] = idx[1:]
+			used[idx[0]] = true
+			r.Kernels = append(r.Kernels, c.kernel(ok, &new.Kernels[idx[0]]))
+			continue
+		}
+		r.Kernels = append(r.Kernels, Kernel{
+			Name: inert(ok.Name, nameWidth), Presence: Gone,
+			OldSource: inert(ok.Source, noteWidth), OldAccel: inert(ok.Accel, valueWidth),
+			Findings: []Finding{{Verdict: Regression, Aspect: AspectKernel, What: "kernel",
+				Old: string(ok.Status), New: "missing", Note: "only in the old run"}},
+		})
+	}
+	for i := range new.Kernels {
+		if used[i] {
+			continue
+		}
+		nk := &new.Kernels[i]
+		r.Kernels = append(r.Kernels, Kernel{
+			Name: inert(nk.Name, nameWidth), Presence: New,
+			NewSource: inert(nk.Source, noteWidth), NewAccel: inert(nk.Accel, valueWidth),
+			Findings: []Finding{{Verdict: Info, Aspect: AspectKernel, What: "kernel",
+				Old: "missing", New: string(nk.Status), Note: "only in the new run: nothing to compare with"}},
+		})
+	}
+
+	cells := false
+	for _, k := range r.Kernels {
+		cells = cells || k.Cells > 0
+		for _, f := range k.Findings {
+			switch {
+			case f.Aspect == AspectFlaky:
+				r.Counts.Flaky++
+			case f.Verdict == Regression:
+				r.Counts.Regressions++
+			case f.Verdict == Fix:
+				r.Counts.Fixes++
+			case f.Verdict == Change:
+				r.Counts.Changes++
+			}
+		}
+	}
+	r.Regressed = r.Counts.Regressions > 0
+	if c.seqRead {
+		r.Notes = append(r.Notes, string(contract.SeqRead)+" is left out of the throughput comparison: it is one unpaired run per mode, so its figures swing with the host's load")
+	}
+	if cells && c.hostsDiffer == "" && (oldModel == "" || newModel == "") {
+		r.Notes = append(r.Notes, fmt.Sprintf("the host CPU model of %s is unknown: throughput was compared by accelerator only", which(oldModel == "", newModel == "")))
+	}
+	if c.hostsDiffer != "" && c.hostsSkipped {
+		r.Notes = append(r.Notes, "throughput is not compared: "+c.hostsDiffer)
+	}
+	return r
+}
+
+func sideOf(run *results.Run, path string) Side {
+	return Side{
+		Path: inert(path, noteWidth), Started: run.Started,
+		CPUModel: inert(run.Host.CPUModel, valueWidth), CPUs: run.Host.CPUs, Kernels: len(run.Kernels),
+	}
+}
+
+type comparer struct {
+	threshold float64
+	// hostsDiffer says why no throughput is compared, "" when it may be.
+	hostsDiffer string
+	// hostsSkipped is set when hostsDiffer kept cells from being compared,
+	// seqRead when a kernel had seq-read in both runs.
+	hostsSkipped, seqRead bool
+}
+
+// kernel compares one kernel present in both runs.
+func (c *comparer) kernel(o, n *results.Kernel) Kernel {
+	k := Kernel{
+		Name: inert(o.Name, nameWidth), Presence: Both,
+		OldSource: inert(o.Source, noteWidth), NewSource: inert(n.Source, noteWidth),
+		Upgraded: o.Source != n.Source && o.Source != "" && n.Source != "",
+		OldAccel: inert(o.Accel, valueWidth), NewAccel: inert(n.Accel, valueWidth),
+	}
+	add := func(f Finding) { k.Findings = append(k.Findings, f) }
+	if k.Upgraded {
+		add(Finding{Verdict: Info, Aspect: AspectKernel, What: "package", Old: k.OldSource, New: k.NewSource,
+			Note: "the selector now resolves to another package"})
+	}
+	switch {
+	case o.Status == results.Pass && n.Status != results.Pass:
+		add(Finding{Verdict: Regression, Aspect: AspectKernel, What: "run", Old: string(o.Status), New: string(n.Status),
+			Note: inert(n.Error, noteWidth)})
+	case o.Status != results.Pass && n.Status == results.Pass:
+		add(Finding{Verdict: Fix, Aspect: AspectKernel, What: "run", Old: string(o.Status), New: string(n.Status),
+			Note: inert(o.Error, noteWidth)})
+	}
+	for _, f := range capabilities(o.Capabilities, n.Capabilities) {
+		add(f)
+	}
+	skip := c.cellsSkipped(o, n)
+	if skip != "" && cellsInBoth(o, n) {
+		if c.hostsDiffer != "" {
+			c.hostsSkipped = true // said once for the whole run
+		} else {
+			add(Finding{Verdict: Info, Aspect: AspectThroughput, What: "not compared", Old: orDash(k.OldAccel), New: orDash(k.NewAccel),
+				Note: "throughput not compared: " + skip})
+		}
+	}
+
+	// Results in the old run's order, then those only in the new run.
+	var missing []string
+	for i := range o.Results {
+		or := &o.Results[i]
+		nr := n.Result(or.ID)
+		if nr == nil {
+			missing = append(missing, or.ID)
+			continue
+		}
+		for _, f := range c.result(&k, skip, o.Capabilities != nil && n.Capabilities != nil, or, nr) {
+			add(f)
+		}
+	}
+	switch {
+	case len(missing) == 0:
+	case n.Status != results.Pass && len(missing) > 1:
+		// The run ended early: one finding, not one per check.
+		ids := make([]string, len(missing))
+		for i, id := range missing {
+			ids[i] = report.OneLine(id)
+		}
+		add(Finding{Verdict: Regression, Aspect: AspectStatus, What: "results", Old: strconv.Itoa(len(missing)), New: "missing",
+			Note: inert(strings.Join(ids, ", "), noteWidth)})
+	default:
+		for _, id := range missing {
+			f := Finding{Verdict: Regression, Aspect: AspectStatus, ID: inert(id, nameWidth), What: "status",
+				Old: string(o.Result(id).Status), New: "missing", Note: "not in the new run"}
+			add(f)
+		}
+	}
+	for i := range n.Results {
+		nr := &n.Results[i]
+		if o.Result(nr.ID) != nil {
+			continue
+		}
+		f := Finding{Verdict: Info, Aspect: AspectStatus, ID: inert(nr.ID, nameWidth), What: "status",
+			Old: "missing", New: string(nr.Status), Note: "not in the old run"}
+		if failed(nr.Status) {
+			f.Verdict, f.Note = Regression, inert("not in the old run; "+nr.Reason, noteWidth)
+		}
+		add(f)
+		if flaky(nr) {
+			add(Finding{Verdict: Info, Aspect: AspectFlaky, ID: f.ID, What: "flaky", Old: "-", New: "yes",
+				Note: inert(nr.Reason, noteWidth)})
+		}
+	}
+	return k
+}
+
+func failed(s results.Status) bool { return s == results.Fail || s == results.Error }
+
+func flaky(r *results.Result) bool { return contract.FactFlaky.Of(r) == "true" }
+
+// result compares one result present in both runs of a kernel.
+func (c *comparer) result(k *Kernel, skip string, caps bool, o, n *results.Result) []Finding {
+	var out []Finding
+	id := inert(o.ID, nameWidth)
+	if f, changed := status(o, n); changed {
+		f.ID = id
+		out = append(out, f)
+	}
+	if flaky(o) || flaky(n) {
+		f := Finding{Verdict: Info, Aspect: AspectFlaky, ID: id, What: "flaky", Old: yesNo(flaky(o)), New: yesNo(flaky(n))}
+		switch {
+		case flaky(o) && flaky(n):
+			f.Note = inert("in both runs; now "+n.Reason, noteWidth)
+		case flaky(n):
+			f.Note = inert("in the new run: "+n.Reason, noteWidth)
+		default:
+			f.Note = inert("in the old run: "+o.Reason, noteWidth)
+		}
+		out = append(out, f)
+	}
+	if _, isProbe := contract.ProbeFacts[contract.ID(o.ID)]; isProbe {
+		covered := caps && contract.ID(o.ID) == contract.FuseInit
+		for _, f := range facts(contract.ID(o.ID), o, n, covered) {
+			f.ID = id
+			out = append(out, f)
+		}
+	}
+	if contract.ID(o.ID) == contract.SeqRead && o.Status == results.Pass && n.Status == results.Pass {
+		c.seqRead = true
+	}
+	if _, cell := contract.ParseCell(contract.ID(o.ID)); cell && skip == "" && o.Status == results.Pass && n.Status == results.Pass {
+		if f, judged := c.throughput(k, o, n); f != nil {
+			f.ID = id
+			out = append(out, *f)
+		} else if judged {
+			k.Within++
+		}
+	}
+	return out
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// status classifies a change of status: worse is a regression (anything
+// to fail or error, pass to skip), fail or error to pass is a fix, any
+// other move (skip to pass, fail to error) a change.
+func status(o, n *results.Result) (Finding, bool) {
+	if o.Status == n.Status {
+		return Finding{}, false
+	}
+	f := Finding{Aspect: AspectStatus, What: "status", Old: string(o.Status), New: string(n.Status)}
+	switch {
+	case failed(n.Status) && !failed(o.Status), o.Status == results.Pass && n.Status == results.Skip:
+		f.Verdict, f.Note = Regression, inert(n.Reason, noteWidth)
+	case failed(o.Status) && n.Status == results.Pass:
+		f.Verdict, f.Note = Fix, inert("was: "+o.Reason, noteWidth)
+	default:
+		f.Verdict, f.Note = Change, inert(n.Reason, noteWidth)
+	}
+	return f, true
+}
+
+// passthroughOf names the passthrough ABI a kernel offers, "no" for none.
+func passthroughOf(c *results.Capabilities) string {
+	switch {
+	case c.Passthrough || c.PassthroughABI == "upstream":
+		return "upstream"
+	case c.PassthroughABI != "":
+		return inert(c.PassthroughABI, valueWidth)
+	}
+	return "no"
+}
+
+// capabilities compares what two kernels offered in FUSE_INIT: the
+// protocol version, passthrough, and every INIT flag. Withdrawing
+// passthrough or a flag is a regression; the rest are changes.
+func capabilities(o, n *results.Capabilities) []Finding {
+	if o == nil || n == nil {
+		return nil
+	}
+	var out []Finding
+	id := string(contract.FuseInit)
+	if o.FuseMajor != n.FuseMajor {
+		out = append(out, Finding{Verdict: Change, Aspect: AspectCapability, ID: id, What: string(contract.FactFuseMajor),
+			Old: strconv.Itoa(int(o.FuseMajor)), New: strconv.Itoa(int(n.FuseMajor))})
+	}
+	if o.FuseMinor != n.FuseMinor {
+		out = append(out, Finding{Verdict: Change, Aspect: AspectCapability, ID: id, What: string(contract.FactFuseMinor),
+			Old: strconv.Itoa(int(o.FuseMinor)), New: strconv.Itoa(int(n.FuseMinor))})
+	}
+	if op, np := passthroughOf(o), passthroughOf(n); op != np {
+		f := Finding{Verdict: Change, Aspect: AspectCapability, ID: id, What: "passthrough", Old: op, New: np}
+		if np == "no" {
+			f.Verdict, f.Note = Regression, "passthrough withdrawn"
+		}
+		out = append(out, f)
+	}
+	for _, flag := range o.InitFlags {
+		if !slices.Contains(n.InitFlags, flag) {
+			out = append(out, Finding{Verdict: Regression, Aspect: AspectCapability, ID: id,
+				What: contract.FactFlagPrefix + inert(flag, valueWidth), Old: "offered", New: "absent", Note: "flag withdrawn"})
+		}
+	}
+	for _, flag := range n.InitFlags {
+		if !slices.Contains(o.InitFlags, flag) {
+			out = append(out, Finding{Verdict: Change, Aspect: AspectCapability, ID: id,
+				What: contract.FactFlagPrefix + inert(flag, valueWidth), Old: "absent", New: "offered", Note: "flag offered"})
+		}
+	}
+	return out
+}
+
+// capabilityFacts are fuse-init's facts that repeat the capabilities,
+// compared there when both kernels have them.
+var capabilityFacts = []contract.Fact{contract.FactProtocol, contract.FactPassthrough, contract.FactPassthroughABI,
+	contract.FactInitFlags, contract.FactFuseMajor, contract.FactFuseMinor}
+
+// errno matches a fact that is an errno name, alone or followed by its
+// text: "EPERM", "EIO (input/output error)".
+var errno = regexp.MustCompile(`^E[A-Z0-9]+(\s|$)`)
+
+// facts compares a probe's facts: those the contract names for it and
+// any other either run reports. A changed fact is a change; one that was
+// "ok" and is now an errno is a regression.
+func facts(probe contract.ID, o, n *results.Result, covered bool) []Finding {
+	keys := map[string]bool{}
+	var order []string
+	addKey := func(k string) {
+		if !keys[k] {
+			keys[k] = true
+			order = append(order, k)
+		}
+	}
+	for _, f := range contract.ProbeFacts[probe] {
+		addKey(string(f))
+	}
+	var extra []string
+	for k := range o.Facts {
+		extra = append(extra, k)
+	}
+	for k := range n.Facts {
+		extra = append(extra, k)
+	}
+	slices.Sort(extra)
+	for _, k := range extra {
+		addKey(k)
+	}
+	var out []Finding
+	for _, key := range order {
+		if covered && slices.Contains(capabilityFacts, contract.Fact(key)) {
+			continue
+		}
+		ov, nv := o.Facts[key], n.Facts[key]
+		if ov == nv {
+			continue
+		}
+		f := Finding{Verdict: Change, Aspect: AspectFact, What: inert(key, valueWidth), Old: orDash(inert(ov, valueWidth)), New: orDash(inert(nv, valueWidth))}
+		if ov == "ok" && errno.MatchString(nv) {
+			f.Verdict, f.Note = Regression, "was ok, now fails"
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func orDash(s string) string { return cmp.Or(s, "-") }
+
+// which names the runs a statement is about: "the old run", "the new
+// run", or "both runs".
+func which(old, new bool) string {
+	switch {
+	case old && new:
+		return "both runs"
+	case old:
+		return "the old run"
+	}
+	return "the new run"
+}

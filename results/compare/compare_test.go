@@ -1,0 +1,249 @@
+package compare
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/golden"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
+)
+
+func load(t *testing.T, name string) *results.Run {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	assert.NilError(t, err)
+	var run results.Run
+	assert.NilError(t, json.Unmarshal(b, &run))
+	return &run
+}
+
+func render(t *testing.T, f func(io.Writer, *Report) error, r *Report) string {
+	t.Helper()
+	var b bytes.Buffer
+	assert.NilError(t, f(&b, r))
+	return b.String()
+}
+
+// The checked-in runs cover a status regression, a fix, a changed errno,
+// a lost flag, a throughput drop beyond the noise and one within it, a
+// kernel upgraded between the runs, TCG then KVM, a flaky result, a
+// disturbed cell, a kernel gone and a new one.
+func TestCompareGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		old, new string
+		regress  bool
+	}{
+		{name: "old-new", old: "old.json", new: "new.json", regress: true},
+		{name: "same", old: "new.json", new: "new.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Compare(load(t, tc.old), load(t, tc.new), Options{OldPath: tc.old, NewPath: tc.new})
+			assert.Check(t, is.Equal(r.Regressed, tc.regress))
+			for format, render1 := range Renderers {
+				ext := map[string]string{"table": "table", "markdown": "md", "json": "json"}[format]
+				golden.Assert(t, render(t, render1, r), tc.name+"."+ext+".golden")
+			}
+		})
+	}
+}
+
+// findings returns the findings for kernel name, keyed "ID what".
+func findings(t *testing.T, r *Report, name string) map[string]Finding {
+	t.Helper()
+	for _, k := range r.Kernels {
+		if k.Name == name {
+			out := map[string]Finding{}
+			for _, f := range k.Findings {
+				key := f.ID + " " + f.What
+				_, dup := out[key]
+				assert.Check(t, !dup, "%s twice", key)
+				out[key] = f
+			}
+			return out
+		}
+	}
+	t.Fatalf("no kernel %s", name)
+	return nil
+}
+
+// Each rule, one finding at a time, on the checked-in runs.
+func TestCompareRules(t *testing.T) {
+	r := Compare(load(t, "old.json"), load(t, "new.json"), Options{})
+	f612 := findings(t, r, "debian:6.12/cloud@bookworm")
+	for key, want := range map[string]Verdict{
+		"pt/integrity status":                  Regression, // pass → fail
+		"pt/direct-io status":                  Regression, // pass → skip
+		"pt/abort-open status":                 Regression, // disappeared
+		"pt/fsync status":                      Regression, // pass → fail, flaky
+		"classic/basics status":                Fix,        // fail → pass
+		"passthrough-ioctl o_path":             Regression, // ok → errno
+		"passthrough-ioctl not_negotiated":     Change,     // errno → another errno
+		"fuse-features param.enable_uring":     Change,     // a fact only one run has
+		"fuse-init flag.direct_io_allow_mmap":  Regression, // withdrawn
+		"bench/read/passthrough/131072 slower": Regression, // beyond the noise
+		"bench/write/passthrough/4096 faster":  Change,
+		"bench/read/noop/131072 not judged":    Info, // ratio_native_noisy
+		"pt/fsync flaky":                       Info,
+		" package":                             Info, // upgraded
+	} {
+		f, ok := f612[key]
+		if assert.Check(t, ok, "no finding %q", key) {
+			assert.Check(t, is.Equal(f.Verdict, want), key)
+		}
+	}
+	assert.Check(t, is.Equal(f612["passthrough-ioctl not_negotiated"].Old, "EPERM"))
+	assert.Check(t, is.Equal(f612["passthrough-ioctl not_negotiated"].New, "EINVAL"))
+	_, ok := f612["bench/read/classic/131072 slower"]
+	assert.Check(t, !ok, "a drop within the noise is not reported")
+	for key := range f612 {
+		_, id, _ := cutSpace(key)
+		assert.Check(t, id != string(contract.FactProtocol) && id != string(contract.FactInitFlags),
+			"fuse-init's facts that repeat the capabilities are not reported twice: %s", key)
+		assert.Check(t, key != string(contract.SeqRead)+" slower", "seq-read is not compared")
+	}
+	k612 := kernelOf(r, "debian:6.12/cloud@bookworm")
+	assert.Check(t, is.Equal(k612.Cells, 4))
+	assert.Check(t, is.Equal(k612.Within, 2), "classic and native moved within the noise")
+	assert.Check(t, k612.Upgraded)
+
+	f61 := findings(t, r, "debian:6.1/cloud@bookworm")
+	assert.Check(t, is.Len(f61, 1), "%v", f61)
+	f, ok := f61[" not compared"]
+	assert.Check(t, ok && f.Verdict == Info && f.Old == "tcg" && f.New == "kvm", "%+v", f)
+	assert.Check(t, is.Equal(kernelOf(r, "debian:6.1/cloud@bookworm").Cells, 0), "TCG and KVM cells are not compared")
+
+	assert.Check(t, is.Equal(findings(t, r, "debian:6.16/cloud@trixie")[" kernel"].Verdict, Regression))
+	assert.Check(t, is.Equal(findings(t, r, "debian:6.17/cloud@trixie")[" kernel"].Verdict, Info))
+	assert.Check(t, is.Equal(kernelOf(r, "debian:6.16/cloud@trixie").Presence, Gone))
+	assert.Check(t, is.Equal(kernelOf(r, "debian:6.17/cloud@trixie").Presence, New))
+
+	assert.Check(t, r.Regressed)
+	assert.Check(t, is.DeepEqual(r.Counts, Counts{Regressions: 8, Fixes: 1, Changes: 3, Flaky: 1}))
+	assert.Check(t, is.Len(r.Notes, 2), "seq-read left out; the new host's CPU model unknown: %v", r.Notes)
+}
+
+func cutSpace(s string) (string, string, bool) {
+	for i := range s {
+		if s[i] == ' ' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func kernelOf(r *Report, name string) *Kernel {
+	for i := range r.Kernels {
+		if r.Kernels[i].Name == name {
+			return &r.Kernels[i]
+		}
+	}
+	return nil
+}
+
+func cellRun(accel, model string, r results.Result) *results.Run {
+	return &results.Run{Schema: results.SchemaVersion, Host: results.Host{CPUModel: model},
+		Kernels: []results.Kernel{{Name: "k", Accel: accel, Status: results.Pass, Results: []results.Result{r}}}}
+}
+
+func cellResult(med, lo, hi, ratio, rlo, rhi float64) results.Result {
+	return results.Result{ID: "bench/read/passthrough/4096", Kind: results.Benchmark, Status: results.Pass,
+		Metrics: map[string]float64{
+			string(contract.MetricMedian): med, string(contract.MetricMin): lo, string(contract.MetricMax): hi,
+			string(contract.MetricRatioNative): ratio, string(contract.MetricRatioNativeMin): rlo, string(contract.MetricRatioNativeMax): rhi,
+		}}
+}
+
+// A drop counts only beyond the noise both runs measured.
+func TestThroughputNoise(t *testing.T) {
+	old := cellResult(100, 90, 110, 0.8, 0.75, 0.85)
+	for _, tc := range []struct {
+		name string
+		new  results.Result
+		want string // the finding's What, "" for none
+	}{
+		{"MB/s range wholly below", cellResult(80, 70, 89, 0.8, 0.75, 0.85), "slower"},
+		{"MB/s ranges touch", cellResult(80, 70, 90, 0.8, 0.75, 0.85), ""},
+		{"ratio beyond threshold, range below", cellResult(100, 85, 115, 0.6, 0.55, 0.7), "slower"},
+		{"ratio beyond threshold, ranges overlap", cellResult(100, 85, 115, 0.6, 0.55, 0.76), ""},
+		{"ratio within threshold, range below", cellResult(100, 85, 115, 0.7, 0.69, 0.72), ""},
+		{"MB/s range wholly above", cellResult(130, 120, 140, 0.8, 0.75, 0.85), "faster"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Compare(cellRun("tcg", "cpu", old), cellRun("tcg", "cpu", tc.new), Options{})
+			k := r.Kernels[0]
+			assert.Check(t, is.Equal(k.Cells, 1))
+			if tc.want == "" {
+				assert.Check(t, is.Len(k.Findings, 0))
+				assert.Check(t, is.Equal(k.Within, 1))
+				assert.Check(t, !r.Regressed)
+				return
+			}
+			assert.Assert(t, is.Len(k.Findings, 1))
+			assert.Check(t, is.Equal(k.Findings[0].What, tc.want))
+			assert.Check(t, is.Equal(r.Regressed, tc.want == "slower"))
+		})
+	}
+	// -threshold moves the line.
+	r := Compare(cellRun("tcg", "", old), cellRun("tcg", "", cellResult(100, 85, 115, 0.7, 0.69, 0.72)), Options{Threshold: 0.1})
+	assert.Check(t, r.Regressed)
+	assert.Check(t, is.Equal(r.Threshold, 0.1))
+
+	// Hosts of different CPU models: not compared, and said why.
+	r = Compare(cellRun("kvm", "cpu A", old), cellRun("kvm", "cpu B", cellResult(10, 9, 11, 0.1, 0.09, 0.11)), Options{})
+	assert.Check(t, !r.Regressed)
+	assert.Check(t, is.Len(r.Kernels[0].Findings, 0))
+	assert.Check(t, is.DeepEqual(r.Notes, []string{"throughput is not compared: the hosts' CPU models differ (cpu A, then cpu B)"}))
+	// The same model, known on both sides: no note.
+	r = Compare(cellRun("kvm", "cpu A", old), cellRun("kvm", "cpu A", old), Options{})
+	assert.Check(t, is.Len(r.Notes, 0))
+}
+
+// A probe fact that was ok and is now an errno is a regression; any other
+// change of a fact is a change. A withdrawn flag or passthrough is a
+// regression, an offered one a change.
+func TestCapabilityRules(t *testing.T) {
+	run := func(caps results.Capabilities, facts map[string]string) *results.Run {
+		return &results.Run{Kernels: []results.Kernel{{Name: "k", Status: results.Pass, Capabilities: &caps,
+			Results: []results.Result{{ID: string(contract.PassthroughIoctl), Kind: results.Probe, Status: results.Pass, Facts: facts}}}}}
+	}
+	pt := results.Capabilities{FuseMinor: 41, Passthrough: true, PassthroughABI: "upstream", InitFlags: []string{"a", "passthrough"}}
+	none := results.Capabilities{FuseMinor: 40, InitFlags: []string{"a", "c"}}
+	r := Compare(run(pt, map[string]string{"backing_open": "ok", "bad_fd": "EBADF", "o_path": "ok"}),
+		run(none, map[string]string{"backing_open": "EPERM (operation not permitted)", "bad_fd": "EINVAL", "o_path": "yes"}), Options{})
+	got := map[string]Verdict{}
+	for _, f := range r.Kernels[0].Findings {
+		got[f.What] = f.Verdict
+	}
+	assert.Check(t, is.DeepEqual(got, map[string]Verdict{
+		"fuse_minor": Change, "passthrough": Regression, "flag.passthrough": Regression, "flag.c": Change,
+		"backing_open": Regression, "bad_fd": Change, "o_path": Change,
+	}))
+	// The other way round nothing regressed.
+	none.InitFlags = []string{"a"}
+	r = Compare(run(none, map[string]string{"backing_open": "EPERM"}), run(pt, map[string]string{"backing_open": "ok"}), Options{})
+	assert.Check(t, !r.Regressed)
+	assert.Check(t, is.Equal(r.Counts.Changes, 4))
+}
+
+// Guest text cannot drive a terminal or break a Markdown table.
+func TestHostileText(t *testing.T) {
+	mk := func(status results.Status, reason string) *results.Run {
+		return &results.Run{Kernels: []results.Kernel{{Name: "k\x1b[31m|x", Status: results.Pass,
+			Results: []results.Result{{ID: "pt/x", Status: status, Reason: reason}}}}}
+	}
+	r := Compare(mk(results.Pass, ""), mk(results.Fail, "bad\n| ** \u202e\x1b]0;t\x07"), Options{})
+	table := render(t, Table, r)
+	assert.Check(t, !bytes.ContainsAny([]byte(table), "\x1b\x07\u202e"), table)
+	mdText := render(t, Markdown, r)
+	assert.Check(t, is.Contains(mdText, `| bad \| \*\* \\u202e\\x1b\]0;t\\x07 |`))
+	assert.Check(t, is.Contains(mdText, `| k\\x1b\[31m\|x (-) |`))
+}
