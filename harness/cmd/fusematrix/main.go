@@ -10,6 +10,7 @@
 //	fusematrix kernels build [-base B] [-j N] -src DIR
 //	fusematrix bisect -good KERNEL -bad KERNEL [-repeat N] [-out DIR] PREDICATE
 //	fusematrix bisect run -kernel KERNEL PREDICATE
+//	fusematrix compare [-format F] [-threshold F] OLD NEW
 package main
 
 import (
@@ -46,6 +47,9 @@ commands:
   kernels build -src DIR      build a kernel from a source tree with the project's config fragment
   bisect -good K -bad K PRED  find the first packaged kernel whose results show PRED
                               ('fusematrix bisect -h'); 'bisect run' serves git bisect run
+  compare OLD NEW             what changed between two runs (results.json or their folders): status
+                              regressions and fixes, capabilities, probe facts, throughput beyond the
+                              noise; exit 1 when anything regressed ('fusematrix compare -h')
 
 Kernels are selectors such as debian:6.12/cloud or paths to a kernel image
 (./bzImage[,modules=DIR][,config=FILE]) or source trees built on the way
@@ -74,6 +78,8 @@ func main() {
 		err = kernelsCmd(os.Args[2:])
 	case "bisect":
 		err = bisectCmd(os.Args[2:])
+	case "compare":
+		err = compareCmd(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

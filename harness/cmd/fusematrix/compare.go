@@ -1,0 +1,85 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/compare"
+)
+
+const compareUsage = `usage: fusematrix compare [-format table|markdown|json] [-threshold F] OLD NEW
+
+Compares two runs: OLD and NEW are results.json files, or the folders of
+matrix, caps or bench that hold one. Kernels are matched by selector. The
+exit status is 1 when anything regressed, 0 when nothing did, 2 when an
+input cannot be read.
+
+Flags:
+`
+
+// compareCmd is fusematrix compare.
+func compareCmd(args []string) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), compareUsage)
+		fs.PrintDefaults()
+	}
+	format := fs.String("format", "table", "output: table, markdown (for a GitHub step summary) or json")
+	threshold := fs.Float64("threshold", compare.DefaultThreshold,
+		"relative drop of a cell's paired ratio to native (ratio_native) that counts as a regression, when its range also lies wholly below the old one")
+	// Flags may follow the two runs too.
+	var paths []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return exitError(2)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		paths = append(paths, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	render, ok := compare.Renderers[*format]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "fusematrix compare: -format %q: want table, markdown or json\n", *format)
+		return exitError(2)
+	}
+	if !(*threshold > 0 && *threshold < 1) {
+		fmt.Fprintf(os.Stderr, "fusematrix compare: -threshold %v: want a fraction between 0 and 1, such as 0.15\n", *threshold)
+		return exitError(2)
+	}
+	if len(paths) != 2 {
+		fmt.Fprintf(os.Stderr, "fusematrix compare: want two runs, OLD and NEW; got %d\n", len(paths))
+		fs.Usage()
+		return exitError(2)
+	}
+	old, err := readRunAt(paths[0])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix compare: old: %v\n", err)
+		return exitError(2)
+	}
+	new, err := readRunAt(paths[1])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix compare: new: %v\n", err)
+		return exitError(2)
+	}
+	r := compare.Compare(old, new, compare.Options{Threshold: *threshold, OldPath: paths[0], NewPath: paths[1]})
+	if err := render(os.Stdout, r); err != nil {
+		return err
+	}
+	if r.Regressed {
+		return exitError(1)
+	}
+	return nil
+}
+
+// readRunAt reads the run summary at path, or in the folder path names.
+func readRunAt(path string) (*results.Run, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "results.json")
+	}
+	return readRunFile(path)
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results/compare"
+)
+
+// The runs results/compare's golden tests compare.
+var (
+	compareOld = filepath.Join("..", "..", "..", "results", "compare", "testdata", "old.json")
+	compareNew = filepath.Join("..", "..", "..", "results", "compare", "testdata", "new.json")
+)
+
+// compare exits 1 when anything regressed and 0 when nothing did, in
+// every format; a folder stands for the results.json in it, and flags may
+// follow the runs.
+func TestCompareExit(t *testing.T) {
+	code, out := fusematrix(t, "compare", compareOld, compareNew)
+	assert.Equal(t, code, 1, out)
+	assert.Check(t, is.Contains(out, "compare: REGRESSED: 8 regressions, 1 fix, 3 changes, 1 flaky\n"))
+	assert.Check(t, is.Regexp(`REGRESSION +bench/read/passthrough/131072 +slower`, out))
+
+	code, out = fusematrix(t, "compare", "-format", "markdown", compareOld, compareNew)
+	assert.Equal(t, code, 1, out)
+	assert.Check(t, is.Contains(out, "### fusematrix compare: REGRESSED"))
+
+	code, out = fusematrix(t, "compare", compareOld, compareNew, "-format", "json")
+	assert.Equal(t, code, 1, out)
+	var r compare.Report
+	assert.NilError(t, json.Unmarshal([]byte(out), &r), out)
+	assert.Check(t, r.Regressed)
+	assert.Check(t, is.Equal(r.Counts.Regressions, 8))
+
+	dir := t.TempDir()
+	b, err := os.ReadFile(compareNew)
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644))
+	code, out = fusematrix(t, "compare", dir, compareNew)
+	assert.Equal(t, code, 0, out)
+	assert.Check(t, is.Contains(out, "compare: ok: no regression"))
+
+	// A larger -threshold does not hide a range wholly below the old one's;
+	// the passthrough cell's MB/s range dropped too.
+	code, out = fusematrix(t, "compare", "-threshold", "0.9", compareOld, compareNew)
+	assert.Equal(t, code, 1, out)
+	assert.Check(t, is.Regexp(`REGRESSION +bench/read/passthrough/131072 +slower +[^\n]*MB/s 1600–1800 wholly below`, out))
+	assert.Check(t, !strings.Contains(out, "ratio_native -27%"), "beyond -threshold no more")
+}
+
+// Input compare cannot read is a usage error: exit 2, one line saying
+// what is wrong, nothing on stdout.
+func TestCompareBadInput(t *testing.T) {
+	bad := func(name string) string { return filepath.Join("testdata", "compare", name) }
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"truncated JSON", []string{bad("truncated.json"), compareNew}, "fusematrix compare: old: read run testdata/compare/truncated.json: not a fusematrix run: unexpected end of JSON input"},
+		{"future schema", []string{compareOld, bad("future-schema.json")}, "fusematrix compare: new: read run testdata/compare/future-schema.json: fusematrix run of schema 2; this fusematrix reads schema 1"},
+		{"not a results file", []string{bad("package.json"), compareNew}, "not a fusematrix run: no schema or no kernels"},
+		{"folder without results", []string{t.TempDir(), compareNew}, "results.json: no such file or directory"},
+		{"missing file", []string{compareOld, "nonexistent.json"}, "fusematrix compare: new: read run: open nonexistent.json: no such file or directory"},
+		{"one run", []string{compareOld}, "want two runs, OLD and NEW; got 1"},
+		{"three runs", []string{compareOld, compareNew, compareNew}, "want two runs, OLD and NEW; got 3"},
+		{"format", []string{"-format", "html", compareOld, compareNew}, `-format "html": want table, markdown or json`},
+		{"threshold", []string{"-threshold", "-0.1", compareOld, compareNew}, "-threshold -0.1: want a fraction between 0 and 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := fusematrix(t, append([]string{"compare"}, tc.args...)...)
+			assert.Equal(t, code, 2, out)
+			assert.Check(t, is.Contains(out, tc.want))
+			if !strings.HasSuffix(tc.name, " run") && !strings.HasSuffix(tc.name, " runs") { // these print the usage too
+				assert.Check(t, is.Equal(strings.Count(out, "\n"), 1), "one line: %q", out)
+			}
+		})
+	}
+}
