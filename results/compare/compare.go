@@ -321,7 +321,10 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 		f := Finding{Verdict: Info, Aspect: AspectStatus, ID: inert(nr.ID, nameWidth), What: "status",
 			Old: "missing", New: string(nr.Status), Note: "not in the old run"}
 		if failed(nr.Status) {
-			f.Verdict, f.Note = Regression, inert("not in the old run; "+nr.Reason, noteWidth)
+			f.Verdict = Regression
+			if nr.Reason != "" {
+				f.Note = inert(f.Note+"; "+nr.Reason, noteWidth)
+			}
 		}
 		add(f)
 		if flaky(nr) {

@@ -247,3 +247,45 @@ func TestHostileText(t *testing.T) {
 	assert.Check(t, is.Contains(mdText, `| bad \| \*\* \\u202e\\x1b\]0;t\\x07 |`))
 	assert.Check(t, is.Contains(mdText, `| k\\x1b\[31m\|x (-) |`))
 }
+
+// Worse is a regression, fail or error to pass a fix, any other move a
+// change; a result only in the new run is a regression when it fails.
+func TestStatusRules(t *testing.T) {
+	const p, f, s, e = results.Pass, results.Fail, results.Skip, results.Error
+	for _, tc := range []struct {
+		old, new results.Status
+		want     Verdict
+	}{
+		{p, f, Regression}, {p, e, Regression}, {p, s, Regression}, {s, f, Regression}, {s, e, Regression},
+		{f, p, Fix}, {e, p, Fix},
+		{s, p, Change}, {f, e, Change}, {e, f, Change}, {f, s, Change},
+	} {
+		mk := func(st results.Status) *results.Run {
+			return &results.Run{Kernels: []results.Kernel{{Name: "k", Status: p, Results: []results.Result{{ID: "pt/x", Status: st}}}}}
+		}
+		r := Compare(mk(tc.old), mk(tc.new), Options{})
+		if assert.Check(t, is.Len(r.Kernels[0].Findings, 1), "%s → %s", tc.old, tc.new) {
+			assert.Check(t, is.Equal(r.Kernels[0].Findings[0].Verdict, tc.want), "%s → %s", tc.old, tc.new)
+		}
+		assert.Check(t, is.Equal(r.Regressed, tc.want == Regression))
+	}
+
+	kernel := func(st results.Status, rs ...results.Result) *results.Run {
+		return &results.Run{Kernels: []results.Kernel{{Name: "k", Status: st, Error: "guest ended before done", Results: rs}}}
+	}
+	a, b, c := results.Result{ID: "a", Status: p}, results.Result{ID: "b", Status: p}, results.Result{ID: "c", Status: f}
+	// A kernel that stopped early: its run and the results it lost, once.
+	r := Compare(kernel(p, a, b, c), kernel(e, a), Options{})
+	assert.Check(t, is.DeepEqual(r.Kernels[0].Findings, []Finding{
+		{Verdict: Regression, Aspect: AspectKernel, What: "run", Old: "pass", New: "error", Note: "guest ended before done"},
+		{Verdict: Regression, Aspect: AspectStatus, What: "results", Old: "2", New: "missing", Note: "b, c"},
+	}))
+	r = Compare(kernel(e, a), kernel(p, a), Options{})
+	assert.Check(t, is.Equal(r.Kernels[0].Findings[0].Verdict, Fix))
+	// Results only in the new run: a failing one regressed.
+	r = Compare(kernel(p, a), kernel(p, a, b, c), Options{})
+	assert.Check(t, is.DeepEqual(r.Kernels[0].Findings, []Finding{
+		{Verdict: Info, Aspect: AspectStatus, ID: "b", What: "status", Old: "missing", New: "pass", Note: "not in the old run"},
+		{Verdict: Regression, Aspect: AspectStatus, ID: "c", What: "status", Old: "missing", New: "fail", Note: "not in the old run"},
+	}))
+}
