@@ -132,6 +132,11 @@ func Table(w io.Writer, r *Report) error {
 			if f.Verdict == Regression {
 				verdict = "REGRESSION"
 			}
+			if f.Aspect == AspectKernel && f.What == "package" {
+				// The version tells packages apart; the note has room for both in full.
+				f.Old, f.New = packageVersion(f.Old), packageVersion(f.New)
+				f.Note = "the selector now resolves to " + k.NewSource
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", verdict, report.Truncate(idOf(f), idWidth),
 				report.Truncate(f.What, idWidth), report.Truncate(f.Old, cellValueWidth), report.Truncate(f.New, cellValueWidth),
 				report.Truncate(f.Note, cellNoteWidth))
@@ -233,4 +238,13 @@ func JSON(w io.Writer, r *Report) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// packageVersion is the version in a Debian kernel's source, "PACKAGE
+// VERSION (SUITE)", or the source itself when it is not of that form.
+func packageVersion(source string) string {
+	if f := strings.Fields(source); len(f) == 3 && strings.HasPrefix(f[2], "(") {
+		return f[1]
+	}
+	return source
 }
