@@ -5,11 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,5 +221,108 @@ func TestDownload(t *testing.T) {
 		err := a.Download(ctx, q, &bytes.Buffer{})
 		assert.ErrorContains(t, err, "404")
 		assert.Check(t, IsNetworkError(err))
+	})
+}
+
+// bomb is a Packages.xz of about 20 KB holding a 128 MiB line, made once
+// per test binary (it takes about 2 s).
+var bomb = sync.OnceValue(func() []byte {
+	return fakearchive.Bomb("Package: linux-image-bomb\nDescription: ", 'A', 128<<20, "\n")
+})
+
+// allocated returns the bytes f allocated on the heap.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// An xz bomb that does not match InRelease is refused before it is
+// decompressed; one that matches (a signed index cannot be forged, but
+// a mirror can break) stops at MaxLine. Either way the heap stays far
+// below what the line would take: it took 662 MiB when the index was
+// parsed as it streamed in, before its hash was checked.
+func TestIndexBomb(t *testing.T) {
+	const bound = 64 << 20
+	t.Run("wrong hash", func(t *testing.T) {
+		// InRelease lists the bomb; the archive serves it with its last
+		// byte (in the xz footer) changed: same size, another hash, and
+		// nothing wrong until the end of the stream.
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", PackagesFile: bomb()})
+		bad := bytes.Clone(bomb())
+		bad[len(bad)-1] ^= 0xff
+		srv.Replace("/debian/dists/bookworm/main/binary-amd64/Packages.xz", bad)
+		a := testArchive(t, srv, nil)
+		var err error
+		n := allocated(func() { _, err = a.Index(context.Background(), "bookworm") })
+		var ce *ChecksumError
+		assert.Assert(t, errors.As(err, &ce), "%v", err)
+		assert.ErrorContains(t, err, "Packages.xz of bookworm: SHA256 mismatch")
+		assert.Check(t, n < bound, "allocated %d MiB", n>>20)
+	})
+	t.Run("right hash", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", PackagesFile: bomb()})
+		a := testArchive(t, srv, nil)
+		var err error
+		n := allocated(func() { _, err = a.Index(context.Background(), "bookworm") })
+		assert.Assert(t, errors.Is(err, ErrLineTooLong), "%v", err)
+		assert.ErrorContains(t, err, "parse Packages.xz of bookworm: line 2: line longer than")
+		assert.Check(t, n < bound, "allocated %d MiB", n>>20)
+	})
+	t.Run("decompressed size", func(t *testing.T) {
+		old := MaxPackagesData
+		MaxPackagesData = 16 << 20
+		t.Cleanup(func() { MaxPackagesData = old })
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", PackagesFile: fakearchive.Bomb("", '\n', 32<<20, "")})
+		a := testArchive(t, srv, nil)
+		_, err := a.Index(context.Background(), "bookworm")
+		var le *LimitError
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		assert.ErrorContains(t, err, "Packages.xz of bookworm decompressed: 16777217 bytes or more, over the limit of 16777216 bytes")
+	})
+}
+
+// Every read from the archive is bounded: InRelease by MaxInRelease
+// (it had no limit), the compressed index by MaxPackagesIndex before it
+// is requested, a .deb by MaxPackageFile.
+func TestReadLimits(t *testing.T) {
+	ctx := context.Background()
+	t.Run("InRelease", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+		srv.Replace("/debian/dists/bookworm/InRelease", bytes.Repeat([]byte("Origin: Debian\n"), 2<<20))
+		a := testArchive(t, srv, nil)
+		_, err := a.Index(ctx, "bookworm")
+		var le *LimitError
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		assert.ErrorContains(t, err, "InRelease of bookworm: 16777217 bytes or more, over the limit of 16777216 bytes")
+	})
+	t.Run("Packages", func(t *testing.T) {
+		old := MaxPackagesIndex
+		MaxPackagesIndex = 100
+		t.Cleanup(func() { MaxPackagesIndex = old })
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		_, err := a.Index(ctx, "bookworm")
+		var le *LimitError
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		assert.ErrorContains(t, err, "Packages.xz of bookworm (size listed in InRelease)")
+		assert.Check(t, !slices.Contains(srv.Requests(), "/debian/dists/bookworm/main/binary-amd64/Packages.xz"), srv.Requests())
+	})
+	t.Run("deb", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		idx, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		p := idx.Packages[0]
+		p.Size = MaxPackageFile + 1
+		err = a.DownloadFile(ctx, p, filepath.Join(t.TempDir(), "p.deb"))
+		var le *LimitError
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		err = a.Download(ctx, p, io.Discard)
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		assert.Equal(t, len(srv.Requests()), 2) // InRelease and Packages.xz only
 	})
 }

@@ -103,6 +103,22 @@ func Compress(data []byte, suffix string) []byte {
 	return buf.Bytes()
 }
 
+// Bomb returns prefix, then n bytes of fill, then suffix, compressed as
+// xz: a small file that decompresses to a large one.
+func Bomb(prefix string, fill byte, n int64, suffix string) []byte {
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	must(err)
+	must2(w.Write([]byte(prefix)))
+	chunk := bytes.Repeat([]byte{fill}, 1<<20)
+	for ; n > 0; n -= int64(len(chunk)) {
+		must2(w.Write(chunk[:min(n, int64(len(chunk)))]))
+	}
+	must2(w.Write([]byte(suffix)))
+	must(w.Close())
+	return buf.Bytes()
+}
+
 func must(err error) {
 	if err != nil {
 		panic(err)
@@ -175,6 +191,10 @@ type Suite struct {
 	// Compression of the Packages index listed in InRelease: ".xz" (the
 	// default) or ".gz".
 	Compression string
+	// PackagesFile, when set, is the Packages index served (already
+	// compressed as Compression says) and listed in InRelease, instead
+	// of one made from Packages.
+	PackagesFile []byte
 }
 
 // Server serves a fabricated archive: suites whose names end in
@@ -266,7 +286,10 @@ func (s *Server) addSuite(suite Suite) {
 	if compression == "" {
 		compression = ".xz"
 	}
-	packages := Compress(index.Bytes(), compression)
+	packages := suite.PackagesFile
+	if packages == nil {
+		packages = Compress(index.Bytes(), compression)
+	}
 	dists := base + "/dists/" + suite.Name + "/"
 	s.files[dists+"main/binary-amd64/Packages"+compression] = packages
 	sum := sha256.Sum256(packages)
