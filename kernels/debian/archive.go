@@ -59,6 +59,16 @@ type Archive struct {
 	// DownloadAttempts bounds the requests one DownloadFile call makes
 	// while the connection keeps breaking; 0 is DefaultDownloadAttempts.
 	DownloadAttempts int
+
+	// now replaces time.Now in tests.
+	now func() time.Time
+}
+
+func (a *Archive) clock() time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return time.Now()
 }
 
 // NewClient returns an HTTP client whose connection setup and response
@@ -86,6 +96,9 @@ type Index struct {
 	// Fetched is when the index was verified; for a cached index this is
 	// the cache file's modification time.
 	Fetched time.Time `json:"-"`
+	// ValidUntil is the Valid-Until of the InRelease the index came
+	// from, zero when it had none; an expired index is not used.
+	ValidUntil time.Time `json:"valid_until,omitzero"`
 }
 
 // StatusError is an HTTP response other than 200 OK.
@@ -198,6 +211,11 @@ func (a *Archive) readCache(suite, uri string) *Index {
 	if err := json.NewDecoder(f).Decode(&idx); err != nil || idx.Suite != suite || idx.URI != uri {
 		return nil
 	}
+	if !idx.ValidUntil.IsZero() && a.clock().After(idx.ValidUntil) {
+		// Not even a fallback: the archive said not to trust it any more.
+		a.logf("the cached %s index expired at %s", suite, idx.ValidUntil.UTC().Format(time.RFC1123))
+		return nil
+	}
 	idx.Fetched = st.ModTime()
 	idx.setOrigin()
 	return &idx
@@ -265,10 +283,15 @@ func (a *Archive) fetchIndex(ctx context.Context, suite, uri string) (*Index, er
 	if err := check(suite, inRelease); err != nil {
 		return nil, fmt.Errorf("InRelease signature: %w", err)
 	}
-	sums, err := ParseRelease(inRelease)
+	rel, err := ParseInRelease(inRelease)
 	if err != nil {
 		return nil, fmt.Errorf("InRelease: %w", err)
 	}
+	if err := rel.Check(suite, a.clock()); err != nil {
+		return nil, err
+	}
+	idx.ValidUntil = rel.ValidUntil
+	sums := rel.SHA256
 	base := "main/binary-" + a.arch() + "/Packages"
 	var errs []error
 	for _, ext := range []string{".xz", ".gz"} {

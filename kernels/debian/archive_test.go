@@ -326,3 +326,62 @@ func TestReadLimits(t *testing.T) {
 		assert.Equal(t, len(srv.Requests()), 2) // InRelease and Packages.xz only
 	})
 }
+
+// An old signed InRelease replayed by a mirror, or one suite's answered
+// for another, is refused: Valid-Until is enforced, on the fetched file
+// and on the cached index, and Suite or Codename must name the suite.
+func TestReplay(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	t.Run("expired", func(t *testing.T) {
+		until := now.Add(-time.Hour)
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm-security", Codename: "bookworm-security", ReleaseSuite: "oldstable-security", ValidUntil: until, Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		a.Mirrors.Security = srv.Mirror() + "-security"
+		_, err := a.Index(ctx, "bookworm-security")
+		assert.ErrorContains(t, err, "InRelease of bookworm-security has expired: Valid-Until "+until.UTC().Format(time.RFC1123)+", now ")
+		assert.Check(t, !IsNetworkError(err))
+	})
+	t.Run("expires while cached", func(t *testing.T) {
+		until := now.Add(time.Hour)
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", ValidUntil: until, Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		a.MaxAge = 100 * time.Hour
+		_, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		_, err = a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		assert.Equal(t, len(srv.Requests()), 2, "the cached index was not used")
+		a.now = func() time.Time { return until.Add(time.Minute) }
+		_, err = a.Index(ctx, "bookworm")
+		assert.ErrorContains(t, err, "has expired: Valid-Until "+until.UTC().Format(time.RFC1123))
+		assert.Equal(t, len(srv.Requests()), 3, "the expired cached index was used")
+	})
+	t.Run("another suite", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "trixie", ReleaseSuite: "oldstable", Codename: "bookworm", Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		_, err := a.Index(ctx, "trixie")
+		assert.ErrorContains(t, err, `InRelease is for suite "oldstable" (codename "bookworm"), not "trixie" as asked`)
+	})
+	t.Run("codename", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", ReleaseSuite: "oldstable", Codename: "bookworm", ValidUntil: now.Add(time.Hour), Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		idx, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		assert.Equal(t, len(idx.Packages), 2)
+	})
+}
+
+func TestParseInRelease(t *testing.T) {
+	r, err := ParseInRelease([]byte("Suite: oldstable-security\nCodename: bookworm-security\nDate: Wed, 02 Dec 2026 23:13:43 UTC\nValid-Until: Wed, 09 Dec 2026 23:13:43 UTC\nSHA256:\n 00 1 x\n"))
+	assert.NilError(t, err)
+	assert.Equal(t, r.Suite, "oldstable-security")
+	assert.Equal(t, r.Codename, "bookworm-security")
+	assert.Check(t, r.ValidUntil.Equal(time.Date(2026, 12, 9, 23, 13, 43, 0, time.UTC)), r.ValidUntil)
+	assert.NilError(t, r.Check("bookworm-security", time.Date(2026, 12, 9, 23, 0, 0, 0, time.UTC)))
+	assert.ErrorContains(t, r.Check("bookworm-security", time.Date(2026, 12, 10, 0, 0, 0, 0, time.UTC)),
+		"Valid-Until Wed, 09 Dec 2026 23:13:43 UTC, now Thu, 10 Dec 2026 00:00:00 UTC")
+	assert.ErrorContains(t, r.Check("bookworm", time.Time{}), `not "bookworm" as asked`)
+	_, err = ParseInRelease([]byte("Suite: a\nValid-Until: tomorrow\nSHA256:\n 00 1 x\n"))
+	assert.ErrorContains(t, err, "Valid-Until")
+}
