@@ -115,22 +115,74 @@ func TestSignature(t *testing.T) {
 		_, err := Lookup(ctx, "debian:6.1@bookworm", opts)
 		assert.Assert(t, errors.Is(err, debian.ErrBadSignature), "%v", err)
 	})
+	t.Run("named keyring missing", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, _ := testOptions(t, srv)
+		opts.Keyring = filepath.Join(t.TempDir(), "missing.gpg")
+		opts.InsecureUnsigned = true // no way around a keyring named on purpose
+		_, err := Lookup(ctx, "debian:6.1", opts)
+		assert.Assert(t, errors.Is(err, ErrNoKeyring), "%v", err)
+		assert.ErrorContains(t, err, "the keyring option names "+opts.Keyring)
+
+		opts.Keyring = ""
+		t.Setenv("FUSEMATRIX_KEYRING", filepath.Join(t.TempDir(), "missing.gpg"))
+		_, err = Resolve(ctx, "debian:6.1", opts)
+		assert.Assert(t, errors.Is(err, ErrNoKeyring), "%v", err)
+		assert.ErrorContains(t, err, "FUSEMATRIX_KEYRING names "+os.Getenv("FUSEMATRIX_KEYRING"))
+		assert.Equal(t, len(srv.Requests()), 0)
+	})
 	t.Run("no keyring", func(t *testing.T) {
 		srv := testArchive(t)
 		opts, logs := testOptions(t, srv)
-		opts.Keyring = filepath.Join(t.TempDir(), "missing.gpg")
+		opts.Keyring = ""
+		t.Setenv("FUSEMATRIX_KEYRING", "")
+		old := defaultKeyring
+		defaultKeyring = filepath.Join(t.TempDir(), "missing.gpg")
+		t.Cleanup(func() { defaultKeyring = old })
 		noKeyringWarned = sync.Once{}
-		_, err := Lookup(ctx, "debian:6.1", opts)
+
+		// Fail closed.
+		_, err := Resolve(ctx, "debian:6.1", opts)
+		assert.Assert(t, errors.Is(err, ErrNoKeyring), "%v", err)
+		assert.ErrorContains(t, err, "no archive keyring at "+defaultKeyring+" to check InRelease signatures with: install debian-archive-keyring, set FUSEMATRIX_KEYRING, or pass -insecure-unsigned")
+		assert.Equal(t, len(srv.Requests()), 0)
+
+		// Accepted on request, and said.
+		insecure := opts
+		insecure.InsecureUnsigned = true
+		k, err := Resolve(ctx, "debian:6.1", insecure)
 		assert.NilError(t, err)
-		_, err = Lookup(ctx, "debian:7.3", Options{CacheDir: t.TempDir(), Mirror: opts.Mirror, AptSources: opts.AptSources, Keyring: opts.Keyring, Logf: opts.Logf})
+		want := "InRelease of bookworm-security not signature-checked: no archive keyring at " + defaultKeyring + " (-insecure-unsigned)"
+		assert.Equal(t, k.Unverified, want)
+		res, err := Lookup(ctx, "debian:6.1", insecure)
+		assert.NilError(t, err)
+		assert.Equal(t, res.Unverified, want)
+		_, err = Lookup(ctx, "debian:7.3", Options{CacheDir: t.TempDir(), Mirror: opts.Mirror, AptSources: opts.AptSources, InsecureUnsigned: true, Logf: opts.Logf})
 		assert.NilError(t, err)
 		var warnings []string
 		for _, l := range *logs {
-			if strings.HasPrefix(l, "warning: no archive keyring at "+opts.Keyring) {
+			if strings.HasPrefix(l, "warning: no archive keyring at "+defaultKeyring) {
 				warnings = append(warnings, l)
 			}
 		}
 		assert.Check(t, is.Len(warnings, 1), *logs)
+
+		// Neither the unsigned index nor the entry installed from it is
+		// used once there is a keyring: both are fetched again.
+		signed := opts
+		signed.Keyring = fakearchive.Keyring(t, fakearchive.Key())
+		before := len(srv.Requests())
+		k, err = Resolve(ctx, "debian:6.1", signed)
+		assert.NilError(t, err)
+		assert.Equal(t, k.Unverified, "")
+		fetched := srv.Requests()[before:]
+		assert.Check(t, slices.Contains(fetched, "/debian-security/dists/bookworm-security/InRelease"), fetched)
+		assert.Check(t, slices.ContainsFunc(fetched, func(p string) bool { return strings.HasSuffix(p, ".deb") }), fetched)
+		// A keyring wins over -insecure-unsigned, and the entry is now
+		// verified.
+		k, err = Resolve(ctx, "debian:6.1", Options{CacheDir: opts.CacheDir, Mirror: opts.Mirror, AptSources: opts.AptSources, Keyring: signed.Keyring, InsecureUnsigned: true})
+		assert.NilError(t, err)
+		assert.Equal(t, k.Unverified, "")
 	})
 }
 

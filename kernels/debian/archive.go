@@ -52,7 +52,8 @@ type Archive struct {
 	MaxAge time.Duration
 	// Keep selects the index entries worth keeping; nil keeps all.
 	Keep func(name string) bool
-	// CheckSignature verifies InRelease; nil is SignatureNotChecked.
+	// CheckSignature verifies InRelease; nil accepts any (see
+	// SignatureNotChecked), and the indexes read so are not Signed.
 	CheckSignature SignatureCheck
 	// Logf reports progress and warnings; nil discards them.
 	Logf func(format string, args ...any)
@@ -96,6 +97,10 @@ type Index struct {
 	// Fetched is when the index was verified; for a cached index this is
 	// the cache file's modification time.
 	Fetched time.Time `json:"-"`
+	// Signed is true when the InRelease the index came from was checked
+	// by Archive.CheckSignature; an index fetched without a check is not
+	// used from the cache by an Archive that has one.
+	Signed bool `json:"signed,omitempty"`
 	// ValidUntil is the Valid-Until of the InRelease the index came
 	// from, zero when it had none; an expired index is not used.
 	ValidUntil time.Time `json:"valid_until,omitzero"`
@@ -211,6 +216,10 @@ func (a *Archive) readCache(suite, uri string) *Index {
 	if err := json.NewDecoder(f).Decode(&idx); err != nil || idx.Suite != suite || idx.URI != uri {
 		return nil
 	}
+	if !idx.Absent && !idx.Signed && a.CheckSignature != nil {
+		a.logf("the cached %s index was not signature-checked; fetching it again", suite)
+		return nil
+	}
 	if !idx.ValidUntil.IsZero() && a.clock().After(idx.ValidUntil) {
 		// Not even a fallback: the archive said not to trust it any more.
 		a.logf("the cached %s index expired at %s", suite, idx.ValidUntil.UTC().Format(time.RFC1123))
@@ -260,7 +269,8 @@ func writeFileAtomic(name string, data []byte) error {
 
 func (idx *Index) setOrigin() {
 	for i := range idx.Packages {
-		idx.Packages[i].Suite, idx.Packages[i].URI = idx.Suite, idx.URI
+		p := &idx.Packages[i]
+		p.Suite, p.URI, p.Unsigned = idx.Suite, idx.URI, !idx.Signed
 	}
 }
 
@@ -276,12 +286,11 @@ func (a *Archive) fetchIndex(ctx context.Context, suite, uri string) (*Index, er
 	if err != nil {
 		return nil, err
 	}
-	check := a.CheckSignature
-	if check == nil {
-		check = SignatureNotChecked
-	}
-	if err := check(suite, inRelease); err != nil {
-		return nil, fmt.Errorf("InRelease signature: %w", err)
+	if a.CheckSignature != nil {
+		if err := a.CheckSignature(suite, inRelease); err != nil {
+			return nil, fmt.Errorf("InRelease signature: %w", err)
+		}
+		idx.Signed = true
 	}
 	rel, err := ParseInRelease(inRelease)
 	if err != nil {

@@ -18,9 +18,11 @@ type Package struct {
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
 	Depends  string `json:"depends,omitempty"`
-	// Suite and URI say where the entry was found; they are set by Index.
-	Suite string `json:"-"`
-	URI   string `json:"-"`
+	// Suite and URI say where the entry was found, and Unsigned that the
+	// index was not signature-checked; they are set by Index.
+	Suite    string `json:"-"`
+	URI      string `json:"-"`
+	Unsigned bool   `json:"-"`
 }
 
 // Relation is one package named in a Depends field, with its version
