@@ -184,10 +184,13 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 		}
 		return kr
 	}
-	k, err := kernels.Resolve(ctx, name, o.Kernel)
+	// Held until the guest is done, so that `kernels prune` leaves the
+	// cache entry alone meanwhile.
+	k, release, err := kernels.ResolveHeld(ctx, name, o.Kernel)
 	if err != nil {
 		return fail(err)
 	}
+	defer release()
 	if k.Unverified != "" {
 		o.Logf("%s: warning: unverified: %s", name, k.Unverified)
 	}

@@ -518,3 +518,55 @@ func TestPruneBuiltAndSources(t *testing.T) {
 		assert.Check(t, is.Equal(err == nil, i == 2), "%s", p)
 	}
 }
+
+// A kernel a run has resolved but not yet booted stays in the cache
+// through a prune of everything: ResolveHeld holds its entry shared from
+// resolve until release, prune says it left it alone, and removes it once
+// released. The two holders are two open files, as in two processes.
+func TestPruneSparesHeldKernel(t *testing.T) {
+	ctx := context.Background()
+	srv := testArchive(t)
+	opts, logs := testOptions(t, srv)
+	k, release, err := ResolveHeld(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	entry, ok := k.cacheEntry(opts)
+	assert.Assert(t, ok)
+
+	pruned, err := Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 0))
+	_, err = os.Stat(k.Image)
+	assert.NilError(t, err, "a held kernel was pruned")
+	assert.Check(t, slices.Contains(*logs, "prune: "+entry+" is in use, left alone"), *logs)
+
+	// A second holder (another matrix) does not exclude the first.
+	_, release2, err := ResolveHeld(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	release()
+	pruned, err = Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 0))
+	release2()
+
+	pruned, err = Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 1))
+	_, err = os.Stat(k.Image)
+	assert.Check(t, errors.Is(err, os.ErrNotExist))
+
+	// Resolved again after the prune: installed again, and held.
+	k, release, err = ResolveHeld(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	defer release()
+	_, err = os.Stat(k.Image)
+	assert.NilError(t, err)
+
+	// A file is not a cache entry: nothing to hold.
+	image := filepath.Join(t.TempDir(), "bzImage")
+	assert.NilError(t, os.WriteFile(image, []byte("image"), 0o644))
+	k, release3, err := ResolveHeld(ctx, image, opts)
+	assert.NilError(t, err)
+	_, ok = k.cacheEntry(opts)
+	assert.Check(t, !ok)
+	release3()
+}
