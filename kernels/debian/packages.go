@@ -81,13 +81,15 @@ func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) 
 		p       Package
 		last    string // field the previous line belonged to
 		started bool   // p has at least one field
+		depends []byte // p's Depends field, continuation lines joined
 		n       int
 	)
 	flush := func() error {
 		if !started {
 			return nil
 		}
-		defer func() { p, started, last = Package{}, false, "" }()
+		defer func() { p, started, last, depends = Package{}, false, "", depends[:0] }()
+		p.Depends = string(depends)
 		if p.Name == "" {
 			return fmt.Errorf("line %d: stanza without Package field", n)
 		}
@@ -114,10 +116,12 @@ func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) 
 		if line[0] == ' ' || line[0] == '\t' {
 			if last == "Depends" {
 				more := bytes.TrimSpace(line)
-				if len(p.Depends)+1+len(more) > MaxLine {
+				if len(depends)+1+len(more) > MaxLine {
 					return nil, fmt.Errorf("line %d: Depends field longer than %d bytes", n, MaxLine)
 				}
-				p.Depends += " " + string(more)
+				// Appended, not concatenated: a field of many short
+				// lines costs linear time, not quadratic.
+				depends = append(append(depends, ' '), more...)
 			}
 			continue
 		}
@@ -147,7 +151,7 @@ func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) 
 		case "SHA256":
 			p.SHA256 = strings.ToLower(string(v))
 		case "Depends":
-			p.Depends = string(v)
+			depends = append(depends[:0], v...)
 		}
 	}
 	if err := flush(); err != nil {

@@ -115,6 +115,9 @@ func ParseInRelease(data []byte) (*Release, error) {
 		if err != nil {
 			return nil, fmt.Errorf("release line %d: size: %w", n, err)
 		}
+		if size < 0 {
+			return nil, fmt.Errorf("release line %d: size: negative", n)
+		}
 		sums[f[2]] = FileSum{Size: size, SHA256: strings.ToLower(f[0])}
 	}
 	if err := sc.Err(); err != nil {
