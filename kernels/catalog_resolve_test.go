@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fusematrix/fusematrix/kernels/debian"
 	"github.com/fusematrix/fusematrix/kernels/internal/fakearchive"
@@ -569,4 +570,41 @@ func TestPruneSparesHeldKernel(t *testing.T) {
 	_, ok = k.cacheEntry(opts)
 	assert.Check(t, !ok)
 	release3()
+}
+
+// An expired InRelease fails a lookup, unless the mirror comes from apt's
+// sources and apt's configuration turns Valid-Until off (as on machines
+// behind a mirror of frozen snapshots): then fusematrix follows apt, and
+// says so.
+func TestValidUntilFollowsApt(t *testing.T) {
+	ctx := context.Background()
+	withSuites(t, "bookworm")
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", ValidUntil: time.Now().Add(-time.Hour), Packages: []fakearchive.Package{
+		{Name: "linux-image-6.1.0-56-cloud-amd64", Version: "6.1.192-2", Deb: olderLayoutDeb("6.1.0-56-cloud-amd64", guestModuleTree)},
+	}})
+	opts, logs := testOptions(t, srv)
+	_, err := Lookup(ctx, "debian:6.1", opts)
+	assert.ErrorContains(t, err, "InRelease of bookworm has expired: Valid-Until ")
+
+	apt := t.TempDir()
+	assert.NilError(t, os.MkdirAll(filepath.Join(apt, "sources.list.d"), 0o755))
+	assert.NilError(t, os.MkdirAll(filepath.Join(apt, "apt.conf.d"), 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(apt, "sources.list.d", "debian.list"), []byte("deb "+srv.Mirror()+" bookworm main\n"), 0o644))
+	fromApt := opts
+	fromApt.Mirror, fromApt.AptSources = "", apt
+	t.Setenv("FUSEMATRIX_MIRROR", "")
+	_, err = Lookup(ctx, "debian:6.1", fromApt)
+	assert.ErrorContains(t, err, "InRelease of bookworm has expired: Valid-Until ")
+
+	conf := filepath.Join(apt, "apt.conf.d", "99snapshot")
+	assert.NilError(t, os.WriteFile(conf, []byte("Acquire::Check-Valid-Until \"false\";\n"), 0o644))
+	noValidUntilWarned = sync.Once{}
+	res, err := Lookup(ctx, "debian:6.1", fromApt)
+	assert.NilError(t, err)
+	assert.Equal(t, res.Image.Version, "6.1.192-2")
+	assert.Check(t, slices.Contains(*logs, "warning: "+conf+" turns off apt's Valid-Until check (Acquire::Check-Valid-Until), so fusematrix does not check it either on the apt mirrors"), *logs)
+
+	// A mirror named on purpose gets no such leeway.
+	_, err = Lookup(ctx, "debian:6.1", Options{CacheDir: t.TempDir(), Mirror: srv.Mirror(), AptSources: apt, Keyring: opts.Keyring})
+	assert.ErrorContains(t, err, "has expired")
 }

@@ -386,6 +386,19 @@ func newResolver(opts Options) (*resolver, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Mirrors taken from apt's sources come with apt's policy on stale
+	// indexes.
+	ignoreValidUntil := false
+	if !mirrorOverridden(opts) {
+		var file string
+		if ignoreValidUntil, file = debian.AptIgnoresValidUntil(aptDir(opts)); ignoreValidUntil {
+			noValidUntilWarned.Do(func() {
+				if opts.Logf != nil {
+					opts.Logf("warning: %s turns off apt's Valid-Until check (Acquire::Check-Valid-Until), so fusematrix does not check it either on the apt mirrors", file)
+				}
+			})
+		}
+	}
 	client := opts.HTTPClient
 	if client == nil {
 		client = debian.NewClient()
@@ -395,13 +408,14 @@ func newResolver(opts Options) (*resolver, error) {
 		log:      opts.Logf,
 		unsigned: unsigned,
 		archive: &debian.Archive{
-			Mirrors:        mirrors,
-			Arch:           Arch,
-			Client:         client,
-			CacheDir:       filepath.Join(cacheDir, "index"),
-			Keep:           isKernelPackage,
-			CheckSignature: check,
-			Logf:           opts.Logf,
+			Mirrors:          mirrors,
+			Arch:             Arch,
+			Client:           client,
+			CacheDir:         filepath.Join(cacheDir, "index"),
+			Keep:             isKernelPackage,
+			CheckSignature:   check,
+			IgnoreValidUntil: ignoreValidUntil,
+			Logf:             opts.Logf,
 		},
 	}, nil
 }
@@ -466,6 +480,24 @@ func signatureCheck(opts Options) (check debian.SignatureCheck, unsigned string,
 	}, "", nil
 }
 
+// noValidUntilWarned keeps the warning about apt's Valid-Until setting to
+// one per process.
+var noValidUntilWarned sync.Once
+
+// mirrorOverridden reports whether opts or the environment name a mirror,
+// rather than leaving it to apt's sources.
+func mirrorOverridden(opts Options) bool {
+	return opts.Mirror != "" || os.Getenv("FUSEMATRIX_MIRROR") != ""
+}
+
+// aptDir is the apt configuration directory opts names.
+func aptDir(opts Options) string {
+	if opts.AptSources != "" {
+		return opts.AptSources
+	}
+	return "/etc/apt"
+}
+
 func mirrors(opts Options) (debian.Mirrors, error) {
 	mirror := opts.Mirror
 	if mirror == "" {
@@ -482,10 +514,7 @@ func mirrors(opts Options) (debian.Mirrors, error) {
 		}
 		return m, nil
 	}
-	dir := opts.AptSources
-	if dir == "" {
-		dir = "/etc/apt"
-	}
+	dir := aptDir(opts)
 	m, err := debian.ReadAptSources(dir, Arch)
 	if err != nil {
 		return m, fmt.Errorf("kernels: %w (fix it, or set FUSEMATRIX_MIRROR)", err)

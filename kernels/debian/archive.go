@@ -61,6 +61,12 @@ type Archive struct {
 	// while the connection keeps breaking; 0 is DefaultDownloadAttempts.
 	DownloadAttempts int
 
+	// IgnoreValidUntil turns off the Valid-Until check of InRelease
+	// files and cached indexes, as apt's Acquire::Check-Valid-Until
+	// "false" does (see AptIgnoresValidUntil); Suite and Codename are
+	// still checked.
+	IgnoreValidUntil bool
+
 	// now replaces time.Now in tests.
 	now func() time.Time
 }
@@ -220,7 +226,7 @@ func (a *Archive) readCache(suite, uri string) *Index {
 		a.logf("the cached %s index was not signature-checked; fetching it again", suite)
 		return nil
 	}
-	if !idx.ValidUntil.IsZero() && a.clock().After(idx.ValidUntil) {
+	if !idx.ValidUntil.IsZero() && !a.IgnoreValidUntil && a.clock().After(idx.ValidUntil) {
 		// Not even a fallback: the archive said not to trust it any more.
 		a.logf("the cached %s index expired at %s", suite, idx.ValidUntil.UTC().Format(time.RFC1123))
 		return nil
@@ -296,7 +302,11 @@ func (a *Archive) fetchIndex(ctx context.Context, suite, uri string) (*Index, er
 	if err != nil {
 		return nil, fmt.Errorf("InRelease: %w", err)
 	}
-	if err := rel.Check(suite, a.clock()); err != nil {
+	now := a.clock()
+	if a.IgnoreValidUntil {
+		now = time.Time{} // before any Valid-Until
+	}
+	if err := rel.Check(suite, now); err != nil {
 		return nil, err
 	}
 	idx.ValidUntil = rel.ValidUntil

@@ -385,3 +385,36 @@ func TestParseInRelease(t *testing.T) {
 	_, err = ParseInRelease([]byte("Suite: a\nValid-Until: tomorrow\nSHA256:\n 00 1 x\n"))
 	assert.ErrorContains(t, err, "Valid-Until")
 }
+
+// apt's Acquire::Check-Valid-Until "false" turns the Valid-Until check off
+// (IgnoreValidUntil), not the suite check.
+func TestIgnoreValidUntil(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "apt.conf.d", "99mirror")
+	assert.NilError(t, os.MkdirAll(filepath.Dir(conf), 0o755))
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{"Acquire::Check-Valid-Until \"false\";\nAcquire::Check-Date \"false\";\n", true},
+		{"  acquire::check-valid-until no;\n", true},
+		{"Acquire::Check-Valid-Until \"true\";\n", false},
+		{"// Acquire::Check-Valid-Until \"false\";\n", false},
+	} {
+		assert.NilError(t, os.WriteFile(conf, []byte(tc.text), 0o644))
+		got, file := AptIgnoresValidUntil(dir)
+		assert.Check(t, got == tc.want, "%q", tc.text)
+		if tc.want {
+			assert.Check(t, file == conf, file)
+		}
+	}
+
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", ValidUntil: time.Now().Add(-time.Hour), Packages: testPackages},
+		fakearchive.Suite{Name: "trixie", ReleaseSuite: "bookworm", Packages: testPackages})
+	a := testArchive(t, srv, nil)
+	a.IgnoreValidUntil = true
+	_, err := a.Index(context.Background(), "bookworm")
+	assert.NilError(t, err)
+	_, err = a.Index(context.Background(), "trixie")
+	assert.ErrorContains(t, err, `not "trixie" as asked`)
+}
