@@ -2,10 +2,14 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
 
+	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
 
@@ -31,4 +35,21 @@ func TestAgentArgs(t *testing.T) {
 func TestRunRejectsUnquotablePattern(t *testing.T) {
 	_, err := Run(context.Background(), Options{Params: contract.Params{Run: `a"b`}, OutDir: t.TempDir()})
 	assert.ErrorContains(t, err, "cannot carry a double quote")
+}
+
+// A kernel resolved without a signature check says so in its result, in
+// results.json.
+func TestRecordKernelUnverified(t *testing.T) {
+	k := &kernels.Kernel{Source: "linux-image-x 1 (bookworm)", Release: "6.1.0-1-cloud-amd64", Unverified: "InRelease of bookworm not signature-checked: no archive keyring"}
+	kr := results.Kernel{Release: "6.1.0-1-cloud-amd64"}
+	recordKernel(&kr, "debian:6.1", k)
+	assert.Equal(t, kr.Unverified, k.Unverified)
+	b, err := json.Marshal(kr)
+	assert.NilError(t, err)
+	assert.Check(t, strings.Contains(string(b), `"unverified":"InRelease of bookworm not signature-checked: no archive keyring"`), string(b))
+
+	recordKernel(&kr, "debian:6.1", &kernels.Kernel{Source: k.Source})
+	b, err = json.Marshal(kr)
+	assert.NilError(t, err)
+	assert.Check(t, !strings.Contains(string(b), "unverified"), string(b))
 }

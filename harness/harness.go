@@ -176,13 +176,24 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 // in the returned Kernel.
 func runKernel(ctx context.Context, index int, name string, base string, checks []contract.Check, o Options) results.Kernel {
 	start := time.Now()
+	var k *kernels.Kernel
 	fail := func(err error) results.Kernel {
 		o.Logf("%s: error: %v", name, err)
-		return results.Kernel{Name: name, Status: results.Error, Error: err.Error(), Seconds: time.Since(start).Seconds()}
+		kr := results.Kernel{Name: name, Status: results.Error, Error: err.Error(), Seconds: time.Since(start).Seconds()}
+		if k != nil {
+			kr.Unverified = k.Unverified
+		}
+		return kr
 	}
-	k, err := kernels.Resolve(ctx, name, o.Kernel)
+	// Held until the guest is done, so that `kernels prune` leaves the
+	// cache entry alone meanwhile.
+	k, release, err := kernels.ResolveHeld(ctx, name, o.Kernel)
 	if err != nil {
 		return fail(err)
+	}
+	defer release()
+	if k.Unverified != "" {
+		o.Logf("%s: warning: unverified: %s", name, k.Unverified)
 	}
 	runDir, err := shortRunDir()
 	if err != nil {
@@ -220,13 +231,10 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 		note = fallback
 	}
 	kr := out.kernel
-	kr.Name, kr.Source = name, k.Source
+	recordKernel(&kr, name, k)
 	kr.Accel, kr.AccelNote = string(out.accel), note
 	kr.ConsoleLog = filepath.Base(out.console)
 	kr.Seconds = time.Since(start).Seconds()
-	if kr.Release == "" {
-		kr.Release = k.Release
-	}
 	kr.Status = results.Pass
 	if out.err != nil {
 		kr.Status = results.Error
@@ -245,6 +253,15 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 		kr.Results = append(kr.Results, expect.Evaluate(&kr)...)
 	}
 	return kr
+}
+
+// recordKernel puts what the host knows of kernel k, asked for as name,
+// into its result: the guest says its release, when it got that far.
+func recordKernel(kr *results.Kernel, name string, k *kernels.Kernel) {
+	kr.Name, kr.Source, kr.Unverified = name, k.Source, k.Unverified
+	if kr.Release == "" {
+		kr.Release = k.Release
+	}
 }
 
 // resultGrace is what a guest gets beyond a check's own time limit to

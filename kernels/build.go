@@ -428,7 +428,7 @@ func (b *builder) source() string {
 
 func (b *builder) run(ctx context.Context) (*Kernel, error) {
 	entry := b.entryPath()
-	k, unlock, err := claimEntry(ctx, entry, b.source(), checkQuick, func() {
+	k, unlock, err := claimEntry(ctx, entry, b.source(), checkQuick, nil, func() {
 		b.logf("kernel build: waiting for another process building %s", filepath.Base(entry))
 	}, b.logf)
 	if err != nil {

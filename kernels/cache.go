@@ -38,6 +38,8 @@ type manifest struct {
 	Config     string              `json:"config,omitempty"`
 	ModulesDir string              `json:"modules_dir,omitempty"`
 	Files      map[string]fileHash `json:"files"`
+	// Unverified is Kernel.Unverified of the kernel as installed.
+	Unverified string `json:"unverified,omitempty"`
 }
 
 // fileHash is what a cache entry's manifest says about one file.
@@ -87,12 +89,24 @@ func (r *resolver) downloadDir(image debian.Package) string {
 }
 
 // install returns the kernel unpacked from parts (image first), fetching
-// and unpacking them into the cache unless it already holds them.
-func (r *resolver) install(ctx context.Context, image debian.Package, parts []debian.Package) (*Kernel, error) {
+// and unpacking them into the cache unless it already holds them;
+// unverified (Resolution.Unverified) is recorded with the entry. An entry
+// installed unverified is installed again by a resolver that checks
+// signatures.
+func (r *resolver) install(ctx context.Context, image debian.Package, parts []debian.Package, unverified string) (*Kernel, error) {
 	root := filepath.Join(r.cacheDir, "kernels")
 	entry := r.entryPath(image)
 	source := fmt.Sprintf("%s %s (%s)", image.Name, image.Version, image.Suite)
-	k, unlock, err := claimEntry(ctx, entry, source, r.check, func() {
+	var accept func(*Kernel) error
+	if r.unsigned == "" {
+		accept = func(k *Kernel) error {
+			if k.Unverified != "" {
+				return fmt.Errorf("installed unverified (%s)", k.Unverified)
+			}
+			return nil
+		}
+	}
+	k, unlock, err := claimEntry(ctx, entry, source, r.check, accept, func() {
 		r.logf("waiting for another process unpacking %s", filepath.Base(entry))
 	}, r.logf)
 	if k != nil || err != nil {
@@ -134,6 +148,7 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	for _, p := range parts {
 		m.Packages = append(m.Packages, p.Name+" "+p.Version)
 	}
+	m.Unverified = unverified
 	if m.Files, err = hashTree(tmp); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", image.Name, image.Version, err)
 	}
@@ -263,8 +278,17 @@ func describe(names []string) (*manifest, error) {
 // load (damaged afterwards, a file deleted by hand say, since entries
 // appear complete) and returns the lock's release: the caller makes the
 // entry, then unlocks. waiting is called if the lock is held elsewhere.
-func claimEntry(ctx context.Context, entry, source string, level checkLevel, waiting func(), logf func(string, ...any)) (*Kernel, func(), error) {
-	if k, err := loadEntry(entry, source, level); err == nil {
+// An entry that loads but that accept (when not nil) refuses is cleared
+// like a damaged one.
+func claimEntry(ctx context.Context, entry, source string, level checkLevel, accept func(*Kernel) error, waiting func(), logf func(string, ...any)) (*Kernel, func(), error) {
+	load := func() (*Kernel, error) {
+		k, err := loadEntry(entry, source, level)
+		if err == nil && accept != nil {
+			err = accept(k)
+		}
+		return k, err
+	}
+	if k, err := load(); err == nil {
 		return k, nil, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
@@ -274,7 +298,7 @@ func claimEntry(ctx context.Context, entry, source string, level checkLevel, wai
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := loadEntry(entry, source, level)
+	k, err := load()
 	if err == nil {
 		unlock()
 		return k, nil, nil
@@ -303,7 +327,7 @@ func loadEntry(entry, source string, level checkLevel) (*Kernel, error) {
 	if err := m.check(entry, level); err != nil {
 		return nil, err
 	}
-	return &Kernel{Source: source, Release: m.Release, Image: abs(m.Image), Config: abs(m.Config), ModulesDir: abs(m.ModulesDir)}, nil
+	return &Kernel{Source: source, Release: m.Release, Image: abs(m.Image), Config: abs(m.Config), ModulesDir: abs(m.ModulesDir), Unverified: m.Unverified}, nil
 }
 
 func readManifest(entry string) (*manifest, error) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fusematrix/fusematrix/kernels/debian"
 	"github.com/fusematrix/fusematrix/kernels/internal/fakearchive"
@@ -115,22 +116,74 @@ func TestSignature(t *testing.T) {
 		_, err := Lookup(ctx, "debian:6.1@bookworm", opts)
 		assert.Assert(t, errors.Is(err, debian.ErrBadSignature), "%v", err)
 	})
+	t.Run("named keyring missing", func(t *testing.T) {
+		srv := testArchive(t)
+		opts, _ := testOptions(t, srv)
+		opts.Keyring = filepath.Join(t.TempDir(), "missing.gpg")
+		opts.InsecureUnsigned = true // no way around a keyring named on purpose
+		_, err := Lookup(ctx, "debian:6.1", opts)
+		assert.Assert(t, errors.Is(err, ErrNoKeyring), "%v", err)
+		assert.ErrorContains(t, err, "the keyring option names "+opts.Keyring)
+
+		opts.Keyring = ""
+		t.Setenv("FUSEMATRIX_KEYRING", filepath.Join(t.TempDir(), "missing.gpg"))
+		_, err = Resolve(ctx, "debian:6.1", opts)
+		assert.Assert(t, errors.Is(err, ErrNoKeyring), "%v", err)
+		assert.ErrorContains(t, err, "FUSEMATRIX_KEYRING names "+os.Getenv("FUSEMATRIX_KEYRING"))
+		assert.Equal(t, len(srv.Requests()), 0)
+	})
 	t.Run("no keyring", func(t *testing.T) {
 		srv := testArchive(t)
 		opts, logs := testOptions(t, srv)
-		opts.Keyring = filepath.Join(t.TempDir(), "missing.gpg")
+		opts.Keyring = ""
+		t.Setenv("FUSEMATRIX_KEYRING", "")
+		old := defaultKeyring
+		defaultKeyring = filepath.Join(t.TempDir(), "missing.gpg")
+		t.Cleanup(func() { defaultKeyring = old })
 		noKeyringWarned = sync.Once{}
-		_, err := Lookup(ctx, "debian:6.1", opts)
+
+		// Fail closed.
+		_, err := Resolve(ctx, "debian:6.1", opts)
+		assert.Assert(t, errors.Is(err, ErrNoKeyring), "%v", err)
+		assert.ErrorContains(t, err, "no archive keyring at "+defaultKeyring+" to check InRelease signatures with: install debian-archive-keyring, set FUSEMATRIX_KEYRING, or pass -insecure-unsigned")
+		assert.Equal(t, len(srv.Requests()), 0)
+
+		// Accepted on request, and said.
+		insecure := opts
+		insecure.InsecureUnsigned = true
+		k, err := Resolve(ctx, "debian:6.1", insecure)
 		assert.NilError(t, err)
-		_, err = Lookup(ctx, "debian:7.3", Options{CacheDir: t.TempDir(), Mirror: opts.Mirror, AptSources: opts.AptSources, Keyring: opts.Keyring, Logf: opts.Logf})
+		want := "InRelease of bookworm-security not signature-checked: no archive keyring at " + defaultKeyring + " (-insecure-unsigned)"
+		assert.Equal(t, k.Unverified, want)
+		res, err := Lookup(ctx, "debian:6.1", insecure)
+		assert.NilError(t, err)
+		assert.Equal(t, res.Unverified, want)
+		_, err = Lookup(ctx, "debian:7.3", Options{CacheDir: t.TempDir(), Mirror: opts.Mirror, AptSources: opts.AptSources, InsecureUnsigned: true, Logf: opts.Logf})
 		assert.NilError(t, err)
 		var warnings []string
 		for _, l := range *logs {
-			if strings.HasPrefix(l, "warning: no archive keyring at "+opts.Keyring) {
+			if strings.HasPrefix(l, "warning: no archive keyring at "+defaultKeyring) {
 				warnings = append(warnings, l)
 			}
 		}
 		assert.Check(t, is.Len(warnings, 1), *logs)
+
+		// Neither the unsigned index nor the entry installed from it is
+		// used once there is a keyring: both are fetched again.
+		signed := opts
+		signed.Keyring = fakearchive.Keyring(t, fakearchive.Key())
+		before := len(srv.Requests())
+		k, err = Resolve(ctx, "debian:6.1", signed)
+		assert.NilError(t, err)
+		assert.Equal(t, k.Unverified, "")
+		fetched := srv.Requests()[before:]
+		assert.Check(t, slices.Contains(fetched, "/debian-security/dists/bookworm-security/InRelease"), fetched)
+		assert.Check(t, slices.ContainsFunc(fetched, func(p string) bool { return strings.HasSuffix(p, ".deb") }), fetched)
+		// A keyring wins over -insecure-unsigned, and the entry is now
+		// verified.
+		k, err = Resolve(ctx, "debian:6.1", Options{CacheDir: opts.CacheDir, Mirror: opts.Mirror, AptSources: opts.AptSources, Keyring: signed.Keyring, InsecureUnsigned: true})
+		assert.NilError(t, err)
+		assert.Equal(t, k.Unverified, "")
 	})
 }
 
@@ -465,4 +518,93 @@ func TestPruneBuiltAndSources(t *testing.T) {
 		_, err := os.Stat(p)
 		assert.Check(t, is.Equal(err == nil, i == 2), "%s", p)
 	}
+}
+
+// A kernel a run has resolved but not yet booted stays in the cache
+// through a prune of everything: ResolveHeld holds its entry shared from
+// resolve until release, prune says it left it alone, and removes it once
+// released. The two holders are two open files, as in two processes.
+func TestPruneSparesHeldKernel(t *testing.T) {
+	ctx := context.Background()
+	srv := testArchive(t)
+	opts, logs := testOptions(t, srv)
+	k, release, err := ResolveHeld(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	entry, ok := k.cacheEntry(opts)
+	assert.Assert(t, ok)
+
+	pruned, err := Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 0))
+	_, err = os.Stat(k.Image)
+	assert.NilError(t, err, "a held kernel was pruned")
+	assert.Check(t, slices.Contains(*logs, "prune: "+entry+" is in use, left alone"), *logs)
+
+	// A second holder (another matrix) does not exclude the first.
+	_, release2, err := ResolveHeld(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	release()
+	pruned, err = Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 0))
+	release2()
+
+	pruned, err = Prune(ctx, nil, true, opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(pruned, 1))
+	_, err = os.Stat(k.Image)
+	assert.Check(t, errors.Is(err, os.ErrNotExist))
+
+	// Resolved again after the prune: installed again, and held.
+	k, release, err = ResolveHeld(ctx, "debian:6.1", opts)
+	assert.NilError(t, err)
+	defer release()
+	_, err = os.Stat(k.Image)
+	assert.NilError(t, err)
+
+	// A file is not a cache entry: nothing to hold.
+	image := filepath.Join(t.TempDir(), "bzImage")
+	assert.NilError(t, os.WriteFile(image, []byte("image"), 0o644))
+	k, release3, err := ResolveHeld(ctx, image, opts)
+	assert.NilError(t, err)
+	_, ok = k.cacheEntry(opts)
+	assert.Check(t, !ok)
+	release3()
+}
+
+// An expired InRelease fails a lookup, unless the mirror comes from apt's
+// sources and apt's configuration turns Valid-Until off (as on machines
+// behind a mirror of frozen snapshots): then fusematrix follows apt, and
+// says so.
+func TestValidUntilFollowsApt(t *testing.T) {
+	ctx := context.Background()
+	withSuites(t, "bookworm")
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", ValidUntil: time.Now().Add(-time.Hour), Packages: []fakearchive.Package{
+		{Name: "linux-image-6.1.0-56-cloud-amd64", Version: "6.1.192-2", Deb: olderLayoutDeb("6.1.0-56-cloud-amd64", guestModuleTree)},
+	}})
+	opts, logs := testOptions(t, srv)
+	_, err := Lookup(ctx, "debian:6.1", opts)
+	assert.ErrorContains(t, err, "InRelease of bookworm has expired: Valid-Until ")
+
+	apt := t.TempDir()
+	assert.NilError(t, os.MkdirAll(filepath.Join(apt, "sources.list.d"), 0o755))
+	assert.NilError(t, os.MkdirAll(filepath.Join(apt, "apt.conf.d"), 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(apt, "sources.list.d", "debian.list"), []byte("deb "+srv.Mirror()+" bookworm main\n"), 0o644))
+	fromApt := opts
+	fromApt.Mirror, fromApt.AptSources = "", apt
+	t.Setenv("FUSEMATRIX_MIRROR", "")
+	_, err = Lookup(ctx, "debian:6.1", fromApt)
+	assert.ErrorContains(t, err, "InRelease of bookworm has expired: Valid-Until ")
+
+	conf := filepath.Join(apt, "apt.conf.d", "99snapshot")
+	assert.NilError(t, os.WriteFile(conf, []byte("Acquire::Check-Valid-Until \"false\";\n"), 0o644))
+	noValidUntilWarned = sync.Once{}
+	res, err := Lookup(ctx, "debian:6.1", fromApt)
+	assert.NilError(t, err)
+	assert.Equal(t, res.Image.Version, "6.1.192-2")
+	assert.Check(t, slices.Contains(*logs, "warning: "+conf+" turns off apt's Valid-Until check (Acquire::Check-Valid-Until), so fusematrix does not check it either on the apt mirrors"), *logs)
+
+	// A mirror named on purpose gets no such leeway.
+	_, err = Lookup(ctx, "debian:6.1", Options{CacheDir: t.TempDir(), Mirror: srv.Mirror(), AptSources: apt, Keyring: opts.Keyring})
+	assert.ErrorContains(t, err, "has expired")
 }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -64,11 +65,18 @@ type Options struct {
 	// set; "" is /etc/apt.
 	AptSources string
 	// Keyring holds the archive keys InRelease files must be signed with;
-	// "" is $FUSEMATRIX_KEYRING, else debian.DebianKeyring. When the file
-	// does not exist, signatures are not checked (with one warning per
-	// process); the indexes and packages are still checked against their
-	// SHA256.
+	// "" is $FUSEMATRIX_KEYRING, else debian.DebianKeyring. A keyring
+	// named here or in $FUSEMATRIX_KEYRING that does not exist is an
+	// error; so is a missing debian.DebianKeyring, unless
+	// InsecureUnsigned is set.
 	Keyring string
+	// InsecureUnsigned accepts InRelease files unchecked when there is no
+	// keyring at debian.DebianKeyring (and none is named): the indexes
+	// and packages are still checked against their SHA256, but nothing
+	// ties them to Debian's keys, and every kernel resolved so says so
+	// in Kernel.Unverified. With a keyring, signatures are checked
+	// whatever this says.
+	InsecureUnsigned bool
 	// HTTPClient makes the requests; nil is a client with connection
 	// timeouts (see debian.NewClient).
 	HTTPClient *http.Client
@@ -88,6 +96,11 @@ type Kernel struct {
 	Image      string // host path of the bootable image (vmlinuz)
 	Config     string // host path of the kernel config, "" if none
 	ModulesDir string // host path of lib/modules/<release>, "" if none
+	// Unverified says why the kernel's packages, or the index they were
+	// chosen from, were not verified against a signed InRelease
+	// (Options.InsecureUnsigned); "" when they were, or when the kernel
+	// comes from a file or a source tree.
+	Unverified string
 }
 
 // Resolve finds the kernel called name, fetching and unpacking it unless
@@ -141,11 +154,13 @@ func resolve(ctx context.Context, name string, opts Options, level checkLevel) (
 	if err != nil {
 		return nil, err
 	}
-	k, err := r.install(ctx, res.Image, res.Parts)
+	k, err := r.install(ctx, res.Image, res.Parts, res.Unverified)
 	if err != nil {
 		return nil, fmt.Errorf("kernel %q: %w", name, withHint(err))
 	}
 	k.Name = name
+	// The choice of package is only as good as the index it came from.
+	k.Unverified = cmp.Or(res.Unverified, k.Unverified)
 	return k, nil
 }
 
@@ -161,6 +176,9 @@ type Resolution struct {
 	// Entry is the kernel's directory in the cache, whether or not it
 	// exists.
 	Entry string
+	// Unverified says why the indexes Parts come from were not checked
+	// against the archive keyring; "" when they were.
+	Unverified string
 }
 
 // Source describes the package as Kernel.Source does.
@@ -226,7 +244,7 @@ func (r *resolver) lookup(ctx context.Context, name string) (*Resolution, error)
 		if first != nil {
 			r.logf("warning: kernel %s: %v; using %s %s instead", name, first, image.Name, image.Version)
 		}
-		return &Resolution{Name: name, Image: image, Parts: parts, Entry: r.entryPath(image)}, nil
+		return &Resolution{Name: name, Image: image, Parts: parts, Entry: r.entryPath(image), Unverified: r.unverified(parts)}, nil
 	}
 	return nil, fmt.Errorf("kernel %q: %w", name, first)
 }
@@ -335,6 +353,24 @@ type resolver struct {
 	cacheDir string
 	archive  *debian.Archive
 	log      func(string, ...any)
+	// unsigned says why InRelease signatures are not checked, "" when
+	// they are.
+	unsigned string
+}
+
+// unverified says why parts are not verified, or "" when every one comes
+// from a signed index.
+func (r *resolver) unverified(parts []debian.Package) string {
+	var suites []string
+	for _, p := range parts {
+		if p.Unsigned && !slices.Contains(suites, p.Suite) {
+			suites = append(suites, p.Suite)
+		}
+	}
+	if len(suites) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("InRelease of %s not signature-checked: %s", strings.Join(suites, ", "), cmp.Or(r.unsigned, "no keyring"))
 }
 
 func newResolver(opts Options) (*resolver, error) {
@@ -346,6 +382,23 @@ func newResolver(opts Options) (*resolver, error) {
 	if err != nil {
 		return nil, err
 	}
+	check, unsigned, err := signatureCheck(opts)
+	if err != nil {
+		return nil, err
+	}
+	// Mirrors taken from apt's sources come with apt's policy on stale
+	// indexes.
+	ignoreValidUntil := false
+	if !mirrorOverridden(opts) {
+		var file string
+		if ignoreValidUntil, file = debian.AptIgnoresValidUntil(aptDir(opts)); ignoreValidUntil {
+			noValidUntilWarned.Do(func() {
+				if opts.Logf != nil {
+					opts.Logf("warning: %s turns off apt's Valid-Until check (Acquire::Check-Valid-Until), so fusematrix does not check it either on the apt mirrors", file)
+				}
+			})
+		}
+	}
 	client := opts.HTTPClient
 	if client == nil {
 		client = debian.NewClient()
@@ -353,59 +406,96 @@ func newResolver(opts Options) (*resolver, error) {
 	return &resolver{
 		cacheDir: cacheDir,
 		log:      opts.Logf,
+		unsigned: unsigned,
 		archive: &debian.Archive{
-			Mirrors:        mirrors,
-			Arch:           Arch,
-			Client:         client,
-			CacheDir:       filepath.Join(cacheDir, "index"),
-			Keep:           isKernelPackage,
-			CheckSignature: signatureCheck(opts),
-			Logf:           opts.Logf,
+			Mirrors:          mirrors,
+			Arch:             Arch,
+			Client:           client,
+			CacheDir:         filepath.Join(cacheDir, "index"),
+			Keep:             isKernelPackage,
+			CheckSignature:   check,
+			IgnoreValidUntil: ignoreValidUntil,
+			Logf:             opts.Logf,
 		},
 	}, nil
 }
 
-// noKeyringWarned keeps the warning about a missing keyring to one per
+// noKeyringWarned keeps the warning about unchecked signatures to one per
 // process, however many kernels a run resolves.
 var noKeyringWarned sync.Once
 
-// signatureCheck verifies InRelease files against the keyring opts names.
-// The keyring is read when the first InRelease is, so that resolving from
-// cached indexes costs nothing.
-func signatureCheck(opts Options) debian.SignatureCheck {
-	path := opts.Keyring
+// defaultKeyring is debian.DebianKeyring, replaced in tests.
+var defaultKeyring = debian.DebianKeyring
+
+// ErrNoKeyring is the cause of the error a resolver gives when there is no
+// archive keyring to check InRelease signatures with.
+var ErrNoKeyring = errors.New("no archive keyring")
+
+// signatureCheck returns the check of InRelease files against the keyring
+// opts names, or, when there is none at the default path and
+// opts.InsecureUnsigned accepts that, nil and why. The keyring is read
+// when the first InRelease is, so that resolving from cached indexes
+// costs nothing.
+func signatureCheck(opts Options) (check debian.SignatureCheck, unsigned string, err error) {
+	path, from := opts.Keyring, "the keyring option"
 	if path == "" {
-		path = os.Getenv("FUSEMATRIX_KEYRING")
+		path, from = os.Getenv("FUSEMATRIX_KEYRING"), "FUSEMATRIX_KEYRING"
 	}
-	if path == "" {
-		path = debian.DebianKeyring
+	if path != "" {
+		// Named on purpose: never silently replaced by no check.
+		if _, err := os.Stat(path); err != nil {
+			return nil, "", fmt.Errorf("kernels: %s names %s: %w: %w", from, path, ErrNoKeyring, err)
+		}
+	} else {
+		path = defaultKeyring
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if !opts.InsecureUnsigned {
+				return nil, "", fmt.Errorf("kernels: %w at %s to check InRelease signatures with: install debian-archive-keyring, "+
+					"set FUSEMATRIX_KEYRING, or pass -insecure-unsigned to use unsigned indexes (results then say so)", ErrNoKeyring, path)
+			}
+			unsigned = fmt.Sprintf("no archive keyring at %s (-insecure-unsigned)", path)
+			noKeyringWarned.Do(func() {
+				if opts.Logf != nil {
+					opts.Logf("warning: %s: InRelease signatures are not checked; kernels are marked unverified", unsigned)
+				}
+			})
+			return nil, unsigned, nil
+		}
 	}
 	var (
-		once  sync.Once
-		check debian.SignatureCheck
-		err   error
+		once sync.Once
+		keys debian.SignatureCheck
 	)
 	return func(suite string, inRelease []byte) error {
 		once.Do(func() {
-			if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
-				noKeyringWarned.Do(func() {
-					if opts.Logf != nil {
-						opts.Logf("warning: no archive keyring at %s: InRelease signatures are not checked (install debian-archive-keyring or set FUSEMATRIX_KEYRING)", path)
-					}
-				})
-				check = debian.SignatureNotChecked
-				return
-			}
-			var keys openpgp.EntityList
-			if keys, err = debian.ReadKeyring(path); err == nil {
-				check = debian.KeyringCheck(keys)
+			var list openpgp.EntityList
+			if list, err = debian.ReadKeyring(path); err == nil {
+				keys = debian.KeyringCheck(list)
 			}
 		})
 		if err != nil {
 			return err
 		}
-		return check(suite, inRelease)
+		return keys(suite, inRelease)
+	}, "", nil
+}
+
+// noValidUntilWarned keeps the warning about apt's Valid-Until setting to
+// one per process.
+var noValidUntilWarned sync.Once
+
+// mirrorOverridden reports whether opts or the environment name a mirror,
+// rather than leaving it to apt's sources.
+func mirrorOverridden(opts Options) bool {
+	return opts.Mirror != "" || os.Getenv("FUSEMATRIX_MIRROR") != ""
+}
+
+// aptDir is the apt configuration directory opts names.
+func aptDir(opts Options) string {
+	if opts.AptSources != "" {
+		return opts.AptSources
 	}
+	return "/etc/apt"
 }
 
 func mirrors(opts Options) (debian.Mirrors, error) {
@@ -424,10 +514,7 @@ func mirrors(opts Options) (debian.Mirrors, error) {
 		}
 		return m, nil
 	}
-	dir := opts.AptSources
-	if dir == "" {
-		dir = "/etc/apt"
-	}
+	dir := aptDir(opts)
 	m, err := debian.ReadAptSources(dir, Arch)
 	if err != nil {
 		return m, fmt.Errorf("kernels: %w (fix it, or set FUSEMATRIX_MIRROR)", err)

@@ -21,6 +21,64 @@ func Fetch(ctx context.Context, name string, opts Options) (*Kernel, error) {
 	return resolve(ctx, name, opts, checkAll)
 }
 
+// ResolveHeld is Resolve for a kernel about to be used for a while (a
+// guest booted from it): while it is held, the kernel's cache entry stays
+// as it is: Prune leaves it alone (saying so), and a process that would
+// replace it waits. release ends the hold; the process ending does too. A
+// kernel that is no cache entry (a file) is not held, and release does
+// nothing.
+//
+// The hold is a shared lock on the entry's lock file, taken after the
+// entry is installed and checked again under it: a prune may have removed
+// the entry in between, and then it is installed again.
+func ResolveHeld(ctx context.Context, name string, opts Options) (k *Kernel, release func(), err error) {
+	for attempt := 1; ; attempt++ {
+		k, err := Resolve(ctx, name, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		entry, ok := k.cacheEntry(opts)
+		if !ok {
+			return k, func() {}, nil
+		}
+		unlock, err := flock.Shared(ctx, entry+".lock", func() {
+			if opts.Logf != nil {
+				opts.Logf("%s: waiting for another process using %s", name, filepath.Base(entry))
+			}
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("kernel %q: hold %s: %w", name, entry, err)
+		}
+		if _, err := os.Stat(filepath.Join(entry, manifestName)); err == nil {
+			return k, unlock, nil
+		} else if attempt == 3 {
+			unlock()
+			return nil, nil, fmt.Errorf("kernel %q: cache entry %s keeps disappearing: %w", name, entry, err)
+		}
+		unlock()
+	}
+}
+
+// cacheEntry returns the directory of the cache entry (a Debian kernel or
+// a built one) of opts' cache that k's image is in, if it is in one.
+func (k *Kernel) cacheEntry(opts Options) (string, bool) {
+	root, err := cacheRoot(opts)
+	if err != nil {
+		return "", false
+	}
+	for _, dir := range []string{"kernels", BuiltDir} {
+		rel, err := filepath.Rel(filepath.Join(root, dir), k.Image)
+		if err != nil || !filepath.IsLocal(rel) {
+			continue
+		}
+		first, _, ok := strings.Cut(rel, string(filepath.Separator))
+		if ok {
+			return filepath.Join(root, dir, first), true
+		}
+	}
+	return "", false
+}
+
 // Cached reports whether the cache holds the kernel complete and
 // undamaged (by the quick check every Resolve makes), and the space its
 // entry takes on disk.

@@ -98,8 +98,13 @@ type Kernel struct {
 	Name string `json:"name"`
 	// Source identifies the exact artefact booted, e.g. the Debian package
 	// name and version.
-	Source  string `json:"source,omitempty"`
-	Release string `json:"release,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Unverified says why the kernel's packages were not verified against
+	// the archive's signed InRelease (fusematrix -insecure-unsigned with
+	// no keyring); absent when they were, or the kernel is a local file
+	// or a source build.
+	Unverified string `json:"unverified,omitempty"`
+	Release    string `json:"release,omitempty"`
 	// Accel is the accelerator that produced the results ("kvm" or "tcg");
 	// AccelNote says why it is not the first one tried.
 	Accel     string `json:"accel,omitempty"`

@@ -52,13 +52,30 @@ type Archive struct {
 	MaxAge time.Duration
 	// Keep selects the index entries worth keeping; nil keeps all.
 	Keep func(name string) bool
-	// CheckSignature verifies InRelease; nil is SignatureNotChecked.
+	// CheckSignature verifies InRelease; nil accepts any (see
+	// SignatureNotChecked), and the indexes read so are not Signed.
 	CheckSignature SignatureCheck
 	// Logf reports progress and warnings; nil discards them.
 	Logf func(format string, args ...any)
 	// DownloadAttempts bounds the requests one DownloadFile call makes
 	// while the connection keeps breaking; 0 is DefaultDownloadAttempts.
 	DownloadAttempts int
+
+	// IgnoreValidUntil turns off the Valid-Until check of InRelease
+	// files and cached indexes, as apt's Acquire::Check-Valid-Until
+	// "false" does (see AptIgnoresValidUntil); Suite and Codename are
+	// still checked.
+	IgnoreValidUntil bool
+
+	// now replaces time.Now in tests.
+	now func() time.Time
+}
+
+func (a *Archive) clock() time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return time.Now()
 }
 
 // NewClient returns an HTTP client whose connection setup and response
@@ -86,6 +103,13 @@ type Index struct {
 	// Fetched is when the index was verified; for a cached index this is
 	// the cache file's modification time.
 	Fetched time.Time `json:"-"`
+	// Signed is true when the InRelease the index came from was checked
+	// by Archive.CheckSignature; an index fetched without a check is not
+	// used from the cache by an Archive that has one.
+	Signed bool `json:"signed,omitempty"`
+	// ValidUntil is the Valid-Until of the InRelease the index came
+	// from, zero when it had none; an expired index is not used.
+	ValidUntil time.Time `json:"valid_until,omitzero"`
 }
 
 // StatusError is an HTTP response other than 200 OK.
@@ -198,6 +222,15 @@ func (a *Archive) readCache(suite, uri string) *Index {
 	if err := json.NewDecoder(f).Decode(&idx); err != nil || idx.Suite != suite || idx.URI != uri {
 		return nil
 	}
+	if !idx.Absent && !idx.Signed && a.CheckSignature != nil {
+		a.logf("the cached %s index was not signature-checked; fetching it again", suite)
+		return nil
+	}
+	if !idx.ValidUntil.IsZero() && !a.IgnoreValidUntil && a.clock().After(idx.ValidUntil) {
+		// Not even a fallback: the archive said not to trust it any more.
+		a.logf("the cached %s index expired at %s", suite, idx.ValidUntil.UTC().Format(time.RFC1123))
+		return nil
+	}
 	idx.Fetched = st.ModTime()
 	idx.setOrigin()
 	return &idx
@@ -242,14 +275,14 @@ func writeFileAtomic(name string, data []byte) error {
 
 func (idx *Index) setOrigin() {
 	for i := range idx.Packages {
-		idx.Packages[i].Suite, idx.Packages[i].URI = idx.Suite, idx.URI
+		p := &idx.Packages[i]
+		p.Suite, p.URI, p.Unsigned = idx.Suite, idx.URI, !idx.Signed
 	}
 }
 
 func (a *Archive) fetchIndex(ctx context.Context, suite, uri string) (*Index, error) {
 	idx := &Index{Suite: suite, URI: uri, Fetched: time.Now()}
-	var inRelease bytes.Buffer
-	err := a.get(ctx, uri+"/dists/"+suite+"/InRelease", &inRelease, nil)
+	inRelease, err := a.getLimited(ctx, uri+"/dists/"+suite+"/InRelease", "InRelease of "+suite, MaxInRelease)
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusNotFound && !a.Mirrors.Required(suite) {
 		a.logf("suite %s: not published at %s, skipped", suite, uri)
@@ -259,17 +292,25 @@ func (a *Archive) fetchIndex(ctx context.Context, suite, uri string) (*Index, er
 	if err != nil {
 		return nil, err
 	}
-	check := a.CheckSignature
-	if check == nil {
-		check = SignatureNotChecked
+	if a.CheckSignature != nil {
+		if err := a.CheckSignature(suite, inRelease); err != nil {
+			return nil, fmt.Errorf("InRelease signature: %w", err)
+		}
+		idx.Signed = true
 	}
-	if err := check(suite, inRelease.Bytes()); err != nil {
-		return nil, fmt.Errorf("InRelease signature: %w", err)
-	}
-	sums, err := ParseRelease(inRelease.Bytes())
+	rel, err := ParseInRelease(inRelease)
 	if err != nil {
 		return nil, fmt.Errorf("InRelease: %w", err)
 	}
+	now := a.clock()
+	if a.IgnoreValidUntil {
+		now = time.Time{} // before any Valid-Until
+	}
+	if err := rel.Check(suite, now); err != nil {
+		return nil, err
+	}
+	idx.ValidUntil = rel.ValidUntil
+	sums := rel.SHA256
 	base := "main/binary-" + a.arch() + "/Packages"
 	var errs []error
 	for _, ext := range []string{".xz", ".gz"} {
@@ -293,44 +334,83 @@ func (a *Archive) fetchIndex(ctx context.Context, suite, uri string) (*Index, er
 	return nil, errors.Join(errs...)
 }
 
-// fetchPackages downloads, decompresses and parses a Packages file in one
-// stream, and only returns its entries once the compressed bytes matched
-// sum.
+// Limits on what is read from an archive. An index or package that the
+// archive announces or sends beyond them is an error naming the limit, so
+// that a broken or hostile mirror costs a failed run, never the host's
+// memory or disk. Debian's largest indexes are a small fraction of each.
+var (
+	// MaxInRelease bounds a suite's InRelease file (Debian's: about
+	// 150 KB).
+	MaxInRelease int64 = 16 << 20
+	// MaxPackagesIndex bounds the compressed Packages file InRelease may
+	// list (Debian's: about 10 MB as .xz, 20 MB as .gz).
+	MaxPackagesIndex int64 = 256 << 20
+	// MaxPackagesData bounds the decompressed Packages file (Debian's:
+	// under 100 MB), so that a compression bomb stops there.
+	MaxPackagesData int64 = 1 << 30
+	// MaxPackageFile bounds the size of a .deb the index may announce
+	// (Debian's kernel source package: about 150 MB).
+	MaxPackageFile int64 = 2 << 30
+)
+
+// LimitError is a file larger than the limit set for its kind.
+type LimitError struct {
+	What  string
+	Size  int64 // the size announced or reached, more than Limit
+	Limit int64
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%s: %d bytes or more, over the limit of %d bytes", e.What, e.Size, e.Limit)
+}
+
+// fetchPackages downloads a Packages file, checks its size and SHA256
+// against sum, and only then decompresses and parses it, with both the
+// download and the decompressed data bounded (MaxPackagesIndex,
+// MaxPackagesData, MaxLine).
 func (a *Archive) fetchPackages(ctx context.Context, url, ext string, sum FileSum, suite string) ([]Package, error) {
-	var pkgs []Package
-	err := a.get(ctx, url, nil, func(body io.Reader) error {
+	what := "Packages" + ext + " of " + suite
+	if sum.Size < 0 || sum.Size > MaxPackagesIndex {
+		return nil, &LimitError{What: what + " (size listed in InRelease)", Size: sum.Size, Limit: MaxPackagesIndex}
+	}
+	var compressed bytes.Buffer
+	err := a.get(ctx, url, func(body io.Reader) error {
 		h := sha256.New()
 		n := &countingReader{r: io.LimitReader(body, sum.Size+1)}
 		prog := newProgress(a.Logf, "fetch "+suite+" index", sum.Size)
-		raw := io.TeeReader(n, io.MultiWriter(h, prog))
-		var (
-			dec io.Reader
-			err error
-		)
-		switch ext {
-		case ".xz":
-			dec, err = xz.NewReader(raw)
-		case ".gz":
-			dec, err = gzip.NewReader(raw)
+		if _, err := io.Copy(io.MultiWriter(&compressed, h, prog), n); err != nil {
+			return err
 		}
-		if err == nil {
-			pkgs, err = ParsePackages(dec, a.Keep)
-		}
-		// Hash everything even when parsing failed: a checksum mismatch
-		// explains a parse failure better than the parse error does.
-		if _, cerr := io.Copy(io.Discard, raw); cerr != nil {
-			return cerr
-		}
-		if cerr := verify("Packages"+ext+" of "+suite, sum.Size, sum.SHA256, n.n, h); cerr != nil {
-			return cerr
-		}
-		if err != nil {
-			return fmt.Errorf("parse Packages%s: %w", ext, err)
+		if err := verify(what, sum.Size, sum.SHA256, n.n, h); err != nil {
+			return err
 		}
 		prog.done()
 		return nil
 	})
-	return pkgs, err
+	if err != nil {
+		return nil, err
+	}
+	var dec io.Reader
+	switch ext {
+	case ".xz":
+		dec, err = xz.NewReader(&compressed)
+	case ".gz":
+		dec, err = gzip.NewReader(&compressed)
+	default:
+		err = fmt.Errorf("unknown compression %q", ext)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", what, err)
+	}
+	data := &countingReader{r: io.LimitReader(dec, MaxPackagesData+1)}
+	pkgs, err := ParsePackages(data, a.Keep)
+	if data.n > MaxPackagesData {
+		return nil, &LimitError{What: what + " decompressed", Size: data.n, Limit: MaxPackagesData}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", what, err)
+	}
+	return pkgs, nil
 }
 
 func verify(what string, wantSize int64, wantSHA256 string, gotSize int64, h hash.Hash) error {
@@ -346,7 +426,10 @@ func verify(what string, wantSize int64, wantSHA256 string, gotSize int64, h has
 // a part or all of the bad bytes; the caller discards them.
 func (a *Archive) Download(ctx context.Context, p Package, w io.Writer) error {
 	url := p.URI + "/" + p.Filename
-	err := a.get(ctx, url, nil, func(body io.Reader) error {
+	if err := checkPackageSize(p); err != nil {
+		return fmt.Errorf("download %s: %w", url, err)
+	}
+	err := a.get(ctx, url, func(body io.Reader) error {
 		h := sha256.New()
 		n := &countingReader{r: io.LimitReader(body, p.Size+1)}
 		prog := newProgress(a.Logf, "download "+p.Name+" "+p.Version, p.Size)
@@ -365,9 +448,32 @@ func (a *Archive) Download(ctx context.Context, p Package, w io.Writer) error {
 	return nil
 }
 
-// get fetches url into buf, or streams its body through read. A transfer
-// that receives nothing for StallTimeout fails.
-func (a *Archive) get(ctx context.Context, url string, buf *bytes.Buffer, read func(io.Reader) error) error {
+// checkPackageSize refuses a package whose index entry announces more
+// than MaxPackageFile bytes, before anything is requested.
+func checkPackageSize(p Package) error {
+	if p.Size < 0 || p.Size > MaxPackageFile {
+		return &LimitError{What: p.Name + " " + p.Version + " (size in the Packages index)", Size: p.Size, Limit: MaxPackageFile}
+	}
+	return nil
+}
+
+// getLimited fetches url whole, failing with a LimitError past limit
+// bytes (announced or received).
+func (a *Archive) getLimited(ctx context.Context, url, what string, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	err := a.get(ctx, url, func(body io.Reader) error {
+		_, err := buf.ReadFrom(io.LimitReader(body, limit+1))
+		if int64(buf.Len()) > limit {
+			return &LimitError{What: what, Size: int64(buf.Len()), Limit: limit}
+		}
+		return err
+	})
+	return buf.Bytes(), err
+}
+
+// get streams url's body through read. A transfer that receives nothing
+// for StallTimeout fails.
+func (a *Archive) get(ctx context.Context, url string, read func(io.Reader) error) error {
 	t, err := a.start(ctx, url, nil)
 	if err != nil {
 		return err
@@ -376,12 +482,7 @@ func (a *Archive) get(ctx context.Context, url string, buf *bytes.Buffer, read f
 	if t.resp.StatusCode != http.StatusOK {
 		return &StatusError{URL: url, Status: t.resp.Status, Code: t.resp.StatusCode}
 	}
-	if buf != nil {
-		_, err = buf.ReadFrom(t.body)
-	} else {
-		err = read(t.body)
-	}
-	return t.fail(err)
+	return t.fail(read(t.body))
 }
 
 // watchdogReader calls reset whenever data arrives and remembers the

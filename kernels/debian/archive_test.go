@@ -5,11 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,4 +222,199 @@ func TestDownload(t *testing.T) {
 		assert.ErrorContains(t, err, "404")
 		assert.Check(t, IsNetworkError(err))
 	})
+}
+
+// bomb is a Packages.xz of about 20 KB holding a 128 MiB line, made once
+// per test binary (it takes about 2 s).
+var bomb = sync.OnceValue(func() []byte {
+	return fakearchive.Bomb("Package: linux-image-bomb\nDescription: ", 'A', 128<<20, "\n")
+})
+
+// allocated returns the bytes f allocated on the heap.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// An xz bomb that does not match InRelease is refused before it is
+// decompressed; one that matches (a signed index cannot be forged, but
+// a mirror can break) stops at MaxLine. Either way the heap stays far
+// below what the line would take: it took 662 MiB when the index was
+// parsed as it streamed in, before its hash was checked.
+func TestIndexBomb(t *testing.T) {
+	const bound = 64 << 20
+	t.Run("wrong hash", func(t *testing.T) {
+		// InRelease lists the bomb; the archive serves it with its last
+		// byte (in the xz footer) changed: same size, another hash, and
+		// nothing wrong until the end of the stream.
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", PackagesFile: bomb()})
+		bad := bytes.Clone(bomb())
+		bad[len(bad)-1] ^= 0xff
+		srv.Replace("/debian/dists/bookworm/main/binary-amd64/Packages.xz", bad)
+		a := testArchive(t, srv, nil)
+		var err error
+		n := allocated(func() { _, err = a.Index(context.Background(), "bookworm") })
+		var ce *ChecksumError
+		assert.Assert(t, errors.As(err, &ce), "%v", err)
+		assert.ErrorContains(t, err, "Packages.xz of bookworm: SHA256 mismatch")
+		assert.Check(t, n < bound, "allocated %d MiB", n>>20)
+	})
+	t.Run("right hash", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", PackagesFile: bomb()})
+		a := testArchive(t, srv, nil)
+		var err error
+		n := allocated(func() { _, err = a.Index(context.Background(), "bookworm") })
+		assert.Assert(t, errors.Is(err, ErrLineTooLong), "%v", err)
+		assert.ErrorContains(t, err, "parse Packages.xz of bookworm: line 2: line longer than")
+		assert.Check(t, n < bound, "allocated %d MiB", n>>20)
+	})
+	t.Run("decompressed size", func(t *testing.T) {
+		old := MaxPackagesData
+		MaxPackagesData = 16 << 20
+		t.Cleanup(func() { MaxPackagesData = old })
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", PackagesFile: fakearchive.Bomb("", '\n', 32<<20, "")})
+		a := testArchive(t, srv, nil)
+		_, err := a.Index(context.Background(), "bookworm")
+		var le *LimitError
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		assert.ErrorContains(t, err, "Packages.xz of bookworm decompressed: 16777217 bytes or more, over the limit of 16777216 bytes")
+	})
+}
+
+// Every read from the archive is bounded: InRelease by MaxInRelease
+// (it had no limit), the compressed index by MaxPackagesIndex before it
+// is requested, a .deb by MaxPackageFile.
+func TestReadLimits(t *testing.T) {
+	ctx := context.Background()
+	t.Run("InRelease", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+		srv.Replace("/debian/dists/bookworm/InRelease", bytes.Repeat([]byte("Origin: Debian\n"), 2<<20))
+		a := testArchive(t, srv, nil)
+		_, err := a.Index(ctx, "bookworm")
+		var le *LimitError
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		assert.ErrorContains(t, err, "InRelease of bookworm: 16777217 bytes or more, over the limit of 16777216 bytes")
+	})
+	t.Run("Packages", func(t *testing.T) {
+		old := MaxPackagesIndex
+		MaxPackagesIndex = 100
+		t.Cleanup(func() { MaxPackagesIndex = old })
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		_, err := a.Index(ctx, "bookworm")
+		var le *LimitError
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		assert.ErrorContains(t, err, "Packages.xz of bookworm (size listed in InRelease)")
+		assert.Check(t, !slices.Contains(srv.Requests(), "/debian/dists/bookworm/main/binary-amd64/Packages.xz"), srv.Requests())
+	})
+	t.Run("deb", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		idx, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		p := idx.Packages[0]
+		p.Size = MaxPackageFile + 1
+		err = a.DownloadFile(ctx, p, filepath.Join(t.TempDir(), "p.deb"))
+		var le *LimitError
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		err = a.Download(ctx, p, io.Discard)
+		assert.Assert(t, errors.As(err, &le), "%v", err)
+		assert.Equal(t, len(srv.Requests()), 2) // InRelease and Packages.xz only
+	})
+}
+
+// An old signed InRelease replayed by a mirror, or one suite's answered
+// for another, is refused: Valid-Until is enforced, on the fetched file
+// and on the cached index, and Suite or Codename must name the suite.
+func TestReplay(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	t.Run("expired", func(t *testing.T) {
+		until := now.Add(-time.Hour)
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm-security", Codename: "bookworm-security", ReleaseSuite: "oldstable-security", ValidUntil: until, Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		a.Mirrors.Security = srv.Mirror() + "-security"
+		_, err := a.Index(ctx, "bookworm-security")
+		assert.ErrorContains(t, err, "InRelease of bookworm-security has expired: Valid-Until "+until.UTC().Format(time.RFC1123)+", now ")
+		assert.Check(t, !IsNetworkError(err))
+	})
+	t.Run("expires while cached", func(t *testing.T) {
+		until := now.Add(time.Hour)
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", ValidUntil: until, Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		a.MaxAge = 100 * time.Hour
+		_, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		_, err = a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		assert.Equal(t, len(srv.Requests()), 2, "the cached index was not used")
+		a.now = func() time.Time { return until.Add(time.Minute) }
+		_, err = a.Index(ctx, "bookworm")
+		assert.ErrorContains(t, err, "has expired: Valid-Until "+until.UTC().Format(time.RFC1123))
+		assert.Equal(t, len(srv.Requests()), 3, "the expired cached index was used")
+	})
+	t.Run("another suite", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "trixie", ReleaseSuite: "oldstable", Codename: "bookworm", Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		_, err := a.Index(ctx, "trixie")
+		assert.ErrorContains(t, err, `InRelease is for suite "oldstable" (codename "bookworm"), not "trixie" as asked`)
+	})
+	t.Run("codename", func(t *testing.T) {
+		srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", ReleaseSuite: "oldstable", Codename: "bookworm", ValidUntil: now.Add(time.Hour), Packages: testPackages})
+		a := testArchive(t, srv, nil)
+		idx, err := a.Index(ctx, "bookworm")
+		assert.NilError(t, err)
+		assert.Equal(t, len(idx.Packages), 2)
+	})
+}
+
+func TestParseInRelease(t *testing.T) {
+	r, err := ParseInRelease([]byte("Suite: oldstable-security\nCodename: bookworm-security\nDate: Wed, 02 Dec 2026 23:13:43 UTC\nValid-Until: Wed, 09 Dec 2026 23:13:43 UTC\nSHA256:\n 00 1 x\n"))
+	assert.NilError(t, err)
+	assert.Equal(t, r.Suite, "oldstable-security")
+	assert.Equal(t, r.Codename, "bookworm-security")
+	assert.Check(t, r.ValidUntil.Equal(time.Date(2026, 12, 9, 23, 13, 43, 0, time.UTC)), r.ValidUntil)
+	assert.NilError(t, r.Check("bookworm-security", time.Date(2026, 12, 9, 23, 0, 0, 0, time.UTC)))
+	assert.ErrorContains(t, r.Check("bookworm-security", time.Date(2026, 12, 10, 0, 0, 0, 0, time.UTC)),
+		"Valid-Until Wed, 09 Dec 2026 23:13:43 UTC, now Thu, 10 Dec 2026 00:00:00 UTC")
+	assert.ErrorContains(t, r.Check("bookworm", time.Time{}), `not "bookworm" as asked`)
+	_, err = ParseInRelease([]byte("Suite: a\nValid-Until: tomorrow\nSHA256:\n 00 1 x\n"))
+	assert.ErrorContains(t, err, "Valid-Until")
+}
+
+// apt's Acquire::Check-Valid-Until "false" turns the Valid-Until check off
+// (IgnoreValidUntil), not the suite check.
+func TestIgnoreValidUntil(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "apt.conf.d", "99mirror")
+	assert.NilError(t, os.MkdirAll(filepath.Dir(conf), 0o755))
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{"Acquire::Check-Valid-Until \"false\";\nAcquire::Check-Date \"false\";\n", true},
+		{"  acquire::check-valid-until no;\n", true},
+		{"Acquire::Check-Valid-Until \"true\";\n", false},
+		{"// Acquire::Check-Valid-Until \"false\";\n", false},
+	} {
+		assert.NilError(t, os.WriteFile(conf, []byte(tc.text), 0o644))
+		got, file := AptIgnoresValidUntil(dir)
+		assert.Check(t, got == tc.want, "%q", tc.text)
+		if tc.want {
+			assert.Check(t, file == conf, file)
+		}
+	}
+
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "bookworm", ValidUntil: time.Now().Add(-time.Hour), Packages: testPackages},
+		fakearchive.Suite{Name: "trixie", ReleaseSuite: "bookworm", Packages: testPackages})
+	a := testArchive(t, srv, nil)
+	a.IgnoreValidUntil = true
+	_, err := a.Index(context.Background(), "bookworm")
+	assert.NilError(t, err)
+	_, err = a.Index(context.Background(), "trixie")
+	assert.ErrorContains(t, err, `not "trixie" as asked`)
 }

@@ -70,6 +70,9 @@ func (v validator) ifRange(url string) string {
 // serialize on their own.
 func (a *Archive) DownloadFile(ctx context.Context, p Package, dest string) error {
 	url := p.URI + "/" + p.Filename
+	if err := checkPackageSize(p); err != nil {
+		return fmt.Errorf("download %s: %w", url, err)
+	}
 	if err := a.downloadFile(ctx, p, url, dest); err != nil {
 		return fmt.Errorf("download %s: %w", url, err)
 	}

@@ -18,9 +18,11 @@ type Package struct {
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
 	Depends  string `json:"depends,omitempty"`
-	// Suite and URI say where the entry was found; they are set by Index.
-	Suite string `json:"-"`
-	URI   string `json:"-"`
+	// Suite and URI say where the entry was found, and Unsigned that the
+	// index was not signature-checked; they are set by Index.
+	Suite    string `json:"-"`
+	URI      string `json:"-"`
+	Unsigned bool   `json:"-"`
 }
 
 // Relation is one package named in a Depends field, with its version
@@ -63,9 +65,15 @@ func (p Package) DependsOn() [][]Relation {
 	return out
 }
 
+// MaxLine bounds a line of a Packages index, and the Depends field
+// assembled from continuation lines; Debian's longest are a few KB.
+const MaxLine = 4 << 20
+
 // ParsePackages reads a Packages index (RFC 822-style stanzas separated by
 // blank lines) as a stream and returns the entries whose name keep accepts
-// (all when keep is nil), in index order.
+// (all when keep is nil), in index order. A line or a Depends field
+// longer than MaxLine is an error, so memory stays bounded whatever the
+// input.
 func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	var (
@@ -73,13 +81,15 @@ func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) 
 		p       Package
 		last    string // field the previous line belonged to
 		started bool   // p has at least one field
+		depends []byte // p's Depends field, continuation lines joined
 		n       int
 	)
 	flush := func() error {
 		if !started {
 			return nil
 		}
-		defer func() { p, started, last = Package{}, false, "" }()
+		defer func() { p, started, last, depends = Package{}, false, "", depends[:0] }()
+		p.Depends = string(depends)
 		if p.Name == "" {
 			return fmt.Errorf("line %d: stanza without Package field", n)
 		}
@@ -93,10 +103,10 @@ func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) 
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
-			return nil, err
-		}
 		n++
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			if err := flush(); err != nil {
 				return nil, err
@@ -105,7 +115,13 @@ func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) 
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			if last == "Depends" {
-				p.Depends += " " + string(bytes.TrimSpace(line))
+				more := bytes.TrimSpace(line)
+				if len(depends)+1+len(more) > MaxLine {
+					return nil, fmt.Errorf("line %d: Depends field longer than %d bytes", n, MaxLine)
+				}
+				// Appended, not concatenated: a field of many short
+				// lines costs linear time, not quadratic.
+				depends = append(append(depends, ' '), more...)
 			}
 			continue
 		}
@@ -128,11 +144,14 @@ func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) 
 			if err != nil {
 				return nil, fmt.Errorf("line %d: Size: %w", n, err)
 			}
+			if size < 0 {
+				return nil, fmt.Errorf("line %d: Size: negative", n)
+			}
 			p.Size = size
 		case "SHA256":
 			p.SHA256 = strings.ToLower(string(v))
 		case "Depends":
-			p.Depends = string(v)
+			depends = append(depends[:0], v...)
 		}
 	}
 	if err := flush(); err != nil {
@@ -141,14 +160,22 @@ func ParsePackages(r io.Reader, keep func(name string) bool) ([]Package, error) 
 	return list, nil
 }
 
-// readLine returns the next line without its line ending, however long it
-// is; the slice is valid until the next call.
+// ErrLineTooLong is the cause of a Packages index refused for a line
+// longer than MaxLine.
+var ErrLineTooLong = fmt.Errorf("line longer than %d bytes", MaxLine)
+
+// readLine returns the next line without its line ending, up to MaxLine
+// bytes long; the slice is valid until the next call.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
 		long := append([]byte(nil), line...)
 		for errors.Is(err, bufio.ErrBufferFull) {
 			line, err = br.ReadSlice('\n')
+			// The line ending does not count.
+			if len(long)+len(bytes.TrimRight(line, "\r\n")) > MaxLine {
+				return nil, ErrLineTooLong
+			}
 			long = append(long, line...)
 		}
 		line = long

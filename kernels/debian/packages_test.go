@@ -7,8 +7,8 @@ import (
 	"gotest.tools/v3/assert"
 )
 
-func TestParseRelease(t *testing.T) {
-	const body = `Origin: Debian
+// testRelease is a Release file in Debian's layout (also a fuzzing seed).
+const testRelease = `Origin: Debian
 Suite: bookworm
 MD5Sum:
  d41d8cd98f00b204e9800998ecf8427e 0 main/binary-amd64/Packages
@@ -18,35 +18,9 @@ SHA256:
 SHA512:
  ffff 1 main/binary-amd64/Packages.xz
 `
-	want := map[string]FileSum{
-		"main/binary-amd64/Packages.xz": {Size: 9, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
-		"main/binary-amd64/Packages.gz": {Size: 12, SHA256: "0000000000000000000000000000000000000000000000000000000000000001"},
-	}
-	signed := "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n" +
-		strings.Replace(body, "Origin", "- Origin", 1) + // dash-escaped line
-		"-----BEGIN PGP SIGNATURE-----\n\nxyz\n-----END PGP SIGNATURE-----\n"
-	for _, tc := range []struct{ name, data string }{
-		{"Release", body},
-		{"InRelease", signed},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseRelease([]byte(tc.data))
-			assert.NilError(t, err)
-			assert.DeepEqual(t, got, want)
-		})
-	}
-	t.Run("no SHA256 list", func(t *testing.T) {
-		_, err := ParseRelease([]byte("Origin: Debian\nMD5Sum:\n 00 1 x\n"))
-		assert.ErrorContains(t, err, "no SHA256 list")
-	})
-	t.Run("bad size", func(t *testing.T) {
-		_, err := ParseRelease([]byte("SHA256:\n 00 big x\n"))
-		assert.ErrorContains(t, err, "size")
-	})
-}
 
-func TestParsePackages(t *testing.T) {
-	const index = `Package: linux-image-6.1.0-50-cloud-amd64
+// testIndex is a Packages index in Debian's layout (also a fuzzing seed).
+const testIndex = `Package: linux-image-6.1.0-50-cloud-amd64
 Source: linux-signed-amd64 (6.1.176+1)
 Version: 6.1.176-1
 Depends: kmod, linux-base (>= 4.3~),
@@ -72,8 +46,39 @@ Depends: linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)
 Filename: pool/main/l/linux-signed-amd64/linux-image-cloud-amd64_6.1.176-1_amd64.deb
 Size: 1496
 SHA256: ab`
+
+func TestParseRelease(t *testing.T) {
+	want := map[string]FileSum{
+		"main/binary-amd64/Packages.xz": {Size: 9, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+		"main/binary-amd64/Packages.gz": {Size: 12, SHA256: "0000000000000000000000000000000000000000000000000000000000000001"},
+	}
+	body := testRelease
+	signed := "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n" +
+		strings.Replace(body, "Origin", "- Origin", 1) + // dash-escaped line
+		"-----BEGIN PGP SIGNATURE-----\n\nxyz\n-----END PGP SIGNATURE-----\n"
+	for _, tc := range []struct{ name, data string }{
+		{"Release", body},
+		{"InRelease", signed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseRelease([]byte(tc.data))
+			assert.NilError(t, err)
+			assert.DeepEqual(t, got, want)
+		})
+	}
+	t.Run("no SHA256 list", func(t *testing.T) {
+		_, err := ParseRelease([]byte("Origin: Debian\nMD5Sum:\n 00 1 x\n"))
+		assert.ErrorContains(t, err, "no SHA256 list")
+	})
+	t.Run("bad size", func(t *testing.T) {
+		_, err := ParseRelease([]byte("SHA256:\n 00 big x\n"))
+		assert.ErrorContains(t, err, "size")
+	})
+}
+
+func TestParsePackages(t *testing.T) {
 	keep := func(name string) bool { return strings.HasPrefix(name, "linux-image-") }
-	got, err := ParsePackages(strings.NewReader(index), keep)
+	got, err := ParsePackages(strings.NewReader(testIndex), keep)
 	assert.NilError(t, err)
 	assert.DeepEqual(t, got, []Package{
 		{
@@ -94,7 +99,7 @@ SHA256: ab`
 		},
 	})
 
-	all, err := ParsePackages(strings.NewReader(index), nil)
+	all, err := ParsePackages(strings.NewReader(testIndex), nil)
 	assert.NilError(t, err)
 	assert.Equal(t, len(all), 3)
 	assert.Equal(t, all[1].Version, "2:9.0.1378-2")
@@ -130,4 +135,16 @@ func TestDependsOn(t *testing.T) {
 		{{Name: "libc", Operator: "<<", Version: "3"}},
 	})
 	assert.Check(t, len(Package{}.DependsOn()) == 0)
+}
+
+// A line, or a Depends field assembled from continuation lines, longer
+// than MaxLine is an error, not an allocation.
+func TestParsePackagesLimits(t *testing.T) {
+	_, err := ParsePackages(strings.NewReader("Package: a\nDescription: "+strings.Repeat("x", MaxLine)+"\n"), nil)
+	assert.ErrorIs(t, err, ErrLineTooLong)
+	assert.ErrorContains(t, err, "line 2: ")
+	_, err = ParsePackages(strings.NewReader("Package: a\nDepends: b\n"+strings.Repeat(" c, d, e, f, g\n", MaxLine/10)), nil)
+	assert.ErrorContains(t, err, "Depends field longer than")
+	_, err = ParsePackages(strings.NewReader("Package: a\nSize: -1\n"), nil)
+	assert.ErrorContains(t, err, "line 2: Size: negative")
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -136,6 +137,30 @@ func checkHTTP(uri string) error {
 		return errors.New("only http:// and https:// URIs are supported")
 	}
 	return nil
+}
+
+// aptNoValidUntil matches an apt configuration line turning the
+// Valid-Until check off ("Acquire::Check-Valid-Until "false";").
+var aptNoValidUntil = regexp.MustCompile(`(?mi)^[ \t]*Acquire::Check-Valid-Until[ \t]+"?(false|no|off|0)"?[ \t]*;`)
+
+// AptIgnoresValidUntil reports whether the apt configuration under dir
+// (apt.conf and apt.conf.d/*, normally /etc/apt) turns off apt's check of
+// Release files' Valid-Until, as machines behind a mirror that serves
+// frozen snapshots do, and names the file that says so.
+func AptIgnoresValidUntil(dir string) (bool, string) {
+	files := []string{filepath.Join(dir, "apt.conf")}
+	more, _ := filepath.Glob(filepath.Join(dir, "apt.conf.d", "*"))
+	files = append(files, more...)
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil || len(data) > 1<<20 {
+			continue
+		}
+		if aptNoValidUntil.Match(data) {
+			return true, name
+		}
+	}
+	return false, ""
 }
 
 // ReadAptSources reads the apt source configuration under dir (normally

@@ -1,6 +1,8 @@
 // Package flock holds the one file lock fusematrix's caches use: an
 // exclusive flock(2) on a file, taken without blocking and retried until a
 // context ends, so that a caller can say it waits and can be interrupted.
+// Readers that only need an entry to stay take it shared (Shared): any
+// number of them at once, but none while it is held exclusively.
 // The kernel drops the lock when its process dies, so a crashed run never
 // leaves it taken. It imports only the standard library.
 package flock
@@ -22,12 +24,23 @@ const poll = 200 * time.Millisecond
 // another process holds it until ctx ends; waiting, when not nil, is
 // called once when the lock is first found taken.
 func Lock(ctx context.Context, name string, waiting func()) (unlock func(), err error) {
+	return lock(ctx, name, syscall.LOCK_EX, waiting)
+}
+
+// Shared takes a shared lock on name, creating the file, and waits while
+// another holder has it exclusively (Lock, TryLock) until ctx ends;
+// waiting is called as for Lock. Shared locks do not exclude each other.
+func Shared(ctx context.Context, name string, waiting func()) (unlock func(), err error) {
+	return lock(ctx, name, syscall.LOCK_SH, waiting)
+}
+
+func lock(ctx context.Context, name string, how int, waiting func()) (unlock func(), err error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	for i := 0; ; i++ {
-		ok, err := try(f)
+		ok, err := try(f, how)
 		if ok {
 			return func() { f.Close() }, nil
 		}
@@ -47,13 +60,14 @@ func Lock(ctx context.Context, name string, waiting func()) (unlock func(), err 
 	}
 }
 
-// TryLock takes the lock on name if no other process holds it.
+// TryLock takes the lock on name exclusively if no other holder has it,
+// exclusively or shared.
 func TryLock(name string) (unlock func(), ok bool, err error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, false, err
 	}
-	ok, err = try(f)
+	ok, err = try(f, syscall.LOCK_EX)
 	if !ok {
 		f.Close()
 		if err != nil {
@@ -64,10 +78,10 @@ func TryLock(name string) (unlock func(), ok bool, err error) {
 	return func() { f.Close() }, true, nil
 }
 
-// try takes the lock without waiting: false and no error when another
-// process holds it.
-func try(f *os.File) (bool, error) {
-	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+// try takes the lock (how: LOCK_EX or LOCK_SH) without waiting: false
+// and no error when another holder prevents it.
+func try(f *os.File, how int) (bool, error) {
+	err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 	switch {
 	case err == nil:
 		return true, nil

@@ -53,3 +53,37 @@ func TestLock(t *testing.T) {
 	assert.Check(t, !ok, "a second lock in the same process is refused: flock locks are per open file")
 	unlock()
 }
+
+// Shared holders do not exclude each other, but exclude an exclusive
+// holder (prune's TryLock), and wait for one. flock locks belong to open
+// files, so two holders in one process stand for two processes.
+func TestShared(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "lock")
+	ctx := context.Background()
+	one, err := Shared(ctx, name, nil)
+	assert.NilError(t, err)
+	two, err := Shared(ctx, name, nil)
+	assert.NilError(t, err)
+	_, ok, err := TryLock(name)
+	assert.NilError(t, err)
+	assert.Check(t, !ok, "an exclusive lock was taken over shared ones")
+	one()
+	_, ok, err = TryLock(name)
+	assert.NilError(t, err)
+	assert.Check(t, !ok, "an exclusive lock was taken over a shared one")
+	two()
+
+	unlock, ok, err := TryLock(name)
+	assert.NilError(t, err)
+	assert.Assert(t, ok)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	waited := 0
+	_, err = Shared(short, name, func() { waited++ })
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, waited, 1)
+	unlock()
+	three, err := Shared(ctx, name, nil)
+	assert.NilError(t, err)
+	three()
+}

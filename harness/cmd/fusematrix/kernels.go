@@ -117,7 +117,15 @@ func selectionSource(sel *kernelSelection, args []string, c *kernels.Catalog) st
 // kernelOptions registers the flags that say where kernels come from.
 func kernelOptions(fs *flag.FlagSet, o *kernels.Options) *bool {
 	fs.StringVar(&o.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
+	insecureFlag(fs, o)
 	return fs.Bool("q", false, "no progress lines")
+}
+
+// insecureFlag registers -insecure-unsigned, the one way to fetch kernels
+// without the Debian archive keyring.
+func insecureFlag(fs *flag.FlagSet, o *kernels.Options) {
+	fs.BoolVar(&o.InsecureUnsigned, "insecure-unsigned", false, "without a Debian archive keyring (debian-archive-keyring), use the archive's indexes "+
+		"unsigned instead of failing; each kernel's result then says it is unverified")
 }
 
 func progressTo(quiet bool) func(string, ...any) {

@@ -134,6 +134,7 @@ func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
 	fs.StringVar(&o.Accel, "accel", "auto", "accelerator: auto (KVM when a guest proves it works, else TCG), kvm or tcg")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for one kernel's boot and run")
 	fs.StringVar(&o.Kernel.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
+	insecureFlag(fs, &o.Kernel)
 	fs.StringVar(&o.QEMU, "qemu", "", "QEMU `binary` (default qemu-system-x86_64)")
 	fs.StringVar(&o.SourceDir, "src", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
 	fs.IntVar(&o.MemoryMiB, "memory", 2048, "guest memory in `MiB`")

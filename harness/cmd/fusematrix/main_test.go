@@ -337,3 +337,31 @@ func TestBootFlagsAppend(t *testing.T) {
 		})
 	}
 }
+
+// Every command that fetches kernels takes -insecure-unsigned, and only
+// that flag turns off the need for a keyring.
+func TestInsecureUnsignedFlag(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var o harness.Options
+	bootFlags(fs, &o, "out")
+	assert.NilError(t, fs.Parse(nil))
+	assert.Check(t, !o.Kernel.InsecureUnsigned)
+	assert.NilError(t, fs.Parse([]string{"-insecure-unsigned"}))
+	assert.Check(t, o.Kernel.InsecureUnsigned)
+
+	_, ko, _, err := kernelArgs("kernels list", []string{"-insecure-unsigned", "debian:6.1"})
+	assert.NilError(t, err)
+	assert.Check(t, ko.InsecureUnsigned)
+
+	// A keyring that is named but missing stops kernels fetch, flag or
+	// not, before any network access.
+	for _, args := range [][]string{{"kernels", "fetch"}, {"kernels", "fetch", "-insecure-unsigned"}, {"kernels", "list", "-insecure-unsigned"}} {
+		cmd := append(args, "-q", "-mirror", "http://127.0.0.1:1/debian", "debian:6.1/cloud@bookworm")
+		t.Setenv("FUSEMATRIX_KEYRING", filepath.Join(t.TempDir(), "missing.gpg"))
+		t.Setenv("FUSEMATRIX_CACHE", t.TempDir())
+		code, out := fusematrix(t, cmd...)
+		assert.Equal(t, code, 1, out)
+		assert.Check(t, is.Contains(out, "FUSEMATRIX_KEYRING names "), out)
+		assert.Check(t, is.Contains(out, "no archive keyring"), out)
+	}
+}

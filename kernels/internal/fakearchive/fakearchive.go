@@ -8,6 +8,7 @@ package fakearchive
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"crypto/sha256"
 	"debug/elf"
@@ -103,6 +104,22 @@ func Compress(data []byte, suffix string) []byte {
 	return buf.Bytes()
 }
 
+// Bomb returns prefix, then n bytes of fill, then suffix, compressed as
+// xz: a small file that decompresses to a large one.
+func Bomb(prefix string, fill byte, n int64, suffix string) []byte {
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	must(err)
+	must2(w.Write([]byte(prefix)))
+	chunk := bytes.Repeat([]byte{fill}, 1<<20)
+	for ; n > 0; n -= int64(len(chunk)) {
+		must2(w.Write(chunk[:min(n, int64(len(chunk)))]))
+	}
+	must2(w.Write([]byte(suffix)))
+	must(w.Close())
+	return buf.Bytes()
+}
+
 func must(err error) {
 	if err != nil {
 		panic(err)
@@ -175,6 +192,15 @@ type Suite struct {
 	// Compression of the Packages index listed in InRelease: ".xz" (the
 	// default) or ".gz".
 	Compression string
+	// ReleaseSuite and Codename are the Suite and Codename fields of
+	// InRelease: "" is Name for the suite, none for the codename.
+	ReleaseSuite, Codename string
+	// ValidUntil, when not zero, is InRelease's Valid-Until.
+	ValidUntil time.Time
+	// PackagesFile, when set, is the Packages index served (already
+	// compressed as Compression says) and listed in InRelease, instead
+	// of one made from Packages.
+	PackagesFile []byte
 }
 
 // Server serves a fabricated archive: suites whose names end in
@@ -266,20 +292,31 @@ func (s *Server) addSuite(suite Suite) {
 	if compression == "" {
 		compression = ".xz"
 	}
-	packages := Compress(index.Bytes(), compression)
+	packages := suite.PackagesFile
+	if packages == nil {
+		packages = Compress(index.Bytes(), compression)
+	}
 	dists := base + "/dists/" + suite.Name + "/"
 	s.files[dists+"main/binary-amd64/Packages"+compression] = packages
 	sum := sha256.Sum256(packages)
+	var header strings.Builder
+	fmt.Fprintf(&header, "Suite: %s\n", cmp.Or(suite.ReleaseSuite, suite.Name))
+	if suite.Codename != "" {
+		fmt.Fprintf(&header, "Codename: %s\n", suite.Codename)
+	}
+	fmt.Fprintf(&header, "Date: %s\n", modTime.Format(time.RFC1123))
+	if !suite.ValidUntil.IsZero() {
+		fmt.Fprintf(&header, "Valid-Until: %s\n", suite.ValidUntil.UTC().Format(time.RFC1123))
+	}
 	s.files[dists+"InRelease"] = Clearsign(Key(), fmt.Appendf(nil, `Origin: Debian
-Suite: %s
-Architectures: amd64
+%sArchitectures: amd64
 Components: main
 MD5Sum:
  00000000000000000000000000000000 %d main/binary-amd64/Packages%s
 SHA256:
  %s %d main/binary-amd64/Packages%s
  %s 0 main/binary-arm64/Packages%s
-`, suite.Name, len(packages), compression,
+`, header.String(), len(packages), compression,
 		hex.EncodeToString(sum[:]), len(packages), compression,
 		strings.Repeat("0", 64), compression))
 }
