@@ -22,6 +22,18 @@ const poll = 200 * time.Millisecond
 // another process holds it until ctx ends; waiting, when not nil, is
 // called once when the lock is first found taken.
 func Lock(ctx context.Context, name string, waiting func()) (unlock func(), err error) {
+	f, err := LockFile(ctx, name, waiting)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// LockFile is Lock returning the locked file: closing it unlocks. The
+// lock belongs to the open file, not to the process, so a child process
+// that inherits the file (exec.Cmd.ExtraFiles) holds the lock too, until
+// the last holder closes it or dies.
+func LockFile(ctx context.Context, name string, waiting func()) (*os.File, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -29,7 +41,7 @@ func Lock(ctx context.Context, name string, waiting func()) (unlock func(), err 
 	for i := 0; ; i++ {
 		ok, err := try(f)
 		if ok {
-			return func() { f.Close() }, nil
+			return f, nil
 		}
 		if err != nil {
 			f.Close()
