@@ -2,10 +2,13 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,6 +136,8 @@ func TestBootKeepsKVMWhenItWorks(t *testing.T) {
 // Cancelling the context (Ctrl-C) stops the guest and leaves no QEMU.
 func TestInterruptStopsGuest(t *testing.T) {
 	g := fakeGuest(t, "silent")
+	pidFile := filepath.Join(t.TempDir(), "qemu.pid")
+	t.Setenv("FAKE_QEMU_PID", pidFile)
 	g.helloTimeout = time.Minute
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(500*time.Millisecond, cancel)
@@ -140,6 +145,17 @@ func TestInterruptStopsGuest(t *testing.T) {
 	o := g.run(ctx)
 	assert.ErrorContains(t, o.err, "interrupted")
 	assert.Assert(t, time.Since(start) < 30*time.Second)
+	// QEMU (the fake, this test binary) must be gone, and reaped, once
+	// run returns.
+	data, err := os.ReadFile(pidFile)
+	assert.NilError(t, err, "the fake QEMU never started")
+	pid, err := strconv.Atoi(string(data))
+	assert.NilError(t, err)
+	err = syscall.Kill(pid, 0)
+	if !errors.Is(err, syscall.ESRCH) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("QEMU (pid %d) is still there after the interrupted run returned: kill(pid, 0) = %v", pid, err)
+	}
 }
 
 // A guest that floods its stream after a panic, or sends more than the

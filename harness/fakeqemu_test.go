@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,9 @@ func parseFakeArgs(args []string) fakeArgs {
 // mode may be "kvm:<mode>/tcg:<mode>" to act differently per accelerator.
 func fakeQEMU(mode string, args []string) int {
 	a := parseFakeArgs(args)
+	if name := os.Getenv("FAKE_QEMU_PID"); name != "" {
+		os.WriteFile(name, []byte(strconv.Itoa(os.Getpid())), 0o644)
+	}
 	for _, part := range strings.Split(mode, "/") {
 		if acc, m, ok := strings.Cut(part, ":"); ok && acc == a.accel {
 			mode = m
