@@ -133,6 +133,28 @@ func TestBootKeepsKVMWhenItWorks(t *testing.T) {
 	assert.Equal(t, note, "")
 }
 
+// A comma in the output directory (the console log), and in the run
+// directory (the stream and QMP sockets), reaches QEMU escaped: the fake
+// QEMU parses its options as QEMU does, and refuses a bare comma.
+func TestCommaInPaths(t *testing.T) {
+	g := fakeGuest(t, "ok")
+	out := filepath.Join(t.TempDir(), "out,1")
+	run := filepath.Join(g.cfg.RunDir, "r,1")
+	for _, d := range []string{out, run} {
+		assert.NilError(t, os.MkdirAll(d, 0o755))
+	}
+	g.cfg.ConsoleLog = filepath.Join(out, "01-a,b.console.log")
+	g.cfg.RunDir = run
+	g.cfg.StreamSocket = filepath.Join(run, "stream,1.sock")
+	o := g.run(context.Background())
+	assert.NilError(t, o.err)
+	assert.Check(t, o.done)
+	assert.Check(t, is.Len(o.kernel.Results, 2))
+	console, err := os.ReadFile(g.cfg.ConsoleLog)
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(string(console), "Linux version 6.99.0-fake"))
+}
+
 // Cancelling the context (Ctrl-C) stops the guest and leaves no QEMU.
 func TestInterruptStopsGuest(t *testing.T) {
 	g := fakeGuest(t, "silent")
