@@ -38,9 +38,6 @@ func TestMain(m *testing.M) {
 // group must be gone within seconds, and a second build in the same work
 // directory must wait for it instead of running make alongside it.
 func TestBuildKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes and waits for them to die")
-	}
 	src, log := fakeTree(t)
 	cache := t.TempDir()
 	pidFile := filepath.Join(t.TempDir(), "make.pid")
@@ -162,9 +159,6 @@ func groupProcs(pgid int) string {
 // TestBuildCancelled cancels a build in the middle of make: Build returns
 // at once with the cause, and make's whole process group is gone.
 func TestBuildCancelled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes and waits for them to die")
-	}
 	src, _ := fakeTree(t)
 	pidFile := filepath.Join(t.TempDir(), "make.pid")
 	t.Setenv("FAKE_SLEEP", pidFile)
