@@ -8,7 +8,7 @@ KERNELS ?=
 ARGS    ?=
 BIN     := bin/fusematrix
 
-.PHONY: all deps build peer matrix caps bench test test-short bench-harness clean deps-kernel-build test-kernel-build
+.PHONY: all deps build peer matrix caps bench test test-short fuzz bench-harness clean deps-kernel-build test-kernel-build
 
 all: build
 
@@ -98,6 +98,10 @@ bench: deps build peer
 
 # test runs unit tests and the integration tests that boot the default
 # kernels under TCG (kernels are fetched once into the user's cache).
+# It also runs every fuzz target (func FuzzXxx) briefly: go test without
+# -fuzz runs each one on its seed corpus (the f.Add inputs and any files
+# in testdata/fuzz/FuzzXxx/) as ordinary subtests, so no time is added
+# for them here; make fuzz runs them with new inputs.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
@@ -105,6 +109,21 @@ test: deps
 # test-short skips everything that boots a guest or needs the network.
 test-short:
 	$(GO) test -short ./...
+
+# fuzz runs every fuzz target of the module for FUZZTIME each, one after
+# the other (go test -fuzz takes one target of one package at a time). The
+# targets are found in the test files (then listed by go test -list), so a
+# new FuzzXxx is run without being named here; the README's Reliability
+# section lists them. A failing input is written to the package's
+# testdata/fuzz/ and fails make test from then on, until fixed.
+FUZZTIME ?= 2m
+fuzz:
+	@set -e; for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "make fuzz: $$pkg $$target for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 # bench-harness reports figures of the harness itself, never pass/fail:
 # initramfs build cold and warm, then per kernel the time to the agent's

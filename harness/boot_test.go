@@ -2,10 +2,13 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,9 +133,33 @@ func TestBootKeepsKVMWhenItWorks(t *testing.T) {
 	assert.Equal(t, note, "")
 }
 
+// A comma in the output directory (the console log), and in the run
+// directory (the stream and QMP sockets), reaches QEMU escaped: the fake
+// QEMU parses its options as QEMU does, and refuses a bare comma.
+func TestCommaInPaths(t *testing.T) {
+	g := fakeGuest(t, "ok")
+	out := filepath.Join(t.TempDir(), "out,1")
+	run := filepath.Join(g.cfg.RunDir, "r,1")
+	for _, d := range []string{out, run} {
+		assert.NilError(t, os.MkdirAll(d, 0o755))
+	}
+	g.cfg.ConsoleLog = filepath.Join(out, "01-a,b.console.log")
+	g.cfg.RunDir = run
+	g.cfg.StreamSocket = filepath.Join(run, "stream,1.sock")
+	o := g.run(context.Background())
+	assert.NilError(t, o.err)
+	assert.Check(t, o.done)
+	assert.Check(t, is.Len(o.kernel.Results, 2))
+	console, err := os.ReadFile(g.cfg.ConsoleLog)
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(string(console), "Linux version 6.99.0-fake"))
+}
+
 // Cancelling the context (Ctrl-C) stops the guest and leaves no QEMU.
 func TestInterruptStopsGuest(t *testing.T) {
 	g := fakeGuest(t, "silent")
+	pidFile := filepath.Join(t.TempDir(), "qemu.pid")
+	t.Setenv("FAKE_QEMU_PID", pidFile)
 	g.helloTimeout = time.Minute
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(500*time.Millisecond, cancel)
@@ -140,6 +167,17 @@ func TestInterruptStopsGuest(t *testing.T) {
 	o := g.run(ctx)
 	assert.ErrorContains(t, o.err, "interrupted")
 	assert.Assert(t, time.Since(start) < 30*time.Second)
+	// QEMU (the fake, this test binary) must be gone, and reaped, once
+	// run returns.
+	data, err := os.ReadFile(pidFile)
+	assert.NilError(t, err, "the fake QEMU never started")
+	pid, err := strconv.Atoi(string(data))
+	assert.NilError(t, err)
+	err = syscall.Kill(pid, 0)
+	if !errors.Is(err, syscall.ESRCH) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("QEMU (pid %d) is still there after the interrupted run returned: kill(pid, 0) = %v", pid, err)
+	}
 }
 
 // A guest that floods its stream after a panic, or sends more than the

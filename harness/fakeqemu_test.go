@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,12 @@ func TestMain(m *testing.M) {
 
 type fakeArgs struct {
 	accel, qmp, stream, console string
+	err                         string // what QEMU would refuse, as it says it
 }
 
+// parseFakeArgs reads the options the fake acts on, their lists parsed as
+// QEMU parses them (splitOpts): a path whose commas are not doubled is
+// refused, as QEMU refuses it.
 func parseFakeArgs(args []string) fakeArgs {
 	var a fakeArgs
 	for i := 0; i+1 < len(args); i++ {
@@ -34,23 +39,74 @@ func parseFakeArgs(args []string) fakeArgs {
 		case "-accel":
 			a.accel = v
 		case "-qmp":
-			a.qmp = strings.TrimPrefix(strings.Split(v, ",")[0], "unix:")
+			opts, err := splitOpts(v)
+			if err != nil {
+				a.err = "-qmp " + v + ": " + err.Error()
+				continue
+			}
+			a.qmp = strings.TrimPrefix(opts[0], "unix:")
 		case "-chardev":
-			path := v[strings.Index(v, "path=")+len("path="):]
-			if strings.HasPrefix(v, "socket,id=stream") {
-				a.stream = path
-			} else if strings.HasPrefix(v, "file,id=console") {
-				a.console = path
+			opts, err := splitOpts(v)
+			if err != nil {
+				a.err = "-chardev " + v + ": " + err.Error()
+				continue
+			}
+			kv := map[string]string{}
+			for _, o := range opts[1:] {
+				k, val, _ := strings.Cut(o, "=")
+				kv[k] = val
+			}
+			switch {
+			case opts[0] == "socket" && kv["id"] == "stream":
+				a.stream = kv["path"]
+			case opts[0] == "file" && kv["id"] == "console":
+				a.console = kv["path"]
 			}
 		}
 	}
 	return a
 }
 
+// splitOpts splits a QEMU option list ("file,id=x,path=/a,,b") at single
+// commas, reading ",," as a comma of the value. After the first element
+// (a backend or "unix:PATH"), each must be key=value: QEMU 7.2 refuses
+// anything else as "Invalid parameter".
+func splitOpts(v string) ([]string, error) {
+	var opts []string
+	var cur strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] != ',' {
+			cur.WriteByte(v[i])
+			continue
+		}
+		if i+1 < len(v) && v[i+1] == ',' {
+			cur.WriteByte(',')
+			i++
+			continue
+		}
+		opts = append(opts, cur.String())
+		cur.Reset()
+	}
+	opts = append(opts, cur.String())
+	for _, o := range opts[1:] {
+		if !strings.Contains(o, "=") {
+			return nil, fmt.Errorf("Invalid parameter '%s'", o)
+		}
+	}
+	return opts, nil
+}
+
 // fakeQEMU behaves like QEMU running a guest that does what mode says. A
 // mode may be "kvm:<mode>/tcg:<mode>" to act differently per accelerator.
 func fakeQEMU(mode string, args []string) int {
 	a := parseFakeArgs(args)
+	if a.err != "" {
+		fmt.Fprintln(os.Stderr, "qemu-system-x86_64: "+a.err)
+		return 1
+	}
+	if name := os.Getenv("FAKE_QEMU_PID"); name != "" {
+		os.WriteFile(name, []byte(strconv.Itoa(os.Getpid())), 0o644)
+	}
 	for _, part := range strings.Split(mode, "/") {
 		if acc, m, ok := strings.Cut(part, ":"); ok && acc == a.accel {
 			mode = m

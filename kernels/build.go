@@ -220,6 +220,9 @@ type builder struct {
 	note     string // what the state misses, said when building
 	key      string
 	logf     func(string, ...any)
+	// workLock is the locked file of the build directory, while a build
+	// holds it: every make inherits it (see makeCmd).
+	workLock *os.File
 }
 
 // BuiltDir is the directory of the cache that holds built kernels, below
@@ -440,13 +443,19 @@ func (b *builder) run(ctx context.Context) (*Kernel, error) {
 	}
 	defer unlock()
 	work := b.workPath()
-	unlockWork, err := flock.Lock(ctx, work+".lock", func() {
+	// The lock on the build directory is held for the whole build, and
+	// inherited by make and everything it starts: if fusematrix dies, a
+	// process of that build still alive keeps it, so that the next build
+	// waits rather than runs a second make in the same directory.
+	if b.workLock, err = flock.LockFile(ctx, work+".lock", func() {
 		b.logf("kernel build: waiting for another build in %s", work)
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
-	defer unlockWork()
+	defer func() {
+		b.workLock.Close()
+		b.workLock = nil
+	}()
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
@@ -638,7 +647,7 @@ func (b *builder) make(ctx context.Context, work string, progress bool, args ...
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	err := cmd.Run()
+	err := runLocked(cmd.Run)
 	pw.Close()
 	<-done
 	if err != nil {
@@ -655,22 +664,69 @@ func (b *builder) makeOutput(ctx context.Context, work string, args ...string) (
 	cmd := b.makeCmd(ctx, work, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	var out []byte
+	err := runLocked(func() (err error) {
+		out, err = cmd.Output()
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("kernel build %s: make %s: %w: %s", b.src, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return string(out), nil
 }
 
+// makeGuard runs make ("$@") in the background of a shell that leads
+// make's process group and stays in it. SIGTERM to the guard (the parent
+// death signal, or a cancel, which signals the whole group) sends SIGTERM
+// to the whole group, as Ctrl-C in a terminal would, so that make deletes
+// the targets it left half written; once make has ended, or after
+// makeGrace, SIGKILL ends whatever of the group is left (a compiler that
+// a recipe's shell started) and the guard with it. Otherwise the guard
+// exits with make's status.
+//
+// The guard is needed because a parent death signal reaches only the
+// child fusematrix started: a SIGKILLed make leaves its recipes' shells,
+// their compilers and every sub-make running, and SIGTERM to make alone
+// leaves the compilers (make signals the shells, which do not pass it on).
+const makeGuard = `trap 'trap "" TERM; kill -s TERM 0; (sleep ` + makeGrace + `; kill -s KILL 0) & wait "$pid"; kill -s KILL 0' TERM
+"$@" &
+pid=$!
+wait "$pid"
+`
+
+// makeGrace is how long, in seconds, make's group has after SIGTERM
+// before SIGKILL; less than the command's WaitDelay.
+const makeGrace = "5"
+
+// makeCmd returns the command that runs make in the source tree with the
+// build directory work: make under makeGuard, in a process group of its
+// own, which ends when ctx does or fusematrix dies.
 func (b *builder) makeCmd(ctx context.Context, work string, args ...string) *exec.Cmd {
-	args = append([]string{"--no-print-directory", "-C", b.src, "O=" + work, "ARCH=x86_64"}, args...)
-	cmd := exec.CommandContext(ctx, "make", args...)
+	args = append([]string{"-c", makeGuard, "fusematrix-make", "make", "--no-print-directory", "-C", b.src, "O=" + work, "ARCH=x86_64"}, args...)
+	cmd := exec.CommandContext(ctx, "/bin/sh", args...)
 	cmd.Env = makeEnv(os.Environ())
-	// Cancelling must stop the compilers too, not only make.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Cancelling must stop the compilers too, not only make: the guard
+	// leads the group, and SIGTERM reaches all of it. Pdeathsig does the
+	// same when fusematrix dies, even by SIGKILL; it is sent when the
+	// thread that started the guard ends, so the command runs on a locked
+	// thread (runLocked).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
+	if b.workLock != nil {
+		cmd.ExtraFiles = []*os.File{b.workLock}
+	}
 	return cmd
+}
+
+// runLocked runs a command's Run (or Output) on a goroutine locked to its
+// OS thread: the parent death signal (Pdeathsig) is sent when the thread
+// that forked the child ends, not the process, and Go ends a thread only
+// when a goroutine locked to it exits, so the thread outlives the child.
+func runLocked(run func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return run()
 }
 
 // makeEnv drops what would redirect or reshape the build from the

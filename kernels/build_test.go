@@ -125,7 +125,8 @@ func TestBuildKey(t *testing.T) {
 // work at once. olddefconfig drops CONFIG_NODEP, as Kconfig drops an
 // option whose dependency is off, and CONFIG_NOT_IN_TREE, which no Kconfig
 // file defines; FAKE_FAIL makes bzImage fail after printing more lines
-// than an error quotes.
+// than an error quotes, and FAKE_SLEEP makes it write its shell's pid to
+// that file and then sleep in a child, as a compiler runs under make.
 const fakeMakefile = `VERSION = 6
 PATCHLEVEL = 99
 SUBLEVEL = 0
@@ -140,6 +141,7 @@ olddefconfig:
 	@mv $(O)/.config.new $(O)/.config
 bzImage:
 	@echo "$@ $(filter -j%,$(MAKEFLAGS))" >> $(FAKE_LOG)
+	@if [ -n "$(FAKE_SLEEP)" ]; then echo $$$$ > $(FAKE_SLEEP).tmp; mv $(FAKE_SLEEP).tmp $(FAKE_SLEEP); sleep 300; echo slept; fi
 	@for i in $$(seq 1 45); do echo "  CC      file$$i.o"; done
 	@if [ -n "$(FAKE_FAIL)" ]; then echo "file45.c:1: error: fake failure" >&2; exit 1; fi
 	@mkdir -p $(O)/arch/x86/boot

@@ -76,19 +76,25 @@ func (c Config) Args() []string {
 		"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(cpus),
 		"-kernel", c.Kernel,
 		"-append", appendLine,
-		"-chardev", "file,id=console,path=" + c.ConsoleLog,
+		"-chardev", "file,id=console,path=" + OptValue(c.ConsoleLog),
 		"-serial", "chardev:console",
 		"-device", "virtio-serial-pci,id=vser",
-		"-chardev", "socket,id=stream,path=" + c.StreamSocket,
-		"-device", "virtserialport,bus=vser.0,chardev=stream,name=" + c.PortName,
+		"-chardev", "socket,id=stream,path=" + OptValue(c.StreamSocket),
+		"-device", "virtserialport,bus=vser.0,chardev=stream,name=" + OptValue(c.PortName),
 		"-device", "pvpanic",
-		"-qmp", "unix:" + filepath.Join(c.RunDir, "qmp.sock") + ",server=on,wait=off",
+		"-qmp", "unix:" + OptValue(filepath.Join(c.RunDir, "qmp.sock")) + ",server=on,wait=off",
 	}
+	// -kernel, -initrd and -append take their value whole: no escaping.
 	if c.Initrd != "" {
 		args = append(args, "-initrd", c.Initrd)
 	}
 	return args
 }
+
+// OptValue escapes s for a value in a QEMU option list (key=value,…):
+// QEMU splits the list at commas and reads ",," as one comma, so a path
+// with a comma in it ("out,1/console.log") must have each doubled.
+func OptValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Event is a QMP event, reduced to what callers act on.
 type Event struct {

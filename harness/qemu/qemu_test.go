@@ -46,6 +46,27 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+// TestArgsEscapeCommas: QEMU splits an option's value at commas and reads
+// a doubled comma as one, so a path with a comma must have it doubled, or
+// "path=/out/a,b/console.log" is a path "/out/a" and a parameter "b/…".
+func TestArgsEscapeCommas(t *testing.T) {
+	c := Config{Accel: TCG, Kernel: "/k,1", Initrd: "/i,1", RunDir: "/r,1", ConsoleLog: "/out/a,b,,c/console.log", StreamSocket: "/r,1/s.sock", PortName: "p.0"}
+	args := c.Args()
+	var pairs []string
+	for i := 0; i+1 < len(args); i++ {
+		pairs = append(pairs, args[i]+" "+args[i+1])
+	}
+	for _, w := range []string{
+		"-chardev file,id=console,path=/out/a,,b,,,,c/console.log",
+		"-chardev socket,id=stream,path=/r,,1/s.sock",
+		"-qmp unix:/r,,1/qmp.sock,server=on,wait=off",
+		// -kernel, -initrd and -append take their value whole.
+		"-kernel /k,1", "-initrd /i,1",
+	} {
+		assert.Check(t, is.Contains(pairs, w))
+	}
+}
+
 func TestConsoleTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "console.log")
 	var b strings.Builder

@@ -41,8 +41,9 @@ const (
 // absolute or ".." name is broken or hostile. Link targets are checked for
 // the entries written: a symbolic link must be relative and resolve to
 // something inside dir once all entries are written, a hard link must name
-// an entry inside dir. Writes go through os.Root, so no chain of links
-// lets one lead outside dir either. On error, dir holds a part of the
+// an entry inside dir (and if that entry is a symbolic link, the new one
+// must resolve inside dir too). Writes go through os.Root, so no chain of
+// links lets one lead outside dir either. On error, dir holds a part of the
 // package and the caller removes it.
 func Extract(r io.Reader, dir string, keep func(name string) bool) ([]string, error) {
 	data, compression, err := dataMember(r)
@@ -152,7 +153,14 @@ func untar(r io.Reader, root *os.Root, keep func(string) bool) ([]string, error)
 				links = append(links, name)
 			}
 		case tar.TypeLink:
-			err = hardlink(root, name, hdr.Linkname)
+			// A hard link to a symbolic link is a symbolic link in
+			// another directory, where its target may lead out: it is
+			// checked as one.
+			if err = hardlink(root, name, hdr.Linkname); err == nil {
+				if fi, lerr := root.Lstat(name); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+					links = append(links, name)
+				}
+			}
 		case tar.TypeDir:
 			err = root.MkdirAll(name, 0o755)
 		default:

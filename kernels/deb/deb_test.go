@@ -86,6 +86,15 @@ func TestExtractRejectsEscapes(t *testing.T) {
 			}, keepAll,
 		},
 		{
+			// A hard link to "d/e/l -> ../../f" is a link to "../../f" one
+			// level below dir.
+			"hard link to a symlink", []fakearchive.Entry{
+				{Name: "d/e/l", Link: "../../f"},
+				{Name: "f", Body: []byte("f")},
+				{Name: "l2", Link: "d/e/l", Hard: true},
+			}, keepAll,
+		},
+		{
 			"write through a link", []fakearchive.Entry{
 				{Name: "x", Link: "."},
 				{Name: "x/x/y", Link: "../.."},

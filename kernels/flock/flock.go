@@ -24,6 +24,18 @@ const poll = 200 * time.Millisecond
 // another process holds it until ctx ends; waiting, when not nil, is
 // called once when the lock is first found taken.
 func Lock(ctx context.Context, name string, waiting func()) (unlock func(), err error) {
+	f, err := LockFile(ctx, name, waiting)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// LockFile is Lock returning the locked file: closing it unlocks. The
+// lock belongs to the open file, not to the process, so a child process
+// that inherits the file (exec.Cmd.ExtraFiles) holds the lock too, until
+// the last holder closes it or dies.
+func LockFile(ctx context.Context, name string, waiting func()) (*os.File, error) {
 	return lock(ctx, name, syscall.LOCK_EX, waiting)
 }
 
@@ -31,10 +43,14 @@ func Lock(ctx context.Context, name string, waiting func()) (unlock func(), err 
 // another holder has it exclusively (Lock, TryLock) until ctx ends;
 // waiting is called as for Lock. Shared locks do not exclude each other.
 func Shared(ctx context.Context, name string, waiting func()) (unlock func(), err error) {
-	return lock(ctx, name, syscall.LOCK_SH, waiting)
+	f, err := lock(ctx, name, syscall.LOCK_SH, waiting)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
-func lock(ctx context.Context, name string, how int, waiting func()) (unlock func(), err error) {
+func lock(ctx context.Context, name string, how int, waiting func()) (*os.File, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -42,7 +58,7 @@ func lock(ctx context.Context, name string, how int, waiting func()) (unlock fun
 	for i := 0; ; i++ {
 		ok, err := try(f, how)
 		if ok {
-			return func() { f.Close() }, nil
+			return f, nil
 		}
 		if err != nil {
 			f.Close()
