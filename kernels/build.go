@@ -703,6 +703,11 @@ const makeGrace = "5"
 // own, which ends when ctx does or fusematrix dies.
 func (b *builder) makeCmd(ctx context.Context, work string, args ...string) *exec.Cmd {
 	args = append([]string{"-c", makeGuard, "fusematrix-make", "make", "--no-print-directory", "-C", b.src, "O=" + work, "ARCH=x86_64"}, args...)
+	if _, err := exec.LookPath("ccache"); err == nil {
+		// Nearby commits of a bisection share most objects; ccache keeps
+		// them across the checkouts that make's timestamps cannot.
+		args = append(args, "CC=ccache gcc")
+	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", args...)
 	cmd.Env = makeEnv(os.Environ())
 	// Cancelling must stop the compilers too, not only make: the guard
