@@ -269,6 +269,7 @@ func (s *session) judge() {
 	if o.err == nil && !o.done {
 		o.err = fmt.Errorf("stream ended without a done event after %d results", len(o.kernel.Results))
 	}
+	failReported(&o.kernel, consoleReports(s.g.cfg.ConsoleLog))
 }
 
 // boot runs g under each accelerator of plan in turn until one is not to

@@ -215,6 +215,21 @@ func goroutines() string {
 	return string(buf[:runtime.Stack(buf, true)])
 }
 
+// A kernel warning on the console while a check ran fails that check,
+// even when the guest reported it passed: the host reads the console too.
+func TestConsoleKernelReport(t *testing.T) {
+	g := fakeGuest(t, "oops-done")
+	o := g.run(context.Background())
+	assert.NilError(t, o.err)
+	assert.Assert(t, is.Len(o.kernel.Results, 2))
+	a, b := o.kernel.Results[0], o.kernel.Results[1]
+	assert.Check(t, is.Equal(a.Status, results.Fail))
+	assert.Check(t, is.Contains(a.Reason, "the kernel reported \"WARNING: CPU: 0 PID: 70 at fs/fuse/iomode.c:101"))
+	assert.Check(t, is.Contains(a.Reason, "(on the console; the check itself: pass)"))
+	assert.Check(t, is.Contains(a.Log, "console: [ 2.000001] WARNING: CPU: 0 PID: 70 at fs/fuse/iomode.c:101 fuse_file_io_release+0x5c/0x70"))
+	assert.Check(t, is.Equal(b.Status, results.Pass), "the next check is not blamed")
+}
+
 func TestConsoleNameIgnoresHostileNames(t *testing.T) {
 	for _, name := range []string{"../../etc/passwd", "/abs/path/bzImage", "debian:6.12/cloud", strings.Repeat("x", 500)} {
 		got := consoleName(3, name, qemu.TCG, true)

@@ -137,6 +137,8 @@ func fakeQEMU(mode string, args []string) int {
 	}
 	enc := results.NewEncoder(conn)
 	hello := func() {
+		// As the agent does, hello is echoed on the console too.
+		fmt.Fprintln(console, "fusematrix: hello: kernel 6.99.0-fake, agent test, uptime 1.00s")
 		enc.Encode(&results.Event{Type: results.HelloEvent, Hello: &results.Hello{Release: "6.99.0-fake", AgentVersion: "test"}})
 	}
 	result := func(id string, s results.Status) {
@@ -210,6 +212,19 @@ func fakeQEMU(mode string, args []string) int {
 		hello()
 		result("a", results.Pass)
 		enc.Encode(&results.Event{Type: results.HelloEvent, Hello: &results.Hello{Release: "6.0.0-other", AgentVersion: "test"}})
+		result("b", results.Pass)
+		enc.Encode(&results.Event{Type: results.DoneEvent})
+		return 0
+	case "oops-done":
+		// The kernel warns while check a runs; the agent missed it (its
+		// kernel log reader failed, say) and reports a pass, then a
+		// valid done. The console still has it, before a's result line.
+		hello()
+		fmt.Fprintln(console, "[    2.000000] ------------[ cut here ]------------")
+		fmt.Fprintln(console, "[    2.000001] WARNING: CPU: 0 PID: 70 at fs/fuse/iomode.c:101 fuse_file_io_release+0x5c/0x70")
+		fmt.Fprintln(console, "fusematrix: scenario a: pass (0.01s)")
+		result("a", results.Pass)
+		fmt.Fprintln(console, "fusematrix: scenario b: pass (0.01s)")
 		result("b", results.Pass)
 		enc.Encode(&results.Event{Type: results.DoneEvent})
 		return 0
