@@ -181,7 +181,7 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 		o.Logf("%s: error: %v", name, err)
 		kr := results.Kernel{Name: name, Status: results.Error, Error: err.Error(), Seconds: time.Since(start).Seconds()}
 		if k != nil {
-			kr.Unverified = k.Unverified
+			kr.Unverified, kr.Missing = k.Unverified, k.Missing
 		}
 		return kr
 	}
@@ -258,7 +258,7 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 // recordKernel puts what the host knows of kernel k, asked for as name,
 // into its result: the guest says its release, when it got that far.
 func recordKernel(kr *results.Kernel, name string, k *kernels.Kernel) {
-	kr.Name, kr.Source, kr.Unverified = name, k.Source, k.Unverified
+	kr.Name, kr.Source, kr.Unverified, kr.Missing = name, k.Source, k.Unverified, k.Missing
 	if kr.Release == "" {
 		kr.Release = k.Release
 	}

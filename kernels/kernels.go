@@ -96,6 +96,9 @@ type Kernel struct {
 	Image      string // host path of the bootable image (vmlinuz)
 	Config     string // host path of the kernel config, "" if none
 	ModulesDir string // host path of lib/modules/<release>, "" if none
+	// Missing names the packages of the kernel the archive lacks (see
+	// Resolution.Missing).
+	Missing []string
 	// Unverified says why the kernel's packages, or the index they were
 	// chosen from, were not verified against a signed InRelease
 	// (Options.InsecureUnsigned); "" when they were, or when the kernel
@@ -159,6 +162,7 @@ func resolve(ctx context.Context, name string, opts Options, level checkLevel) (
 		return nil, fmt.Errorf("kernel %q: %w", name, withHint(err))
 	}
 	k.Name = name
+	k.Missing = res.Missing
 	// The choice of package is only as good as the index it came from.
 	k.Unverified = cmp.Or(res.Unverified, k.Unverified)
 	return k, nil
@@ -176,6 +180,9 @@ type Resolution struct {
 	// Entry is the kernel's directory in the cache, whether or not it
 	// exists.
 	Entry string
+	// Missing names the parts the image depends on that the archive
+	// does not carry (linux-modules-…, linux-base-…): booted without.
+	Missing []string
 	// Unverified says why the indexes Parts come from were not checked
 	// against the archive keyring; "" when they were.
 	Unverified string
@@ -236,7 +243,7 @@ func (r *resolver) lookup(ctx context.Context, name string) (*Resolution, error)
 	// the newest build that is complete is the one to use.
 	var first error
 	for _, c := range candidates {
-		image, parts, err := packageParts(c, idxs)
+		image, parts, missing, err := packageParts(c, idxs)
 		if err != nil {
 			first = cmp.Or(first, err)
 			continue
@@ -244,7 +251,10 @@ func (r *resolver) lookup(ctx context.Context, name string) (*Resolution, error)
 		if first != nil {
 			r.logf("warning: kernel %s: %v; using %s %s instead", name, first, image.Name, image.Version)
 		}
-		return &Resolution{Name: name, Image: image, Parts: parts, Entry: r.entryPath(image), Unverified: r.unverified(parts)}, nil
+		if len(missing) > 0 {
+			r.logf("warning: kernel %s: %s not in the archive; booting %s without", name, strings.Join(missing, " and "), image.Name)
+		}
+		return &Resolution{Name: name, Image: image, Parts: parts, Missing: missing, Entry: r.entryPath(image), Unverified: r.unverified(parts)}, nil
 	}
 	return nil, fmt.Errorf("kernel %q: %w", name, first)
 }

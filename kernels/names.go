@@ -268,7 +268,7 @@ func suiteList(idxs []*debian.Index) string {
 // a meta package whose Depends name linux-binary-<ver> (the image),
 // linux-modules-<ver> (the modules) and linux-base-<ver> (config and
 // modules.builtin); all of them are unpacked.
-func packageParts(image debian.Package, idxs []*debian.Index) (debian.Package, []debian.Package, error) {
+func packageParts(image debian.Package, idxs []*debian.Index) (debian.Package, []debian.Package, []string, error) {
 	for range 4 {
 		deps := image.DependsOn()
 		split := false
@@ -279,28 +279,33 @@ func packageParts(image debian.Package, idxs []*debian.Index) (debian.Package, [
 		}
 		if split {
 			parts := []debian.Package{image}
-			// Every missing part is named: an archive that lacks the
-			// base lacks the modules too, and only the modules matter.
-			var missing []string
+			// Only the binary, which holds the image, is needed: a mirror
+			// may list a kernel without its base and modules, and a cloud
+			// kernel has FUSE and virtio built in. What is missing is named
+			// for the results; a guest that needed it says so itself.
+			var missing, needed []string
 			for _, clause := range deps {
 				for _, rel := range clause {
 					if !hasAnyPrefix(rel.Name, "linux-binary-", "linux-modules-", "linux-base-") {
 						continue
 					}
 					p, err := findRelation(rel, image, idxs)
-					if err != nil {
+					switch {
+					case err == nil:
+						parts = append(parts, p)
+					case strings.HasPrefix(rel.Name, "linux-binary-"):
+						needed = append(needed, relationString(rel))
+					default:
 						missing = append(missing, relationString(rel))
-						break
 					}
-					parts = append(parts, p)
 					break
 				}
 			}
-			if len(missing) > 0 {
-				return image, nil, fmt.Errorf("%s, needed by %s %s, not found in %s",
-					strings.Join(missing, " and "), image.Name, image.Version, suiteList(idxs))
+			if len(needed) > 0 {
+				return image, nil, nil, fmt.Errorf("%s, needed by %s %s, not found in %s",
+					strings.Join(needed, " and "), image.Name, image.Version, suiteList(idxs))
 			}
-			return image, parts, nil
+			return image, parts, missing, nil
 		}
 		var next *debian.Relation
 		for _, clause := range deps {
@@ -310,15 +315,15 @@ func packageParts(image debian.Package, idxs []*debian.Index) (debian.Package, [
 			}
 		}
 		if next == nil {
-			return image, []debian.Package{image}, nil
+			return image, []debian.Package{image}, nil, nil
 		}
 		p, err := findRelation(*next, image, idxs)
 		if err != nil {
-			return image, nil, err
+			return image, nil, nil, err
 		}
 		image = p
 	}
-	return image, nil, fmt.Errorf("%s: too many meta packages in a row", image.Name)
+	return image, nil, nil, fmt.Errorf("%s: too many meta packages in a row", image.Name)
 }
 
 func hasAnyPrefix(s string, prefixes ...string) bool {

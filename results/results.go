@@ -104,7 +104,10 @@ type Kernel struct {
 	// no keyring); absent when they were, or the kernel is a local file
 	// or a source build.
 	Unverified string `json:"unverified,omitempty"`
-	Release    string `json:"release,omitempty"`
+	// Missing names the packages of the kernel the archive lacks
+	// (linux-modules-…, linux-base-…): the guest booted without them.
+	Missing []string `json:"missing,omitempty"`
+	Release string   `json:"release,omitempty"`
 	// Accel is the accelerator that produced the results ("kvm" or "tcg");
 	// AccelNote says why it is not the first one tried.
 	Accel     string `json:"accel,omitempty"`

@@ -528,3 +528,13 @@ func TestWantColor(t *testing.T) {
 	t.Setenv("NO_COLOR", "1")
 	assert.Assert(t, !WantColor(pty), "NO_COLOR")
 }
+
+// A kernel booted without packages the archive lacks says so in the
+// notes, naming them.
+func TestTableMissingPackages(t *testing.T) {
+	k := kernel61()
+	k.Missing = []string{"linux-modules-7.1.13+deb13-cloud-amd64 (= 7.1.13-1)", "linux-base-7.1.13+deb13-cloud-amd64 (= 7.1.13-1)"}
+	var b bytes.Buffer
+	assert.NilError(t, Table(&b, &results.Run{Schema: results.SchemaVersion, Started: started, Host: host(), Kernels: []results.Kernel{k}}))
+	assert.Check(t, strings.Contains(b.String(), "packages: missing: not in the archive, booted without: linux-modules-7.1.13+deb13-cloud-amd64"), b.String())
+}
