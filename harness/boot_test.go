@@ -115,7 +115,7 @@ func TestAccelFailure(t *testing.T) {
 
 func TestBootFallsBackToTCG(t *testing.T) {
 	g := fakeGuest(t, "kvm:internal-error/tcg:ok")
-	o, note := boot(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
+	o, note, _ := boot(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
 		return filepath.Join(g.cfg.RunDir, string(a)+".log")
 	})
 	assert.NilError(t, o.err)
@@ -125,12 +125,49 @@ func TestBootFallsBackToTCG(t *testing.T) {
 
 func TestBootKeepsKVMWhenItWorks(t *testing.T) {
 	g := fakeGuest(t, "ok")
-	o, note := boot(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
+	o, note, _ := boot(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
 		return filepath.Join(g.cfg.RunDir, string(a)+".log")
 	})
 	assert.NilError(t, o.err)
 	assert.Equal(t, o.accel, qemu.KVM)
 	assert.Equal(t, note, "")
+}
+
+// A kernel that panics before hello is booted once more, and the first
+// console log is kept and named; a second panic is the kernel's error,
+// and a panic after hello is never retried (checks had run).
+func TestBootRetriesEarlyPanic(t *testing.T) {
+	for _, tc := range []struct {
+		mode, err, retried string
+	}{
+		{mode: "boot-panic-once", retried: "the first boot panicked before the agent's hello (Kernel panic - not syncing: Fatal exception in interrupt; console: tcg.boot1.console.log); booted again"},
+		{mode: "boot-panic", err: "guest panicked: Kernel panic - not syncing: Fatal exception in interrupt",
+			retried: "the first boot panicked before the agent's hello"},
+		{mode: "panic", err: "guest panicked: Kernel panic - not syncing: fake oops"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			g := fakeGuest(t, tc.mode)
+			t.Setenv("FAKE_QEMU_ONCE", filepath.Join(g.cfg.RunDir, "once"))
+			o, _, retried := boot(context.Background(), g, []qemu.Accel{qemu.TCG}, func(a qemu.Accel) string {
+				return filepath.Join(g.cfg.RunDir, string(a)+".console.log")
+			})
+			if tc.err == "" {
+				assert.NilError(t, o.err)
+				assert.Check(t, o.done)
+			} else {
+				assert.ErrorContains(t, o.err, tc.err)
+			}
+			if tc.retried == "" {
+				assert.Equal(t, retried, "")
+				return
+			}
+			assert.Check(t, is.Contains(retried, tc.retried))
+			first, err := os.ReadFile(filepath.Join(g.cfg.RunDir, "tcg.boot1.console.log"))
+			assert.NilError(t, err)
+			assert.Check(t, is.Contains(string(first), "Kernel panic"))
+			assert.Equal(t, o.console, filepath.Join(g.cfg.RunDir, "tcg.console.log"))
+		})
+	}
 }
 
 // A comma in the output directory (the console log), and in the run

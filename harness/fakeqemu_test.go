@@ -144,7 +144,20 @@ func fakeQEMU(mode string, args []string) int {
 	result := func(id string, s results.Status) {
 		enc.Encode(&results.Event{Type: results.ResultEvent, Result: &results.Result{ID: id, Kind: results.Scenario, Status: s}})
 	}
+	if mode == "boot-panic-once" {
+		// The first boot of a test panics, later ones run: FAKE_QEMU_ONCE
+		// names the file that remembers.
+		mode = "ok"
+		if f, err := os.OpenFile(os.Getenv("FAKE_QEMU_ONCE"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
+			f.Close()
+			mode = "boot-panic"
+		}
+	}
 	switch mode {
+	case "boot-panic":
+		fmt.Fprintln(console, "[    1.770485] RIP: 0010:enqueue_timer+0xa5/0x100")
+		fmt.Fprintln(console, "[    1.770485] Kernel panic - not syncing: Fatal exception in interrupt")
+		return 0
 	case "ok":
 		hello()
 		enc.Encode(&results.Event{Type: results.CapabilitiesEvent, Capabilities: &results.Capabilities{FuseMajor: 7, FuseMinor: 41, Passthrough: true}})

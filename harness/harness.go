@@ -224,7 +224,7 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 		g.kvmHelloTimeout = o.KVMHelloTimeout
 	}
 	o.Logf("%s: %s", name, k.Source)
-	out, fallback := boot(ctx, g, plan, func(a qemu.Accel) string {
+	out, fallback, retried := boot(ctx, g, plan, func(a qemu.Accel) string {
 		return filepath.Join(o.OutDir, consoleName(index, name, a, a == plan[len(plan)-1]))
 	})
 	if fallback != "" {
@@ -232,7 +232,7 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 	}
 	kr := out.kernel
 	recordKernel(&kr, name, k)
-	kr.Accel, kr.AccelNote = string(out.accel), note
+	kr.Accel, kr.AccelNote, kr.Retried = string(out.accel), note, retried
 	kr.ConsoleLog = filepath.Base(out.console)
 	kr.Seconds = time.Since(start).Seconds()
 	kr.Status = results.Pass

@@ -112,6 +112,10 @@ type Kernel struct {
 	// AccelNote says why it is not the first one tried.
 	Accel     string `json:"accel,omitempty"`
 	AccelNote string `json:"accel_note,omitempty"`
+	// Retried says why the kernel was booted a second time (it panicked
+	// before the agent started) and where the first console log is: the
+	// results are the second boot's.
+	Retried string `json:"retried,omitempty"`
 	// Status is Pass when the guest ran to its done event with consistent
 	// counts, Error otherwise; Error explains.
 	Status Status `json:"status"`

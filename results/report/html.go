@@ -355,6 +355,7 @@ func htmlKernelOf(k *results.Kernel) htmlKernel {
 	add("seconds", strconv.FormatFloat(k.Seconds, 'f', 1, 64))
 	add("agent", k.AgentVersion)
 	add("console log", k.ConsoleLog)
+	add("retried", OneLine(k.Retried))
 	if proto, pt := fuseCells(k); proto != "-" {
 		add("fuse", proto)
 		add("passthrough offered", pt)

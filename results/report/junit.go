@@ -118,6 +118,7 @@ func junitKernel(k *results.Kernel, timestamp string) junitSuite {
 	prop("release", k.Release)
 	prop("accel", k.Accel)
 	prop("accel_note", k.AccelNote)
+	prop("retried", k.Retried)
 	prop("agent_version", k.AgentVersion)
 	prop("console_log", k.ConsoleLog)
 	if c := k.Capabilities; c != nil {

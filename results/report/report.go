@@ -165,6 +165,9 @@ func notes(run *results.Run) []note {
 		if k.AccelNote != "" {
 			ns = append(ns, note{kernel: name, id: "accel", word: OneLine(orDash(k.Accel)), text: OneLine(k.AccelNote)})
 		}
+		if k.Retried != "" {
+			ns = append(ns, note{kernel: name, id: "boot", word: "retried", text: OneLine(k.Retried)})
+		}
 		if len(k.Missing) > 0 {
 			ns = append(ns, note{kernel: name, id: "packages", word: "missing",
 				text: OneLine("not in the archive, booted without: " + strings.Join(k.Missing, ", "))})
