@@ -52,7 +52,7 @@ type outcome struct {
 	// earlyPanic means the kernel panicked before the agent said hello,
 	// so no check ran: a boot worth one more try (see boot).
 	earlyPanic bool
-	err         error
+	err        error
 }
 
 // streamItem is one decoded event or the error that ended the stream.
