@@ -112,6 +112,9 @@ type Kernel struct {
 	// AccelNote says why it is not the first one tried.
 	Accel     string `json:"accel,omitempty"`
 	AccelNote string `json:"accel_note,omitempty"`
+	// Host is the machine that ran this kernel when it is not the run's
+	// (a run merged from shards made on several machines).
+	Host *Host `json:"host,omitempty"`
 	// Retried says why the kernel was booted a second time (it panicked
 	// before the agent started) and where the first console log is: the
 	// results are the second boot's.
@@ -155,6 +158,14 @@ type Host struct {
 	// where it is unknown: throughput is compared only between hosts of
 	// the same model.
 	CPUModel string `json:"cpu_model,omitempty"`
+}
+
+// HostOf is the machine that ran k, a kernel of r.
+func (r *Run) HostOf(k *Kernel) Host {
+	if k.Host != nil {
+		return *k.Host
+	}
+	return r.Host
 }
 
 // Counts tallies results by status.

@@ -164,11 +164,8 @@ func Compare(old, new *results.Run, o Options) *Report {
 		New:       sideOf(new, o.NewPath),
 		Threshold: o.Threshold,
 	}
-	c := comparer{threshold: o.Threshold}
+	c := comparer{threshold: o.Threshold, old: old, new: new}
 	oldModel, newModel := r.Old.CPUModel, r.New.CPUModel
-	if oldModel != "" && newModel != "" && oldModel != newModel {
-		c.hostsDiffer = fmt.Sprintf("the hosts' CPU models differ (%s, then %s)", oldModel, newModel)
-	}
 
 	// Kernels are matched by selector, the n-th of a name with the n-th.
 	newByName := map[string][]int{}
@@ -224,11 +221,11 @@ func Compare(old, new *results.Run, o Options) *Report {
 	if c.seqRead {
 		r.Notes = append(r.Notes, string(contract.SeqRead)+" is left out of the throughput comparison: it is one unpaired run per mode, so its figures swing with the host's load")
 	}
-	if cells && c.hostsDiffer == "" && (oldModel == "" || newModel == "") {
+	if cells && len(c.hostsDiffer) == 0 && (oldModel == "" || newModel == "") {
 		r.Notes = append(r.Notes, fmt.Sprintf("the host CPU model of %s is unknown: throughput was compared by accelerator only", which(oldModel == "", newModel == "")))
 	}
-	if c.hostsDiffer != "" && c.hostsSkipped {
-		r.Notes = append(r.Notes, "throughput is not compared: "+c.hostsDiffer)
+	for _, why := range c.hostsDiffer {
+		r.Notes = append(r.Notes, "throughput is not compared: "+why)
 	}
 	return r
 }
@@ -242,11 +239,12 @@ func sideOf(run *results.Run, path string) Side {
 
 type comparer struct {
 	threshold float64
-	// hostsDiffer says why no throughput is compared, "" when it may be.
-	hostsDiffer string
-	// hostsSkipped is set when hostsDiffer kept cells from being compared,
-	// seqRead when a kernel had seq-read in both runs.
-	hostsSkipped, seqRead bool
+	old, new  *results.Run
+	// hostsDiffer says, once per pair of hosts, why cells were not
+	// compared: their hosts' CPU models differ.
+	hostsDiffer []string
+	// seqRead is set when a kernel had seq-read in both runs.
+	seqRead bool
 }
 
 // kernel compares one kernel present in both runs.
@@ -273,10 +271,12 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	for _, f := range capabilities(o.Capabilities, n.Capabilities) {
 		add(f)
 	}
-	skip := c.cellsSkipped(o, n)
+	skip, hosts := c.cellsSkipped(o, n)
 	if skip != "" && cellsInBoth(o, n) {
-		if c.hostsDiffer != "" {
-			c.hostsSkipped = true // said once for the whole run
+		if hosts {
+			if !slices.Contains(c.hostsDiffer, skip) {
+				c.hostsDiffer = append(c.hostsDiffer, skip) // said once for the run
+			}
 		} else {
 			add(Finding{Verdict: Info, Aspect: AspectThroughput, What: "not compared", Old: orDash(k.OldAccel), New: orDash(k.NewAccel),
 				Note: "throughput not compared: " + skip})

@@ -205,6 +205,19 @@ func TestThroughputNoise(t *testing.T) {
 	// The same model, known on both sides: no note.
 	r = Compare(cellRun("kvm", "cpu A", old), cellRun("kvm", "cpu A", old), Options{})
 	assert.Check(t, is.Len(r.Notes, 0))
+
+	// In a merged run a kernel carries the host of its shard: its cells are
+	// compared against that host, not the run's.
+	merged := cellRun("kvm", "cpu A", cellResult(10, 9, 11, 0.1, 0.09, 0.11))
+	merged.Kernels[0].Host = &results.Host{CPUModel: "cpu B"}
+	r = Compare(cellRun("kvm", "cpu A", old), merged, Options{})
+	assert.Check(t, !r.Regressed)
+	assert.Check(t, is.Equal(r.Kernels[0].Cells, 0))
+	assert.Check(t, is.Len(r.Kernels[0].Findings, 0))
+	assert.Check(t, is.DeepEqual(r.Notes, []string{"throughput is not compared: the hosts' CPU models differ (cpu A, then cpu B)"}))
+	merged.Host.CPUModel, merged.Kernels[0].Host.CPUModel = "cpu B", "cpu A"
+	r = Compare(cellRun("kvm", "cpu A", old), merged, Options{})
+	assert.Check(t, r.Regressed, "the kernel's own host is like the old run's")
 }
 
 // A probe fact that was ok and is now an errno is a regression; any other

@@ -90,18 +90,20 @@ func (c *comparer) throughput(k *Kernel, o, n *results.Result) (*Finding, bool) 
 }
 
 // cellsSkipped says why no cell of a kernel can be compared between its
-// two runs, "" when they can.
-func (c *comparer) cellsSkipped(o, n *results.Kernel) string {
+// two runs, "" when they can, and whether the reason is the hosts (each
+// kernel of a merged run carries the host of its shard).
+func (c *comparer) cellsSkipped(o, n *results.Kernel) (string, bool) {
+	om, nm := c.old.HostOf(o).CPUModel, c.new.HostOf(n).CPUModel
 	switch {
-	case c.hostsDiffer != "":
-		return c.hostsDiffer
+	case om != "" && nm != "" && om != nm:
+		return fmt.Sprintf("the hosts' CPU models differ (%s, then %s)", inert(om, valueWidth), inert(nm, valueWidth)), true
 	case o.Accel == "" || n.Accel == "":
-		return "the accelerator is unknown"
+		return "the accelerator is unknown", false
 	case o.Accel != n.Accel:
 		return fmt.Sprintf("accelerators differ (%s, then %s): their figures are not comparable",
-			inert(o.Accel, valueWidth), inert(n.Accel, valueWidth))
+			inert(o.Accel, valueWidth), inert(n.Accel, valueWidth)), false
 	}
-	return ""
+	return "", false
 }
 
 // cellsInBoth says whether some benchmark cell passed in both runs.
@@ -133,3 +135,4 @@ func figures(m, r span, mbps, ratio bool) string {
 	}
 	return strings.Join(parts, ", ")
 }
+

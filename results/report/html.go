@@ -356,6 +356,9 @@ func htmlKernelOf(k *results.Kernel) htmlKernel {
 	add("agent", k.AgentVersion)
 	add("console log", k.ConsoleLog)
 	add("retried", OneLine(k.Retried))
+	if h := k.Host; h != nil {
+		add("host", fmt.Sprintf("%s, %d CPUs (not the run's: merged from another machine)", orDash(h.CPUModel), h.CPUs))
+	}
 	if proto, pt := fuseCells(k); proto != "-" {
 		add("fuse", proto)
 		add("passthrough offered", pt)

@@ -50,6 +50,8 @@ commands:
   compare OLD NEW             what changed between two runs (results.json or their folders): status
                               regressions and fixes, capabilities, probe facts, throughput beyond the
                               noise; exit 1 when anything regressed ('fusematrix compare -h')
+  merge [-out DIR] RUN…       join runs made on different machines (a nightly's shards) into one
+                              results.json, junit.xml and report.html ('fusematrix merge -h')
 
 Kernels are selectors such as debian:6.12/cloud or paths to a kernel image
 (./bzImage[,modules=DIR][,config=FILE]) or source trees built on the way
@@ -80,6 +82,8 @@ func main() {
 		err = bisectCmd(os.Args[2:])
 	case "compare":
 		err = compareCmd(os.Args[2:])
+	case "merge":
+		err = mergeCmd(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
