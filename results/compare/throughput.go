@@ -135,4 +135,3 @@ func figures(m, r span, mbps, ratio bool) string {
 	}
 	return strings.Join(parts, ", ")
 }
-
