@@ -108,8 +108,10 @@ func TestBuildKilled(t *testing.T) {
 		if errors.Is(err, syscall.ESRCH) || !groupAlive(pgid) {
 			break
 		}
-		if time.Since(killed) > 5*time.Second {
-			t.Fatalf("make's process group %d outlived fusematrix by 5 s (kill: %v): %s", pgid, err, groupProcs(pgid))
+		// A liveness bound, not a timing check: a loaded machine has been
+		// seen to need more than 5 s to tear the group down.
+		if time.Since(killed) > 20*time.Second {
+			t.Fatalf("make's process group %d outlived fusematrix by 20 s (kill: %v): %s", pgid, err, groupProcs(pgid))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -53,6 +53,10 @@ func caps(args []string) error {
 		}
 		return render(os.Stdout, run)
 	}
+	if o.Run != "" {
+		fmt.Fprintln(os.Stderr, "fusematrix caps: runs the probes only; -run selects scenarios, which caps never runs (use fusematrix matrix -run)")
+		return exitError(2)
+	}
 	var err error
 	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err

@@ -111,7 +111,6 @@ func matrix(args []string) error {
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "matrix"))
 	matrixName := matrixFlag(fs)
-	fs.StringVar(&o.Run, "run", "", "run only scenarios whose id matches this `regexp` (probes always run)")
 	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
@@ -150,6 +149,7 @@ func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
 		return nil
 	})
 	fs.IntVar(&o.Count, "count", 1, "run each scenario `N` times; disagreeing runs are reported as flaky (probes run once)")
+	fs.StringVar(&o.Run, "run", "", "run only scenarios whose id matches this `regexp` (probes always run)")
 	fs.Func("scenario", "alias of -run: run only scenarios whose id matches this `regexp`", func(s string) error {
 		o.Run = s
 		return nil

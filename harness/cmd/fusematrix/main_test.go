@@ -76,6 +76,8 @@ func TestBadSelection(t *testing.T) {
 		{[]string{"matrix", "-run", "^no-such-check$"}, `matches no check`},
 		{[]string{"bench", "-scenario", "^bench/read/nosuchmode/"}, `matches no check`},
 		{[]string{"caps", "-count", "1001"}, "count 1001: want 1 to 1000"},
+		{[]string{"bench", "-run", "^bench/read/nosuchmode/"}, `matches no check`},
+		{[]string{"caps", "-run", "^pt/"}, "caps: runs the probes only"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			out := t.TempDir()
