@@ -53,3 +53,21 @@ func TestRecordKernelUnverified(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, !strings.Contains(string(b), "unverified"), string(b))
 }
+
+// A kernel booted without packages the archive lacks says so in its
+// result, as "missing"; one that lacks nothing has no such field.
+func TestRecordKernelMissing(t *testing.T) {
+	missing := []string{"linux-base-7.1.13+deb13-cloud-amd64 (= 7.1.13-1~bpo13+1)", "linux-modules-7.1.13+deb13-cloud-amd64 (= 7.1.13-1~bpo13+1)"}
+	k := &kernels.Kernel{Source: "linux-image-7.1.13+deb13-cloud-amd64 7.1.13-1~bpo13+1 (trixie-backports)", Release: "7.1.13+deb13-cloud-amd64", Missing: missing}
+	var kr results.Kernel
+	recordKernel(&kr, "debian:7.1/cloud", k)
+	assert.DeepEqual(t, kr.Missing, missing)
+	b, err := json.Marshal(kr)
+	assert.NilError(t, err)
+	assert.Check(t, strings.Contains(string(b), `"missing":["linux-base-7.1.13+deb13-cloud-amd64 (= 7.1.13-1~bpo13+1)","linux-modules-7.1.13+deb13-cloud-amd64 (= 7.1.13-1~bpo13+1)"]`), string(b))
+
+	recordKernel(&kr, "debian:7.1/cloud", &kernels.Kernel{Source: k.Source})
+	b, err = json.Marshal(kr)
+	assert.NilError(t, err)
+	assert.Check(t, !strings.Contains(string(b), "missing"), string(b))
+}

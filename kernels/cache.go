@@ -92,19 +92,18 @@ func (r *resolver) downloadDir(image debian.Package) string {
 // and unpacking them into the cache unless it already holds them;
 // unverified (Resolution.Unverified) is recorded with the entry. An entry
 // installed unverified is installed again by a resolver that checks
-// signatures.
+// signatures, and an entry unpacked from other packages than parts (an
+// image unpacked without its modules, which the archive carries now, or
+// the other way round) is unpacked again.
 func (r *resolver) install(ctx context.Context, image debian.Package, parts []debian.Package, unverified string) (*Kernel, error) {
 	root := filepath.Join(r.cacheDir, "kernels")
 	entry := r.entryPath(image)
 	source := fmt.Sprintf("%s %s (%s)", image.Name, image.Version, image.Suite)
-	var accept func(*Kernel) error
-	if r.unsigned == "" {
-		accept = func(k *Kernel) error {
-			if k.Unverified != "" {
-				return fmt.Errorf("installed unverified (%s)", k.Unverified)
-			}
-			return nil
+	accept := func(m *manifest) error {
+		if r.unsigned == "" && m.Unverified != "" {
+			return fmt.Errorf("installed unverified (%s)", m.Unverified)
 		}
+		return m.unpackedFrom(parts)
 	}
 	k, unlock, err := claimEntry(ctx, entry, source, r.check, accept, func() {
 		r.logf("waiting for another process unpacking %s", filepath.Base(entry))
@@ -145,9 +144,7 @@ func (r *resolver) install(ctx context.Context, image debian.Package, parts []de
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", image.Name, image.Version, err)
 	}
-	for _, p := range parts {
-		m.Packages = append(m.Packages, p.Name+" "+p.Version)
-	}
+	m.Packages = packageList(parts)
 	m.Unverified = unverified
 	if m.Files, err = hashTree(tmp); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", image.Name, image.Version, err)
@@ -270,24 +267,47 @@ func describe(names []string) (*manifest, error) {
 	return m, nil
 }
 
-// loadEntry returns the kernel of a complete cache entry, checked as level
-// says.
+// packageList is how a manifest records the packages an entry is
+// unpacked from.
+func packageList(parts []debian.Package) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p.Name+" "+p.Version)
+	}
+	return out
+}
+
+// unpackedFrom says why an entry is not the kernel unpacked from parts,
+// nil when it is: the same packages at the same versions, in any order.
+// The image package names the entry, so this tells apart an image
+// unpacked with its modules and base from the same image unpacked without
+// them.
+func (m *manifest) unpackedFrom(parts []debian.Package) error {
+	want := packageList(parts)
+	if !slices.Equal(slices.Sorted(slices.Values(m.Packages)), slices.Sorted(slices.Values(want))) {
+		return &otherPackagesError{had: m.Packages, want: want}
+	}
+	return nil
+}
+
+// otherPackagesError is an entry, sound in itself, unpacked from other
+// packages than those it is wanted for.
+type otherPackagesError struct{ had, want []string }
+
+func (e *otherPackagesError) Error() string {
+	return fmt.Sprintf("unpacked from %s; the archive now has %s", strings.Join(e.had, ", "), strings.Join(e.want, ", "))
+}
+
 // claimEntry returns the kernel cached at entry when it loads. Otherwise
 // it takes the entry's lock, loads it again (another process may have
 // made it while this one waited), clears an entry that exists but does not
 // load (damaged afterwards, a file deleted by hand say, since entries
 // appear complete) and returns the lock's release: the caller makes the
 // entry, then unlocks. waiting is called if the lock is held elsewhere.
-// An entry that loads but that accept (when not nil) refuses is cleared
-// like a damaged one.
-func claimEntry(ctx context.Context, entry, source string, level checkLevel, accept func(*Kernel) error, waiting func(), logf func(string, ...any)) (*Kernel, func(), error) {
-	load := func() (*Kernel, error) {
-		k, err := loadEntry(entry, source, level)
-		if err == nil && accept != nil {
-			err = accept(k)
-		}
-		return k, err
-	}
+// An entry whose manifest accept (when not nil) refuses is cleared like a
+// damaged one.
+func claimEntry(ctx context.Context, entry, source string, level checkLevel, accept func(*manifest) error, waiting func(), logf func(string, ...any)) (*Kernel, func(), error) {
+	load := func() (*Kernel, error) { return loadAccepted(entry, source, level, accept) }
 	if k, err := load(); err == nil {
 		return k, nil, nil
 	}
@@ -304,7 +324,11 @@ func claimEntry(ctx context.Context, entry, source string, level checkLevel, acc
 		return k, nil, nil
 	}
 	if _, serr := os.Stat(entry); serr == nil {
-		logf("warning: replacing damaged cache entry %s: %v", entry, err)
+		if other := (*otherPackagesError)(nil); errors.As(err, &other) {
+			logf("replacing cache entry %s: %v", entry, err)
+		} else {
+			logf("warning: replacing damaged cache entry %s: %v", entry, err)
+		}
 		if err := os.RemoveAll(entry); err != nil {
 			unlock()
 			return nil, nil, err
@@ -313,10 +337,23 @@ func claimEntry(ctx context.Context, entry, source string, level checkLevel, acc
 	return nil, unlock, nil
 }
 
+// loadEntry returns the kernel of a complete cache entry, checked as level
+// says.
 func loadEntry(entry, source string, level checkLevel) (*Kernel, error) {
+	return loadAccepted(entry, source, level, nil)
+}
+
+// loadAccepted is loadEntry for an entry whose manifest accept, when not
+// nil, also takes; it is asked before any file is checked.
+func loadAccepted(entry, source string, level checkLevel, accept func(*manifest) error) (*Kernel, error) {
 	m, err := readManifest(entry)
 	if err != nil {
 		return nil, err
+	}
+	if accept != nil {
+		if err := accept(m); err != nil {
+			return nil, err
+		}
 	}
 	abs := func(rel string) string {
 		if rel == "" {

@@ -195,6 +195,15 @@ func TestPackageParts(t *testing.T) {
 			pkg("tb", "linux-image-7.1.13+deb13-cloud-amd64", "7.1.13-1", "linux-base-7.1.13+deb13-cloud-amd64 (= 7.1.13-1), "+
 				"linux-binary-7.1.13+deb13-cloud-amd64 (= 7.1.13-1), linux-modules-7.1.13+deb13-cloud-amd64 (= 7.1.13-1)"),
 			pkg("tb", "linux-binary-7.1.13+deb13-cloud-amd64", "7.1.13-1", ""),
+			// The modules without the base.
+			pkg("tb", "linux-image-7.4.2+deb13-cloud-amd64", "7.4.2-1", "linux-base-7.4.2+deb13-cloud-amd64 (= 7.4.2-1), "+
+				"linux-binary-7.4.2+deb13-cloud-amd64 (= 7.4.2-1), linux-modules-7.4.2+deb13-cloud-amd64 (= 7.4.2-1)"),
+			pkg("tb", "linux-binary-7.4.2+deb13-cloud-amd64", "7.4.2-1", ""),
+			pkg("tb", "linux-modules-7.4.2+deb13-cloud-amd64", "7.4.2-1", ""),
+			// The base alone.
+			pkg("tb", "linux-image-7.5.1+deb13-cloud-amd64", "7.5.1-1", "linux-base-7.5.1+deb13-cloud-amd64 (= 7.5.1-1), "+
+				"linux-binary-7.5.1+deb13-cloud-amd64 (= 7.5.1-1), linux-modules-7.5.1+deb13-cloud-amd64 (= 7.5.1-1)"),
+			pkg("tb", "linux-base-7.5.1+deb13-cloud-amd64", "7.5.1-1", ""),
 		}},
 	}
 	describe := func(ps []debian.Package) []string {
@@ -251,6 +260,24 @@ func TestPackageParts(t *testing.T) {
 				"linux-binary-7.1.13+deb13-cloud-amd64 7.1.13-1 tb",
 			},
 			missing: []string{"linux-base-7.1.13+deb13-cloud-amd64 (= 7.1.13-1)", "linux-modules-7.1.13+deb13-cloud-amd64 (= 7.1.13-1)"},
+		},
+		{
+			name:      "a missing base alone: the binary and the modules, the base named",
+			from:      idxs[1].Packages[10],
+			wantImage: "linux-image-7.4.2+deb13-cloud-amd64",
+			wantParts: []string{
+				"linux-image-7.4.2+deb13-cloud-amd64 7.4.2-1 tb",
+				"linux-binary-7.4.2+deb13-cloud-amd64 7.4.2-1 tb",
+				"linux-modules-7.4.2+deb13-cloud-amd64 7.4.2-1 tb",
+			},
+			missing: []string{"linux-base-7.4.2+deb13-cloud-amd64 (= 7.4.2-1)"},
+		},
+		{
+			// The missing modules do not stop it, so the error does not
+			// name them.
+			name: "a missing binary is an error whatever else is there: it holds the image",
+			from: idxs[1].Packages[13],
+			err:  "linux-binary-7.5.1+deb13-cloud-amd64 (= 7.5.1-1), needed by linux-image-7.5.1+deb13-cloud-amd64 7.5.1-1, not found in sid, tb",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -80,10 +80,10 @@ func (k *Kernel) cacheEntry(opts Options) (string, bool) {
 }
 
 // Cached reports whether the cache holds the kernel complete and
-// undamaged (by the quick check every Resolve makes), and the space its
-// entry takes on disk.
+// undamaged (by the quick check every Resolve makes), unpacked from the
+// packages of Parts, and the space its entry takes on disk.
 func (r *Resolution) Cached() (diskBytes int64, ok bool) {
-	if _, err := loadEntry(r.Entry, r.Source(), checkQuick); err != nil {
+	if _, err := loadAccepted(r.Entry, r.Source(), checkQuick, func(m *manifest) error { return m.unpackedFrom(r.Parts) }); err != nil {
 		return 0, false
 	}
 	return diskUsage(r.Entry), true

@@ -245,6 +245,144 @@ func TestResolveNewerLayout(t *testing.T) {
 	assert.DeepEqual(t, builtin, []string{"fuse", "virtio_pci", "virtio_console"})
 }
 
+// without returns the packages of a newer-layout kernel but those of the
+// given kinds ("base", "binary", "modules"): what an archive lists before
+// it carries every part, as the mirror did for 6.19, 7.0 and 7.1.
+func without(packages []fakearchive.Package, kinds ...string) []fakearchive.Package {
+	var out []fakearchive.Package
+	for _, p := range packages {
+		if !slices.ContainsFunc(kinds, func(kind string) bool { return strings.HasPrefix(p.Name, "linux-"+kind+"-") }) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// A kernel whose linux-modules and linux-base the archive lacks boots
+// from its linux-binary alone and says what it lacks; once the archive
+// carries them, the cached entry unpacked without them is not reused.
+func TestResolveNewerLayoutWithoutModulesAndBase(t *testing.T) {
+	withSuites(t, "trixie-backports")
+	srv := fakearchive.Serve(t, fakearchive.Suite{Name: "trixie-backports",
+		Packages: without(newerLayout("7.0.1+deb13", "7.0.1-1~bpo13+1"), "base", "modules")})
+	opts, logs := testOptions(t, srv)
+	ctx := context.Background()
+	missing := []string{
+		"linux-base-7.0.1+deb13-cloud-amd64 (= 7.0.1-1~bpo13+1)",
+		"linux-modules-7.0.1+deb13-cloud-amd64 (= 7.0.1-1~bpo13+1)",
+	}
+
+	res, err := Lookup(ctx, "debian:7.0/cloud", opts)
+	assert.NilError(t, err)
+	assert.Equal(t, res.Source(), "linux-image-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1 (trixie-backports)")
+	assert.DeepEqual(t, res.Missing, missing)
+	var parts []string
+	for _, p := range res.Parts {
+		parts = append(parts, p.Name+" "+p.Version)
+	}
+	assert.DeepEqual(t, parts, []string{
+		"linux-image-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1",
+		"linux-binary-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1",
+	})
+	_, ok := res.Cached()
+	assert.Check(t, !ok)
+
+	k, err := Resolve(ctx, "debian:7.0/cloud", opts)
+	assert.NilError(t, err)
+	entry := filepath.Join(opts.CacheDir, "kernels", "linux-image-7.0.1+deb13-cloud-amd64_7.0.1-1~bpo13+1")
+	// Bootable: the image, and nothing else to go by.
+	assert.DeepEqual(t, k, &Kernel{
+		Name:    "debian:7.0/cloud",
+		Source:  "linux-image-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1 (trixie-backports)",
+		Release: "7.0.1+deb13-cloud-amd64",
+		Image:   filepath.Join(entry, "usr/lib/modules/7.0.1+deb13-cloud-amd64/vmlinuz"),
+		Missing: missing,
+	})
+	assert.Equal(t, readFile(t, k.Image), "image 7.0.1+deb13-cloud-amd64")
+	assert.DeepEqual(t, debRequests(srv), []string{
+		"linux-image-7.0.1+deb13-cloud-amd64_7.0.1-1~bpo13+1_amd64.deb",
+		"linux-binary-7.0.1+deb13-cloud-amd64_7.0.1-1~bpo13+1_amd64.deb",
+	})
+	assert.Check(t, slices.Contains(*logs, "warning: kernel debian:7.0/cloud: "+strings.Join(missing, " and ")+
+		" not in the archive; booting linux-image-7.0.1+deb13-cloud-amd64 without"), *logs)
+
+	// No modules to load and no config: not an error.
+	load, builtin, err := k.Modules(GuestModules...)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(load, 0))
+	assert.Check(t, is.Len(builtin, 0))
+	config, err := k.ConfigOptions()
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(config, 0))
+
+	// Cached: the same kernel, still saying what it lacks.
+	again, err := Resolve(ctx, "debian:7.0/cloud", opts)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, again, k)
+	assert.Equal(t, len(debRequests(srv)), 2)
+	size, ok := res.Cached()
+	assert.Check(t, ok && size > 0)
+
+	// Once the archive carries the rest, the kernel is unpacked again with
+	// its modules and config: the entry made without them is not the
+	// complete kernel.
+	full := fakearchive.Serve(t, fakearchive.Suite{Name: "trixie-backports", Packages: newerLayout("7.0.1+deb13", "7.0.1-1~bpo13+1")})
+	opts.Mirror = full.Mirror()
+	complete, err := Lookup(ctx, "debian:7.0/cloud", opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(complete.Missing, 0))
+	_, ok = complete.Cached()
+	assert.Check(t, !ok, "an entry without modules passes for the complete kernel")
+	k, err = Resolve(ctx, "debian:7.0/cloud", opts)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(k.Missing, 0))
+	assert.Equal(t, k.ModulesDir, filepath.Join(entry, "usr/lib/modules/7.0.1+deb13-cloud-amd64"))
+	assert.Equal(t, k.Config, filepath.Join(k.ModulesDir, "config"))
+	assert.Equal(t, len(debRequests(full)), 4)
+	_, ok = complete.Cached()
+	assert.Check(t, ok)
+	assert.Check(t, slices.Contains(*logs, "replacing cache entry "+entry+": unpacked from "+
+		"linux-image-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1, linux-binary-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1; the archive now has "+
+		"linux-image-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1, linux-base-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1, "+
+		"linux-binary-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1, linux-modules-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1"), *logs)
+	assert.Check(t, !slices.ContainsFunc(*logs, func(l string) bool { return strings.HasPrefix(l, "warning: replacing damaged") }), *logs)
+
+	// And the other way: when the archive drops them again, the entry
+	// with modules is not passed off as the kernel the results say lacks
+	// them.
+	opts.Mirror = srv.Mirror()
+	_, ok = res.Cached()
+	assert.Check(t, !ok, "an entry with modules passes for the kernel without them")
+	k, err = Resolve(ctx, "debian:7.0/cloud", opts)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, k.Missing, missing)
+	assert.Equal(t, k.ModulesDir, "")
+	assert.Equal(t, len(debRequests(srv)), 4)
+}
+
+// A kernel whose linux-binary, which holds the image, the archive lacks
+// is not booted, whatever else it carries.
+func TestResolveNewerLayoutWithoutBinary(t *testing.T) {
+	withSuites(t, "trixie-backports")
+	for _, tc := range []struct {
+		name    string
+		without []string
+	}{
+		{"binary only", []string{"binary"}},
+		{"no part at all", []string{"base", "binary", "modules"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := fakearchive.Serve(t, fakearchive.Suite{Name: "trixie-backports",
+				Packages: without(newerLayout("7.0.1+deb13", "7.0.1-1~bpo13+1"), tc.without...)})
+			opts, _ := testOptions(t, srv)
+			_, err := Resolve(context.Background(), "debian:7.0/cloud", opts)
+			assert.Error(t, err, `kernel "debian:7.0/cloud": linux-binary-7.0.1+deb13-cloud-amd64 (= 7.0.1-1~bpo13+1), `+
+				"needed by linux-image-7.0.1+deb13-cloud-amd64 7.0.1-1~bpo13+1, not found in trixie-backports")
+			assert.Check(t, is.Len(debRequests(srv), 0))
+		})
+	}
+}
+
 func TestResolveWarmCacheNeedsNoNetwork(t *testing.T) {
 	ctx := context.Background()
 	srv := testArchive(t)
