@@ -8,7 +8,7 @@ KERNELS ?=
 ARGS    ?=
 BIN     := bin/fusematrix
 
-.PHONY: all deps build peer matrix caps bench test test-short fuzz bench-harness clean deps-kernel-build test-kernel-build
+.PHONY: all deps build peer matrix caps bench test test-short fuzz bench-harness clean deps-kernel-build test-kernel-build screenshot
 
 all: build
 
@@ -134,6 +134,13 @@ bench-harness: deps
 	$(GO) test -run '^$$' -bench 'Base' -benchtime 1x -count 1 ./harness/initramfs/
 	$(GO) test -run '^$$' -bench 'Matrix' -benchtime 1x -count 1 -timeout 30m ./harness/
 	$(GO) test -run '^$$' -bench 'NoopWrite' -benchtime 2s -count 1 ./scenarios/server/wire/
+
+# screenshot redraws docs/report.png, the README's picture of the HTML
+# report: a real wide run (results/report/testdata/wide-run.json) laid
+# out by headless Chromium at a laptop's width, 1366 px. It needs
+# Debian's chromium package (apt-get install chromium).
+screenshot:
+	$(GO) test -count=1 -run 'TestHTMLFitsLaptop/^wide$$' ./results/report -screenshot $(CURDIR)/docs/report.png
 
 # test-kernel-build builds a kernel from source with the project's config
 # fragment (kernels/fuse.config) on a tinyconfig base, checks every option

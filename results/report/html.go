@@ -30,8 +30,7 @@ type htmlPage struct {
 	OK       bool
 	Chart    template.HTML
 	Bench    []htmlBench
-	Caps     htmlTable
-	Misuse   htmlTable
+	Grid     htmlGrid
 	Kernels  []htmlKernel
 }
 
@@ -56,6 +55,7 @@ type htmlBench struct {
 }
 
 type htmlKernel struct {
+	Anchor       string
 	Name, Status string
 	Facts        []htmlFact
 	Error        string
@@ -68,6 +68,7 @@ type htmlKernel struct {
 type htmlFact struct{ Name, Value string }
 
 type htmlResult struct {
+	Anchor           string
 	ID, Kind, Status string
 	Seconds          string
 	Detail           string
@@ -75,6 +76,13 @@ type htmlResult struct {
 	Log              string
 }
 
+// In the style sheet, the grid's columns share the page's width, up to
+// a bound (so that two kernels do not get half a screen each), under
+// rotated kernel names; below a minimum width per kernel the grid
+// scrolls inside its own box rather than widen the page. --n is the
+// number of kernels and --head the longest row head in characters,
+// which the grid's table sets. (html/template drops CSS comments, so
+// this one lives here.)
 var htmlTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -82,7 +90,8 @@ var htmlTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}}</title>
 <style>
-body { font-family: system-ui, -apple-system, "Segoe UI", "Liberation Sans", sans-serif; margin: 1.5rem; color: #222; max-width: 90rem; }
+body { font-family: system-ui, -apple-system, "Segoe UI", "Liberation Sans", sans-serif; margin: 1.5rem; color: #222; max-width: 90rem;
+  overflow-wrap: anywhere; }
 h1 { font-size: 1.5rem; margin-bottom: .2rem; }
 h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
 h3 { font-size: 1rem; margin-bottom: .3rem; }
@@ -103,16 +112,92 @@ figure { margin: 0; overflow-x: auto; }
 figure svg { max-width: 100%; height: auto; }
 pre { background: #f7f7f7; padding: .5rem; overflow-x: auto; font-size: .8rem; white-space: pre; }
 details summary { cursor: pointer; color: #345; }
-dl.facts { display: grid; grid-template-columns: max-content auto; gap: 0 1rem; margin: .3rem 0; }
+dl.facts { display: grid; grid-template-columns: max-content minmax(0, auto); gap: 0 1rem; margin: .3rem 0; }
 dl.facts dt { color: #555; }
 dl.facts dd { margin: 0; }
 .note { color: #555; font-size: .9rem; margin: .2rem 0; }
+.gridbox { overflow-x: auto; margin: 1rem 0 0; }
+table.grid { table-layout: fixed; width: 100%; border-collapse: separate; border-spacing: 2px; margin: 0; font-size: .8rem;
+  min-width: calc(var(--head) * .5rem + 1.5rem + var(--n) * 4.2rem);
+  max-width: calc(var(--head) * .5rem + 1.5rem + var(--n) * 6.5rem); }
+table.grid th, table.grid td { border: none; padding: 0; vertical-align: middle; overflow-wrap: normal; }
+table.grid th { background: none; }
+table.grid tbody th { font-family: ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace; font-weight: normal;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; padding-right: .6rem; text-align: right; color: #333; }
+table.grid td { text-align: center; border-radius: 2px; }
+table.grid td > a, table.grid td > span { display: block; padding: .12rem .2rem;
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; color: inherit; text-decoration: none; }
+table.grid td > a:hover { outline: 2px solid #345; }
+table.grid th.corner { width: calc(var(--head) * 1ch + .6rem); font-family: ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace;
+  vertical-align: bottom; text-align: left; padding: 0 .6rem .3rem 0; }
+table.grid th.kname { vertical-align: bottom; text-align: center; padding: 0 0 .3rem; }
+table.grid th.kname a { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; display: inline-block;
+  color: #234; text-decoration: none; font-weight: 600; line-height: 1.2; }
+table.grid th.kver { text-align: center; font-weight: normal; color: #555; font-variant-numeric: tabular-nums; padding-bottom: .2rem;
+  border-bottom: 1px solid #999; }
+table.grid th.kver a { color: inherit; text-decoration: none; display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+table.grid th a:hover { text-decoration: underline; }
+table.grid tr.group th { text-align: left; font-family: inherit; font-weight: 600; color: #222; padding: .7rem 0 .1rem; white-space: normal;
+  border-bottom: 1px solid #ccc; }
+table.grid tr.group th .note { font-weight: normal; font-size: .8rem; }
+table.grid tbody.caps tr.group th { font-size: .9rem; }
+table.grid td.pass, .legend .pass { background: #c9e9c9; color: #1d4d1d; }
+table.grid td.fail, .legend .fail { background: #f2a8a8; color: #6b0000; }
+table.grid td.error, .legend .error { background: #f9c98f; color: #6b3500; }
+table.grid td.skip, .legend .skip { background: #e4e4e4; color: #555; font-weight: normal; }
+table.grid td.absent, .legend .absent { background: #fafafa; color: #aaa; }
+table.grid td.val { background: #f3f5f8; color: #222; }
+table.grid td.chg { background: #dde6f3; font-weight: bold; }
+table.grid td.have { background: #d6ecd6; color: #1d4d1d; }
+table.grid td.lack { background: #eeeeee; color: #777; }
+.legend { font-family: system-ui, -apple-system, "Segoe UI", "Liberation Sans", sans-serif; font-weight: normal; font-size: .72rem; color: #555; line-height: 1.8; }
+.legend span { display: inline-block; padding: 0 .35rem; border-radius: 2px; margin-right: .1rem; }
+.legend .chg { background: #dde6f3; font-weight: bold; color: #222; }
+h3 a.up { color: #888; text-decoration: none; font-weight: normal; }
+table.results { table-layout: fixed; width: 100%; }
+table.results th:nth-child(1) { width: 15rem; }
+table.results th:nth-child(2) { width: 6rem; }
+table.results th:nth-child(3) { width: 3.5rem; }
+table.results th:nth-child(4) { width: 4.5rem; }
 </style>
 </head>
 <body>
 <h1>{{.Title}}</h1>
 <p class="headline">{{range $i, $h := .Headline}}{{if $i}} · {{end}}{{$h}}{{end}}</p>
 <p class="verdict {{if .OK}}ok{{else}}failed{{end}}">{{.Verdict}}</p>
+{{- if .Grid.Columns}}
+{{- $span := .Grid.Span}}
+<div class="gridbox" id="grid">
+<table class="grid" style="--n: {{len .Grid.Columns}}; --head: {{.Grid.HeadWidth}}">
+<thead>
+<tr><th class="corner" rowspan="2"><div class="legend">
+<div><span class="pass">pass</span> <span class="fail">fail</span> <span class="skip">skip</span> <span class="error">error</span></div>
+<div><span class="absent">—</span> not reported</div>
+<div><span class="chg">bold</span> changed from the left</div>
+<div>hover a cell for why, click for details</div>
+</div></th>
+{{- range .Grid.Columns}}
+<th class="kname" title="{{.Title}}"><a href="#{{.Anchor}}">{{.Label}}</a></th>
+{{- end}}
+</tr>
+<tr>
+{{- range .Grid.Columns}}<th class="kver" title="{{.VersionTitle}}"><a href="#{{.Anchor}}">{{.Version}}</a></th>{{end}}
+</tr>
+</thead>
+{{- range .Grid.Groups}}
+<tbody{{if .Caps}} class="caps"{{end}}>
+{{- if .Name}}
+<tr class="group"><th colspan="{{$span}}">{{.Name}}{{if .Note}} <span class="note">{{.Note}}</span>{{end}}</th></tr>
+{{- end}}
+{{- range .Rows}}
+<tr><th title="{{.Title}}">{{.Head}}</th>
+{{- range .Cells}}<td class="{{.Class}}" title="{{.Title}}">{{if .Href}}<a href="#{{.Href}}">{{.Text}}</a>{{else}}<span>{{.Text}}</span>{{end}}</td>{{end}}</tr>
+{{- end}}
+</tbody>
+{{- end}}
+</table>
+</div>
+{{- end}}
 {{- if .Bench}}
 <h2>Throughput</h2>
 {{- if .Chart}}
@@ -139,19 +224,12 @@ dl.facts dd { margin: 0; }
 {{- end}}
 {{- end}}
 {{- end}}
-{{- if .Caps.Rows}}
-<h2>Capabilities</h2>
-{{template "table" .Caps}}
-<h3>Passthrough ioctl misuse</h3>
-<p class="note">errno of each call the kernel should refuse, "ok" when it accepted it</p>
-{{template "table" .Misuse}}
-{{- end}}
-<h2>Results</h2>
+<h2>Kernels</h2>
 {{- if not .Kernels}}
 <p>No kernels ran.</p>
 {{- end}}
 {{- range .Kernels}}
-<h3>{{.Name}} <span class="{{.Status}}">{{.Status}}</span></h3>
+<h3 id="{{.Anchor}}">{{.Name}} <span class="{{.Status}}">{{.Status}}</span> <a class="up" href="#grid" title="back to the grid">↑</a></h3>
 <dl class="facts">
 {{- range .Facts}}
 <dt>{{.Name}}</dt><dd>{{.Value}}</dd>
@@ -169,10 +247,10 @@ dl.facts dd { margin: 0; }
 </details>
 {{- end}}
 {{- if .Results}}
-<table>
+<table class="results">
 <tr><th>id</th><th>kind</th><th>status</th><th>seconds</th><th>detail</th></tr>
 {{- range .Results}}
-<tr><td>{{.ID}}</td><td>{{.Kind}}</td><td class="{{.Status}}">{{.Status}}</td><td class="num">{{.Seconds}}</td><td>{{.Detail}}
+<tr id="{{.Anchor}}"><td>{{.ID}}</td><td>{{.Kind}}</td><td class="{{.Status}}">{{.Status}}</td><td class="num">{{.Seconds}}</td><td>{{.Detail}}
 {{- if .Facts}}
 <details><summary>facts ({{len .Facts}})</summary><dl class="facts">
 {{- range .Facts}}
@@ -199,13 +277,18 @@ dl.facts dd { margin: 0; }
 `))
 
 // HTML writes the run as one self-contained HTML page: the verdict, the
-// throughput chart and tables when the run has bench cells, the
-// capability table, and every kernel's results with their reasons, facts
-// and logs.
+// grid of every result and capability by kernel (grid.go), the
+// throughput chart and tables when the run has bench cells, and every
+// kernel's results with their reasons, facts and logs. Kernels appear in
+// version order throughout, whatever order the run (or a merge of
+// shards) holds them in.
 func HTML(w io.Writer, run *results.Run) error {
 	if run == nil {
 		return errors.New("render html: no run")
 	}
+	sorted := *run
+	sorted.Kernels = byVersion(run.Kernels)
+	run = &sorted
 	page := htmlPage{
 		Title:    "fusematrix report",
 		Headline: headline(run)[1:],
@@ -231,17 +314,10 @@ func HTML(w io.Writer, run *results.Run) error {
 		}
 	}
 	if len(run.Kernels) > 0 {
-		raw, status := capsRows(run)
-		page.Caps = htmlTableOf(raw, func(row, col int) string {
-			if col == len(raw[0])-1 {
-				return string(status[row])
-			}
-			return ""
-		})
-		page.Misuse = htmlTableOf(misuseRows(run), nil)
+		page.Grid = gridOf(run)
 	}
-	for _, k := range run.Kernels {
-		page.Kernels = append(page.Kernels, htmlKernelOf(&k))
+	for i, k := range run.Kernels {
+		page.Kernels = append(page.Kernels, htmlKernelOf(i, &k))
 	}
 	var b bytes.Buffer
 	if err := htmlTemplate.Execute(&b, page); err != nil {
@@ -262,32 +338,6 @@ func inlineSVG(svg string) template.HTML {
 		svg = svg[i:]
 	}
 	return template.HTML(svg)
-}
-
-// htmlTableOf bounds and makes inert raw rows (header first) like the
-// terminal view does; class, when set, gives a data cell its class.
-func htmlTableOf(raw [][]string, class func(row, col int) string) htmlTable {
-	var t htmlTable
-	for _, s := range raw[0] {
-		t.Head = append(t.Head, OneLine(s))
-	}
-	for i, r := range raw[1:] {
-		var row []htmlCell
-		for j, s := range r {
-			c := htmlCell{Text: Truncate(OneLine(s), 80)}
-			if s == "" {
-				c = htmlCell{Text: "-", Class: "missing"}
-			}
-			if class != nil {
-				if cl := class(i+1, j); cl != "" {
-					c.Class = cl
-				}
-			}
-			row = append(row, c)
-		}
-		t.Rows = append(t.Rows, row)
-	}
-	return t
 }
 
 func htmlBenchOf(k *results.Kernel) htmlBench {
@@ -339,8 +389,9 @@ func statusClass(s results.Status) string {
 	return "error"
 }
 
-func htmlKernelOf(k *results.Kernel) htmlKernel {
-	hk := htmlKernel{Name: OneLine(k.Name), Status: statusClass(k.Status)}
+// htmlKernelOf is the section of the i-th kernel on the page.
+func htmlKernelOf(i int, k *results.Kernel) htmlKernel {
+	hk := htmlKernel{Anchor: kernelAnchor(i), Name: OneLine(k.Name), Status: statusClass(k.Status)}
 	add := func(name, value string) {
 		if value != "" {
 			hk.Facts = append(hk.Facts, htmlFact{name, OneLine(value)})
@@ -375,9 +426,10 @@ func htmlKernelOf(k *results.Kernel) htmlKernel {
 		hk.Console = strings.Join(lines, "\n")
 		hk.ConsoleLog = OneLine(k.ConsoleLog)
 	}
-	for _, r := range k.Results {
+	for j, r := range k.Results {
 		hr := htmlResult{
-			ID: OneLine(r.ID), Kind: OneLine(string(r.Kind)), Status: statusClass(r.Status),
+			Anchor: resultAnchor(i, j),
+			ID:     OneLine(r.ID), Kind: OneLine(string(r.Kind)), Status: statusClass(r.Status),
 			Seconds: strconv.FormatFloat(r.Seconds, 'f', 2, 64),
 			Detail:  OneLine(r.Reason),
 		}

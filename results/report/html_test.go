@@ -2,9 +2,12 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -31,6 +34,46 @@ func htmlRun() *results.Run {
 			Reason: "read back 4096 bytes differ from written at offset 0",
 			Log:    []string{"[   12.1] fuse: backing file closed", "server: write 4096 @0 -> passthrough"}})
 	run.Kernels[2] = brokenKernel()
+	return run
+}
+
+// wideRun is a real run of the wide matrix (fusematrix matrix -matrix
+// wide, eleven kernels from 6.1 to 7.3 under TCG), as results.json.
+func wideRun(t *testing.T) *results.Run {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "wide-run.json"))
+	assert.NilError(t, err)
+	var run results.Run
+	assert.NilError(t, json.Unmarshal(b, &run))
+	assert.Assert(t, is.Len(run.Kernels, 11))
+	return &run
+}
+
+// wideBrokenRun is the wide run as a bad night (or a merge of shards)
+// would hold it: in no particular order, its newest kernel never said
+// hello and one scenario failed with a long reason and log, which must
+// all fit as well.
+func wideBrokenRun(t *testing.T) *results.Run {
+	run := wideRun(t)
+	slices.Reverse(run.Kernels)
+	newest := &run.Kernels[0]
+	assert.Assert(t, is.Equal(newest.Name, "debian:7.3/cloud"))
+	*newest = results.Kernel{
+		Name: newest.Name, Source: newest.Source, Accel: "tcg", Status: results.Error, Seconds: 120.4,
+		Error:      "no hello within 2m0s: the guest's last console line was a panic (" + strings.Repeat("x", 200) + ")",
+		ConsoleLog: "11-debian-7.3-cloud.console.log",
+		ConsoleTail: []string{
+			"[    2.118004] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0) " + strings.Repeat("=", 300),
+			"[    2.119954] ---[ end Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0) ]---",
+		},
+	}
+	k := slices.IndexFunc(run.Kernels, func(k results.Kernel) bool { return k.Name == "debian:6.19/cloud" })
+	assert.Assert(t, k >= 0)
+	r := run.Kernels[k].Result("pt/integrity")
+	assert.Assert(t, r != nil)
+	r.Status = results.Fail
+	r.Reason = "read back differs at offset 1048576: " + strings.Repeat("0123456789abcdef", 40)
+	r.Log = []string{"[   14.2] fuse: " + strings.Repeat("a-very-long-unbroken-token/", 30), "server: read 4096 @1048576 -> passthrough"}
 	return run
 }
 
@@ -94,7 +137,7 @@ func TestHTMLInert(t *testing.T) {
 	allowed := map[string]bool{"!DOCTYPE": true, "html": true, "head": true, "meta": true, "title": true, "style": true,
 		"body": true, "h1": true, "h2": true, "h3": true, "p": true, "span": true, "table": true, "tr": true, "th": true,
 		"td": true, "details": true, "summary": true, "pre": true, "dl": true, "dt": true, "dd": true, "figure": true,
-		"svg": true, "g": true, "path": true, "text": true}
+		"svg": true, "g": true, "path": true, "text": true, "div": true, "thead": true, "tbody": true, "a": true}
 	opened := map[string]int{}
 	for _, m := range tags.FindAllStringSubmatch(out, -1) {
 		assert.Check(t, allowed[m[2]], "tag %q", m[0])
@@ -104,8 +147,17 @@ func TestHTMLInert(t *testing.T) {
 			opened[m[2]]++
 		}
 	}
-	for _, tag := range []string{"table", "tr", "td", "details", "pre", "svg", "text"} {
+	for _, tag := range []string{"table", "thead", "tbody", "tr", "td", "details", "pre", "svg", "text", "div", "a"} {
 		assert.Check(t, is.Equal(opened[tag], 0), "<%s> opened and closed a different number of times", tag)
+	}
+	// Every link leads to a place on the page, by an id the page chose.
+	ids := map[string]bool{}
+	for _, m := range regexp.MustCompile(` id="([^"]*)"`).FindAllStringSubmatch(out, -1) {
+		ids[m[1]] = true
+	}
+	for _, m := range regexp.MustCompile(`href="([^"]*)"`).FindAllStringSubmatch(out, -1) {
+		assert.Check(t, is.Regexp(`^#(grid|k[0-9]+(-r[0-9]+)?)$`, m[1]))
+		assert.Check(t, ids[strings.TrimPrefix(m[1], "#")], "%s leads nowhere", m[1])
 	}
 	// The chart inside is well-formed XML on its own.
 	svg := out[strings.Index(out, "<svg") : strings.Index(out, "</svg>")+len("</svg>")]

@@ -4,7 +4,10 @@
 //
 // Every renderer is driven by the data alone: result ids become columns in
 // the order kernels first reported them, so new scenarios and benchmarks
-// show up without changes here. Only well-known metric suffixes (_mbps,
+// show up without changes here. The HTML report turns that table around
+// into a grid (grid.go): results down, grouped by kind, and kernels
+// across in version order, so that a wide matrix reads like a
+// compatibility table. Only well-known metric suffixes (_mbps,
 // _ratio) get special formatting. The capability view (Caps, CapsMarkdown,
 // CapsJSON) is the exception: its columns are named probe facts, since a
 // reader compares kernels capability by capability. Text that came from a
