@@ -8,7 +8,7 @@ KERNELS ?=
 ARGS    ?=
 BIN     := bin/fusematrix
 
-.PHONY: all deps build peer matrix caps bench test test-short fuzz bench-harness clean deps-kernel-build test-kernel-build screenshot
+.PHONY: all deps build peer matrix caps bench lint test test-short fuzz bench-harness clean deps-kernel-build test-kernel-build screenshot
 
 all: build
 
@@ -34,6 +34,17 @@ deps:
 	      echo "make deps: warning: could not install $(PEER_DEPS); benchmarks run without the C NOOP peer" >&2; \
 	  else \
 	    echo "make deps: the optional C NOOP peer needs $(PEER_DEPS): run 'sudo apt-get install $(PEER_DEPS)' (or 'sudo make deps')" >&2; \
+	  fi; }
+	@# actionlint (make lint) checks the workflows' run: scripts only when
+	@# shellcheck is on PATH, and lints the rest without it: a warning too.
+	@command -v shellcheck >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make deps: installing shellcheck with apt-get (make lint checks the workflows' scripts with it)"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; } || \
+	      echo "make deps: warning: could not install shellcheck; make lint checks the workflows without their run: scripts" >&2; \
+	  else \
+	    echo "make deps: make lint checks the workflows' run: scripts only with shellcheck: run 'sudo apt-get install shellcheck' (or 'sudo make deps')" >&2; \
 	  fi; }
 
 # deps-kernel-build installs what `fusematrix kernels build` needs to
@@ -96,18 +107,27 @@ caps: deps build
 bench: deps build peer
 	./$(BIN) bench -out $(OUT)/bench $(ARGS) $(KERNELS)
 
-# test runs unit tests and the integration tests that boot the default
-# kernels under TCG (kernels are fetched once into the user's cache).
+# lint checks every GitHub Actions workflow with actionlint, pinned in
+# go.mod as a tool (no download script), and fails on any finding. It runs
+# shellcheck on run: blocks when shellcheck is installed (make deps).
+WORKFLOWS := $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
+lint:
+	$(GO) tool actionlint $(WORKFLOWS)
+
+# test lints the workflows, then runs unit tests and the integration
+# tests that boot the default kernels under TCG (kernels are fetched once
+# into the user's cache).
 # It also runs every fuzz target (func FuzzXxx) briefly: go test without
 # -fuzz runs each one on its seed corpus (the f.Add inputs and any files
 # in testdata/fuzz/FuzzXxx/) as ordinary subtests, so no time is added
 # for them here; make fuzz runs them with new inputs.
 test: deps
+	$(MAKE) --no-print-directory lint
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
 # test-short skips everything that boots a guest or needs the network.
-test-short:
+test-short: lint
 	$(GO) test -short ./...
 
 # fuzz runs every fuzz target of the module for FUZZTIME each, one after
