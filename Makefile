@@ -13,7 +13,9 @@ BIN     := bin/fusematrix
 all: build
 
 # deps installs QEMU from the distribution when it is missing (as root), or
-# says which package to install. Kernels are fetched by fusematrix itself.
+# says which package to install, and likewise the optional extras: the C
+# NOOP peer's build dependencies, Debian's archive keyring and shellcheck.
+# Kernels are fetched by fusematrix itself.
 deps:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "fusematrix needs Go 1.26 or newer on PATH" >&2; exit 1; }
 	@command -v qemu-system-x86_64 >/dev/null 2>&1 || { \
@@ -34,6 +36,19 @@ deps:
 	      echo "make deps: warning: could not install $(PEER_DEPS); benchmarks run without the C NOOP peer" >&2; \
 	  else \
 	    echo "make deps: the optional C NOOP peer needs $(PEER_DEPS): run 'sudo apt-get install $(PEER_DEPS)' (or 'sudo make deps')" >&2; \
+	  fi; }
+	@# fusematrix checks the Debian archive's InRelease signatures with
+	@# Debian's keyring, which Debian machines have and Ubuntu ones (CI
+	@# runners) lack. A keyring of your own ($$FUSEMATRIX_KEYRING) does
+	@# instead. Kernel images and source trees need none: a warning.
+	@[ -n "$$FUSEMATRIX_KEYRING" ] || [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make deps: installing debian-archive-keyring with apt-get (to check the Debian archive's signatures)"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debian-archive-keyring >/dev/null; } || \
+	      echo "make deps: warning: could not install debian-archive-keyring; fusematrix cannot fetch Debian kernels without it" >&2; \
+	  else \
+	    echo "make deps: fusematrix checks Debian's archive signatures with debian-archive-keyring: run 'sudo apt-get install debian-archive-keyring' (or 'sudo make deps'), or set FUSEMATRIX_KEYRING" >&2; \
 	  fi; }
 	@# actionlint (make lint) checks the workflows' run: scripts only when
 	@# shellcheck is on PATH, and lints the rest without it: a warning too.
