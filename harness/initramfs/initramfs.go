@@ -30,7 +30,7 @@ import (
 
 // Default packages built into the base image.
 const (
-	DefaultAgentPkg = "github.com/fusematrix/fusematrix/guest/cmd/agent"
+	DefaultAgentPkg = "github.com/fusematrix/fusematrix/guest/cmd/fusematrix-agent"
 	DefaultInitPkg  = "github.com/u-root/u-root/cmds/core/init"
 )
 
@@ -50,6 +50,10 @@ type Options struct {
 	AgentPkg string
 	// AgentArgs are the agent's arguments (written to /etc/uinit.flags).
 	AgentArgs []string
+	// Commands are import paths of further commands the image holds
+	// (u-root's shell and tools for fusematrix shell), each run by its
+	// package name; none for the images checks run in.
+	Commands []string
 	// InitPkg is the import path of /init. Default DefaultInitPkg; tests
 	// set it to avoid depending on u-root.
 	InitPkg string
@@ -212,7 +216,7 @@ func build(o Options, image string) (err error) {
 		),
 		uimage.WithTempDir(tmpDir),
 		uimage.WithBaseArchive(uimage.DefaultRamfs()),
-		uimage.WithBusyboxCommands(o.AgentPkg, o.InitPkg),
+		uimage.WithBusyboxCommands(append([]string{o.AgentPkg, o.InitPkg}, o.Commands...)...),
 		uimage.WithInit(path.Base(o.InitPkg)),
 		uimage.WithUinit(path.Base(o.AgentPkg), o.AgentArgs...),
 		uimage.WithOutput(&openFile{f}),

@@ -67,6 +67,11 @@ func cacheKey(ctx context.Context, o Options) (string, error) {
 	field("init", o.InitPkg)
 	args, _ := json.Marshal(o.AgentArgs)
 	field("args", string(args))
+	// Written only when set, so that the key of an image without them
+	// stays what it was.
+	for _, c := range o.Commands {
+		field("command", c)
+	}
 	for _, m := range builderModules {
 		field("builder", m+"@"+moduleVersion(m))
 	}
@@ -99,7 +104,7 @@ func cacheKey(ctx context.Context, o Options) (string, error) {
 		}
 	}
 
-	pkgs, err := listDeps(ctx, o.ModuleDir, o.AgentPkg, o.InitPkg)
+	pkgs, err := listDeps(ctx, o.ModuleDir, append([]string{o.AgentPkg, o.InitPkg}, o.Commands...)...)
 	if err != nil {
 		return "", err
 	}

@@ -46,6 +46,10 @@ type Config struct {
 	RunDir string
 	// ConsoleLog receives everything the guest writes to ttyS0.
 	ConsoleLog string
+	// ConsoleSocket, when set, is a unix socket the caller listens on:
+	// QEMU connects ttyS0 to it, both ways, and still logs what the guest
+	// writes to ConsoleLog (fusematrix shell).
+	ConsoleSocket string
 	// StreamSocket is a unix socket the caller already listens on; QEMU
 	// connects to it as the backend of a virtio-serial port named PortName,
 	// so the channel exists before the guest runs and nothing is lost.
@@ -76,7 +80,7 @@ func (c Config) Args() []string {
 		"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(cpus),
 		"-kernel", c.Kernel,
 		"-append", appendLine,
-		"-chardev", "file,id=console,path=" + OptValue(c.ConsoleLog),
+		"-chardev", consoleChardev(c),
 		"-serial", "chardev:console",
 		"-device", "virtio-serial-pci,id=vser",
 		"-chardev", "socket,id=stream,path=" + OptValue(c.StreamSocket),
@@ -89,6 +93,13 @@ func (c Config) Args() []string {
 		args = append(args, "-initrd", c.Initrd)
 	}
 	return args
+}
+
+func consoleChardev(c Config) string {
+	if c.ConsoleSocket != "" {
+		return "socket,id=console,path=" + OptValue(c.ConsoleSocket) + ",logfile=" + OptValue(c.ConsoleLog)
+	}
+	return "file,id=console,path=" + OptValue(c.ConsoleLog)
 }
 
 // OptValue escapes s for a value in a QEMU option list (key=value,…):
@@ -218,6 +229,10 @@ func (m *Machine) Exited() <-chan struct{} { return m.exited }
 
 // Started is when the process was started.
 func (m *Machine) Started() time.Time { return m.started }
+
+// Clean reports whether QEMU exited with status 0; only meaningful once
+// Exited is closed.
+func (m *Machine) Clean() bool { return m.waitErr == nil }
 
 // ExitError describes how QEMU ended, with the last lines it printed. It
 // is only meaningful once Exited is closed.

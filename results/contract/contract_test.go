@@ -17,6 +17,7 @@ func TestParamsRoundTrip(t *testing.T) {
 		{Run: "^passthrough"},
 		{Run: "seq read|pt/(integrity|fsync)", Port: "fm.1"},
 		{Run: "x", Count: 7, BenchRuns: 3, BenchMiB: 64, Profile: true},
+		{Shell: true},
 		{Count: MaxCount, BenchRuns: MaxCount, BenchMiB: MaxBenchMiB},
 	} {
 		t.Run(p.Cmdline(), func(t *testing.T) {

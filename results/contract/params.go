@@ -23,6 +23,9 @@ type Params struct {
 	BenchMiB int
 	// Profile has benchmark cells profile their NOOP and classic servers.
 	Profile bool
+	// Shell has the agent mount a loopback and hand the console to an
+	// interactive shell instead of running checks (fusematrix shell).
+	Shell bool
 }
 
 // The command-line keys, each after Prefix.
@@ -34,6 +37,7 @@ const (
 	KeyBenchRuns = "bench_runs"
 	KeyBenchMiB  = "bench_mib"
 	KeyProfile   = "profile"
+	KeyShell     = "shell"
 )
 
 // Bounds of the numeric parameters: enough to expose flakiness or fill a
@@ -93,6 +97,9 @@ func (p Params) Cmdline() string {
 	if p.Profile {
 		words = append(words, Prefix+KeyProfile+"=1")
 	}
+	if p.Shell {
+		words = append(words, Prefix+KeyShell+"=1")
+	}
 	return strings.Join(words, " ")
 }
 
@@ -142,6 +149,13 @@ func (p *Params) ParseCmdline(cmdline string) (found bool, err error) {
 				continue
 			}
 			p.Profile = on
+		case KeyShell:
+			on, err := strconv.ParseBool(value)
+			if err != nil {
+				bad(key, value, "a boolean")
+				continue
+			}
+			p.Shell = on
 		case KeyBenchMiB:
 			n, err := strconv.Atoi(value)
 			if err != nil || n <= 0 || n > MaxBenchMiB {

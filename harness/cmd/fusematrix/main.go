@@ -50,6 +50,8 @@ commands:
   compare OLD NEW             what changed between two runs (results.json or their folders): status
                               regressions and fixes, capabilities, probe facts, throughput beyond the
                               noise; exit 1 when anything regressed ('fusematrix compare -h')
+  shell KERNEL                boot one guest and give you its console: a shell, the loopback mounted
+                              at /mnt/fuse, 'fusematrix-agent run ID' for one check ('fusematrix shell -h')
   merge [-out DIR] RUN…       join runs made on different machines (a nightly's shards) into one
                               results.json, junit.xml and report.html ('fusematrix merge -h')
 
@@ -84,6 +86,8 @@ func main() {
 		err = compareCmd(os.Args[2:])
 	case "merge":
 		err = mergeCmd(os.Args[2:])
+	case "shell":
+		err = shellCmd(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

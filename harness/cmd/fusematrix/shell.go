@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fusematrix/fusematrix/harness"
+)
+
+const shellUsage = `usage: fusematrix shell [flags] KERNEL
+
+Boots KERNEL with the agent, its modules and u-root's shell and tools, mounts
+fusematrix's loopback of a tmpfs directory at /mnt/fuse (with passthrough
+where the kernel offers it), and gives you a shell on the guest's serial
+console. 'fusematrix-agent run ID' runs one check there ('fusematrix-agent
+list' names them). 'exit' powers the guest off; a closed terminal or a
+signal to fusematrix stops QEMU. The console is also logged to
+-out/shell.console.log.
+
+Flags:
+`
+
+// shellCmd is fusematrix shell.
+func shellCmd(args []string) error {
+	fs := flag.NewFlagSet("shell", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), shellUsage)
+		fs.PrintDefaults()
+	}
+	o := harness.Options{}
+	quiet := bootFlags(fs, &o, filepath.Join("out", "shell"))
+	catalog := ""
+	catalogFlag(fs, &catalog)
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(os.Stderr, "fusematrix shell: want one kernel; got %d\n", fs.NArg())
+		fs.Usage()
+		return exitError(2)
+	}
+	for _, f := range []string{"run", "scenario", "count", "j"} {
+		if set(fs, f) {
+			fmt.Fprintf(os.Stderr, "fusematrix shell: -%s has no effect on a shell; run checks in the guest with fusematrix-agent run\n", f)
+			return exitError(2)
+		}
+	}
+	names, err := selectKernels(&kernelSelection{catalog: catalog}, fs.Args(), &o.Kernel)
+	if err != nil {
+		return err
+	}
+	if o.SourceDir == "" {
+		if o.SourceDir, err = findSource(); err != nil {
+			return err
+		}
+	}
+	o.Logf = progressTo(*quiet)
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	o.Kernel.Logf = o.Logf
+
+	// A closed terminal (SIGHUP) ends fusematrix like Ctrl-C would when
+	// the terminal is not raw: either way QEMU is stopped.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	restore, err := rawTerminal(int(os.Stdin.Fd()))
+	if err != nil {
+		return fmt.Errorf("shell: terminal: %w", err)
+	}
+	err = harness.Shell(ctx, names[0], o, os.Stdin, os.Stdout)
+	restore()
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(os.Stderr, "\nfusematrix shell: stopped; QEMU is gone")
+		return exitError(130)
+	case err != nil:
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "\nfusematrix shell: the guest powered off")
+	return nil
+}
+
+func set(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
+// rawTerminal puts the terminal fd in raw mode, as a serial line wants
+// it: keys (Ctrl-C among them) go to the guest, whose own terminal
+// echoes and edits. Not a terminal: nothing to do.
+func rawTerminal(fd int) (restore func(), err error) {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, err
+	}
+	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
+}
