@@ -14,7 +14,8 @@ all: build
 
 # deps installs QEMU from the distribution when it is missing (as root), or
 # says which package to install, and likewise the optional extras: the C
-# NOOP peer's build dependencies, Debian's archive keyring and shellcheck.
+# NOOP peer's build dependencies, Debian's archive keyring, shellcheck and
+# Chromium.
 # Kernels are fetched by fusematrix itself.
 deps:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "fusematrix needs Go 1.26 or newer on PATH" >&2; exit 1; }
@@ -60,6 +61,17 @@ deps:
 	      echo "make deps: warning: could not install shellcheck; make lint checks the workflows without their run: scripts" >&2; \
 	  else \
 	    echo "make deps: make lint checks the workflows' run: scripts only with shellcheck: run 'sudo apt-get install shellcheck' (or 'sudo make deps')" >&2; \
+	  fi; }
+	@# The HTML report's layout test (TestHTMLFitsLaptop) lays the report
+	@# out in Debian's headless Chromium, and skips without it: a warning.
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make deps: installing chromium with apt-get (make test checks the HTML report's layout in it)"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	      echo "make deps: warning: could not install chromium; make test skips the HTML report's layout test" >&2; \
+	  else \
+	    echo "make deps: make test checks the HTML report's layout in Chromium: run 'sudo apt-get install chromium' (or 'sudo make deps')" >&2; \
 	  fi; }
 
 # deps-kernel-build installs what `fusematrix kernels build` needs to
