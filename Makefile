@@ -27,52 +27,38 @@ deps:
 	  else \
 	    echo "fusematrix needs QEMU: run 'sudo apt-get install qemu-system-x86' (or 'sudo make deps')" >&2; exit 1; \
 	  fi; }
-	@# The C NOOP peer (make peer) is optional: failing to get its build
-	@# dependencies is a warning, never an error.
-	@{ command -v $(CC) >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 && pkg-config --exists fuse3; } || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "make deps: installing $(PEER_DEPS) with apt-get (for the optional C NOOP peer)"; \
-	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PEER_DEPS) >/dev/null; } || \
-	      echo "make deps: warning: could not install $(PEER_DEPS); benchmarks run without the C NOOP peer" >&2; \
-	  else \
-	    echo "make deps: the optional C NOOP peer needs $(PEER_DEPS): run 'sudo apt-get install $(PEER_DEPS)' (or 'sudo make deps')" >&2; \
-	  fi; }
+	@# The rest is optional: failing to get it is a warning, never an error.
+	$(call optional,{ command -v $(CC) >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 && pkg-config --exists fuse3; },$(PEER_DEPS),\
+	  the optional C NOOP peer (make peer) is built with them,benchmarks run without the C NOOP peer)
 	@# fusematrix checks the Debian archive's InRelease signatures with
 	@# Debian's keyring, which Debian machines have and Ubuntu ones (CI
 	@# runners) lack. A keyring of your own ($$FUSEMATRIX_KEYRING) does
-	@# instead. Kernel images and source trees need none: a warning.
-	@[ -n "$$FUSEMATRIX_KEYRING" ] || [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "make deps: installing debian-archive-keyring with apt-get (to check the Debian archive's signatures)"; \
-	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debian-archive-keyring >/dev/null; } || \
-	      echo "make deps: warning: could not install debian-archive-keyring; fusematrix cannot fetch Debian kernels without it" >&2; \
-	  else \
-	    echo "make deps: fusematrix checks Debian's archive signatures with debian-archive-keyring: run 'sudo apt-get install debian-archive-keyring' (or 'sudo make deps'), or set FUSEMATRIX_KEYRING" >&2; \
-	  fi; }
+	@# instead. Kernel images and source trees need none.
+	$(call optional,[ -n "$$FUSEMATRIX_KEYRING" ] || [ -f /usr/share/keyrings/debian-archive-keyring.gpg ],debian-archive-keyring,\
+	  fusematrix checks the Debian archive's signatures with it (or set FUSEMATRIX_KEYRING to a keyring of your own),fusematrix cannot fetch Debian kernels without it)
 	@# actionlint (make lint) checks the workflows' run: scripts only when
-	@# shellcheck is on PATH, and lints the rest without it: a warning too.
-	@command -v shellcheck >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "make deps: installing shellcheck with apt-get (make lint checks the workflows' scripts with it)"; \
-	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; } || \
-	      echo "make deps: warning: could not install shellcheck; make lint checks the workflows without their run: scripts" >&2; \
-	  else \
-	    echo "make deps: make lint checks the workflows' run: scripts only with shellcheck: run 'sudo apt-get install shellcheck' (or 'sudo make deps')" >&2; \
-	  fi; }
+	@# shellcheck is on PATH, and lints the rest without it.
+	$(call optional,command -v shellcheck >/dev/null 2>&1,shellcheck,\
+	  make lint checks the workflows' run: scripts with it,make lint checks the workflows without their run: scripts)
 	@# The HTML report's layout test (TestHTMLFitsLaptop) lays the report
-	@# out in Debian's headless Chromium, and skips without it: a warning.
-	@command -v chromium >/dev/null 2>&1 || { \
+	@# out in Debian's headless Chromium, and skips without it.
+	$(call optional,command -v chromium >/dev/null 2>&1,chromium,\
+	  make test checks the HTML report's layout in it,make test skips the HTML report's layout test)
+
+# optional installs packages $(2) with apt-get when the shell test $(1)
+# fails and make runs as root, or says how to; $(3) says what they are
+# for, $(4) what is missing without them.
+define optional
+	@$(1) || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "make deps: installing chromium with apt-get (make test checks the HTML report's layout in it)"; \
+	    echo "make deps: installing $(2) with apt-get: $(strip $(3))"; \
 	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
-	      echo "make deps: warning: could not install chromium; make test skips the HTML report's layout test" >&2; \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2) >/dev/null; } || \
+	      echo "make deps: warning: could not install $(2): $(strip $(4))" >&2; \
 	  else \
-	    echo "make deps: make test checks the HTML report's layout in Chromium: run 'sudo apt-get install chromium' (or 'sudo make deps')" >&2; \
+	    echo "make deps: $(2): $(strip $(3)): run 'sudo apt-get install $(2)' (or 'sudo make deps')" >&2; \
 	  fi; }
+endef
 
 # deps-kernel-build installs what `fusematrix kernels build` needs to
 # compile a kernel (as root), or says which packages to install.
