@@ -8,6 +8,7 @@ package harness
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,9 @@ type Options struct {
 	contract.Params
 	// Append is added to every guest's kernel command line.
 	Append string
+	// Daemon, when set, is a user's FUSE daemon every guest also runs its
+	// checks against (daemon/<name>/…).
+	Daemon *Daemon
 	// Peer is the host path of the C NOOP peer (make peer), which every
 	// guest then gets at contract.PeerPath; "" puts none in.
 	Peer string
@@ -111,7 +115,13 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 	if err := o.Params.Check(); err != nil {
 		return nil, err
 	}
-	checks, err := Selected(o.Run)
+	if o.Daemon != nil {
+		if err := o.Daemon.Check(); err != nil {
+			return nil, err
+		}
+		o.Params.Daemon = o.Daemon.Name
+	}
+	checks, err := Selected(o.Run, o.Params.Daemon)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +211,7 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 	}
 	defer os.RemoveAll(runDir)
 	initrd := filepath.Join(runDir, "initrd.cpio")
-	if err := writeInitrd(ctx, base, initrd, k, o.Peer); err != nil {
+	if err := writeInitrd(ctx, base, initrd, k, o.Peer, o.Daemon); err != nil {
 		return fail(fmt.Errorf("initramfs for %s: %w", k.Release, err))
 	}
 
@@ -275,17 +285,28 @@ const resultGrace = 30 * time.Second
 var ErrSelection = errors.New("bad selection")
 
 // Selected returns the checks a -run pattern selects, which every guest
-// must then report. A pattern that does not compile, or matches no check
-// at all (the probes always run, but a pattern that names none of them
-// nor anything else is a mistake), is an error.
-func Selected(pattern string) ([]contract.Check, error) {
+// must then report, with those of the daemon named daemon ("" for none)
+// after them. A pattern that does not compile, or matches no check at all
+// (the probes always run, but a pattern that names none of them nor
+// anything else is a mistake), is an error.
+func Selected(pattern, daemon string) ([]contract.Check, error) {
 	checks, err := contract.Select(pattern)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSelection, err)
 	}
+	all := contract.Checks()
+	if daemon != "" {
+		dc, err := contract.DaemonChecks(daemon, pattern)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSelection, err)
+		}
+		checks = append(checks, dc...)
+		every, _ := contract.DaemonChecks(daemon, "")
+		all = append(all, every...)
+	}
 	if pattern != "" {
 		re := regexp.MustCompile(pattern) // Select compiled it
-		if !slices.ContainsFunc(contract.Checks(), func(c contract.Check) bool { return re.MatchString(string(c.ID)) }) {
+		if !slices.ContainsFunc(all, func(c contract.Check) bool { return re.MatchString(string(c.ID)) }) {
 			return nil, fmt.Errorf("%w: scenario pattern %q matches no check (ids: fusematrix matrix -list)", ErrSelection, pattern)
 		}
 	}
@@ -315,7 +336,7 @@ func agentArgs(o Options) string {
 
 // writeInitrd appends the kernel's modules and their load order, and the
 // C NOOP peer if there is one, to the shared base image.
-func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer string) error {
+func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer string, d *Daemon) error {
 	load, _, err := k.Modules(kernels.GuestModules...)
 	if err != nil {
 		return err
@@ -335,7 +356,22 @@ func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer 
 		}
 		files = append(files, initramfs.HostFile(contract.PeerPath, peer, 0o755))
 	}
+	if d != nil {
+		spec, err := json.Marshal(d.Daemon)
+		if err != nil {
+			return err
+		}
+		files = append(files, d.Files...)
+		files = append(files, initramfs.BytesFile(contract.DaemonSpecPath, spec, 0o644))
+	}
 	return initramfs.Overlay(ctx, base, dst, files)
+}
+
+// Daemon is a user's FUSE daemon as the guests run it, and the files that
+// carry it there: its binary, at Daemon.Path, and what that needs.
+type Daemon struct {
+	contract.Daemon
+	Files []initramfs.File
 }
 
 // writer keeps the run summary on disk up to date as kernels finish.

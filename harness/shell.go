@@ -74,7 +74,7 @@ func Shell(ctx context.Context, name string, o Options, in io.Reader, out io.Wri
 	}
 	defer os.RemoveAll(runDir)
 	initrd := filepath.Join(runDir, "initrd.cpio")
-	if err := writeInitrd(ctx, base, initrd, k, ""); err != nil {
+	if err := writeInitrd(ctx, base, initrd, k, "", nil); err != nil {
 		return fmt.Errorf("initramfs for %s: %w", k.Release, err)
 	}
 

@@ -18,6 +18,7 @@ package scenarios
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
@@ -69,6 +70,13 @@ type Scenario struct {
 	// Needs is what the check requires of the kernel and of the server
 	// under test; Run skips it, with the reason, where that is missing.
 	Needs Needs
+	// AnyServer says the check also holds for a server that is not ours
+	// (a user's daemon): what it checks of the data holds for any server,
+	// and what only our server reports (the requests that reached it) is
+	// then left to the daemon's passthrough check. Against such a server
+	// Run drops NeedOwnServer and NeedPassthrough; a check without
+	// AnyServer is skipped there, saying it needs our server.
+	AnyServer bool
 	// Timeout bounds Run; the agent cancels ctx when it expires.
 	Timeout time.Duration
 	// Run performs the check. ID, Kind and Seconds of the returned result
@@ -79,7 +87,18 @@ type Scenario struct {
 // Run runs s in env: a skip with the reason when env does not meet
 // s.Needs, else s.Run.
 func Run(ctx context.Context, s Scenario, env *Env) results.Result {
-	if why := s.Needs.Unmet(env); why != "" {
+	needs := s.Needs
+	if env.Subject != nil && !env.Subject.Ours() {
+		if !s.AnyServer {
+			needs |= NeedOwnServer
+		} else {
+			needs &^= NeedOwnServer | NeedPassthrough
+			if d, ok := env.Subject.(DaemonSubject); ok && !d.Spec.Backed() && s.ID != contract.DaemonPassthrough {
+				return results.Result{Status: results.Skip, Reason: fmt.Sprintf("%s serves no backing directory (%s is not among its arguments): nothing to compare its files with", d.Name(), contract.PlaceholderBacking)}
+			}
+		}
+	}
+	if why := needs.Unmet(env); why != "" {
 		return results.Result{Status: results.Skip, Reason: why}
 	}
 	return s.Run(ctx, env)

@@ -7,6 +7,7 @@ import (
 	"gotest.tools/v3/assert"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios/server"
 	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
@@ -29,6 +30,7 @@ func TestRun(t *testing.T) {
 		needs   Needs
 		caps    *results.Capabilities
 		subject Subject
+		any     bool
 		want    results.Result
 	}{
 		{name: "no needs", caps: nil, want: ran},
@@ -41,9 +43,19 @@ func TestRun(t *testing.T) {
 		{name: "our own server of another kind", needs: NeedOwnServer, subject: OwnServer{Kind: loopback.KindClassic}, want: ran},
 		{name: "not our server", needs: NeedPassthrough | NeedOwnServer, caps: pt, subject: notOurs{},
 			want: results.Result{Status: results.Skip, Reason: "needs fusematrix's own server, which reports what reached it; the server under test is someone's daemon"}},
+		// A check for any server runs against one that is not ours, on
+		// any kernel; one without needs our own server there.
+		{name: "any server, not ours", needs: NeedPassthrough | NeedOwnServer, caps: noPT, subject: notOurs{}, any: true, want: ran},
+		{name: "not for other servers", caps: pt, subject: notOurs{},
+			want: results.Result{Status: results.Skip, Reason: "needs fusematrix's own server, which reports what reached it; the server under test is someone's daemon"}},
+		{name: "a daemon with no backing directory", needs: NeedOwnServer, caps: pt, any: true,
+			subject: DaemonSubject{Spec: &contract.Daemon{Name: "noop", Args: []string{"{mnt}"}}},
+			want:    results.Result{Status: results.Skip, Reason: "daemon noop serves no backing directory ({backing} is not among its arguments): nothing to compare its files with"}},
+		{name: "a daemon with one", needs: NeedOwnServer, caps: pt, any: true,
+			subject: DaemonSubject{Spec: &contract.Daemon{Name: "lo", Args: []string{"{mnt}", "{backing}"}}}, want: ran},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s.Needs = tc.needs
+			s.Needs, s.AnyServer = tc.needs, tc.any
 			env := &Env{Capabilities: tc.caps, Subject: tc.subject}
 			assert.DeepEqual(t, Run(context.Background(), s, env), tc.want)
 		})

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios/server"
 	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
@@ -66,4 +67,25 @@ func (env *Env) SubjectFor(kind loopback.Kind) Subject {
 		return env.Subject
 	}
 	return OwnServer{Launcher: env.Server, Kind: kind}
+}
+
+// DaemonSubject is a user's own FUSE daemon (fusematrix matrix -daemon),
+// each mount a run of its binary.
+type DaemonSubject struct {
+	Spec *contract.Daemon
+}
+
+// Name is "daemon" and the daemon's name.
+func (d DaemonSubject) Name() string { return "daemon " + d.Spec.Name }
+
+// Ours is false: the daemon reports nothing of what reached it.
+func (d DaemonSubject) Ours() bool { return false }
+
+// Mount runs the daemon showing backing at mnt.
+func (d DaemonSubject) Mount(ctx context.Context, mnt, backing string) (Daemon, error) {
+	p, err := server.StartDaemon(ctx, d.Spec, backing, mnt)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }

@@ -129,27 +129,93 @@ func (a *agent) runAll(ctx context.Context) {
 	}
 	base := scenarios.Env{BenchBytes: int64(a.cfg.BenchMiB) << 20, BlockSize: a.cfg.BlockSize, BenchRuns: a.cfg.BenchRuns, Server: a.cfg.Server, Profile: a.cfg.Profile}
 	for _, s := range selected {
-		runs := 1
-		if s.Kind != results.Probe && a.cfg.Count > 1 {
-			runs = a.cfg.Count
-		}
-		var rs []results.Result
-		for range runs {
-			var r results.Result
-			switch {
-			case err != nil:
-				r = results.Result{Status: results.Error, Reason: fmt.Sprintf("scratch root: %v", err)}
-			case ctx.Err() != nil:
-				r = results.Result{Status: results.Error, Reason: fmt.Sprintf("not run: %v", ctx.Err())}
-			default:
-				r = a.runOne(ctx, s, &base, root)
-			}
-			rs = append(rs, r)
-		}
-		r := aggregate(rs)
+		r := a.runCounted(ctx, s, &base, root, err)
 		r.ID, r.Kind = string(s.ID), s.Kind
 		a.emit(results.Event{Type: results.ResultEvent, Result: fit(r)})
 	}
+	if a.cfg.Daemon != "" {
+		a.runDaemon(ctx, &base, root, err)
+	}
+}
+
+// runDaemon runs the checks of the user's daemon named on the command
+// line, under its ids (daemon/<name>/…), with the daemon as the server
+// under test.
+func (a *agent) runDaemon(ctx context.Context, base *scenarios.Env, root string, rootErr error) {
+	name := a.cfg.Daemon
+	checks, err := contract.DaemonChecks(name, a.cfg.Run)
+	if err != nil {
+		a.log(err.Error())
+		return
+	}
+	spec, specErr := readDaemon(a.cfg.daemonSpecPath(), name)
+	byID := map[contract.ID]scenarios.Scenario{}
+	for _, s := range suite.ForDaemon() {
+		byID[s.ID] = s
+	}
+	env := *base
+	if specErr == nil {
+		env.Subject = scenarios.DaemonSubject{Spec: spec}
+	}
+	for _, c := range checks {
+		s, ok := byID[contract.ID(strings.TrimPrefix(string(c.ID), contract.DaemonPrefix+name+"/"))]
+		var r results.Result
+		switch {
+		case !ok:
+			r = results.Result{Status: results.Error, Reason: "in the contract but not in the suite"}
+		case specErr != nil:
+			r = results.Result{Status: results.Error, Reason: specErr.Error()}
+		default:
+			r = a.runCounted(ctx, s, &env, root, rootErr)
+		}
+		r.ID, r.Kind = string(c.ID), c.Kind
+		a.emit(results.Event{Type: results.ResultEvent, Result: fit(r)})
+	}
+	base.Capabilities = env.Capabilities
+}
+
+// readDaemon reads the daemon description the host wrote at path, which
+// must name the daemon the command line does.
+func readDaemon(path, name string) (*contract.Daemon, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("daemon description: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err != nil {
+		return nil, fmt.Errorf("daemon description: %w", err)
+	}
+	d, err := contract.ParseDaemon(b)
+	if err != nil {
+		return nil, err
+	}
+	if d.Name != name {
+		return nil, fmt.Errorf("daemon description names %q, the command line %q", d.Name, name)
+	}
+	return d, nil
+}
+
+// runCounted runs s Count times (probes once) and aggregates the runs.
+func (a *agent) runCounted(ctx context.Context, s scenarios.Scenario, base *scenarios.Env, root string, rootErr error) results.Result {
+	runs := 1
+	if s.Kind != results.Probe && a.cfg.Count > 1 {
+		runs = a.cfg.Count
+	}
+	var rs []results.Result
+	for range runs {
+		var r results.Result
+		switch {
+		case rootErr != nil:
+			r = results.Result{Status: results.Error, Reason: fmt.Sprintf("scratch root: %v", rootErr)}
+		case ctx.Err() != nil:
+			r = results.Result{Status: results.Error, Reason: fmt.Sprintf("not run: %v", ctx.Err())}
+		default:
+			r = a.runOne(ctx, s, base, root)
+		}
+		rs = append(rs, r)
+	}
+	return aggregate(rs)
 }
 
 // runOne runs s in a fresh scratch directory, bounded by its timeout, and

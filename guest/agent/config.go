@@ -46,6 +46,9 @@ type Config struct {
 	Notes []string
 	// Server starts the FUSE servers scenarios run against as processes.
 	Server server.Launcher
+	// DaemonSpec is where the user's daemon (Params.Daemon) is described;
+	// "" is contract.DaemonSpecPath.
+	DaemonSpec string
 	// Kmsg is the kernel log device; "" is /dev/kmsg.
 	Kmsg string
 	// openKmsg replaces openKmsg in tests.
@@ -53,6 +56,13 @@ type Config struct {
 	// Scenarios, when set, replaces the selection made by Run; tests use
 	// it to run scenarios that misbehave on purpose.
 	Scenarios []scenarios.Scenario
+}
+
+func (c *Config) daemonSpecPath() string {
+	if c.DaemonSpec == "" {
+		return contract.DaemonSpecPath
+	}
+	return c.DaemonSpec
 }
 
 func (c *Config) kmsgPath() string {

@@ -18,6 +18,7 @@ func TestParamsRoundTrip(t *testing.T) {
 		{Run: "seq read|pt/(integrity|fsync)", Port: "fm.1"},
 		{Run: "x", Count: 7, BenchRuns: 3, BenchMiB: 64, Profile: true},
 		{Shell: true},
+		{Daemon: "my-fs.v2"},
 		{Count: MaxCount, BenchRuns: MaxCount, BenchMiB: MaxBenchMiB},
 	} {
 		t.Run(p.Cmdline(), func(t *testing.T) {

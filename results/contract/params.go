@@ -23,6 +23,9 @@ type Params struct {
 	BenchMiB int
 	// Profile has benchmark cells profile their NOOP and classic servers.
 	Profile bool
+	// Daemon names the user's daemon under test, described at
+	// DaemonSpecPath; "" for none.
+	Daemon string
 	// Shell has the agent mount a loopback and hand the console to an
 	// interactive shell instead of running checks (fusematrix shell).
 	Shell bool
@@ -38,6 +41,7 @@ const (
 	KeyBenchMiB  = "bench_mib"
 	KeyProfile   = "profile"
 	KeyShell     = "shell"
+	KeyDaemon    = "daemon"
 )
 
 // Bounds of the numeric parameters: enough to expose flakiness or fill a
@@ -53,6 +57,9 @@ func (p Params) Check() error {
 	var errs []error
 	if strings.ContainsAny(p.Run, "\"\n") {
 		errs = append(errs, fmt.Errorf("scenario pattern %q: a kernel command line cannot carry a double quote or a newline", p.Run))
+	}
+	if p.Daemon != "" && !daemonName.MatchString(p.Daemon) {
+		errs = append(errs, fmt.Errorf("daemon name %q: want letters, digits, '.', '_' or '-'", p.Daemon))
 	}
 	if strings.ContainsAny(p.Port, " \t\n\"") {
 		errs = append(errs, fmt.Errorf("port %q: not a single word", p.Port))
@@ -99,6 +106,9 @@ func (p Params) Cmdline() string {
 	}
 	if p.Shell {
 		words = append(words, Prefix+KeyShell+"=1")
+	}
+	if p.Daemon != "" {
+		words = append(words, Prefix+KeyDaemon+"="+p.Daemon)
 	}
 	return strings.Join(words, " ")
 }
@@ -149,6 +159,12 @@ func (p *Params) ParseCmdline(cmdline string) (found bool, err error) {
 				continue
 			}
 			p.Profile = on
+		case KeyDaemon:
+			if !daemonName.MatchString(value) {
+				bad(key, value, "a daemon name")
+				continue
+			}
+			p.Daemon = value
 		case KeyShell:
 			on, err := strconv.ParseBool(value)
 			if err != nil {

@@ -105,6 +105,7 @@ var classicBasics = scenarios.Scenario{
 	ID:          contract.ClassicBasics,
 	Kind:        results.Scenario,
 	Description: "create, write, rename, readdir, symlink, truncate, xattr and unlink through a classic FUSE loopback agree with the backing directory",
+	AnyServer:   true,
 	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindClassic, classicBasicsWith),
 }

@@ -29,6 +29,7 @@ var ptIntegrity = scenarios.Scenario{
 	Kind:        results.Scenario,
 	Description: "reads and writes at random offsets and sizes from several descriptors at once through passthrough match the backing file",
 	Needs:       ptNeeds,
+	AnyServer:   true,
 	Timeout:     90 * time.Second,
 	Run:         against(loopback.KindLoopback, ptIntegrityWith),
 }
@@ -115,6 +116,7 @@ var ptSizeAfterWrite = scenarios.Scenario{
 	Kind:        results.Scenario,
 	Description: "size and contents after an extending passthrough write, O_APPEND writes and ftruncate; copy_file_range and sendfile of the just-extended file",
 	Needs:       ptNeeds,
+	AnyServer:   true,
 	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, ptSizeWith),
 }
@@ -249,6 +251,7 @@ var ptMmapShared = scenarios.Scenario{
 	Kind:        results.Scenario,
 	Description: "MAP_SHARED mapping of a passthrough file: reads match, stores reach the backing file after msync, backing writes show in the mapping",
 	Needs:       ptNeeds,
+	AnyServer:   true,
 	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, ptMmapWith),
 }
@@ -356,6 +359,7 @@ var ptFsync = scenarios.Scenario{
 	Kind:        results.Scenario,
 	Description: "fsync and fdatasync of a file written through passthrough succeed and the data is in the backing file",
 	Needs:       ptNeeds,
+	AnyServer:   true,
 	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, ptFsyncWith),
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
@@ -29,11 +30,18 @@ type rig struct {
 	untested []string
 	facts    map[string]string
 	stats    *wire.Stats
+	stopped  bool
+	// foreign names a subject that is not ours (a user's daemon), which
+	// reports nothing of what reached it; "" for ours.
+	foreign string
 }
 
 // newRig fills a backing directory with files and mounts it with sub.
 func newRig(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, files map[string][]byte) (*rig, error) {
 	r := &rig{backing: filepath.Join(env.Dir, "backing"), mnt: filepath.Join(env.Dir, "mnt"), facts: map[string]string{}}
+	if !sub.Ours() {
+		r.foreign = sub.Name()
+	}
 	for _, d := range []string{r.backing, r.mnt} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return nil, fmt.Errorf("scratch directory: %w", err)
@@ -63,13 +71,17 @@ func (r *rig) failf(format string, args ...any) {
 // stop ends the server once and returns what it observed; nil when it
 // could not say.
 func (r *rig) stop() *wire.Stats {
-	if r.stats != nil {
+	if r.stats != nil || r.stopped {
 		return r.stats
 	}
+	r.stopped = true
 	st, err := r.proc.Stop()
 	if err != nil {
 		r.failf("server: %v", err)
 		return nil
+	}
+	if r.foreign != "" {
+		return nil // nothing to report: not ours
 	}
 	r.stats = &st
 	r.facts["read_requests"] = fmt.Sprint(st.Reads)
@@ -82,6 +94,12 @@ func (r *rig) stop() *wire.Stats {
 // open asked for passthrough and no READ or WRITE reached the daemon:
 // otherwise the scenario tested classic FUSE under a passthrough name.
 func (r *rig) requirePassthrough() {
+	if r.foreign != "" {
+		// Judged from the kernel's side by the daemon's own check.
+		r.stop()
+		r.facts["passthrough"] = "not judged here: see the daemon's " + string(contract.DaemonPassthrough) + " check"
+		return
+	}
 	st := r.stop()
 	if st == nil {
 		r.failf("passthrough unverified: the server reported nothing")

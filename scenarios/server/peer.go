@@ -278,6 +278,9 @@ func parsePeerCounts(lines []string) (st wire.Stats, readMax, writeMax int64, er
 type mountEntry struct {
 	// Options are the per-mount options (flags such as nosuid, nodev).
 	Point, Options, FsType, Source, SuperOptions string
+	// Dev is the file system's device, "major:minor": for FUSE, what
+	// names its connection in fusectl (without asking the server).
+	Dev string
 }
 
 // peerMountAt returns the peer's mount at dir, or nil.
@@ -322,6 +325,7 @@ func parseMountInfo(line string) (mountEntry, bool) {
 		return mountEntry{}, false
 	}
 	return mountEntry{
+		Dev:          a[2],
 		Point:        unescapeMountInfo(a[4]),
 		Options:      a[5],
 		FsType:       b[0],

@@ -376,16 +376,16 @@ func TestParseMountInfo(t *testing.T) {
 	}{
 		{
 			line: "43 27 0:40 / /tmp/x rw,nosuid,nodev,relatime - fuse.fusematrix-nullfs fusematrix-nullfs rw,user_id=0,group_id=0,max_read=131072",
-			want: mountEntry{Point: "/tmp/x", Options: "rw,nosuid,nodev,relatime", FsType: "fuse.fusematrix-nullfs", Source: "fusematrix-nullfs",
+			want: mountEntry{Dev: "0:40", Point: "/tmp/x", Options: "rw,nosuid,nodev,relatime", FsType: "fuse.fusematrix-nullfs", Source: "fusematrix-nullfs",
 				SuperOptions: "rw,user_id=0,group_id=0,max_read=131072"},
 			ok: true,
 		},
 		{
 			line: `36 35 98:0 /mnt1 /mnt/a\040b\134c rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue`,
-			want: mountEntry{Point: `/mnt/a b\c`, Options: "rw,noatime", FsType: "ext3", Source: "/dev/root", SuperOptions: "rw,errors=continue"},
+			want: mountEntry{Dev: "98:0", Point: `/mnt/a b\c`, Options: "rw,noatime", FsType: "ext3", Source: "/dev/root", SuperOptions: "rw,errors=continue"},
 			ok:   true,
 		},
-		{line: `1 2 0:1 / /x\04 rw - t s o`, want: mountEntry{Point: `/x\04`, Options: "rw", FsType: "t", Source: "s", SuperOptions: "o"}, ok: true},
+		{line: `1 2 0:1 / /x\04 rw - t s o`, want: mountEntry{Dev: "0:1", Point: `/x\04`, Options: "rw", FsType: "t", Source: "s", SuperOptions: "o"}, ok: true},
 		{line: "43 27 0:40 / /tmp/x rw", ok: false},
 		{line: "43 27 / - a b c", ok: false},
 	} {

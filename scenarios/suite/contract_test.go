@@ -17,3 +17,13 @@ func TestCatalogueIsContract(t *testing.T) {
 	}
 	assert.DeepEqual(t, got, contract.Checks())
 }
+
+// The checks the agent runs against a daemon are those the contract lists
+// for one, in its order and with its time limits.
+func TestDaemonCatalogueIsContract(t *testing.T) {
+	var got []contract.Check
+	for _, s := range ForDaemon() {
+		got = append(got, contract.Check{ID: s.ID, Kind: s.Kind, Timeout: s.Timeout})
+	}
+	assert.DeepEqual(t, got, contract.DaemonScenarios())
+}

@@ -55,3 +55,8 @@ func IDs(ss []scenarios.Scenario) []contract.ID {
 	}
 	return ids
 }
+
+// ForDaemon returns the checks the agent runs against a user's daemon
+// (contract.DaemonScenarios), under their own ids: the agent reports them
+// under the daemon's prefix.
+func ForDaemon() []scenarios.Scenario { return correct.ForDaemon() }

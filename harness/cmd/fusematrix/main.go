@@ -115,11 +115,16 @@ func matrix(args []string) error {
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "matrix"))
 	matrixName := matrixFlag(fs)
+	daemon := registerDaemonFlags(fs)
 	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
 	var err error
+	if o.Daemon, err = daemon.daemon(fs); err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
+		return exitError(2)
+	}
 	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
@@ -167,7 +172,11 @@ func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
 func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
 	// A selection that cannot work is a usage error, found before any
 	// kernel is fetched or booted.
-	if _, err := harness.Selected(o.Run); err != nil {
+	daemon := ""
+	if o.Daemon != nil {
+		daemon = o.Daemon.Name
+	}
+	if _, err := harness.Selected(o.Run, daemon); err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
 		return exitError(2)
 	}

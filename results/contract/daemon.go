@@ -1,0 +1,157 @@
+package contract
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fusematrix/fusematrix/results"
+)
+
+// A user's own FUSE daemon under test (fusematrix matrix -daemon): the
+// host puts the binary and what it needs into the guest, and a Daemon
+// description at DaemonSpecPath; the kernel command line names it
+// (Params.Daemon). Its checks are the correctness scenarios under
+// DaemonPrefix+name+"/", and DaemonPassthrough.
+
+// DaemonSpecPath is where the guest finds the Daemon under test.
+const DaemonSpecPath = "/etc/fusematrix/daemon.json"
+
+// The placeholders of a daemon's arguments.
+const (
+	PlaceholderBacking = "{backing}"
+	PlaceholderMount   = "{mnt}"
+)
+
+// DaemonPrefix starts the id of every check of a daemon.
+const DaemonPrefix = "daemon/"
+
+// DaemonPassthrough is the check, under a daemon's prefix, that finds from
+// the kernel's side whether the daemon's files are really passed through.
+const DaemonPassthrough ID = "passthrough"
+
+// DefaultMountWait is how long a daemon gets to mount.
+const DefaultMountWait = 20 * time.Second
+
+// Daemon describes a user's FUSE daemon as the guest runs it.
+type Daemon struct {
+	// Name is the daemon's name in result ids: daemon/<name>/…
+	Name string `json:"name"`
+	// Path is the binary's path in the guest.
+	Path string `json:"path"`
+	// Args are its arguments, with PlaceholderBacking and
+	// PlaceholderMount standing for the directory it shows and the mount
+	// point.
+	Args []string `json:"args"`
+	// Env is added to the daemon's environment (KEY=VALUE).
+	Env []string `json:"env,omitempty"`
+	// Passthrough is what the daemon's author claims: that it opens files
+	// with FUSE passthrough where the kernel offers it.
+	Passthrough bool `json:"passthrough"`
+	// MountWait bounds the wait for the mount to appear, in seconds; 0 is
+	// DefaultMountWait.
+	MountWait float64 `json:"mount_wait,omitempty"`
+}
+
+var daemonName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+
+// Check reports what makes d unusable.
+func (d *Daemon) Check() error {
+	var errs []error
+	if !daemonName.MatchString(d.Name) {
+		errs = append(errs, fmt.Errorf("daemon name %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", d.Name))
+	}
+	if !strings.HasPrefix(d.Path, "/") {
+		errs = append(errs, fmt.Errorf("daemon path %q: not absolute", d.Path))
+	}
+	if !slices.ContainsFunc(d.Args, func(a string) bool { return strings.Contains(a, PlaceholderMount) }) {
+		errs = append(errs, fmt.Errorf("daemon arguments %q: none holds %s, where the daemon is to mount", d.Args, PlaceholderMount))
+	}
+	for _, e := range d.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			errs = append(errs, fmt.Errorf("daemon environment %q: not KEY=VALUE", e))
+		}
+	}
+	if d.MountWait < 0 || d.MountWait > 600 {
+		errs = append(errs, fmt.Errorf("daemon mount wait %vs: want 0 to 600", d.MountWait))
+	}
+	return errors.Join(errs...)
+}
+
+// Backed says whether the daemon shows a backing directory; one that only
+// takes a mount point (a NOOP server) cannot be checked against one.
+func (d *Daemon) Backed() bool {
+	return slices.ContainsFunc(d.Args, func(a string) bool { return strings.Contains(a, PlaceholderBacking) })
+}
+
+// Argv is the daemon's arguments with the placeholders replaced.
+func (d *Daemon) Argv(backing, mnt string) []string {
+	r := strings.NewReplacer(PlaceholderBacking, backing, PlaceholderMount, mnt)
+	out := make([]string, len(d.Args))
+	for i, a := range d.Args {
+		out[i] = r.Replace(a)
+	}
+	return out
+}
+
+// Wait is how long the daemon gets to mount.
+func (d *Daemon) Wait() time.Duration {
+	if d.MountWait <= 0 {
+		return DefaultMountWait
+	}
+	return time.Duration(d.MountWait * float64(time.Second))
+}
+
+// ParseDaemon reads a Daemon written by the host, bounded and checked.
+func ParseDaemon(b []byte) (*Daemon, error) {
+	if len(b) > 1<<20 {
+		return nil, errors.New("daemon description: larger than 1 MiB")
+	}
+	var d Daemon
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("daemon description: %w", err)
+	}
+	if err := d.Check(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// DaemonScenarios are the checks whose ids, under a daemon's prefix, the
+// agent reports for a daemon: every correctness scenario (those that only
+// fusematrix's own server can serve report skip, saying so) and
+// DaemonPassthrough.
+func DaemonScenarios() []Check {
+	var out []Check
+	for _, c := range checks {
+		if c.Kind == results.Scenario {
+			out = append(out, c)
+		}
+	}
+	return append(out, Check{DaemonPassthrough, results.Scenario, 60 * time.Second})
+}
+
+// DaemonID is the id of check id of the daemon name.
+func DaemonID(name string, id ID) ID { return ID(DaemonPrefix + name + "/" + string(id)) }
+
+// DaemonChecks are the checks of the daemon name that pattern selects, in
+// run order, with their ids under the daemon's prefix; pattern is matched
+// against those ids.
+func DaemonChecks(name, pattern string) ([]Check, error) {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("scenario pattern %q: %w", pattern, err)
+	}
+	var out []Check
+	for _, c := range DaemonScenarios() {
+		c.ID = DaemonID(name, c.ID)
+		if re.MatchString(string(c.ID)) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,181 @@
+package correct
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios"
+)
+
+// ForDaemon returns the checks the agent runs against a user's daemon, in
+// the order of contract.DaemonScenarios: every correctness scenario (Run
+// skips those only our server can serve) and the daemon's passthrough
+// check.
+func ForDaemon() []scenarios.Scenario {
+	return append(All(), daemonPassthrough)
+}
+
+// Whether a daemon really passes its files through is established from
+// the kernel's side, never from the daemon's word: a file is read through
+// the mount, and the kernel's own accounting of the daemon's threads
+// (/proc/<pid>/task/*/io and status) says whether they were busy meanwhile.
+// A daemon that serves reads itself takes at least one request per
+// max_read bytes, and each costs its threads a read(2) of /dev/fuse (or a
+// splice) and a wake-up; a passed-through read costs them nothing.
+var daemonPassthrough = scenarios.Scenario{
+	ID:          contract.DaemonPassthrough,
+	Kind:        results.Scenario,
+	Description: "a file read through the daemon's mount costs its threads no read calls or wake-ups: the kernel passes the daemon's files through, as the daemon claims",
+	Needs:       scenarios.NeedPassthrough,
+	AnyServer:   true,
+	Timeout:     60 * time.Second,
+	Run:         daemonPassthroughRun,
+}
+
+const (
+	// daemonProbeSize is the file read through the mount: 512 requests of
+	// 128 KiB for a daemon that serves them, far more than the handful
+	// (LOOKUP, OPEN, GETATTR, FLUSH, RELEASE) any daemon gets for opening
+	// and closing it, each of which may cost a Go daemon's threads ten
+	// wake-ups.
+	daemonProbeSize = 64 << 20
+	// daemonProbeRequests is the fewest READ requests a daemon serving
+	// the reads itself gets (max_read is at most 128 KiB unless raised).
+	daemonProbeRequests = daemonProbeSize / (128 << 10)
+)
+
+// taskIO is what the kernel accounts for a set of threads.
+type taskIO struct {
+	syscr, rchar, switches int64
+}
+
+func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Result {
+	sub, ok := env.Subject.(scenarios.DaemonSubject)
+	if !ok {
+		return results.Result{Status: results.Skip, Reason: "only for a daemon under test"}
+	}
+	if !sub.Spec.Backed() {
+		return results.Result{Status: results.Skip, Reason: fmt.Sprintf("%s serves no backing directory (%s is not among its arguments): no file to read through it", sub.Name(), contract.PlaceholderBacking)}
+	}
+	data := randomBytes(rand.NewChaCha8([32]byte{'d', 'p'}), daemonProbeSize)
+	r, err := newRig(ctx, env, sub, map[string][]byte{"probe": data})
+	if err != nil {
+		return scenarios.ErrorResult("%v", err)
+	}
+	pids := r.proc.(interface{ Pids() []int }).Pids()
+	if len(pids) == 0 {
+		r.failf("no process of the daemon holds /dev/fuse")
+		return r.result()
+	}
+	before, err := accountFor(pids)
+	if err != nil {
+		r.stop()
+		return scenarios.ErrorResult("%v", err)
+	}
+	got, err := readAll(r.m("probe"))
+	after, aerr := accountFor(pids)
+	switch {
+	case err != nil:
+		r.failf("read through the mount: %v", err)
+	case aerr != nil:
+		r.stop()
+		return scenarios.ErrorResult("%v", aerr)
+	case !bytes.Equal(got, data):
+		r.failf("read through the mount: %s", compareData(got, data))
+	}
+	d := taskIO{after.syscr - before.syscr, after.rchar - before.rchar, after.switches - before.switches}
+	served := d.syscr >= daemonProbeRequests/2 || d.switches >= daemonProbeRequests/2
+	evidence := fmt.Sprintf("while %d MiB were read through the mount (at least %d READ requests for a daemon that serves them), its %d process(es) made %d read calls (%d bytes) and %d context switches",
+		daemonProbeSize>>20, daemonProbeRequests, len(pids), d.syscr, d.rchar, d.switches)
+	r.facts["daemon_read_calls"] = strconv.FormatInt(d.syscr, 10)
+	r.facts["daemon_read_bytes"] = strconv.FormatInt(d.rchar, 10)
+	r.facts["daemon_context_switches"] = strconv.FormatInt(d.switches, 10)
+	r.facts["passthrough"] = strconv.FormatBool(!served)
+	r.facts["claimed"] = strconv.FormatBool(sub.Spec.Passthrough)
+	res := r.result()
+	switch {
+	case res.Status != results.Pass:
+		return res
+	case sub.Spec.Passthrough && served:
+		res.Status = results.Fail
+		res.Reason = "claims passthrough, but it served the reads itself: " + evidence
+	case sub.Spec.Passthrough:
+		res.Reason = "passed through: " + evidence
+	default:
+		what := "it served the reads itself"
+		if !served {
+			what = "yet its reads were passed through"
+		}
+		res.Status = results.Skip
+		res.Reason = fmt.Sprintf("the daemon does not claim passthrough (-daemon-passthrough); %s: %s", what, evidence)
+	}
+	return res
+}
+
+// accountFor sums the kernel's accounting of every thread of pids.
+func accountFor(pids []int) (taskIO, error) {
+	var sum taskIO
+	for _, pid := range pids {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+		if err != nil || len(tasks) == 0 {
+			return sum, fmt.Errorf("daemon process %d: gone", pid)
+		}
+		for _, task := range tasks {
+			io, err := os.ReadFile(filepath.Join(task, "io"))
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) && filepath.Base(task) == strconv.Itoa(pid) {
+					return sum, fmt.Errorf("no %s: the kernel lacks CONFIG_TASK_IO_ACCOUNTING", filepath.Join(task, "io"))
+				}
+				continue // a thread that ended meanwhile
+			}
+			status, _ := os.ReadFile(filepath.Join(task, "status"))
+			sum.syscr += field(io, "syscr:")
+			sum.rchar += field(io, "rchar:")
+			sum.switches += field(status, "voluntary_ctxt_switches:") + field(status, "nonvoluntary_ctxt_switches:")
+		}
+	}
+	return sum, nil
+}
+
+// field is the number after name at the start of a line of text.
+func field(text []byte, name string) int64 {
+	for line := range strings.Lines(string(text)) {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// readAll reads path with 128 KiB reads, as an application would.
+func readAll(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out bytes.Buffer
+	buf := make([]byte, 128<<10)
+	for {
+		n, err := f.Read(buf)
+		out.Write(buf[:n])
+		if err == io.EOF {
+			return out.Bytes(), nil
+		}
+		if err != nil {
+			return out.Bytes(), err
+		}
+	}
+}

@@ -1,0 +1,285 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
+)
+
+// Daemon is a user's FUSE daemon (contract.Daemon) serving one mount. It
+// may stay in the foreground or fork into the background once mounted, as
+// most libfuse programs do by default: the mount appearing is what counts,
+// and the daemon's processes are those holding /dev/fuse once it has.
+type Daemon struct {
+	Spec *contract.Daemon
+	// Dir is the mount point.
+	Dir string
+
+	cmd     *exec.Cmd
+	stderr  *tail
+	waited  chan struct{} // the started process has ended
+	waitErr error
+	// conn names the mount's FUSE connection in fusectl.
+	conn string
+	// pids are the processes that held /dev/fuse once mounted.
+	pids   []int
+	exited chan struct{}
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// daemonPoll is how often StartDaemon looks for the mount, and Exited for
+// the daemon's processes.
+const daemonPoll = 10 * time.Millisecond
+
+// StartDaemon runs spec showing backing at mnt and returns once a FUSE
+// mount is at mnt. ctx and the spec's mount wait bound the start; a daemon
+// that is not up by then is stopped and its mount, if any, detached.
+func StartDaemon(ctx context.Context, spec *contract.Daemon, backing, mnt string) (*Daemon, error) {
+	dir, err := filepath.Abs(mnt)
+	if err != nil {
+		return nil, fmt.Errorf("daemon %s: mount point: %w", spec.Name, err)
+	}
+	if m, err := fuseMountAt(dir); err != nil {
+		return nil, fmt.Errorf("daemon %s: %w", spec.Name, err)
+	} else if m != nil {
+		return nil, fmt.Errorf("daemon %s: %s already has a %s mount", spec.Name, dir, m.FsType)
+	}
+	d := &Daemon{Spec: spec, Dir: dir, stderr: &tail{max: stderrLines},
+		waited: make(chan struct{}), exited: make(chan struct{})}
+	d.cmd = exec.Command(spec.Path, spec.Argv(backing, dir)...)
+	d.cmd.Env = append(os.Environ(), spec.Env...)
+	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
+	// Its own group, so that what it forks can be killed with it.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("daemon %s: start %s: %w", spec.Name, spec.Path, err)
+	}
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		close(d.waited)
+	}()
+
+	wait := spec.Wait()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(daemonPoll)
+	defer tick.Stop()
+	for {
+		m, err := fuseMountAt(dir)
+		if err != nil {
+			d.kill()
+			return nil, fmt.Errorf("daemon %s: %w", spec.Name, err)
+		}
+		if m != nil {
+			d.conn = connOf(m.Dev)
+			d.pids = fusePids(d.cmd.Process.Pid)
+			go d.watch()
+			return d, nil
+		}
+		select {
+		case <-d.waited:
+			if d.waitErr != nil {
+				d.kill()
+				return nil, fmt.Errorf("daemon %s exited before mounting (%v)%s", spec.Name, d.waitErr, d.stderrNote())
+			}
+			// Exit status 0: a daemon that forked; its child mounts.
+			d.waited = nil
+		case <-deadline.C:
+			d.kill()
+			return nil, fmt.Errorf("daemon %s did not mount at %s within %s%s", spec.Name, dir, wait, d.stderrNote())
+		case <-ctx.Done():
+			d.kill()
+			return nil, fmt.Errorf("daemon %s did not mount: %w%s", spec.Name, ctx.Err(), d.stderrNote())
+		case <-tick.C:
+		}
+	}
+}
+
+// Pid is the daemon's first process that holds /dev/fuse, else the
+// process started.
+func (d *Daemon) Pid() int {
+	if len(d.pids) > 0 {
+		return d.pids[0]
+	}
+	return d.cmd.Process.Pid
+}
+
+// Pids are the daemon's processes that held /dev/fuse once it mounted.
+func (d *Daemon) Pids() []int { return d.pids }
+
+// Stderr returns the last lines the daemon wrote (stdout and stderr).
+func (d *Daemon) Stderr() []string { return d.stderr.Lines() }
+
+// Exited is closed once every process of the daemon has ended.
+func (d *Daemon) Exited() <-chan struct{} { return d.exited }
+
+// Stop unmounts, as fusermount -u would, and waits for the daemon to end;
+// one that does not within stopGrace has its connection aborted and is
+// killed. A daemon that had ended before (a crash), or whose started
+// process exited with an error, is an error. No Stats: the daemon is not
+// ours to ask. Stop is idempotent.
+func (d *Daemon) Stop() (wire.Stats, error) {
+	d.stopOnce.Do(func() {
+		var errs []error
+		select {
+		case <-d.exited:
+			errs = append(errs, fmt.Errorf("daemon %s had exited before it was stopped", d.Spec.Name))
+		default:
+			if err := unix.Unmount(d.Dir, 0); err != nil {
+				// Busy (a file still open): detached, the daemon still
+				// learns of it once the last file is closed.
+				_ = unix.Unmount(d.Dir, unix.MNT_DETACH)
+			}
+			select {
+			case <-d.exited:
+			case <-time.After(stopGrace):
+				errs = append(errs, fmt.Errorf("daemon %s did not exit within %s of its unmount; killed", d.Spec.Name, stopGrace))
+				d.kill()
+			}
+		}
+		if m, _ := fuseMountAt(d.Dir); m != nil {
+			_ = unix.Unmount(d.Dir, unix.MNT_DETACH)
+			errs = append(errs, fmt.Errorf("%s was still mounted after daemon %s ended", d.Dir, d.Spec.Name))
+		}
+		if d.waitErr != nil {
+			errs = append(errs, fmt.Errorf("daemon %s: %w", d.Spec.Name, d.waitErr))
+		}
+		if err := errors.Join(errs...); err != nil {
+			d.stopErr = fmt.Errorf("%w%s", err, d.stderrNote())
+		}
+	})
+	return wire.Stats{}, d.stopErr
+}
+
+// kill aborts the connection, detaches the mount and kills every process
+// of the daemon, then waits for them.
+func (d *Daemon) kill() {
+	if d.conn != "" {
+		_ = wire.AbortConnection(d.conn)
+	}
+	if m, _ := fuseMountAt(d.Dir); m != nil {
+		_ = unix.Unmount(d.Dir, unix.MNT_DETACH)
+	}
+	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+	for _, pid := range d.pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if d.waited != nil {
+		<-d.waited
+	}
+	for deadline := time.Now().Add(stopGrace); d.alive() && time.Now().Before(deadline); {
+		time.Sleep(daemonPoll)
+	}
+}
+
+// watch closes exited once the started process has ended and none of the
+// daemon's processes is alive.
+func (d *Daemon) watch() {
+	for {
+		if d.waited != nil {
+			<-d.waited
+		}
+		if !d.alive() {
+			close(d.exited)
+			return
+		}
+		time.Sleep(5 * daemonPoll)
+	}
+}
+
+// alive says whether a process of the daemon still runs (a zombie does
+// not: it waits only for its parent, which may be init).
+func (d *Daemon) alive() bool {
+	for _, pid := range d.pids {
+		if processAlive(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Daemon) stderrNote() string {
+	if lines := d.stderr.Lines(); len(lines) > 0 {
+		return "; output: " + strings.Join(lines, " | ")
+	}
+	return ""
+}
+
+// fuseMountAt returns the FUSE mount at dir, or nil.
+func fuseMountAt(dir string) (*mountEntry, error) {
+	ms, err := mountsAt(dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ms {
+		if ms[i].FsType == "fuse" || strings.HasPrefix(ms[i].FsType, "fuse.") {
+			return &ms[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// connOf turns mountinfo's "major:minor" into the fusectl connection
+// name, as wire.Connection does from a stat.
+func connOf(dev string) string {
+	maj, min, ok := strings.Cut(dev, ":")
+	a, err1 := strconv.ParseUint(maj, 10, 32)
+	b, err2 := strconv.ParseUint(min, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return ""
+	}
+	return strconv.FormatUint(a<<20|b, 10)
+}
+
+// fusePids lists the processes other than this one that hold /dev/fuse
+// open, the started one first when it does: in a guest that runs one
+// daemon at a time, the daemon's.
+func fusePids(started int) []int {
+	self := os.Getpid()
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || pid == self {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join(p, "fd"))
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join(p, "fd", fd.Name())); err == nil && target == "/dev/fuse" {
+				if pid == started {
+					pids = append([]int{pid}, pids...)
+				} else {
+					pids = append(pids, pid)
+				}
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// processAlive says whether pid runs and is not a zombie.
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}

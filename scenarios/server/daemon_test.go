@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios/server/internal/servertest"
+)
+
+// buildNoPassthrough builds testdata/nopassthrough, a go-fuse loopback
+// daemon taking MOUNTPOINT DIR, statically linked.
+func buildNoPassthrough(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "nopassthrough")
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/nopassthrough")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, msg)
+	}
+	return out
+}
+
+// A user's daemon is up once its mount is: in the foreground or forked
+// into the background (as libfuse programs do by default), its processes
+// are found, and Stop unmounts and waits for them.
+func TestDaemon(t *testing.T) {
+	servertest.NeedMount(t)
+	bin := buildNoPassthrough(t)
+	for _, tc := range []struct {
+		name string
+		spec contract.Daemon
+	}{
+		{"foreground", contract.Daemon{Name: "fg", Path: bin, Args: []string{"{mnt}", "{backing}"}}},
+		{"forks", contract.Daemon{Name: "bg", Path: "/bin/sh",
+			Args: []string{"-c", "setsid " + bin + " {mnt} {backing} </dev/null >/dev/null 2>&1 & exit 0"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			backing, mnt := t.TempDir(), t.TempDir()
+			assert.NilError(t, os.WriteFile(filepath.Join(backing, "f"), []byte("hello"), 0o644))
+			d, err := StartDaemon(context.Background(), &tc.spec, backing, mnt)
+			assert.NilError(t, err)
+			t.Cleanup(func() { d.Stop() })
+			got, err := os.ReadFile(filepath.Join(mnt, "f"))
+			assert.NilError(t, err)
+			assert.Equal(t, string(got), "hello")
+			assert.Assert(t, is.Len(d.Pids(), 1), "one process holds /dev/fuse")
+			comm, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(d.Pid()), "comm"))
+			assert.NilError(t, err)
+			assert.Equal(t, strings.TrimSpace(string(comm)), "nopassthrough")
+
+			_, err = d.Stop()
+			assert.NilError(t, err)
+			select {
+			case <-d.Exited():
+			case <-time.After(10 * time.Second):
+				t.Fatal("Exited not closed after Stop")
+			}
+			m, err := fuseMountAt(mnt)
+			assert.NilError(t, err)
+			assert.Check(t, m == nil, "still mounted")
+		})
+	}
+}
+
+// A daemon that fails, never mounts or crashes is an error that says so,
+// and leaves no process and no mount behind.
+func TestDaemonFailures(t *testing.T) {
+	servertest.NeedMount(t)
+	bin := buildNoPassthrough(t)
+	t.Run("exits at once", func(t *testing.T) {
+		spec := contract.Daemon{Name: "quits", Path: "/bin/sh", Args: []string{"-c", "echo no backing store >&2; exit 3", "{mnt}"}}
+		_, err := StartDaemon(context.Background(), &spec, t.TempDir(), t.TempDir())
+		assert.ErrorContains(t, err, "daemon quits exited before mounting (exit status 3); output: no backing store")
+	})
+	t.Run("never mounts", func(t *testing.T) {
+		marker := "fusematrix-never-mounts-" + filepath.Base(t.TempDir())
+		spec := contract.Daemon{Name: "idle", Path: "/bin/sh", Args: []string{"-c", "exec sleep 60 # " + marker, "{mnt}"}, MountWait: 0.5}
+		start := time.Now()
+		_, err := StartDaemon(context.Background(), &spec, t.TempDir(), t.TempDir())
+		assert.ErrorContains(t, err, "daemon idle did not mount at ")
+		assert.ErrorContains(t, err, "within 500ms")
+		assert.Check(t, time.Since(start) < 30*time.Second)
+		out, _ := exec.Command("pgrep", "-f", marker).Output()
+		assert.Check(t, is.Equal(strings.TrimSpace(string(out)), ""), "left running")
+	})
+	t.Run("crashes", func(t *testing.T) {
+		spec := contract.Daemon{Name: "crash", Path: bin, Args: []string{"{mnt}", "{backing}"}}
+		mnt := t.TempDir()
+		d, err := StartDaemon(context.Background(), &spec, t.TempDir(), mnt)
+		assert.NilError(t, err)
+		assert.NilError(t, d.cmd.Process.Kill())
+		select {
+		case <-d.Exited():
+		case <-time.After(10 * time.Second):
+			t.Fatal("Exited not closed after the daemon died")
+		}
+		_, err = d.Stop()
+		assert.ErrorContains(t, err, "daemon crash had exited before it was stopped")
+		m, _ := fuseMountAt(mnt)
+		assert.Check(t, m == nil, "the dead daemon's mount is left")
+	})
+}
+
