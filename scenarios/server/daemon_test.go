@@ -110,4 +110,3 @@ func TestDaemonFailures(t *testing.T) {
 		assert.Check(t, m == nil, "the dead daemon's mount is left")
 	})
 }
-
