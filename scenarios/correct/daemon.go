@@ -37,7 +37,6 @@ var daemonPassthrough = scenarios.Scenario{
 	ID:          contract.DaemonPassthrough,
 	Kind:        results.Scenario,
 	Description: "a file read through the daemon's mount costs its threads no read calls or wake-ups: the kernel passes the daemon's files through, as the daemon claims",
-	Needs:       scenarios.NeedPassthrough,
 	AnyServer:   true,
 	Timeout:     60 * time.Second,
 	Run:         daemonPassthroughRun,
@@ -64,6 +63,11 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 	sub, ok := env.Subject.(scenarios.DaemonSubject)
 	if !ok {
 		return results.Result{Status: results.Skip, Reason: "only for a daemon under test"}
+	}
+	// Run drops NeedPassthrough for checks of any server; this one is
+	// about passthrough alone.
+	if why := scenarios.PassthroughMissing(env.Capabilities); why != "" {
+		return results.Result{Status: results.Skip, Reason: why}
 	}
 	if !sub.Spec.Backed() {
 		return results.Result{Status: results.Skip, Reason: fmt.Sprintf("%s serves no backing directory (%s is not among its arguments): no file to read through it", sub.Name(), contract.PlaceholderBacking)}

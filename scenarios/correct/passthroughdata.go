@@ -251,7 +251,6 @@ var ptMmapShared = scenarios.Scenario{
 	Kind:        results.Scenario,
 	Description: "MAP_SHARED mapping of a passthrough file: reads match, stores reach the backing file after msync, backing writes show in the mapping",
 	Needs:       ptNeeds,
-	AnyServer:   true,
 	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, ptMmapWith),
 }

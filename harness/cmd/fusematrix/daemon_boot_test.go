@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+)
+
+// goBuild builds a static binary of pkg.
+func goBuild(t *testing.T, pkg string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, msg)
+	}
+	return out
+}
+
+// A user's daemon on real kernels: go-fuse's own loopback example, which
+// asks for passthrough where the kernel offers it, keeps its data right on
+// 6.1 and 6.12 and is passed through on 6.12 only; a daemon that claims
+// passthrough but never asks for it fails the passthrough check there.
+func TestDaemonMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots kernels")
+	}
+	loopback := goBuild(t, "github.com/hanwen/go-fuse/v2/example/loopback")
+	nopt := goBuild(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/nopassthrough")
+	k61, k612 := "debian:6.1/cloud@bookworm", "debian:6.12/cloud@bookworm"
+
+	out := t.TempDir()
+	code, text := fusematrix(t, "matrix", "-q", "-accel", "tcg", "-j", "2", "-out", out, "-run", "^daemon/",
+		"-daemon", loopback, "-daemon-name", "gofuse", "-daemon-args", "-q -directmount {mnt} {backing}", "-daemon-passthrough", k61, k612)
+	assert.Equal(t, code, 0, text)
+	run := readRun(t, out)
+	want := map[string]map[string]results.Status{
+		k61:  {"daemon/gofuse/pt/integrity": results.Pass, "daemon/gofuse/classic/basics": results.Pass, "daemon/gofuse/passthrough": results.Skip, "daemon/gofuse/pt/open-twice": results.Skip},
+		k612: {"daemon/gofuse/pt/integrity": results.Pass, "daemon/gofuse/classic/basics": results.Pass, "daemon/gofuse/passthrough": results.Pass, "daemon/gofuse/pt/open-twice": results.Skip},
+	}
+	for _, k := range run.Kernels {
+		for id, status := range want[k.Name] {
+			r := k.Result(id)
+			if assert.Check(t, r != nil, "%s: no %s", k.Name, id) {
+				assert.Check(t, is.Equal(r.Status, status), "%s %s: %s", k.Name, id, r.Reason)
+			}
+		}
+	}
+
+	out = t.TempDir()
+	code, text = fusematrix(t, "matrix", "-q", "-accel", "tcg", "-out", out, "-run", "^daemon/.*/passthrough$",
+		"-daemon", nopt, "-daemon-args", "{mnt} {backing}", "-daemon-passthrough", k612)
+	assert.Equal(t, code, 1, text)
+	r := readRun(t, out).Kernels[0].Result("daemon/nopassthrough/passthrough")
+	assert.Assert(t, r != nil)
+	assert.Check(t, is.Equal(r.Status, results.Fail))
+	assert.Check(t, is.Contains(r.Reason, "claims passthrough, but it served the reads itself"))
+}
+
+// Input that cannot make a daemon is a usage error before anything boots.
+func TestDaemonBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no mount point", []string{"-daemon", "/bin/true", "-daemon-args", "{backing}"}, "none holds {mnt}"},
+		{"unbalanced quote", []string{"-daemon", "/bin/true", "-daemon-args", "'{mnt}"}, "-daemon-args: an unterminated quote"},
+		{"bad name", []string{"-daemon", "/bin/true", "-daemon-name", "a/b"}, `daemon name "a/b"`},
+		{"without -daemon", []string{"-daemon-passthrough"}, "-daemon-passthrough without -daemon"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			code, text := fusematrix(t, append([]string{"matrix", "-q", "-out", out, "-qemu", "/nonexistent/qemu"}, tc.args...)...)
+			assert.Equal(t, code, 2, text)
+			assert.Check(t, is.Contains(text, tc.want))
+			_, err := os.Stat(filepath.Join(out, "results.json"))
+			assert.Check(t, os.IsNotExist(err), "nothing written")
+		})
+	}
+}
