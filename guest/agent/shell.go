@@ -14,7 +14,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
 // The paths fusematrix shell prepares in a guest.
@@ -89,20 +92,35 @@ func Shell(ctx context.Context, cfg Config, sc ShellConfig) error {
 			say("%v", err)
 		}
 	}
+	release, _ := uname()
+	var err error
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	p, err := cfg.Server.Start(mctx, loopback.Spec{Kind: loopback.KindLoopback, Backing: sc.Backing}, sc.Mount)
-	cancel()
-	if err != nil {
-		say("the loopback did not mount: %v", err)
-	} else {
-		mounted = true
-		var release string
-		if u, err := uname(); err == nil {
-			release = u
-		}
-		say("Linux %s. fusematrix's loopback of %s (a tmpfs directory) is mounted at %s, with passthrough where the kernel offers it (pid %d).",
-			release, sc.Backing, sc.Mount, p.Pid())
+	var p interface {
+		Pid() int
+		Stop() (wire.Stats, error)
 	}
+	if cfg.Daemon != "" {
+		var d *contract.Daemon
+		if d, err = readDaemon(cfg.daemonSpecPath(), cfg.Daemon); err == nil {
+			p, err = server.StartDaemon(mctx, d, sc.Backing, sc.Mount)
+		}
+		if err != nil {
+			say("the daemon did not mount: %v", err)
+		} else {
+			say("Linux %s. Daemon %s shows %s (a tmpfs directory) at %s (pid %d; its arguments: %q).",
+				release, d.Name, sc.Backing, sc.Mount, p.Pid(), d.Argv(sc.Backing, sc.Mount))
+		}
+	} else {
+		p, err = cfg.Server.Start(mctx, loopback.Spec{Kind: loopback.KindLoopback, Backing: sc.Backing}, sc.Mount)
+		if err != nil {
+			say("the loopback did not mount: %v", err)
+		} else {
+			say("Linux %s. fusematrix's loopback of %s (a tmpfs directory) is mounted at %s, with passthrough where the kernel offers it (pid %d).",
+				release, sc.Backing, sc.Mount, p.Pid())
+		}
+	}
+	cancel()
+	mounted = err == nil
 	argv0 := sc.Argv0
 	say("'%s run ID' runs one check and its probes ('%s list' names them); 'exit' powers the guest off.", argv0, argv0)
 

@@ -19,7 +19,8 @@ const shellUsage = `usage: fusematrix shell [flags] KERNEL
 
 Boots KERNEL with the agent, its modules and u-root's shell and tools, mounts
 fusematrix's loopback of a tmpfs directory at /mnt/fuse (with passthrough
-where the kernel offers it), and gives you a shell on the guest's serial
+where the kernel offers it; your own daemon instead with -daemon, as for
+matrix), and gives you a shell on the guest's serial
 console. 'fusematrix-agent run ID' runs one check there ('fusematrix-agent
 list' names them). 'exit' powers the guest off; a closed terminal or a
 signal to fusematrix stops QEMU. The console is also logged to
@@ -39,7 +40,13 @@ func shellCmd(args []string) error {
 	quiet := bootFlags(fs, &o, filepath.Join("out", "shell"))
 	catalog := ""
 	catalogFlag(fs, &catalog)
+	daemon := registerDaemonFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	var err error
+	if o.Daemon, err = daemon.daemon(fs); err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix shell: %v\n", err)
 		return exitError(2)
 	}
 	if fs.NArg() != 1 {
