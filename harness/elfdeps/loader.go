@@ -6,9 +6,11 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -251,7 +253,50 @@ func (r *resolver) dynamic(b *Binary, path string) error {
 	if len(missing) > 0 {
 		return missingError(b, path, missing)
 	}
+	if l.glibc {
+		r.runtimeLibs(b, l)
+	}
 	return nil
+}
+
+// glibcDlopens are libraries glibc itself opens at run time, which no
+// DT_NEEDED names: libgcc_s for pthread_cancel and stack unwinding (a
+// libfuse daemon's threads are cancelled at unmount, and without it
+// glibc aborts: "libgcc_s.so.1 must be installed for pthread_cancel to
+// work").
+var glibcDlopens = []string{"libgcc_s.so.1"}
+
+// runtimeLibs adds glibcDlopens to a program linked against glibc's libc,
+// from the loader's own directories, where the guest's loader looks too.
+func (r *resolver) runtimeLibs(b *Binary, l *loader) {
+	if !slices.ContainsFunc(b.Libs, func(lib Lib) bool { return lib.Name == "libc.so.6" }) {
+		return
+	}
+	dirs := slices.Sorted(maps.Keys(l.sysDirs))
+	for _, name := range glibcDlopens {
+		if slices.ContainsFunc(b.Libs, func(lib Lib) bool { return lib.Name == name }) {
+			continue
+		}
+		found := false
+		for _, d := range dirs {
+			loaded := filepath.Join(d, name)
+			host, err := filepath.EvalSymlinks(loaded)
+			if err != nil {
+				continue
+			}
+			fi, err := os.Stat(host)
+			if err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			b.Libs = append(b.Libs, Lib{Name: name, Loaded: loaded, File: File{Guest: loaded, Host: host, Mode: fi.Mode().Perm() | 0o444}})
+			found = true
+			break
+		}
+		if !found {
+			b.Notes = append(b.Notes, fmt.Sprintf("glibc opens %s at run time (thread cancellation, unwinding), and the host has none in %s: the daemon may abort when its threads are cancelled",
+				name, strings.Join(dirs, ", ")))
+		}
+	}
 }
 
 // missingError names every library the loader could not find and the

@@ -49,9 +49,10 @@ const (
 	// and closing it, each of which may cost a Go daemon's threads ten
 	// wake-ups.
 	daemonProbeSize = 64 << 20
-	// daemonProbeRequests is the fewest READ requests a daemon serving
-	// the reads itself gets (max_read is at most 128 KiB unless raised).
-	daemonProbeRequests = daemonProbeSize / (128 << 10)
+	// daemonProbeMin is the smallest file of a daemon without a backing
+	// directory worth reading: 64 requests of 128 KiB (max_read is at most
+	// 128 KiB unless raised).
+	daemonProbeMin = 8 << 20
 )
 
 // taskIO is what the kernel accounts for a set of threads.
@@ -69,14 +70,29 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 	if why := scenarios.PassthroughMissing(env.Capabilities); why != "" {
 		return results.Result{Status: results.Skip, Reason: why}
 	}
-	if !sub.Spec.Backed() {
-		return results.Result{Status: results.Skip, Reason: fmt.Sprintf("%s serves no backing directory (%s is not among its arguments): no file to read through it", sub.Name(), contract.PlaceholderBacking)}
+	// A daemon with a backing directory shows a file written there; one
+	// without (a NOOP server) shows files of its own, of which the
+	// largest at the top of its mount is read, its content unchecked.
+	var data []byte
+	files := map[string][]byte{}
+	if sub.Spec.Backed() {
+		data = randomBytes(rand.NewChaCha8([32]byte{'d', 'p'}), daemonProbeSize)
+		files["probe"] = data
 	}
-	data := randomBytes(rand.NewChaCha8([32]byte{'d', 'p'}), daemonProbeSize)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"probe": data})
+	r, err := newRig(ctx, env, sub, files)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
+	path, size := r.m("probe"), int64(len(data))
+	if data == nil {
+		if path, size, err = largestFile(r.mnt); err != nil || size < daemonProbeMin {
+			r.stop()
+			return results.Result{Status: results.Skip, Reason: fmt.Sprintf("%s serves no backing directory (%s is not among its arguments), and no file of at least %d MiB at the top of its mount to read instead (%v)",
+				sub.Name(), contract.PlaceholderBacking, daemonProbeMin>>20, err)}
+		}
+		size = min(size, daemonProbeSize)
+	}
+	requests := size / (128 << 10)
 	pids := r.proc.(interface{ Pids() []int }).Pids()
 	if len(pids) == 0 {
 		r.failf("no process of the daemon holds /dev/fuse")
@@ -87,7 +103,7 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 		r.stop()
 		return scenarios.ErrorResult("%v", err)
 	}
-	got, err := readAll(r.m("probe"))
+	got, err := readN(path, size)
 	after, aerr := accountFor(pids)
 	switch {
 	case err != nil:
@@ -95,13 +111,13 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 	case aerr != nil:
 		r.stop()
 		return scenarios.ErrorResult("%v", aerr)
-	case !bytes.Equal(got, data):
+	case data != nil && !bytes.Equal(got, data):
 		r.failf("read through the mount: %s", compareData(got, data))
 	}
 	d := taskIO{after.syscr - before.syscr, after.rchar - before.rchar, after.switches - before.switches}
-	served := d.syscr >= daemonProbeRequests/2 || d.switches >= daemonProbeRequests/2
-	evidence := fmt.Sprintf("while %d MiB were read through the mount (at least %d READ requests for a daemon that serves them), its %d process(es) made %d read calls (%d bytes) and %d context switches",
-		daemonProbeSize>>20, daemonProbeRequests, len(pids), d.syscr, d.rchar, d.switches)
+	served := d.syscr >= requests/2 || d.switches >= requests/2
+	evidence := fmt.Sprintf("while %d MiB of %s were read through the mount (at least %d READ requests for a daemon that serves them), its %d process(es) made %d read calls (%d bytes) and %d context switches",
+		size>>20, filepath.Base(path), requests, len(pids), d.syscr, d.rchar, d.switches)
 	r.facts["daemon_read_calls"] = strconv.FormatInt(d.syscr, 10)
 	r.facts["daemon_read_bytes"] = strconv.FormatInt(d.rchar, 10)
 	r.facts["daemon_context_switches"] = strconv.FormatInt(d.switches, 10)
@@ -163,8 +179,8 @@ func field(text []byte, name string) int64 {
 	return 0
 }
 
-// readAll reads path with 128 KiB reads, as an application would.
-func readAll(path string) ([]byte, error) {
+// readN reads n bytes of path with 128 KiB reads, as an application would.
+func readN(path string, n int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -172,14 +188,36 @@ func readAll(path string) ([]byte, error) {
 	defer f.Close()
 	var out bytes.Buffer
 	buf := make([]byte, 128<<10)
-	for {
-		n, err := f.Read(buf)
-		out.Write(buf[:n])
+	for int64(out.Len()) < n {
+		m, err := f.Read(buf[:min(int64(len(buf)), n-int64(out.Len()))])
+		out.Write(buf[:m])
 		if err == io.EOF {
-			return out.Bytes(), nil
+			return out.Bytes(), fmt.Errorf("%s ended after %d of %d bytes", filepath.Base(path), out.Len(), n)
 		}
 		if err != nil {
 			return out.Bytes(), err
 		}
 	}
+	return out.Bytes(), nil
+}
+
+// largestFile is the largest regular file at the top of dir.
+func largestFile(dir string) (string, int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", 0, err
+	}
+	var path string
+	var size int64
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Size() <= size {
+			continue
+		}
+		path, size = filepath.Join(dir, e.Name()), info.Size()
+	}
+	if path == "" {
+		return "", 0, fmt.Errorf("%d entries, no regular file", len(entries))
+	}
+	return path, size, nil
 }

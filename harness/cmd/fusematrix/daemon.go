@@ -4,11 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/elfdeps"
 	"github.com/fusematrix/fusematrix/harness/initramfs"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
@@ -77,14 +79,28 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet) (*harness.Daemon, error) {
 	return out, nil
 }
 
-// daemonFiles are the files that carry the binary at path into a guest,
-// and the environment it needs there.
+// daemonFiles are the files that carry the binary at path into a guest
+// (its dynamic loader, libraries and fusermount3 too, found from the ELF
+// file), and the environment it needs there. A binary that cannot run in
+// the guests is an error naming why; what elfdeps could only warn about
+// goes to stderr.
 func daemonFiles(path string) ([]initramfs.File, []string, error) {
-	abs, err := filepath.Abs(path)
+	b, err := elfdeps.Resolve(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	return []initramfs.File{initramfs.HostFile(daemonGuestDir+"/"+filepath.Base(abs), abs, 0o755)}, nil, nil
+	for _, n := range b.Notes {
+		fmt.Fprintf(os.Stderr, "fusematrix: warning: -daemon %s: %s\n", path, n)
+	}
+	fs, err := b.Files(daemonGuestDir + "/" + filepath.Base(path))
+	if err != nil {
+		return nil, nil, err
+	}
+	files := make([]initramfs.File, len(fs))
+	for i, f := range fs {
+		files[i] = initramfs.HostFile(f.Guest, f.Host, f.Mode)
+	}
+	return files, b.Env, nil
 }
 
 // splitArgs splits s into words as a shell would, without expanding

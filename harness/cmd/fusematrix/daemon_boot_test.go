@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -62,10 +63,38 @@ func TestDaemonMatrix(t *testing.T) {
 	assert.Assert(t, r != nil)
 	assert.Check(t, is.Equal(r.Status, results.Fail))
 	assert.Check(t, is.Contains(r.Reason, "claims passthrough, but it served the reads itself"))
+
+	// A libfuse program, dynamically linked: its loader and libraries go
+	// into the guest with it. The C NOOP server serves a file of zeros and
+	// no backing directory; it claims passthrough it never asks for.
+	nullfs := filepath.Join(t.TempDir(), "nullfs")
+	flags, err := exec.Command("pkg-config", "--cflags", "--libs", "fuse3").Output()
+	if err != nil {
+		t.Skipf("the libfuse daemon needs libfuse3-dev and pkg-config: %v", err)
+	}
+	cc := append([]string{"-O2", "-o", nullfs, filepath.Join("..", "..", "..", "guest", "nullfs", "nullfs.c")}, strings.Fields(string(flags))...)
+	if msg, err := exec.Command("cc", cc...).CombinedOutput(); err != nil {
+		t.Skipf("cc: %v\n%s", err, msg)
+	}
+	out = t.TempDir()
+	code, text = fusematrix(t, "matrix", "-q", "-accel", "tcg", "-out", out, "-run", "^daemon/.*/(passthrough|pt/integrity)$",
+		"-daemon", nullfs, "-daemon-args", "{mnt} zeros 67108864", "-daemon-passthrough", k612)
+	assert.Equal(t, code, 1, text)
+	k := readRun(t, out).Kernels[0]
+	r = k.Result("daemon/nullfs/passthrough")
+	assert.Assert(t, r != nil)
+	assert.Check(t, is.Equal(r.Status, results.Fail))
+	assert.Check(t, is.Contains(r.Reason, "claims passthrough, but it served the reads itself: while 64 MiB of zeros were read through the mount"))
+	r = k.Result("daemon/nullfs/pt/integrity")
+	assert.Assert(t, r != nil)
+	assert.Check(t, is.Equal(r.Status, results.Skip))
+	assert.Check(t, is.Contains(r.Reason, "serves no backing directory"))
 }
 
 // Input that cannot make a daemon is a usage error before anything boots.
 func TestDaemonBadInput(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "mount-my-fs")
+	assert.NilError(t, os.WriteFile(script, []byte("#!/bin/sh\nexec my-fs \"$@\"\n"), 0o755))
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -75,6 +104,8 @@ func TestDaemonBadInput(t *testing.T) {
 		{"unbalanced quote", []string{"-daemon", "/bin/true", "-daemon-args", "'{mnt}"}, "-daemon-args: an unterminated quote"},
 		{"bad name", []string{"-daemon", "/bin/true", "-daemon-name", "a/b"}, `daemon name "a/b"`},
 		{"without -daemon", []string{"-daemon-passthrough"}, "-daemon-passthrough without -daemon"},
+		{"no such binary", []string{"-daemon", "/nonexistent/fs"}, "-daemon /nonexistent/fs: /nonexistent/fs: no such file"},
+		{"a script", []string{"-daemon", script}, "a script (#!/bin/sh): give the binary it runs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
