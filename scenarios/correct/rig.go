@@ -122,7 +122,19 @@ func (r *rig) requirePassthrough() {
 // that is not a pass carries the server's stderr.
 func (r *rig) result() results.Result {
 	r.stop()
+	if r.foreign != "" {
+		// The daemon is the user's to debug: how it ended and what it
+		// said go with every result, not only failures.
+		if e, ok := r.proc.(interface{ ExitStatus() string }); ok {
+			r.facts["daemon_exit"] = e.ExitStatus()
+		}
+	}
 	res := results.Result{Status: results.Pass, Facts: r.facts}
+	if r.foreign != "" && len(r.problems) == 0 {
+		for _, l := range r.proc.Stderr() {
+			res.Log = append(res.Log, "daemon: "+l)
+		}
+	}
 	if len(r.problems) > 0 {
 		res.Status = results.Fail
 		res.Reason = strings.Join(r.problems, "; ")

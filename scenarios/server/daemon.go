@@ -28,10 +28,12 @@ type Daemon struct {
 	// Dir is the mount point.
 	Dir string
 
-	cmd     *exec.Cmd
-	stderr  *tail
-	waited  chan struct{} // the started process has ended
-	waitErr error
+	cmd    *exec.Cmd
+	stderr *tail
+	waited chan struct{} // the started process has ended; nil once seen
+	// waitDone is waited, kept when waited is set to nil.
+	waitDone chan struct{}
+	waitErr  error
 	// conn names the mount's FUSE connection in fusectl.
 	conn string
 	// pids are the processes that held /dev/fuse once mounted.
@@ -61,6 +63,7 @@ func StartDaemon(ctx context.Context, spec *contract.Daemon, backing, mnt string
 	}
 	d := &Daemon{Spec: spec, Dir: dir, stderr: &tail{max: stderrLines},
 		waited: make(chan struct{}), exited: make(chan struct{})}
+	d.waitDone = d.waited
 	d.cmd = exec.Command(spec.Path, spec.Argv(backing, dir)...)
 	d.cmd.Env = append(os.Environ(), spec.Env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
@@ -121,6 +124,21 @@ func (d *Daemon) Pid() int {
 
 // Pids are the daemon's processes that held /dev/fuse once it mounted.
 func (d *Daemon) Pids() []int { return d.pids }
+
+// ExitStatus says how the process started ended: "0", "exit status 3",
+// "signal: aborted"…; "running" before it has (a daemon in the
+// foreground), and "0" for one that forked, whose child is the daemon.
+func (d *Daemon) ExitStatus() string {
+	select {
+	case <-d.waitDone:
+	default:
+		return "running"
+	}
+	if d.waitErr != nil {
+		return d.waitErr.Error()
+	}
+	return "0"
+}
 
 // Stderr returns the last lines the daemon wrote (stdout and stderr).
 func (d *Daemon) Stderr() []string { return d.stderr.Lines() }

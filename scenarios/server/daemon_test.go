@@ -60,6 +60,7 @@ func TestDaemon(t *testing.T) {
 
 			_, err = d.Stop()
 			assert.NilError(t, err)
+			assert.Check(t, is.Equal(d.ExitStatus(), "0"))
 			select {
 			case <-d.Exited():
 			case <-time.After(10 * time.Second):
@@ -106,6 +107,7 @@ func TestDaemonFailures(t *testing.T) {
 		}
 		_, err = d.Stop()
 		assert.ErrorContains(t, err, "daemon crash had exited before it was stopped")
+		assert.Check(t, is.Equal(d.ExitStatus(), "signal: killed"))
 		m, _ := fuseMountAt(mnt)
 		assert.Check(t, m == nil, "the dead daemon's mount is left")
 	})
