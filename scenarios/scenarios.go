@@ -90,7 +90,8 @@ func Run(ctx context.Context, s Scenario, env *Env) results.Result {
 	needs := s.Needs
 	if env.Subject != nil && !env.Subject.Ours() {
 		if !s.AnyServer {
-			needs |= NeedOwnServer
+			// Said first: it holds on every kernel.
+			needs = NeedOwnServer
 		} else {
 			needs &^= NeedOwnServer | NeedPassthrough
 			if d, ok := env.Subject.(DaemonSubject); ok && !d.Spec.Backed() && s.ID != contract.DaemonPassthrough {

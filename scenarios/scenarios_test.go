@@ -37,8 +37,11 @@ func TestRun(t *testing.T) {
 		{name: "passthrough offered", needs: NeedPassthrough, caps: pt, want: ran},
 		{name: "no probe result", needs: NeedPassthrough, caps: nil,
 			want: results.Result{Status: results.Skip, Reason: "fuse-init did not report what the kernel offers"}},
-		{name: "no passthrough", needs: NeedPassthrough | NeedOwnServer, caps: noPT, subject: notOurs{},
+		{name: "no passthrough", needs: NeedPassthrough | NeedOwnServer, caps: noPT,
 			want: results.Result{Status: results.Skip, Reason: "kernel does not offer FUSE_PASSTHROUGH (INIT flags2 bit 5); protocol 7.38"}},
+		// Against a server not ours, what holds on every kernel is said.
+		{name: "no passthrough and not ours", needs: NeedPassthrough | NeedOwnServer, caps: noPT, subject: notOurs{},
+			want: results.Result{Status: results.Skip, Reason: "needs fusematrix's own server, which reports what reached it; the server under test is someone's daemon"}},
 		{name: "our own server by default", needs: NeedPassthrough | NeedOwnServer, caps: pt, want: ran},
 		{name: "our own server of another kind", needs: NeedOwnServer, subject: OwnServer{Kind: loopback.KindClassic}, want: ran},
 		{name: "not our server", needs: NeedPassthrough | NeedOwnServer, caps: pt, subject: notOurs{},
