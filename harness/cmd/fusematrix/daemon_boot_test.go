@@ -77,10 +77,14 @@ func TestDaemonMatrix(t *testing.T) {
 		t.Skipf("cc: %v\n%s", err, msg)
 	}
 	out = t.TempDir()
-	code, text = fusematrix(t, "matrix", "-q", "-accel", "tcg", "-out", out, "-run", "^daemon/.*/(passthrough|pt/integrity)$",
-		"-daemon", nullfs, "-daemon-args", "{mnt} zeros 67108864", "-daemon-passthrough", k612)
+	code, text = fusematrix(t, "matrix", "-q", "-accel", "tcg", "-j", "2", "-out", out, "-run", "^daemon/.*/(passthrough|pt/integrity)$",
+		"-daemon", nullfs, "-daemon-args", "{mnt} zeros 67108864", "-daemon-passthrough", k61, k612)
 	assert.Equal(t, code, 1, text)
-	k := readRun(t, out).Kernels[0]
+	run = readRun(t, out)
+	r = run.Kernels[0].Result("daemon/nullfs/passthrough")
+	assert.Assert(t, r != nil)
+	assert.Check(t, is.Equal(r.Status, results.Skip), "6.1 offers no passthrough: %s", r.Reason)
+	k := run.Kernels[1]
 	r = k.Result("daemon/nullfs/passthrough")
 	assert.Assert(t, r != nil)
 	assert.Check(t, is.Equal(r.Status, results.Fail))
@@ -114,6 +118,44 @@ func TestDaemonBadInput(t *testing.T) {
 			assert.Check(t, is.Contains(text, tc.want))
 			_, err := os.Stat(filepath.Join(out, "results.json"))
 			assert.Check(t, os.IsNotExist(err), "nothing written")
+		})
+	}
+}
+
+// A daemon that exits at once, or never mounts, fails every check that
+// mounts it with the cause, and the rest of the kernel's checks still run.
+func TestDaemonFailsInGuest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a kernel")
+	}
+	bad := goBuild(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/baddaemon")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"exits at once", []string{"-daemon-args", "-exit 3 {mnt} {backing}"}, "exited before mounting (exit status 3); output: baddaemon: cannot serve"},
+		{"never mounts", []string{"-daemon-args", "-sleep 1h {mnt} {backing}", "-daemon-wait", "2s"}, "did not mount at /run/fusematrix/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			args := append([]string{"matrix", "-q", "-accel", "tcg", "-out", out, "-run", "^(daemon/.*/(pt/integrity|classic/basics)|classic/basics)$",
+				"-daemon", bad}, tc.args...)
+			code, text := fusematrix(t, append(args, "debian:6.12/cloud@bookworm")...)
+			assert.Equal(t, code, 1, text)
+			k := readRun(t, out).Kernels[0]
+			assert.Check(t, is.Equal(k.Status, results.Pass), "the guest ran to its end: %s", k.Error)
+			for _, id := range []string{"daemon/baddaemon/pt/integrity", "daemon/baddaemon/classic/basics"} {
+				r := k.Result(id)
+				if assert.Check(t, r != nil, id) {
+					assert.Check(t, is.Equal(r.Status, results.Error), id)
+					assert.Check(t, is.Contains(r.Reason, tc.want), id)
+				}
+			}
+			r := k.Result("classic/basics")
+			if assert.Check(t, r != nil) {
+				assert.Check(t, is.Equal(r.Status, results.Pass), "fusematrix's own checks go on: %s", r.Reason)
+			}
 		})
 	}
 }
