@@ -222,7 +222,7 @@ func (r *Resolution) CacheKey() string {
 	// The order parts are found in is not what makes them the same.
 	slices.Sort(parts)
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\n")))
-	readable := keySafe(r.Image.Name + "_" + r.Image.Version)
+	readable := KeySafe(r.Image.Name + "_" + r.Image.Version)
 	if len(readable) > maxReadableKey {
 		readable = readable[:maxReadableKey]
 	}
@@ -233,9 +233,10 @@ func (r *Resolution) CacheKey() string {
 // keys, for one, may not exceed 512 characters.
 const maxReadableKey = 120
 
-// keySafe replaces every character outside [A-Za-z0-9._-] with "-":
-// Debian versions carry "+", "~" and ":".
-func keySafe(s string) string {
+// KeySafe replaces every character outside [A-Za-z0-9._-] with "-", for
+// names that must be one plain word (cache keys, artifact names): Debian
+// versions carry "+", "~" and ":", selectors "/" and "@".
+func KeySafe(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
 		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '.', r == '_', r == '-':

@@ -30,17 +30,9 @@ func compareCmd(args []string) error {
 	format := fs.String("format", "table", "output: table, markdown (for a GitHub step summary) or json")
 	threshold := fs.Float64("threshold", compare.DefaultThreshold,
 		"relative drop of a cell's paired ratio to native (ratio_native) that counts as a regression, when its range also lies wholly below the old one")
-	// Flags may follow the two runs too.
-	var paths []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return exitError(2)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		paths = append(paths, fs.Arg(0))
-		args = fs.Args()[1:]
+	paths, err := parseAround(fs, args)
+	if err != nil {
+		return err
 	}
 	render, ok := compare.Renderers[*format]
 	if !ok {
@@ -82,4 +74,20 @@ func readRunAt(path string) (*results.Run, error) {
 		path = filepath.Join(path, "results.json")
 	}
 	return readRunFile(path)
+}
+
+// parseAround parses args with fs, flags before, between or after the
+// arguments, and returns the arguments.
+func parseAround(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, exitError(2)
+		}
+		if fs.NArg() == 0 {
+			return rest, nil
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }

@@ -321,9 +321,9 @@ func writeKernelList(out io.Writer, doc kernelList) error {
 			return fmt.Errorf("kernels list: kernel %q listed twice", k.Kernel)
 		}
 		names[k.Kernel] = true
-		k.Slug = slug(k.Kernel)
+		k.Slug = kernels.KeySafe(k.Kernel)
 		for n := 2; slugs[k.Slug]; n++ {
-			k.Slug = fmt.Sprintf("%s-%d", slug(k.Kernel), n)
+			k.Slug = fmt.Sprintf("%s-%d", kernels.KeySafe(k.Kernel), n)
 		}
 		slugs[k.Slug] = true
 	}
@@ -337,16 +337,6 @@ func writeKernelList(out io.Writer, doc kernelList) error {
 	return nil
 }
 
-// slug replaces every character outside [A-Za-z0-9._-] with "-".
-func slug(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '.', r == '_', r == '-':
-			return r
-		}
-		return '-'
-	}, s)
-}
 
 // shortHash is the start of the SHA256 of the lines, in hex.
 func shortHash(lines ...string) string {
@@ -370,7 +360,7 @@ func listKernel(ctx context.Context, name string, o kernels.Options) (listedKern
 		k.Cached, k.DiskBytes = info.Cached, info.Size
 		// The entry's name holds the hash of the tree's state, the
 		// fragment and the base.
-		k.CacheKey = "src-" + slug(filepath.Base(info.Entry))
+		k.CacheKey = "src-" + kernels.KeySafe(filepath.Base(info.Entry))
 		return k, nil
 	}
 	if strings.HasPrefix(sel, "/") || strings.HasPrefix(sel, "./") || strings.HasPrefix(sel, "../") {

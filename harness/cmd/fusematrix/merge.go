@@ -42,16 +42,9 @@ func mergeCmd(args []string) error {
 		fs.PrintDefaults()
 	}
 	out := fs.String("out", "out/merged", "write the merged run into this `folder`")
-	var paths []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return exitError(2)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		paths = append(paths, fs.Arg(0))
-		args = fs.Args()[1:]
+	paths, err := parseAround(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(paths) == 0 {
 		fmt.Fprintln(os.Stderr, "fusematrix merge: no runs given")
