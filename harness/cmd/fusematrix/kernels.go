@@ -337,7 +337,6 @@ func writeKernelList(out io.Writer, doc kernelList) error {
 	return nil
 }
 
-
 // shortHash is the start of the SHA256 of the lines, in hex.
 func shortHash(lines ...string) string {
 	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
