@@ -2,6 +2,7 @@ package bisect
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -142,4 +143,26 @@ func TestBisectCommits(t *testing.T) {
 		}
 	}
 	assert.Check(t, is.Contains(r.Certainty, commits[4]), "the skipped commit stays a suspect: %s", r.Certainty)
+
+	// -resume over commits: a log cut before its last step re-judges that
+	// step alone, the commits matched by hash.
+	logPath := filepath.Join(out, "bisect.json")
+	data, err := os.ReadFile(logPath)
+	assert.NilError(t, err)
+	var log map[string]any
+	assert.NilError(t, json.Unmarshal(data, &log))
+	steps := log["steps"].([]any)
+	log["steps"] = steps[:len(steps)-1]
+	data, err = json.Marshal(log)
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(logPath, data, 0o644))
+	before := built["6.1"] + built["6.12"] + built["broken"]
+	again, err := Bisect(ctx, Options{
+		Predicate: pred, Good: commits[0], Bad: "main", Candidates: cands, Dir: out, Logf: t.Logf, Resume: true,
+		Judge: Boot(harness.Options{OutDir: out, Accel: "tcg", SourceDir: filepath.Join(wd, "..", ".."), Logf: t.Logf}, pred, kernel),
+	})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(built["6.1"]+built["6.12"]+built["broken"]-before, 1), "only the cut step was judged again")
+	assert.Check(t, is.Equal(again.FirstNew.Commit, r.FirstNew.Commit))
+	assert.Check(t, is.Equal(again.LastOld.Commit, r.LastOld.Commit))
 }
