@@ -122,7 +122,7 @@ func Shell(ctx context.Context, cfg Config, sc ShellConfig) error {
 	cancel()
 	mounted = err == nil
 	argv0 := sc.Argv0
-	say("'%s run ID' runs one check and its probes ('%s list' names them); 'exit' powers the guest off.", argv0, argv0)
+	say("'%s run ID' runs one check and its probes, each on a mount of its own ('%s list' names them); 'exit' powers the guest off.", argv0, argv0)
 
 	err = runShell(sc)
 	if err != nil {

@@ -218,6 +218,14 @@ func (r *rig) xattrs(name string) {
 		}
 		refused = append(refused, fmt.Sprintf("%s: %v", a, err))
 	}
+	if attr == "" && r.foreign != "" {
+		// Extended attributes are optional in FUSE, and a daemon that
+		// refuses them all alike (libfuse's passthrough_ll by default)
+		// has chosen so: said, not failed.
+		r.facts["xattr"] = "not supported by the daemon"
+		r.notes = append(r.notes, fmt.Sprintf("xattr: %s supports none (%v)", r.foreign, refused))
+		return
+	}
 	if attr == "" {
 		r.facts["xattr"] = "untested"
 		for _, a := range []string{"user.fusematrix-probe", "trusted.fusematrix-probe"} {

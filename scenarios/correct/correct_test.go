@@ -114,6 +114,9 @@ func TestCorrectness(t *testing.T) {
 		// xattr part, rather than passing with it skipped.
 		{id: "classic/basics", run: classicBasicsNoXattr, kind: loopback.KindClassic, wantStatus: results.Fail,
 			wantReason: "xattr: the mount refused every attribute"},
+		// A user's daemon may choose to support no xattrs: said, not failed.
+		{id: "classic/basics", run: classicBasicsForeignNoXattr, kind: loopback.KindClassic, wantStatus: results.Pass,
+			wantReason: "xattr: someone's daemon supports none"},
 	} {
 		t.Run(tc.id+"/"+string(tc.kind), func(t *testing.T) {
 			if tc.needPT && !caps.Passthrough {
@@ -146,6 +149,18 @@ func classicBasicsNoXattr(ctx context.Context, env *scenarios.Env, sub scenarios
 	own := sub.(scenarios.OwnServer)
 	own.NoXattr = true
 	return classicBasicsWith(ctx, env, own)
+}
+
+// foreign is a server under test that is not ours: a user's daemon.
+type foreign struct{ scenarios.Subject }
+
+func (foreign) Name() string { return "someone's daemon" }
+func (foreign) Ours() bool   { return false }
+
+func classicBasicsForeignNoXattr(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
+	own := sub.(scenarios.OwnServer)
+	own.NoXattr = true
+	return classicBasicsWith(ctx, env, foreign{own})
 }
 
 // openTwiceMixed runs pt/open-twice with sub serving the mixed-mode part;

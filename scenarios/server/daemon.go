@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,8 @@ type Daemon struct {
 	waitErr  error
 	// conn names the mount's FUSE connection in fusectl.
 	conn string
-	// pids are the processes that held /dev/fuse once mounted.
+	// pids are the processes that held /dev/fuse when it mounted (see
+	// Pids for why that is not all of them).
 	pids   []int
 	exited chan struct{}
 
@@ -64,6 +66,9 @@ func StartDaemon(ctx context.Context, spec *contract.Daemon, backing, mnt string
 	d := &Daemon{Spec: spec, Dir: dir, stderr: &tail{max: stderrLines},
 		waited: make(chan struct{}), exited: make(chan struct{})}
 	d.waitDone = d.waited
+	// A daemon that forks into the background is reparented to us when
+	// its parent exits, so that its processes stay ours to find (fusePids).
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	d.cmd = exec.Command(spec.Path, spec.Argv(backing, dir)...)
 	d.cmd.Env = append(os.Environ(), spec.Env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
@@ -90,7 +95,7 @@ func StartDaemon(ctx context.Context, spec *contract.Daemon, backing, mnt string
 		}
 		if m != nil {
 			d.conn = connOf(m.Dev)
-			d.pids = fusePids(d.cmd.Process.Pid)
+			d.pids = d.Pids()
 			go d.watch()
 			return d, nil
 		}
@@ -113,8 +118,8 @@ func StartDaemon(ctx context.Context, spec *contract.Daemon, backing, mnt string
 	}
 }
 
-// Pid is the daemon's first process that holds /dev/fuse, else the
-// process started.
+// Pid is the daemon's first process that held /dev/fuse when it mounted,
+// else the process started.
 func (d *Daemon) Pid() int {
 	if len(d.pids) > 0 {
 		return d.pids[0]
@@ -122,8 +127,19 @@ func (d *Daemon) Pid() int {
 	return d.cmd.Process.Pid
 }
 
-// Pids are the daemon's processes that held /dev/fuse once it mounted.
-func (d *Daemon) Pids() []int { return d.pids }
+// Pids are the daemon's live processes that hold /dev/fuse now. They are
+// looked up each time, never kept: libfuse mounts before it forks into the
+// background, so at the moment the mount appears the holder may still be
+// the parent, about to exit, and the child not yet born.
+func (d *Daemon) Pids() []int {
+	var live []int
+	for _, pid := range fusePids(d.cmd.Process.Pid) {
+		if processAlive(pid) {
+			live = append(live, pid)
+		}
+	}
+	return live
+}
 
 // ExitStatus says how the process started ended: "0", "exit status 3",
 // "signal: aborted"…; "running" before it has (a daemon in the
@@ -194,7 +210,7 @@ func (d *Daemon) kill() {
 		_ = unix.Unmount(d.Dir, unix.MNT_DETACH)
 	}
 	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-	for _, pid := range d.pids {
+	for _, pid := range append(d.pids, d.Pids()...) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if d.waited != nil {
@@ -228,7 +244,7 @@ func (d *Daemon) alive() bool {
 			return true
 		}
 	}
-	return false
+	return len(d.Pids()) > 0
 }
 
 func (d *Daemon) stderrNote() string {
@@ -264,16 +280,19 @@ func connOf(dev string) string {
 	return strconv.FormatUint(a<<20|b, 10)
 }
 
-// fusePids lists the processes other than this one that hold /dev/fuse
-// open, the started one first when it does: in a guest that runs one
-// daemon at a time, the daemon's.
+// fusePids lists the processes of the daemon started as pid started that
+// hold /dev/fuse open, the started one first when it does. A process is
+// the daemon's when it descends from started, or from this process: a
+// daemon that forks into the background and whose parent exits is
+// reparented to us, its subreaper (StartDaemon), and never to another
+// FUSE server running beside it (another test's, on a host).
 func fusePids(started int) []int {
 	self := os.Getpid()
 	var pids []int
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		pid, err := strconv.Atoi(filepath.Base(p))
-		if err != nil || pid == self {
+		if err != nil || pid == self || !descends(pid, started, self) {
 			continue
 		}
 		fds, _ := os.ReadDir(filepath.Join(p, "fd"))
@@ -289,6 +308,36 @@ func fusePids(started int) []int {
 		}
 	}
 	return pids
+}
+
+// descends says whether pid is one of the ancestors given, or descends
+// from one.
+func descends(pid int, ancestors ...int) bool {
+	for range 64 { // deeper than any daemon forks
+		if slices.Contains(ancestors, pid) {
+			return true
+		}
+		if pid <= 1 {
+			return false
+		}
+		pid = parentOf(pid)
+	}
+	return false
+}
+
+// parentOf is pid's parent, 0 when it cannot be read.
+func parentOf(pid int) int {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // processAlive says whether pid runs and is not a zombie.

@@ -46,7 +46,12 @@ func main() {
 			}
 			return
 		case "list":
-			for _, c := range contract.Checks() {
+			checks := contract.Checks()
+			if d := guestDaemon(); d != "" {
+				dc, _ := contract.DaemonChecks(d, "")
+				checks = append(checks, dc...)
+			}
+			for _, c := range checks {
 				fmt.Printf("%-40s %s\n", c.ID, c.Kind)
 			}
 			return
@@ -87,17 +92,36 @@ func runByHand(ids []string) int {
 		return 2
 	}
 	re := regexp.MustCompile(pattern)
-	if !slices.ContainsFunc(contract.Checks(), func(c contract.Check) bool { return re.MatchString(string(c.ID)) }) {
+	known := contract.Checks()
+	daemon := guestDaemon()
+	if daemon != "" {
+		dc, _ := contract.DaemonChecks(daemon, "")
+		known = append(known, dc...)
+	}
+	if !slices.ContainsFunc(known, func(c contract.Check) bool { return re.MatchString(string(c.ID)) }) {
 		fmt.Fprintf(os.Stderr, "%s matches no check (fusematrix-agent list names them)\n", strings.Join(ids, " "))
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	cfg, _ := agent.FromCmdline("")
+	cfg.Daemon = daemon // its checks too, under daemon/NAME/…
 	cfg.Server = server.Launcher{Argv0: name}
 	if err := agent.RunOne(ctx, cfg, pattern, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// guestDaemon is the daemon the guest's command line names (fusematrix
+// shell -daemon), "" for none or outside a guest.
+func guestDaemon() string {
+	data, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return ""
+	}
+	var p contract.Params
+	p.ParseCmdline(string(data))
+	return p.Daemon
 }
