@@ -294,21 +294,18 @@ func Selected(pattern, daemon string) ([]contract.Check, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSelection, err)
 	}
-	all := contract.Checks()
+	re := regexp.MustCompile(pattern) // Select compiled it
+	matched := slices.ContainsFunc(contract.Checks(), func(c contract.Check) bool { return re.MatchString(string(c.ID)) })
 	if daemon != "" {
 		dc, err := contract.DaemonChecks(daemon, pattern)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSelection, err)
 		}
 		checks = append(checks, dc...)
-		every, _ := contract.DaemonChecks(daemon, "")
-		all = append(all, every...)
+		matched = matched || len(dc) > 0
 	}
-	if pattern != "" {
-		re := regexp.MustCompile(pattern) // Select compiled it
-		if !slices.ContainsFunc(all, func(c contract.Check) bool { return re.MatchString(string(c.ID)) }) {
-			return nil, fmt.Errorf("%w: scenario pattern %q matches no check (ids: fusematrix matrix -list)", ErrSelection, pattern)
-		}
+	if pattern != "" && !matched {
+		return nil, fmt.Errorf("%w: scenario pattern %q matches no check (ids: fusematrix matrix -list)", ErrSelection, pattern)
 	}
 	return checks, nil
 }

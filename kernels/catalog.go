@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,6 +32,26 @@ type Catalog struct {
 	matrices map[string]*matrix
 	knames   []string // named kernels, first defined first
 	kernels  map[string]namedKernel
+	dnames   []string // daemon sections, first defined first
+	daemons  map[string]*Section
+}
+
+// Section is a "[daemon NAME]" section of a catalog: the description of a
+// user's FUSE daemon (fusematrix matrix -daemon NAME), kept as written for
+// the harness to read, since what it means is no kernel's business.
+type Section struct {
+	Name string
+	// File and Line say where its "[daemon NAME]" line is.
+	File string
+	Line int
+	// Lines are its lines, comments and blank lines left out.
+	Lines []SectionLine
+}
+
+// SectionLine is one line of a Section and its number in the file.
+type SectionLine struct {
+	Line int
+	Text string
 }
 
 // place is where a catalog file says something.
@@ -135,6 +156,8 @@ func (c *Catalog) Overlay(file string, r io.Reader) (*Catalog, error) {
 		matrices: map[string]*matrix{},
 		knames:   slices.Clone(c.knames),
 		kernels:  map[string]namedKernel{},
+		dnames:   slices.Clone(c.dnames),
+		daemons:  maps.Clone(c.daemons),
 	}
 	for name, m := range c.matrices {
 		out.matrices[name] = m
@@ -153,6 +176,12 @@ func (c *Catalog) Overlay(file string, r io.Reader) (*Catalog, error) {
 			out.knames = append(out.knames, name)
 		}
 		out.kernels[name] = over.kernels[name]
+	}
+	for _, name := range over.dnames {
+		if _, ok := out.daemons[name]; !ok {
+			out.dnames = append(out.dnames, name)
+		}
+		out.daemons[name] = over.daemons[name]
 	}
 	if err := out.check(); err != nil {
 		return nil, err
@@ -199,8 +228,9 @@ func UserCatalog(file string) (*Catalog, error) {
 // parseCatalog reads catalog text without checking that the kernels its
 // matrices name exist: they may be defined by a layer below.
 func parseCatalog(r io.Reader, file string) (*Catalog, error) {
-	c := &Catalog{files: []string{file}, matrices: map[string]*matrix{}, kernels: map[string]namedKernel{}}
+	c := &Catalog{files: []string{file}, matrices: map[string]*matrix{}, kernels: map[string]namedKernel{}, daemons: map[string]*Section{}}
 	current := ""
+	var daemon *Section
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		at := place{file, n}
@@ -209,9 +239,26 @@ func parseCatalog(r io.Reader, file string) (*Catalog, error) {
 		name, selector, isDef := strings.Cut(line, "=")
 		name, selector = strings.TrimSpace(name), strings.TrimSpace(selector)
 		isDef = isDef && kernelName.MatchString(name)
+		header, isDaemon := strings.CutPrefix(line, "[daemon ")
 		switch {
 		case line == "":
+		case isDaemon:
+			name, ok := strings.CutSuffix(header, "]")
+			name = strings.TrimSpace(name)
+			if !ok || !kernelName.MatchString(name) {
+				return nil, at.errorf("want [daemon NAME], NAME of letters, digits, '.', '_', '+' or '-'")
+			}
+			if _, dup := c.daemons[name]; dup {
+				return nil, at.errorf("daemon %q defined twice", name)
+			}
+			daemon = &Section{Name: name, File: file, Line: n}
+			c.dnames = append(c.dnames, name)
+			c.daemons[name] = daemon
+			current = ""
+		case daemon != nil && !strings.HasPrefix(line, "["):
+			daemon.Lines = append(daemon.Lines, SectionLine{Line: n, Text: line})
 		case strings.HasPrefix(line, "["):
+			daemon = nil
 			name, ok := strings.CutSuffix(line[1:], "]")
 			name = strings.TrimSpace(name)
 			if !ok || name == "" || strings.ContainsAny(name, " \t[]") {
@@ -330,6 +377,18 @@ func (c *Catalog) Kernels() []string { return slices.Clone(c.knames) }
 func (c *Catalog) Kernel(name string) (selector, origin string, ok bool) {
 	k, ok := c.kernels[name]
 	return k.selector, k.at.file, ok
+}
+
+// Daemons lists the daemon sections in the order they were first defined.
+func (c *Catalog) Daemons() []string { return slices.Clone(c.dnames) }
+
+// Daemon returns the section "[daemon name]".
+func (c *Catalog) Daemon(name string) (Section, bool) {
+	d, ok := c.daemons[name]
+	if !ok {
+		return Section{}, false
+	}
+	return *d, true
 }
 
 // expand returns the selector name stands for: the named kernel's, or

@@ -300,3 +300,50 @@ func TestResolveNamedKernel(t *testing.T) {
 	_, err = Resolve(ctx, "old", opts)
 	assert.ErrorContains(t, err, `kernel "old": unknown kind of name`)
 }
+
+// A catalog's [daemon NAME] sections are kept as written, with their line
+// numbers, between matrices or after them; a later layer's replaces an
+// earlier one's of the same name.
+func TestCatalogDaemons(t *testing.T) {
+	const text = `[default]
+debian:6.1
+[daemon myfs]   # my FUSE file system
+binary = ./my-fs
+args = -f {backing} {mnt}
+
+env = A=1
+[wide]
+debian:7.3
+[daemon other]
+binary = /bin/other
+`
+	base, err := DefaultCatalog.Overlay("base.conf", strings.NewReader(text))
+	assert.NilError(t, err)
+	assert.DeepEqual(t, base.Daemons(), []string{"myfs", "other"})
+	d, ok := base.Daemon("myfs")
+	assert.Assert(t, ok)
+	assert.DeepEqual(t, d, Section{Name: "myfs", File: "base.conf", Line: 3, Lines: []SectionLine{
+		{4, "binary = ./my-fs"}, {5, "args = -f {backing} {mnt}"}, {7, "env = A=1"}}})
+	m, err := base.Matrix("wide")
+	assert.NilError(t, err)
+	assert.DeepEqual(t, m, []string{"debian:7.3"})
+
+	over, err := base.Overlay("user.conf", strings.NewReader("[daemon myfs]\nbinary = /usr/bin/myfs\n"))
+	assert.NilError(t, err)
+	d, _ = over.Daemon("myfs")
+	assert.Check(t, is.Equal(d.File, "user.conf"))
+	assert.Check(t, is.Len(d.Lines, 1))
+	_, ok = over.Daemon("other")
+	assert.Check(t, ok)
+	_, ok = over.Daemon("none")
+	assert.Check(t, !ok)
+
+	for _, tc := range []struct{ text, err string }{
+		{"[daemon a b]\n", "x.conf:1: want [daemon NAME]"},
+		{"[daemon ]\n", "x.conf:1: want [daemon NAME]"},
+		{"[daemon a]\n[daemon a]\n", `x.conf:2: daemon "a" defined twice`},
+	} {
+		_, err := DefaultCatalog.Overlay("x.conf", strings.NewReader(tc.text))
+		assert.Check(t, is.ErrorContains(err, tc.err), tc.text)
+	}
+}

@@ -2,6 +2,8 @@ package scenarios
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -64,4 +66,25 @@ func registrationCause(regs []wire.Registration) string {
 		return "BACKING_OPEN failed: " + ErrnoText(last.Errno)
 	}
 	return fmt.Sprintf("BACKING_OPEN succeeded (id %d) but the reply did not use it", last.ID)
+}
+
+// LargestFile is the largest regular file at the top of dir.
+func LargestFile(dir string) (string, int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", 0, err
+	}
+	var path string
+	var size int64
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Size() <= size {
+			continue
+		}
+		path, size = filepath.Join(dir, e.Name()), info.Size()
+	}
+	if path == "" {
+		return "", 0, fmt.Errorf("%d entries, no regular file", len(entries))
+	}
+	return path, size, nil
 }

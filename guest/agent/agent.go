@@ -115,10 +115,11 @@ func (a *agent) output(ctx context.Context) (io.Writer, func(), error) {
 }
 
 func (a *agent) runAll(ctx context.Context) {
+	st := suite.New()
 	selected := a.cfg.Scenarios
 	if selected == nil {
 		var err error
-		if selected, err = suite.Select(a.cfg.Run); err != nil {
+		if selected, err = st.Select(a.cfg.Run); err != nil {
 			a.log(err.Error())
 			return
 		}
@@ -134,14 +135,14 @@ func (a *agent) runAll(ctx context.Context) {
 		a.emit(results.Event{Type: results.ResultEvent, Result: fit(r)})
 	}
 	if a.cfg.Daemon != "" {
-		a.runDaemon(ctx, &base, root, err)
+		a.runDaemon(ctx, st, &base, root, err)
 	}
 }
 
 // runDaemon runs the checks of the user's daemon named on the command
 // line, under its ids (daemon/<name>/…), with the daemon as the server
 // under test.
-func (a *agent) runDaemon(ctx context.Context, base *scenarios.Env, root string, rootErr error) {
+func (a *agent) runDaemon(ctx context.Context, st *suite.Suite, base *scenarios.Env, root string, rootErr error) {
 	name := a.cfg.Daemon
 	checks, err := contract.DaemonChecks(name, a.cfg.Run)
 	if err != nil {
@@ -150,7 +151,7 @@ func (a *agent) runDaemon(ctx context.Context, base *scenarios.Env, root string,
 	}
 	spec, specErr := readDaemon(a.cfg.daemonSpecPath(), name)
 	byID := map[contract.ID]scenarios.Scenario{}
-	for _, s := range suite.ForDaemon() {
+	for _, s := range st.ForDaemon() {
 		byID[s.ID] = s
 	}
 	env := *base

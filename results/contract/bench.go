@@ -55,9 +55,40 @@ type Cell struct {
 	Block int
 }
 
-// ID is the cell's result id, bench/<op>/<mode>/<block>.
+// ID is the cell's result id, bench/<op>/<mode>/<block>; a daemon's cell
+// is daemon/<name>/bench/<op>/<block> (DaemonCellID).
 func (c Cell) ID() ID {
+	if name, ok := c.Mode.Daemon(); ok {
+		return DaemonID(name, DaemonCellID(c.Op, c.Block))
+	}
 	return ID(fmt.Sprintf("%s%s/%s/%d", BenchPrefix, c.Op, c.Mode, c.Block))
+}
+
+// DaemonMode is the mode of the cells of the daemon called name.
+func DaemonMode(name string) Mode { return Mode(DaemonPrefix + name) }
+
+// Daemon returns the name of the daemon whose mode m is.
+func (m Mode) Daemon() (string, bool) {
+	name, ok := strings.CutPrefix(string(m), DaemonPrefix)
+	return name, ok && name != "" && !strings.Contains(name, "/")
+}
+
+// DaemonCellID is the id, under a daemon's prefix, of its cell for op at
+// block: bench/<op>/<block>. The daemon is the mode, so the id needs none.
+func DaemonCellID(op Op, block int) ID {
+	return ID(fmt.Sprintf("%s%s/%d", BenchPrefix, op, block))
+}
+
+// DaemonCells are the cells of the daemon called name, in run order: every
+// op at every block size.
+func DaemonCells(name string) []Cell {
+	var out []Cell
+	for _, op := range Ops {
+		for _, block := range Blocks {
+			out = append(out, Cell{Op: op, Mode: DaemonMode(name), Block: block})
+		}
+	}
+	return out
 }
 
 // In is the same op and block size through another mode.
@@ -78,20 +109,37 @@ func Cells() []Cell {
 	return out
 }
 
-// ParseCell reads a cell id. It accepts any op, mode and positive block
-// size of the right form, so that results of a newer agent still render.
+// ParseCell reads a cell id, a daemon's (daemon/<name>/bench/<op>/<block>)
+// too. It accepts any op, mode and positive block size of the right form,
+// so that results of a newer agent still render.
 func ParseCell(id ID) (Cell, bool) {
+	if rest, ok := strings.CutPrefix(string(id), DaemonPrefix); ok {
+		name, cell, ok := strings.Cut(rest, "/")
+		parts := strings.Split(strings.TrimPrefix(cell, BenchPrefix), "/")
+		if !ok || !strings.HasPrefix(cell, BenchPrefix) || len(parts) != 2 {
+			return Cell{}, false
+		}
+		c, ok := parseCell(parts[0], string(DaemonMode(name)), parts[1])
+		if _, named := c.Mode.Daemon(); !named {
+			return Cell{}, false
+		}
+		return c, ok
+	}
 	rest, ok := strings.CutPrefix(string(id), BenchPrefix)
 	if !ok {
 		return Cell{}, false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+	if len(parts) != 3 {
 		return Cell{}, false
 	}
-	block, err := strconv.Atoi(parts[2])
-	if err != nil || block <= 0 {
+	return parseCell(parts[0], parts[1], parts[2])
+}
+
+func parseCell(op, mode, block string) (Cell, bool) {
+	n, err := strconv.Atoi(block)
+	if err != nil || n <= 0 || op == "" || mode == "" {
 		return Cell{}, false
 	}
-	return Cell{Op: Op(parts[0]), Mode: Mode(parts[1]), Block: block}, true
+	return Cell{Op: Op(op), Mode: Mode(mode), Block: n}, true
 }

@@ -123,8 +123,9 @@ func ParseDaemon(b []byte) (*Daemon, error) {
 
 // DaemonScenarios are the checks whose ids, under a daemon's prefix, the
 // agent reports for a daemon: every correctness scenario (those that only
-// fusematrix's own server can serve report skip, saying so) and
-// DaemonPassthrough.
+// fusematrix's own server can serve report skip, saying so),
+// DaemonPassthrough, and a benchmark cell (DaemonCellID) for every op and
+// block size.
 func DaemonScenarios() []Check {
 	var out []Check
 	for _, c := range checks {
@@ -132,24 +133,36 @@ func DaemonScenarios() []Check {
 			out = append(out, c)
 		}
 	}
-	return append(out, Check{DaemonPassthrough, results.Scenario, 60 * time.Second})
+	out = append(out, Check{DaemonPassthrough, results.Scenario, 60 * time.Second})
+	for _, c := range DaemonCells("") {
+		out = append(out, Check{DaemonCellID(c.Op, c.Block), results.Benchmark, cellTimeout})
+	}
+	return out
 }
 
 // DaemonID is the id of check id of the daemon name.
 func DaemonID(name string, id ID) ID { return ID(DaemonPrefix + name + "/" + string(id)) }
 
 // DaemonChecks are the checks of the daemon name that pattern selects, in
-// run order, with their ids under the daemon's prefix; pattern is matched
-// against those ids.
+// run order, with their ids under the daemon's prefix. Pattern selects a
+// check when it matches either its id under the prefix or its id within
+// the daemon (pt/integrity, bench/read/4096), so that "^bench/" picks the
+// daemon's cells beside fusematrix's own. As with Select, benchmark cells
+// are left out unless the pattern mentions "bench".
 func DaemonChecks(name, pattern string) ([]Check, error) {
 	re, err := regexp.Compile(pattern)
 	if err != nil {
 		return nil, fmt.Errorf("scenario pattern %q: %w", pattern, err)
 	}
+	bench := strings.Contains(pattern, strings.TrimSuffix(BenchPrefix, "/"))
 	var out []Check
 	for _, c := range DaemonScenarios() {
+		if c.Kind == results.Benchmark && !bench {
+			continue
+		}
+		own := c.ID
 		c.ID = DaemonID(name, c.ID)
-		if re.MatchString(string(c.ID)) {
+		if re.MatchString(string(c.ID)) || re.MatchString(string(own)) {
 			out = append(out, c)
 		}
 	}

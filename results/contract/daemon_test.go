@@ -76,3 +76,44 @@ func TestDaemonChecks(t *testing.T) {
 	_, err = DaemonChecks("fs", "(")
 	assert.ErrorContains(t, err, "scenario pattern")
 }
+
+// A daemon's cells are its mode's: daemon/<name>/bench/<op>/<block>, read
+// back by ParseCell, run only when a pattern mentions bench, and selected
+// by their ids within the daemon as well as by their full ids.
+func TestDaemonCells(t *testing.T) {
+	cells := DaemonCells("fs")
+	assert.Check(t, is.Len(cells, len(Ops)*len(Blocks)))
+	for _, c := range cells {
+		got, ok := ParseCell(c.ID())
+		assert.Check(t, ok, c.ID())
+		assert.Check(t, is.Equal(got, c))
+		name, ok := c.Mode.Daemon()
+		assert.Check(t, ok && name == "fs", c.Mode)
+	}
+	assert.Check(t, is.Equal(cells[0].ID(), ID("daemon/fs/bench/read/4096")))
+	for _, bad := range []ID{"daemon/fs/pt/integrity", "daemon/fs/bench/read", "daemon/fs/bench/read/x", "daemon//bench/read/4096",
+		"daemon/fs/bench/read/noop/4096", "daemon/fs/x/bench/read/4096"} {
+		_, ok := ParseCell(bad)
+		assert.Check(t, !ok, bad)
+	}
+	_, ok := Native.Daemon()
+	assert.Check(t, !ok)
+
+	ids := func(pattern string) []ID {
+		cs, err := DaemonChecks("fs", pattern)
+		assert.NilError(t, err)
+		var out []ID
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	for _, id := range ids("") {
+		_, cell := ParseCell(id)
+		assert.Check(t, !cell, "%s selected by an empty pattern", id)
+	}
+	assert.Check(t, is.Len(ids("^bench/"), len(cells)))
+	assert.DeepEqual(t, ids("^bench/write/4096$"), []ID{"daemon/fs/bench/write/4096"})
+	assert.DeepEqual(t, ids("^daemon/fs/bench/read/1048576$"), []ID{"daemon/fs/bench/read/1048576"})
+	assert.DeepEqual(t, ids("^pt/integrity$"), []ID{"daemon/fs/pt/integrity"})
+}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/fusematrix/fusematrix/results"
@@ -168,11 +169,61 @@ func (row benchRow) goCCell() string {
 	return "-"
 }
 
-func (row benchRow) ratioNoopCell() string {
-	if v, ok := ratioNoop(row.cells[contract.Passthrough], row.cells[contract.Noop]); ok {
+func (row benchRow) ratioNoopCell() string { return row.overNoop(contract.Passthrough) }
+
+// overNoop is the median of mode m over noop's, as ratioNoop finds it.
+func (row benchRow) overNoop(m contract.Mode) string {
+	if v, ok := ratioNoop(row.cells[m], row.cells[contract.Noop]); ok {
 		return fmt.Sprintf("%.2f", v)
 	}
 	return "-"
+}
+
+// A user's daemon (a mode contract.DaemonMode) gets a column of its own
+// beside pt/noop: its median over noop's, how close it comes to the
+// fastest any FUSE daemon can be on that kernel.
+func daemonNoopHead(m contract.Mode) string {
+	name, _ := m.Daemon()
+	return name + "/noop"
+}
+
+// extraHeads are the ratio columns after the modes.
+func (g *benchGrid) extraHeads() []string {
+	heads := []string{ratioNoopHead, goCHead}
+	for _, m := range g.daemons() {
+		heads = append(heads, OneLine(daemonNoopHead(m)))
+	}
+	return heads
+}
+
+// extraCells are row's values of extraHeads.
+func (g *benchGrid) extraCells(row benchRow) []string {
+	cells := []string{row.ratioNoopCell(), row.goCCell()}
+	for _, m := range g.daemons() {
+		cells = append(cells, row.overNoop(m))
+	}
+	return cells
+}
+
+// daemons are the modes of g that are a user's daemon.
+func (g *benchGrid) daemons() []contract.Mode {
+	var out []contract.Mode
+	for _, m := range g.modes {
+		if _, ok := m.Daemon(); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// legend is benchLegend, with the daemons' columns explained.
+func (g *benchGrid) legend() string {
+	l := benchLegend
+	for _, m := range g.daemons() {
+		name, _ := m.Daemon()
+		l += fmt.Sprintf("; %s: daemon %s median / noop median", daemonNoopHead(m), name)
+	}
+	return OneLine(l)
 }
 
 // Bench writes, per kernel, the throughput cells as a table: one row per
@@ -225,16 +276,16 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	for _, m := range g.modes {
 		fmt.Fprintf(tw, "%s\t", OneLine(string(m)))
 	}
-	fmt.Fprintf(tw, "%s\t%s\t\n", ratioNoopHead, goCHead)
+	fmt.Fprintf(tw, "%s\t\n", strings.Join(g.extraHeads(), "\t"))
 	for _, row := range g.rows {
 		fmt.Fprintf(tw, "  %s\t%s\t", OneLine(string(row.op)), blockLabel(row.block))
 		for _, m := range g.modes {
 			fmt.Fprintf(tw, "%s\t", benchCell(row.cells[m]))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t\n", row.ratioNoopCell(), row.goCCell())
+		fmt.Fprintf(tw, "%s\t\n", strings.Join(g.extraCells(row), "\t"))
 	}
 	tw.Flush()
-	fmt.Fprintf(b, "  %s\n", benchLegend)
+	fmt.Fprintf(b, "  %s\n", g.legend())
 	if g.anyDisturbed() {
 		fmt.Fprintf(b, "  %s\n", disturbedLegend)
 	}
@@ -265,9 +316,12 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			for _, m := range g.modes {
 				head = append(head, markdownText(OneLine(string(m))))
 			}
-			writeMarkdownRow(&b, append(head, ratioNoopHead, goCHead))
+			for _, h := range g.extraHeads() {
+				head = append(head, markdownText(h))
+			}
+			writeMarkdownRow(&b, head)
 			rule := []string{"---", "---:"}
-			for range len(g.modes) + 2 {
+			for range len(head) - 2 {
 				rule = append(rule, "---:")
 			}
 			writeMarkdownRow(&b, rule)
@@ -280,9 +334,9 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 					}
 					cells = append(cells, c)
 				}
-				writeMarkdownRow(&b, append(cells, row.ratioNoopCell(), row.goCCell()))
+				writeMarkdownRow(&b, append(cells, g.extraCells(row)...))
 			}
-			fmt.Fprintf(&b, "\n%s\n", markdownText(benchLegend))
+			fmt.Fprintf(&b, "\n%s\n", markdownText(g.legend()))
 			if g.anyDisturbed() {
 				fmt.Fprintf(&b, "\n%s\n", markdownText(disturbedLegend))
 			}

@@ -36,8 +36,8 @@ var noPassthrough = "kernel does not offer FUSE_PASSTHROUGH"
 
 // benchRun has one kernel of each kind the bench views meet: without
 // passthrough, with passthrough and every mode (including two that the
-// views know only by name order and one they do not know at all), with a
-// cell that failed, and one that never ran.
+// views know only by name order and one they do not know at all) and a
+// user's daemon, with a cell that failed, and one that never ran.
 func benchRun() *results.Run {
 	noPT := results.Result{ID: "bench/read/passthrough/4096", Kind: results.Benchmark, Status: results.Skip, Reason: noPassthrough}
 	mislabelled := results.Result{ID: "bench/read/passthrough/1048576", Kind: results.Benchmark, Status: results.Fail,
@@ -74,6 +74,10 @@ func benchRun() *results.Run {
 			benchResult("bench/write/native/4096", 156, 1),
 			benchResult("bench/write/noop/4096", 8, 0.05),
 			disturbedCell(benchResult("bench/write/passthrough/4096", 10, 1.6)),
+			// A user's daemon: a column of its own, and its ratio to noop,
+			// the guest's where it sent one.
+			benchResult("daemon/gofuse/bench/read/4096", 220, 0.73),
+			withRatioNoop(benchResult("daemon/gofuse/bench/read/131072", 190, 0.5), 1.5),
 		}},
 		{Name: "./bzImage", Status: results.Error, Error: "no hello within 2m0s"},
 	}}

@@ -43,7 +43,7 @@ func TestChartGolden(t *testing.T) {
 func TestChartData(t *testing.T) {
 	ks, ops, modes, blocks := chartData(benchRun())
 	assert.DeepEqual(t, ops, []contract.Op{"read", "write"})
-	assert.DeepEqual(t, modes, []contract.Mode{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr", "uring"})
+	assert.DeepEqual(t, modes, []contract.Mode{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr", "uring", "daemon/gofuse"})
 	assert.DeepEqual(t, blocks, []int{4096, 131072, 1048576})
 	assert.Equal(t, len(ks), 3)
 
@@ -80,7 +80,7 @@ func TestChartLegendWithoutLine(t *testing.T) {
 	}
 	ks, _, modes, _ := chartData(run)
 	drawn, none := drawnModes(ks, modes)
-	assert.DeepEqual(t, drawn, []contract.Mode{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr"})
+	assert.DeepEqual(t, drawn, []contract.Mode{"native", "noop", "libfuse-noop", "classic", "passthrough", "passthrough-noxattr", "daemon/gofuse"})
 	assert.DeepEqual(t, none, []contract.Mode{"uring"})
 
 	svg := string(chart(t, run, "svg"))

@@ -28,6 +28,7 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 	"github.com/fusematrix/fusematrix/scenarios/yield"
 )
@@ -95,18 +96,49 @@ func newBenchSet() *benchSet {
 	return &benchSet{medians: map[benchCell]float64{}, missing: map[benchCell]string{}}
 }
 
+// Suite is the benchmarks of one run: seq-read, the contract's cells and
+// a daemon's cells, which share the medians their ratios divide by (a
+// daemon's cell is given as a ratio to the noop cell measured before it).
+type Suite struct{ set *benchSet }
+
+// NewSuite returns benchmarks whose cells share one set of medians.
+func NewSuite() Suite { return Suite{set: newBenchSet()} }
+
 // All returns seq-read and then every cell, in the order the agent runs
-// them. The cells of one call share the medians their ratios divide by.
-func All() []scenarios.Scenario {
-	return append([]scenarios.Scenario{seqRead}, benchScenarios()...)
+// them.
+func (s Suite) All() []scenarios.Scenario {
+	return append([]scenarios.Scenario{seqRead}, s.set.cells()...)
 }
 
-// benchScenarios are the contract's cells, in its order: every op at every
+// ForDaemon returns the cells of a user's daemon (contract.DaemonCells),
+// under their ids within the daemon, in run order. Each measures
+// Env.Subject, and skips unless that is a daemon.
+func (s Suite) ForDaemon() []scenarios.Scenario {
+	var out []scenarios.Scenario
+	for _, cell := range contract.DaemonCells("") {
+		c := benchCell{op: string(cell.Op), mode: daemonModeName, block: cell.Block}
+		out = append(out, scenarios.Scenario{
+			ID:          contract.DaemonCellID(cell.Op, cell.Block),
+			Kind:        results.Benchmark,
+			Description: fmt.Sprintf("sequential %s throughput at %d-byte blocks through the daemon under test", c.op, c.block),
+			Timeout:     120 * time.Second,
+			AnyServer:   true,
+			Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+				return s.set.run(ctx, env, c)
+			},
+		})
+	}
+	return out
+}
+
+// All returns seq-read and every cell of a suite of their own.
+func All() []scenarios.Scenario { return NewSuite().All() }
+
+// cells are the contract's cells, in its order: every op at every
 // block size through every mode that measures the op, native first and
 // noop before passthrough so that the others can be given as a ratio to
 // them. Each is measured by the mode of seqModes of the same name.
-func benchScenarios() []scenarios.Scenario {
-	set := newBenchSet()
+func (set *benchSet) cells() []scenarios.Scenario {
 	var out []scenarios.Scenario
 	for _, cell := range contract.Cells() {
 		c := benchCell{op: string(cell.Op), mode: string(cell.Mode), block: cell.Block}
@@ -258,6 +290,10 @@ type sample struct {
 	busy   time.Duration
 	ctxsw  uint64
 	server time.Duration
+	// daemon is what the kernel accounts for a user's daemon's threads
+	// over the timed loop, when accounted.
+	daemon    server.TaskIO
+	accounted bool
 	// settle says why the run began with its server not known to be
 	// quiet; "" when it was, or when there is no server.
 	settle string
@@ -312,7 +348,10 @@ type cellRun struct {
 	total    sample
 	// requests stays nil unless the daemon counts them by opcode.
 	requests map[string]int64
-	profiles []string
+	// accounted says total.daemon holds the kernel's accounting of a
+	// user's daemon (daemonAccount).
+	accounted bool
+	profiles  []string
 }
 
 // prepare fills in the cell's facts, skips it where its mode cannot run,
@@ -340,7 +379,7 @@ func (set *benchSet) prepare(ctx context.Context, env *scenarios.Env, c benchCel
 	if set.modes != nil {
 		modes = set.modes
 	}
-	all := modes()
+	all := append(modes(), daemonMode())
 	i := modeIndex(all, c.mode)
 	if i < 0 {
 		*r = withError(*r, "no mode %q", c.mode)
@@ -361,6 +400,12 @@ func (set *benchSet) prepare(ctx context.Context, env *scenarios.Env, c benchCel
 			return cell
 		}
 	}
+	if mode.name == daemonModeName {
+		if _, why := daemonSubject(env); why != "" {
+			r.Status, r.Reason = results.Skip, why
+			return cell
+		}
+	}
 	if mode.facts != nil {
 		maps.Copy(r.Facts, mode.facts(env))
 	}
@@ -377,7 +422,7 @@ func (set *benchSet) prepare(ctx context.Context, env *scenarios.Env, c benchCel
 			return cell
 		}
 		// See seqReadWith: the first read of fresh tmpfs pages is slow.
-		if _, _, err := timedRead(ctx, file, cell.buf); err != nil {
+		if _, _, err := timedRead(ctx, file, cell.buf, size); err != nil {
 			*r = withError(*r, "warm-up: %v", err)
 			return cell
 		}
@@ -436,6 +481,10 @@ func (set *benchSet) measure(ctx context.Context, env *scenarios.Env, cell *cell
 			cell.pairMbps[pm.name] = append(cell.pairMbps[pm.name], ps.mbps())
 		}
 		s, st, err := set.once(ctx, env, c, mode, pl, cell.backing, cell.size, cell.buf, profile)
+		if skip := (skipError{}); errors.As(err, &skip) {
+			r.Status, r.Reason = results.Skip, skip.why
+			return
+		}
 		if err != nil {
 			*r = withError(*r, "run %d: %v", i+1, err)
 			return
@@ -465,6 +514,9 @@ func (set *benchSet) measure(ctx context.Context, env *scenarios.Env, cell *cell
 		cell.total.busy += s.busy
 		cell.total.ctxsw += s.ctxsw
 		cell.total.server += s.server
+		cell.total.daemon.Syscr += s.daemon.Syscr
+		cell.total.daemon.Switches += s.daemon.Switches
+		cell.accounted = cell.accounted || s.accounted
 		if s.settle != "" {
 			r.Log = append(r.Log, fmt.Sprintf("run %d: %s", i+1, s.settle))
 		}
@@ -487,6 +539,12 @@ func (set *benchSet) summarise(cell *cellRun) {
 	}
 	if mode.mount != nil && cell.requests == nil {
 		r.Facts["requests"] = "not counted by this server"
+	}
+	if cell.accounted {
+		// A daemon that serves the data reads /dev/fuse once per
+		// request; one whose files are passed through, hardly ever.
+		r.Metrics["daemon_read_calls_per_gib"] = float64(total.daemon.Syscr) / gib
+		r.Metrics["daemon_ctxsw_per_gib"] = float64(total.daemon.Switches) / gib
 	}
 	if cell.requests != nil {
 		var n int64
@@ -594,16 +652,23 @@ func (set *benchSet) once(ctx context.Context, env *scenarios.Env, c benchCell, 
 		}
 		serverBefore, cpuErr = serverCPU(d.Pid())
 	}
+	accountBefore, accountErr := daemonAccount(d)
 	before, err := readProcStat()
 	if err == nil {
 		if c.op == "read" {
-			s.elapsed, s.bytes, runErr = timedRead(ctx, path, buf)
+			s.elapsed, s.bytes, runErr = timedRead(ctx, path, buf, size)
 		} else {
 			s.elapsed, s.bytes, runErr = timedWrite(ctx, path, buf, size)
 		}
 		var after procStat
 		if after, err = readProcStat(); err == nil {
 			s.busy, s.ctxsw = after.since(before)
+		}
+	}
+	if accountBefore != nil && accountErr == nil {
+		var after map[int]server.TaskIO
+		if after, accountErr = daemonAccount(d); accountErr == nil {
+			s.daemon, s.accounted = server.AccountSince(accountBefore, after), true
 		}
 	}
 	if d != nil && cpuErr == nil {
@@ -619,7 +684,7 @@ func (set *benchSet) once(ctx context.Context, env *scenarios.Env, c benchCell, 
 		stats, stopErr = d.Stop()
 		st = &stats
 	}
-	if err := errors.Join(err, runErr, cpuErr, stopErr); err != nil {
+	if err := errors.Join(err, runErr, cpuErr, accountErr, stopErr); err != nil {
 		return s, st, err
 	}
 	if s.bytes != size {

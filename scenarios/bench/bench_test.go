@@ -356,7 +356,7 @@ func TestUserHZ(t *testing.T) {
 }
 
 func TestBenchIDs(t *testing.T) {
-	ss := benchScenarios()
+	ss := newBenchSet().cells()
 	want := 0
 	for _, op := range contract.Ops {
 		want += len(modesFor(seqModes(), string(op))) * len(contract.Blocks)

@@ -261,7 +261,7 @@ func seqReadWith(ctx context.Context, env *scenarios.Env, modes []seqMode) resul
 	// than later ones, which would
 	// charge it to whichever mode reads the backing file first. One
 	// untimed pass puts native and passthrough on the same footing.
-	if _, _, err := timedRead(ctx, filepath.Join(backing, seqFile), buf); err != nil {
+	if _, _, err := timedRead(ctx, filepath.Join(backing, seqFile), buf, size); err != nil {
 		return withError(r, "warm-up: %v", err)
 	}
 	var problems []string
@@ -338,7 +338,7 @@ func measure(ctx context.Context, env *scenarios.Env, mode seqMode, backing stri
 			return 0, nil, fmt.Errorf("settle: %w", err)
 		}
 	}
-	elapsed, n, readErr := timedRead(ctx, path, buf)
+	elapsed, n, readErr := timedRead(ctx, path, buf, size)
 	var st *wire.Stats
 	var stopErr error
 	if d != nil {
@@ -355,10 +355,10 @@ func measure(ctx context.Context, env *scenarios.Env, mode seqMode, backing stri
 	return float64(n) / 1e6 / elapsed.Seconds(), st, nil
 }
 
-// timedRead reads path to its end through buf. The loop makes plain
-// read(2) calls and allocates nothing, so that the clock measures the
-// kernel and the file system, not Go.
-func timedRead(ctx context.Context, path string, buf []byte) (time.Duration, int64, error) {
+// timedRead reads path through buf up to its end or limit bytes, which
+// comes first. The loop makes plain read(2) calls and allocates nothing, so
+// that the clock measures the kernel and the file system, not Go.
+func timedRead(ctx context.Context, path string, buf []byte, limit int64) (time.Duration, int64, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, 0, fmt.Errorf("open %s: %w", path, err)
@@ -369,12 +369,12 @@ func timedRead(ctx context.Context, path string, buf []byte) (time.Duration, int
 	// loop yield now and then (package yield).
 	var pace yield.Pacer
 	start := time.Now()
-	for i := 0; ; i++ {
+	for i := 0; total < limit; i++ {
 		if i%64 == 0 && ctx.Err() != nil {
 			return 0, total, fmt.Errorf("read %s: %w", path, ctx.Err())
 		}
 		pace.Tick()
-		n, err := unix.Read(fd, buf)
+		n, err := unix.Read(fd, buf[:min(int64(len(buf)), limit-total)])
 		if err == unix.EINTR {
 			continue
 		}

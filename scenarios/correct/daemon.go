@@ -3,19 +3,18 @@ package correct
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
 // ForDaemon returns the checks the agent runs against a user's daemon, in
@@ -55,11 +54,6 @@ const (
 	daemonProbeMin = 8 << 20
 )
 
-// taskIO is what the kernel accounts for a set of threads.
-type taskIO struct {
-	syscr, rchar, switches int64
-}
-
 func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Result {
 	sub, ok := env.Subject.(scenarios.DaemonSubject)
 	if !ok {
@@ -85,7 +79,7 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 	}
 	path, size := r.m("probe"), int64(len(data))
 	if data == nil {
-		if path, size, err = largestFile(r.mnt); err != nil || size < daemonProbeMin {
+		if path, size, err = scenarios.LargestFile(r.mnt); err != nil || size < daemonProbeMin {
 			r.stop()
 			return results.Result{Status: results.Skip, Reason: fmt.Sprintf("%s serves no backing directory (%s is not among its arguments), and no file of at least %d MiB at the top of its mount to read instead (%v)",
 				sub.Name(), contract.PlaceholderBacking, daemonProbeMin>>20, err)}
@@ -103,14 +97,14 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 		r.failf("no process of the daemon holds /dev/fuse")
 		return r.result()
 	}
-	before, err := accountFor(pids)
+	before, err := server.Account(pids)
 	if err != nil {
 		r.stop()
 		return scenarios.ErrorResult("%v", err)
 	}
 	got, err := readN(path, size)
 	pids = daemon.Pids()
-	after, aerr := accountFor(pids)
+	after, aerr := server.Account(pids)
 	switch {
 	case err != nil:
 		r.failf("read through the mount: %v", err)
@@ -120,19 +114,13 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 	case data != nil && !bytes.Equal(got, data):
 		r.failf("read through the mount: %s", compareData(got, data))
 	}
-	var d taskIO
-	for pid, a := range after {
-		b := before[pid]
-		d.syscr += a.syscr - b.syscr
-		d.rchar += a.rchar - b.rchar
-		d.switches += a.switches - b.switches
-	}
-	served := d.syscr >= requests/2 || d.switches >= requests/2
+	d := server.AccountSince(before, after)
+	served := d.Syscr >= requests/2 || d.Switches >= requests/2
 	evidence := fmt.Sprintf("while %d MiB of %s were read through the mount (at least %d READ requests for a daemon that serves them), its %d process(es) made %d read calls (%d bytes) and %d context switches",
-		size>>20, filepath.Base(path), requests, len(pids), d.syscr, d.rchar, d.switches)
-	r.facts["daemon_read_calls"] = strconv.FormatInt(d.syscr, 10)
-	r.facts["daemon_read_bytes"] = strconv.FormatInt(d.rchar, 10)
-	r.facts["daemon_context_switches"] = strconv.FormatInt(d.switches, 10)
+		size>>20, filepath.Base(path), requests, len(pids), d.Syscr, d.Rchar, d.Switches)
+	r.facts["daemon_read_calls"] = strconv.FormatInt(d.Syscr, 10)
+	r.facts["daemon_read_bytes"] = strconv.FormatInt(d.Rchar, 10)
+	r.facts["daemon_context_switches"] = strconv.FormatInt(d.Switches, 10)
 	r.facts["passthrough"] = strconv.FormatBool(!served)
 	r.facts["claimed"] = strconv.FormatBool(sub.Spec.Passthrough)
 	res := r.result()
@@ -155,51 +143,6 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 	return res
 }
 
-// accountFor is the kernel's accounting of every thread of each of pids
-// that is still there; none left is an error.
-func accountFor(pids []int) (map[int]taskIO, error) {
-	out := map[int]taskIO{}
-	for _, pid := range pids {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-		var sum taskIO
-		seen := false
-		for _, task := range tasks {
-			io, err := os.ReadFile(filepath.Join(task, "io"))
-			if err != nil {
-				if errors.Is(err, os.ErrNotExist) && filepath.Base(task) == strconv.Itoa(pid) {
-					if _, serr := os.Stat(task); serr == nil {
-						return nil, fmt.Errorf("no %s: the kernel lacks CONFIG_TASK_IO_ACCOUNTING", filepath.Join(task, "io"))
-					}
-				}
-				continue // a thread, or the process, that ended meanwhile
-			}
-			status, _ := os.ReadFile(filepath.Join(task, "status"))
-			sum.syscr += field(io, "syscr:")
-			sum.rchar += field(io, "rchar:")
-			sum.switches += field(status, "voluntary_ctxt_switches:") + field(status, "nonvoluntary_ctxt_switches:")
-			seen = true
-		}
-		if seen {
-			out[pid] = sum
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("the daemon's processes %v: gone", pids)
-	}
-	return out, nil
-}
-
-// field is the number after name at the start of a line of text.
-func field(text []byte, name string) int64 {
-	for line := range strings.Lines(string(text)) {
-		if v, ok := strings.CutPrefix(line, name); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
 // readN reads n bytes of path with 128 KiB reads, as an application would.
 func readN(path string, n int64) ([]byte, error) {
 	f, err := os.Open(path)
@@ -220,25 +163,4 @@ func readN(path string, n int64) ([]byte, error) {
 		}
 	}
 	return out.Bytes(), nil
-}
-
-// largestFile is the largest regular file at the top of dir.
-func largestFile(dir string) (string, int64, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", 0, err
-	}
-	var path string
-	var size int64
-	for _, e := range entries {
-		info, err := e.Info()
-		if err != nil || !info.Mode().IsRegular() || info.Size() <= size {
-			continue
-		}
-		path, size = filepath.Join(dir, e.Name()), info.Size()
-	}
-	if path == "" {
-		return "", 0, fmt.Errorf("%d entries, no regular file", len(entries))
-	}
-	return path, size, nil
 }

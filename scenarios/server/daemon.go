@@ -54,6 +54,12 @@ const daemonPoll = 10 * time.Millisecond
 // mount is at mnt. ctx and the spec's mount wait bound the start; a daemon
 // that is not up by then is stopped and its mount, if any, detached.
 func StartDaemon(ctx context.Context, spec *contract.Daemon, backing, mnt string) (*Daemon, error) {
+	return StartDaemonOn(ctx, spec, backing, mnt, nil)
+}
+
+// StartDaemonOn is StartDaemon with the daemon, and every process and
+// thread it makes, allowed to run only on cpus (all when empty).
+func StartDaemonOn(ctx context.Context, spec *contract.Daemon, backing, mnt string, cpus []int) (*Daemon, error) {
 	dir, err := filepath.Abs(mnt)
 	if err != nil {
 		return nil, fmt.Errorf("daemon %s: mount point: %w", spec.Name, err)
@@ -74,7 +80,7 @@ func StartDaemon(ctx context.Context, spec *contract.Daemon, backing, mnt string
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	// Its own group, so that what it forks can be killed with it.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
+	if err := startOn(cpus, d.cmd.Start); err != nil {
 		return nil, fmt.Errorf("daemon %s: start %s: %w", spec.Name, spec.Path, err)
 	}
 	go func() {

@@ -14,26 +14,37 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios/probe"
 )
 
+// Suite is every check of one run, whose benchmark cells share the
+// medians their ratios divide by.
+type Suite struct {
+	all, daemon []scenarios.Scenario
+}
+
+// New lists the checks of one run.
+func New() *Suite {
+	b := bench.NewSuite()
+	var all []scenarios.Scenario
+	all = append(all, probe.All()...)
+	all = append(all, correct.All()...)
+	all = append(all, b.All()...)
+	return &Suite{all: all, daemon: append(correct.ForDaemon(), b.ForDaemon()...)}
+}
+
 // All returns every scenario in the order the agent runs them: probes
 // first, since later scenarios read what probes found; then the
 // correctness scenarios, seq-read and the benchmark cells.
-func All() []scenarios.Scenario {
-	var out []scenarios.Scenario
-	out = append(out, probe.All()...)
-	out = append(out, correct.All()...)
-	return append(out, bench.All()...)
-}
+func (s *Suite) All() []scenarios.Scenario { return s.all }
 
 // Select returns the scenarios pattern selects, in run order, by the
 // contract's rule (contract.Select), which the host applies too: probes
 // always, benchmark cells only when the pattern starts with "bench".
-func Select(pattern string) ([]scenarios.Scenario, error) {
+func (s *Suite) Select(pattern string) ([]scenarios.Scenario, error) {
 	checks, err := contract.Select(pattern)
 	if err != nil {
 		return nil, err
 	}
 	byID := map[contract.ID]scenarios.Scenario{}
-	for _, s := range All() {
+	for _, s := range s.all {
 		byID[s.ID] = s
 	}
 	out := make([]scenarios.Scenario, 0, len(checks))
@@ -47,6 +58,18 @@ func Select(pattern string) ([]scenarios.Scenario, error) {
 	return out, nil
 }
 
+// ForDaemon returns the checks the agent runs against a user's daemon
+// (contract.DaemonScenarios), under their own ids: the agent reports them
+// under the daemon's prefix. Its cells are given as ratios to those of All
+// measured before them.
+func (s *Suite) ForDaemon() []scenarios.Scenario { return s.daemon }
+
+// All is New().All().
+func All() []scenarios.Scenario { return New().All() }
+
+// Select is New().Select(pattern).
+func Select(pattern string) ([]scenarios.Scenario, error) { return New().Select(pattern) }
+
 // IDs returns the ids of ss.
 func IDs(ss []scenarios.Scenario) []contract.ID {
 	ids := make([]contract.ID, len(ss))
@@ -56,7 +79,5 @@ func IDs(ss []scenarios.Scenario) []contract.ID {
 	return ids
 }
 
-// ForDaemon returns the checks the agent runs against a user's daemon
-// (contract.DaemonScenarios), under their own ids: the agent reports them
-// under the daemon's prefix.
-func ForDaemon() []scenarios.Scenario { return correct.ForDaemon() }
+// ForDaemon is New().ForDaemon().
+func ForDaemon() []scenarios.Scenario { return New().ForDaemon() }

@@ -48,8 +48,10 @@ func main() {
 		case "list":
 			checks := contract.Checks()
 			if d := guestDaemon(); d != "" {
-				dc, _ := contract.DaemonChecks(d, "")
-				checks = append(checks, dc...)
+				for _, c := range contract.DaemonScenarios() {
+					c.ID = contract.DaemonID(d, c.ID)
+					checks = append(checks, c)
+				}
 			}
 			for _, c := range checks {
 				fmt.Printf("%-40s %s\n", c.ID, c.Kind)
@@ -92,13 +94,13 @@ func runByHand(ids []string) int {
 		return 2
 	}
 	re := regexp.MustCompile(pattern)
-	known := contract.Checks()
+	matched := slices.ContainsFunc(contract.Checks(), func(c contract.Check) bool { return re.MatchString(string(c.ID)) })
 	daemon := guestDaemon()
 	if daemon != "" {
-		dc, _ := contract.DaemonChecks(daemon, "")
-		known = append(known, dc...)
+		dc, _ := contract.DaemonChecks(daemon, pattern)
+		matched = matched || len(dc) > 0
 	}
-	if !slices.ContainsFunc(known, func(c contract.Check) bool { return re.MatchString(string(c.ID)) }) {
+	if !matched {
 		fmt.Fprintf(os.Stderr, "%s matches no check (fusematrix-agent list names them)\n", strings.Join(ids, " "))
 		return 2
 	}

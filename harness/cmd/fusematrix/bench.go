@@ -33,6 +33,8 @@ func bench(args []string) error {
 	peer := fs.String("peer", defaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
 	format := fs.String("format", "table", "output: table or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels; the chart and report land next to it unless -out is given")
+	daemon := registerDaemonFlags(fs)
+	list := listFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -73,6 +75,13 @@ func bench(args []string) error {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
+	if o.Daemon, err = daemon.daemon(fs); err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
+		return exitError(2)
+	}
+	if *list {
+		return listChecks(o)
+	}
 	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}

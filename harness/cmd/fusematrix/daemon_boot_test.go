@@ -95,6 +95,44 @@ func TestDaemonMatrix(t *testing.T) {
 	assert.Check(t, is.Contains(r.Reason, "serves no backing directory"))
 }
 
+// A user's daemon as a bench mode on real kernels: go-fuse's loopback
+// example is measured beside fusematrix's NOOP server, given as ratios to
+// native and to it, and the kernel's count of the daemon's read calls
+// shows its reads passed through on 6.12 and served by the daemon on 6.1.
+func TestDaemonBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots kernels")
+	}
+	loopback := goBuild(t, "github.com/hanwen/go-fuse/v2/example/loopback")
+	k61, k612 := "debian:6.1/cloud@bookworm", "debian:6.12/cloud@bookworm"
+	out := t.TempDir()
+	code, text := fusematrix(t, "bench", "-q", "-accel", "tcg", "-j", "2", "-runs", "3", "-out", out, "-run", "^bench/read/(noop/)?131072$",
+		"-daemon", loopback, "-daemon-name", "gofuse", "-daemon-args", "-q -directmount {mnt} {backing}", "-daemon-passthrough", k61, k612)
+	assert.Equal(t, code, 0, text)
+	assert.Check(t, is.Contains(text, "daemon/gofuse"), "the table has the daemon's column")
+	assert.Check(t, is.Contains(text, "gofuse/noop"))
+	run := readRun(t, out)
+	assert.Assert(t, is.Len(run.Kernels, 2))
+	for _, k := range run.Kernels {
+		r := k.Result("daemon/gofuse/bench/read/131072")
+		assert.Assert(t, r != nil, "%s: no daemon cell", k.Name)
+		assert.Assert(t, is.Equal(r.Status, results.Pass), "%s: %s", k.Name, r.Reason)
+		for _, m := range []string{"mbps_median", "ratio_native", "ratio_noop"} {
+			assert.Check(t, r.Metrics[m] > 0, "%s: %s in %v", k.Name, m, r.Metrics)
+		}
+		assert.Check(t, is.Equal(r.Facts["mode"], "daemon/gofuse"))
+		// 8192 READ requests per GiB at 128 KiB for a daemon that serves
+		// them, each a read of /dev/fuse; a handful per run otherwise.
+		calls, ok := r.Metrics["daemon_read_calls_per_gib"]
+		assert.Check(t, ok, "%s: no daemon_read_calls_per_gib", k.Name)
+		if k.Name == k612 {
+			assert.Check(t, calls < 2048, "%s: passed through, yet %v read calls per GiB", k.Name, calls)
+		} else {
+			assert.Check(t, calls >= 4096, "%s: served by the daemon, yet %v read calls per GiB", k.Name, calls)
+		}
+	}
+}
+
 // Input that cannot make a daemon is a usage error before anything boots.
 func TestDaemonBadInput(t *testing.T) {
 	script := filepath.Join(t.TempDir(), "mount-my-fs")

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
@@ -117,6 +118,7 @@ func matrix(args []string) error {
 	matrixName := matrixFlag(fs)
 	daemon := registerDaemonFlags(fs)
 	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
+	list := listFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -124,6 +126,9 @@ func matrix(args []string) error {
 	if o.Daemon, err = daemon.daemon(fs); err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
 		return exitError(2)
+	}
+	if *list {
+		return listChecks(o)
 	}
 	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
@@ -136,6 +141,30 @@ func matrix(args []string) error {
 		fmt.Println()
 		return writeHTMLReport(o.OutDir, run, os.Stdout)
 	}, os.Stdout)
+}
+
+// listFlag registers -list, which prints the checks a run would report.
+func listFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("list", false, "print the ids of the checks this selection (-run, -daemon) runs on each kernel, and boot nothing")
+}
+
+// listChecks prints the checks o selects, one per line: id, kind and the
+// time the guest gives it.
+func listChecks(o harness.Options) error {
+	daemon := ""
+	if o.Daemon != nil {
+		daemon = o.Daemon.Name
+	}
+	checks, err := harness.Selected(o.Run, daemon)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
+		return exitError(2)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	for _, c := range checks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, c.Kind, c.Timeout)
+	}
+	return tw.Flush()
 }
 
 // bootFlags registers the flags of every command that boots kernels and

@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+)
+
+// buildLoopback builds the go-fuse loopback daemon of package server's
+// tests, which serves every read and write itself (MOUNTPOINT DIR).
+func buildLoopback(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "nopassthrough")
+	cmd := exec.Command("go", "build", "-o", out, "../server/testdata/nopassthrough")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, msg)
+	}
+	return out
+}
+
+// daemonCell is the scenario of a daemon's cell for op at block.
+func daemonCell(t *testing.T, s Suite, op contract.Op, block int) scenarios.Scenario {
+	t.Helper()
+	id := contract.DaemonCellID(op, block)
+	for _, sc := range s.ForDaemon() {
+		if sc.ID == id {
+			return sc
+		}
+	}
+	t.Fatalf("no daemon cell %s", id)
+	return scenarios.Scenario{}
+}
+
+// A daemon's cells measure it through its mount, as a ratio to the native
+// runs beside them and to the NOOP cell measured before them in the same
+// suite, with the kernel's count of the daemon's read calls; a daemon
+// without a backing directory is measured on its largest file, or skips
+// when that cannot hold a run; without a daemon the cells skip.
+func TestDaemonCells(t *testing.T) {
+	caps := hostCapabilities(t)
+	bin := buildLoopback(t)
+	env := func(spec *contract.Daemon) *scenarios.Env {
+		e := scentest.Env(t)
+		e.Capabilities, e.BenchRuns, e.BenchBytes = caps, 2, 4<<20
+		if spec != nil {
+			e.Subject = scenarios.DaemonSubject{Spec: spec}
+		}
+		return e
+	}
+	backed := &contract.Daemon{Name: "lo", Path: bin, Args: []string{"{mnt}", "{backing}"}}
+
+	s := NewSuite()
+	noop := s.set.run(context.Background(), env(nil), benchCell{op: "read", mode: "noop", block: 128 << 10})
+	assert.Assert(t, is.Equal(noop.Status, results.Pass), noop.Reason)
+	for _, op := range []contract.Op{contract.Read, contract.Write} {
+		r := scenarios.Run(context.Background(), daemonCell(t, s, op, 128<<10), env(backed))
+		assert.Assert(t, is.Equal(r.Status, results.Pass), "%s: %s", op, r.Reason)
+		assert.Check(t, is.Equal(r.Facts["mode"], "daemon/lo"))
+		assert.Check(t, is.Equal(r.Facts["server"], "daemon lo"))
+		assert.Check(t, r.Metrics["mbps_median"] > 0)
+		assert.Check(t, r.Metrics["ratio_native"] > 0, "%v", r.Metrics)
+		t.Logf("%s: %v %v", op, r.Metrics, r.Facts)
+		calls := r.Metrics["daemon_read_calls_per_gib"]
+		// A daemon that serves the data reads at least one request per
+		// 128 KiB from /dev/fuse.
+		assert.Check(t, calls >= (1<<30)/(128<<10)/2, "read calls per GiB: %v", calls)
+		if op == contract.Read {
+			assert.Check(t, r.Metrics["ratio_noop"] > 0, "%v %v", r.Metrics, r.Facts)
+		} else {
+			assert.Check(t, is.Contains(r.Facts["ratio_noop"], "not measured in this run"))
+		}
+	}
+
+	// Without a backing directory: the largest file at the top of the
+	// mount, which must hold a run.
+	shown := t.TempDir()
+	unbacked := &contract.Daemon{Name: "null", Path: bin, Args: []string{"{mnt}", shown}}
+	assert.NilError(t, os.WriteFile(filepath.Join(shown, "small"), make([]byte, 4096), 0o644))
+	r := scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(unbacked))
+	assert.Check(t, is.Equal(r.Status, results.Skip))
+	assert.Check(t, is.Contains(r.Reason, "serves no backing directory"))
+	assert.Check(t, is.Contains(r.Reason, "the largest holds 4096 bytes"))
+	assert.NilError(t, writePattern(context.Background(), filepath.Join(shown, "big"), 4<<20))
+	r = scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(unbacked))
+	assert.Check(t, is.Equal(r.Status, results.Pass), r.Reason)
+	assert.Check(t, is.Contains(r.Facts["file"], "largest file"))
+
+	r = scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(nil))
+	assert.Check(t, is.Equal(r.Status, results.Skip))
+	assert.Check(t, is.Contains(r.Reason, "only for a daemon under test"))
+}
