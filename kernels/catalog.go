@@ -131,8 +131,12 @@ func mustMatrix(name string) []string {
 //
 // "#" starts a comment. Every selector is checked the way Resolve parses
 // it, so a typo fails here rather than halfway through a run.
-func ParseCatalog(r io.Reader) (*Catalog, error) {
-	c, err := parseCatalog(r, "")
+func ParseCatalog(r io.Reader) (*Catalog, error) { return ParseCatalogFile("", r) }
+
+// ParseCatalogFile is ParseCatalog of the text of file, which its errors
+// name.
+func ParseCatalogFile(file string, r io.Reader) (*Catalog, error) {
+	c, err := parseCatalog(r, file)
 	if err != nil {
 		return nil, err
 	}

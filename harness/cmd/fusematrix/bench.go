@@ -75,7 +75,7 @@ func bench(args []string) error {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
-	if o.Daemon, err = daemon.daemon(fs); err != nil {
+	if o.Daemon, err = daemon.daemon(fs, matrixName.catalog); err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
 		return exitError(2)
 	}

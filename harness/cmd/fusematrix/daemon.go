@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/daemonspec"
 	"github.com/fusematrix/fusematrix/harness/elfdeps"
 	"github.com/fusematrix/fusematrix/harness/initramfs"
+	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
 
@@ -29,7 +34,7 @@ type daemonFlags struct {
 
 func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 	d := &daemonFlags{}
-	fs.StringVar(&d.path, "daemon", "", "your FUSE daemon's `binary`: the guests also run the checks against it, under daemon/NAME/…")
+	fs.StringVar(&d.path, "daemon", "", "your FUSE daemon: its `binary`, a file describing it, or the NAME of a [daemon NAME] section of the catalog; the guests also run the checks against it, under daemon/NAME/…")
 	fs.StringVar(&d.args, "daemon-args", contract.PlaceholderMount,
 		"the daemon's `arguments`, split as a shell would (quotes group words); "+contract.PlaceholderBacking+" is the directory it shows, "+contract.PlaceholderMount+" its mount point")
 	fs.StringVar(&d.name, "daemon-name", "", "the daemon's `name` in result ids (default: the binary's base name)")
@@ -43,9 +48,11 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 }
 
 // daemon returns the daemon the flags describe, nil when -daemon was not
-// given; a binary that cannot run in the guests is an error here, before
-// anything boots.
-func (d *daemonFlags) daemon(fs *flag.FlagSet) (*harness.Daemon, error) {
+// given. -daemon names a binary, a description file, or a [daemon NAME]
+// section of the catalog (the file catalog, else the user's); the other
+// -daemon-* flags add to the description or override it. A binary that
+// cannot run in the guests is an error here, before anything boots.
+func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon, error) {
 	if d.path == "" {
 		for _, f := range []string{"daemon-args", "daemon-name", "daemon-passthrough", "daemon-env", "daemon-wait"} {
 			if set(fs, f) {
@@ -54,27 +61,113 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet) (*harness.Daemon, error) {
 		}
 		return nil, nil
 	}
-	name := d.name
-	if name == "" {
-		name = filepath.Base(d.path)
-	}
-	args, err := splitArgs(d.args)
+	spec, err := describe(d.path, catalog)
 	if err != nil {
-		return nil, fmt.Errorf("-daemon-args: %w", err)
+		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
 	}
-	files, env, err := daemonFiles(d.path)
+	if spec.Name == "" || set(fs, "daemon-name") {
+		spec.Name = d.name
+	}
+	if spec.Name == "" {
+		spec.Name = filepath.Base(spec.Binary)
+	}
+	if spec.Args == nil || set(fs, "daemon-args") {
+		if spec.Args, err = daemonspec.SplitArgs(d.args); err != nil {
+			return nil, fmt.Errorf("-daemon-args: %w", err)
+		}
+	}
+	claim := d.passthrough
+	if spec.Passthrough != nil && !set(fs, "daemon-passthrough") {
+		claim = *spec.Passthrough
+	}
+	wait := d.wait
+	if spec.Wait > 0 && !set(fs, "daemon-wait") {
+		wait = spec.Wait
+	}
+	files, env, err := daemonFiles(spec.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
+	}
+	extra, err := extraFiles(spec.Files)
 	if err != nil {
 		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
 	}
 	out := &harness.Daemon{
 		Daemon: contract.Daemon{
-			Name: name, Path: daemonGuestDir + "/" + filepath.Base(d.path), Args: args,
-			Env: append(env, d.env...), Passthrough: d.passthrough, MountWait: d.wait.Seconds(),
+			Name: spec.Name, Path: daemonGuestDir + "/" + filepath.Base(spec.Binary), Args: spec.Args,
+			Env: slices.Concat(env, spec.Env, d.env), Passthrough: claim, MountWait: wait.Seconds(),
 		},
-		Files: files,
+		Files: append(files, extra...),
 	}
 	if err := out.Check(); err != nil {
+		if spec.Origin != "" {
+			err = fmt.Errorf("%s: %w", spec.Origin, err)
+		}
 		return nil, err
+	}
+	return out, nil
+}
+
+// describe reads what -daemon names: a binary (an ELF file, or a script,
+// which elfdeps then refuses with its reason), a description file, or a
+// daemon section of the catalog.
+func describe(path, catalog string) (*daemonspec.Spec, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) && !strings.ContainsRune(path, '/') {
+		c, cerr := kernels.UserCatalog(catalog)
+		if cerr != nil {
+			return nil, cerr
+		}
+		sec, ok := c.Daemon(path)
+		if !ok {
+			known := "none"
+			if names := c.Daemons(); len(names) > 0 {
+				known = strings.Join(names, ", ")
+			}
+			return nil, fmt.Errorf("no such file, and no [daemon %s] in the catalog (%s; its daemons: %s)", path, strings.Join(c.Files(), ", "), known)
+		}
+		return daemonspec.FromSection(sec)
+	}
+	if err != nil {
+		// Left to elfdeps, which says what is wrong with the path.
+		return &daemonspec.Spec{Binary: path}, nil
+	}
+	defer f.Close()
+	head := make([]byte, 4)
+	n, _ := io.ReadFull(f, head)
+	if head = head[:n]; bytes.HasPrefix(head, []byte("\x7fELF")) || bytes.HasPrefix(head, []byte("#!")) {
+		return &daemonspec.Spec{Binary: path}, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	spec, err := daemonspec.Parse(path, io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("neither an ELF binary nor a daemon description: %w", err)
+	}
+	return spec, nil
+}
+
+// extraFiles are a description's extra files for the guest, each at its
+// guest path (its host path, made absolute, unless given). A file that is
+// not there, or not a regular file, is an error.
+func extraFiles(fs []daemonspec.File) ([]initramfs.File, error) {
+	var out []initramfs.File
+	for _, f := range fs {
+		info, err := os.Stat(f.Host)
+		if err != nil {
+			return nil, fmt.Errorf("extra file: %w", err)
+		}
+		if !info.Mode().IsRegular() {
+			return nil, fmt.Errorf("extra file %s: not a regular file", f.Host)
+		}
+		guest := f.Guest
+		if guest == "" {
+			if guest, err = filepath.Abs(f.Host); err != nil {
+				return nil, fmt.Errorf("extra file: %w", err)
+			}
+		}
+		out = append(out, initramfs.HostFile(filepath.Clean(guest), f.Host, info.Mode().Perm()))
 	}
 	return out, nil
 }
@@ -101,58 +194,4 @@ func daemonFiles(path string) ([]initramfs.File, []string, error) {
 		files[i] = initramfs.HostFile(f.Guest, f.Host, f.Mode)
 	}
 	return files, b.Env, nil
-}
-
-// splitArgs splits s into words as a shell would, without expanding
-// anything: blanks separate words, single quotes keep everything, double
-// quotes keep all but a backslash before " or \, and a backslash outside
-// quotes keeps the next character.
-func splitArgs(s string) ([]string, error) {
-	var words []string
-	var w strings.Builder
-	in := false // inside a word
-	var quote rune
-	escaped := false
-	for _, r := range s {
-		switch {
-		case escaped:
-			w.WriteRune(r)
-			escaped = false
-		case quote == '\'':
-			if r == '\'' {
-				quote = 0
-			} else {
-				w.WriteRune(r)
-			}
-		case quote == '"':
-			switch r {
-			case '"':
-				quote = 0
-			case '\\':
-				escaped = true
-			default:
-				w.WriteRune(r)
-			}
-		case r == '\\':
-			escaped, in = true, true
-		case r == '\'' || r == '"':
-			quote, in = r, true
-		case r == ' ' || r == '\t' || r == '\n':
-			if in {
-				words = append(words, w.String())
-				w.Reset()
-				in = false
-			}
-		default:
-			w.WriteRune(r)
-			in = true
-		}
-	}
-	if quote != 0 || escaped {
-		return nil, errors.New("an unterminated quote or a trailing backslash")
-	}
-	if in {
-		words = append(words, w.String())
-	}
-	return words, nil
 }

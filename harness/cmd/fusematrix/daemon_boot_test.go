@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,10 +134,52 @@ func TestDaemonBench(t *testing.T) {
 	}
 }
 
+// A daemon described in a section of the user's catalog, with an extra
+// file: the description's arguments, claim and file reach the guest. The
+// daemon (go-fuse's loopback, passthrough withheld) shows a directory of
+// the guest that holds only the extra file, and claims passthrough it
+// never asks for, which the passthrough check finds out reading that file.
+func TestDaemonDescribed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a kernel")
+	}
+	nopt := goBuild(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/nopassthrough")
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	assert.NilError(t, os.WriteFile(big, bytes.Repeat([]byte("fusematrix "), 16<<20/11), 0o644))
+	catalog := filepath.Join(dir, "catalog.conf")
+	assert.NilError(t, os.WriteFile(catalog, []byte(`[daemon shown]
+binary = `+nopt+`
+args = {mnt} /srv/shown   # a directory of its own, not {backing}
+file = `+big+`:/srv/shown/big
+passthrough = yes
+wait = 30s
+`), 0o644))
+	out := t.TempDir()
+	code, text := fusematrix(t, "matrix", "-q", "-accel", "tcg", "-out", out, "-catalog", catalog, "-run", "^daemon/.*/(passthrough|pt/integrity)$",
+		"-daemon", "shown", "debian:6.12/cloud@bookworm")
+	assert.Equal(t, code, 1, text)
+	k := readRun(t, out).Kernels[0]
+	r := k.Result("daemon/shown/passthrough")
+	assert.Assert(t, r != nil, text)
+	assert.Check(t, is.Equal(r.Status, results.Fail))
+	assert.Check(t, is.Contains(r.Reason, "claims passthrough, but it served the reads itself: while 15 MiB of big were read"))
+	r = k.Result("daemon/shown/pt/integrity")
+	assert.Assert(t, r != nil)
+	assert.Check(t, is.Equal(r.Status, results.Skip))
+	assert.Check(t, is.Contains(r.Reason, "serves no backing directory"))
+}
+
 // Input that cannot make a daemon is a usage error before anything boots.
 func TestDaemonBadInput(t *testing.T) {
 	script := filepath.Join(t.TempDir(), "mount-my-fs")
 	assert.NilError(t, os.WriteFile(script, []byte("#!/bin/sh\nexec my-fs \"$@\"\n"), 0o755))
+	described := func(text string) string {
+		p := filepath.Join(t.TempDir(), "myfs.conf")
+		assert.NilError(t, os.WriteFile(p, []byte(text), 0o644))
+		return p
+	}
+	catalog := described("[daemon myfs]\nbinary = /bin/true\nargs = {mnt}\n")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -148,6 +191,11 @@ func TestDaemonBadInput(t *testing.T) {
 		{"without -daemon", []string{"-daemon-passthrough"}, "-daemon-passthrough without -daemon"},
 		{"no such binary", []string{"-daemon", "/nonexistent/fs"}, "-daemon /nonexistent/fs: /nonexistent/fs: no such file"},
 		{"a script", []string{"-daemon", script}, "a script (#!/bin/sh): give the binary it runs"},
+		{"not a description", []string{"-daemon", described("hello\n")}, "neither an ELF binary nor a daemon description"},
+		{"unknown key", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nmount = {mnt}\n")}, `myfs.conf:3: unknown key "mount"`},
+		{"described without mount point", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nargs = {backing}\n")}, "myfs.conf:1: daemon arguments"},
+		{"missing extra file", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /nonexistent/lib.so\n")}, "extra file: stat /nonexistent/lib.so: no such file"},
+		{"not in the catalog", []string{"-catalog", catalog, "-daemon", "yourfs"}, "-daemon yourfs: no such file, and no [daemon yourfs] in the catalog"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()

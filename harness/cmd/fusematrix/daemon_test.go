@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -8,33 +10,11 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 )
 
-func TestSplitArgs(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want []string
-		err  bool
-	}{
-		{in: "{mnt}", want: []string{"{mnt}"}},
-		{in: "  -f  -o ro {mnt}\t{backing} ", want: []string{"-f", "-o", "ro", "{mnt}", "{backing}"}},
-		{in: `-o 'source={backing},name=a b' "{mnt}"`, want: []string{"-o", "source={backing},name=a b", "{mnt}"}},
-		{in: `a\ b "c\"d" 'e\f' ''`, want: []string{"a b", `c"d`, `e\f`, ""}},
-		{in: "", want: nil},
-		{in: `'open`, err: true},
-		{in: `end\`, err: true},
-	} {
-		got, err := splitArgs(tc.in)
-		if tc.err {
-			assert.Check(t, err != nil, "%q", tc.in)
-			continue
-		}
-		assert.Check(t, err, "%q", tc.in)
-		assert.DeepEqual(t, got, tc.want)
-	}
-}
-
 // -list prints what a selection runs, a daemon's checks under its prefix,
 // and boots nothing; a pattern that selects nothing is a usage error.
 func TestList(t *testing.T) {
+	catalog := filepath.Join(t.TempDir(), "catalog.conf")
+	assert.NilError(t, os.WriteFile(catalog, []byte("[daemon myfs]\nbinary = /bin/true\nargs = {mnt}\n"), 0o644))
 	for _, tc := range []struct {
 		name      string
 		args      []string
@@ -47,6 +27,10 @@ func TestList(t *testing.T) {
 			[]string{"bench/read/noop/4096 ", "daemon/t/bench/read/4096 ", "daemon/t/bench/write/1048576 "}, []string{"daemon/t/pt/"}},
 		{"matrix with a daemon", []string{"matrix", "-list", "-daemon", "/bin/true", "-daemon-name", "t", "-run", "^pt/integrity$"},
 			[]string{"pt/integrity ", "daemon/t/pt/integrity "}, []string{"bench", "daemon/t/passthrough"}},
+		{"a daemon of the catalog", []string{"bench", "-list", "-catalog", catalog, "-daemon", "myfs"},
+			[]string{"daemon/myfs/bench/read/4096 "}, []string{"daemon/t/"}},
+		{"a daemon of the catalog renamed", []string{"bench", "-list", "-catalog", catalog, "-daemon", "myfs", "-daemon-name", "yours"},
+			[]string{"daemon/yours/bench/read/4096 "}, []string{"daemon/myfs/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := fusematrixStreams(t, append(tc.args, "-qemu", "/nonexistent/qemu")...)

@@ -123,7 +123,7 @@ func matrix(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Daemon, err = daemon.daemon(fs); err != nil {
+	if o.Daemon, err = daemon.daemon(fs, matrixName.catalog); err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
 		return exitError(2)
 	}

@@ -45,7 +45,7 @@ func shellCmd(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Daemon, err = daemon.daemon(fs); err != nil {
+	if o.Daemon, err = daemon.daemon(fs, catalog); err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix shell: %v\n", err)
 		return exitError(2)
 	}

@@ -1,0 +1,220 @@
+// Package daemonspec reads the description of a user's FUSE daemon under
+// test (fusematrix matrix -daemon): from a file holding one
+// "[daemon NAME]" section, or from such a section of the kernel catalog,
+// in the catalog's syntax. The command line's -daemon-* flags add to it or
+// override it; package harness turns the result into what the guest runs.
+//
+// It imports kernels (for the catalog's sections) and the contract's
+// placeholders, nothing of the harness.
+package daemonspec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/fusematrix/fusematrix/kernels"
+)
+
+// Spec is what a description says of a daemon; a field it leaves out is
+// zero (Args nil, Passthrough nil).
+type Spec struct {
+	Name string
+	// Binary is the daemon's path on the host, as written (a relative
+	// path is taken from the directory fusematrix runs in).
+	Binary string
+	// Args are its arguments, split as a shell would.
+	Args []string
+	// Env is added to its environment (KEY=VALUE).
+	Env []string
+	// Files are extra files to copy into the guest.
+	Files []File
+	// Wait bounds the wait for its mount.
+	Wait time.Duration
+	// Passthrough is the author's claim, nil when not made.
+	Passthrough *bool
+	// Origin says where the description is: "file:line".
+	Origin string
+}
+
+// File is an extra file for the guest: Host is copied to Guest, an
+// absolute path (Host's own, made absolute, unless given).
+type File struct {
+	Host, Guest string
+}
+
+// The keys of a description.
+const (
+	KeyBinary      = "binary"
+	KeyArgs        = "args"
+	KeyEnv         = "env"
+	KeyFile        = "file"
+	KeyWait        = "wait"
+	KeyPassthrough = "passthrough"
+)
+
+// repeatable are the keys that may be given more than once.
+var repeatable = map[string]bool{KeyEnv: true, KeyFile: true}
+
+// Error is a mistake in a description, at a line of its file.
+type Error struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Parse reads a daemon description file: one "[daemon NAME]" section and
+// nothing else, comments ("#") and blank lines aside.
+func Parse(file string, r io.Reader) (*Spec, error) {
+	c, err := kernels.ParseCatalogFile(file, r)
+	if err != nil {
+		return nil, err
+	}
+	names := c.Daemons()
+	if len(names) != 1 || len(c.Names()) > 0 || len(c.Kernels()) > 0 {
+		return nil, fmt.Errorf("%s: want one [daemon NAME] section and nothing else, found %d daemon(s), %d matri(ces), %d named kernel(s)",
+			file, len(names), len(c.Names()), len(c.Kernels()))
+	}
+	sec, _ := c.Daemon(names[0])
+	return FromSection(sec)
+}
+
+// FromSection reads the description in a catalog section.
+func FromSection(sec kernels.Section) (*Spec, error) {
+	s := &Spec{Name: sec.Name, Origin: fmt.Sprintf("%s:%d", sec.File, sec.Line)}
+	seen := map[string]bool{}
+	for _, l := range sec.Lines {
+		fail := func(format string, args ...any) error {
+			return &Error{File: sec.File, Line: l.Line, Err: fmt.Errorf(format, args...)}
+		}
+		key, value, ok := strings.Cut(l.Text, "=")
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if !ok || key == "" {
+			return nil, fail("want key = value, one of %s", strings.Join(keys, ", "))
+		}
+		if seen[key] && !repeatable[key] {
+			return nil, fail("%s given twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case KeyBinary:
+			if value == "" {
+				return nil, fail("binary: no path")
+			}
+			s.Binary = value
+		case KeyArgs:
+			args, err := SplitArgs(value)
+			if err != nil {
+				return nil, fail("args: %v", err)
+			}
+			s.Args = append([]string{}, args...) // given, even if empty
+		case KeyEnv:
+			if k, _, ok := strings.Cut(value, "="); !ok || k == "" {
+				return nil, fail("env %q: want KEY=VALUE", value)
+			}
+			s.Env = append(s.Env, value)
+		case KeyFile:
+			f, err := parseFile(value)
+			if err != nil {
+				return nil, fail("file %q: %v", value, err)
+			}
+			s.Files = append(s.Files, f)
+		case KeyWait:
+			d, err := time.ParseDuration(value)
+			if err != nil || d <= 0 {
+				return nil, fail("wait %q: want a duration such as 30s", value)
+			}
+			s.Wait = d
+		case KeyPassthrough:
+			var v bool
+			switch strings.ToLower(value) {
+			case "yes", "true":
+				v = true
+			case "no", "false":
+			default:
+				return nil, fail("passthrough %q: want yes or no", value)
+			}
+			s.Passthrough = &v
+		default:
+			return nil, fail("unknown key %q (known: %s)", key, strings.Join(keys, ", "))
+		}
+	}
+	if s.Binary == "" {
+		return nil, &Error{File: sec.File, Line: sec.Line, Err: fmt.Errorf("[daemon %s] names no binary (binary = PATH)", sec.Name)}
+	}
+	return s, nil
+}
+
+var keys = []string{KeyBinary, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough}
+
+// parseFile reads HOST or HOST:GUEST.
+func parseFile(v string) (File, error) {
+	host, guest, _ := strings.Cut(v, ":")
+	switch {
+	case host == "":
+		return File{}, errors.New("want HOST[:GUEST]")
+	case guest != "" && !strings.HasPrefix(guest, "/"):
+		return File{}, errors.New("the guest path is not absolute")
+	}
+	return File{Host: host, Guest: guest}, nil
+}
+
+// SplitArgs splits s into words as a shell would, without expanding
+// anything: blanks separate words, single quotes keep everything, double
+// quotes keep all but a backslash before " or \, and a backslash outside
+// quotes keeps the next character.
+func SplitArgs(s string) ([]string, error) {
+	var words []string
+	var w strings.Builder
+	in := false // inside a word
+	var quote rune
+	escaped := false
+	for _, r := range s {
+		switch {
+		case escaped:
+			w.WriteRune(r)
+			escaped = false
+		case quote == '\'':
+			if r == '\'' {
+				quote = 0
+			} else {
+				w.WriteRune(r)
+			}
+		case quote == '"':
+			switch r {
+			case '"':
+				quote = 0
+			case '\\':
+				escaped = true
+			default:
+				w.WriteRune(r)
+			}
+		case r == '\\':
+			escaped, in = true, true
+		case r == '\'' || r == '"':
+			quote, in = r, true
+		case r == ' ' || r == '\t' || r == '\n':
+			if in {
+				words = append(words, w.String())
+				w.Reset()
+				in = false
+			}
+		default:
+			w.WriteRune(r)
+			in = true
+		}
+	}
+	if quote != 0 || escaped {
+		return nil, errors.New("an unterminated quote or a trailing backslash")
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	return words, nil
+}

@@ -1,0 +1,89 @@
+package daemonspec
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+func TestParse(t *testing.T) {
+	yes := true
+	for _, tc := range []struct {
+		name, text string
+		want       *Spec
+		err        string
+	}{
+		{
+			name: "everything",
+			text: `# my file system
+[daemon myfs]
+binary = ./bin/myfs
+args = -f -o 'fsname=my fs' {backing} {mnt}
+env = RUST_LOG=debug
+env = HOME=/root
+file = /etc/myfs.conf
+file = ./data/big:/srv/big
+wait = 45s
+passthrough = yes
+`,
+			want: &Spec{Name: "myfs", Binary: "./bin/myfs", Args: []string{"-f", "-o", "fsname=my fs", "{backing}", "{mnt}"},
+				Env:   []string{"RUST_LOG=debug", "HOME=/root"},
+				Files: []File{{Host: "/etc/myfs.conf"}, {Host: "./data/big", Guest: "/srv/big"}},
+				Wait:  45 * time.Second, Passthrough: &yes, Origin: "d.conf:2"},
+		},
+		{
+			name: "binary alone",
+			text: "[daemon x]\nbinary = /bin/x\n",
+			want: &Spec{Name: "x", Binary: "/bin/x", Origin: "d.conf:1"},
+		},
+		{name: "no binary", text: "[daemon x]\nargs = {mnt}\n", err: "d.conf:1: [daemon x] names no binary"},
+		{name: "unknown key", text: "[daemon x]\nbinary = /bin/x\nmount = {mnt}\n", err: `d.conf:3: unknown key "mount"`},
+		{name: "twice", text: "[daemon x]\nbinary = /bin/x\nbinary = /bin/y\n", err: "d.conf:3: binary given twice"},
+		{name: "no key", text: "[daemon x]\nbinary /bin/x\n", err: "d.conf:2: want key = value"},
+		{name: "bad wait", text: "[daemon x]\nbinary = /bin/x\nwait = 30\n", err: `d.conf:3: wait "30": want a duration`},
+		{name: "bad claim", text: "[daemon x]\nbinary = /bin/x\npassthrough = maybe\n", err: `d.conf:3: passthrough "maybe": want yes or no`},
+		{name: "bad env", text: "[daemon x]\nbinary = /bin/x\nenv = A\n", err: `d.conf:3: env "A": want KEY=VALUE`},
+		{name: "relative guest path", text: "[daemon x]\nbinary = /bin/x\nfile = a:b\n", err: "the guest path is not absolute"},
+		{name: "bad quote", text: "[daemon x]\nbinary = /bin/x\nargs = '{mnt}\n", err: "d.conf:3: args: an unterminated quote"},
+		{name: "two daemons", text: "[daemon x]\nbinary = /bin/x\n[daemon y]\nbinary = /bin/y\n", err: "want one [daemon NAME] section and nothing else, found 2"},
+		{name: "a matrix", text: "[default]\ndebian:6.1\n", err: "found 0 daemon(s), 1 matri(ces)"},
+		{name: "not a description", text: "hello\n", err: `d.conf:1: kernel "hello" outside a [matrix]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Parse("d.conf", strings.NewReader(tc.text))
+			if tc.err != "" {
+				assert.Check(t, is.ErrorContains(err, tc.err))
+				return
+			}
+			assert.NilError(t, err)
+			assert.DeepEqual(t, got, tc.want)
+		})
+	}
+}
+
+func TestSplitArgs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{in: "{mnt}", want: []string{"{mnt}"}},
+		{in: "  -f  -o ro {mnt}\t{backing} ", want: []string{"-f", "-o", "ro", "{mnt}", "{backing}"}},
+		{in: `-o 'source={backing},name=a b' "{mnt}"`, want: []string{"-o", "source={backing},name=a b", "{mnt}"}},
+		{in: `a\ b "c\"d" 'e\f' ''`, want: []string{"a b", `c"d`, `e\f`, ""}},
+		{in: "", want: nil},
+		{in: `'open`, err: true},
+		{in: `end\`, err: true},
+	} {
+		got, err := SplitArgs(tc.in)
+		if tc.err {
+			assert.Check(t, err != nil, "%q", tc.in)
+			continue
+		}
+		assert.Check(t, err, "%q", tc.in)
+		assert.DeepEqual(t, got, tc.want)
+	}
+}
