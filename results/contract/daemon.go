@@ -57,6 +57,10 @@ type Daemon struct {
 	MountWait float64 `json:"mount_wait,omitempty"`
 }
 
+// placeholderLike is what a mistyped placeholder looks like; braces
+// around anything else (JSON in an option, say) are left alone.
+var placeholderLike = regexp.MustCompile(`\{[a-z]{2,12}\}`)
+
 var daemonName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
 
 // Check reports what makes d unusable.
@@ -70,6 +74,13 @@ func (d *Daemon) Check() error {
 	}
 	if !slices.ContainsFunc(d.Args, func(a string) bool { return strings.Contains(a, PlaceholderMount) }) {
 		errs = append(errs, fmt.Errorf("daemon arguments %q: none holds %s, where the daemon is to mount", d.Args, PlaceholderMount))
+	}
+	for _, a := range d.Args {
+		for _, p := range placeholderLike.FindAllString(a, -1) {
+			if p != PlaceholderBacking && p != PlaceholderMount {
+				errs = append(errs, fmt.Errorf("daemon argument %q: unknown placeholder %s (known: %s, %s)", a, p, PlaceholderBacking, PlaceholderMount))
+			}
+		}
 	}
 	for _, e := range d.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {

@@ -12,6 +12,9 @@ import (
 func TestDaemonCheck(t *testing.T) {
 	good := Daemon{Name: "gcsfuse-2.1", Path: "/fusematrix/daemon/gcsfuse", Args: []string{"-f", "{backing}", "{mnt}"}}
 	assert.NilError(t, good.Check())
+	json := good
+	json.Args = []string{"-o", `opts={"cache":{"ttl":5}}`, "{mnt}"}
+	assert.NilError(t, json.Check(), "braces that are no placeholder")
 	for _, tc := range []struct {
 		name string
 		edit func(*Daemon)
@@ -23,6 +26,8 @@ func TestDaemonCheck(t *testing.T) {
 		{"no mount point", func(d *Daemon) { d.Args = []string{"{backing}"} }, "none holds {mnt}"},
 		{"environment", func(d *Daemon) { d.Env = []string{"=x"} }, "not KEY=VALUE"},
 		{"wait", func(d *Daemon) { d.MountWait = 601 }, "want 0 to 600"},
+		{"typo", func(d *Daemon) { d.Args = []string{"-o", "source={backng}", "{mnt}"} }, `daemon argument "source={backng}": unknown placeholder {backng} (known: {backing}, {mnt})`},
+		{"mount point misnamed", func(d *Daemon) { d.Args = []string{"{mount}"} }, "unknown placeholder {mount}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := good

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,9 +33,19 @@ Flags:
 // shellCmd is fusematrix shell.
 func shellCmd(args []string) error {
 	fs := flag.NewFlagSet("shell", flag.ContinueOnError)
+	// Boot flags that mean nothing to a shell: refused, and not listed.
+	refused := []string{"run", "scenario", "count", "j"}
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), shellUsage)
-		fs.PrintDefaults()
+		shown := flag.NewFlagSet("shell", flag.ContinueOnError)
+		shown.SetOutput(fs.Output())
+		fs.VisitAll(func(f *flag.Flag) {
+			if !slices.Contains(refused, f.Name) {
+				shown.Var(f.Value, f.Name, f.Usage)
+				shown.Lookup(f.Name).DefValue = f.DefValue
+			}
+		})
+		shown.PrintDefaults()
 	}
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "shell"))
@@ -54,7 +65,7 @@ func shellCmd(args []string) error {
 		fs.Usage()
 		return exitError(2)
 	}
-	for _, f := range []string{"run", "scenario", "count", "j"} {
+	for _, f := range refused {
 		if set(fs, f) {
 			fmt.Fprintf(os.Stderr, "fusematrix shell: -%s has no effect on a shell; run checks in the guest with fusematrix-agent run\n", f)
 			return exitError(2)

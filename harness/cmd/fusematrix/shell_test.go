@@ -194,3 +194,17 @@ func TestShellHangup(t *testing.T) {
 		}
 	}
 }
+
+// shell -h lists the flags a shell takes, not the boot flags it refuses.
+func TestShellUsage(t *testing.T) {
+	code, _, stderr := fusematrixStreams(t, "shell", "-h")
+	assert.Equal(t, code, 2)
+	for _, want := range []string{"usage: fusematrix shell", "\n  -daemon ", "\n  -accel ", "(default 10m0s)"} {
+		assert.Check(t, strings.Contains(stderr, want), "%q not in\n%s", want, stderr)
+	}
+	for _, refused := range []string{"-run", "-scenario", "-count", "-j"} {
+		assert.Check(t, !strings.Contains(stderr, "\n  "+refused+" "), "%s listed in\n%s", refused, stderr)
+		code, _, stderr := fusematrixStreams(t, "shell", refused, "1", "debian:6.12")
+		assert.Check(t, code == 2 && strings.Contains(stderr, refused+" has no effect on a shell"), "%d %s", code, stderr)
+	}
+}
