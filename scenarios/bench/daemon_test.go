@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -14,20 +13,8 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+	"github.com/fusematrix/fusematrix/scenarios/internal/testbin"
 )
-
-// buildLoopback builds the go-fuse loopback daemon of package server's
-// tests, which serves every read and write itself (MOUNTPOINT DIR).
-func buildLoopback(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "nopassthrough")
-	cmd := exec.Command("go", "build", "-o", out, "../server/testdata/nopassthrough")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, msg)
-	}
-	return out
-}
 
 // daemonCell is the scenario of a daemon's cell for op at block.
 func daemonCell(t *testing.T, s Suite, op contract.Op, block int) scenarios.Scenario {
@@ -49,7 +36,7 @@ func daemonCell(t *testing.T, s Suite, op contract.Op, block int) scenarios.Scen
 // when that cannot hold a run; without a daemon the cells skip.
 func TestDaemonCells(t *testing.T) {
 	caps := hostCapabilities(t)
-	bin := buildLoopback(t)
+	bin := testbin.Go(t, "../server/testdata/nopassthrough")
 	env := func(spec *contract.Daemon) *scenarios.Env {
 		e := scentest.Env(t)
 		e.Capabilities, e.BenchRuns, e.BenchBytes = caps, 2, 4<<20

@@ -44,10 +44,78 @@ var ptOpenTwice = scenarios.Scenario{
 	Kind:        results.Scenario,
 	Description: "one inode opened twice, passthrough and cached or with two backing files: the kernel refuses the second open (EIO) and the first keeps correct data",
 	Needs:       ptNeeds,
+	AnyServer:   true,
 	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
+		if env.Subject != nil && !env.Subject.Ours() {
+			return openTwiceAny(ctx, env, env.Subject)
+		}
 		return ptOpenTwiceWith(ctx, env, env.SubjectFor(loopback.KindMixed), env.SubjectFor(loopback.KindBackingPerOpen))
 	},
+}
+
+// openTwiceAny is pt/open-twice for a server that is not ours, which
+// cannot be told to answer two opens in different modes: it opens one file
+// twice at once, read-write then read-only and the other way round, as
+// applications do. Whatever modes the daemon picks, the kernel must allow
+// both opens, and both must see the same data, a write through one
+// included. A daemon that answers them in modes the kernel cannot mix (one
+// passed through and one not, or two backing files) gets the second open
+// refused with EIO: a daemon bug that only shows on kernels with
+// passthrough.
+func openTwiceAny(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
+	rng := rand.NewChaCha8([32]byte{'p', 'o', 'a'})
+	model := randomBytes(rng, openTwiceSize)
+	r, err := newRig(ctx, env, sub, map[string][]byte{"file": model})
+	if err != nil {
+		return scenarios.ErrorResult("%v", err)
+	}
+	model = append([]byte(nil), model...)
+	for i, order := range []struct {
+		name          string
+		first, second int
+	}{
+		{"rw_then_ro", unix.O_RDWR, unix.O_RDONLY},
+		{"ro_then_rw", unix.O_RDONLY, unix.O_RDWR},
+	} {
+		a, err := unix.Open(r.m("file"), order.first|unix.O_CLOEXEC, 0)
+		if err != nil {
+			r.failf("%s: first open: %v", order.name, err)
+			continue
+		}
+		b, err := unix.Open(r.m("file"), order.second|unix.O_CLOEXEC, 0)
+		r.facts[order.name+".second_open"] = scenarios.ErrnoText(errnoOf(err))
+		switch {
+		case errors.Is(err, unix.EIO):
+			r.failf("%s: the kernel refused the second open while the first was open (EIO): the daemon answered the two opens in modes the kernel does not mix on one inode (one passed through and one not, or two backing files)", order.name)
+		case err != nil:
+			r.failf("%s: second open: %v", order.name, err)
+		}
+		if err != nil {
+			unix.Close(a)
+			continue
+		}
+		w, rd := a, b
+		if order.first == unix.O_RDONLY {
+			w, rd = b, a
+		}
+		for _, fd := range []int{a, b} {
+			r.compareFd(order.name+": reading through both", fd, model)
+		}
+		off := len(model)/3 + i*1000
+		chunk := randomBytes(rng, 777)
+		if n, err := unix.Pwrite(w, chunk, int64(off)); err != nil || n != len(chunk) {
+			r.failf("%s: pwrite through the read-write descriptor: wrote %d, %v", order.name, n, err)
+		} else {
+			copy(model[off:], chunk)
+			r.compareFd(order.name+": after a write through the other descriptor, the read-only one", rd, model)
+		}
+		unix.Close(a)
+		unix.Close(b)
+	}
+	r.compareBoth("after both pairs of opens", "file", model)
+	r.requirePassthrough()
+	return r.result()
 }
 
 const openTwiceSize = 64<<10 + 321

@@ -34,6 +34,9 @@ type rig struct {
 	// foreign names a subject that is not ours (a user's daemon), which
 	// reports nothing of what reached it; "" for ours.
 	foreign string
+	// skip, when set and nothing went wrong, is why the check could not
+	// run against this server at all.
+	skip string
 }
 
 // newRig fills a backing directory with files and mounts it with sub.
@@ -141,6 +144,9 @@ func (r *rig) result() results.Result {
 		for _, l := range r.proc.Stderr() {
 			res.Log = append(res.Log, "server: "+l)
 		}
+	} else if r.skip != "" {
+		res.Status = results.Skip
+		res.Reason = r.skip
 	} else if len(r.untested) > 0 {
 		res.Status = results.Error
 		res.Reason = "not every part could run: " + strings.Join(append(slices.Clone(r.untested), r.notes...), "; ")

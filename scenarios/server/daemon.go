@@ -206,6 +206,12 @@ func (d *Daemon) Stop() (wire.Stats, error) {
 	return wire.Stats{}, d.stopErr
 }
 
+// Mounted says whether a FUSE mount is still at the daemon's mount point.
+func (d *Daemon) Mounted() bool {
+	m, _ := fuseMountAt(d.Dir)
+	return m != nil
+}
+
 // kill aborts the connection, detaches the mount and kills every process
 // of the daemon, then waits for them.
 func (d *Daemon) kill() {

@@ -14,28 +14,16 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios/internal/testbin"
 	"github.com/fusematrix/fusematrix/scenarios/server/internal/servertest"
 )
-
-// buildNoPassthrough builds testdata/nopassthrough, a go-fuse loopback
-// daemon taking MOUNTPOINT DIR, statically linked.
-func buildNoPassthrough(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "nopassthrough")
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/nopassthrough")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, msg)
-	}
-	return out
-}
 
 // A user's daemon is up once its mount is: in the foreground or forked
 // into the background (as libfuse programs do by default), its processes
 // are found, and Stop unmounts and waits for them.
 func TestDaemon(t *testing.T) {
 	servertest.NeedMount(t)
-	bin := buildNoPassthrough(t)
+	bin := testbin.Go(t, "./testdata/nopassthrough")
 	for _, tc := range []struct {
 		name string
 		spec contract.Daemon
@@ -80,7 +68,7 @@ func TestDaemon(t *testing.T) {
 // up once, at mount).
 func TestDaemonLibfuseForks(t *testing.T) {
 	servertest.NeedMount(t)
-	ll := buildPassthroughLL(t)
+	ll := testbin.PassthroughLL(t)
 	for i := range 10 {
 		backing, mnt := t.TempDir(), t.TempDir()
 		assert.NilError(t, os.WriteFile(filepath.Join(backing, "f"), []byte("hello"), 0o644))
@@ -96,31 +84,11 @@ func TestDaemonLibfuseForks(t *testing.T) {
 	}
 }
 
-// buildPassthroughLL builds libfuse's own passthrough_ll example, which
-// Debian's libfuse3-dev ships as source.
-func buildPassthroughLL(t *testing.T) string {
-	t.Helper()
-	src := "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
-	if _, err := os.Stat(src); err != nil {
-		t.Skipf("libfuse's passthrough_ll example: %v (libfuse3-dev)", err)
-	}
-	flags, err := exec.Command("pkg-config", "--cflags", "--libs", "fuse3").Output()
-	if err != nil {
-		t.Skipf("pkg-config fuse3: %v", err)
-	}
-	out := filepath.Join(t.TempDir(), "passthrough_ll")
-	args := append([]string{"-O2", "-o", out, "-I", filepath.Dir(src), src}, strings.Fields(string(flags))...)
-	if msg, err := exec.Command("cc", args...).CombinedOutput(); err != nil {
-		t.Skipf("cc passthrough_ll: %v\n%s", err, msg)
-	}
-	return out
-}
-
 // A daemon that fails, never mounts or crashes is an error that says so,
 // and leaves no process and no mount behind.
 func TestDaemonFailures(t *testing.T) {
 	servertest.NeedMount(t)
-	bin := buildNoPassthrough(t)
+	bin := testbin.Go(t, "./testdata/nopassthrough")
 	t.Run("exits at once", func(t *testing.T) {
 		spec := contract.Daemon{Name: "quits", Path: "/bin/sh", Args: []string{"-c", "echo no backing store >&2; exit 3", "{mnt}"}}
 		_, err := StartDaemon(context.Background(), &spec, t.TempDir(), t.TempDir())

@@ -1,0 +1,98 @@
+package correct
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+	"github.com/fusematrix/fusematrix/scenarios/internal/testbin"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+)
+
+// ownAsDaemon is fusematrix's own server of kind, run as a user's daemon
+// would be: a program given the mount point and the backing directory,
+// reporting nothing of what reached it.
+func ownAsDaemon(t *testing.T, kind loopback.Kind) *contract.Daemon {
+	exe, err := os.Executable()
+	assert.NilError(t, err)
+	return &contract.Daemon{Name: string(kind), Path: "/bin/sh",
+		Args: []string{"-c", "exec " + exe + " serve -kind " + string(kind) + " -mnt {mnt} -backing {backing} 3>/dev/null"}}
+}
+
+// The checks of a user's daemon hold for daemons that are right, whatever
+// they do about passthrough (go-fuse's loopback asks for it, the others do
+// not; libfuse's passthrough_ll forks into the background), and fail
+// daemons that are wrong for the reason the fault implies.
+func TestForDaemon(t *testing.T) {
+	caps := hostCapabilities(t)
+	checks := map[contract.ID]scenarios.Scenario{}
+	for _, s := range ForDaemon() {
+		checks[s.ID] = s
+	}
+	run := func(t *testing.T, spec *contract.Daemon, id contract.ID) results.Result {
+		env := scentest.Env(t)
+		env.Capabilities, env.Subject = caps, scenarios.DaemonSubject{Spec: spec}
+		ctx, cancel := context.WithTimeout(context.Background(), checks[id].Timeout)
+		defer cancel()
+		return scenarios.Run(ctx, checks[id], env)
+	}
+	mustPass := []contract.ID{contract.PtIntegrity, contract.PtSizeAfterWrite, contract.PtMmapShared, contract.PtFsync,
+		contract.PtOpenTwice, contract.PtUnmountOpen, contract.PtAbortOpen, contract.ClassicBasics}
+	for _, tc := range []struct {
+		name string
+		spec func(t *testing.T) *contract.Daemon
+	}{
+		{"go-fuse loopback", func(t *testing.T) *contract.Daemon {
+			return &contract.Daemon{Name: "gofuse", Path: testbin.Go(t, "github.com/hanwen/go-fuse/v2/example/loopback"),
+				Args: []string{"-q", "-directmount", "{mnt}", "{backing}"}}
+		}},
+		{"without passthrough", func(t *testing.T) *contract.Daemon {
+			return &contract.Daemon{Name: "nopt", Path: testbin.Go(t, "../server/testdata/nopassthrough"), Args: []string{"{mnt}", "{backing}"}}
+		}},
+		{"libfuse passthrough_ll", func(t *testing.T) *contract.Daemon {
+			return &contract.Daemon{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing}", "{mnt}"}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := tc.spec(t)
+			for _, s := range ForDaemon() {
+				r := run(t, spec, s.ID)
+				t.Logf("%s: %s %s %v", s.ID, r.Status, r.Reason, r.Facts)
+				want := []results.Status{results.Pass, results.Skip}
+				if slices.Contains(mustPass, s.ID) {
+					want = want[:1]
+				}
+				assert.Check(t, slices.Contains(want, r.Status), "%s: %s: %s", s.ID, r.Status, r.Reason)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		kind   loopback.Kind
+		id     contract.ID
+		needPT bool
+		want   string
+	}{
+		{loopback.KindMixed, contract.PtOpenTwice, true, "the kernel refused the second open while the first was open (EIO)"},
+		{loopback.KindFlipBytes, contract.PtUnmountOpen, false, "wrong bytes"},
+		{loopback.KindFlipBytes, contract.PtMmapShared, false, "the mapping differs from the backing file"},
+		{loopback.KindDropWrites, contract.PtOpenTwice, false, "after both pairs of opens: backing file: bytes differ"},
+	} {
+		t.Run(string(tc.kind)+"/"+string(tc.id), func(t *testing.T) {
+			if tc.needPT {
+				scentest.NeedPassthrough(t, caps)
+			}
+			r := run(t, ownAsDaemon(t, tc.kind), tc.id)
+			assert.Check(t, is.Equal(r.Status, results.Fail), r.Reason)
+			assert.Check(t, is.Contains(r.Reason, tc.want))
+		})
+	}
+}
