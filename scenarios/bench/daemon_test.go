@@ -13,7 +13,7 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
-	"github.com/fusematrix/fusematrix/scenarios/internal/testbin"
+	"github.com/fusematrix/fusematrix/scenarios/testbin"
 )
 
 // daemonCell is the scenario of a daemon's cell for op at block.

@@ -13,8 +13,8 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
-	"github.com/fusematrix/fusematrix/scenarios/internal/testbin"
 	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
+	"github.com/fusematrix/fusematrix/scenarios/testbin"
 )
 
 // ownAsDaemon is fusematrix's own server of kind, run as a user's daemon

@@ -14,8 +14,8 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/scenarios/internal/testbin"
 	"github.com/fusematrix/fusematrix/scenarios/server/internal/servertest"
+	"github.com/fusematrix/fusematrix/scenarios/testbin"
 )
 
 // A user's daemon is up once its mount is: in the foreground or forked

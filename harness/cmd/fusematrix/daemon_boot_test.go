@@ -13,19 +13,8 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios/testbin"
 )
-
-// goBuild builds a static binary of pkg.
-func goBuild(t *testing.T, pkg string) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, msg)
-	}
-	return out
-}
 
 // A user's daemon on real kernels: go-fuse's own loopback example, which
 // asks for passthrough where the kernel offers it, keeps its data right on
@@ -35,8 +24,8 @@ func TestDaemonMatrix(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots kernels")
 	}
-	loopback := goBuild(t, "github.com/hanwen/go-fuse/v2/example/loopback")
-	nopt := goBuild(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/nopassthrough")
+	loopback := testbin.Go(t, "github.com/hanwen/go-fuse/v2/example/loopback")
+	nopt := testbin.Go(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/nopassthrough")
 	k61, k612 := "debian:6.1/cloud@bookworm", "debian:6.12/cloud@bookworm"
 
 	out := t.TempDir()
@@ -111,7 +100,7 @@ func TestDaemonBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots kernels")
 	}
-	loopback := goBuild(t, "github.com/hanwen/go-fuse/v2/example/loopback")
+	loopback := testbin.Go(t, "github.com/hanwen/go-fuse/v2/example/loopback")
 	k61, k612 := "debian:6.1/cloud@bookworm", "debian:6.12/cloud@bookworm"
 	out := t.TempDir()
 	code, text := fusematrix(t, "bench", "-q", "-accel", "tcg", "-j", "2", "-runs", "3", "-out", out, "-run", "^bench/read/(noop/)?131072$",
@@ -150,7 +139,7 @@ func TestDaemonDescribed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a kernel")
 	}
-	nopt := goBuild(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/nopassthrough")
+	nopt := testbin.Go(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/nopassthrough")
 	dir := t.TempDir()
 	big := filepath.Join(dir, "big")
 	assert.NilError(t, os.WriteFile(big, bytes.Repeat([]byte("fusematrix "), 16<<20/11), 0o644))
@@ -221,7 +210,7 @@ func TestDaemonFailsInGuest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a kernel")
 	}
-	bad := goBuild(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/baddaemon")
+	bad := testbin.Go(t, "github.com/fusematrix/fusematrix/scenarios/server/testdata/baddaemon")
 	for _, tc := range []struct {
 		name string
 		args []string
