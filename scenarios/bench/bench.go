@@ -294,6 +294,10 @@ type sample struct {
 	// over the timed loop, when accounted.
 	daemon    server.TaskIO
 	accounted bool
+	// daemonExit and daemonLog say how a user's daemon ended and what it
+	// printed, "" and nil for any other server.
+	daemonExit string
+	daemonLog  []string
 	// settle says why the run began with its server not known to be
 	// quiet; "" when it was, or when there is no server.
 	settle string
@@ -481,6 +485,17 @@ func (set *benchSet) measure(ctx context.Context, env *scenarios.Env, cell *cell
 			cell.pairMbps[pm.name] = append(cell.pairMbps[pm.name], ps.mbps())
 		}
 		s, st, err := set.once(ctx, env, c, mode, pl, cell.backing, cell.size, cell.buf, profile)
+		if s.daemonExit != "" {
+			// The daemon is the user's to debug: how its last run ended
+			// goes with the cell, and what it printed with a cell that
+			// did not pass.
+			r.Facts["daemon_exit"] = s.daemonExit
+			if err != nil {
+				for _, l := range s.daemonLog {
+					r.Log = append(r.Log, "daemon: "+l)
+				}
+			}
+		}
 		if skip := (skipError{}); errors.As(err, &skip) {
 			r.Status, r.Reason = results.Skip, skip.why
 			return
@@ -683,6 +698,9 @@ func (set *benchSet) once(ctx context.Context, env *scenarios.Env, c benchCell, 
 		var stats wire.Stats
 		stats, stopErr = d.Stop()
 		st = &stats
+		if e, ok := d.(interface{ ExitStatus() string }); ok {
+			s.daemonExit, s.daemonLog = e.ExitStatus(), d.Stderr()
+		}
 	}
 	if err := errors.Join(err, runErr, cpuErr, accountErr, stopErr); err != nil {
 		return s, st, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
@@ -48,6 +49,10 @@ func daemonFacts(env *scenarios.Env) map[string]string {
 	return f
 }
 
+// forkWait bounds the wait for a daemon that forks into the background
+// to be done forking, before its CPU is watched.
+const forkWait = 300 * time.Millisecond
+
 // skipError makes a cell skip with its reason instead of failing.
 type skipError struct{ why string }
 
@@ -66,6 +71,7 @@ func daemonMount(ctx context.Context, env *scenarios.Env, req mountRequest) (sce
 	if err != nil {
 		return nil, "", err
 	}
+	d.WaitForked(forkWait)
 	if sub.Spec.Backed() {
 		return d, seqFile, nil
 	}

@@ -124,13 +124,36 @@ func StartDaemonOn(ctx context.Context, spec *contract.Daemon, backing, mnt stri
 	}
 }
 
-// Pid is the daemon's first process that held /dev/fuse when it mounted,
-// else the process started.
+// Pid is a live process of the daemon that holds /dev/fuse, one the
+// started process made in preference to it (a daemon that forks into the
+// background exits soon after mounting), else the one that held it at
+// mount, else the process started.
 func (d *Daemon) Pid() int {
-	if len(d.pids) > 0 {
+	live := d.Pids()
+	for _, pid := range live {
+		if pid != d.cmd.Process.Pid {
+			return pid
+		}
+	}
+	switch {
+	case len(live) > 0:
+		return live[0]
+	case len(d.pids) > 0:
 		return d.pids[0]
 	}
 	return d.cmd.Process.Pid
+}
+
+// WaitForked waits until the process started has exited, as a daemon that
+// forks into the background does right after mounting, or max has passed
+// (a daemon in the foreground): afterwards Pid names the daemon that
+// stays. A caller that watches the daemon's CPU from the moment it mounted
+// would otherwise watch a parent about to exit.
+func (d *Daemon) WaitForked(max time.Duration) {
+	select {
+	case <-d.waitDone:
+	case <-time.After(max):
+	}
 }
 
 // Pids are the daemon's live processes that hold /dev/fuse now. They are
