@@ -216,6 +216,7 @@ func (r *rig) copyFileRange(src int, want []byte) {
 		r.failf("copy_file_range of the just-extended file copied %d bytes, the file has %d", off, len(want))
 		return
 	}
+	r.flush("copy")
 	r.compareFile("copy_file_range: the copy's backing file", r.b("copy"), want)
 }
 

@@ -172,7 +172,25 @@ func (r *rig) compareFile(what, path string, want []byte) {
 // directory.
 func (r *rig) compareBoth(step, name string, want []byte) {
 	r.compareFile(step+": read through the mount", r.m(name), want)
+	r.flush(name)
 	r.compareFile(step+": backing file", r.b(name), want)
+}
+
+// flush makes a daemon that is not ours write what the kernel holds of
+// name to the backing file, before the scenario looks there: a daemon may
+// ask for the writeback cache, under which the kernel keeps written data
+// until it writes it back (fsync, close or memory pressure). Passthrough
+// writes, and ours, reach the backing file at once.
+func (r *rig) flush(name string) {
+	if r.foreign == "" {
+		return
+	}
+	fd, err := unix.Open(r.m(name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return // the comparison that follows says what is wrong
+	}
+	defer unix.Close(fd)
+	_ = unix.Fsync(fd)
 }
 
 // checkSize compares every size the system reports for name with want:
@@ -196,6 +214,7 @@ func (r *rig) checkSize(step string, fd int, name string, want int64) {
 	} else if int64(sx.Size) != want {
 		r.failf("%s: statx(AT_STATX_FORCE_SYNC), answered by the server, says size %d, want %d", step, sx.Size, want)
 	}
+	r.flush(name)
 	if err := unix.Stat(r.b(name), &st); err != nil {
 		r.failf("%s: stat of the backing file: %v", step, err)
 	} else if st.Size != want {
