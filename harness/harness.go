@@ -305,7 +305,7 @@ func Selected(pattern, daemon string) ([]contract.Check, error) {
 		matched = matched || len(dc) > 0
 	}
 	if pattern != "" && !matched {
-		return nil, fmt.Errorf("%w: scenario pattern %q matches no check (ids: fusematrix matrix -list)", ErrSelection, pattern)
+		return nil, fmt.Errorf("%w: scenario pattern %q matches no check (-list prints what a pattern selects)", ErrSelection, pattern)
 	}
 	return checks, nil
 }

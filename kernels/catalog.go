@@ -44,7 +44,9 @@ type Section struct {
 	// File and Line say where its "[daemon NAME]" line is.
 	File string
 	Line int
-	// Lines are its lines, comments and blank lines left out.
+	// Lines are its lines as written, blank lines and lines that are only
+	// a comment left out: a "#" within a line may be part of a quoted
+	// value, which only the reader of the section can tell.
 	Lines []SectionLine
 }
 
@@ -260,7 +262,9 @@ func parseCatalog(r io.Reader, file string) (*Catalog, error) {
 			c.daemons[name] = daemon
 			current = ""
 		case daemon != nil && !strings.HasPrefix(line, "["):
-			daemon.Lines = append(daemon.Lines, SectionLine{Line: n, Text: line})
+			// Whole: a "#" may be part of a quoted value; the harness,
+			// which knows the quoting, strips comments.
+			daemon.Lines = append(daemon.Lines, SectionLine{Line: n, Text: strings.TrimSpace(sc.Text())})
 		case strings.HasPrefix(line, "["):
 			daemon = nil
 			name, ok := strings.CutSuffix(line[1:], "]")

@@ -37,12 +37,26 @@ type Spec struct {
 	Passthrough *bool
 	// Origin says where the description is: "file:line".
 	Origin string
+	// at holds the line of each key given, for Where.
+	file string
+	at   map[string]int
+}
+
+// Where says where the description gives key, "file:line", or "" when it
+// does not.
+func (s *Spec) Where(key string) string {
+	if n, ok := s.at[key]; ok {
+		return fmt.Sprintf("%s:%d", s.file, n)
+	}
+	return ""
 }
 
 // File is an extra file for the guest: Host is copied to Guest, an
-// absolute path (Host's own, made absolute, unless given).
+// absolute path (Host's own, made absolute, unless given). Where says
+// where the description names it.
 type File struct {
 	Host, Guest string
+	Where       string
 }
 
 // The keys of a description.
@@ -87,13 +101,13 @@ func Parse(file string, r io.Reader) (*Spec, error) {
 
 // FromSection reads the description in a catalog section.
 func FromSection(sec kernels.Section) (*Spec, error) {
-	s := &Spec{Name: sec.Name, Origin: fmt.Sprintf("%s:%d", sec.File, sec.Line)}
+	s := &Spec{Name: sec.Name, Origin: fmt.Sprintf("%s:%d", sec.File, sec.Line), file: sec.File, at: map[string]int{}}
 	seen := map[string]bool{}
 	for _, l := range sec.Lines {
 		fail := func(format string, args ...any) error {
 			return &Error{File: sec.File, Line: l.Line, Err: fmt.Errorf(format, args...)}
 		}
-		key, value, ok := strings.Cut(l.Text, "=")
+		key, value, ok := strings.Cut(stripComment(l.Text), "=")
 		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
 		if !ok || key == "" {
 			return nil, fail("want key = value, one of %s", strings.Join(keys, ", "))
@@ -102,6 +116,7 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 			return nil, fail("%s given twice", key)
 		}
 		seen[key] = true
+		s.at[key] = l.Line
 		switch key {
 		case KeyBinary:
 			if value == "" {
@@ -124,6 +139,7 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 			if err != nil {
 				return nil, fail("file %q: %v", value, err)
 			}
+			f.Where = fmt.Sprintf("%s:%d", sec.File, l.Line)
 			s.Files = append(s.Files, f)
 		case KeyWait:
 			d, err := time.ParseDuration(value)
@@ -152,6 +168,36 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 }
 
 var keys = []string{KeyBinary, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough}
+
+// stripComment cuts text at a "#" that starts a comment: at the start or
+// after a blank, outside quotes, as a shell would.
+func stripComment(text string) string {
+	var quote rune
+	escaped := false
+	prev := ' '
+	for i, r := range text {
+		switch {
+		case escaped:
+			// An escaped blank is part of a word, not a blank.
+			escaped = false
+			r = 0
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else if r == '\\' && quote == '"' {
+				escaped = true
+			}
+		case r == '\\':
+			escaped = true
+		case r == '\'' || r == '"':
+			quote = r
+		case r == '#' && (prev == ' ' || prev == '\t'):
+			return strings.TrimSpace(text[:i])
+		}
+		prev = r
+	}
+	return text
+}
 
 // parseFile reads HOST or HOST:GUEST.
 func parseFile(v string) (File, error) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -31,13 +32,18 @@ passthrough = yes
 `,
 			want: &Spec{Name: "myfs", Binary: "./bin/myfs", Args: []string{"-f", "-o", "fsname=my fs", "{backing}", "{mnt}"},
 				Env:   []string{"RUST_LOG=debug", "HOME=/root"},
-				Files: []File{{Host: "/etc/myfs.conf"}, {Host: "./data/big", Guest: "/srv/big"}},
+				Files: []File{{Host: "/etc/myfs.conf", Where: "d.conf:7"}, {Host: "./data/big", Guest: "/srv/big", Where: "d.conf:8"}},
 				Wait:  45 * time.Second, Passthrough: &yes, Origin: "d.conf:2"},
 		},
 		{
 			name: "binary alone",
 			text: "[daemon x]\nbinary = /bin/x\n",
 			want: &Spec{Name: "x", Binary: "/bin/x", Origin: "d.conf:1"},
+		},
+		{
+			name: "comments and quoted hashes",
+			text: "[daemon x] # mine\nbinary = /bin/x   # the binary\nargs = -o 'fsname=a #b' \"c#d\" e\\ #f {mnt} # end\nenv = TAG=v#1\n",
+			want: &Spec{Name: "x", Binary: "/bin/x", Args: []string{"-o", "fsname=a #b", "c#d", "e #f", "{mnt}"}, Env: []string{"TAG=v#1"}, Origin: "d.conf:1"},
 		},
 		{name: "no binary", text: "[daemon x]\nargs = {mnt}\n", err: "d.conf:1: [daemon x] names no binary"},
 		{name: "unknown key", text: "[daemon x]\nbinary = /bin/x\nmount = {mnt}\n", err: `d.conf:3: unknown key "mount"`},
@@ -59,7 +65,7 @@ passthrough = yes
 				return
 			}
 			assert.NilError(t, err)
-			assert.DeepEqual(t, got, tc.want)
+			assert.DeepEqual(t, got, tc.want, cmpopts.IgnoreUnexported(Spec{}))
 		})
 	}
 }
@@ -86,4 +92,13 @@ func TestSplitArgs(t *testing.T) {
 		assert.Check(t, err, "%q", tc.in)
 		assert.DeepEqual(t, got, tc.want)
 	}
+}
+
+// Where a key is given, for errors about its value.
+func TestWhere(t *testing.T) {
+	s, err := Parse("d.conf", strings.NewReader("[daemon x]\n\nbinary = /bin/x\nargs = {mnt}\n"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(s.Where("binary"), "d.conf:3"))
+	assert.Check(t, is.Equal(s.Where("args"), "d.conf:4"))
+	assert.Check(t, is.Equal(s.Where("env"), ""))
 }

@@ -72,15 +72,8 @@ func (d *Daemon) Check() error {
 	if !strings.HasPrefix(d.Path, "/") {
 		errs = append(errs, fmt.Errorf("daemon path %q: not absolute", d.Path))
 	}
-	if !slices.ContainsFunc(d.Args, func(a string) bool { return strings.Contains(a, PlaceholderMount) }) {
-		errs = append(errs, fmt.Errorf("daemon arguments %q: none holds %s, where the daemon is to mount", d.Args, PlaceholderMount))
-	}
-	for _, a := range d.Args {
-		for _, p := range placeholderLike.FindAllString(a, -1) {
-			if p != PlaceholderBacking && p != PlaceholderMount {
-				errs = append(errs, fmt.Errorf("daemon argument %q: unknown placeholder %s (known: %s, %s)", a, p, PlaceholderBacking, PlaceholderMount))
-			}
-		}
+	if err := CheckArgs(d.Args); err != nil {
+		errs = append(errs, err)
 	}
 	for _, e := range d.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
@@ -89,6 +82,24 @@ func (d *Daemon) Check() error {
 	}
 	if d.MountWait < 0 || d.MountWait > 600 {
 		errs = append(errs, fmt.Errorf("daemon mount wait %vs: want 0 to 600", d.MountWait))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckArgs reports what makes args unusable as a daemon's arguments: no
+// PlaceholderMount, or a word in braces that looks like a placeholder
+// and is none (a typo that would otherwise cost a boot).
+func CheckArgs(args []string) error {
+	var errs []error
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, PlaceholderMount) }) {
+		errs = append(errs, fmt.Errorf("daemon arguments %q: none holds %s, where the daemon is to mount", args, PlaceholderMount))
+	}
+	for _, a := range args {
+		for _, p := range placeholderLike.FindAllString(a, -1) {
+			if p != PlaceholderBacking && p != PlaceholderMount {
+				errs = append(errs, fmt.Errorf("daemon argument %q: unknown placeholder %s (known: %s, %s)", a, p, PlaceholderBacking, PlaceholderMount))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

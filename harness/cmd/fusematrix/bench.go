@@ -82,6 +82,10 @@ func bench(args []string) error {
 	if *list {
 		return listChecks(o)
 	}
+	if err := someCell(o); err != nil {
+		fmt.Fprintf(os.Stderr, "fusematrix bench: %v\n", err)
+		return exitError(2)
+	}
 	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
@@ -165,4 +169,23 @@ func writeHTMLReport(dir string, run *results.Run, info io.Writer) error {
 	}
 	fmt.Fprintf(info, "report: %s\n", p)
 	return nil
+}
+
+// someCell says why o's selection is no bench: it selects no benchmark
+// cell, since cells are selected only by a pattern that names them.
+func someCell(o harness.Options) error {
+	daemon := ""
+	if o.Daemon != nil {
+		daemon = o.Daemon.Name
+	}
+	checks, err := harness.Selected(o.Run, daemon)
+	if err != nil {
+		return nil // boot says so, as for every command
+	}
+	for _, c := range checks {
+		if c.Kind == results.Benchmark {
+			return nil
+		}
+	}
+	return fmt.Errorf("-run %q selects no benchmark cell: cells are selected only by a pattern that names them, one that starts with bench (^bench/ selects every mode's cells, a daemon's too) or names daemon/NAME/bench/ (-list prints what a pattern selects)", o.Run)
 }

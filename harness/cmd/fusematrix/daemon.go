@@ -71,10 +71,16 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 	if spec.Name == "" {
 		spec.Name = filepath.Base(spec.Binary)
 	}
+	argsFrom := "-daemon-args"
 	if spec.Args == nil || set(fs, "daemon-args") {
 		if spec.Args, err = daemonspec.SplitArgs(d.args); err != nil {
 			return nil, fmt.Errorf("-daemon-args: %w", err)
 		}
+	} else {
+		argsFrom = spec.Where(daemonspec.KeyArgs)
+	}
+	if err := contract.CheckArgs(spec.Args); err != nil {
+		return nil, fmt.Errorf("%s: %w", argsFrom, err)
 	}
 	claim := d.passthrough
 	if spec.Passthrough != nil && !set(fs, "daemon-passthrough") {
@@ -85,6 +91,13 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 		wait = spec.Wait
 	}
 	files, env, err := daemonFiles(spec.Binary)
+	if w := spec.Where(daemonspec.KeyBinary); err != nil && w != "" {
+		if !filepath.IsAbs(spec.Binary) {
+			wd, _ := os.Getwd()
+			err = fmt.Errorf("%w (a relative path, taken from %s, where fusematrix runs)", err, wd)
+		}
+		return nil, fmt.Errorf("%s: %w", w, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
 	}
@@ -141,11 +154,15 @@ func describe(path, catalog string) (*daemonspec.Spec, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	spec, err := daemonspec.Parse(path, io.LimitReader(f, 1<<20))
+	text, err := io.ReadAll(io.LimitReader(f, 1<<20))
 	if err != nil {
+		return nil, err
+	}
+	spec, err := daemonspec.Parse(path, bytes.NewReader(text))
+	if err != nil && !bytes.Contains(text, []byte("[daemon ")) {
 		return nil, fmt.Errorf("neither an ELF binary nor a daemon description: %w", err)
 	}
-	return spec, nil
+	return spec, err
 }
 
 // extraFiles are a description's extra files for the guest, each at its
@@ -156,10 +173,10 @@ func extraFiles(fs []daemonspec.File) ([]initramfs.File, error) {
 	for _, f := range fs {
 		info, err := os.Stat(f.Host)
 		if err != nil {
-			return nil, fmt.Errorf("extra file: %w", err)
+			return nil, fmt.Errorf("%s: extra file: %w", f.Where, err)
 		}
 		if !info.Mode().IsRegular() {
-			return nil, fmt.Errorf("extra file %s: not a regular file", f.Host)
+			return nil, fmt.Errorf("%s: extra file %s: not a regular file", f.Where, f.Host)
 		}
 		guest := f.Guest
 		if guest == "" {
@@ -183,7 +200,7 @@ func daemonFiles(path string) ([]initramfs.File, []string, error) {
 		return nil, nil, err
 	}
 	for _, n := range b.Notes {
-		fmt.Fprintf(os.Stderr, "fusematrix: warning: -daemon %s: %s\n", path, n)
+		fmt.Fprintf(os.Stderr, "fusematrix: warning: daemon binary %s: %s\n", path, n)
 	}
 	fs, err := b.Files(daemonGuestDir + "/" + filepath.Base(path))
 	if err != nil {

@@ -189,8 +189,12 @@ func TestDaemonBadInput(t *testing.T) {
 		{"a script", []string{"-daemon", script}, "a script (#!/bin/sh): give the binary it runs"},
 		{"not a description", []string{"-daemon", described("hello\n")}, "neither an ELF binary nor a daemon description"},
 		{"unknown key", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nmount = {mnt}\n")}, `myfs.conf:3: unknown key "mount"`},
-		{"described without mount point", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nargs = {backing}\n")}, "myfs.conf:1: daemon arguments"},
-		{"missing extra file", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /nonexistent/lib.so\n")}, "extra file: stat /nonexistent/lib.so: no such file"},
+		{"described without mount point", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nargs = {backing}\n")}, "myfs.conf:3: daemon arguments"},
+		{"typo in the description", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nargs = {mnt} {backng}\n")}, "myfs.conf:3: daemon argument \"{backng}\": unknown placeholder"},
+		{"typo in the flag", []string{"-catalog", catalog, "-daemon", "myfs", "-daemon-args", "{mnt} {backng}"}, "-daemon-args: daemon argument \"{backng}\": unknown placeholder"},
+		{"binary not there", []string{"-daemon", described("[daemon x]\nbinary = ./no-such-fs\n")}, "myfs.conf:2: ./no-such-fs: no such file (a relative path, taken from"},
+		{"description with a quoted hash", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nargs = -o 'a #b' {mnt} {backng} # c\n")}, "myfs.conf:3: daemon argument \"{backng}\""},
+		{"missing extra file", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /nonexistent/lib.so\n")}, "myfs.conf:3: extra file: stat /nonexistent/lib.so: no such file"},
 		{"not in the catalog", []string{"-catalog", catalog, "-daemon", "yourfs"}, "-daemon yourfs: no such file, and no [daemon yourfs] in the catalog"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
