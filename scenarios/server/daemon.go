@@ -44,6 +44,13 @@ type Daemon struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	// mu guards forked, the processes other than the one started that
+	// held /dev/fuse when looked up, and forkedExit, how the last of them
+	// to be reaped ended.
+	mu         sync.Mutex
+	forked     []int
+	forkedExit string
 }
 
 // daemonPoll is how often StartDaemon looks for the mount, and Exited for
@@ -167,12 +174,45 @@ func (d *Daemon) Pids() []int {
 			live = append(live, pid)
 		}
 	}
+	d.mu.Lock()
+	for _, pid := range live {
+		if pid != d.cmd.Process.Pid && !slices.Contains(d.forked, pid) {
+			d.forked = append(d.forked, pid)
+		}
+	}
+	d.mu.Unlock()
 	return live
 }
 
-// ExitStatus says how the process started ended: "0", "exit status 3",
-// "signal: aborted"…; "running" before it has (a daemon in the
-// foreground), and "0" for one that forked, whose child is the daemon.
+// reap collects the processes the daemon forked that have ended: whose
+// parent exited made them ours (fusematrix is their subreaper), so their
+// exit status is ours to read, and unread they would stay zombies.
+func (d *Daemon) reap() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, pid := range d.forked {
+		var ws unix.WaitStatus
+		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
+			d.forkedExit = waitText(ws)
+		}
+	}
+}
+
+// waitText says how a process ended, as os/exec does.
+func waitText(ws unix.WaitStatus) string {
+	switch {
+	case ws.Signaled():
+		return "signal: " + ws.Signal().String()
+	case ws.ExitStatus() != 0:
+		return fmt.Sprintf("exit status %d", ws.ExitStatus())
+	}
+	return "0"
+}
+
+// ExitStatus says how the daemon ended: "0", "exit status 3", "signal:
+// aborted"…; "running" before it has. For a daemon that forked into the
+// background it is how the process left behind ended, once fusematrix
+// reaped it, else the started process's own "0".
 func (d *Daemon) ExitStatus() string {
 	select {
 	case <-d.waitDone:
@@ -181,6 +221,12 @@ func (d *Daemon) ExitStatus() string {
 	}
 	if d.waitErr != nil {
 		return d.waitErr.Error()
+	}
+	d.reap()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.forkedExit != "" {
+		return d.forkedExit
 	}
 	return "0"
 }
@@ -222,6 +268,12 @@ func (d *Daemon) Stop() (wire.Stats, error) {
 		if d.waitErr != nil {
 			errs = append(errs, fmt.Errorf("daemon %s: %w", d.Spec.Name, d.waitErr))
 		}
+		d.reap()
+		d.mu.Lock()
+		if e := d.forkedExit; e != "" && e != "0" {
+			errs = append(errs, fmt.Errorf("daemon %s, forked into the background: %s", d.Spec.Name, e))
+		}
+		d.mu.Unlock()
 		if err := errors.Join(errs...); err != nil {
 			d.stopErr = fmt.Errorf("%w%s", err, d.stderrNote())
 		}
@@ -264,6 +316,7 @@ func (d *Daemon) watch() {
 			<-d.waited
 		}
 		if !d.alive() {
+			d.reap()
 			close(d.exited)
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,5 +122,26 @@ func TestDaemonFailures(t *testing.T) {
 		assert.Check(t, is.Equal(d.ExitStatus(), "signal: killed"))
 		m, _ := fuseMountAt(mnt)
 		assert.Check(t, m == nil, "the dead daemon's mount is left")
+	})
+	// Once a daemon has forked into the background, how the process left
+	// behind ends is the daemon's exit, not its parent's "0".
+	t.Run("crashes after forking", func(t *testing.T) {
+		spec := contract.Daemon{Name: "bgcrash", Path: "/bin/sh",
+			Args: []string{"-c", "setsid " + bin + " {mnt} {backing} </dev/null >/dev/null 2>&1 & exit 0"}}
+		d, err := StartDaemon(context.Background(), &spec, t.TempDir(), t.TempDir())
+		assert.NilError(t, err)
+		d.WaitForked(5 * time.Second)
+		pids := d.Pids()
+		assert.Assert(t, is.Len(pids, 1))
+		assert.Assert(t, pids[0] != d.cmd.Process.Pid)
+		assert.NilError(t, syscall.Kill(pids[0], syscall.SIGKILL))
+		select {
+		case <-d.Exited():
+		case <-time.After(10 * time.Second):
+			t.Fatal("Exited not closed after the daemon died")
+		}
+		_, err = d.Stop()
+		assert.ErrorContains(t, err, "daemon bgcrash, forked into the background: signal: killed")
+		assert.Check(t, is.Equal(d.ExitStatus(), "signal: killed"))
 	})
 }
