@@ -174,11 +174,7 @@ func writeHTMLReport(dir string, run *results.Run, info io.Writer) error {
 // someCell says why o's selection is no bench: it selects no benchmark
 // cell, since cells are selected only by a pattern that names them.
 func someCell(o harness.Options) error {
-	daemon := ""
-	if o.Daemon != nil {
-		daemon = o.Daemon.Name
-	}
-	checks, err := harness.Selected(o.Run, daemon)
+	checks, err := selected(o)
 	if err != nil {
 		return nil // boot says so, as for every command
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/results/report"
 )
 
@@ -151,11 +152,7 @@ func listFlag(fs *flag.FlagSet) *bool {
 // listChecks prints the checks o selects, one per line: id, kind and the
 // time the guest gives it.
 func listChecks(o harness.Options) error {
-	daemon := ""
-	if o.Daemon != nil {
-		daemon = o.Daemon.Name
-	}
-	checks, err := harness.Selected(o.Run, daemon)
+	checks, err := selected(o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
 		return exitError(2)
@@ -165,6 +162,15 @@ func listChecks(o harness.Options) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, c.Kind, c.Timeout)
 	}
 	return tw.Flush()
+}
+
+// selected is what o's -run and daemon select (harness.Selected).
+func selected(o harness.Options) ([]contract.Check, error) {
+	daemon := ""
+	if o.Daemon != nil {
+		daemon = o.Daemon.Name
+	}
+	return harness.Selected(o.Run, daemon)
 }
 
 // bootFlags registers the flags of every command that boots kernels and
@@ -201,11 +207,7 @@ func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
 func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
 	// A selection that cannot work is a usage error, found before any
 	// kernel is fetched or booted.
-	daemon := ""
-	if o.Daemon != nil {
-		daemon = o.Daemon.Name
-	}
-	if _, err := harness.Selected(o.Run, daemon); err != nil {
+	if _, err := selected(o); err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
 		return exitError(2)
 	}
