@@ -113,6 +113,13 @@ func (tm *terminal) exit(limit time.Duration) int {
 	go func() { done <- tm.cmd.Wait() }()
 	select {
 	case err := <-done:
+		// What it printed last may still be on its way through the
+		// terminal: read to the end, which comes once no process holds
+		// the other side.
+		select {
+		case <-tm.eof:
+		case <-time.After(5 * time.Second):
+		}
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
 			return exit.ExitCode()
