@@ -270,7 +270,7 @@ func parseCatalog(r io.Reader, file string) (*Catalog, error) {
 			name, ok := strings.CutSuffix(line[1:], "]")
 			name = strings.TrimSpace(name)
 			if !ok || name == "" || strings.ContainsAny(name, " \t[]") {
-				return nil, at.errorf("want [name]")
+				return nil, at.errorf("want [NAME] to start a matrix, or [daemon NAME] to describe a daemon")
 			}
 			if _, dup := c.matrices[name]; dup {
 				return nil, at.errorf("matrix %q defined twice", name)

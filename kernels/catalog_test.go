@@ -51,7 +51,7 @@ func TestParseCatalog(t *testing.T) {
 		{name: "duplicate kernel", text: "[a]\ndebian:6.1\ndebian:6.1\n", err: "line 3: debian:6.1 listed twice in [a]"},
 		{name: "duplicate matrix", text: "[a]\ndebian:6.1\n[a]\n", err: `line 3: matrix "a" defined twice`},
 		{name: "empty matrix", text: "[a]\n[b]\ndebian:6.1\n", err: `line 1: matrix "a" is empty`},
-		{name: "bad header", text: "[a\n", err: "line 1: want [name]"},
+		{name: "bad header", text: "[a\n", err: "line 1: want [NAME] to start a matrix, or [daemon NAME]"},
 		{name: "unknown named kernel", text: "[a]\ndebian:6.1\nmine\n", err: `line 3: "mine" in [a] is no named kernel of the catalog`},
 		{name: "named kernel in a matrix", text: "[a]\ndebian:6.1\nmine = debian:6.12\n", err: `line 3: named kernel "mine" inside [a]: define named kernels before the first matrix`},
 		{name: "named kernel twice", text: "mine = debian:6.1\nmine = debian:6.12\n", err: `line 2: kernel "mine" defined twice`},

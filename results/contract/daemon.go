@@ -57,9 +57,10 @@ type Daemon struct {
 	MountWait float64 `json:"mount_wait,omitempty"`
 }
 
-// placeholderLike is what a mistyped placeholder looks like; braces
-// around anything else (JSON in an option, say) are left alone.
-var placeholderLike = regexp.MustCompile(`\{[a-z]{2,12}\}`)
+// placeholderLike is what a mistyped placeholder looks like ({backng},
+// {Backing}, {backing_dir}, {mnt2}); braces around anything else (JSON in
+// an option, say) are left alone.
+var placeholderLike = regexp.MustCompile(`\{[A-Za-z_][A-Za-z0-9_-]{1,31}\}`)
 
 var daemonName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
 

@@ -28,6 +28,9 @@ func TestDaemonCheck(t *testing.T) {
 		{"wait", func(d *Daemon) { d.MountWait = 601 }, "want 0 to 600"},
 		{"typo", func(d *Daemon) { d.Args = []string{"-o", "source={backng}", "{mnt}"} }, `daemon argument "source={backng}": unknown placeholder {backng} (known: {backing}, {mnt})`},
 		{"mount point misnamed", func(d *Daemon) { d.Args = []string{"{mount}"} }, "unknown placeholder {mount}"},
+		{"capitalised", func(d *Daemon) { d.Args = []string{"{Backing}", "{mnt}"} }, "unknown placeholder {Backing}"},
+		{"underscore", func(d *Daemon) { d.Args = []string{"{backing_dir}", "{mnt}"} }, "unknown placeholder {backing_dir}"},
+		{"digit", func(d *Daemon) { d.Args = []string{"{mnt2}", "{mnt}"} }, "unknown placeholder {mnt2}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := good

@@ -79,12 +79,12 @@ func bench(args []string) error {
 		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
 		return exitError(2)
 	}
-	if *list {
-		return listChecks(o)
-	}
 	if err := someCell(o); err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix bench: %v\n", err)
 		return exitError(2)
+	}
+	if *list {
+		return listChecks(o)
 	}
 	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err

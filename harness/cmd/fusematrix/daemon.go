@@ -34,7 +34,14 @@ type daemonFlags struct {
 
 func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 	d := &daemonFlags{}
-	fs.StringVar(&d.path, "daemon", "", "your FUSE daemon: its `binary`, a file describing it, or the NAME of a [daemon NAME] section of the catalog; the guests also run the checks against it, under daemon/NAME/…")
+	what := "the guests also run the checks against it, under daemon/NAME/…"
+	switch fs.Name() {
+	case "bench":
+		what = "the guests also measure it, in cells daemon/NAME/bench/<op>/<block>"
+	case "shell":
+		what = "the guest mounts it at /mnt/fuse instead of fusematrix's loopback; fusematrix-agent run daemon/NAME/… runs one of its checks"
+	}
+	fs.StringVar(&d.path, "daemon", "", "your FUSE daemon: its `binary`, a file describing it, or the NAME of a [daemon NAME] section of the catalog; "+what)
 	fs.StringVar(&d.args, "daemon-args", contract.PlaceholderMount,
 		"the daemon's `arguments`, split as a shell would (quotes group words); "+contract.PlaceholderBacking+" is the directory it shows, "+contract.PlaceholderMount+" its mount point")
 	fs.StringVar(&d.name, "daemon-name", "", "the daemon's `name` in result ids (default: the binary's base name)")
@@ -89,6 +96,9 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 	wait := d.wait
 	if spec.Wait > 0 && !set(fs, "daemon-wait") {
 		wait = spec.Wait
+	}
+	if wait <= 0 {
+		return nil, fmt.Errorf("-daemon-wait %s: want a positive duration", wait)
 	}
 	files, env, err := daemonFiles(spec.Binary)
 	if w := spec.Where(daemonspec.KeyBinary); err != nil && w != "" {

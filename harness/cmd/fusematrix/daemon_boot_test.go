@@ -185,6 +185,7 @@ func TestDaemonBadInput(t *testing.T) {
 		{"unbalanced quote", []string{"-daemon", "/bin/true", "-daemon-args", "'{mnt}"}, "-daemon-args: an unterminated quote"},
 		{"bad name", []string{"-daemon", "/bin/true", "-daemon-name", "a/b"}, `daemon name "a/b"`},
 		{"without -daemon", []string{"-daemon-passthrough"}, "-daemon-passthrough without -daemon"},
+		{"no time to mount", []string{"-daemon", "/bin/true", "-daemon-wait", "0s"}, "-daemon-wait 0s: want a positive duration"},
 		{"no such binary", []string{"-daemon", "/nonexistent/fs"}, "-daemon /nonexistent/fs: /nonexistent/fs: no such file"},
 		{"a script", []string{"-daemon", script}, "a script (#!/bin/sh): give the binary it runs"},
 		{"not a description", []string{"-daemon", described("hello\n")}, "neither an ELF binary nor a daemon description"},

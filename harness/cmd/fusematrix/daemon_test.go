@@ -48,7 +48,9 @@ func TestList(t *testing.T) {
 	assert.Check(t, is.Contains(stderr, `scenario pattern "^nothing$" matches no check`))
 	// A bench whose pattern names no cell is a usage error, not a boot
 	// that measures nothing.
-	code, _, stderr = fusematrixStreams(t, "bench", "-run", "noop/131072$", "-qemu", "/nonexistent/qemu", "debian:6.12")
-	assert.Equal(t, code, 2)
-	assert.Check(t, is.Contains(stderr, `-run "noop/131072$" selects no benchmark cell: cells are selected only by a pattern that names them`))
+	for _, list := range []string{"-q", "-list"} {
+		code, _, stderr = fusematrixStreams(t, "bench", list, "-run", "noop/131072$", "-qemu", "/nonexistent/qemu", "debian:6.12")
+		assert.Equal(t, code, 2)
+		assert.Check(t, is.Contains(stderr, `-run "noop/131072$" selects no benchmark cell: cells are selected only by a pattern that names them`), list)
+	}
 }
