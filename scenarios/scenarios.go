@@ -77,6 +77,10 @@ type Scenario struct {
 	// Run drops NeedOwnServer and NeedPassthrough; a check without
 	// AnyServer is skipped there, saying it needs our server.
 	AnyServer bool
+	// OwnFiles says the check, against a daemon that serves no backing
+	// directory, reads the daemon's own files instead (its passthrough
+	// check, its benchmark cells); the others are skipped there.
+	OwnFiles bool
 	// Timeout bounds Run; the agent cancels ctx when it expires.
 	Timeout time.Duration
 	// Run performs the check. ID, Kind and Seconds of the returned result
@@ -94,9 +98,7 @@ func Run(ctx context.Context, s Scenario, env *Env) results.Result {
 			needs = NeedOwnServer
 		} else {
 			needs &^= NeedOwnServer | NeedPassthrough
-			// A benchmark and the passthrough check read the daemon's own
-			// files instead.
-			if d, ok := env.Subject.(DaemonSubject); ok && !d.Spec.Backed() && s.Kind != results.Benchmark && s.ID != contract.DaemonPassthrough {
+			if d, ok := env.Subject.(DaemonSubject); ok && !d.Spec.Backed() && !s.OwnFiles {
 				return results.Result{Status: results.Skip, Reason: fmt.Sprintf("%s serves no backing directory (%s is not among its arguments): nothing to compare its files with", d.Name(), contract.PlaceholderBacking)}
 			}
 		}

@@ -31,6 +31,7 @@ func TestRun(t *testing.T) {
 		caps    *results.Capabilities
 		subject Subject
 		any     bool
+		own     bool
 		want    results.Result
 	}{
 		{name: "no needs", caps: nil, want: ran},
@@ -54,11 +55,14 @@ func TestRun(t *testing.T) {
 		{name: "a daemon with no backing directory", needs: NeedOwnServer, caps: pt, any: true,
 			subject: DaemonSubject{Spec: &contract.Daemon{Name: "noop", Args: []string{"{mnt}"}}},
 			want:    results.Result{Status: results.Skip, Reason: "daemon noop serves no backing directory ({backing} is not among its arguments): nothing to compare its files with"}},
+		// Its passthrough check and its cells read its own files.
+		{name: "a daemon with no backing directory, its own files", needs: NeedOwnServer, caps: pt, any: true, own: true,
+			subject: DaemonSubject{Spec: &contract.Daemon{Name: "noop", Args: []string{"{mnt}"}}}, want: ran},
 		{name: "a daemon with one", needs: NeedOwnServer, caps: pt, any: true,
 			subject: DaemonSubject{Spec: &contract.Daemon{Name: "lo", Args: []string{"{mnt}", "{backing}"}}}, want: ran},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s.Needs, s.AnyServer = tc.needs, tc.any
+			s.Needs, s.AnyServer, s.OwnFiles = tc.needs, tc.any, tc.own
 			env := &Env{Capabilities: tc.caps, Subject: tc.subject}
 			assert.DeepEqual(t, Run(context.Background(), s, env), tc.want)
 		})

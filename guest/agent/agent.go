@@ -167,6 +167,8 @@ func (a *agent) runDaemon(ctx context.Context, st *suite.Suite, base *scenarios.
 		case specErr != nil:
 			r = results.Result{Status: results.Error, Reason: specErr.Error()}
 		default:
+			// Under its own id, in logs and scratch directories too.
+			s.ID = c.ID
 			r = a.runCounted(ctx, s, &env, root, rootErr)
 		}
 		r.ID, r.Kind = string(c.ID), c.Kind

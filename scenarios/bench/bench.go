@@ -123,6 +123,7 @@ func (s Suite) ForDaemon() []scenarios.Scenario {
 			Description: fmt.Sprintf("sequential %s throughput at %d-byte blocks through the daemon under test", c.op, c.block),
 			Timeout:     120 * time.Second,
 			AnyServer:   true,
+			OwnFiles:    true,
 			Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 				return s.set.run(ctx, env, c)
 			},

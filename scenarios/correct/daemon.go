@@ -37,6 +37,7 @@ var daemonPassthrough = scenarios.Scenario{
 	Kind:        results.Scenario,
 	Description: "a file read through the daemon's mount costs its threads no read calls or wake-ups: the kernel passes the daemon's files through, as the daemon claims",
 	AnyServer:   true,
+	OwnFiles:    true,
 	Timeout:     60 * time.Second,
 	Run:         daemonPassthroughRun,
 }
