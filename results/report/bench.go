@@ -138,7 +138,7 @@ func ratioNoop(passthrough, noop *results.Result) (float64, bool) {
 }
 
 // benchLegend explains the figures of every bench table.
-var benchLegend = fmt.Sprintf("MB/s, median of the runs (ratio to native); %s: passthrough median / noop median; %s: Go NOOP server / C NOOP server",
+var benchLegend = fmt.Sprintf("MB/s, median of the runs (ratio to the native run made right before each, median of those); %s: passthrough median / noop median; %s: Go NOOP server / C NOOP server",
 	ratioNoopHead, goCHead)
 
 // goCHead heads the column that says whether the Go NOOP server limits

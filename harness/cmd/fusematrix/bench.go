@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
@@ -89,8 +90,14 @@ func bench(args []string) error {
 	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
-	if o.Peer, err = benchPeer(fs, *peer, o.SourceDir, *quiet); err != nil {
-		return err
+	// The C peer only matters to the cells that measure it.
+	if checks, _ := selected(o); slices.ContainsFunc(checks, func(c contract.Check) bool {
+		cell, ok := contract.ParseCell(c.ID)
+		return ok && cell.Mode == contract.LibfuseNoop
+	}) || set(fs, "peer") {
+		if o.Peer, err = benchPeer(fs, *peer, o.SourceDir, *quiet); err != nil {
+			return err
+		}
 	}
 	return boot(o, *quiet, func(run *results.Run) error {
 		if *format == "table" {
