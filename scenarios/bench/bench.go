@@ -353,10 +353,7 @@ type cellRun struct {
 	total    sample
 	// requests stays nil unless the daemon counts them by opcode.
 	requests map[string]int64
-	// accounted says total.daemon holds the kernel's accounting of a
-	// user's daemon (daemonAccount).
-	accounted bool
-	profiles  []string
+	profiles []string
 }
 
 // prepare fills in the cell's facts, skips it where its mode cannot run,
@@ -532,7 +529,7 @@ func (set *benchSet) measure(ctx context.Context, env *scenarios.Env, cell *cell
 		cell.total.server += s.server
 		cell.total.daemon.Syscr += s.daemon.Syscr
 		cell.total.daemon.Switches += s.daemon.Switches
-		cell.accounted = cell.accounted || s.accounted
+		cell.total.accounted = cell.total.accounted || s.accounted
 		if s.settle != "" {
 			r.Log = append(r.Log, fmt.Sprintf("run %d: %s", i+1, s.settle))
 		}
@@ -556,7 +553,7 @@ func (set *benchSet) summarise(cell *cellRun) {
 	if mode.mount != nil && cell.requests == nil {
 		r.Facts["requests"] = "not counted by this server"
 	}
-	if cell.accounted {
+	if total.accounted {
 		// A daemon that serves the data reads /dev/fuse once per
 		// request; one whose files are passed through, hardly ever.
 		r.Metrics["daemon_read_calls_per_gib"] = float64(total.daemon.Syscr) / gib

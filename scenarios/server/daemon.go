@@ -186,16 +186,45 @@ func (d *Daemon) Pids() []int {
 
 // reap collects the processes the daemon forked that have ended: whose
 // parent exited made them ours (fusematrix is their subreaper), so their
-// exit status is ours to read, and unread they would stay zombies.
+// exit status is ours to read, and unread they would stay zombies. Only a
+// zombie whose parent is this process is waited for: its pid cannot have
+// been reused, so no other child of ours (another server, whose own Wait
+// needs its status) is ever reaped here. A pid that is gone is forgotten.
 func (d *Daemon) reap() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	self := os.Getpid()
+	kept := d.forked[:0]
 	for _, pid := range d.forked {
-		var ws unix.WaitStatus
-		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
-			d.forkedExit = waitText(ws)
+		state, ppid, ok := procState(pid)
+		switch {
+		case !ok:
+			continue // gone: reaped by its parent, or never ours
+		case state == "Z" && ppid == self:
+			var ws unix.WaitStatus
+			if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
+				d.forkedExit = waitText(ws)
+				continue
+			}
 		}
+		kept = append(kept, pid)
 	}
+	d.forked = kept
+}
+
+// procState reads the state and parent of pid from /proc/<pid>/stat.
+func procState(pid int) (state string, ppid int, ok bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
 }
 
 // waitText says how a process ended, as os/exec does.
@@ -430,11 +459,6 @@ func parentOf(pid int) int {
 
 // processAlive says whether pid runs and is not a zombie.
 func processAlive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	f := strings.Fields(string(stat[i+1:]))
-	return len(f) > 0 && f[0] != "Z"
+	state, _, ok := procState(pid)
+	return ok && state != "Z"
 }
