@@ -216,6 +216,32 @@ func (g *benchGrid) daemons() []contract.Mode {
 	return out
 }
 
+// daemonCalls says, per daemon of g, the kernel's count of its read calls
+// per GiB in each cell that has one (daemon_read_calls_per_gib): what
+// tells a daemon's author whether its reads were passed through.
+func (g *benchGrid) daemonCalls() []string {
+	var out []string
+	for _, m := range g.daemons() {
+		var parts []string
+		for _, row := range g.rows {
+			if r := row.cells[m]; r != nil && r.Status == results.Pass {
+				if v, ok := r.Metrics[daemonCallsMetric]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+					parts = append(parts, fmt.Sprintf("%s %s %.0f", OneLine(string(row.op)), blockLabel(row.block), v))
+				}
+			}
+		}
+		if len(parts) > 0 {
+			name, _ := m.Daemon()
+			out = append(out, fmt.Sprintf("%s: its read calls per GiB (one per request or more when it serves them, next to none when passed through): %s",
+				OneLine(name), strings.Join(parts, ", ")))
+		}
+	}
+	return out
+}
+
+// daemonCallsMetric is the metric daemonCalls shows.
+const daemonCallsMetric = "daemon_read_calls_per_gib"
+
 // legend is benchLegend, with the daemons' columns explained.
 func (g *benchGrid) legend() string {
 	l := benchLegend
@@ -286,6 +312,9 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	}
 	tw.Flush()
 	fmt.Fprintf(b, "  %s\n", g.legend())
+	for _, l := range g.daemonCalls() {
+		fmt.Fprintf(b, "  %s\n", l)
+	}
 	if g.anyDisturbed() {
 		fmt.Fprintf(b, "  %s\n", disturbedLegend)
 	}
@@ -337,6 +366,9 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 				writeMarkdownRow(&b, append(cells, g.extraCells(row)...))
 			}
 			fmt.Fprintf(&b, "\n%s\n", markdownText(g.legend()))
+			for _, l := range g.daemonCalls() {
+				fmt.Fprintf(&b, "\n%s\n", markdownText(l))
+			}
 			if g.anyDisturbed() {
 				fmt.Fprintf(&b, "\n%s\n", markdownText(disturbedLegend))
 			}
