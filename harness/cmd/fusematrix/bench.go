@@ -56,9 +56,9 @@ func bench(args []string) error {
 		}
 		outSet := false
 		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
-		run, err := readRunFile(*from)
+		run, err := results.ReadFile(*from)
 		if err != nil {
-			return err
+			return badInput{err}
 		}
 		dir := filepath.Dir(*from)
 		if outSet {

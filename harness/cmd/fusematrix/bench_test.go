@@ -95,9 +95,21 @@ func TestBenchFromRefuses(t *testing.T) {
 			assert.Check(t, is.Contains(out, tc.err))
 		})
 	}
-	code, out := fusematrix(t, "bench", "-from", filepath.Join(t.TempDir(), "nope.json"))
-	assert.Equal(t, code, 1, out)
-	assert.Check(t, is.Contains(out, "no such file"))
+	// A file it cannot read is bad input too, exit 2: a run with one id
+	// twice in a kernel may not render either way (issue 21 row 4).
+	h := hostileRuns(t)
+	for path, want := range map[string]string{
+		filepath.Join(t.TempDir(), "nope.json"): "no such file",
+		h.dup:                                   `result "fuse-init" appears more than once`,
+		h.fifo:                                  "not a regular file (a named pipe)",
+	} {
+		code, out := fusematrix(t, "bench", "-from", path)
+		assert.Equal(t, code, 2, out)
+		assert.Check(t, is.Contains(out, want))
+		code, out = fusematrix(t, "caps", "-from", path)
+		assert.Equal(t, code, 2, out)
+		assert.Check(t, is.Contains(out, want))
+	}
 }
 
 // matrix writes report.html next to results.json.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,10 +14,6 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/results/report"
 )
-
-// maxRunFile bounds a results.json read with -from: it may come from
-// another machine, and an honest run of many kernels is a few MiB.
-const maxRunFile = 64 << 20
 
 // capsRenderers are the -format values.
 var capsRenderers = map[string]func(io.Writer, *results.Run) error{
@@ -47,9 +41,9 @@ func caps(args []string) error {
 		if err := onlyFlags(fs, "from", "format", "q"); err != nil {
 			return err
 		}
-		run, err := readRunFile(*from)
+		run, err := results.ReadFile(*from)
 		if err != nil {
-			return err
+			return badInput{err}
 		}
 		return render(os.Stdout, run)
 	}
@@ -73,79 +67,6 @@ func caps(args []string) error {
 		}
 		return render(os.Stdout, run)
 	}, info)
-}
-
-// readRunFile reads a run summary that may come from elsewhere: bounded in
-// size, and refused unless it is a fusematrix run of the schema this
-// build understands.
-func readRunFile(path string) (*results.Run, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read run: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read run: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("read run %s: not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxRunFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read run %s: %w", path, err)
-	}
-	if len(b) > maxRunFile {
-		return nil, fmt.Errorf("read run %s: larger than %d MiB, which no fusematrix run is", path, maxRunFile>>20)
-	}
-	run, err := decodeRun(b)
-	if err != nil {
-		return nil, fmt.Errorf("read run %s: %w", path, err)
-	}
-	return run, nil
-}
-
-// decodeRun parses and checks a run summary.
-func decodeRun(b []byte) (*results.Run, error) {
-	var head struct {
-		Schema  *int            `json:"schema"`
-		Kernels json.RawMessage `json:"kernels"`
-	}
-	if err := json.Unmarshal(b, &head); err != nil {
-		return nil, fmt.Errorf("not a fusematrix run: %w", err)
-	}
-	if head.Schema == nil || head.Kernels == nil {
-		return nil, errors.New("not a fusematrix run: no schema or no kernels")
-	}
-	if *head.Schema != results.SchemaVersion {
-		return nil, fmt.Errorf("fusematrix run of schema %d; this fusematrix reads schema %d", *head.Schema, results.SchemaVersion)
-	}
-	var run results.Run
-	if err := json.Unmarshal(b, &run); err != nil {
-		return nil, fmt.Errorf("not a fusematrix run of schema %d: %w", results.SchemaVersion, err)
-	}
-	for i, k := range run.Kernels {
-		if k.Name == "" {
-			return nil, fmt.Errorf("kernel %d has no name", i)
-		}
-		if !knownStatus(k.Status) {
-			return nil, fmt.Errorf("kernel %.64q: unknown status %.16q", k.Name, k.Status)
-		}
-		for _, r := range k.Results {
-			if !knownStatus(r.Status) {
-				return nil, fmt.Errorf("kernel %.64q, result %.64q: unknown status %.16q", k.Name, r.ID, r.Status)
-			}
-		}
-	}
-	return &run, nil
-}
-
-func knownStatus(s results.Status) bool {
-	switch s {
-	case results.Pass, results.Fail, results.Skip, results.Error:
-		return true
-	}
-	return false
 }
 
 // onlyFlags fails with a usage error when flags other than allowed, or

@@ -100,7 +100,7 @@ func TestCapsFromRefuses(t *testing.T) {
 	huge := filepath.Join(dir, "huge.json")
 	f, err := os.Create(huge)
 	assert.NilError(t, err)
-	assert.NilError(t, f.Truncate(maxRunFile+1)) // sparse: no 64 MiB written
+	assert.NilError(t, f.Truncate(results.MaxFileBytes+1)) // sparse: no 64 MiB written
 	assert.NilError(t, f.Close())
 	future := capsRun()
 	future.Schema = results.SchemaVersion + 1
@@ -114,15 +114,15 @@ func TestCapsFromRefuses(t *testing.T) {
 		code int
 		err  string
 	}{
-		{"missing file", []string{"-from", filepath.Join(dir, "nope.json")}, 1, "no such file"},
-		{"directory", []string{"-from", dir}, 1, "not a regular file"},
-		{"too large", []string{"-from", huge}, 1, "larger than 64 MiB"},
-		{"not json", []string{"-from", write("text.json", "hello")}, 1, "not a fusematrix run"},
-		{"other json", []string{"-from", write("other.json", `{"name":"x"}`)}, 1, "not a fusematrix run: no schema or no kernels"},
-		{"trailing garbage", []string{"-from", write("trail.json", `{"schema":1,"kernels":[]} {}`)}, 1, "not a fusematrix run"},
-		{"wrong types", []string{"-from", write("types.json", `{"schema":1,"kernels":[{"name":3}]}`)}, 1, "not a fusematrix run of schema 1"},
-		{"newer schema", []string{"-from", writeJSON(t, future)}, 1, "fusematrix run of schema 2; this fusematrix reads schema 1"},
-		{"unknown status", []string{"-from", writeJSON(t, badStatus)}, 1, `unknown status "meh"`},
+		{"missing file", []string{"-from", filepath.Join(dir, "nope.json")}, 2, "no such file"},
+		{"directory", []string{"-from", dir}, 2, "results.json: no such file"},
+		{"too large", []string{"-from", huge}, 2, "larger than 64 MiB"},
+		{"not json", []string{"-from", write("text.json", "hello")}, 2, "not a fusematrix run"},
+		{"other json", []string{"-from", write("other.json", `{"name":"x"}`)}, 2, "not a fusematrix run: no schema or no kernels"},
+		{"trailing garbage", []string{"-from", write("trail.json", `{"schema":1,"kernels":[]} {}`)}, 2, "not a fusematrix run"},
+		{"wrong types", []string{"-from", write("types.json", `{"schema":1,"kernels":[{"name":3}]}`)}, 2, "not a fusematrix run of schema 1"},
+		{"newer schema", []string{"-from", writeJSON(t, future)}, 2, "fusematrix run of schema 2; this fusematrix reads schema 1"},
+		{"unknown status", []string{"-from", writeJSON(t, badStatus)}, 2, `unknown status "meh"`},
 		{"kernels with -from", []string{"-from", good, "debian:6.1/cloud"}, 2, "debian:6.1/cloud would have no effect"},
 		{"boot flags with -from", []string{"-j", "2", "-from", good}, 2, "-j would have no effect"},
 		{"unknown format", []string{"-format", "yaml", "-from", good}, 2, `-format "yaml"`},

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/compare"
@@ -48,12 +47,12 @@ func compareCmd(args []string) error {
 		fs.Usage()
 		return exitError(2)
 	}
-	old, err := readRunAt(paths[0])
+	old, err := results.ReadFile(paths[0])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix compare: old: %v\n", err)
 		return exitError(2)
 	}
-	new, err := readRunAt(paths[1])
+	new, err := results.ReadFile(paths[1])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix compare: new: %v\n", err)
 		return exitError(2)
@@ -66,14 +65,6 @@ func compareCmd(args []string) error {
 		return exitError(1)
 	}
 	return nil
-}
-
-// readRunAt reads the run summary at path, or in the folder path names.
-func readRunAt(path string) (*results.Run, error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		path = filepath.Join(path, "results.json")
-	}
-	return readRunFile(path)
 }
 
 // parseAround parses args with fs, flags before, between or after the

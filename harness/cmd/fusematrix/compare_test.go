@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/compare"
 )
 
@@ -55,10 +57,40 @@ func TestCompareExit(t *testing.T) {
 	assert.Check(t, !strings.Contains(out, "ratio_native -27%"), "beyond -threshold no more")
 }
 
+// hostile holds run files that no fusematrix wrote as they are.
+type hostile struct {
+	// dup is compare's new run with its first kernel's first result
+	// repeated as a fail after the pass (issue 21 row 4).
+	dup string
+	// fifo is a folder whose results.json is a named pipe (row 10).
+	fifo string
+}
+
+func hostileRuns(t *testing.T) hostile {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile(compareNew)
+	assert.NilError(t, err)
+	var run results.Run
+	assert.NilError(t, json.Unmarshal(b, &run))
+	first := run.Kernels[0].Results[0]
+	assert.Equal(t, first.Status, results.Pass)
+	first.Status = results.Fail
+	run.Kernels[0].Results = append(run.Kernels[0].Results, first)
+	h := hostile{dup: filepath.Join(dir, "dup.json"), fifo: filepath.Join(dir, "fifo")}
+	b, err = json.Marshal(run)
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(h.dup, b, 0o644))
+	assert.NilError(t, os.Mkdir(h.fifo, 0o755))
+	assert.NilError(t, syscall.Mkfifo(filepath.Join(h.fifo, "results.json"), 0o644))
+	return h
+}
+
 // Input compare cannot read is a usage error: exit 2, one line saying
 // what is wrong, nothing on stdout.
 func TestCompareBadInput(t *testing.T) {
 	bad := func(name string) string { return filepath.Join("testdata", "compare", name) }
+	h := hostileRuns(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -68,7 +100,9 @@ func TestCompareBadInput(t *testing.T) {
 		{"future schema", []string{compareOld, bad("future-schema.json")}, "fusematrix compare: new: read run testdata/compare/future-schema.json: fusematrix run of schema 2; this fusematrix reads schema 1"},
 		{"not a results file", []string{bad("package.json"), compareNew}, "not a fusematrix run: no schema or no kernels"},
 		{"folder without results", []string{t.TempDir(), compareNew}, "results.json: no such file or directory"},
-		{"missing file", []string{compareOld, "nonexistent.json"}, "fusematrix compare: new: read run: open nonexistent.json: no such file or directory"},
+		{"missing file", []string{compareOld, "nonexistent.json"}, "fusematrix compare: new: read run: stat nonexistent.json: no such file or directory"},
+		{"same id twice", []string{compareNew, h.dup}, `fusematrix compare: new: read run ` + h.dup + `: kernel "debian:6.1/cloud@bookworm": result "fuse-init" appears more than once`},
+		{"a FIFO", []string{h.fifo, compareNew}, "results.json: not a regular file (a named pipe)"},
 		{"one run", []string{compareOld}, "want two runs, OLD and NEW; got 1"},
 		{"three runs", []string{compareOld, compareNew, compareNew}, "want two runs, OLD and NEW; got 3"},
 		{"format", []string{"-format", "html", compareOld, compareNew}, `-format "html": want table, markdown or json`},

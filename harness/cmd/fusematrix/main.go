@@ -98,9 +98,13 @@ func main() {
 		os.Exit(2)
 	}
 	var exit exitError
+	var bad badInput
 	switch {
 	case errors.As(err, &exit):
 		os.Exit(int(exit))
+	case errors.As(err, &bad):
+		fmt.Fprintf(os.Stderr, "fusematrix %s: %v\n", os.Args[1], bad.err)
+		os.Exit(2)
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
 		os.Exit(1)
@@ -111,6 +115,14 @@ func main() {
 type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+// badInput is input fusematrix refuses (a results file that no fusematrix
+// wrote as it stands): main prints it and exits 2, as for a usage error,
+// so that a gate reading the exit status never takes it for a verdict.
+type badInput struct{ err error }
+
+func (e badInput) Error() string { return e.err.Error() }
+func (e badInput) Unwrap() error { return e.err }
 
 func matrix(args []string) error {
 	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)

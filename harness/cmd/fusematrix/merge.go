@@ -73,7 +73,7 @@ func mergeRuns(out string, paths []string, info io.Writer) error {
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
 			file = filepath.Join(p, "results.json")
 		}
-		run, err := readRunFile(file)
+		run, err := results.ReadFile(file)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -77,6 +77,8 @@ func TestMergeBadInput(t *testing.T) {
 		{"same kernel twice", []string{shardA, shardB, shardA}, `kernel "debian:6.12/cloud@bookworm" is in both testdata/merge/a/results.json and testdata/merge/a/results.json: shards must not overlap`},
 		{"folder without results", []string{shardA, t.TempDir()}, "results.json: no such file or directory"},
 		{"nothing", nil, "fusematrix merge: no runs given"},
+		{"same id twice", []string{shardA, hostileRuns(t).dup}, `result "fuse-init" appears more than once`},
+		{"a FIFO", []string{hostileRuns(t).fifo, shardA}, "results.json: not a regular file (a named pipe)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "merged")
