@@ -122,10 +122,12 @@ bench: deps build peer
 
 # lint checks every GitHub Actions workflow with actionlint, pinned in
 # go.mod as a tool (no download script), and fails on any finding. It runs
-# shellcheck on run: blocks when shellcheck is installed (make deps).
+# shellcheck on run: blocks, and on the nightly's gate script, when
+# shellcheck is installed (make deps).
 WORKFLOWS := $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
 lint:
 	$(GO) tool actionlint $(WORKFLOWS)
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck .github/nightly-gate; else echo "make lint: no shellcheck: .github/nightly-gate not checked" >&2; fi
 
 # test lints the workflows, then runs unit tests and the integration
 # tests that boot the default kernels under TCG (kernels are fetched once
