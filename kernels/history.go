@@ -78,16 +78,6 @@ func History(ctx context.Context, good, bad string, opts Options) ([]Packaged, e
 	}), nil
 }
 
-// imageFlavour is the Debian flavour of a kernel image package's name.
-func imageFlavour(name string) string {
-	for _, f := range flavours {
-		if _, _, ok := parseImage(name, f); ok {
-			return f
-		}
-	}
-	return ""
-}
-
 // history lists the builds of flavour in idxs that keep accepts, by image
 // and package version (in order of preference: the first suite to carry a
 // version names it), one per version, the signed image over the unsigned
