@@ -484,3 +484,53 @@ func freshTemp(root, entry string) (string, error) {
 	}
 	return os.MkdirTemp(root, prefix)
 }
+
+// cacheEntry returns the directory of the cache entry (a Debian kernel or
+// a built one) of opts' cache that k's image is in, if it is in one.
+func (k *Kernel) cacheEntry(opts Options) (string, bool) {
+	root, err := cacheRoot(opts)
+	if err != nil {
+		return "", false
+	}
+	for _, dir := range []string{"kernels", BuiltDir} {
+		rel, err := filepath.Rel(filepath.Join(root, dir), k.Image)
+		if err != nil || !filepath.IsLocal(rel) {
+			continue
+		}
+		first, _, ok := strings.Cut(rel, string(filepath.Separator))
+		if ok {
+			return filepath.Join(root, dir, first), true
+		}
+	}
+	return "", false
+}
+
+// Cached reports whether the cache holds the kernel complete and
+// undamaged (by the quick check every Resolve makes), unpacked from the
+// packages of Parts, and the space its entry takes on disk.
+func (r *Resolution) Cached() (diskBytes int64, ok bool) {
+	if _, err := loadAccepted(r.Entry, r.Source(), checkQuick, func(m *manifest) error { return m.unpackedFrom(r.Parts) }); err != nil {
+		return 0, false
+	}
+	return diskUsage(r.Entry), true
+}
+
+// CacheRoot is the folder fusematrix caches kernels and what goes with
+// them in: Options.CacheDir, $FUSEMATRIX_CACHE, else the user's cache.
+func CacheRoot(opts Options) (string, error) { return cacheRoot(opts) }
+
+// cacheRoot is the directory opts.CacheDir names, with its defaults.
+func cacheRoot(opts Options) (string, error) {
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		cacheDir = os.Getenv("FUSEMATRIX_CACHE")
+	}
+	if cacheDir == "" {
+		user, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("kernels: no cache directory: %w (set FUSEMATRIX_CACHE)", err)
+		}
+		cacheDir = filepath.Join(user, "fusematrix")
+	}
+	return cacheDir, nil
+}

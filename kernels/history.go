@@ -113,7 +113,3 @@ func history(idxs []*debian.Index, flavour string, keep func(image, version stri
 	slices.SortFunc(out, func(a, b Packaged) int { return debian.CompareVersions(a.Version, b.Version) })
 	return out
 }
-
-// CacheRoot is the folder fusematrix caches kernels and what goes with
-// them in: Options.CacheDir, $FUSEMATRIX_CACHE, else the user's cache.
-func CacheRoot(opts Options) (string, error) { return cacheRoot(opts) }

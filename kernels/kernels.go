@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fusematrix/fusematrix/kernels/flock"
 )
 
 // Options says where kernels come from and where they are kept. The zero
@@ -105,6 +107,51 @@ func Resolve(ctx context.Context, name string, opts Options) (*Kernel, error) {
 	return resolve(ctx, name, opts, checkQuick)
 }
 
+// Fetch is Resolve for a kernel about to be relied on: a cached kernel is
+// also checked file by file against the SHA256 recorded when it was
+// unpacked, and fetched again when one differs.
+func Fetch(ctx context.Context, name string, opts Options) (*Kernel, error) {
+	return resolve(ctx, name, opts, checkAll)
+}
+
+// ResolveHeld is Resolve for a kernel about to be used for a while (a
+// guest booted from it): while it is held, the kernel's cache entry stays
+// as it is: Prune leaves it alone (saying so), and a process that would
+// replace it waits. release ends the hold; the process ending does too. A
+// kernel that is no cache entry (a file) is not held, and release does
+// nothing.
+//
+// The hold is a shared lock on the entry's lock file, taken after the
+// entry is installed and checked again under it: a prune may have removed
+// the entry in between, and then it is installed again.
+func ResolveHeld(ctx context.Context, name string, opts Options) (k *Kernel, release func(), err error) {
+	for attempt := 1; ; attempt++ {
+		k, err := Resolve(ctx, name, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		entry, ok := k.cacheEntry(opts)
+		if !ok {
+			return k, func() {}, nil
+		}
+		unlock, err := flock.Shared(ctx, entry+".lock", func() {
+			if opts.Logf != nil {
+				opts.Logf("%s: waiting for another process using %s", name, filepath.Base(entry))
+			}
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("kernel %q: hold %s: %w", name, entry, err)
+		}
+		if _, err := os.Stat(filepath.Join(entry, manifestName)); err == nil {
+			return k, unlock, nil
+		} else if attempt == 3 {
+			unlock()
+			return nil, nil, fmt.Errorf("kernel %q: cache entry %s keeps disappearing: %w", name, entry, err)
+		}
+		unlock()
+	}
+}
+
 // resolve looks name up and installs it, checking a cached entry at level.
 func resolve(ctx context.Context, name string, opts Options, level checkLevel) (*Kernel, error) {
 	if sel := opts.Catalog.expand(name); sel != name {
@@ -139,20 +186,4 @@ func resolve(ctx context.Context, name string, opts Options, level checkLevel) (
 	// The choice of package is only as good as the index it came from.
 	k.Unverified = cmp.Or(res.Unverified, k.Unverified)
 	return k, nil
-}
-
-// cacheRoot is the directory opts.CacheDir names, with its defaults.
-func cacheRoot(opts Options) (string, error) {
-	cacheDir := opts.CacheDir
-	if cacheDir == "" {
-		cacheDir = os.Getenv("FUSEMATRIX_CACHE")
-	}
-	if cacheDir == "" {
-		user, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("kernels: no cache directory: %w (set FUSEMATRIX_CACHE)", err)
-		}
-		cacheDir = filepath.Join(user, "fusematrix")
-	}
-	return cacheDir, nil
 }
