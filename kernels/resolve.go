@@ -180,3 +180,9 @@ func withHint(err error) error {
 	}
 	return err
 }
+
+func (r *resolver) logf(format string, args ...any) {
+	if r.log != nil {
+		r.log(format, args...)
+	}
+}
