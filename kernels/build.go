@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/kernels/flock"
+	"github.com/fusematrix/fusematrix/kernels/kconfig"
 )
 
 //go:embed fuse.config
@@ -59,133 +59,6 @@ type BuildOptions struct {
 	Options
 }
 
-// ConfigOption is one assignment of a config fragment.
-type ConfigOption struct {
-	Name  string // "CONFIG_FUSE_FS"
-	Value string // "y", "m", "n" (from "# CONFIG_X is not set"), or the value
-	Line  int
-}
-
-// ParseFragment reads a Kconfig fragment: CONFIG_X=value lines and
-// "# CONFIG_X is not set", comments and blank lines. An option assigned
-// twice with different values is an error: which one was meant?
-func ParseFragment(data []byte) ([]ConfigOption, error) {
-	var opts []ConfigOption
-	seen := map[string]int{}
-	for n, line := range strings.Split(string(data), "\n") {
-		name, value, ok, err := configLine(line)
-		if err != nil {
-			return nil, fmt.Errorf("config fragment line %d: %w", n+1, err)
-		}
-		if !ok {
-			continue
-		}
-		if i, dup := seen[name]; dup {
-			if opts[i].Value != value {
-				return nil, fmt.Errorf("config fragment line %d: %s=%s, but line %d says %s", n+1, name, value, opts[i].Line, opts[i].Value)
-			}
-			continue
-		}
-		seen[name] = len(opts)
-		opts = append(opts, ConfigOption{Name: name, Value: value, Line: n + 1})
-	}
-	return opts, nil
-}
-
-// ConfigMismatch is a fragment option that did not take effect.
-type ConfigMismatch struct {
-	Name string
-	Want string
-	Got  string // "" when the resulting config does not mention it
-	// Unknown is set when the source tree's Kconfig files do not define
-	// the option at all (an older kernel, or a misspelling).
-	Unknown bool
-}
-
-func (m ConfigMismatch) String() string {
-	switch {
-	case m.Unknown:
-		return fmt.Sprintf("%s=%s: no Kconfig file of this tree defines it (older kernel or misspelt)", m.Name, m.Want)
-	case m.Got == "":
-		return fmt.Sprintf("%s=%s: absent from the result (a dependency is off)", m.Name, m.Want)
-	}
-	return fmt.Sprintf("%s=%s: the result has %s (a dependency is off or a choice overrides it)", m.Name, m.Want, m.Got)
-}
-
-// CheckConfig compares the kernel config file with the options it should
-// carry and returns those it does not. "n" is met by an option that is
-// absent, as Kconfig leaves out what cannot be enabled.
-func CheckConfig(configFile string, want []ConfigOption) ([]ConfigMismatch, error) {
-	got, err := readConfig(configFile)
-	if err != nil {
-		return nil, err
-	}
-	var bad []ConfigMismatch
-	for _, o := range want {
-		v, ok := got[o.Name]
-		if v == o.Value || (o.Value == "n" && !ok) {
-			continue
-		}
-		bad = append(bad, ConfigMismatch{Name: o.Name, Want: o.Value, Got: v})
-	}
-	return bad, nil
-}
-
-// readConfig reads every option of a .config; a later assignment wins, as
-// in Kconfig.
-func readConfig(name string) (map[string]string, error) {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return nil, fmt.Errorf("kernel config: %w", err)
-	}
-	opts := map[string]string{}
-	for n, line := range strings.Split(string(data), "\n") {
-		key, value, ok, err := configLine(line)
-		if err != nil {
-			return nil, fmt.Errorf("kernel config %s:%d: %w", name, n+1, err)
-		}
-		if ok {
-			opts[key] = value
-		}
-	}
-	return opts, nil
-}
-
-// markUnknown sets Unknown on the mismatches whose option no Kconfig file
-// below src defines. It only runs when a check failed, so reading every
-// Kconfig file (a second or so on a full tree) costs nothing otherwise.
-func markUnknown(src string, bad []ConfigMismatch) {
-	defined := map[string]bool{}
-	filepath.WalkDir(src, func(name string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		if d.IsDir() {
-			if strings.HasPrefix(d.Name(), ".") && name != src {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasPrefix(d.Name(), "Kconfig") {
-			return nil
-		}
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return nil
-		}
-		for line := range strings.SplitSeq(string(data), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 2 && (f[0] == "config" || f[0] == "menuconfig") {
-				defined["CONFIG_"+f[1]] = true
-			}
-		}
-		return nil
-	})
-	for i := range bad {
-		bad[i].Unknown = !defined[bad[i].Name]
-	}
-}
-
 // Build compiles the kernel in opts.Src with the fragment applied to the
 // base config, out of tree, and returns it from the cache. The cache key
 // is the source's state (see sourceState), the fragment and the base; a
@@ -210,7 +83,7 @@ type builder struct {
 	baseDesc string // base as it enters the key
 	jobs     int
 	fragment []byte
-	want     []ConfigOption
+	want     []kconfig.Option
 	root     string // <cache>/built
 	state    string // the source's state, as it enters the key
 	note     string // what the state misses, said when building
@@ -250,7 +123,7 @@ func newBuilder(ctx context.Context, opts BuildOptions) (*builder, error) {
 	if b.fragment == nil {
 		b.fragment = FuseConfig()
 	}
-	if b.want, err = ParseFragment(b.fragment); err != nil {
+	if b.want, err = kconfig.ParseFragment(b.fragment); err != nil {
 		return nil, err
 	}
 	switch opts.Base {
@@ -416,14 +289,14 @@ func (b *builder) configure(ctx context.Context, work string) error {
 	if err := b.make(ctx, work, false, "olddefconfig"); err != nil {
 		return err
 	}
-	bad, err := CheckConfig(config, b.want)
+	bad, err := kconfig.Check(config, b.want)
 	if err != nil {
 		return err
 	}
 	if len(bad) == 0 {
 		return nil
 	}
-	markUnknown(b.src, bad)
+	kconfig.MarkUnknown(b.src, bad)
 	// An option the tree does not define at all cannot be had from this
 	// tree, whatever the base: FUSE_PASSTHROUGH before 6.9 is the case
 	// that matters, since bisecting across 6.9 must build both sides
