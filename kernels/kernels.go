@@ -1,13 +1,3 @@
-// Package kernels finds the Linux kernels fusematrix boots: it resolves a
-// name such as "debian:6.12/cloud" to the newest matching kernel package in
-// Debian's archive, downloads and verifies it without apt or dpkg, unpacks
-// the parts a guest needs (image, config, modules) into a cache, and works
-// out which modules a guest must load, dependencies first. It also builds
-// kernels from a source tree with the project's config fragment (Build,
-// and "src:DIR" names).
-//
-// Archive access lives in kernels/debian, .deb unpacking in kernels/deb and
-// module metadata in kernels/modinfo; this package ties them together.
 package kernels
 
 import (
