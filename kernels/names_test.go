@@ -91,3 +91,13 @@ func TestInSeries(t *testing.T) {
 		assert.Check(t, is.Equal(inSeries(tc.ver, tc.series), tc.want), "%s in %s", tc.ver, tc.series)
 	}
 }
+
+func TestParseNameExactVersion(t *testing.T) {
+	q, err := parseName("debian:linux-image-6.1.0-10-cloud-amd64=6.1.38-1@bookworm-security")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(q.pkg, "linux-image-6.1.0-10-cloud-amd64"))
+	assert.Check(t, is.Equal(q.version, "6.1.38-1"))
+	assert.Check(t, is.Equal(q.suite, "bookworm-security"))
+	_, err = parseName("debian:linux-image-x=1 2")
+	assert.ErrorContains(t, err, "is not a Debian version")
+}
