@@ -11,6 +11,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/kernels/kconfig"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
@@ -50,9 +51,9 @@ func TestKernelBuild(t *testing.T) {
 
 	// Build checks this itself; checking again here makes the test fail
 	// if that check were lost.
-	want, err := kernels.ParseFragment(kernels.FuseConfig())
+	want, err := kconfig.ParseFragment(kernels.FuseConfig())
 	assert.NilError(t, err)
-	bad, err := kernels.CheckConfig(k.Config, want)
+	bad, err := kconfig.Check(k.Config, want)
 	assert.NilError(t, err)
 	assert.Equal(t, len(bad), 0, "fragment options not in %s: %v", k.Config, bad)
 	assert.Equal(t, k.ModulesDir, "")

@@ -6,55 +6,22 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/fusematrix/fusematrix/kernels/flock"
+	"github.com/fusematrix/fusematrix/kernels/kconfig"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
-
-	"github.com/fusematrix/fusematrix/kernels/flock"
 )
-
-func TestParseFragment(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		text string
-		want []ConfigOption
-		err  string
-	}{
-		{name: "options, comments and blank lines", text: "# why\nCONFIG_FUSE_FS=y\n\n# CONFIG_DEBUG_INFO is not set\n  CONFIG_LOG_BUF_SHIFT=17\nCONFIG_CMDLINE=\"a b\"\n",
-			want: []ConfigOption{
-				{Name: "CONFIG_FUSE_FS", Value: "y", Line: 2},
-				{Name: "CONFIG_DEBUG_INFO", Value: "n", Line: 4},
-				{Name: "CONFIG_LOG_BUF_SHIFT", Value: "17", Line: 5},
-				{Name: "CONFIG_CMDLINE", Value: "a b", Line: 6},
-			}},
-		{name: "same value twice", text: "CONFIG_A=y\nCONFIG_A=y\n", want: []ConfigOption{{Name: "CONFIG_A", Value: "y", Line: 1}}},
-		{name: "conflicting values", text: "CONFIG_A=y\n# CONFIG_A is not set\n", err: "config fragment line 2: CONFIG_A=n, but line 1 says y"},
-		{name: "not a config line", text: "CONFIG_A=y\nFUSE_FS=y\n", err: "config fragment line 2: not a config line"},
-		{name: "trailing comment", text: "CONFIG_A=\"x\" # why\n", err: "config fragment line 1: CONFIG_A: bad string value"},
-		{name: "empty", text: "# nothing\n", want: nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseFragment([]byte(tc.text))
-			if tc.err != "" {
-				assert.ErrorContains(t, err, tc.err)
-				return
-			}
-			assert.NilError(t, err)
-			assert.DeepEqual(t, got, tc.want)
-		})
-	}
-}
 
 // TestFuseConfig checks the project's fragment: it parses, builds
 // everything in (a built kernel has no modules), and holds what the guest
 // cannot run without.
 func TestFuseConfig(t *testing.T) {
-	opts, err := ParseFragment(FuseConfig())
+	opts, err := kconfig.ParseFragment(FuseConfig())
 	assert.NilError(t, err)
 	got := map[string]string{}
 	for _, o := range opts {
@@ -68,43 +35,6 @@ func TestFuseConfig(t *testing.T) {
 	} {
 		assert.Check(t, is.Equal(got["CONFIG_"+name], "y"), name)
 	}
-}
-
-func TestCheckConfig(t *testing.T) {
-	config := filepath.Join(t.TempDir(), "config")
-	assert.NilError(t, os.WriteFile(config, []byte(`#
-# Linux/x86 6.12.117 Kernel Configuration
-#
-CONFIG_FUSE_FS=y
-CONFIG_CUSE=m
-# CONFIG_FUSE_PASSTHROUGH is not set
-CONFIG_LOG_BUF_SHIFT=17
-CONFIG_VIRTIO=y
-CONFIG_VIRTIO=n
-`), 0o644))
-	for _, tc := range []struct {
-		name string
-		want string // fragment
-		bad  []ConfigMismatch
-	}{
-		{name: "all met", want: "CONFIG_FUSE_FS=y\nCONFIG_CUSE=m\nCONFIG_LOG_BUF_SHIFT=17\n# CONFIG_FUSE_PASSTHROUGH is not set\n# CONFIG_ABSENT is not set\n"},
-		{name: "not set", want: "CONFIG_FUSE_PASSTHROUGH=y\n", bad: []ConfigMismatch{{Name: "CONFIG_FUSE_PASSTHROUGH", Want: "y", Got: "n"}}},
-		{name: "module instead of built in", want: "CONFIG_CUSE=y\n", bad: []ConfigMismatch{{Name: "CONFIG_CUSE", Want: "y", Got: "m"}}},
-		{name: "absent", want: "CONFIG_PVPANIC=y\nCONFIG_FUSE_FS=y\n", bad: []ConfigMismatch{{Name: "CONFIG_PVPANIC", Want: "y"}}},
-		{name: "other value", want: "CONFIG_LOG_BUF_SHIFT=18\n", bad: []ConfigMismatch{{Name: "CONFIG_LOG_BUF_SHIFT", Want: "18", Got: "17"}}},
-		{name: "the last assignment wins", want: "CONFIG_VIRTIO=y\n", bad: []ConfigMismatch{{Name: "CONFIG_VIRTIO", Want: "y", Got: "n"}}},
-		{name: "built in but wanted off", want: "# CONFIG_FUSE_FS is not set\n", bad: []ConfigMismatch{{Name: "CONFIG_FUSE_FS", Want: "n", Got: "y"}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			want, err := ParseFragment([]byte(tc.want))
-			assert.NilError(t, err)
-			bad, err := CheckConfig(config, want)
-			assert.NilError(t, err)
-			assert.DeepEqual(t, bad, tc.bad)
-		})
-	}
-	_, err := CheckConfig(filepath.Join(t.TempDir(), "none"), nil)
-	assert.ErrorContains(t, err, "no such file")
 }
 
 func TestBuildKey(t *testing.T) {
@@ -394,82 +324,6 @@ func TestSrcSelectorErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "built from source, not a Debian package")
 }
 
-func TestSourceStateGit(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
-	}
-	dir := t.TempDir()
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.invalid"}, args...)...)
-		out, err := cmd.CombinedOutput()
-		assert.NilError(t, err, string(out))
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q")
-	file := filepath.Join(dir, "Makefile")
-	assert.NilError(t, os.WriteFile(file, []byte("VERSION = 6\n"), 0o644))
-	git("add", "Makefile")
-	git("commit", "-q", "-m", "one")
-	head := git("rev-parse", "HEAD")
-	ctx := context.Background()
-
-	clean, note, err := sourceState(ctx, dir)
-	assert.NilError(t, err)
-	assert.Equal(t, clean, "git "+head)
-	assert.Equal(t, note, "")
-
-	assert.NilError(t, os.WriteFile(file, []byte("VERSION = 7\n"), 0o644))
-	dirty, _, err := sourceState(ctx, dir)
-	assert.NilError(t, err)
-	assert.Check(t, strings.HasPrefix(dirty, "git "+head+" dirty "), dirty)
-	assert.NilError(t, os.WriteFile(file, []byte("VERSION = 8\n"), 0o644))
-	dirty2, _, err := sourceState(ctx, dir)
-	assert.NilError(t, err)
-	assert.Check(t, dirty2 != dirty, "two different edits give one state")
-
-	assert.NilError(t, os.WriteFile(file, []byte("VERSION = 6\n"), 0o644))
-	assert.NilError(t, os.WriteFile(filepath.Join(dir, "untracked"), []byte("x"), 0o644))
-	again, _, err := sourceState(ctx, dir)
-	assert.NilError(t, err)
-	assert.Equal(t, again, clean, "untracked files are not part of the state")
-
-	// A tree inside someone else's repository is not that repository.
-	sub := filepath.Join(dir, "linux")
-	assert.NilError(t, os.MkdirAll(sub, 0o755))
-	assert.NilError(t, os.WriteFile(filepath.Join(sub, "Makefile"), []byte("VERSION = 6\nPATCHLEVEL = 1\n"), 0o644))
-	inner, _, err := sourceState(ctx, sub)
-	assert.NilError(t, err)
-	assert.Check(t, strings.HasPrefix(inner, "tree "+sub+" version 6.1."), inner)
-}
-
-func TestSourceStateTree(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "Makefile")
-	assert.NilError(t, os.WriteFile(file, []byte("# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION = -rc1\n"), 0o644))
-	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "fs"), 0o755))
-	old := time.Now().Add(-time.Hour)
-	for _, name := range []string{file, filepath.Join(dir, "fs")} {
-		assert.NilError(t, os.Chtimes(name, old, old))
-	}
-	ctx := context.Background()
-	first, note, err := sourceState(ctx, dir)
-	assert.NilError(t, err)
-	assert.Check(t, strings.HasPrefix(first, "tree "+dir+" version 6.12.117-rc1 newest "), first)
-	assert.Check(t, is.Contains(note, "edits below the top level are not noticed"))
-	second, _, err := sourceState(ctx, dir)
-	assert.NilError(t, err)
-	assert.Equal(t, second, first)
-
-	assert.NilError(t, os.Chtimes(file, time.Now(), time.Now()))
-	touched, _, err := sourceState(ctx, dir)
-	assert.NilError(t, err)
-	assert.Check(t, touched != first, "touching the Makefile kept the state")
-
-	_, _, err = sourceState(ctx, t.TempDir())
-	assert.ErrorContains(t, err, "Makefile")
-}
-
 func TestSourceStatus(t *testing.T) {
 	src, log := fakeTree(t)
 	o := Options{CacheDir: t.TempDir()}
@@ -511,16 +365,4 @@ func TestSourceStatus(t *testing.T) {
 		_, err := SourceStatus(ctx, tc.sel, o)
 		assert.Check(t, is.ErrorContains(err, tc.err), tc.sel)
 	}
-}
-
-// make is told to compile through ccache when the machine has it, and
-// only then.
-func TestMakeUsesCcache(t *testing.T) {
-	bin := t.TempDir()
-	t.Setenv("PATH", bin)
-	b := &builder{src: "/src"}
-	assert.Check(t, !slices.Contains(b.makeCmd(context.Background(), "/work", "bzImage").Args, "CC=ccache gcc"))
-	assert.NilError(t, os.WriteFile(filepath.Join(bin, "ccache"), []byte("#!/bin/sh\nexec \"$@\"\n"), 0o755))
-	args := b.makeCmd(context.Background(), "/work", "bzImage").Args
-	assert.Check(t, slices.Contains(args, "CC=ccache gcc"), "%q", args)
 }

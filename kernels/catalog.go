@@ -105,6 +105,10 @@ var kernelName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 // DefaultCatalog is the catalog compiled into fusematrix.
 var DefaultCatalog = mustCatalog(catalogText)
 
+// DefaultMatrix is what `make matrix` runs when no kernel is named: the
+// catalog's "default" matrix.
+var DefaultMatrix = mustMatrix("default")
+
 func mustCatalog(text string) *Catalog {
 	c, err := parseCatalog(strings.NewReader(text), BuiltinCatalog)
 	if err == nil {

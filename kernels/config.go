@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
+
+	"github.com/fusematrix/fusematrix/kernels/kconfig"
 )
 
 // configKeep reports whether a config option matters to fusematrix: the
@@ -41,7 +42,7 @@ func (k *Kernel) ConfigOptions() (map[string]string, error) {
 	// not a config line.
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for n := 1; sc.Scan(); n++ {
-		name, value, ok, err := configLine(sc.Text())
+		name, value, ok, err := kconfig.ParseLine(sc.Text())
 		if err != nil {
 			return nil, fmt.Errorf("kernel config %s:%d: %w", k.Config, n, err)
 		}
@@ -53,32 +54,4 @@ func (k *Kernel) ConfigOptions() (map[string]string, error) {
 		return nil, fmt.Errorf("kernel config %s: %w", k.Config, err)
 	}
 	return opts, nil
-}
-
-// configLine parses one line of a kernel .config. ok is false for lines
-// that set nothing (blank lines, section comments).
-func configLine(line string) (name, value string, ok bool, err error) {
-	line = strings.TrimSpace(line)
-	if rest, found := strings.CutPrefix(line, "# "); found {
-		name, found = strings.CutSuffix(rest, " is not set")
-		if found && strings.HasPrefix(name, "CONFIG_") && !strings.ContainsAny(name, " \t") {
-			return name, "n", true, nil
-		}
-		return "", "", false, nil
-	}
-	if line == "" || strings.HasPrefix(line, "#") {
-		return "", "", false, nil
-	}
-	name, value, found := strings.Cut(line, "=")
-	if !found || !strings.HasPrefix(name, "CONFIG_") {
-		return "", "", false, fmt.Errorf("not a config line: %.80q", line)
-	}
-	if strings.HasPrefix(value, `"`) {
-		s, err := strconv.Unquote(value)
-		if err != nil {
-			return "", "", false, fmt.Errorf("%s: bad string value %.80s", name, value)
-		}
-		value = s
-	}
-	return name, value, true, nil
 }

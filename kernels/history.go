@@ -78,16 +78,6 @@ func History(ctx context.Context, good, bad string, opts Options) ([]Packaged, e
 	}), nil
 }
 
-// imageFlavour is the Debian flavour of a kernel image package's name.
-func imageFlavour(name string) string {
-	for _, f := range flavours {
-		if _, _, ok := parseImage(name, f); ok {
-			return f
-		}
-	}
-	return ""
-}
-
 // history lists the builds of flavour in idxs that keep accepts, by image
 // and package version (in order of preference: the first suite to carry a
 // version names it), one per version, the signed image over the unsigned
@@ -123,7 +113,3 @@ func history(idxs []*debian.Index, flavour string, keep func(image, version stri
 	slices.SortFunc(out, func(a, b Packaged) int { return debian.CompareVersions(a.Version, b.Version) })
 	return out
 }
-
-// CacheRoot is the folder fusematrix caches kernels and what goes with
-// them in: Options.CacheDir, $FUSEMATRIX_CACHE, else the user's cache.
-func CacheRoot(opts Options) (string, error) { return cacheRoot(opts) }

@@ -5,10 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fusematrix/fusematrix/kernels/debian"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
-
-	"github.com/fusematrix/fusematrix/kernels/debian"
 )
 
 // A history is every build of one flavour between two versions, in
@@ -64,16 +63,6 @@ func TestHistory(t *testing.T) {
 	assert.Check(t, is.Len(history(idxs, "cloud-amd64", between("6.1.38-2", "6.1.38-2")), 1))
 	assert.Check(t, is.Len(history(idxs, "rt-amd64", between("1", "9")), 0))
 	assert.Check(t, is.Len(history(idxs, "cloud-amd64", func(image, _ string) bool { return inSeries(image, "6.1") }), 3))
-}
-
-func TestParseNameExactVersion(t *testing.T) {
-	q, err := parseName("debian:linux-image-6.1.0-10-cloud-amd64=6.1.38-1@bookworm-security")
-	assert.NilError(t, err)
-	assert.Check(t, is.Equal(q.pkg, "linux-image-6.1.0-10-cloud-amd64"))
-	assert.Check(t, is.Equal(q.version, "6.1.38-1"))
-	assert.Check(t, is.Equal(q.suite, "bookworm-security"))
-	_, err = parseName("debian:linux-image-x=1 2")
-	assert.ErrorContains(t, err, "is not a Debian version")
 }
 
 // suitesOf keeps the indexes of idxs that q searches.

@@ -16,6 +16,9 @@ import (
 	"github.com/fusematrix/fusematrix/kernels/modinfo"
 )
 
+// GuestModules are the modules the guest agent needs (patterns allowed).
+var GuestModules = []string{"fuse", "virtio_pci", "virtio_console", "pvpanic*"}
+
 // Module is a kernel module file on the host.
 type Module struct {
 	Name string // canonical module name, "_" for "-", e.g. "virtio_pci"

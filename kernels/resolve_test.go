@@ -625,3 +625,62 @@ func TestResolveConcurrent(t *testing.T) {
 	_, err := os.Stat(other)
 	assert.Check(t, err, "another entry's temporary directory was removed")
 }
+
+// releasesArchive serves bookworm and trixie builds of the same 6.12
+// release, as Debian does: trixie's compares newer.
+func releasesArchive(t *testing.T) *fakearchive.Server {
+	deb12 := "6.12.117+deb12-cloud-amd64"
+	deb13 := "6.12.117+deb13-cloud-amd64"
+	return fakearchive.Serve(t,
+		fakearchive.Suite{Name: "bookworm-security", Packages: []fakearchive.Package{
+			{Name: "linux-image-" + deb12, Version: "6.12.117-1~deb12u1", Deb: olderLayoutDeb(deb12, nil, builtin612...)},
+			{Name: "linux-image-6.1.0-56-cloud-amd64", Version: "6.1.192-2", Deb: olderLayoutDeb("6.1.0-56-cloud-amd64", guestModuleTree)},
+		}},
+		fakearchive.Suite{Name: "trixie-security", Packages: []fakearchive.Package{
+			{Name: "linux-image-" + deb13, Version: "6.12.117-1", Deb: olderLayoutDeb(deb13, nil, builtin612...)},
+		}},
+		fakearchive.Suite{Name: "trixie-backports", Packages: append(newerLayout("7.3.4+deb13", "7.3.4-1~bpo13+1"),
+			// A newer image whose parts the archive dropped: uninstallable.
+			fakearchive.Package{
+				Name: "linux-image-7.3.9+deb13-cloud-amd64", Version: "7.3.9-1~bpo13+1",
+				Depends: "linux-base-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1), linux-binary-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1)",
+				Deb:     []byte("never fetched"),
+			})},
+	)
+}
+
+func TestSuitePreference(t *testing.T) {
+	srv := releasesArchive(t)
+	opts, logs := testOptions(t, srv)
+	ctx := context.Background()
+	for _, tc := range []struct{ name, source string }{
+		{"debian:6.12/cloud@bookworm", "linux-image-6.12.117+deb12-cloud-amd64 6.12.117-1~deb12u1 (bookworm-security)"},
+		{"debian:6.12/cloud@bookworm-security", "linux-image-6.12.117+deb12-cloud-amd64 6.12.117-1~deb12u1 (bookworm-security)"},
+		{"debian:6.12/cloud", "linux-image-6.12.117+deb13-cloud-amd64 6.12.117-1 (trixie-security)"},
+		{"debian:6.12/cloud@trixie", "linux-image-6.12.117+deb13-cloud-amd64 6.12.117-1 (trixie-security)"},
+		// 7.3.9 lacks its binary, which holds the image (its missing
+		// base alone would not stop it).
+		{"debian:7.3/cloud", "linux-image-7.3.4+deb13-cloud-amd64 7.3.4-1~bpo13+1 (trixie-backports)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Lookup(ctx, tc.name, opts)
+			assert.NilError(t, err)
+			assert.Equal(t, res.Source(), tc.source)
+		})
+	}
+	assert.Check(t, slices.ContainsFunc(*logs, func(l string) bool {
+		return strings.HasPrefix(l, "warning: kernel debian:7.3/cloud: linux-binary-7.3.9+deb13-cloud-amd64 (= 7.3.9-1~bpo13+1), needed by") &&
+			strings.HasSuffix(l, "; using linux-image-7.3.4+deb13-cloud-amd64 7.3.4-1~bpo13+1 instead")
+	}), *logs)
+
+	// The default matrix reads bookworm's indexes only.
+	fresh, _ := testOptions(t, srv)
+	before := len(srv.Requests())
+	for _, name := range DefaultMatrix {
+		_, err := Lookup(ctx, name, fresh)
+		assert.NilError(t, err)
+	}
+	for _, r := range srv.Requests()[before:] {
+		assert.Check(t, strings.Contains(r, "/dists/bookworm"), "default matrix fetched %s", r)
+	}
+}

@@ -3,6 +3,8 @@
 // a chosen subset of its entries below a directory. A package is not trusted
 // to stay in that directory: entries with absolute names or ".." elements,
 // and links leading outside, are rejected.
+//
+// It imports the standard library and the xz and zstd decompressors only.
 package deb
 
 import (

@@ -3,6 +3,10 @@
 // sources, fetches and verifies a suite's Packages index (SHA256 and size
 // against InRelease), caches what it needs of it, downloads .deb files
 // verified against the index, and orders package versions as dpkg does.
+//
+// It imports the standard library, go-crypto's OpenPGP (InRelease
+// signatures) and the xz decompressor only; what a kernel is, it leaves to
+// its caller (kernels).
 package debian
 
 import (

@@ -2,6 +2,8 @@
 // the key=value strings of a module's .modinfo ELF section (name, depends,
 // alias, ...), from plain, xz- or zstd-compressed module files, and the
 // naming rules module tools share.
+//
+// It imports the standard library and the xz and zstd decompressors only.
 package modinfo
 
 import (

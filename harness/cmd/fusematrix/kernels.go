@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -194,8 +190,8 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintln(tw, "KERNEL\tPACKAGE\tVERSION\tSUITE\tCACHED")
 	var errs []error
 	for _, name := range names {
-		k, err := listKernel(ctx, name, o)
-		row := k.row()
+		k, err := kernels.ListKernel(ctx, name, o)
+		row := tableRow(k)
 		if err != nil {
 			// Errors are long (they list what is available instead); under
 			// the table they do not stretch its columns.
@@ -216,80 +212,15 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// kernelListFormat is the format field of kernels list -format json;
-// it changes when a field changes meaning or goes away.
-const kernelListFormat = 1
-
-// kernelList is what kernels list -format json writes.
-type kernelList struct {
-	Format int `json:"format"`
-	// Source says where the kernels come from, such as "matrix wide from
-	// built-in kernels/catalog.conf"; empty when they were named as
-	// arguments.
-	Source  string         `json:"source,omitempty"`
-	Kernels []listedKernel `json:"kernels"`
-}
-
-// listedKernel is what kernels list knows about one kernel.
-type listedKernel struct {
-	// Kernel is the name as given, a selector or a catalog name: what
-	// matrix, bench and caps take to boot this kernel.
-	Kernel string `json:"kernel"`
-	// Selector is what Kernel stands for, a catalog name expanded.
-	Selector string `json:"selector"`
-	// Slug is Kernel with every character outside [A-Za-z0-9._-]
-	// replaced by "-", made unique in the list: a name for files and CI
-	// artifacts, which refuse ":" and "/".
-	Slug string `json:"slug"`
-	// Kind is "debian", "file" (a kernel image on disk) or "source" (a
-	// tree built on use).
-	Kind string `json:"kind"`
-	// Package, Version and Suite name the Debian image package (meta
-	// packages followed). A source tree has the version its Makefile
-	// names, a file none of the three.
-	Package string `json:"package"`
-	Version string `json:"version"`
-	Suite   string `json:"suite"`
-	// Parts are the packages unpacked for a Debian kernel, the image
-	// first, and Missing those it depends on that the archive lacks.
-	Parts   []listedPart `json:"parts,omitempty"`
-	Missing []string     `json:"missing,omitempty"`
-	// Image is a file kernel's image; Src and Base a source kernel's
-	// tree and base configuration.
-	Image string `json:"image,omitempty"`
-	Src   string `json:"src,omitempty"`
-	Base  string `json:"base,omitempty"`
-	// Cached says whether the cache holds the kernel ready to boot (a
-	// file is always ready), DiskBytes what it takes there (the image
-	// alone for files and source builds), DownloadBytes the .deb files a
-	// Debian kernel needs fetched when not cached.
-	Cached        bool  `json:"cached"`
-	DiskBytes     int64 `json:"disk_bytes"`
-	DownloadBytes int64 `json:"download_bytes"`
-	// CacheKey is the same exactly when the kernel is the same build
-	// (package versions, source state, or file), in [A-Za-z0-9._-]: a
-	// key for a CI cache of the fusematrix cache directory.
-	CacheKey string `json:"cache_key"`
-	// Unverified says why the archive's indexes were not checked
-	// against the keyring (-insecure-unsigned); empty when they were.
-	Unverified string `json:"unverified,omitempty"`
-}
-
-// listedPart is one package of a Debian kernel.
-type listedPart struct {
-	Package string `json:"package"`
-	Version string `json:"version"`
-}
-
-// kernelsListJSON writes the kernels as a kernelList, or, when any of
+// kernelsListJSON writes the kernels as a kernels.List, or, when any of
 // them does not resolve, nothing on out and every error on stderr: a CI
 // job fanning out over a list with a hole would pass without testing the
 // missing kernel.
 func kernelsListJSON(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
-	doc := kernelList{Format: kernelListFormat, Source: source, Kernels: []listedKernel{}}
+	doc := kernels.NewList(source)
 	var errs []error
 	for _, name := range names {
-		k, err := listKernel(ctx, name, o)
+		k, err := kernels.ListKernel(ctx, name, o)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -306,99 +237,11 @@ func kernelsListJSON(ctx context.Context, names []string, source string, o kerne
 	if len(errs) > 0 {
 		return exitError(1)
 	}
-	return writeKernelList(out, doc)
+	return doc.WriteJSON(out)
 }
 
-// writeKernelList gives each kernel its slug and writes doc as indented
-// JSON. Two kernels of one name would be two jobs booting one kernel,
-// and their results could not be merged: an error.
-func writeKernelList(out io.Writer, doc kernelList) error {
-	names := map[string]bool{}
-	slugs := map[string]bool{}
-	for i := range doc.Kernels {
-		k := &doc.Kernels[i]
-		if names[k.Kernel] {
-			return fmt.Errorf("kernels list: kernel %q listed twice", k.Kernel)
-		}
-		names[k.Kernel] = true
-		k.Slug = kernels.KeySafe(k.Kernel)
-		for n := 2; slugs[k.Slug]; n++ {
-			k.Slug = fmt.Sprintf("%s-%d", kernels.KeySafe(k.Kernel), n)
-		}
-		slugs[k.Slug] = true
-	}
-	b, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return fmt.Errorf("kernels list: %w", err)
-	}
-	if _, err := out.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("kernels list: %w", err)
-	}
-	return nil
-}
-
-// shortHash is the start of the SHA256 of the lines, in hex.
-func shortHash(lines ...string) string {
-	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
-	return hex.EncodeToString(sum[:8])
-}
-
-// listKernel resolves name without fetching or building anything.
-func listKernel(ctx context.Context, name string, o kernels.Options) (listedKernel, error) {
-	sel := name
-	if s, _, ok := o.Catalog.Kernel(name); ok {
-		sel = s
-	}
-	k := listedKernel{Kernel: name, Selector: sel}
-	if strings.HasPrefix(sel, "src:") {
-		info, err := kernels.SourceStatus(ctx, sel, o)
-		if err != nil {
-			return k, err
-		}
-		k.Kind, k.Version, k.Src, k.Base = "source", info.Version, info.Src, info.Base
-		k.Cached, k.DiskBytes = info.Cached, info.Size
-		// The entry's name holds the hash of the tree's state, the
-		// fragment and the base.
-		k.CacheKey = "src-" + kernels.KeySafe(filepath.Base(info.Entry))
-		return k, nil
-	}
-	if strings.HasPrefix(sel, "/") || strings.HasPrefix(sel, "./") || strings.HasPrefix(sel, "../") {
-		res, err := kernels.Resolve(ctx, name, o)
-		if err != nil {
-			return k, err
-		}
-		st, err := os.Stat(res.Image)
-		if err != nil {
-			return k, err
-		}
-		k.Kind, k.Image, k.Cached, k.DiskBytes = "file", res.Image, true, st.Size()
-		// Nothing to fetch, so nothing a cache could hold: the key only
-		// has to change with the file.
-		k.CacheKey = "file-" + shortHash(res.Image, fmt.Sprint(st.Size()), st.ModTime().UTC().Format(time.RFC3339Nano))
-		return k, nil
-	}
-	res, err := kernels.Lookup(ctx, name, o)
-	if err != nil {
-		return k, err
-	}
-	return debianListed(k, res), nil
-}
-
-// debianListed fills k from a Debian kernel's resolution.
-func debianListed(k listedKernel, res *kernels.Resolution) listedKernel {
-	k.Kind, k.Package, k.Version, k.Suite = "debian", res.Image.Name, res.Image.Version, res.Image.Suite
-	for _, p := range res.Parts {
-		k.Parts = append(k.Parts, listedPart{Package: p.Name, Version: p.Version})
-	}
-	k.Missing, k.Unverified = res.Missing, res.Unverified
-	k.DownloadBytes = res.DownloadSize()
-	k.DiskBytes, k.Cached = res.Cached()
-	k.CacheKey = res.CacheKey()
-	return k
-}
-
-// row is the kernel's line of the kernels list table.
-func (k listedKernel) row() string {
+// tableRow is the kernel's line of the kernels list table.
+func tableRow(k kernels.ListItem) string {
 	switch k.Kind {
 	case "source":
 		cached := "no (built when used)"

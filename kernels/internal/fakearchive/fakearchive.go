@@ -3,6 +3,9 @@
 // archive (InRelease signed with a generated key, Packages indexes, pool)
 // served over httptest, which records the requests it answers and can
 // honour, ignore or refuse byte ranges and cut a body short.
+//
+// It is for tests of kernels and its packages, and imports none of them:
+// the standard library, go-crypto's OpenPGP and the compressors only.
 package fakearchive
 
 import (
