@@ -62,10 +62,15 @@ func (env *Env) Printf(format string, args ...any) {
 	}
 }
 
-// Scenario is one named check.
+// Scenario is one named check: how to run one of the contract's checks.
 type Scenario struct {
-	ID          contract.ID
+	ID contract.ID
+	// Kind and Timeout are the contract's (contract.Check): the suite sets
+	// them from the check of ID, so that the agent, which cancels Run's
+	// ctx after Timeout, and the host, which waits for a result that long
+	// and judges it by Kind, cannot disagree.
 	Kind        results.Kind
+	Timeout     time.Duration
 	Description string
 	// Needs is what the check requires of the kernel and of the server
 	// under test; Run skips it, with the reason, where that is missing.
@@ -81,8 +86,6 @@ type Scenario struct {
 	// directory, reads the daemon's own files instead (its passthrough
 	// check, its benchmark cells); the others are skipped there.
 	OwnFiles bool
-	// Timeout bounds Run; the agent cancels ctx when it expires.
-	Timeout time.Duration
 	// Run performs the check. ID, Kind and Seconds of the returned result
 	// are filled in by the agent.
 	Run func(ctx context.Context, env *Env) results.Result

@@ -64,6 +64,7 @@ type Check struct {
 // them: probes first, since later checks read what probes found.
 var checks = []Check{
 	{FuseInit, results.Probe, 30 * time.Second},
+	// Four small mounts and a dozen ioctls: a wide margin even under TCG.
 	{PassthroughIoctl, results.Probe, 60 * time.Second},
 	{FuseFeatures, results.Probe, 10 * time.Second},
 	{PassthroughRead, results.Scenario, 60 * time.Second},
@@ -78,6 +79,8 @@ var checks = []Check{
 	{PtAbortOpen, results.Scenario, 60 * time.Second},
 	{ClassicFallback, results.Scenario, 60 * time.Second},
 	{ClassicBasics, results.Scenario, 60 * time.Second},
+	// Four passes over the file plus the setup, with a wide margin for a
+	// slow TCG guest.
 	{SeqRead, results.Benchmark, 180 * time.Second},
 }
 

@@ -104,14 +104,14 @@ type Suite struct{ set *benchSet }
 // NewSuite returns benchmarks whose cells share one set of medians.
 func NewSuite() Suite { return Suite{set: newBenchSet()} }
 
-// All returns seq-read and then every cell, in the order the agent runs
-// them.
+// All returns seq-read and every cell; the suite runs them in the
+// contract's order.
 func (s Suite) All() []scenarios.Scenario {
 	return append([]scenarios.Scenario{seqRead}, s.set.cells()...)
 }
 
 // ForDaemon returns the cells of a user's daemon (contract.DaemonCells),
-// under their ids within the daemon, in run order. Each measures
+// under their ids within the daemon. Each measures
 // Env.Subject, and skips unless that is a daemon.
 func (s Suite) ForDaemon() []scenarios.Scenario {
 	var out []scenarios.Scenario
@@ -119,9 +119,7 @@ func (s Suite) ForDaemon() []scenarios.Scenario {
 		c := benchCell{op: string(cell.Op), mode: daemonModeName, block: cell.Block}
 		out = append(out, scenarios.Scenario{
 			ID:          contract.DaemonCellID(cell.Op, cell.Block),
-			Kind:        results.Benchmark,
 			Description: fmt.Sprintf("sequential %s throughput at %d-byte blocks through the daemon under test", c.op, c.block),
-			Timeout:     120 * time.Second,
 			AnyServer:   true,
 			OwnFiles:    true,
 			Run: func(ctx context.Context, env *scenarios.Env) results.Result {
@@ -145,9 +143,7 @@ func (set *benchSet) cells() []scenarios.Scenario {
 		c := benchCell{op: string(cell.Op), mode: string(cell.Mode), block: cell.Block}
 		out = append(out, scenarios.Scenario{
 			ID:          cell.ID(),
-			Kind:        results.Benchmark,
 			Description: fmt.Sprintf("sequential %s throughput at %d-byte blocks through %s", c.op, c.block, c.mode),
-			Timeout:     120 * time.Second,
 			Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 				return set.run(ctx, env, c)
 			},

@@ -24,11 +24,7 @@ import (
 
 var seqRead = scenarios.Scenario{
 	ID:          contract.SeqRead,
-	Kind:        results.Benchmark,
 	Description: "sequential read throughput: tmpfs, NOOP FUSE, classic FUSE loopback and passthrough loopback",
-	// Four passes over the file plus the setup, with a wide margin for a
-	// slow TCG guest.
-	Timeout: 180 * time.Second,
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		return seqReadWith(ctx, env, seqReadModes())
 	},

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -23,10 +22,8 @@ import (
 
 var classicFallback = scenarios.Scenario{
 	ID:          contract.ClassicFallback,
-	Kind:        results.Scenario,
 	Description: "the passthrough loopback serves correct data on every kernel: through classic FUSE where the kernel lacks passthrough",
 	Needs:       scenarios.NeedOwnServer,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, classicFallbackWith),
 }
 
@@ -103,10 +100,8 @@ func classicFallbackWith(ctx context.Context, env *scenarios.Env, sub scenarios.
 
 var classicBasics = scenarios.Scenario{
 	ID:          contract.ClassicBasics,
-	Kind:        results.Scenario,
 	Description: "create, write, rename, readdir, symlink, truncate, xattr and unlink through a classic FUSE loopback agree with the backing directory",
 	AnyServer:   true,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindClassic, classicBasicsWith),
 }
 

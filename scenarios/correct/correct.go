@@ -17,7 +17,8 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 )
 
-// All returns the correctness scenarios in the order the agent runs them.
+// All returns the correctness scenarios; the suite runs them in the
+// contract's order.
 func All() []scenarios.Scenario {
 	return []scenarios.Scenario{
 		passthroughRead,

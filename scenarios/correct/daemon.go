@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -17,10 +16,9 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios/server"
 )
 
-// ForDaemon returns the checks the agent runs against a user's daemon, in
-// the order of contract.DaemonScenarios: every correctness scenario (Run
-// skips those only our server can serve) and the daemon's passthrough
-// check.
+// ForDaemon returns the checks the agent runs against a user's daemon
+// (contract.DaemonScenarios): every correctness scenario (Run skips those
+// only our server can serve) and the daemon's passthrough check.
 func ForDaemon() []scenarios.Scenario {
 	return append(All(), daemonPassthrough)
 }
@@ -34,11 +32,9 @@ func ForDaemon() []scenarios.Scenario {
 // splice) and a wake-up; a passed-through read costs them nothing.
 var daemonPassthrough = scenarios.Scenario{
 	ID:          contract.DaemonPassthrough,
-	Kind:        results.Scenario,
 	Description: "a file read through the daemon's mount costs its threads no read calls or wake-ups: the kernel passes the daemon's files through, as the daemon claims",
 	AnyServer:   true,
 	OwnFiles:    true,
-	Timeout:     60 * time.Second,
 	Run:         daemonPassthroughRun,
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"time"
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -14,10 +13,8 @@ import (
 
 var passthroughRead = scenarios.Scenario{
 	ID:          contract.PassthroughRead,
-	Kind:        results.Scenario,
 	Description: "reads a file through a passthrough loopback and proves the kernel served it from the backing file",
 	Needs:       ptNeeds,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, passthroughReadWith),
 }
 

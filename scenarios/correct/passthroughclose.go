@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -39,10 +38,8 @@ import (
 // itself, which must fail with ENOENT.
 var ptCloseBacking = scenarios.Scenario{
 	ID:          contract.PtCloseBacking,
-	Kind:        results.Scenario,
 	Description: "the server closes the backing id while the passthrough file stays open: read, write and mmap of the open file go on and stay correct",
 	Needs:       ptNeeds,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindCloseBacking, ptCloseBackingWith),
 }
 

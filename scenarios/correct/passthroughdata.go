@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,11 +25,9 @@ import (
 
 var ptIntegrity = scenarios.Scenario{
 	ID:          contract.PtIntegrity,
-	Kind:        results.Scenario,
 	Description: "reads and writes at random offsets and sizes from several descriptors at once through passthrough match the backing file",
 	Needs:       ptNeeds,
 	AnyServer:   true,
-	Timeout:     90 * time.Second,
 	Run:         against(loopback.KindLoopback, ptIntegrityWith),
 }
 
@@ -113,11 +110,9 @@ func integrityWorker(ctx context.Context, path string, w int, model []byte) []st
 
 var ptSizeAfterWrite = scenarios.Scenario{
 	ID:          contract.PtSizeAfterWrite,
-	Kind:        results.Scenario,
 	Description: "size and contents after an extending passthrough write, O_APPEND writes and ftruncate; copy_file_range and sendfile of the just-extended file",
 	Needs:       ptNeeds,
 	AnyServer:   true,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, ptSizeWith),
 }
 
@@ -249,11 +244,9 @@ func (r *rig) sendfile(env *scenarios.Env, src int, want []byte) {
 
 var ptMmapShared = scenarios.Scenario{
 	ID:          contract.PtMmapShared,
-	Kind:        results.Scenario,
 	Description: "MAP_SHARED mapping of a passthrough file: reads match, stores reach the backing file after msync, backing writes show in the mapping",
 	Needs:       ptNeeds,
 	AnyServer:   true,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, ptMmapWith),
 }
 
@@ -373,11 +366,9 @@ func mmapTouch(r *rig, rng *rand.ChaCha8, mem []byte, name string, model []byte)
 
 var ptFsync = scenarios.Scenario{
 	ID:          contract.PtFsync,
-	Kind:        results.Scenario,
 	Description: "fsync and fdatasync of a file written through passthrough succeed and the data is in the backing file",
 	Needs:       ptNeeds,
 	AnyServer:   true,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, ptFsyncWith),
 }
 

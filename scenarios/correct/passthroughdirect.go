@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -28,10 +27,8 @@ import (
 // tree after 6.18.
 var ptDirectIO = scenarios.Scenario{
 	ID:          contract.PtDirectIO,
-	Kind:        results.Scenario,
 	Description: "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read(2) and write(2) reach the server, a MAP_SHARED mapping is the backing file's",
 	Needs:       ptNeeds,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindDirectIO, ptDirectIOWith),
 }
 

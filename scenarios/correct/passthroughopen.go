@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -41,11 +40,9 @@ import (
 // (fuse_open → fuse_sync_release).
 var ptOpenTwice = scenarios.Scenario{
 	ID:          contract.PtOpenTwice,
-	Kind:        results.Scenario,
 	Description: "one inode opened twice, passthrough and cached or with two backing files: the kernel refuses the second open (EIO) and the first keeps correct data",
 	Needs:       ptNeeds,
 	AnyServer:   true,
-	Timeout:     60 * time.Second,
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		if env.Subject != nil && !env.Subject.Ours() {
 			return openTwiceAny(ctx, env, env.Subject)

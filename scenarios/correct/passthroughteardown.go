@@ -34,21 +34,17 @@ import (
 // connection does. What the kernel answered to each operation is recorded.
 var ptUnmountOpen = scenarios.Scenario{
 	ID:          contract.PtUnmountOpen,
-	Kind:        results.Scenario,
 	Description: "lazy unmount with passthrough files open (a reader mid-read, a mapping): no hang, correct data or a clean error, the server ends after the last close",
 	Needs:       ptNeeds,
 	AnyServer:   true,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, teardownBy(lazyUnmount)),
 }
 
 var ptAbortOpen = scenarios.Scenario{
 	ID:          contract.PtAbortOpen,
-	Kind:        results.Scenario,
 	Description: "connection abort through fusectl with passthrough files open (a reader mid-read, a mapping): no hang, correct data or a clean error",
 	Needs:       ptNeeds | scenarios.NeedFusectl,
 	AnyServer:   true,
-	Timeout:     60 * time.Second,
 	Run:         against(loopback.KindLoopback, teardownBy(connectionAbort)),
 }
 

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"time"
 	"unicode/utf8"
 
 	"github.com/fusematrix/fusematrix/results"
@@ -22,9 +21,7 @@ import (
 
 var fuseFeaturesProbe = scenarios.Scenario{
 	ID:          contract.FuseFeatures,
-	Kind:        results.Probe,
 	Description: "records FUSE module parameters, fs.fuse sysctls, io_uring and request-timeout support, and whether virtiofs, CUSE and fusectl are there",
-	Timeout:     10 * time.Second,
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		return fuseFeaturesIn(env, systemRoots)
 	},

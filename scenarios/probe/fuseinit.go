@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -20,9 +19,7 @@ import (
 
 var fuseInitProbe = scenarios.Scenario{
 	ID:          contract.FuseInit,
-	Kind:        results.Probe,
 	Description: "mounts a FUSE file system and records what the kernel offers in FUSE_INIT",
-	Timeout:     30 * time.Second,
 	Run:         runFuseInit,
 }
 

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -22,10 +21,7 @@ import (
 
 var passthroughIoctlProbe = scenarios.Scenario{
 	ID:          contract.PassthroughIoctl,
-	Kind:        results.Probe,
 	Description: "registers backing files with FUSE_DEV_IOC_BACKING_OPEN/CLOSE, correctly and in each wrong way, and records the kernel's answers",
-	// Four small mounts and a dozen ioctls: a wide margin even under TCG.
-	Timeout: 60 * time.Second,
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
 		return passthroughIoctlWith(ctx, env, noopConn)
 	},

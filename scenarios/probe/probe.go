@@ -10,7 +10,7 @@ package probe
 
 import "github.com/fusematrix/fusematrix/scenarios"
 
-// All returns the probes in the order the agent runs them.
+// All returns the probes; the suite runs them in the contract's order.
 func All() []scenarios.Scenario {
 	return []scenarios.Scenario{fuseInitProbe, passthroughIoctlProbe, fuseFeaturesProbe}
 }

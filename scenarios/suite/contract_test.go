@@ -1,29 +1,54 @@
 package suite
 
 import (
+	"slices"
 	"testing"
 
 	"gotest.tools/v3/assert"
 
 	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/bench"
 )
 
 // The host selects, names and judges checks by the contract's catalogue;
-// the agent runs these. They must be the same list in the same order.
-func TestCatalogueIsContract(t *testing.T) {
-	var got []contract.Check
-	for _, s := range All() {
-		got = append(got, contract.Check{ID: contract.ID(s.ID), Kind: s.Kind, Timeout: s.Timeout})
+// the agent runs the scenarios of the same ids, those of a daemon too. A
+// scenario the contract does not list would never run, and a check
+// without a scenario would be reported missing on every kernel.
+func TestScenariosAreContract(t *testing.T) {
+	all, daemon := own(bench.NewSuite())
+	for _, tc := range []struct {
+		name   string
+		ss     []scenarios.Scenario
+		checks []contract.Check
+	}{
+		{name: "every run", ss: all, checks: contract.Checks()},
+		{name: "a daemon", ss: daemon, checks: contract.DaemonScenarios()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := make([]contract.ID, len(tc.checks))
+			for i, c := range tc.checks {
+				want[i] = c.ID
+			}
+			got := IDs(tc.ss)
+			slices.Sort(got)
+			slices.Sort(want)
+			assert.DeepEqual(t, got, want)
+		})
 	}
-	assert.DeepEqual(t, got, contract.Checks())
 }
 
-// The checks the agent runs against a daemon are those the contract lists
-// for one, in its order and with its time limits.
-func TestDaemonCatalogueIsContract(t *testing.T) {
-	var got []contract.Check
-	for _, s := range ForDaemon() {
-		got = append(got, contract.Check{ID: s.ID, Kind: s.Kind, Timeout: s.Timeout})
+// The suite's scenarios are the contract's checks, in its order and with
+// its kinds and time limits.
+func TestSuiteIsContract(t *testing.T) {
+	checksOf := func(ss []scenarios.Scenario) []contract.Check {
+		var out []contract.Check
+		for _, s := range ss {
+			out = append(out, contract.Check{ID: s.ID, Kind: s.Kind, Timeout: s.Timeout})
+		}
+		return out
 	}
-	assert.DeepEqual(t, got, contract.DaemonScenarios())
+	s := New()
+	assert.DeepEqual(t, checksOf(s.All()), contract.Checks())
+	assert.DeepEqual(t, checksOf(s.ForDaemon()), contract.DaemonScenarios())
 }

@@ -1,11 +1,13 @@
 // Package suite lists every probe, correctness scenario and benchmark in
-// the order the agent runs them, and selects among them by id. It is the
+// the order the agent runs them, the contract's, each with the contract's
+// kind and time limit, and selects among them by id. It is the
 // one package that imports probe, correct and bench (and the core
 // package scenarios); nothing in scenarios imports it.
 package suite
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
@@ -20,14 +22,38 @@ type Suite struct {
 	all, daemon []scenarios.Scenario
 }
 
-// New lists the checks of one run.
+// New lists the checks of one run: the contract's, each run by the
+// scenario of its id and with the contract's kind and time limit.
 func New() *Suite {
-	b := bench.NewSuite()
-	var all []scenarios.Scenario
-	all = append(all, probe.All()...)
-	all = append(all, correct.All()...)
-	all = append(all, b.All()...)
-	return &Suite{all: all, daemon: append(correct.ForDaemon(), b.ForDaemon()...)}
+	all, daemon := own(bench.NewSuite())
+	return &Suite{all: fromContract(contract.Checks(), all), daemon: fromContract(contract.DaemonScenarios(), daemon)}
+}
+
+// own returns the scenarios of probe, correct and b: those of every run,
+// and those of a user's daemon, under their ids within the daemon.
+func own(b bench.Suite) (all, daemon []scenarios.Scenario) {
+	all = slices.Concat(probe.All(), correct.All(), b.All())
+	daemon = slices.Concat(correct.ForDaemon(), b.ForDaemon())
+	return all, daemon
+}
+
+// fromContract returns, in the order of checks, the scenario of ss of
+// each check's id, given the check's kind and time limit. A check that
+// no scenario runs is left out, for Select and the agent's daemon run to
+// report as missing.
+func fromContract(checks []contract.Check, ss []scenarios.Scenario) []scenarios.Scenario {
+	byID := make(map[contract.ID]scenarios.Scenario, len(ss))
+	for _, s := range ss {
+		byID[s.ID] = s
+	}
+	out := make([]scenarios.Scenario, 0, len(checks))
+	for _, c := range checks {
+		if s, ok := byID[c.ID]; ok {
+			s.Kind, s.Timeout = c.Kind, c.Timeout
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // All returns every scenario in the order the agent runs them: probes
