@@ -30,13 +30,10 @@ var classicFallback = scenarios.Scenario{
 const fallbackSize = 512<<10 + 77
 
 func classicFallbackWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	rng := rand.NewChaCha8([32]byte{'c', 'f'})
-	model := randomBytes(rng, fallbackSize)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"data": model})
+	r, rng, model, err := seededRig(ctx, env, sub, "cf", "data", fallbackSize)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
-	model = append([]byte(nil), model...)
 	r.compareFile("first read through the mount", r.m("data"), model)
 	if fd, err := unix.Open(r.m("data"), unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
 		r.failf("open: %v", err)

@@ -3,7 +3,6 @@ package correct
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -25,9 +24,7 @@ const passthroughFileSize = 4<<20 + 4097
 // passthroughReadWith runs passthrough-read against sub, so that tests
 // can show it failing against broken servers.
 func passthroughReadWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	want := make([]byte, passthroughFileSize)
-	_, _ = rand.NewChaCha8([32]byte{'f', 'm'}).Read(want)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"file": want})
+	r, _, want, err := seededRig(ctx, env, sub, "fm", "file", passthroughFileSize)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}

@@ -44,13 +44,10 @@ var ptCloseBacking = scenarios.Scenario{
 }
 
 func ptCloseBackingWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	rng := rand.NewChaCha8([32]byte{'p', 'c'})
-	model := randomBytes(rng, mmapSize)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"map": model})
+	r, rng, model, err := seededRig(ctx, env, sub, "pc", "map", mmapSize)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
-	model = append([]byte(nil), model...)
 	closed, err := closeBackingSteps(r, rng, model)
 	if err != nil {
 		r.failf("%v", err)

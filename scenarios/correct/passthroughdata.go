@@ -42,12 +42,10 @@ const (
 )
 
 func ptIntegrityWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	model := randomBytes(rand.NewChaCha8([32]byte{'p', 'i'}), integritySize)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"file": model})
+	r, _, model, err := seededRig(ctx, env, sub, "pi", "file", integritySize)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
-	model = append([]byte(nil), model...)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for w := range integrityWorkers {
@@ -117,9 +115,7 @@ var ptSizeAfterWrite = scenarios.Scenario{
 }
 
 func ptSizeWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	rng := rand.NewChaCha8([32]byte{'p', 's'})
-	model := randomBytes(rng, 5000)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"grow": model})
+	r, rng, model, err := seededRig(ctx, env, sub, "ps", "grow", 5000)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
@@ -254,13 +250,10 @@ var ptMmapShared = scenarios.Scenario{
 const mmapSize = 256<<10 + 100
 
 func ptMmapWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	rng := rand.NewChaCha8([32]byte{'p', 'm'})
-	model := randomBytes(rng, mmapSize)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"map": model})
+	r, rng, model, err := seededRig(ctx, env, sub, "pm", "map", mmapSize)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
-	model = append([]byte(nil), model...)
 	if err := mmapSteps(r, rng, model); err != nil {
 		r.failf("%v", err)
 	}
@@ -373,13 +366,10 @@ var ptFsync = scenarios.Scenario{
 }
 
 func ptFsyncWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	rng := rand.NewChaCha8([32]byte{'p', 'f'})
-	model := randomBytes(rng, 64<<10)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"sync": model})
+	r, rng, model, err := seededRig(ctx, env, sub, "pf", "sync", 64<<10)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
-	model = append([]byte(nil), model...)
 	fd, err := unix.Open(r.m("sync"), unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		r.failf("open: %v", err)

@@ -33,13 +33,10 @@ var ptDirectIO = scenarios.Scenario{
 }
 
 func ptDirectIOWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	rng := rand.NewChaCha8([32]byte{'p', 'd'})
-	model := randomBytes(rng, mmapSize)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"map": model})
+	r, rng, model, err := seededRig(ctx, env, sub, "pd", "map", mmapSize)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
-	model = append([]byte(nil), model...)
 	if err := directIOSteps(r, rng, model); err != nil {
 		r.failf("%v", err)
 	}

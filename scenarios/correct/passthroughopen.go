@@ -61,13 +61,10 @@ var ptOpenTwice = scenarios.Scenario{
 // refused with EIO: a daemon bug that only shows on kernels with
 // passthrough.
 func openTwiceAny(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) results.Result {
-	rng := rand.NewChaCha8([32]byte{'p', 'o', 'a'})
-	model := randomBytes(rng, openTwiceSize)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"file": model})
+	r, rng, model, err := seededRig(ctx, env, sub, "poa", "file", openTwiceSize)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
-	model = append([]byte(nil), model...)
 	for i, order := range []struct {
 		name          string
 		first, second int
@@ -138,9 +135,7 @@ func runPart(ctx context.Context, env *scenarios.Env, name string, sub scenarios
 	if err := os.Mkdir(senv.Dir, 0o755); err != nil {
 		return part{name, scenarios.ErrorResult("scratch directory: %v", err)}
 	}
-	rng := rand.NewChaCha8([32]byte{'p', 'o', name[0]})
-	model := randomBytes(rng, openTwiceSize)
-	r, err := newRig(ctx, &senv, sub, map[string][]byte{"file": model})
+	r, rng, _, err := seededRig(ctx, &senv, sub, "po"+name[:1], "file", openTwiceSize)
 	if err != nil {
 		return part{name, scenarios.ErrorResult("%v", err)}
 	}

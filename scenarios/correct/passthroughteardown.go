@@ -77,13 +77,10 @@ func teardownBy(how teardown) func(context.Context, *scenarios.Env, scenarios.Su
 }
 
 func ptTeardownWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, how teardown) results.Result {
-	rng := rand.NewChaCha8([32]byte{'p', 't', byte(how)})
-	model := randomBytes(rng, teardownSize)
-	r, err := newRig(ctx, env, sub, map[string][]byte{"file": model})
+	r, rng, model, err := seededRig(ctx, env, sub, "pt"+string(rune(how)), "file", teardownSize)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
-	model = append([]byte(nil), model...)
 	t := &teardownRun{rig: r, how: how, model: model, rng: rng, rfd: -1, mfd: -1}
 	t.run()
 	return r.result()

@@ -63,6 +63,20 @@ func newRig(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, file
 	return r, nil
 }
 
+// seededRig is newRig with one file, name, of size random bytes drawn
+// from a stream that seed starts: each scenario has a seed of its own, so
+// that every run of it writes the same bytes and a failure replays. It
+// returns the stream, for the scenario's later data to come from it too,
+// and the file's bytes, the scenario's model of the file.
+func seededRig(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, seed, name string, size int) (*rig, *rand.ChaCha8, []byte, error) {
+	var s [32]byte
+	copy(s[:], seed)
+	rng := rand.NewChaCha8(s)
+	data := randomBytes(rng, size)
+	r, err := newRig(ctx, env, sub, map[string][]byte{name: data})
+	return r, rng, data, err
+}
+
 // b is name in the backing directory, m the same name through the mount.
 func (r *rig) b(name string) string { return filepath.Join(r.backing, name) }
 func (r *rig) m(name string) string { return filepath.Join(r.mnt, name) }

@@ -1,14 +1,55 @@
 package correct
 
 import (
+	"context"
+	"math/rand/v2"
+	"os"
 	"testing"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
+
+// A scenario's seed is its stream's key, so that its file and its later
+// data are the same bytes on every run; a seed may end in a byte that is
+// no letter (pt/unmount-open and pt/abort-open take theirs from the
+// teardown).
+func TestSeededRig(t *testing.T) {
+	for _, tc := range []struct {
+		seed string
+		key  [32]byte
+	}{
+		{seed: "pm", key: [32]byte{'p', 'm'}},
+		{seed: "poa", key: [32]byte{'p', 'o', 'a'}},
+		{seed: "pt" + string(rune(lazyUnmount)), key: [32]byte{'p', 't', 0}},
+		{seed: "pt" + string(rune(connectionAbort)), key: [32]byte{'p', 't', 1}},
+	} {
+		t.Run(tc.seed, func(t *testing.T) {
+			r, rng, data, err := seededRig(context.Background(), scentest.Env(t), noMount{}, tc.seed, "f", 5000)
+			assert.NilError(t, err)
+			want := rand.NewChaCha8(tc.key)
+			assert.DeepEqual(t, data, randomBytes(want, 5000))
+			got, err := os.ReadFile(r.b("f"))
+			assert.NilError(t, err)
+			assert.DeepEqual(t, got, data)
+			assert.DeepEqual(t, randomBytes(rng, 100), randomBytes(want, 100))
+		})
+	}
+}
+
+// noMount is a server under test that mounts nothing.
+type noMount struct{}
+
+func (noMount) Name() string { return "nothing" }
+func (noMount) Ours() bool   { return true }
+func (noMount) Mount(context.Context, string, string) (scenarios.Daemon, error) {
+	return noDaemon{}, nil
+}
 
 // A check that could not run one of its parts is an error, unless it
 // found a problem: then the problem is what it reports.
