@@ -33,12 +33,13 @@ type rule struct {
 }
 
 // rules are evaluated in this order, which is also the order of the
-// results and so of the report's columns.
+// results and so of the report's columns. All but passthrough-works hold
+// a feature to what the kernel's config or version promises of it.
 var rules = []rule{
-	{contract.ExpectPassthroughOffered, passthroughOffered},
+	{contract.ExpectPassthroughOffered, passthroughFeature.check},
 	{contract.ExpectPassthroughWorks, passthroughWorks},
-	{contract.ExpectIOUring, ioUring},
-	{contract.ExpectVirtiofs, virtiofs},
+	{contract.ExpectIOUring, ioUringFeature.check},
+	{contract.ExpectVirtiofs, virtiofsFeature.check},
 }
 
 // verdict is one rule's outcome. reason is needed for any status but
@@ -86,13 +87,27 @@ const (
 )
 
 // feature is a kernel feature behind a config option, with the upstream
-// release that introduced it.
+// release that introduced it and where the guest reports it.
 type feature struct {
 	option string
 	since  version
 	what   string // for the basis, e.g. "upstream FUSE passthrough"
 	// present and absent spell the observation this feature expects.
 	present, absent string
+	// observe says whether the guest found the feature and how it spells
+	// what it saw; or, when it reported nothing usable, why.
+	observe func(k *results.Kernel) (present bool, observed, why string)
+}
+
+// check judges f on k: what k's config or version promises against what
+// the guest observed.
+func (f feature) check(k *results.Kernel) verdict {
+	w, basis := f.promise(k)
+	present, observed, why := f.observe(k)
+	if why != "" {
+		return missing(f.expected(w), basis, why)
+	}
+	return f.judge(w, basis, present, observed)
 }
 
 // promise says what k's config, or failing that its version, says about
@@ -176,24 +191,21 @@ func missing(expected, basis, why string) verdict {
 	return verdict{status: results.Skip, expected: expected, observed: "-", basis: basis, reason: why}
 }
 
+// passthroughFeature is the upstream FUSE_PASSTHROUGH INIT flag. The
+// Android ABI is a different flag: such a kernel offers passthrough, just
+// not the upstream one, and the observation says so.
 var passthroughFeature = feature{
 	option:  "CONFIG_FUSE_PASSTHROUGH",
 	since:   version{6, 9},
 	what:    "upstream FUSE passthrough",
 	present: "offered",
 	absent:  "not offered",
-}
-
-// passthroughOffered checks the upstream FUSE_PASSTHROUGH INIT flag. The
-// Android ABI is a different flag: such a kernel offers passthrough, just
-// not the upstream one, and the observation says so.
-func passthroughOffered(k *results.Kernel) verdict {
-	w, basis := passthroughFeature.promise(k)
-	c := k.Capabilities
-	if c == nil {
-		return missing(passthroughFeature.expected(w), basis, "fuse-init reported no capabilities")
-	}
-	return passthroughFeature.judge(w, basis, c.Passthrough, passthroughObserved(c))
+	observe: func(k *results.Kernel) (bool, string, string) {
+		if k.Capabilities == nil {
+			return false, "", "fuse-init reported no capabilities"
+		}
+		return k.Capabilities.Passthrough, passthroughObserved(k.Capabilities), ""
+	},
 }
 
 func passthroughObserved(c *results.Capabilities) string {
@@ -268,52 +280,59 @@ func describe(r *results.Result) string {
 	return fmt.Sprintf("status %s: %s", r.Status, report.Truncate(r.Reason, 200))
 }
 
+// ioUringFeature is the FUSE io_uring transport. "disabled" (the
+// enable_uring parameter exists but is off) counts as present: the
+// feature is built, and switching it on is the administrator's choice.
 var ioUringFeature = feature{
 	option:  "CONFIG_FUSE_IO_URING",
 	since:   version{6, 14},
 	what:    "FUSE over io_uring",
 	present: "offered or disabled",
 	absent:  "absent",
+	observe: featuresFact{
+		key:    contract.FactIOUring,
+		values: map[string]bool{"offered": true, "disabled": true, "absent": false},
+		known:  "none of offered, disabled, absent",
+	}.observe,
 }
 
-// ioUring checks the FUSE io_uring transport. "disabled" (the
-// enable_uring parameter exists but is off) counts as present: the
-// feature is built, and switching it on is the administrator's choice.
-func ioUring(k *results.Kernel) verdict {
-	w, basis := ioUringFeature.promise(k)
-	obs, why := fact(k, contract.FuseFeatures, contract.FactIOUring)
-	switch obs {
-	case "offered", "disabled", "absent":
-		return ioUringFeature.judge(w, basis, obs != "absent", obs)
-	case "":
-		return missing(ioUringFeature.expected(w), basis, why)
-	}
-	return missing(ioUringFeature.expected(w), basis,
-		fmt.Sprintf("fuse-features reported io_uring %q, which is none of offered, disabled, absent", report.Truncate(obs, 40)))
-}
-
+// virtiofsFeature is the virtiofs file system, there when built in. Built
+// as a module it is only there when loaded, and the guest loads only what
+// fusematrix needs: then only a "yes" means something (judge's
+// wantModule).
 var virtiofsFeature = feature{
 	option:  "CONFIG_VIRTIO_FS",
 	since:   version{5, 4},
 	what:    "virtiofs",
 	present: "yes",
 	absent:  "no",
+	observe: featuresFact{
+		key:    contract.FactVirtiofs,
+		values: map[string]bool{"yes": true, "no": false},
+		known:  "neither yes nor no",
+	}.observe,
 }
 
-// virtiofs checks that the virtiofs file system is there when built in.
-// Built as a module it is only there when loaded, and the guest loads only
-// what fusematrix needs: then only a "yes" means something.
-func virtiofs(k *results.Kernel) verdict {
-	w, basis := virtiofsFeature.promise(k)
-	obs, why := fact(k, contract.FuseFeatures, contract.FactVirtiofs)
-	switch obs {
-	case "yes", "no":
-		return virtiofsFeature.judge(w, basis, obs == "yes", obs)
-	case "":
-		return missing(virtiofsFeature.expected(w), basis, why)
+// featuresFact is a feature as the fuse-features probe reports it: fact
+// key, whose values say whether the feature is there. A value it does not
+// know is no observation: a newer probe's word, or a broken one's.
+type featuresFact struct {
+	key    contract.Fact
+	values map[string]bool
+	// known spells values for the reason of a skip.
+	known string
+}
+
+func (f featuresFact) observe(k *results.Kernel) (bool, string, string) {
+	obs, why := fact(k, contract.FuseFeatures, f.key)
+	if obs == "" {
+		return false, "", why
 	}
-	return missing(virtiofsFeature.expected(w), basis,
-		fmt.Sprintf("fuse-features reported virtiofs %q, which is neither yes nor no", report.Truncate(obs, 40)))
+	present, ok := f.values[obs]
+	if !ok {
+		return false, "", fmt.Sprintf("fuse-features reported %s %q, which is %s", f.key, report.Truncate(obs, 40), f.known)
+	}
+	return present, obs, ""
 }
 
 // fact returns a probe's fact, or "" and why it is missing.
