@@ -152,14 +152,15 @@ func (set *benchSet) cells() []scenarios.Scenario {
 	return out
 }
 
-// stats summarises the throughput of a cell's runs.
+// stats are the median and range of a cell's figures: its runs'
+// throughputs, or their ratios to the pair runs beside them.
 type stats struct {
 	median, min, max float64
 }
 
-// summarize returns the median (the mean of the middle two for even n),
-// minimum and maximum of xs; the zero stats for none.
-func summarize(xs []float64) stats {
+// medianMinMax returns the median (the mean of the middle two for even
+// n), minimum and maximum of xs; the zero stats for none.
+func medianMinMax(xs []float64) stats {
 	if len(xs) == 0 {
 		return stats{}
 	}
@@ -220,7 +221,7 @@ func (set *benchSet) ratios(c benchCell, mode seqMode, median float64, paired ma
 		if xs := paired[b]; len(xs) > 0 {
 			// The spread says how far to trust the median on a noisy
 			// host.
-			st := summarize(xs)
+			st := medianMinMax(xs)
 			r.Metrics[key], r.Metrics[key+"_min"], r.Metrics[key+"_max"] = st.median, st.min, st.max
 			switch {
 			case b == "native" && st.median > implausibleNative:
@@ -314,22 +315,22 @@ func (set *benchSet) run(ctx context.Context, env *scenarios.Env, c benchCell) r
 	return r
 }
 
-// measureCell prepares cell c, measures its runs and summarises them. Each
-// step leaves the result Pass to let the next one go on; a skip, an error
-// or a failure ends the cell there.
+// measureCell prepares cell c, measures its runs and fills in its result
+// from them. Each step leaves the result Pass to let the next one go on;
+// a skip, an error or a failure ends the cell there.
 func (set *benchSet) measureCell(ctx context.Context, env *scenarios.Env, c benchCell) results.Result {
 	cell := set.prepare(ctx, env, c)
 	if cell.r.Status == results.Pass {
 		set.measure(ctx, env, cell)
 	}
 	if cell.r.Status == results.Pass {
-		set.summarise(cell)
+		set.fillResult(cell)
 	}
 	return cell.r
 }
 
 // cellRun is one cell on its way: what prepare set up, what measure
-// gathered, and the result summarise completes.
+// gathered, and the result fillResult completes.
 type cellRun struct {
 	c    benchCell
 	mode seqMode
@@ -532,11 +533,11 @@ func (set *benchSet) measure(ctx context.Context, env *scenarios.Env, cell *cell
 	}
 }
 
-// summarise turns the runs into the cell's metrics, request and profile
+// fillResult turns the runs into the cell's metrics, request and profile
 // summaries, and its ratios to native, to its bases and to its pairs.
-func (set *benchSet) summarise(cell *cellRun) {
+func (set *benchSet) fillResult(cell *cellRun) {
 	c, mode, r, total := cell.c, cell.mode, &cell.r, cell.total
-	st := summarize(cell.mbps)
+	st := medianMinMax(cell.mbps)
 	gib := float64(total.bytes) / (1 << 30)
 	r.Metrics["mbps_median"] = st.median
 	r.Metrics["mbps_min"] = st.min

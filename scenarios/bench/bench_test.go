@@ -26,7 +26,7 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
-func TestSummarize(t *testing.T) {
+func TestMedianMinMax(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		in   []float64
@@ -40,7 +40,7 @@ func TestSummarize(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := append([]float64(nil), tc.in...)
-			assert.Equal(t, summarize(tc.in), tc.want)
+			assert.Equal(t, medianMinMax(tc.in), tc.want)
 			assert.DeepEqual(t, tc.in, in) // the caller's order is kept
 		})
 	}
