@@ -714,8 +714,9 @@ func timedWrite(ctx context.Context, path string, buf []byte, size int64) (time.
 		return 0, 0, fmt.Errorf("open %s: %w", path, err)
 	}
 	var total int64
-	// See package yield: without it the runtime's monitor thread wakes
-	// about once per FUSE write(2) and competes for the vCPUs measured.
+	// See package yield: without it the runtime's monitor thread keeps
+	// waking as FUSE write(2) calls block and competes for the vCPUs
+	// measured.
 	var pace yield.Pacer
 	start := time.Now()
 	for i := 0; total < size; i++ {

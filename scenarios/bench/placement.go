@@ -10,9 +10,10 @@ import (
 // server sometimes shares a vCPU with the timed loop and sometimes not,
 // and under TCG that shows in the figure: every switch between address
 // spaces on one vCPU flushes its emulated TLB, which a server on a vCPU of
-// its own does not cause. The timed loop stays with the scheduler: pinned
-// to the first CPU as well, every mode got slower (why is not known). The
-// README has the figures behind both choices.
+// its own does not cause. The timed loop stays with the scheduler, as an
+// application's would: pinning it too moves every mode's figure, for no
+// reason that is understood, so the figures would measure the pinning
+// rather than FUSE.
 type placement struct {
 	// server are the CPUs of the server process, nil for any.
 	server []int

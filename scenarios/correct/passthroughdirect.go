@@ -23,8 +23,7 @@ import (
 // fs/fuse/iomode.c lists FOPEN_DIRECT_IO among the flags allowed with
 // FOPEN_PASSTHROUGH and says so: "read/write operations go directly to
 // the server, but mmap is done on the backing file". The same holds from
-// 6.9, where passthrough arrived, through Debian's 6.12.117 to the FUSE
-// tree after 6.18.
+// 6.9, where passthrough arrived, to the FUSE tree after 6.18.
 var ptDirectIO = scenarios.Scenario{
 	ID:          contract.PtDirectIO,
 	Description: "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read(2) and write(2) reach the server, a MAP_SHARED mapping is the backing file's",

@@ -22,8 +22,8 @@ import (
 // pt/open-twice checks the kernel's rule for one inode opened twice in
 // incompatible ways. The contract, from fs/fuse/iomode.c
 // (fuse_file_io_open, fuse_file_cached_io_open,
-// fuse_inode_uncached_io_start; the same in 6.9, in Debian's 6.12.117 and
-// in the FUSE tree after 6.18):
+// fuse_inode_uncached_io_start; the same from 6.9 to the FUSE tree after
+// 6.18):
 //   - a cached (non-passthrough) open of an inode that has a backing file
 //     is refused (EINVAL inside: "Server is expected to use
 //     FOPEN_PASSTHROUGH for all opens of an inode which is already open

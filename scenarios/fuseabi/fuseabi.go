@@ -39,8 +39,9 @@ const (
 
 // initFlagNames maps bit numbers to the kernel's FUSE_* names without the
 // prefix, lower case. The list ends at FUSE_REQUEST_TIMEOUT (bit 42, Linux
-// 6.14); later bits were still under review when this was written and are
-// reported as "bit N".
+// 6.14): a bit is named once a released kernel's header names it, and a
+// later one is reported as "bit N", so that a report never names a flag
+// the kernel may yet define otherwise.
 var initFlagNames = [...]string{
 	0:  "async_read",
 	1:  "posix_locks",

@@ -2,16 +2,15 @@
 // looking, to Go's scheduler, like one that never yields.
 //
 // A timed I/O loop or a FUSE serving loop calls read(2) or write(2) back to
-// back; each call may block for hundreds of microseconds on the other side
-// of a FUSE round trip, yet the goroutine is never rescheduled. After 10 ms
-// on the same scheduling tick the runtime's monitor thread (sysmon) treats
-// it as running too long: it takes the P away from the blocked call, and
-// because it took something it goes back to waking every 20 µs, taking Ps
-// away again as each call blocks: in a TCG guest during small FUSE writes
-// it wakes about once per write(2) and competes with the loop for the
-// vCPUs the measurement runs on (the README has the figures).
-// A runtime.Gosched every few milliseconds starts a new tick, and sysmon
-// goes back to sleeping up to 10 ms at a time.
+// back; each call may block on the other side of a FUSE round trip, yet
+// the goroutine is never rescheduled. After 10 ms on the same scheduling
+// tick the runtime's monitor thread (sysmon) treats it as running too
+// long: it takes the P away from the blocked call, and because it took
+// something it goes back to waking at its shortest interval, taking Ps
+// away again as each call blocks, and so competes with the loop for the
+// CPUs the measurement runs on. A runtime.Gosched every few milliseconds
+// starts a new tick, and sysmon goes back to sleeping up to 10 ms at a
+// time.
 package yield
 
 import (
@@ -24,8 +23,8 @@ const (
 	// a stretch stays under 2×Period, below the runtime's 10 ms. Not
 	// less: with an idle P, each yield also wakes a second thread to look
 	// for work, and in the NOOP server, pinned to one vCPU, that thread
-	// runs where the server does: yielding every millisecond instead
-	// cost the server markedly more CPU per GiB.
+	// runs where the server does, so that every yield more is CPU the
+	// server pays for.
 	Period = 4 * time.Millisecond
 	// maxEvery bounds the calls between yields (and between clock reads).
 	maxEvery = 64

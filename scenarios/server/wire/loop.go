@@ -23,15 +23,16 @@ import (
 // negotiating INIT and parsing every request but the two a NOOP write
 // run is made of (see answer), and the same RawFileSystem answering all.
 //
-// go-fuse's own Server keeps at least two goroutines blocked in read(2)
-// and starts another whenever none is left waiting; under TCG, on one
-// CPU, the requests then alternate between threads and each hand-over
-// costs the Go scheduler a wake-up, so that its NOOP server spent more
-// CPU per write than the C peer and fell behind it in throughput (the
-// figures are in the README). This loop is for file systems that answer at once and
-// need nothing of the Server: no notifications, no backing ids registered
-// through the Observer's callbacks (Mount.BackingOpen issues its ioctls
-// itself), no request that waits on another. That is the NOOP file system.
+// One goroutine, because the NOOP server is the ceiling other servers are
+// given as a ratio to, and the C peer's loop the reference it is held
+// to: a server that hands requests from one thread to another, as
+// go-fuse's own Server does, pays the Go scheduler a wake-up for each
+// hand-over, which the C loop does not, and the NOOP figure would then
+// measure the hand-overs rather than FUSE. This loop is for file systems
+// that answer at once and need nothing of the Server: no notifications,
+// no backing ids registered through the Observer's callbacks
+// (Mount.BackingOpen issues its ioctls itself), no request that waits on
+// another. That is the NOOP file system.
 type devLoop struct {
 	fd int
 	ps *fuse.ProtocolServer
@@ -89,8 +90,8 @@ func mountLoop(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, op
 		return nil, err
 	}
 	// With one P, the loop's P looks busy while read(2) blocks in it, and
-	// the runtime takes it back after 20 µs of every wait, then wakes
-	// its monitor thread on the way out of the next. A second P stays
+	// the runtime takes it back during every wait, then wakes its
+	// monitor thread on the way out of the next. A second P stays
 	// idle and tells the runtime nothing else needs one. (A server
 	// pinned to one CPU starts with GOMAXPROCS 1.)
 	if runtime.GOMAXPROCS(0) < 2 {
@@ -137,7 +138,7 @@ const pollHackName = ".go-fuse-epoll-hack"
 // and FUSE makes that call wait for a POLL reply. Should a collection
 // stop the world meanwhile, it waits forever for that thread, while the
 // loop that would answer is stopped: in this process (tests, the agent's
-// probes) that is a deadlock, seen on a loaded machine.
+// probes) that is a deadlock.
 //
 // The calls are raw system calls for that reason.
 func pollOnce(mountpoint string) error {
@@ -234,12 +235,13 @@ const outHeader = int(unsafe.Sizeof(fuse.OutHeader{}))
 
 // answer serves the requests a NOOP write run is made of, WRITE and
 // GETXATTR (the kernel asks for security.capability before every write),
-// without ProtocolServer.HandleRequest, which allocates a request of
-// some 600 bytes and a channel per call: under TCG, where touching fresh
-// memory is slow, that allocation weighs on every small write. It decodes go-fuse's own wire types, calls the same
-// RawFileSystem (the Observer) as go-fuse would and builds the reply
-// go-fuse would build, into out. Anything it does not handle, or that
-// is not laid out as it expects, goes to HandleRequest: ok is false.
+// without ProtocolServer.HandleRequest, which allocates for every call:
+// under TCG, where touching fresh memory is slow, an allocation per
+// request weighs on every small write. It decodes go-fuse's own wire
+// types, calls the same RawFileSystem (the Observer) as go-fuse would
+// and builds the reply go-fuse would build, into out. Anything it does
+// not handle, or that is not laid out as it expects, goes to
+// HandleRequest: ok is false.
 func (l *devLoop) answer(h *fuse.InHeader, in, out []byte) (n int, ok bool) {
 	switch h.Opcode {
 	case opWrite:
