@@ -283,10 +283,9 @@ func (s *session) judge() {
 // was booted twice. console names each attempt's log.
 //
 // A kernel that panics before the agent says hello has run no check; it
-// is booted once more, because such panics have been seen to come and go
-// between boots of one kernel under TCG (an enqueue_timer fault at 1.8 s
-// of a 6.12 boot, once in many), and one of them must not cost the
-// kernel's every result. The first console log is kept beside the
+// is booted once more, because such panics come and go between boots of
+// one kernel under TCG (docs/measurements.md has the one seen), and one of
+// them must not cost the kernel's every result. The first console log is kept beside the
 // second and the retry note names it, so the panic stays on the record;
 // a second panic is the kernel's error.
 func boot(ctx context.Context, g *guest, plan []qemu.Accel, console func(qemu.Accel) string) (o outcome, note, retried string) {
