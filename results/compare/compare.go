@@ -164,7 +164,7 @@ func Compare(old, new *results.Run, o Options) *Report {
 		New:       sideOf(new, o.NewPath),
 		Threshold: o.Threshold,
 	}
-	c := comparer{threshold: o.Threshold, old: old, new: new}
+	c := comparer{threshold: o.Threshold, old: old, new: new, hostsSaid: map[string]bool{}}
 	oldModel, newModel := r.Old.CPUModel, r.New.CPUModel
 
 	// Kernels are matched by selector, the n-th of a name with the n-th.
@@ -241,8 +241,9 @@ type comparer struct {
 	threshold float64
 	old, new  *results.Run
 	// hostsDiffer says, once per pair of hosts, why cells were not
-	// compared: their hosts' CPU models differ.
+	// compared: their hosts' CPU models differ. hostsSaid holds the same.
 	hostsDiffer []string
+	hostsSaid   map[string]bool
 	// seqRead is set when a kernel had seq-read in both runs.
 	seqRead bool
 }
@@ -271,11 +272,15 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	for _, f := range capabilities(o.Capabilities, n.Capabilities) {
 		add(f)
 	}
+	// Every result of one run is looked up in the other: by index, or
+	// comparing would take time growing with the square of the results.
+	oi, ni := o.Index(), n.Index()
 	skip, hosts := c.cellsSkipped(o, n)
-	if skip != "" && cellsInBoth(o, n) {
+	if skip != "" && cellsInBoth(o, ni) {
 		if hosts {
-			if !slices.Contains(c.hostsDiffer, skip) {
-				c.hostsDiffer = append(c.hostsDiffer, skip) // said once for the run
+			if !c.hostsSaid[skip] {
+				c.hostsSaid[skip] = true // said once for the run
+				c.hostsDiffer = append(c.hostsDiffer, skip)
 			}
 		} else {
 			add(Finding{Verdict: Info, Aspect: AspectThroughput, What: "not compared", Old: orDash(k.OldAccel), New: orDash(k.NewAccel),
@@ -287,7 +292,7 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	var missing []string
 	for i := range o.Results {
 		or := &o.Results[i]
-		nr := n.Result(or.ID)
+		nr := ni.Result(or.ID)
 		if nr == nil {
 			missing = append(missing, or.ID)
 			continue
@@ -309,13 +314,13 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	default:
 		for _, id := range missing {
 			f := Finding{Verdict: Regression, Aspect: AspectStatus, ID: inert(id, nameWidth), What: "status",
-				Old: string(o.Result(id).Status), New: "missing", Note: "not in the new run"}
+				Old: string(oi.Result(id).Status), New: "missing", Note: "not in the new run"}
 			add(f)
 		}
 	}
 	for i := range n.Results {
 		nr := &n.Results[i]
-		if o.Result(nr.ID) != nil {
+		if oi.Result(nr.ID) != nil {
 			continue
 		}
 		f := Finding{Verdict: Info, Aspect: AspectStatus, ID: inert(nr.ID, nameWidth), What: "status",
@@ -441,19 +446,30 @@ func capabilities(o, n *results.Capabilities) []Finding {
 		}
 		out = append(out, f)
 	}
+	// A run from another machine may list any number of flags: sets, not
+	// a search of one list for each entry of the other.
+	oldFlags, newFlags := set(o.InitFlags), set(n.InitFlags)
 	for _, flag := range o.InitFlags {
-		if !slices.Contains(n.InitFlags, flag) {
+		if !newFlags[flag] {
 			out = append(out, Finding{Verdict: Regression, Aspect: AspectCapability, ID: id,
 				What: contract.FactFlagPrefix + inert(flag, valueWidth), Old: "offered", New: "absent", Note: "flag withdrawn"})
 		}
 	}
 	for _, flag := range n.InitFlags {
-		if !slices.Contains(o.InitFlags, flag) {
+		if !oldFlags[flag] {
 			out = append(out, Finding{Verdict: Change, Aspect: AspectCapability, ID: id,
 				What: contract.FactFlagPrefix + inert(flag, valueWidth), Old: "absent", New: "offered", Note: "flag offered"})
 		}
 	}
 	return out
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
 }
 
 // capabilityFacts are fuse-init's facts that repeat the capabilities,

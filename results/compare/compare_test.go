@@ -302,3 +302,30 @@ func TestStatusRules(t *testing.T) {
 		{Verdict: Regression, Aspect: AspectStatus, ID: "c", What: "status", Old: "missing", New: "fail", Note: "not in the old run"},
 	}))
 }
+
+// Comparing 80,000 results looks each up in the other run by index (issue
+// 21 row 11): a scan for each would step over billions of results, so the
+// count of results scanned shows the work is linear where timings on a
+// shared machine cannot. BenchmarkCompare measures it.
+func TestCompareIndexes(t *testing.T) {
+	const n = 80000
+	old, new := bigRuns(n)
+	before := results.Scanned()
+	r := Compare(old, new, Options{})
+	for _, render1 := range Renderers {
+		render(t, render1, r)
+	}
+	scanned := results.Scanned() - before
+	// A lookup of a probe or two per kernel may scan; a scan per result
+	// would step over n²/4 results.
+	assert.Check(t, scanned <= 64*n, "%d results scanned to compare %d: a scan per result", scanned, n)
+
+	// And the verdicts are right: per kernel, 40 passes that now fail, 4
+	// results gone and 4 new (passing), 400 cells judged.
+	assert.Check(t, is.DeepEqual(r.Counts, Counts{Regressions: 2 * (40 + 4)}))
+	for _, k := range r.Kernels {
+		assert.Check(t, is.Equal(k.Cells, 400), k.Name)
+		assert.Check(t, is.Equal(k.Within, 400), k.Name)
+		assert.Check(t, is.Len(k.Findings, 40+4+4), k.Name)
+	}
+}

@@ -107,7 +107,7 @@ func (c *comparer) cellsSkipped(o, n *results.Kernel) (string, bool) {
 }
 
 // cellsInBoth says whether some benchmark cell passed in both runs.
-func cellsInBoth(o, n *results.Kernel) bool {
+func cellsInBoth(o *results.Kernel, n results.Index) bool {
 	for i := range o.Results {
 		or := &o.Results[i]
 		if _, cell := contract.ParseCell(contract.ID(or.ID)); !cell || or.Status != results.Pass {

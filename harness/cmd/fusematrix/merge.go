@@ -177,23 +177,27 @@ func copyConsoles(stage string, shards []merge.Shard, dirs []string, merged *res
 			renamed[i][name] = to
 		}
 	}
-	// Kernels are found again by name: merge sorted them.
+	// Kernels are found again by name (merge sorted them, and no two
+	// shards share a kernel), through a map: a search of the merged
+	// kernels for each shard's would grow with the square of the kernels.
+	byName := make(map[string]*results.Kernel, len(merged.Kernels))
+	for j := range merged.Kernels {
+		byName[merged.Kernels[j].Name] = &merged.Kernels[j]
+	}
 	for i, s := range shards {
 		for _, sk := range s.Run.Kernels {
-			for j := range merged.Kernels {
-				k := &merged.Kernels[j]
-				if k.Name != sk.Name {
-					continue
-				}
-				name, ok := merge.ConsoleName(k.ConsoleLog)
-				switch {
-				case !ok:
-					k.ConsoleLog = ""
-				case renamed[i][name] != "":
-					k.ConsoleLog = renamed[i][name]
-				default:
-					k.ConsoleLog = "" // named, but not a file the shard had
-				}
+			k := byName[sk.Name]
+			if k == nil {
+				continue
+			}
+			name, ok := merge.ConsoleName(k.ConsoleLog)
+			switch {
+			case !ok:
+				k.ConsoleLog = ""
+			case renamed[i][name] != "":
+				k.ConsoleLog = renamed[i][name]
+			default:
+				k.ConsoleLog = "" // named, but not a file the shard had
 			}
 		}
 	}
