@@ -64,23 +64,43 @@ type hostile struct {
 	dup string
 	// fifo is a folder whose results.json is a named pipe (row 10).
 	fifo string
+	// minAboveMax and negative are compare's new run with a cell's MB/s
+	// range upside down, and negative (row 12).
+	minAboveMax, negative string
 }
+
+// hostileCell names the cell hostileRuns spoils, as errors name it.
+const hostileCell = `kernel "debian:6.12/cloud@bookworm", result "bench/read/passthrough/131072"`
 
 func hostileRuns(t *testing.T) hostile {
 	t.Helper()
 	dir := t.TempDir()
-	b, err := os.ReadFile(compareNew)
+	b0, err := os.ReadFile(compareNew)
 	assert.NilError(t, err)
 	var run results.Run
-	assert.NilError(t, json.Unmarshal(b, &run))
+	assert.NilError(t, json.Unmarshal(b0, &run))
 	first := run.Kernels[0].Results[0]
 	assert.Equal(t, first.Status, results.Pass)
 	first.Status = results.Fail
 	run.Kernels[0].Results = append(run.Kernels[0].Results, first)
-	h := hostile{dup: filepath.Join(dir, "dup.json"), fifo: filepath.Join(dir, "fifo")}
-	b, err = json.Marshal(run)
+	h := hostile{dup: filepath.Join(dir, "dup.json"), fifo: filepath.Join(dir, "fifo"),
+		minAboveMax: filepath.Join(dir, "min-above-max.json"), negative: filepath.Join(dir, "negative.json")}
+	b, err := json.Marshal(run)
 	assert.NilError(t, err)
 	assert.NilError(t, os.WriteFile(h.dup, b, 0o644))
+	for path, edit := range map[string]func(m map[string]float64){
+		h.minAboveMax: func(m map[string]float64) { m["mbps_min"] = m["mbps_max"] + 1 },
+		h.negative:    func(m map[string]float64) { m["mbps_min"] = -m["mbps_min"] },
+	} {
+		var run results.Run
+		assert.NilError(t, json.Unmarshal(b0, &run))
+		cell := run.Kernels[1].Index().Result("bench/read/passthrough/131072")
+		assert.Assert(t, cell != nil && run.Kernels[1].Name == "debian:6.12/cloud@bookworm")
+		edit(cell.Metrics)
+		b, err := json.Marshal(run)
+		assert.NilError(t, err)
+		assert.NilError(t, os.WriteFile(path, b, 0o644))
+	}
 	assert.NilError(t, os.Mkdir(h.fifo, 0o755))
 	assert.NilError(t, syscall.Mkfifo(filepath.Join(h.fifo, "results.json"), 0o644))
 	return h
@@ -103,6 +123,10 @@ func TestCompareBadInput(t *testing.T) {
 		{"missing file", []string{compareOld, "nonexistent.json"}, "fusematrix compare: new: read run: stat nonexistent.json: no such file or directory"},
 		{"same id twice", []string{compareNew, h.dup}, `fusematrix compare: new: read run ` + h.dup + `: kernel "debian:6.1/cloud@bookworm": result "fuse-init" appears more than once`},
 		{"a FIFO", []string{h.fifo, compareNew}, "results.json: not a regular file (a named pipe)"},
+		{"a cell's min above its max", []string{compareOld, h.minAboveMax},
+			hostileCell + `: metric "mbps_min": 1801 is above "mbps_max", 1800: no measurement gives that`},
+		{"negative MB/s", []string{h.negative, compareNew}, "fusematrix compare: old: read run " + h.negative + ": " +
+			hostileCell + `: metric "mbps_min": -1600 is negative, and a rate, ratio or count cannot be`},
 		{"one run", []string{compareOld}, "want two runs, OLD and NEW; got 1"},
 		{"three runs", []string{compareOld, compareNew, compareNew}, "want two runs, OLD and NEW; got 3"},
 		{"format", []string{"-format", "html", compareOld, compareNew}, `-format "html": want table, markdown or json`},

@@ -79,6 +79,8 @@ func TestMergeBadInput(t *testing.T) {
 		{"nothing", nil, "fusematrix merge: no runs given"},
 		{"same id twice", []string{shardA, hostileRuns(t).dup}, `result "fuse-init" appears more than once`},
 		{"a FIFO", []string{hostileRuns(t).fifo, shardA}, "results.json: not a regular file (a named pipe)"},
+		{"a cell's min above its max", []string{hostileRuns(t).minAboveMax}, hostileCell + `: metric "mbps_min": 1801 is above "mbps_max"`},
+		{"negative MB/s", []string{hostileRuns(t).negative}, hostileCell + `: metric "mbps_min": -1600 is negative`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "merged")
