@@ -13,6 +13,8 @@ package compare
 import (
 	"cmp"
 	"fmt"
+	"maps"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -374,15 +376,70 @@ func (c *comparer) result(k *Kernel, skip string, caps bool, o, n *results.Resul
 	if contract.ID(o.ID) == contract.SeqRead && o.Status == results.Pass && n.Status == results.Pass {
 		c.seqRead = true
 	}
-	if _, cell := contract.ParseCell(contract.ID(o.ID)); cell && skip == "" && o.Status == results.Pass && n.Status == results.Pass {
-		if f, judged := c.throughput(k, o, n); f != nil {
+	if _, cell := contract.ParseCell(contract.ID(o.ID)); cell && o.Status == results.Pass && n.Status == results.Pass {
+		// A figure the cell gave before and not now is lost whatever the
+		// hosts: the run measured less, or nothing, and said pass.
+		lost := lostMetrics(o, n)
+		for _, f := range lost {
 			f.ID = id
-			out = append(out, *f)
-		} else if judged {
-			k.Within++
+			out = append(out, f)
+		}
+		if skip == "" {
+			if f, judged := c.throughput(k, o, n, len(lost) > 0); f != nil {
+				f.ID = id
+				out = append(out, *f)
+			} else if judged {
+				k.Within++
+			}
 		}
 	}
 	return out
+}
+
+// lostMetrics finds the metrics a cell that passed in both runs gave in
+// the old run and not in the new, or gave as no measurement does (a run
+// built in memory; ReadFile refuses such a file): each is a regression.
+// A cell whose every metric is gone is one finding.
+func lostMetrics(o, n *results.Result) []Finding {
+	bad, wasBad := results.BadMetrics(n.Metrics), results.BadMetrics(o.Metrics)
+	var out []Finding
+	var gone []string
+	for _, name := range slices.Sorted(maps.Keys(o.Metrics)) {
+		ov := o.Metrics[name]
+		if wasBad[name] != "" {
+			continue // nothing was measured to lose
+		}
+		f := Finding{Verdict: Regression, Aspect: AspectThroughput, What: inert(name, valueWidth), Old: figure(ov)}
+		nv, ok := n.Metrics[name]
+		switch {
+		case !ok:
+			f.New, f.Note = "missing", "the cell passed, but gave no "+inert(name, valueWidth)
+			if why := n.Facts[name]; why != "" {
+				// The agent says why a ratio is missing in a fact of its name.
+				f.Note = inert("the cell passed, but: "+why, noteWidth)
+			}
+			gone = append(gone, inert(name, valueWidth))
+		case bad[name] != "":
+			f.New, f.Note = figure(nv), inert("not a measurement: "+bad[name], noteWidth)
+		default:
+			continue
+		}
+		out = append(out, f)
+	}
+	if len(gone) > 1 && len(n.Metrics) == 0 {
+		return []Finding{{Verdict: Regression, Aspect: AspectThroughput, What: "metrics", Old: strconv.Itoa(len(gone)), New: "missing",
+			Note: inert("the cell passed, but gave no figure: "+strings.Join(gone, ", "), noteWidth)}}
+	}
+	return out
+}
+
+// figure is a metric's value as a finding shows it: whole MB/s and
+// counts, three digits of a ratio.
+func figure(v float64) string {
+	if math.Abs(v) >= 100 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
 func yesNo(b bool) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,6 +58,16 @@ func TestCompareExit(t *testing.T) {
 	assert.Check(t, !strings.Contains(out, "ratio_native -27%"), "beyond -threshold no more")
 }
 
+// A cell that passed in both runs but lost its figures is a regression,
+// not a cell left unjudged (issue 21 row 12).
+func TestCompareLostMetrics(t *testing.T) {
+	code, out := fusematrix(t, "compare", compareNew, hostileRuns(t).lost)
+	assert.Equal(t, code, 1, out)
+	assert.Check(t, is.Contains(out, "compare: REGRESSED: 1 regression,"))
+	assert.Check(t, is.Regexp(`REGRESSION +bench/read/passthrough/131072 +metrics +6 +missing +the cell passed, but gave no figure: mbps_max, mbps_median`, out))
+	assert.Check(t, !regexp.MustCompile(`passthrough/131072 +not judged`).MatchString(out), out)
+}
+
 // hostile holds run files that no fusematrix wrote as they are.
 type hostile struct {
 	// dup is compare's new run with its first kernel's first result
@@ -67,6 +78,9 @@ type hostile struct {
 	// minAboveMax and negative are compare's new run with a cell's MB/s
 	// range upside down, and negative (row 12).
 	minAboveMax, negative string
+	// lost is compare's new run with that cell's every metric gone: it
+	// still passes (row 12).
+	lost string
 }
 
 // hostileCell names the cell hostileRuns spoils, as errors name it.
@@ -88,9 +102,11 @@ func hostileRuns(t *testing.T) hostile {
 	b, err := json.Marshal(run)
 	assert.NilError(t, err)
 	assert.NilError(t, os.WriteFile(h.dup, b, 0o644))
+	h.lost = filepath.Join(dir, "lost.json")
 	for path, edit := range map[string]func(m map[string]float64){
 		h.minAboveMax: func(m map[string]float64) { m["mbps_min"] = m["mbps_max"] + 1 },
 		h.negative:    func(m map[string]float64) { m["mbps_min"] = -m["mbps_min"] },
+		h.lost:        func(m map[string]float64) { clear(m) },
 	} {
 		var run results.Run
 		assert.NilError(t, json.Unmarshal(b0, &run))
