@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -60,9 +62,12 @@ func ReadFile(path string) (*Run, error) {
 
 // Decode parses a run summary and refuses one that no fusematrix of this
 // schema wrote: another schema, a kernel without a name, an unknown
-// status, a result without an id, or one id twice in a kernel. The live
-// stream refuses a repeated id (harness); a file must too, or a pass
-// followed by a fail of the same check would let a reader pick either.
+// status, a result without an id, one id twice in a kernel, or a metric
+// no measurement gives (BadMetrics: negative MB/s, a minimum above its
+// maximum). The live stream refuses a repeated id (harness); a file must
+// too, or a pass followed by a fail of the same check would let a reader
+// pick either. A reader handed an impossible figure would judge it, or
+// quietly leave it out: neither is a verdict on the kernel.
 func Decode(b []byte) (*Run, error) {
 	var head struct {
 		Schema  *int            `json:"schema"`
@@ -100,6 +105,10 @@ func Decode(b []byte) (*Run, error) {
 				return nil, fmt.Errorf("kernel %.64q: result %.64q appears more than once", k.Name, r.ID)
 			}
 			seen[r.ID] = true
+			if bad := BadMetrics(r.Metrics); bad != nil {
+				name := slices.Min(slices.Collect(maps.Keys(bad)))
+				return nil, fmt.Errorf("kernel %.64q, result %.64q: metric %.64q: %s: no measurement gives that", k.Name, r.ID, name, bad[name])
+			}
 		}
 	}
 	return &run, nil

@@ -2,6 +2,7 @@ package results
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -70,6 +71,69 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// A benchmark cell's figures that no measurement gives are bad input,
+// named by kernel, result and metric (issue 21 row 12): MB/s, ratios and
+// counts below zero, a range whose minimum exceeds its maximum, a median
+// outside its range. A metric whose name says nothing of its sign may be
+// negative.
+func TestDecodeMetrics(t *testing.T) {
+	cell := func(m map[string]float64) []byte {
+		r := fileRun()
+		r.Kernels[0].Results = append(r.Kernels[0].Results, Result{ID: "bench/read/passthrough/131072", Kind: Benchmark, Status: Pass, Metrics: m})
+		return marshal(t, r)
+	}
+	good := func(edit func(map[string]float64)) map[string]float64 {
+		m := map[string]float64{
+			"mbps_median": 1800, "mbps_min": 1700, "mbps_max": 1900,
+			"ratio_native": 0.93, "ratio_native_min": 0.9, "ratio_native_max": 0.95, "ratio_noop": 1.2,
+			"cpu_s_per_gib": 0.4, "ctxsw_per_gib": 3000, "daemon_read_calls_per_gib": 8200,
+		}
+		if edit != nil {
+			edit(m)
+		}
+		return m
+	}
+	const at = `kernel "debian:6.12/cloud", result "bench/read/passthrough/131072": metric `
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		err  string
+	}{
+		{"plausible", cell(good(nil)), ""},
+		{"a ratio without its range", cell(map[string]float64{"ratio_native": 0.5}), ""},
+		{"median on its range's edge", cell(good(func(m map[string]float64) { m["mbps_median"] = 1900 })), ""},
+		{"a difference may be negative", cell(good(func(m map[string]float64) { m["delta_mbps_vs_last"] = -40 })), ""},
+		{"zero MB/s", cell(map[string]float64{"mbps_median": 0, "mbps_min": 0, "mbps_max": 0}), ""},
+		{"negative MB/s", cell(good(func(m map[string]float64) { m["mbps_min"] = -5 })),
+			at + `"mbps_min": -5 is negative, and a rate, ratio or count cannot be`},
+		{"negative ratio", cell(good(func(m map[string]float64) { m["ratio_noop"] = -1.2 })), at + `"ratio_noop": -1.2 is negative`},
+		{"negative count", cell(good(func(m map[string]float64) { m["ctxsw_per_gib"] = -1 })), at + `"ctxsw_per_gib": -1 is negative`},
+		{"negative seq-read figure", cell(map[string]float64{"native_mbps": -300, "passthrough_ratio": 0.9}), at + `"native_mbps": -300 is negative`},
+		{"min above max", cell(good(func(m map[string]float64) { m["mbps_min"] = 2000 })),
+			at + `"mbps_min": 2000 is above "mbps_max", 1900`},
+		{"ratio min above max", cell(good(func(m map[string]float64) { m["ratio_native_min"], m["ratio_native_max"] = 0.95, 0.9 })),
+			at + `"ratio_native_min": 0.95 is above "ratio_native_max", 0.9`},
+		{"median outside its range", cell(good(func(m map[string]float64) { m["mbps_median"] = 2500 })),
+			at + `"mbps_median": 2500 is outside its range "mbps_min"–"mbps_max", 1700–1900`},
+		{"ratio outside its range", cell(good(func(m map[string]float64) { m["ratio_native"] = 0.5 })),
+			at + `"ratio_native": 0.5 is outside its range`},
+		{"any paired range", cell(map[string]float64{"latency_us_min": 9, "latency_us_max": 3}), at + `"latency_us_min": 9 is above "latency_us_max", 3`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(tc.in)
+			if tc.err == "" {
+				assert.NilError(t, err)
+				return
+			}
+			assert.ErrorContains(t, err, tc.err)
+		})
+	}
+	// JSON holds no NaN or infinity; a run built in memory may.
+	assert.Check(t, is.DeepEqual(BadMetrics(map[string]float64{"x": math.NaN(), "mbps_max": math.Inf(1), "delta": -1}),
+		map[string]string{"x": "not a finite number", "mbps_max": "not a finite number"}))
+	assert.Check(t, is.Nil(BadMetrics(map[string]float64{"delta": -1})))
+}
+
 // A FIFO, a device or a folder without results.json is refused at once:
 // opening a FIFO for reading would wait for a writer for ever (issue 21
 // row 10).
@@ -120,10 +184,11 @@ func TestReadFileKinds(t *testing.T) {
 
 // FuzzDecode feeds Decode, the reader of every results file compare,
 // merge, caps -from and bisect use: it must never panic, and a run it
-// accepts holds no id twice in a kernel.
+// accepts holds no id twice in a kernel and no metric BadMetrics refuses.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"schema":1,"kernels":[{"name":"k","status":"pass","results":[{"id":"a","status":"pass"},{"id":"a","status":"fail"}]}]}`))
 	f.Add([]byte(`{"schema":1,"kernels":[{"name":"k","status":"pass","results":[{"id":"a","status":"pass","metrics":{"mb_s":1}}]}]}`))
+	f.Add([]byte(`{"schema":1,"kernels":[{"name":"k","status":"pass","results":[{"id":"a","status":"pass","metrics":{"mbps_min":3,"mbps_max":2}}]}]}`))
 	f.Add([]byte(`{"schema":1,"kernels":[]}`))
 	f.Add([]byte(`{"schema":1,"kernels":null}`))
 	f.Add([]byte(`[]`))
@@ -139,6 +204,9 @@ func FuzzDecode(f *testing.F) {
 					t.Fatalf("accepted %q twice in kernel %q", r.ID, k.Name)
 				}
 				seen[r.ID] = true
+				if bad := BadMetrics(r.Metrics); bad != nil {
+					t.Fatalf("accepted %q with metrics %v", r.ID, bad)
+				}
 			}
 		}
 	})

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -389,18 +388,21 @@ func version() string {
 
 // fit keeps a result within what the host's decoder accepts, so that one
 // verbose scenario cannot cost the whole stream: long text is clipped and
-// numbers JSON cannot carry are dropped, with a fact saying so.
+// numbers JSON cannot carry, or no measurement gives, are dropped, with a
+// fact saying so.
 func fit(r results.Result) *results.Result {
 	r.Reason = clip(r.Reason)
 	for k, v := range r.Facts {
 		r.Facts[k] = clip(v)
 	}
+	// A figure the host's reader refuses (results.BadMetrics: not finite,
+	// a negative rate, a minimum above its maximum) would make the whole
+	// run unreadable to compare and merge: drop it, and say so.
+	bad := results.BadMetrics(r.Metrics)
 	var dropped []string
-	for k, v := range r.Metrics {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			dropped = append(dropped, k)
-			delete(r.Metrics, k)
-		}
+	for _, k := range slices.Sorted(maps.Keys(bad)) {
+		dropped = append(dropped, k+": "+bad[k])
+		delete(r.Metrics, k)
 	}
 	if len(r.Log) > maxLogLines {
 		r.Log = append(r.Log[:maxLogLines-1:maxLogLines-1], fmt.Sprintf("[%d more lines not kept]", len(r.Log)-maxLogLines+1))
@@ -412,8 +414,7 @@ func fit(r results.Result) *results.Result {
 		if r.Facts == nil {
 			r.Facts = map[string]string{}
 		}
-		slices.Sort(dropped)
-		r.Facts["dropped_metrics"] = clip("not finite: " + strings.Join(dropped, ", "))
+		r.Facts["dropped_metrics"] = clip("not measurements: " + strings.Join(dropped, "; "))
 	}
 	fitEntries(&r)
 	fitLine(&r)

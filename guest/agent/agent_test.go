@@ -280,7 +280,7 @@ func TestRunMisbehaving(t *testing.T) {
 		{"test/slow", results.Error, "timed out after 50ms"},
 		{"test/after", results.Pass, ""},
 	})
-	assert.Check(t, is.DeepEqual(resultsOf(events)[4].Facts, map[string]string{"dropped_metrics": "not finite: nan"}))
+	assert.Check(t, is.DeepEqual(resultsOf(events)[4].Facts, map[string]string{"dropped_metrics": "not measurements: nan: not a finite number"}))
 	assert.Check(t, is.Contains(logs(events), "test/wedged: aborted FUSE connection "))
 	select {
 	case err := <-readErr:
@@ -304,13 +304,16 @@ func TestFit(t *testing.T) {
 		ID: "x", Kind: results.Scenario, Status: results.Fail,
 		Reason:  long,
 		Facts:   map[string]string{"f": long},
-		Metrics: map[string]float64{"ok": 1, "inf": math.Inf(1)},
+		Metrics: map[string]float64{"ok": 1, "inf": math.Inf(1), "delta": -1, "mbps_median": -3},
 	})
 	e := results.Event{Type: results.ResultEvent, Result: r}
 	assert.NilError(t, e.Validate(results.DefaultLimits))
 	assert.Check(t, strings.HasSuffix(r.Reason, "…[clipped]"))
-	assert.Check(t, is.DeepEqual(r.Metrics, map[string]float64{"ok": 1}))
-	assert.Check(t, is.Equal(r.Facts["dropped_metrics"], "not finite: inf"))
+	// What the host's reader would refuse is dropped; a metric whose name
+	// says nothing of its sign may be negative.
+	assert.Check(t, is.DeepEqual(r.Metrics, map[string]float64{"ok": 1, "delta": -1}))
+	assert.Check(t, is.Equal(r.Facts["dropped_metrics"],
+		"not measurements: inf: not a finite number; mbps_median: -3 is negative, and a rate, ratio or count cannot be"))
 }
 
 // A result whose every part is within the text limits can still make a

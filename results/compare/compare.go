@@ -13,6 +13,8 @@ package compare
 import (
 	"cmp"
 	"fmt"
+	"maps"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -164,7 +166,7 @@ func Compare(old, new *results.Run, o Options) *Report {
 		New:       sideOf(new, o.NewPath),
 		Threshold: o.Threshold,
 	}
-	c := comparer{threshold: o.Threshold, old: old, new: new}
+	c := comparer{threshold: o.Threshold, old: old, new: new, hostsSaid: map[string]bool{}}
 	oldModel, newModel := r.Old.CPUModel, r.New.CPUModel
 
 	// Kernels are matched by selector, the n-th of a name with the n-th.
@@ -241,8 +243,9 @@ type comparer struct {
 	threshold float64
 	old, new  *results.Run
 	// hostsDiffer says, once per pair of hosts, why cells were not
-	// compared: their hosts' CPU models differ.
+	// compared: their hosts' CPU models differ. hostsSaid holds the same.
 	hostsDiffer []string
+	hostsSaid   map[string]bool
 	// seqRead is set when a kernel had seq-read in both runs.
 	seqRead bool
 }
@@ -271,11 +274,15 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	for _, f := range capabilities(o.Capabilities, n.Capabilities) {
 		add(f)
 	}
+	// Every result of one run is looked up in the other: by index, or
+	// comparing would take time growing with the square of the results.
+	oi, ni := o.Index(), n.Index()
 	skip, hosts := c.cellsSkipped(o, n)
-	if skip != "" && cellsInBoth(o, n) {
+	if skip != "" && cellsInBoth(o, ni) {
 		if hosts {
-			if !slices.Contains(c.hostsDiffer, skip) {
-				c.hostsDiffer = append(c.hostsDiffer, skip) // said once for the run
+			if !c.hostsSaid[skip] {
+				c.hostsSaid[skip] = true // said once for the run
+				c.hostsDiffer = append(c.hostsDiffer, skip)
 			}
 		} else {
 			add(Finding{Verdict: Info, Aspect: AspectThroughput, What: "not compared", Old: orDash(k.OldAccel), New: orDash(k.NewAccel),
@@ -287,7 +294,7 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	var missing []string
 	for i := range o.Results {
 		or := &o.Results[i]
-		nr := n.Result(or.ID)
+		nr := ni.Result(or.ID)
 		if nr == nil {
 			missing = append(missing, or.ID)
 			continue
@@ -309,13 +316,13 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	default:
 		for _, id := range missing {
 			f := Finding{Verdict: Regression, Aspect: AspectStatus, ID: inert(id, nameWidth), What: "status",
-				Old: string(o.Result(id).Status), New: "missing", Note: "not in the new run"}
+				Old: string(oi.Result(id).Status), New: "missing", Note: "not in the new run"}
 			add(f)
 		}
 	}
 	for i := range n.Results {
 		nr := &n.Results[i]
-		if o.Result(nr.ID) != nil {
+		if oi.Result(nr.ID) != nil {
 			continue
 		}
 		f := Finding{Verdict: Info, Aspect: AspectStatus, ID: inert(nr.ID, nameWidth), What: "status",
@@ -369,15 +376,70 @@ func (c *comparer) result(k *Kernel, skip string, caps bool, o, n *results.Resul
 	if contract.ID(o.ID) == contract.SeqRead && o.Status == results.Pass && n.Status == results.Pass {
 		c.seqRead = true
 	}
-	if _, cell := contract.ParseCell(contract.ID(o.ID)); cell && skip == "" && o.Status == results.Pass && n.Status == results.Pass {
-		if f, judged := c.throughput(k, o, n); f != nil {
+	if _, cell := contract.ParseCell(contract.ID(o.ID)); cell && o.Status == results.Pass && n.Status == results.Pass {
+		// A figure the cell gave before and not now is lost whatever the
+		// hosts: the run measured less, or nothing, and said pass.
+		lost := lostMetrics(o, n)
+		for _, f := range lost {
 			f.ID = id
-			out = append(out, *f)
-		} else if judged {
-			k.Within++
+			out = append(out, f)
+		}
+		if skip == "" {
+			if f, judged := c.throughput(k, o, n, len(lost) > 0); f != nil {
+				f.ID = id
+				out = append(out, *f)
+			} else if judged {
+				k.Within++
+			}
 		}
 	}
 	return out
+}
+
+// lostMetrics finds the metrics a cell that passed in both runs gave in
+// the old run and not in the new, or gave as no measurement does (a run
+// built in memory; ReadFile refuses such a file): each is a regression.
+// A cell whose every metric is gone is one finding.
+func lostMetrics(o, n *results.Result) []Finding {
+	bad, wasBad := results.BadMetrics(n.Metrics), results.BadMetrics(o.Metrics)
+	var out []Finding
+	var gone []string
+	for _, name := range slices.Sorted(maps.Keys(o.Metrics)) {
+		ov := o.Metrics[name]
+		if wasBad[name] != "" {
+			continue // nothing was measured to lose
+		}
+		f := Finding{Verdict: Regression, Aspect: AspectThroughput, What: inert(name, valueWidth), Old: figure(ov)}
+		nv, ok := n.Metrics[name]
+		switch {
+		case !ok:
+			f.New, f.Note = "missing", "the cell passed, but gave no "+inert(name, valueWidth)
+			if why := n.Facts[name]; why != "" {
+				// The agent says why a ratio is missing in a fact of its name.
+				f.Note = inert("the cell passed, but: "+why, noteWidth)
+			}
+			gone = append(gone, inert(name, valueWidth))
+		case bad[name] != "":
+			f.New, f.Note = figure(nv), inert("not a measurement: "+bad[name], noteWidth)
+		default:
+			continue
+		}
+		out = append(out, f)
+	}
+	if len(gone) > 1 && len(n.Metrics) == 0 {
+		return []Finding{{Verdict: Regression, Aspect: AspectThroughput, What: "metrics", Old: strconv.Itoa(len(gone)), New: "missing",
+			Note: inert("the cell passed, but gave no figure: "+strings.Join(gone, ", "), noteWidth)}}
+	}
+	return out
+}
+
+// figure is a metric's value as a finding shows it: whole MB/s and
+// counts, three digits of a ratio.
+func figure(v float64) string {
+	if math.Abs(v) >= 100 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
 func yesNo(b bool) string {
@@ -441,19 +503,30 @@ func capabilities(o, n *results.Capabilities) []Finding {
 		}
 		out = append(out, f)
 	}
+	// A run from another machine may list any number of flags: sets, not
+	// a search of one list for each entry of the other.
+	oldFlags, newFlags := set(o.InitFlags), set(n.InitFlags)
 	for _, flag := range o.InitFlags {
-		if !slices.Contains(n.InitFlags, flag) {
+		if !newFlags[flag] {
 			out = append(out, Finding{Verdict: Regression, Aspect: AspectCapability, ID: id,
 				What: contract.FactFlagPrefix + inert(flag, valueWidth), Old: "offered", New: "absent", Note: "flag withdrawn"})
 		}
 	}
 	for _, flag := range n.InitFlags {
-		if !slices.Contains(o.InitFlags, flag) {
+		if !oldFlags[flag] {
 			out = append(out, Finding{Verdict: Change, Aspect: AspectCapability, ID: id,
 				What: contract.FactFlagPrefix + inert(flag, valueWidth), Old: "absent", New: "offered", Note: "flag offered"})
 		}
 	}
 	return out
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
 }
 
 // capabilityFacts are fuse-init's facts that repeat the capabilities,

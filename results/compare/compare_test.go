@@ -2,10 +2,13 @@ package compare
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -301,4 +304,111 @@ func TestStatusRules(t *testing.T) {
 		{Verdict: Info, Aspect: AspectStatus, ID: "b", What: "status", Old: "missing", New: "pass", Note: "not in the old run"},
 		{Verdict: Regression, Aspect: AspectStatus, ID: "c", What: "status", Old: "missing", New: "fail", Note: "not in the old run"},
 	}))
+}
+
+// Comparing 80,000 results looks each up in the other run by index (issue
+// 21 row 11): a scan for each would step over billions of results, so the
+// count of results scanned shows the work is linear where timings on a
+// shared machine cannot. BenchmarkCompare measures it.
+func TestCompareIndexes(t *testing.T) {
+	const n = 80000
+	old, new := bigRuns(n)
+	before := results.Scanned()
+	r := Compare(old, new, Options{})
+	for _, render1 := range Renderers {
+		render(t, render1, r)
+	}
+	scanned := results.Scanned() - before
+	// A lookup of a probe or two per kernel may scan; a scan per result
+	// would step over n²/4 results.
+	assert.Check(t, scanned <= 64*n, "%d results scanned to compare %d: a scan per result", scanned, n)
+
+	// And the verdicts are right: per kernel, 40 passes that now fail, 4
+	// results gone and 4 new (passing), 400 cells judged.
+	assert.Check(t, is.DeepEqual(r.Counts, Counts{Regressions: 2 * (40 + 4)}))
+	for _, k := range r.Kernels {
+		assert.Check(t, is.Equal(k.Cells, 400), k.Name)
+		assert.Check(t, is.Equal(k.Within, 400), k.Name)
+		assert.Check(t, is.Len(k.Findings, 40+4+4), k.Name)
+	}
+}
+
+// A metric a cell gave in the old run and not in the new, or gave as no
+// measurement does, is a regression naming it, even where throughput is
+// not judged; a cell whose figures are all gone is not "not judged, ok"
+// (issue 21 row 12).
+func TestLostMetrics(t *testing.T) {
+	old := cellResult(1800, 1700, 1900, 0.93, 0.9, 0.95)
+	without := func(names ...string) results.Result {
+		r := cellResult(1800, 1700, 1900, 0.93, 0.9, 0.95)
+		for _, n := range names {
+			delete(r.Metrics, n)
+		}
+		return r
+	}
+	const ratio, ratioMin, ratioMax = string(contract.MetricRatioNative), string(contract.MetricRatioNativeMin), string(contract.MetricRatioNativeMax)
+	noNative := without(ratio, ratioMin, ratioMax)
+	noNative.Facts = map[string]string{ratio: "native read/4096 gave no figure in this run (fail: short read)"}
+	upsideDown := without()
+	upsideDown.Metrics[string(contract.MetricMin)] = 2000
+	for _, tc := range []struct {
+		name     string
+		old, new results.Result
+		model    string // the new host's CPU model, "cpu" unless set
+		want     []Finding
+	}{
+		{name: "ratio_native lost", old: old, new: without(ratio), want: []Finding{
+			{Verdict: Regression, Aspect: AspectThroughput, What: ratio, Old: "0.93", New: "missing", Note: "the cell passed, but gave no ratio_native"}}},
+		{name: "the agent says why", old: old, new: noNative, want: []Finding{
+			{Verdict: Regression, Aspect: AspectThroughput, What: ratio, Old: "0.93", New: "missing", Note: "the cell passed, but: native read/4096 gave no figure in this run (fail: short read)"},
+			{Verdict: Regression, Aspect: AspectThroughput, What: ratioMax, Old: "0.95", New: "missing", Note: "the cell passed, but gave no ratio_native_max"},
+			{Verdict: Regression, Aspect: AspectThroughput, What: ratioMin, Old: "0.9", New: "missing", Note: "the cell passed, but gave no ratio_native_min"}}},
+		{name: "every metric gone", old: old, new: without(slices.Collect(maps.Keys(old.Metrics))...), want: []Finding{
+			{Verdict: Regression, Aspect: AspectThroughput, What: "metrics", Old: "6", New: "missing",
+				Note: "the cell passed, but gave no figure: mbps_max, mbps_median, mbps_min, ratio_native, ratio_native_max, ratio_native_min"}}},
+		{name: "a minimum above its maximum", old: old, new: upsideDown, want: []Finding{
+			{Verdict: Regression, Aspect: AspectThroughput, What: "mbps_min", Old: "1700", New: "2000", Note: `not a measurement: 2000 is above "mbps_max", 1900`}}},
+		{name: "lost on another host", old: old, new: without(ratio), model: "other cpu", want: []Finding{
+			{Verdict: Regression, Aspect: AspectThroughput, What: ratio, Old: "0.93", New: "missing", Note: "the cell passed, but gave no ratio_native"}}},
+		{name: "a metric only in the new run", old: without(ratio), new: old},
+		{name: "none in either run", old: without(slices.Collect(maps.Keys(old.Metrics))...), new: without(slices.Collect(maps.Keys(old.Metrics))...), want: []Finding{
+			{Verdict: Info, Aspect: AspectThroughput, What: "not judged", Old: "-", New: "-", Note: "no MB/s or ratio range in both runs"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range tc.want {
+				tc.want[i].ID = tc.old.ID
+			}
+			r := Compare(cellRun("kvm", "cpu", tc.old), cellRun("kvm", cmp.Or(tc.model, "cpu"), tc.new), Options{})
+			assert.Check(t, is.DeepEqual(r.Kernels[0].Findings, tc.want))
+			assert.Check(t, is.Equal(r.Regressed, len(tc.want) > 0 && tc.want[0].Verdict == Regression))
+			assert.Check(t, is.Equal(r.Counts.Regressions, len(tc.want)*boolRank(r.Regressed)))
+		})
+	}
+}
+
+// How lost metrics read, on compare's checked-in new run with one cell
+// that lost its ratio and one that lost every figure.
+func TestLostMetricsGolden(t *testing.T) {
+	new := load(t, "new.json")
+	k := &new.Kernels[1]
+	assert.Assert(t, is.Equal(k.Name, "debian:6.12/cloud@bookworm"))
+	at := k.Index()
+	delete(at.Result("bench/read/passthrough/131072").Metrics, string(contract.MetricRatioNative))
+	at.Result("bench/write/passthrough/4096").Metrics = nil
+	r := Compare(load(t, "new.json"), new, Options{OldPath: "new.json", NewPath: "lost.json"})
+	assert.Check(t, r.Regressed)
+	assert.Check(t, is.Equal(r.Counts.Regressions, 2))
+	for format, render1 := range Renderers {
+		if format != "json" {
+			ext := map[string]string{"table": "table", "markdown": "md"}[format]
+			golden.Assert(t, render(t, render1, r), "lost-metrics."+ext+".golden")
+		}
+	}
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

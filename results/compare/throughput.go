@@ -39,8 +39,9 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 // throughput judges one cell that passed in both runs. It returns the
 // finding to report, if any, and whether the cell was judged at all (a
-// judged cell without a finding moved within the noise).
-func (c *comparer) throughput(k *Kernel, o, n *results.Result) (*Finding, bool) {
+// judged cell without a finding moved within the noise). lost says the
+// new cell lost metrics, which findings of their own report.
+func (c *comparer) throughput(k *Kernel, o, n *results.Result, lost bool) (*Finding, bool) {
 	note := func(why string) *Finding {
 		return &Finding{Verdict: Info, Aspect: AspectThroughput, What: "not judged", Old: "-", New: "-", Note: why}
 	}
@@ -52,7 +53,10 @@ func (c *comparer) throughput(k *Kernel, o, n *results.Result) (*Finding, bool) 
 	or, okR1 := spanOf(o, contract.MetricRatioNative, contract.MetricRatioNativeMin, contract.MetricRatioNativeMax)
 	nr, okR2 := spanOf(n, contract.MetricRatioNative, contract.MetricRatioNativeMin, contract.MetricRatioNativeMax)
 	mbps, ratio := okM1 && okM2, okR1 && okR2 && or.mid > 0
-	if !mbps && !ratio {
+	switch {
+	case !mbps && !ratio && lost:
+		return nil, false // the lost metrics say why
+	case !mbps && !ratio:
 		return note("no MB/s or ratio range in both runs"), false
 	}
 	k.Cells++
@@ -107,7 +111,7 @@ func (c *comparer) cellsSkipped(o, n *results.Kernel) (string, bool) {
 }
 
 // cellsInBoth says whether some benchmark cell passed in both runs.
-func cellsInBoth(o, n *results.Kernel) bool {
+func cellsInBoth(o *results.Kernel, n results.Index) bool {
 	for i := range o.Results {
 		or := &o.Results[i]
 		if _, cell := contract.ParseCell(contract.ID(or.ID)); !cell || or.Status != results.Pass {

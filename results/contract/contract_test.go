@@ -171,6 +171,25 @@ func TestFactsDistinct(t *testing.T) {
 	assert.Check(t, ok && v == 3, fmt.Sprint(v))
 }
 
+// Every metric the contract names is a rate, a ratio of rates or a
+// count: results.ReadFile refuses a negative one, and its ranges
+// (X_min, X_max) are held to X_min ≤ X ≤ X_max. A metric that may be
+// negative needs a name results.NonNegative does not claim.
+func TestMetricsNonNegative(t *testing.T) {
+	names := []Metric{MetricMedian, MetricMin, MetricMax, MetricRatioNative, MetricRatioNativeMin, MetricRatioNativeMax,
+		MetricRatioNoop, MetricRatioLibfuseNoop}
+	for _, m := range Modes {
+		names = append(names, MBPS(m))
+	}
+	for _, m := range names {
+		assert.Check(t, results.NonNegative(string(m)), "%s", m)
+	}
+	assert.Check(t, is.DeepEqual(results.BadMetrics(map[string]float64{
+		string(MetricMedian): 2, string(MetricMin): 1, string(MetricMax): 3,
+		string(MetricRatioNative): 0.5, string(MetricRatioNativeMin): 0.6, string(MetricRatioNativeMax): 0.7,
+	}), map[string]string{string(MetricRatioNative): `0.5 is outside its range "ratio_native_min"–"ratio_native_max", 0.6–0.7`}))
+}
+
 func TestKernelReport(t *testing.T) {
 	for _, tc := range []struct {
 		line string

@@ -1,14 +1,15 @@
 // Package merge joins runs made on different machines — the shards of a
 // nightly, one kernel each — into one run, as if one invocation had booted
-// every kernel. It only joins values: reading the shards' files and
-// writing the merged folder is the command's job.
+// every kernel (Merge), and writes the merged folder (Write): results.json,
+// junit.xml, report.html and the shards' console logs. Reading the shards
+// is results.ReadFile's job; printing is the command's.
 //
 // A shard came from another machine, so nothing in it is trusted to be
 // consistent with the others: two shards that both claim a kernel, or that
 // speak different schemas, are errors rather than a silent choice, and a
 // console log is named only by a plain file name the merged folder can hold.
 //
-// It imports results only.
+// It imports results and results/report only.
 package merge
 
 import (

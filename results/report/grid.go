@@ -177,6 +177,12 @@ func gridOf(run *results.Run) htmlGrid {
 		}
 	}
 	ids := resultIDs(run)
+	// Every id is looked up in every kernel: by index, or the grid would
+	// take time growing with the square of the results.
+	at := make([]results.Index, len(run.Kernels))
+	for i := range run.Kernels {
+		at[i] = run.Kernels[i].Index()
+	}
 	for _, kg := range kindGroups {
 		group := htmlGroup{Name: kg.name}
 		var these []string
@@ -189,7 +195,7 @@ func gridOf(run *results.Run) htmlGrid {
 			sortCells(these)
 		}
 		for _, id := range these {
-			group.Rows = append(group.Rows, resultRow(run, id))
+			group.Rows = append(group.Rows, resultRow(run, at, id))
 		}
 		if len(group.Rows) > 0 {
 			g.Groups = append(g.Groups, group)
@@ -275,12 +281,12 @@ func columnOf(i int, k *results.Kernel) htmlColumn {
 
 // resultRow is one result id across the kernels; a kernel that did not
 // report it gets "—", saying why.
-func resultRow(run *results.Run, id string) htmlRow {
+func resultRow(run *results.Run, at []results.Index, id string) htmlRow {
 	row := htmlRow{Head: Truncate(OneLine(id), gridIDWidth), Title: OneLine(id)}
 	for i := range run.Kernels {
 		k := &run.Kernels[i]
 		where := OneLine(id) + " on " + OneLine(k.Name)
-		j := slices.IndexFunc(k.Results, func(r results.Result) bool { return r.ID == id })
+		j := at[i].Position(id)
 		if j < 0 {
 			why := "not reported by this kernel"
 			if !completed(k) {

@@ -154,3 +154,33 @@ fail: read back differs at offset 1048576: 0123456789abcdef`))
 	// The grid comes first, the details after it.
 	assert.Check(t, strings.Index(out, `class="grid"`) < strings.Index(out, "<h2>Kernels</h2>"))
 }
+
+// The views that show every result of every kernel look each up by index
+// (issue 21 row 11): a scan of a kernel's results for each of them grows
+// with the square of the results, which merge, writing report.html and
+// junit.xml of a large merged run, would pay.
+func TestViewsIndex(t *testing.T) {
+	const n = 20000
+	run := &results.Run{Schema: results.SchemaVersion}
+	for k := range 2 {
+		kern := results.Kernel{Name: "debian:6." + strconv.Itoa(k+1) + "/cloud", Status: results.Pass}
+		for i := range n / 2 {
+			kern.Results = append(kern.Results, results.Result{ID: "scenario/" + strconv.Itoa(i+k), Kind: results.Scenario, Status: results.Pass})
+		}
+		run.Kernels = append(run.Kernels, kern)
+	}
+	for name, view := range map[string]func(*strings.Builder, *results.Run) error{
+		"table":    func(b *strings.Builder, r *results.Run) error { return Table(b, r) },
+		"markdown": func(b *strings.Builder, r *results.Run) error { return Markdown(b, r) },
+		"html":     func(b *strings.Builder, r *results.Run) error { return HTML(b, r) },
+		"junit":    func(b *strings.Builder, r *results.Run) error { return JUnit(b, r) },
+	} {
+		before := results.Scanned()
+		var b strings.Builder
+		assert.NilError(t, view(&b, run), name)
+		scanned := results.Scanned() - before
+		// The capability rows look up a few probes in each kernel, a
+		// scan each: some dozens of n. A scan per result would be n²/4.
+		assert.Check(t, scanned <= 64*n, "%s: %d results scanned to show %d: a scan per result", name, scanned, n)
+	}
+}

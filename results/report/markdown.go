@@ -77,8 +77,9 @@ func writeMarkdownGrid(b *bytes.Buffer, run *results.Run) {
 	for _, k := range run.Kernels {
 		proto, pt := fuseCells(&k)
 		row := []string{markdownText(k.Name), markdownText(orDash(k.Release)), markdownText(orDash(k.Accel)), proto, pt}
+		at := k.Index() // every id is looked up: by index, not by scanning
 		for _, id := range ids {
-			r := k.Result(id)
+			r := at.Result(id)
 			switch {
 			case r == nil:
 				row = append(row, "-")

@@ -140,8 +140,9 @@ func writeGrid(b *bytes.Buffer, run *results.Run, width int, p painter) error {
 			{proto, sgrNone},
 			{pt, sgrNone},
 		}
+		at := k.Index() // every id is looked up: by index, not by scanning
 		for _, id := range ids {
-			r := k.Result(id)
+			r := at.Result(id)
 			if r == nil {
 				row = append(row, cell{"-", sgrDim})
 				continue

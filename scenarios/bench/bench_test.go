@@ -441,6 +441,12 @@ func TestBenchCells(t *testing.T) {
 			cpu, ok := r.Metrics["cpu_s_per_gib"]
 			assert.Check(t, ok && cpu >= 0, "cpu_s_per_gib = %v", cpu)
 			assert.Check(t, r.Metrics["mbps_min"] <= r.Metrics["mbps_median"] && r.Metrics["mbps_median"] <= r.Metrics["mbps_max"])
+			// Every figure a cell gives is one whose sign the host's
+			// reader knows, and within what it accepts.
+			for m := range r.Metrics {
+				assert.Check(t, results.NonNegative(m), "%s: a metric results.NonNegative does not know", m)
+			}
+			assert.Check(t, is.Nil(results.BadMetrics(r.Metrics)))
 			assert.Check(t, is.Equal(r.Facts["runs"], "2"))
 			assert.Check(t, is.Equal(r.Facts["placement"], benchPlacement().note))
 			assert.Check(t, is.Equal(r.Facts["bytes_per_run"], strconv.Itoa(16*block)))

@@ -102,6 +102,8 @@ func TestBenchFromRefuses(t *testing.T) {
 		filepath.Join(t.TempDir(), "nope.json"): "no such file",
 		h.dup:                                   `result "fuse-init" appears more than once`,
 		h.fifo:                                  "not a regular file (a named pipe)",
+		h.minAboveMax:                           hostileCell + `: metric "mbps_min": 1801 is above "mbps_max", 1800`,
+		h.negative:                              hostileCell + `: metric "mbps_min": -1600 is negative`,
 	} {
 		code, out := fusematrix(t, "bench", "-from", path)
 		assert.Equal(t, code, 2, out)
