@@ -180,9 +180,9 @@ func packageParts(image debian.Package, idxs []*debian.Index) (debian.Package, [
 					case err == nil:
 						parts = append(parts, p)
 					case strings.HasPrefix(rel.Name, "linux-binary-"):
-						needed = append(needed, relationString(rel))
+						needed = append(needed, rel.String())
 					default:
-						missing = append(missing, relationString(rel))
+						missing = append(missing, rel.String())
 					}
 					break
 				}
@@ -230,7 +230,7 @@ func findRelation(rel debian.Relation, from debian.Package, idxs []*debian.Index
 	)
 	for _, idx := range idxs {
 		for _, p := range idx.Packages {
-			if p.Name != rel.Name || !satisfies(p.Version, rel) {
+			if p.Name != rel.Name || !rel.SatisfiedBy(p.Version) {
 				continue
 			}
 			if found {
@@ -246,34 +246,7 @@ func findRelation(rel debian.Relation, from debian.Package, idxs []*debian.Index
 		}
 	}
 	if !found {
-		return best, fmt.Errorf("%s, needed by %s %s, not found in %s", relationString(rel), from.Name, from.Version, suiteList(idxs))
+		return best, fmt.Errorf("%s, needed by %s %s, not found in %s", rel.String(), from.Name, from.Version, suiteList(idxs))
 	}
 	return best, nil
-}
-
-// relationString writes rel as a Depends field does.
-func relationString(rel debian.Relation) string {
-	if rel.Operator == "" {
-		return rel.Name
-	}
-	return rel.Name + " (" + rel.Operator + " " + rel.Version + ")"
-}
-
-func satisfies(version string, rel debian.Relation) bool {
-	c := debian.CompareVersions(version, rel.Version)
-	switch rel.Operator {
-	case "":
-		return true
-	case "=":
-		return c == 0
-	case ">=":
-		return c >= 0
-	case "<=":
-		return c <= 0
-	case ">>", ">":
-		return c > 0
-	case "<<", "<":
-		return c < 0
-	}
-	return false
 }

@@ -148,3 +148,17 @@ func TestParsePackagesLimits(t *testing.T) {
 	_, err = ParsePackages(strings.NewReader("Package: a\nSize: -1\n"), nil)
 	assert.ErrorContains(t, err, "line 2: Size: negative")
 }
+
+// The fields a run-time closure reads: Pre-Depends and Provides, which
+// continue on the next lines like Depends, and Essential.
+func TestParsePackagesClosureFields(t *testing.T) {
+	got, err := ParsePackages(strings.NewReader("Package: mount\nVersion: 2.42.4-1\nEssential: no\nPre-Depends: libblkid1 (= 2.42.4-1),\n libc6 (>= 2.38)\n"+
+		"Provides: fuse (= 3.18.3-1),\n fusermount\nDescription: x\n y\n\nPackage: sed\nEssential: yes\nVersion: 4.9-2\n"), nil)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got, []Package{
+		{Name: "mount", Version: "2.42.4-1", PreDepends: "libblkid1 (= 2.42.4-1), libc6 (>= 2.38)", Provides: "fuse (= 3.18.3-1), fusermount"},
+		{Name: "sed", Version: "4.9-2", Essential: true},
+	})
+	_, err = ParsePackages(strings.NewReader("Package: a\nProvides: b\n"+strings.Repeat(" c, d, e, f, g\n", MaxLine/10)), nil)
+	assert.ErrorContains(t, err, "Provides field longer than")
+}
