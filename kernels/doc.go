@@ -4,7 +4,9 @@
 // the parts a guest needs (image, config, modules) into a cache, and works
 // out which modules a guest must load, dependencies first. It also builds
 // kernels from a source tree with the project's config fragment (Build,
-// and "src:DIR" names).
+// and "src:DIR" names). The same archive access, checks and cache give a
+// FUSE daemon packaged by Debian a root of its own to run in: the package
+// and its run-time closure, unpacked (FetchSysroot).
 //
 // Each job has its file:
 //
@@ -28,6 +30,8 @@
 //	             under a guard) and srctree.go (what a build reads of a tree)
 //	source.go    Debian's kernel source package, unpacked (DebianSource)
 //	history.go   every packaged build from one kernel to another (History)
+//	sysroot.go   a Debian package and its run-time closure unpacked into
+//	             a tree a daemon runs in (FetchSysroot), from whole indexes
 //	prune.go     removing what the catalog no longer uses (Prune)
 //	list.go      the kernels list document for programs (List)
 //

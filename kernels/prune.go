@@ -59,7 +59,7 @@ func Prune(ctx context.Context, keep []string, all bool, opts Options) ([]Pruned
 	}
 	var pruned []Pruned
 	if all {
-		for _, dir := range []string{BuiltDir, SourceDir} {
+		for _, dir := range []string{BuiltDir, SourceDir, sysrootsDir} {
 			more, err := pruneTree(filepath.Join(r.cacheDir, dir), r.logf)
 			pruned = append(pruned, more...)
 			if err != nil {

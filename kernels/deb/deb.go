@@ -48,6 +48,33 @@ const (
 // links lets one lead outside dir either. On error, dir holds a part of the
 // package and the caller removes it.
 func Extract(r io.Reader, dir string, keep func(name string) bool) ([]string, error) {
+	return ExtractWith(r, dir, Options{Keep: keep})
+}
+
+// Options say what ExtractWith writes and accepts.
+type Options struct {
+	// Keep selects the entries written by name, as Extract's keep does;
+	// nil keeps them all.
+	Keep func(name string) bool
+	// Sysroot accepts what a package unpacked into a system root holds
+	// besides what Extract accepts: symbolic links with an absolute
+	// target, which lead to the right file only when the tree is used as
+	// "/" (under chroot), and relative links to a file no entry of this
+	// package writes, which another package of the root may provide.
+	// Both are written as they are. Nothing here follows an absolute
+	// link (os.Root refuses to), a relative one must still stay inside
+	// dir lexically, and one that leads outside through other links is
+	// still an error; so the tree is safe to walk without following
+	// links, not to read through them with plain file calls.
+	Sysroot bool
+}
+
+// ExtractWith is Extract with Options.
+func ExtractWith(r io.Reader, dir string, o Options) ([]string, error) {
+	keep := o.Keep
+	if keep == nil {
+		keep = func(string) bool { return true }
+	}
 	data, compression, err := dataMember(r)
 	if err != nil {
 		return nil, err
@@ -62,7 +89,7 @@ func Extract(r io.Reader, dir string, keep func(name string) bool) ([]string, er
 		return nil, err
 	}
 	defer root.Close()
-	names, err := untar(dec, root, keep)
+	names, err := untar(dec, root, keep, o.Sysroot)
 	if err != nil {
 		return names, fmt.Errorf("data.tar%s: %w", compression, err)
 	}
@@ -129,13 +156,13 @@ func decompress(r io.Reader, compression string) (io.ReadCloser, error) {
 	}
 }
 
-func untar(r io.Reader, root *os.Root, keep func(string) bool) ([]string, error) {
+func untar(r io.Reader, root *os.Root, keep func(string) bool, sysroot bool) ([]string, error) {
 	var names, links []string
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			return names, checkLinks(root, links)
+			return names, checkLinks(root, links, sysroot)
 		}
 		if err != nil {
 			return names, err
@@ -151,7 +178,7 @@ func untar(r io.Reader, root *os.Root, keep func(string) bool) ([]string, error)
 		case tar.TypeReg, tar.TypeRegA:
 			err = writeFile(root, name, hdr.FileInfo().Mode(), tr)
 		case tar.TypeSymlink:
-			if err = symlink(root, name, hdr.Linkname); err == nil {
+			if err = symlink(root, name, hdr.Linkname, sysroot); err == nil && !path.IsAbs(hdr.Linkname) {
 				links = append(links, name)
 			}
 		case tar.TypeLink:
@@ -171,7 +198,7 @@ func untar(r io.Reader, root *os.Root, keep func(string) bool) ([]string, error)
 		if err != nil {
 			// os.Root refuses to write through a link leading out; say
 			// which link that is rather than where the write went.
-			if lerr := checkLinks(root, links); lerr != nil && !errors.Is(err, ErrUnsafePath) {
+			if lerr := checkLinks(root, links, sysroot); lerr != nil && !errors.Is(err, ErrUnsafePath) {
 				return names, lerr
 			}
 			return names, fmt.Errorf("%s: %w", name, err)
@@ -183,12 +210,17 @@ func untar(r io.Reader, root *os.Root, keep func(string) bool) ([]string, error)
 }
 
 // checkLinks makes sure every symbolic link written leads to something
-// inside the root. The check when writing a link is lexical, and links
+// inside the root (or, for a sysroot, to nothing yet: another package may
+// provide it). The check when writing a link is lexical, and links
 // through other links (a link to "." below a link to "..") can defeat it;
 // os.Root resolves them for real.
-func checkLinks(root *os.Root, links []string) error {
+func checkLinks(root *os.Root, links []string, sysroot bool) error {
 	for _, name := range links {
-		if _, err := root.Stat(name); err != nil {
+		_, err := root.Stat(name)
+		if sysroot && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
 			target, _ := root.Readlink(name)
 			return fmt.Errorf("%w: link %s -> %s leads outside the package or nowhere: %v", ErrUnsafePath, name, target, err)
 		}
@@ -240,11 +272,11 @@ func writeFile(root *os.Root, name string, mode os.FileMode, r io.Reader) error 
 	return f.Close()
 }
 
-func symlink(root *os.Root, name, target string) error {
-	if target == "" || path.IsAbs(target) {
+func symlink(root *os.Root, name, target string, sysroot bool) error {
+	if target == "" || (path.IsAbs(target) && !sysroot) {
 		return fmt.Errorf("%w: link to %q leaves the package", ErrUnsafePath, target)
 	}
-	if dest := path.Join(path.Dir(name), target); dest == ".." || strings.HasPrefix(dest, "../") {
+	if dest := path.Join(path.Dir(name), target); !path.IsAbs(target) && (dest == ".." || strings.HasPrefix(dest, "../")) {
 		return fmt.Errorf("%w: link to %q leaves the package", ErrUnsafePath, target)
 	}
 	if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {

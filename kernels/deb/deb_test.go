@@ -3,6 +3,7 @@ package deb
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,21 +103,59 @@ func TestExtractRejectsEscapes(t *testing.T) {
 			}, keepAll,
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			parent := t.TempDir()
-			dir := filepath.Join(parent, "a", "b")
-			assert.NilError(t, os.MkdirAll(dir, 0o755))
-			_, err := Extract(bytes.NewReader(fakearchive.Deb(".gz", tc.entries...)), dir, tc.keep)
-			assert.Assert(t, err != nil)
-			t.Log(err)
-			assert.Check(t, errors.Is(err, ErrUnsafePath), err)
-			// Nothing was written above dir.
-			for _, p := range []string{"escaped", "z", "evil.ko", "a/escaped", "a/evil.ko"} {
-				_, err := os.Lstat(filepath.Join(parent, p))
-				assert.Check(t, errors.Is(err, os.ErrNotExist), p)
+		for _, sysroot := range []bool{false, true} {
+			// What a sysroot takes as it is.
+			if sysroot && tc.name == "absolute symlink" {
+				continue
 			}
-		})
+			t.Run(fmt.Sprintf("%s/sysroot=%v", tc.name, sysroot), func(t *testing.T) {
+				parent := t.TempDir()
+				dir := filepath.Join(parent, "a", "b")
+				assert.NilError(t, os.MkdirAll(dir, 0o755))
+				_, err := ExtractWith(bytes.NewReader(fakearchive.Deb(".gz", tc.entries...)), dir, Options{Keep: tc.keep, Sysroot: sysroot})
+				assert.Assert(t, err != nil)
+				t.Log(err)
+				assert.Check(t, errors.Is(err, ErrUnsafePath), err)
+				// Nothing was written above dir.
+				for _, p := range []string{"escaped", "z", "evil.ko", "a/escaped", "a/evil.ko"} {
+					_, err := os.Lstat(filepath.Join(parent, p))
+					assert.Check(t, errors.Is(err, os.ErrNotExist), p)
+				}
+			})
+		}
 	}
+}
+
+// A sysroot takes absolute links and links to what another package
+// provides as they are, and a package unpacks through the merged-/usr
+// links of the root (lib -> usr/lib) as dpkg unpacks it on such a system.
+func TestExtractSysroot(t *testing.T) {
+	dir := t.TempDir()
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "usr/lib64"), 0o755))
+	assert.NilError(t, os.Symlink("usr/lib", filepath.Join(dir, "lib")))
+	assert.NilError(t, os.Symlink("usr/lib64", filepath.Join(dir, "lib64")))
+	deb := fakearchive.Deb(".xz",
+		fakearchive.Entry{Name: "./lib64/", Dir: true},
+		fakearchive.Entry{Name: "./lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", Body: []byte("ld")},
+		fakearchive.Entry{Name: "./lib64/ld-linux-x86-64.so.2", Link: "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"},
+		fakearchive.Entry{Name: "./usr/lib/x86_64-linux-gnu/libfuse3.so", Link: "libfuse3.so.4"},
+	)
+	names, err := ExtractWith(bytes.NewReader(deb), dir, Options{Sysroot: true})
+	assert.NilError(t, err)
+	assert.DeepEqual(t, names, []string{"lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2", "usr/lib/x86_64-linux-gnu/libfuse3.so"})
+	got, err := os.ReadFile(filepath.Join(dir, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(got), "ld"))
+	target, err := os.Readlink(filepath.Join(dir, "usr/lib64/ld-linux-x86-64.so.2"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(target, "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
+	fi, err := os.Lstat(filepath.Join(dir, "lib64"))
+	assert.NilError(t, err)
+	assert.Check(t, fi.Mode()&os.ModeSymlink != 0, "the directory entry replaced the root's link")
+
+	// Outside a sysroot, the same package is refused.
+	_, err = Extract(bytes.NewReader(deb), t.TempDir(), keepAll)
+	assert.Check(t, errors.Is(err, ErrUnsafePath), err)
 }
 
 func TestExtractNotADeb(t *testing.T) {

@@ -140,6 +140,8 @@ type Entry struct {
 	Link string
 	Hard bool
 	Dir  bool
+	// Mode is a regular file's permission bits; 0 is 0644.
+	Mode int64
 }
 
 // Deb returns a .deb holding entries in data.tar, compressed as
@@ -148,7 +150,7 @@ func Deb(compression string, entries ...Entry) []byte {
 	var data bytes.Buffer
 	tw := tar.NewWriter(&data)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.Name, Mode: 0o644, Size: int64(len(e.Body)), Typeflag: tar.TypeReg}
+		h := &tar.Header{Name: e.Name, Mode: cmp.Or(e.Mode, 0o644), Size: int64(len(e.Body)), Typeflag: tar.TypeReg}
 		switch {
 		case e.Dir:
 			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
@@ -186,6 +188,9 @@ func Deb(compression string, entries ...Entry) []byte {
 type Package struct {
 	Name, Version, Depends string
 	Deb                    []byte
+	// Fields are more lines of its index stanza ("Provides: fuse",
+	// "Pre-Depends: libc6", "Essential: yes"), one per line.
+	Fields string
 }
 
 // Suite is one suite of a fabricated archive.
@@ -286,6 +291,9 @@ func (s *Server) addSuite(suite Suite) {
 		fmt.Fprintf(&index, "Package: %s\nVersion: %s\nArchitecture: amd64\n", p.Name, p.Version)
 		if p.Depends != "" {
 			fmt.Fprintf(&index, "Depends: %s\n", p.Depends)
+		}
+		if p.Fields != "" {
+			fmt.Fprintf(&index, "%s\n", strings.TrimRight(p.Fields, "\n"))
 		}
 		fmt.Fprintf(&index, "Description: fabricated\n multi-line description\n .\n end\n")
 		fmt.Fprintf(&index, "Filename: %s\nSize: %d\nSHA256: %x\n\n", strings.TrimPrefix(path, base+"/"), len(p.Deb), sum)
