@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,4 +57,44 @@ func TestList(t *testing.T) {
 		assert.Equal(t, code, 2)
 		assert.Check(t, is.Contains(stderr, `-run "noop/131072$" selects no benchmark cell: cells are selected only by a pattern that names them`), list)
 	}
+}
+
+// Issue 21, row 1: `matrix -daemon BIN -list` runs nothing BIN names. A
+// daemon linked with -Wl,--dynamic-linker=/var/tmp/…/evil used to have
+// evil run on the host (twice: --version, then the library trace), as
+// whoever runs fusematrix: root in CI.
+func TestDaemonLoaderNeverRuns(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skipf("gcc is not installed: %v", err)
+	}
+	// Not under /tmp: fusematrix once refused a loader there before
+	// running it, and so never showed the hole.
+	dir, err := os.MkdirTemp("/var/tmp", "fusematrix-evil-")
+	if err != nil {
+		t.Skipf("no directory outside /tmp: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	marker := filepath.Join(dir, "evil-ran")
+	gcc := func(out, src string, flags ...string) string {
+		c := filepath.Join(dir, out+".c")
+		assert.NilError(t, os.WriteFile(c, []byte(src), 0o644))
+		msg, err := exec.Command("gcc", append([]string{"-o", filepath.Join(dir, out), c}, flags...)...).CombinedOutput()
+		assert.NilError(t, err, "%s", msg)
+		return filepath.Join(dir, out)
+	}
+	evil := gcc("evil", `#include <stdio.h>
+int main(void) { FILE *f = fopen(MARKER, "w"); if (f) { fputs("ran\n", f); fclose(f); } return 0; }
+`, fmt.Sprintf("-DMARKER=%q", marker))
+	daemon := gcc("daemon", "int main(void) { return 0; }", "-Wl,--dynamic-linker="+evil)
+
+	code, _, stderr := fusematrixStreams(t, "matrix", "-daemon", daemon, "-list", "-qemu", "/nonexistent/qemu")
+	_, statErr := os.Stat(marker)
+	assert.Check(t, errors.Is(statErr, fs.ErrNotExist), "the loader the daemon names ran on the host: %v", statErr)
+	assert.Check(t, is.Equal(code, 2), stderr)
+	assert.Check(t, is.Contains(stderr, daemon+": its dynamic loader "+evil+" (PT_INTERP) is none of the standard x86-64 loaders"))
+
+	// The marker is what evil leaves when it runs.
+	assert.NilError(t, exec.Command(evil).Run())
+	_, statErr = os.Stat(marker)
+	assert.Check(t, statErr, "evil leaves no marker: the test proves nothing")
 }
