@@ -9,6 +9,7 @@
 package daemonspec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -83,10 +84,23 @@ func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line,
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// MaxSize is the largest description file Parse reads. A description is a
+// few lines; anything near this is a mistake (a binary, a log given as
+// -daemon) and is refused rather than read in part.
+const MaxSize = 1 << 20
+
 // Parse reads a daemon description file: one "[daemon NAME]" section and
-// nothing else, comments ("#") and blank lines aside.
+// nothing else, comments ("#") and blank lines aside. A file larger than
+// MaxSize is an error.
 func Parse(file string, r io.Reader) (*Spec, error) {
-	c, err := kernels.ParseCatalogFile(file, r)
+	text, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(text) > MaxSize {
+		return nil, fmt.Errorf("%s: larger than the %d MiB cap on a daemon description", file, MaxSize>>20)
+	}
+	c, err := kernels.ParseCatalogFile(file, bytes.NewReader(text))
 	if err != nil {
 		return nil, err
 	}

@@ -70,6 +70,39 @@ passthrough = yes
 	}
 }
 
+// Issue 21, row 9: a description over MaxSize is an error naming the cap;
+// it used to be cut at 1 MiB without a word, and what followed the cut
+// (a key, a typo) ignored. One of exactly MaxSize is read whole.
+func TestParseSizeCap(t *testing.T) {
+	head := "[daemon x]\nbinary = /bin/x\n"
+	pad := func(n int) string { // n bytes of comment lines
+		s := strings.Repeat(strings.Repeat("#", 63)+"\n", n/64)
+		if n%64 > 0 {
+			s += strings.Repeat("#", n%64-1) + "\n"
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name, text string
+		err        string
+	}{
+		{name: "over the cap", text: head + pad(MaxSize-len(head)) + "args = {mnt} {backng}\n", err: "d.conf: larger than the 1 MiB cap on a daemon description"},
+		{name: "one byte over", text: head + pad(MaxSize-len(head)+1), err: "d.conf: larger than the 1 MiB cap on a daemon description"},
+		{name: "at the cap", text: head + pad(MaxSize-len(head))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse("d.conf", strings.NewReader(tc.text))
+			if tc.err != "" {
+				assert.Check(t, is.Error(err, tc.err))
+				assert.Check(t, is.Nil(s))
+				return
+			}
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(s.Binary, "/bin/x"))
+		})
+	}
+}
+
 func TestSplitArgs(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

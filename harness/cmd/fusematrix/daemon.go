@@ -164,7 +164,9 @@ func describe(path, catalog string) (*daemonspec.Spec, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	text, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	// One byte past the cap, so that Parse refuses a larger file rather
+	// than reading part of it.
+	text, err := io.ReadAll(io.LimitReader(f, daemonspec.MaxSize+1))
 	if err != nil {
 		return nil, err
 	}
