@@ -238,6 +238,11 @@ func SplitArgs(s string) ([]string, error) {
 	for _, r := range s {
 		switch {
 		case escaped:
+			// Inside double quotes a backslash escapes only " and \ and
+			// is kept before anything else, as in a shell: "a\b" is a\b.
+			if quote == '"' && r != '"' && r != '\\' {
+				w.WriteByte('\\')
+			}
 			w.WriteRune(r)
 			escaped = false
 		case quote == '\'':

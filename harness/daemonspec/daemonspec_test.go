@@ -45,6 +45,12 @@ passthrough = yes
 			text: "[daemon x] # mine\nbinary = /bin/x   # the binary\nargs = -o 'fsname=a #b' \"c#d\" e\\ #f {mnt} # end\nenv = TAG=v#1\n",
 			want: &Spec{Name: "x", Binary: "/bin/x", Args: []string{"-o", "fsname=a #b", "c#d", "e #f", "{mnt}"}, Env: []string{"TAG=v#1"}, Origin: "d.conf:1"},
 		},
+		{
+			// Issue 21, row 9: as documented (SplitArgs), not dropped.
+			name: "backslash in double quotes",
+			text: "[daemon x]\nbinary = /bin/x\nargs = \"a\\b\" {mnt}\n",
+			want: &Spec{Name: "x", Binary: "/bin/x", Args: []string{`a\b`, "{mnt}"}, Origin: "d.conf:1"},
+		},
 		{name: "no binary", text: "[daemon x]\nargs = {mnt}\n", err: "d.conf:1: [daemon x] names no binary"},
 		{name: "unknown key", text: "[daemon x]\nbinary = /bin/x\nmount = {mnt}\n", err: `d.conf:3: unknown key "mount"`},
 		{name: "twice", text: "[daemon x]\nbinary = /bin/x\nbinary = /bin/y\n", err: "d.conf:3: binary given twice"},
@@ -113,6 +119,11 @@ func TestSplitArgs(t *testing.T) {
 		{in: "  -f  -o ro {mnt}\t{backing} ", want: []string{"-f", "-o", "ro", "{mnt}", "{backing}"}},
 		{in: `-o 'source={backing},name=a b' "{mnt}"`, want: []string{"-o", "source={backing},name=a b", "{mnt}"}},
 		{in: `a\ b "c\"d" 'e\f' ''`, want: []string{"a b", `c"d`, `e\f`, ""}},
+		// Issue 21, row 9: in double quotes, a backslash before anything
+		// but " and \ is kept (it used to be dropped).
+		{in: `"a\b"`, want: []string{`a\b`}},
+		{in: `"a\\b" "c\$d" "\\" "\x\""`, want: []string{`a\b`, `c\$d`, `\`, `\x"`}},
+		{in: `a\b`, want: []string{"ab"}}, // outside quotes it keeps the next character
 		{in: "", want: nil},
 		{in: `'open`, err: true},
 		{in: `end\`, err: true},
