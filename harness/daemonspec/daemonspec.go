@@ -4,8 +4,8 @@
 // in the catalog's syntax. The command line's -daemon-* flags add to it or
 // override it; package harness turns the result into what the guest runs.
 //
-// It imports kernels (for the catalog's sections) and the contract's
-// placeholders, nothing of the harness.
+// It imports kernels (for the catalog's sections) and the contract (its
+// check of an environment entry), nothing of the harness.
 package daemonspec
 
 import (
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // Spec is what a description says of a daemon; a field it leaves out is
@@ -144,8 +145,8 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 			}
 			s.Args = append([]string{}, args...) // given, even if empty
 		case KeyEnv:
-			if k, _, ok := strings.Cut(value, "="); !ok || k == "" {
-				return nil, fail("env %q: want KEY=VALUE", value)
+			if err := contract.CheckEnv(value); err != nil {
+				return nil, fail("env %q: %v", value, err)
 			}
 			s.Env = append(s.Env, value)
 		case KeyFile:

@@ -58,6 +58,11 @@ passthrough = yes
 		{name: "bad wait", text: "[daemon x]\nbinary = /bin/x\nwait = 30\n", err: `d.conf:3: wait "30": want a duration`},
 		{name: "bad claim", text: "[daemon x]\nbinary = /bin/x\npassthrough = maybe\n", err: `d.conf:3: passthrough "maybe": want yes or no`},
 		{name: "bad env", text: "[daemon x]\nbinary = /bin/x\nenv = A\n", err: `d.conf:3: env "A": want KEY=VALUE`},
+		// Issue 21, row 9: the key must be a variable name.
+		{name: "env key with a blank", text: "[daemon x]\nbinary = /bin/x\nenv = A B=x\n",
+			err: `d.conf:3: env "A B=x": "A B" is not a variable name (letters, digits and '_', not starting with a digit)`},
+		{name: "env key with a digit first", text: "[daemon x]\nbinary = /bin/x\nenv = 1A=x\n", err: `d.conf:3: env "1A=x": "1A" is not a variable name`},
+		{name: "env without a key", text: "[daemon x]\nbinary = /bin/x\nenv = =x\n", err: `d.conf:3: env "=x": "" is not a variable name`},
 		{name: "relative guest path", text: "[daemon x]\nbinary = /bin/x\nfile = a:b\n", err: "the guest path is not absolute"},
 		{name: "bad quote", text: "[daemon x]\nbinary = /bin/x\nargs = '{mnt}\n", err: "d.conf:3: args: an unterminated quote"},
 		{name: "two daemons", text: "[daemon x]\nbinary = /bin/x\n[daemon y]\nbinary = /bin/y\n", err: "want one [daemon NAME] section and nothing else, found 2"},

@@ -47,6 +47,9 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 	fs.StringVar(&d.name, "daemon-name", "", "the daemon's `name` in result ids (default: the binary's base name)")
 	fs.BoolVar(&d.passthrough, "daemon-passthrough", false, "the daemon's author claims it uses FUSE passthrough where the kernel offers it (checked by daemon/NAME/passthrough)")
 	fs.Func("daemon-env", "`KEY=VALUE` in the daemon's environment (repeatable)", func(s string) error {
+		if err := contract.CheckEnv(s); err != nil {
+			return err
+		}
 		d.env = append(d.env, s)
 		return nil
 	})

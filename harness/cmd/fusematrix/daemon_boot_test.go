@@ -197,6 +197,11 @@ func TestDaemonBadInput(t *testing.T) {
 		{"description with a quoted hash", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nargs = -o 'a #b' {mnt} {backng} # c\n")}, "myfs.conf:3: daemon argument \"{backng}\""},
 		{"missing extra file", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /nonexistent/lib.so\n")}, "myfs.conf:3: extra file: stat /nonexistent/lib.so: no such file"},
 		{"not in the catalog", []string{"-catalog", catalog, "-daemon", "yourfs"}, "-daemon yourfs: no such file, and no [daemon yourfs] in the catalog"},
+		// Issue 21, row 9: an environment key must be a variable name.
+		{"env key with a blank", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nenv = A B=x\n")},
+			`myfs.conf:3: env "A B=x": "A B" is not a variable name`},
+		{"-daemon-env key with a blank", []string{"-daemon", "/bin/true", "-daemon-env", "A B=x"},
+			`invalid value "A B=x" for flag -daemon-env: "A B" is not a variable name`},
 		// Issue 21, row 9: it used to be cut at 1 MiB, silently.
 		{"description over 1 MiB", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\n" + strings.Repeat("# padding\n", 1<<20/10))},
 			"myfs.conf: larger than the 1 MiB cap on a daemon description"},
