@@ -121,7 +121,7 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 	out := &harness.Daemon{
 		Daemon: contract.Daemon{
 			Name: spec.Name, Path: daemonGuestDir + "/" + filepath.Base(spec.Binary), Args: spec.Args,
-			Env: slices.Concat(env, spec.Env, d.env), Passthrough: claim, MountWait: wait.Seconds(),
+			Env: daemonEnv(env, slices.Concat(spec.Env, d.env)), Passthrough: claim, MountWait: wait.Seconds(),
 		},
 		Files: append(files, extra...),
 	}
@@ -132,6 +132,38 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 		return nil, err
 	}
 	return out, nil
+}
+
+// daemonEnv is the daemon's environment: fusematrix's entries (elfdeps'
+// LD_LIBRARY_PATH, naming the guest directory it copied libraries to)
+// followed by the user's. A user's LD_LIBRARY_PATH used to replace
+// fusematrix's (the last entry of a name wins), and a daemon whose
+// libraries are there then failed to start: the two are joined into one
+// entry instead, fusematrix's directory first. It holds only the libraries
+// resolved on the host for this binary, each under the name the binary
+// asks for, so the daemon loads the very files that were checked, and the
+// user's directories still serve everything else (a plugin it opens with
+// dlopen, given as an extra file). The user's last value is the one
+// joined, as it was the one that counted.
+func daemonEnv(ours, user []string) []string {
+	const key = "LD_LIBRARY_PATH="
+	i := slices.IndexFunc(ours, func(e string) bool { return strings.HasPrefix(e, key) })
+	if i < 0 {
+		return slices.Concat(ours, user)
+	}
+	out := slices.Clone(ours)
+	for _, e := range user {
+		v, ok := strings.CutPrefix(e, key)
+		switch {
+		case !ok:
+			out = append(out, e)
+		case v != "":
+			out[i] = ours[i] + ":" + v
+		default:
+			out[i] = ours[i] // an empty value adds nothing
+		}
+	}
+	return out
 }
 
 // describe reads what -daemon names: a binary (an ELF file, or a script,
