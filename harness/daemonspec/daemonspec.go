@@ -234,9 +234,12 @@ func SplitArgs(s string) ([]string, error) {
 	var words []string
 	var w strings.Builder
 	in := false // inside a word
-	var quote rune
+	var quote byte
 	escaped := false
-	for _, r := range s {
+	// Byte by byte: every special character is ASCII, and any other byte,
+	// valid UTF-8 or not, is kept as it is.
+	for i := 0; i < len(s); i++ {
+		r := s[i]
 		switch {
 		case escaped:
 			// Inside double quotes a backslash escapes only " and \ and
@@ -244,13 +247,13 @@ func SplitArgs(s string) ([]string, error) {
 			if quote == '"' && r != '"' && r != '\\' {
 				w.WriteByte('\\')
 			}
-			w.WriteRune(r)
+			w.WriteByte(r)
 			escaped = false
 		case quote == '\'':
 			if r == '\'' {
 				quote = 0
 			} else {
-				w.WriteRune(r)
+				w.WriteByte(r)
 			}
 		case quote == '"':
 			switch r {
@@ -259,7 +262,7 @@ func SplitArgs(s string) ([]string, error) {
 			case '\\':
 				escaped = true
 			default:
-				w.WriteRune(r)
+				w.WriteByte(r)
 			}
 		case r == '\\':
 			escaped, in = true, true
@@ -272,7 +275,7 @@ func SplitArgs(s string) ([]string, error) {
 				in = false
 			}
 		default:
-			w.WriteRune(r)
+			w.WriteByte(r)
 			in = true
 		}
 	}

@@ -128,7 +128,10 @@ func TestSplitArgs(t *testing.T) {
 		// but " and \ is kept (it used to be dropped).
 		{in: `"a\b"`, want: []string{`a\b`}},
 		{in: `"a\\b" "c\$d" "\\" "\x\""`, want: []string{`a\b`, `c\$d`, `\`, `\x"`}},
-		{in: `a\b`, want: []string{"ab"}}, // outside quotes it keeps the next character
+		// Outside quotes a backslash keeps the next character.
+		{in: `a\b`, want: []string{"ab"}},
+		// Bytes that are not UTF-8 are kept as they are.
+		{in: "\xd1 \"\xff\xfe\" '\xc3'", want: []string{"\xd1", "\xff\xfe", "\xc3"}},
 		{in: "", want: nil},
 		{in: `'open`, err: true},
 		{in: `end\`, err: true},
