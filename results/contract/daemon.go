@@ -77,14 +77,35 @@ func (d *Daemon) Check() error {
 		errs = append(errs, err)
 	}
 	for _, e := range d.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			errs = append(errs, fmt.Errorf("daemon environment %q: not KEY=VALUE", e))
+		if err := CheckEnv(e); err != nil {
+			errs = append(errs, fmt.Errorf("daemon environment %q: %w", e, err))
 		}
 	}
 	if d.MountWait < 0 || d.MountWait > 600 {
 		errs = append(errs, fmt.Errorf("daemon mount wait %vs: want 0 to 600", d.MountWait))
 	}
 	return errors.Join(errs...)
+}
+
+// envName is what a shell takes for a variable name (POSIX, "Name").
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// CheckEnv reports what makes e unusable as an entry of a daemon's
+// environment: it must be KEY=VALUE, KEY a variable name (letters, digits
+// and '_', not starting with a digit), and hold no NUL byte, which no
+// environment can. A key such as "A B" (from "env = A B=x") would reach
+// the daemon as a variable no program can read.
+func CheckEnv(e string) error {
+	k, v, ok := strings.Cut(e, "=")
+	switch {
+	case !ok:
+		return errors.New("want KEY=VALUE")
+	case !envName.MatchString(k):
+		return fmt.Errorf("%q is not a variable name (letters, digits and '_', not starting with a digit)", k)
+	case strings.ContainsRune(v, 0):
+		return errors.New("a NUL byte in the value")
+	}
+	return nil
 }
 
 // CheckArgs reports what makes args unusable as a daemon's arguments: no
