@@ -235,7 +235,7 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 		g.kvmHelloTimeout = o.KVMHelloTimeout
 	}
 	o.Logf("%s: %s", name, k.Source)
-	out, fallback, retried := boot(ctx, g, plan, func(a qemu.Accel) string {
+	out, fallback, retried := bootKernel(ctx, g, plan, func(a qemu.Accel) string {
 		return filepath.Join(o.OutDir, consoleName(index, name, a, a == plan[len(plan)-1]))
 	})
 	if fallback != "" {
@@ -355,7 +355,7 @@ func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer 
 		files = append(files, initramfs.HostFile(contract.PeerPath, peer, 0o755))
 	}
 	if d != nil {
-		spec, err := json.Marshal(d.Daemon)
+		spec, err := json.Marshal(d.DaemonSpec)
 		if err != nil {
 			return err
 		}
@@ -419,7 +419,7 @@ func Conflict(p string, reserved []Reserved) error {
 // Daemon is a user's FUSE daemon as the guests run it, and the files that
 // carry it there: its binary, at Daemon.Path, and what that needs.
 type Daemon struct {
-	contract.Daemon
+	contract.DaemonSpec
 	Files []initramfs.File
 }
 

@@ -119,7 +119,7 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
 	}
 	out := &harness.Daemon{
-		Daemon: contract.Daemon{
+		DaemonSpec: contract.DaemonSpec{
 			Name: spec.Name, Path: daemonGuestDir + "/" + filepath.Base(spec.Binary), Args: spec.Args,
 			Env: daemonEnv(env, slices.Concat(spec.Env, d.env)), Passthrough: claim, MountWait: wait.Seconds(),
 		},
