@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/harness/qemu"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // guest is one boot of one kernel under one accelerator.
@@ -456,7 +456,7 @@ func panicLine(console string) string {
 // oneLine makes untrusted text safe for a progress line of at most max
 // runes.
 func oneLine(s string, max int) string {
-	return report.Truncate(report.OneLine(s), max)
+	return inert.Truncate(inert.OneLine(s), max)
 }
 
 // shortRunDir makes a directory for sockets whose paths fit sun_path.

@@ -25,10 +25,10 @@ import (
 	"github.com/fusematrix/fusematrix/harness/expect"
 	"github.com/fusematrix/fusematrix/harness/initramfs"
 	"github.com/fusematrix/fusematrix/harness/qemu"
+	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // Options configures a run. The zero value of every field but Kernels and
