@@ -29,6 +29,10 @@ func TestParse(t *testing.T) {
 		{"expect/passthrough-works=fail", Status, contract.ExpectPassthroughWorks, "", Eq, "fail"},
 		{"bench/read/passthrough/131072:ratio_native<0.8", Metric, "bench/read/passthrough/131072", "ratio_native", Lt, "0.8"},
 		{"bench/write/noop/4096:mbps_median<=12.5", Metric, "bench/write/noop/4096", "mbps_median", Le, "12.5"},
+		{"bench/read/noop/4096:ratio_libfuse_noop_min>0.5", Metric, "bench/read/noop/4096", "ratio_libfuse_noop_min", Gt, "0.5"},
+		{"bench/write/passthrough-noxattr/1048576:ratio_passthrough<1", Metric, "bench/write/passthrough-noxattr/1048576", "ratio_passthrough", Lt, "1"},
+		{"seq-read:passthrough_ratio<0.9", Metric, contract.SeqRead, "passthrough_ratio", Lt, "0.9"},
+		{"bench/read/noop/4096:ratio_native>-1e-3", Metric, "bench/read/noop/4096", "ratio_native", Gt, "-1e-3"},
 	} {
 		t.Run(tc.text, func(t *testing.T) {
 			p, err := Parse(tc.text)
@@ -57,6 +61,23 @@ func TestParseErrors(t *testing.T) {
 		{"fuse-init:protocol<1", "fuse-init is a probe: only benchmarks report metrics"},
 		{"bench/read/passthrough/131072:ratio_native<fast", `"fast" is not a number`},
 		{"bench/read/nosuch/131072:ratio_native<1", `no check has the id "bench/read/nosuch/131072"`},
+		// Issue 21 row 5: each of these was accepted, and a bisection
+		// booted its ends before it could only say "old" everywhere.
+		{"fuse-init.protocol=>7.41", `the value ">7.41" after = starts with an operator character`},
+		{"fuse-init.protocol>==7.41", `the value "=7.41" after >= starts with an operator character`},
+		{"fuse-init.protocol=<7.41", "starts with an operator character"},
+		{"passthrough-ioctl.o_path=!ok", "starts with an operator character"},
+		{"pt/integrity==fail", "starts with an operator character"},
+		{"bench/read/passthrough/131072:ratio_native<>0.8", "starts with an operator character"},
+		{"bench/read/passthrough/131072:no_such_metric<0.8", `bench/read/passthrough/131072 reports no metric "no_such_metric"; it reports mbps_median`},
+		{"bench/read/native/4096:ratio_noop<1", `reports no metric "ratio_noop"`},
+		{"bench/read/passthrough/131072:ratio_noop_min<1", `reports no metric "ratio_noop_min"`},
+		{"seq-read:mbps_median<1", `seq-read reports no metric "mbps_median"; it reports native_mbps`},
+		{"bench/read/passthrough/131072:ratio_native<NaN", `"NaN" is not a finite number`},
+		{"bench/read/passthrough/131072:ratio_native<nan", "not a finite number"},
+		{"bench/read/passthrough/131072:ratio_native<Inf", "not a finite number"},
+		{"bench/read/passthrough/131072:ratio_native>-Infinity", "not a finite number"},
+		{"bench/read/passthrough/131072:ratio_native<1e400", "is not a number"},
 	} {
 		t.Run(tc.text, func(t *testing.T) {
 			_, err := Parse(tc.text)

@@ -27,6 +27,12 @@ func TestBisectUsage(t *testing.T) {
 		{[]string{"bisect", "-good", "a", "-bad", "b", "pt/integrity"}, "no comparison"},
 		{[]string{"bisect", "-good", "a", "-bad", "b", "-repeat", "0", "pt/integrity=fail"}, "-repeat from 1 to 100"},
 		{[]string{"bisect", "-good", "a", "-bad", "b", "pt/integrity=fail", "pt/fsync=fail"}, "one predicate"},
+		// Issue 21 row 5: each was accepted, and the run booted both ends
+		// before it could only answer "old" everywhere (exit 1).
+		{[]string{"bisect", "-good", "a", "-bad", "b", "fuse-init.protocol=>7.41"}, `the value ">7.41" after = starts with an operator character`},
+		{[]string{"bisect", "-good", "a", "-bad", "b", "bench/read/passthrough/131072:no_such_metric<0.8"}, `reports no metric "no_such_metric"`},
+		{[]string{"bisect", "-good", "a", "-bad", "b", "bench/read/passthrough/131072:ratio_native<NaN"}, `"NaN" is not a finite number`},
+		{[]string{"bisect", "-good", "a", "-bad", "b", "bench/read/passthrough/131072:ratio_native<Inf"}, `"Inf" is not a finite number`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, out := fusematrix(t, append(tc.args[:1:1], append([]string{"-q"}, tc.args[1:]...)...)...)
