@@ -308,6 +308,13 @@ func (p *Predicate) Judge(k *results.Kernel) (Verdict, string) {
 		if r.Reason != "" {
 			ev += " (" + r.Reason + ")"
 		}
+		// An error (a setup that timed out, a mount that failed) means the
+		// check did not get as far as testing anything: it is no more
+		// "not a pass" than it is a pass. Only a predicate about errors
+		// themselves can read it.
+		if r.Status == results.Error && p.Value != string(results.Error) {
+			return Unknown, ev + ": an error says nothing of " + p.Text
+		}
 		return verdict(p.Op.holds(strings.Compare(string(r.Status), p.Value))), ev
 	case Fact:
 		v := p.fact(k, r)

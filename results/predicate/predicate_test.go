@@ -96,6 +96,7 @@ func TestJudge(t *testing.T) {
 	ioctl := results.Result{ID: "passthrough-ioctl", Status: results.Pass, Facts: map[string]string{"o_path": "EBADF", "negotiated": "yes"}}
 	init := results.Result{ID: "fuse-init", Status: results.Pass, Facts: map[string]string{"protocol": "7.41"}}
 	cell := results.Result{ID: "bench/read/passthrough/131072", Status: results.Pass, Metrics: map[string]float64{"ratio_native": 0.75}}
+	setupTimeout := results.Result{ID: "pt/integrity", Status: results.Error, Reason: "setup timed out"}
 	for _, tc := range []struct {
 		pred string
 		k    *results.Kernel
@@ -106,6 +107,16 @@ func TestJudge(t *testing.T) {
 		{"pt/integrity=fail", kernel(results.Result{ID: "pt/integrity", Status: results.Pass}), Old, "pt/integrity: pass"},
 		{"pt/integrity!=pass", kernel(results.Result{ID: "pt/integrity", Status: results.Skip}), New, "pt/integrity: skip"},
 		{"pt/integrity=fail", kernel(), Unknown, "no result pt/integrity"},
+		// Issue 21 row 7: a check that reported error (its setup timed
+		// out) cannot say, unless the predicate is about errors.
+		{"pt/integrity!=pass", kernel(setupTimeout), Unknown, "pt/integrity: error (setup timed out): an error says nothing of pt/integrity!=pass"},
+		{"pt/integrity=fail", kernel(setupTimeout), Unknown, "an error says nothing"},
+		{"pt/integrity=pass", kernel(setupTimeout), Unknown, "an error says nothing"},
+		{"pt/integrity!=fail", kernel(setupTimeout), Unknown, "an error says nothing"},
+		{"pt/integrity=error", kernel(setupTimeout), New, "pt/integrity: error (setup timed out)"},
+		{"pt/integrity!=error", kernel(setupTimeout), Old, "pt/integrity: error"},
+		{"pt/integrity=error", kernel(results.Result{ID: "pt/integrity", Status: results.Fail}), Old, "pt/integrity: fail"},
+		{"pt/integrity!=error", kernel(results.Result{ID: "pt/integrity", Status: results.Pass}), New, "pt/integrity: pass"},
 		{"pt/integrity=fail", &results.Kernel{Status: results.Error, Error: "guest panicked"}, Unknown, "did not run to completion: guest panicked"},
 		{"passthrough-ioctl.o_path=ok", kernel(ioctl), Old, "passthrough-ioctl.o_path = EBADF"},
 		{"passthrough-ioctl.o_path!=ok", kernel(ioctl), New, ""},
