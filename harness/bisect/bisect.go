@@ -244,6 +244,23 @@ func (b *bisection) run(ctx context.Context) error {
 			return fmt.Errorf("bisect: %s: verdict %q is not new, old or skip", st.Candidate.Selector, st.Verdict)
 		}
 	}
+	if lo == 0 && hi == n-1 && n > 2 {
+		// Nothing between the ends could be judged: naming the bad end as
+		// the first new kernel would be a guess.
+		var between []string
+		for _, c := range b.o.Candidates[1 : n-1] {
+			between = append(between, c.Selector)
+		}
+		b.r.Outcome = "unjudged"
+		b.r.Message = fmt.Sprintf("none of the %d candidates between the ends could be judged (%s): the change is in one of them or in the bad end %s",
+			n-2, joinShort(between), b.o.Candidates[n-1].Selector)
+		if n == 3 {
+			b.r.Message = fmt.Sprintf("the one candidate between the ends, %s, could not be judged: the change is in it or in the bad end %s",
+				between[0], b.o.Candidates[n-1].Selector)
+		}
+		b.o.Logf("bisect: %s", b.r.Message)
+		return nil
+	}
 	b.r.Outcome = "found"
 	b.r.LastOld, b.r.FirstNew = b.point(lo), b.point(hi)
 	b.r.Certainty = "exact"

@@ -360,3 +360,41 @@ func TestBisectInterrupted(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Contains(string(md), "**First with the new behaviour:** `k11`"))
 }
+
+// Issue 21 row 6: when no candidate between the ends can be judged, the
+// bisection has no answer ("unjudged"), as the package says; it answered
+// "found" with the bad end as the first new kernel.
+func TestBisectUnjudged(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		n       int
+		between predicate.Verdict
+		outcome string
+		message string
+	}{
+		{"every candidate between unknown", 10, predicate.Unknown, "unjudged",
+			"none of the 8 candidates between the ends could be judged (k01, k02 … k08): the change is in one of them or in the bad end k09"},
+		{"every candidate between left no results", 5, noBoot, "unjudged",
+			"none of the 3 candidates between the ends could be judged (k01, k02, k03)"},
+		{"one candidate between, unknown", 3, predicate.Unknown, "unjudged", "the one candidate between the ends, k01, could not be judged: the change is in it or in the bad end k02"},
+		{"no candidate between", 2, predicate.Unknown, "found", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fake{verdicts: func(i, a int) predicate.Verdict {
+				if i > 0 && i < tc.n-1 {
+					return tc.between
+				}
+				return changeAt(tc.n-1)(i, a)
+			}}
+			r := bisect(t, "pt/integrity=fail", tc.n, f)
+			assert.Equal(t, r.Outcome, tc.outcome)
+			assert.Check(t, is.Contains(r.Message, tc.message))
+			if tc.outcome == "unjudged" {
+				assert.Check(t, r.FirstNew == nil && r.LastOld == nil, "no answer names no kernel")
+				assert.Check(t, is.Len(f.boots, tc.n), "every candidate was tried: %v", f.boots)
+			} else {
+				assert.Check(t, is.Equal(r.Certainty, "exact"))
+			}
+		})
+	}
+}
