@@ -398,3 +398,26 @@ func TestBisectUnjudged(t *testing.T) {
 		})
 	}
 }
+
+// Issue 21 row 7: a step whose check reported error (a setup timeout) is
+// skipped for X!=pass, not counted as the new behaviour.
+func TestBisectErrorCannotSay(t *testing.T) {
+	f := &fake{verdicts: func(i, a int) predicate.Verdict {
+		if i == 5 {
+			return reportsError
+		}
+		return changeAt(7)(i, a)
+	}}
+	r := bisect(t, "pt/integrity!=pass", 12, f)
+	assert.Equal(t, r.Outcome, "found")
+	assert.Equal(t, r.FirstNew.Selector, "k07")
+	var k05 *Step
+	for i, st := range r.Steps {
+		if st.Candidate.Selector == "k05" {
+			k05 = &r.Steps[i]
+		}
+	}
+	assert.Assert(t, k05 != nil, "k05 was judged: %v", r.Steps)
+	assert.Check(t, is.Equal(k05.Verdict, Skip))
+	assert.Check(t, is.Contains(evidence(k05), "pt/integrity: error (setup timed out): an error says nothing of pt/integrity!=pass"))
+}
