@@ -401,6 +401,89 @@ func TestBisectCancelled(t *testing.T) {
 	})
 }
 
+// FuzzResumeLog feeds any bisect.json to -resume, beside the true results
+// of every candidate (the change is at k05). Reading it never panics, and
+// a log it accepts holds what a log of this bisection must (row 2 of
+// issue 21: its candidates at their indexes, each once, known verdicts,
+// the runs -repeat makes); the bisection then returns promptly, boots no
+// candidate twice, and finds k05 whatever the log claimed (row 3).
+func FuzzResumeLog(f *testing.F) {
+	const pred, n, at = "pt/integrity=fail", 8, 5
+	seed := func(edit func(r *Report)) []byte {
+		dir := f.TempDir()
+		p, err := predicate.Parse(pred)
+		assert.NilError(f, err)
+		fk := &fake{verdicts: changeAt(at), tb: f, pred: p, dir: dir}
+		r, err := Bisect(context.Background(), Options{Predicate: p, Good: "k00", Bad: "k07", Candidates: candidates(n), Dir: dir, Judge: fk.judge})
+		assert.NilError(f, err)
+		if edit != nil {
+			edit(r)
+		}
+		data, err := json.Marshal(r)
+		assert.NilError(f, err)
+		return data
+	}
+	f.Add(seed(nil))
+	f.Add(seed(func(r *Report) { r.Steps[2].Verdict = "bogus" }))
+	// The answer moves if the fourth step (k05, new) is taken as old, or
+	// the third (k03, old) as new.
+	f.Add(seed(func(r *Report) { r.Steps[3].Verdict, r.Steps[3].Runs[0].Verdict = Old, predicate.Old }))
+	f.Add(seed(func(r *Report) { r.Steps[2].Verdict, r.Steps[2].Runs[0].Verdict = New, predicate.New }))
+	f.Add(seed(func(r *Report) { r.Steps = append(r.Steps, r.Steps...) }))
+	f.Add(seed(func(r *Report) { r.Steps[1].Index = 3 }))
+	f.Add(seed(func(r *Report) { r.Steps[2].Runs[0].Results = "" }))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"schema":1,"predicate":"pt/integrity=fail","good":"k00","bad":"k07","repeat":1,"steps":[{"index":3}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := predicate.Parse(pred)
+		assert.NilError(t, err)
+		dir := t.TempDir()
+		cands := candidates(n)
+		truth := &fake{verdicts: changeAt(at), tb: t, pred: p, dir: dir}
+		for _, c := range cands {
+			truth.judge(context.Background(), c, 0)
+		}
+		o := Options{Predicate: p, Good: "k00", Bad: "k07", Candidates: cands, Repeat: 1, Dir: dir, Resume: true}
+
+		if old, err := parseLog(data, o); err == nil {
+			assert.Assert(t, len(old.Steps) <= n, "%d steps", len(old.Steps))
+			seen := map[int]bool{}
+			for _, st := range old.Steps {
+				assert.Assert(t, st.Index >= 0 && st.Index < n, "index %d", st.Index)
+				assert.Assert(t, st.Candidate == cands[st.Index], "step of %q at index %d", st.Candidate.Selector, st.Index)
+				assert.Assert(t, !seen[st.Index], "index %d twice", st.Index)
+				seen[st.Index] = true
+				assert.Assert(t, st.Verdict == New || st.Verdict == Old || st.Verdict == Skip, "verdict %q", st.Verdict)
+				assert.Assert(t, len(st.Runs) == 1 || len(st.Runs) == 2, "%d runs", len(st.Runs))
+				for _, r := range st.Runs {
+					assert.Assert(t, r.Verdict == predicate.New || r.Verdict == predicate.Old || r.Verdict == predicate.Unknown, "run verdict %q", r.Verdict)
+				}
+			}
+		}
+
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, "bisect.json"), data, 0o644))
+		fk := &fake{verdicts: changeAt(at), tb: t, pred: p, dir: dir}
+		o.Judge = fk.judge
+		log := &logSink{}
+		o.Logf = log.logf
+		ctx, cancel := context.WithTimeout(context.Background(), promptly)
+		defer cancel()
+		r, err := within(t, ctx, o, promptly+5*time.Second)
+		assert.Assert(t, ctx.Err() == nil, "the bisection ran into its deadline")
+		assert.Assert(t, log.bytes < 64<<10, "%d bytes of log", log.bytes)
+		for sel, boots := range fk.boots {
+			assert.Assert(t, boots == 1, "%s booted %d times", sel, boots)
+		}
+		if err != nil {
+			assert.Assert(t, errors.Is(err, ErrInput), "%v", err)
+			return
+		}
+		assert.Equal(t, r.Outcome, "found")
+		assert.Equal(t, r.FirstNew.Selector, "k05", "whatever the log said")
+		assert.Equal(t, r.LastOld.Selector, "k04")
+	})
+}
+
 // A step whose verdict the halving loop does not know ends the bisection
 // with an error, even with a context that is never cancelled: resume
 // refuses such a step first, and this is the loop's own guard (an unknown
