@@ -428,7 +428,7 @@ func (b *bisection) resume(ctx context.Context) error {
 	}
 	old, err := parseLog(data, b.o)
 	if err != nil {
-		return fmt.Errorf("%w: bisect -resume: %s: %v", ErrInput, path, err)
+		return fmt.Errorf("%w: bisect -resume: %s: %v; %s", ErrInput, path, err, startAgain)
 	}
 	for n := range old.Steps {
 		if err := ctx.Err(); err != nil {
@@ -437,8 +437,8 @@ func (b *bisection) resume(ctx context.Context) error {
 		st := &old.Steps[n]
 		trusted, err := rejudge(b.o, st)
 		if err != nil {
-			return fmt.Errorf("%w: bisect -resume: %s: step %d (%s): %v; use another -out, or delete the log to start again",
-				ErrInput, path, n+1, st.Candidate.Selector, err)
+			return fmt.Errorf("%w: bisect -resume: %s: step %d (%s): %v; %s",
+				ErrInput, path, n+1, st.Candidate.Selector, err, startAgain)
 		}
 		if !trusted {
 			b.o.Logf("bisect: %s: its results are not on disk: it is judged again", st.Candidate.Selector)
@@ -450,6 +450,9 @@ func (b *bisection) resume(ctx context.Context) error {
 	b.o.Logf("bisect: resuming with %d of %d logged steps from %s", len(b.stored), len(old.Steps), b.o.Dir)
 	return nil
 }
+
+// startAgain ends the error of a refused log.
+const startAgain = "use another -out, or remove the log to start again"
 
 // readLog reads bisect.json the way results.ReadFile reads a run: only a
 // regular file (a FIFO in its place would block -resume for ever), opened
@@ -522,7 +525,7 @@ func checkLog(old *Report, o Options) error {
 		return fmt.Errorf("%d steps for %d candidates: a bisection judges each candidate at most once", len(old.Steps), len(o.Candidates))
 	}
 	if other != "" {
-		return fmt.Errorf("it is of another bisection: %s; use another -out", other)
+		return fmt.Errorf("it is of another bisection: %s", other)
 	}
 	seen := map[int]int{}
 	for n, st := range old.Steps {
