@@ -171,11 +171,11 @@ bench-harness: deps
 	$(GO) test -run '^$$' -bench 'NoopWrite' -benchtime 2s -count 1 ./scenarios/server/wire/
 
 # screenshot redraws docs/report.png, the README's picture of the HTML
-# report: a real wide run (results/report/testdata/wide-run.json) laid
+# report: a real wide run (harness/report/testdata/wide-run.json) laid
 # out by headless Chromium at a laptop's width, 1366 px. It needs
 # Debian's chromium package (apt-get install chromium).
 screenshot:
-	$(GO) test -count=1 -run 'TestHTMLFitsLaptop/^wide$$' ./results/report -screenshot $(CURDIR)/docs/report.png
+	$(GO) test -count=1 -run 'TestHTMLFitsLaptop/^wide$$' ./harness/report -screenshot $(CURDIR)/docs/report.png
 
 # test-kernel-build builds a kernel from source with the project's config
 # fragment (kernels/fuse.config) on a tinyconfig base, checks every option

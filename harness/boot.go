@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/harness/qemu"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // guest is one boot of one kernel under one accelerator.
@@ -65,7 +65,7 @@ type streamItem struct {
 // failure, the timeout or ctx's end, and then judges how it ended. QEMU is
 // gone when it returns.
 func (g *guest) run(ctx context.Context) outcome {
-	s, err := g.boot(ctx)
+	s, err := g.startQEMU(ctx)
 	if err != nil {
 		return outcome{accel: g.cfg.Accel, console: g.cfg.ConsoleLog, err: err}
 	}
@@ -90,9 +90,9 @@ type session struct {
 	seen map[string]bool
 }
 
-// boot listens for the guest's stream, then starts QEMU, which connects
-// to the listener before the guest runs.
-func (g *guest) boot(ctx context.Context) (*session, error) {
+// startQEMU listens for the guest's stream, then starts QEMU, which
+// connects to the listener before the guest runs.
+func (g *guest) startQEMU(ctx context.Context) (*session, error) {
 	ln, err := net.Listen("unix", g.cfg.StreamSocket)
 	if err != nil {
 		return nil, fmt.Errorf("listen for guest stream: %w", err)
@@ -277,19 +277,19 @@ func (s *session) judge() {
 	failReported(&o.kernel, consoleReports(s.g.cfg.ConsoleLog))
 }
 
-// boot runs g under each accelerator of plan in turn until one is not to
-// blame for the outcome, and returns that outcome with a note saying why
+// bootKernel runs g under each accelerator of plan in turn until one is
+// not to blame for the outcome, and returns that outcome with a note saying why
 // earlier accelerators were given up, and a note saying why the kernel
 // was booted twice. console names each attempt's log.
 //
 // A kernel that panics before the agent says hello has run no check; it
 // is booted once more, because such panics come and go between boots of
-// one kernel under TCG (docs/measurements.md has the one seen), and one of
-// them must not cost the kernel's every result. The first console log is kept beside the
-// second and the retry note names it, so the panic stays on the record;
-// a second panic is the kernel's error.
-func boot(ctx context.Context, g *guest, plan []qemu.Accel, console func(qemu.Accel) string) (o outcome, note, retried string) {
-	o, note = bootAccel(ctx, g, plan, console)
+// one kernel under TCG (docs/measurements.md has the one seen), and one
+// of them must not cost the kernel's every result. The first console log
+// is kept beside the second and the retry note names it, so the panic
+// stays on the record; a second panic is the kernel's error.
+func bootKernel(ctx context.Context, g *guest, plan []qemu.Accel, console func(qemu.Accel) string) (o outcome, note, retried string) {
+	o, note = tryAccels(ctx, g, plan, console)
 	if !o.earlyPanic || ctx.Err() != nil {
 		return o, note, ""
 	}
@@ -301,13 +301,13 @@ func boot(ctx context.Context, g *guest, plan []qemu.Accel, console func(qemu.Ac
 	retried = fmt.Sprintf("the first boot panicked before the agent's hello (%s; console: %s); booted again",
 		oneLine(strings.TrimPrefix(o.err.Error(), "guest panicked: "), 200), filepath.Base(kept))
 	g.logf("%s: %s", g.name, retried)
-	o, _ = bootAccel(ctx, g, []qemu.Accel{o.accel}, func(qemu.Accel) string { return first })
+	o, _ = tryAccels(ctx, g, []qemu.Accel{o.accel}, func(qemu.Accel) string { return first })
 	return o, note, retried
 }
 
-// bootAccel is one boot of g, under each accelerator of plan in turn
+// tryAccels is one boot of g, under each accelerator of plan in turn
 // until one is not to blame.
-func bootAccel(ctx context.Context, g *guest, plan []qemu.Accel, console func(qemu.Accel) string) (outcome, string) {
+func tryAccels(ctx context.Context, g *guest, plan []qemu.Accel, console func(qemu.Accel) string) (outcome, string) {
 	var (
 		o    outcome
 		note string
@@ -456,7 +456,7 @@ func panicLine(console string) string {
 // oneLine makes untrusted text safe for a progress line of at most max
 // runes.
 func oneLine(s string, max int) string {
-	return report.Truncate(report.OneLine(s), max)
+	return inert.Truncate(inert.OneLine(s), max)
 }
 
 // shortRunDir makes a directory for sockets whose paths fit sun_path.

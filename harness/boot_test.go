@@ -115,7 +115,7 @@ func TestAccelFailure(t *testing.T) {
 
 func TestBootFallsBackToTCG(t *testing.T) {
 	g := fakeGuest(t, "kvm:internal-error/tcg:ok")
-	o, note, _ := boot(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
+	o, note, _ := bootKernel(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
 		return filepath.Join(g.cfg.RunDir, string(a)+".log")
 	})
 	assert.NilError(t, o.err)
@@ -125,7 +125,7 @@ func TestBootFallsBackToTCG(t *testing.T) {
 
 func TestBootKeepsKVMWhenItWorks(t *testing.T) {
 	g := fakeGuest(t, "ok")
-	o, note, _ := boot(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
+	o, note, _ := bootKernel(context.Background(), g, []qemu.Accel{qemu.KVM, qemu.TCG}, func(a qemu.Accel) string {
 		return filepath.Join(g.cfg.RunDir, string(a)+".log")
 	})
 	assert.NilError(t, o.err)
@@ -148,7 +148,7 @@ func TestBootRetriesEarlyPanic(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			g := fakeGuest(t, tc.mode)
 			t.Setenv("FAKE_QEMU_ONCE", filepath.Join(g.cfg.RunDir, "once"))
-			o, _, retried := boot(context.Background(), g, []qemu.Accel{qemu.TCG}, func(a qemu.Accel) string {
+			o, _, retried := bootKernel(context.Background(), g, []qemu.Accel{qemu.TCG}, func(a qemu.Accel) string {
 				return filepath.Join(g.cfg.RunDir, string(a)+".console.log")
 			})
 			if tc.err == "" {

@@ -8,9 +8,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // consoleReadLimit bounds how much of a guest's console the host reads
@@ -55,7 +55,7 @@ func consoleReports(path string) map[string][]string {
 			pending = nil
 		default:
 			if text := stamp.ReplaceAllString(line, ""); text != line && contract.KernelReport(text) && len(pending) < 10 {
-				pending = append(pending, report.Truncate(report.OneLine(line), 512))
+				pending = append(pending, inert.Truncate(inert.OneLine(line), 512))
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -24,10 +25,10 @@ import (
 	"github.com/fusematrix/fusematrix/harness/expect"
 	"github.com/fusematrix/fusematrix/harness/initramfs"
 	"github.com/fusematrix/fusematrix/harness/qemu"
+	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // Options configures a run. The zero value of every field but Kernels and
@@ -234,7 +235,7 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 		g.kvmHelloTimeout = o.KVMHelloTimeout
 	}
 	o.Logf("%s: %s", name, k.Source)
-	out, fallback, retried := boot(ctx, g, plan, func(a qemu.Accel) string {
+	out, fallback, retried := bootKernel(ctx, g, plan, func(a qemu.Accel) string {
 		return filepath.Join(o.OutDir, consoleName(index, name, a, a == plan[len(plan)-1]))
 	})
 	if fallback != "" {
@@ -354,7 +355,7 @@ func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer 
 		files = append(files, initramfs.HostFile(contract.PeerPath, peer, 0o755))
 	}
 	if d != nil {
-		spec, err := json.Marshal(d.Daemon)
+		spec, err := json.Marshal(d.DaemonSpec)
 		if err != nil {
 			return err
 		}
@@ -364,10 +365,61 @@ func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer 
 	return initramfs.Overlay(ctx, base, dst, files)
 }
 
+// Reserved is a guest path that fusematrix's initramfs provides or mounts
+// over itself, which no file of a user's may replace (a daemon
+// description's "file = HOST:/init" would replace u-root's init).
+type Reserved struct {
+	Path string // absolute, clean; what lies under it is reserved too
+	What string // what it is, for the error
+}
+
+// ReservedPaths are the guest paths of the initramfs itself: the u-root
+// base image's (initramfs.Base: u-root's DefaultRamfs, its busybox, init
+// and uinit), writeInitrd's overlay (modules, their load list, the C NOOP
+// peer, the daemon's description) and the directories something is
+// mounted over at boot (u-root's libinit, the agent's scratch tmpfs),
+// which would hide a file put there. Overlay refuses, in any case, a file
+// where the base image has anything but a directory.
+var ReservedPaths = []Reserved{
+	{"/init", "u-root's init"},
+	{"/bbin", "u-root's busybox and its commands (init, the agent, the shell's tools)"},
+	{"/bin/uinit", "the agent, which init runs"},
+	{"/etc/uinit.flags", "the agent's arguments"},
+	{"/etc/resolv.conf", "a file of u-root's base image"},
+	{"/etc/localtime", "a file of u-root's base image"},
+	{path.Dir(contract.ModuleList), "fusematrix's module list and daemon description"},
+	{"/lib/modules", "the kernel's modules"},
+	{contract.PeerPath, "the C NOOP peer"},
+	{"/dev", "the guest mounts devtmpfs over it"},
+	{"/proc", "the guest mounts proc over it"},
+	{"/sys", "the guest mounts sysfs over it"},
+	{"/tmp", "the guest mounts a tmpfs over it"},
+	{"/run/fusematrix", "the agent mounts its scratch tmpfs over it"},
+}
+
+// Conflict says which of reserved the guest path p would replace or hide,
+// as an error naming it, or nil: p is a reserved path, lies under one (a
+// file there would turn a reserved file into a directory, or go into a
+// reserved directory), or is a directory above one (a file there would
+// replace that directory and all it holds).
+func Conflict(p string, reserved []Reserved) error {
+	for _, r := range reserved {
+		switch {
+		case p == r.Path:
+			return fmt.Errorf("guest path %s is reserved: %s", p, r.What)
+		case strings.HasPrefix(p, r.Path+"/"):
+			return fmt.Errorf("guest path %s lies under %s, which is reserved: %s", p, r.Path, r.What)
+		case p == "/" || strings.HasPrefix(r.Path, p+"/"):
+			return fmt.Errorf("guest path %s would replace the directory holding %s, which is reserved: %s", p, r.Path, r.What)
+		}
+	}
+	return nil
+}
+
 // Daemon is a user's FUSE daemon as the guests run it, and the files that
 // carry it there: its binary, at Daemon.Path, and what that needs.
 type Daemon struct {
-	contract.Daemon
+	contract.DaemonSpec
 	Files []initramfs.File
 }
 

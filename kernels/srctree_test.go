@@ -21,6 +21,7 @@ func TestSourceStateGit(t *testing.T) {
 	git := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.invalid"}, args...)...)
+		cmd.Env = GitEnv(os.Environ())
 		out, err := cmd.CombinedOutput()
 		assert.NilError(t, err, string(out))
 		return strings.TrimSpace(string(out))

@@ -53,13 +53,13 @@ func TestRun(t *testing.T) {
 		{name: "not for other servers", caps: pt, subject: notOurs{},
 			want: results.Result{Status: results.Skip, Reason: "needs fusematrix's own server, which reports what reached it; the server under test is someone's daemon"}},
 		{name: "a daemon with no backing directory", needs: NeedOwnServer, caps: pt, any: true,
-			subject: DaemonSubject{Spec: &contract.Daemon{Name: "noop", Args: []string{"{mnt}"}}},
+			subject: DaemonSubject{Spec: &contract.DaemonSpec{Name: "noop", Args: []string{"{mnt}"}}},
 			want:    results.Result{Status: results.Skip, Reason: "daemon noop serves no backing directory ({backing} is not among its arguments): nothing to compare its files with"}},
 		// Its passthrough check and its cells read its own files.
 		{name: "a daemon with no backing directory, its own files", needs: NeedOwnServer, caps: pt, any: true, own: true,
-			subject: DaemonSubject{Spec: &contract.Daemon{Name: "noop", Args: []string{"{mnt}"}}}, want: ran},
+			subject: DaemonSubject{Spec: &contract.DaemonSpec{Name: "noop", Args: []string{"{mnt}"}}}, want: ran},
 		{name: "a daemon with one", needs: NeedOwnServer, caps: pt, any: true,
-			subject: DaemonSubject{Spec: &contract.Daemon{Name: "lo", Args: []string{"{mnt}", "{backing}"}}}, want: ran},
+			subject: DaemonSubject{Spec: &contract.DaemonSpec{Name: "lo", Args: []string{"{mnt}", "{backing}"}}}, want: ran},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s.Needs, s.AnyServer, s.OwnFiles = tc.needs, tc.any, tc.own

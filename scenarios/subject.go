@@ -19,11 +19,11 @@ type Subject interface {
 	// that judge by that declare NeedOwnServer.
 	Ours() bool
 	// Mount starts the server showing the directory backing at mnt.
-	Mount(ctx context.Context, mnt, backing string) (Daemon, error)
+	Mount(ctx context.Context, mnt, backing string) (Mounted, error)
 }
 
-// Daemon is a running server process behind a mount.
-type Daemon interface {
+// Mounted is a running server process behind a mount.
+type Mounted interface {
 	// Pid identifies the process.
 	Pid() int
 	// Stop unmounts, ends the process and returns what it observed;
@@ -51,7 +51,7 @@ func (o OwnServer) Name() string { return "fusematrix " + string(o.Kind) }
 func (o OwnServer) Ours() bool { return true }
 
 // Mount starts the server as a process of its own.
-func (o OwnServer) Mount(ctx context.Context, mnt, backing string) (Daemon, error) {
+func (o OwnServer) Mount(ctx context.Context, mnt, backing string) (Mounted, error) {
 	p, err := o.Launcher.Start(ctx, loopback.Spec{Kind: o.Kind, Backing: backing, NoXattr: o.NoXattr}, mnt)
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func (env *Env) SubjectFor(kind loopback.Kind) Subject {
 // DaemonSubject is a user's own FUSE daemon (fusematrix matrix -daemon),
 // each mount a run of its binary.
 type DaemonSubject struct {
-	Spec *contract.Daemon
+	Spec *contract.DaemonSpec
 }
 
 // Name is "daemon" and the daemon's name.
@@ -82,7 +82,7 @@ func (d DaemonSubject) Name() string { return "daemon " + d.Spec.Name }
 func (d DaemonSubject) Ours() bool { return false }
 
 // Mount runs the daemon showing backing at mnt.
-func (d DaemonSubject) Mount(ctx context.Context, mnt, backing string) (Daemon, error) {
+func (d DaemonSubject) Mount(ctx context.Context, mnt, backing string) (Mounted, error) {
 	p, err := server.StartDaemon(ctx, d.Spec, backing, mnt)
 	if err != nil {
 		return nil, err

@@ -178,7 +178,7 @@ func (a *agent) runDaemon(ctx context.Context, st *suite.Suite, base *scenarios.
 
 // readDaemon reads the daemon description the host wrote at path, which
 // must name the daemon the command line does.
-func readDaemon(path, name string) (*contract.Daemon, error) {
+func readDaemon(path, name string) (*contract.DaemonSpec, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("daemon description: %w", err)
@@ -188,7 +188,7 @@ func readDaemon(path, name string) (*contract.Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("daemon description: %w", err)
 	}
-	d, err := contract.ParseDaemon(b)
+	d, err := contract.ParseDaemonSpec(b)
 	if err != nil {
 		return nil, err
 	}

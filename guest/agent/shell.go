@@ -100,7 +100,7 @@ func Shell(ctx context.Context, cfg Config, sc ShellConfig) error {
 		Stop() (wire.Stats, error)
 	}
 	if cfg.Daemon != "" {
-		var d *contract.Daemon
+		var d *contract.DaemonSpec
 		if d, err = readDaemon(cfg.daemonSpecPath(), cfg.Daemon); err == nil {
 			p, err = server.StartDaemon(mctx, d, sc.Backing, sc.Mount)
 		}

@@ -4,10 +4,12 @@
 // both ends first, then halves the range, judging each step by booting the
 // candidate (through a Judge) as often as -repeat says, and writes its
 // log after every step, so that an interrupted bisection resumes where it
-// stopped.
+// stopped: a resumed log is checked against the bisection and each of its
+// steps judged again from the results it stored, never taken on trust.
 //
-// It imports harness (for its atomic file writes) and results/predicate;
-// what a step boots, and how, is the Judge its caller gives it.
+// It imports harness (to boot, and for its atomic file writes), results
+// (to read a step's stored results) and results/predicate; what a step
+// boots, and how, is the Judge its caller gives it.
 package bisect
 
 import (
@@ -16,8 +18,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
@@ -26,6 +31,15 @@ import (
 
 // SchemaVersion is written into bisect.json.
 const SchemaVersion = 1
+
+// MaxRepeat bounds Options.Repeat, the boots of one step, and so the runs
+// a resumed log may hold for a step (twice as many, after a retry).
+const MaxRepeat = 100
+
+// MaxLogBytes bounds a bisect.json read back by -resume. No bisection
+// writes one near this size: a step is a few KiB and there are at most as
+// many steps as candidates.
+const MaxLogBytes = 64 << 20
 
 // Candidate is one kernel on the way from good to bad.
 type Candidate struct {
@@ -121,8 +135,9 @@ type Options struct {
 	Repeat int
 	// Dir receives bisect.json and bisect.md after every step.
 	Dir string
-	// Resume reuses the verdicts of a bisect.json in Dir made for the
-	// same predicate and candidates.
+	// Resume reuses the steps of a bisect.json in Dir made for the same
+	// predicate, ends, -repeat and candidates, each judged again from the
+	// results its runs stored (see resume).
 	Resume bool
 	Judge  Judge
 	// Command renders the command that reproduces one run of c.
@@ -147,14 +162,18 @@ func Bisect(ctx context.Context, o Options) (*Report, error) {
 	if len(o.Candidates) < 2 {
 		return nil, fmt.Errorf("%w: %d candidates from %s to %s: a bisection needs two ends", ErrInput, len(o.Candidates), o.Good, o.Bad)
 	}
+	if o.Repeat > MaxRepeat {
+		return nil, fmt.Errorf("%w: -repeat %d: at most %d boots per step", ErrInput, o.Repeat, MaxRepeat)
+	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bisect: %w", err)
 	}
-	b := &bisection{o: o, judged: map[int]*Step{}}
+	b := &bisection{o: o, judged: map[int]*Step{}, stored: map[int]*Step{}}
 	b.r = &Report{Schema: SchemaVersion, Predicate: o.Predicate.Text, Good: o.Good, Bad: o.Bad, Repeat: o.Repeat,
 		Candidates: o.Candidates, Started: time.Now().UTC()}
 	if o.Resume {
-		if err := b.resume(); err != nil {
+		// A log that is refused is left as it is: nothing is written.
+		if err := b.resume(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -169,6 +188,9 @@ type bisection struct {
 	o      Options
 	r      *Report
 	judged map[int]*Step // by candidate index
+	// stored holds a resumed log's steps, judged again from their
+	// results, until the bisection comes to them.
+	stored map[int]*Step
 }
 
 func (b *bisection) run(ctx context.Context) error {
@@ -196,7 +218,14 @@ func (b *bisection) run(ctx context.Context) error {
 			return nil
 		}
 	}
-	for {
+	// Each step narrows [lo, hi] or skips a candidate inside it, so at most
+	// n steps follow the ends. The bound turns a step that does neither (a
+	// verdict this loop does not know) into an error instead of a spin;
+	// b.step watches ctx.
+	for steps := 0; ; steps++ {
+		if steps > n {
+			return fmt.Errorf("bisect: no answer after %d steps over %d candidates", steps, n)
+		}
 		mid := b.next(lo, hi)
 		if mid < 0 {
 			break
@@ -210,7 +239,27 @@ func (b *bisection) run(ctx context.Context) error {
 			hi = mid
 		case Old:
 			lo = mid
+		case Skip:
+		default:
+			return fmt.Errorf("bisect: %s: verdict %q is not new, old or skip", st.Candidate.Selector, st.Verdict)
 		}
+	}
+	if lo == 0 && hi == n-1 && n > 2 {
+		// Nothing between the ends could be judged: naming the bad end as
+		// the first new kernel would be a guess.
+		var between []string
+		for _, c := range b.o.Candidates[1 : n-1] {
+			between = append(between, c.Selector)
+		}
+		b.r.Outcome = "unjudged"
+		b.r.Message = fmt.Sprintf("none of the %d candidates between the ends could be judged (%s): the change is in one of them or in the bad end %s",
+			n-2, joinShort(between), b.o.Candidates[n-1].Selector)
+		if n == 3 {
+			b.r.Message = fmt.Sprintf("the one candidate between the ends, %s, could not be judged: the change is in it or in the bad end %s",
+				between[0], b.o.Candidates[n-1].Selector)
+		}
+		b.o.Logf("bisect: %s", b.r.Message)
+		return nil
 	}
 	b.r.Outcome = "found"
 	b.r.LastOld, b.r.FirstNew = b.point(lo), b.point(hi)
@@ -247,12 +296,20 @@ func abs(x int) int { return max(x, -x) }
 
 // step judges candidate i, or takes its verdict from a resumed log.
 func (b *bisection) step(ctx context.Context, i int) (*Step, error) {
-	if st, ok := b.judged[i]; ok {
-		b.o.Logf("bisect: %s: %s (from the log)", st.Candidate.Selector, st.Verdict)
-		return st, nil
-	}
+	// Before the log too: a step from the log boots nothing, and a loop
+	// over such steps must still stop on Ctrl-C.
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bisect interrupted: %w", err)
+	}
+	if st, ok := b.judged[i]; ok {
+		return st, nil
+	}
+	if st, ok := b.stored[i]; ok {
+		delete(b.stored, i)
+		b.judged[i] = st
+		b.r.Steps = append(b.r.Steps, *st)
+		b.o.Logf("bisect: %s: %s (from the log, judged again from its results)", st.Candidate.Selector, st.Verdict)
+		return st, nil
 	}
 	c := b.o.Candidates[i]
 	b.o.Logf("bisect: step %d: %s (%d candidates, %d left between the ends judged so far)",
@@ -280,16 +337,15 @@ func Judged(ctx context.Context, o Options, c Candidate) (*Step, error) {
 		st.Command = o.Command(c)
 	}
 	start := time.Now()
-	for attempt := 0; attempt < o.Repeat; attempt++ {
-		st.Runs = append(st.Runs, o.Judge(ctx, c, attempt))
-	}
-	st.Verdict, st.Why = decide(o.Predicate, st.Runs, false)
-	if st.Why == retry {
-		// Repeats that disagree get one more round before they count.
-		for attempt := o.Repeat; attempt < 2*o.Repeat; attempt++ {
-			st.Runs = append(st.Runs, o.Judge(ctx, c, attempt))
+	// rule says how many runs the verdict needs (a second round when the
+	// first disagrees): at most 2×Repeat, one boot per turn.
+	for ctx.Err() == nil {
+		v, why, want := rule(o.Predicate, st.Runs, o.Repeat)
+		if len(st.Runs) >= want {
+			st.Verdict, st.Why = v, why
+			break
 		}
-		st.Verdict, st.Why = decide(o.Predicate, st.Runs, true)
+		st.Runs = append(st.Runs, o.Judge(ctx, c, len(st.Runs)))
 	}
 	if ctx.Err() != nil {
 		// A run cut short by Ctrl-C says nothing: leave the step unjudged.
@@ -353,49 +409,200 @@ func joinShort(ss []string) string {
 	return out
 }
 
-// resume loads the steps of an earlier bisect.json in the folder, made
-// for the same predicate, ends and candidates.
-func (b *bisection) resume() error {
-	data, err := os.ReadFile(filepath.Join(b.o.Dir, "bisect.json"))
-	if errors.Is(err, os.ErrNotExist) {
+// resume loads the steps of an earlier bisect.json in the folder. The
+// log is checked against this bisection (checkLog) and each step is
+// judged again from the results its runs stored (rejudge), by the code
+// that judged them live: a log is a cache of verdicts, never their
+// authority. A step whose results are not on disk (deleted, or a kernel
+// that never got to boot) is judged again by booting; one whose results
+// cannot be read or do not bear out its verdict refuses the whole log,
+// since something other than fusematrix wrote it.
+func (b *bisection) resume(ctx context.Context) error {
+	path := filepath.Join(b.o.Dir, "bisect.json")
+	data, err := readLog(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("bisect -resume: %w", err)
+		return fmt.Errorf("%w: bisect -resume: %v", ErrInput, err)
 	}
+	old, err := parseLog(data, b.o)
+	if err != nil {
+		return fmt.Errorf("%w: bisect -resume: %s: %v; %s", ErrInput, path, err, startAgain)
+	}
+	for n := range old.Steps {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("bisect interrupted: %w", err)
+		}
+		st := &old.Steps[n]
+		trusted, err := rejudge(b.o, st)
+		if err != nil {
+			return fmt.Errorf("%w: bisect -resume: %s: step %d (%s): %v; %s",
+				ErrInput, path, n+1, st.Candidate.Selector, err, startAgain)
+		}
+		if !trusted {
+			b.o.Logf("bisect: %s: its results are not on disk: it is judged again", st.Candidate.Selector)
+			continue
+		}
+		b.stored[st.Index] = st
+	}
+	b.r.Started = old.Started
+	b.o.Logf("bisect: resuming with %d of %d logged steps from %s", len(b.stored), len(old.Steps), b.o.Dir)
+	return nil
+}
+
+// startAgain ends the error of a refused log.
+const startAgain = "use another -out, or remove the log to start again"
+
+// readLog reads bisect.json the way results.ReadFile reads a run: only a
+// regular file (a FIFO in its place would block -resume for ever), opened
+// without blocking, and at most MaxLogBytes.
+func readLog(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxLogBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > MaxLogBytes {
+		return nil, fmt.Errorf("%s: larger than %d MiB, which no bisection writes", path, MaxLogBytes>>20)
+	}
+	return data, nil
+}
+
+// parseLog decodes a bisect.json and checks it against the bisection o
+// describes (checkLog).
+func parseLog(data []byte, o Options) (*Report, error) {
 	var old Report
 	if err := json.Unmarshal(data, &old); err != nil {
 		// A log cut short mid-write cannot be: it is replaced whole. Any
 		// other damage is not ours to guess about.
-		return fmt.Errorf("%w: bisect -resume: %s: %v", ErrInput, filepath.Join(b.o.Dir, "bisect.json"), err)
+		return nil, err
 	}
-	if old.Schema != SchemaVersion || old.Predicate != b.r.Predicate || !sameCandidates(old.Candidates, b.o.Candidates) {
-		return fmt.Errorf("%w: bisect -resume: %s is of another bisection (predicate %q, %d candidates); use another -out",
-			ErrInput, b.o.Dir, old.Predicate, len(old.Candidates))
+	if err := checkLog(&old, o); err != nil {
+		return nil, err
 	}
-	for _, st := range old.Steps {
-		if st.Index < 0 || st.Index >= len(b.o.Candidates) {
-			continue
+	return &old, nil
+}
+
+// checkLog says whether old is a log of the bisection o describes: the
+// same schema, predicate, ends, -repeat and candidates, and steps each of
+// the candidate at its index, each candidate at most once (so no more
+// steps than candidates), with verdicts the bisection knows and as many
+// runs as -repeat makes. It names the first step that is not; it reads
+// no files (rejudge does).
+func checkLog(old *Report, o Options) error {
+	repeat := max(o.Repeat, 1)
+	var other string
+	switch {
+	case old.Schema != SchemaVersion:
+		other = fmt.Sprintf("its schema is %d, not %d", old.Schema, SchemaVersion)
+	case old.Predicate != o.Predicate.Text:
+		other = fmt.Sprintf("its predicate is %.200q, not %q", old.Predicate, o.Predicate.Text)
+	case old.Good != o.Good || old.Bad != o.Bad:
+		other = fmt.Sprintf("its ends are %.200q and %.200q, not %q and %q", old.Good, old.Bad, o.Good, o.Bad)
+	case old.Repeat != repeat:
+		other = fmt.Sprintf("it was made with -repeat %d, not %d", old.Repeat, repeat)
+	case !slices.Equal(old.Candidates, o.Candidates):
+		other = fmt.Sprintf("its %d candidates are not these %d", len(old.Candidates), len(o.Candidates))
+	case len(old.Steps) > len(o.Candidates):
+		return fmt.Errorf("%d steps for %d candidates: a bisection judges each candidate at most once", len(old.Steps), len(o.Candidates))
+	}
+	if other != "" {
+		return fmt.Errorf("it is of another bisection: %s", other)
+	}
+	seen := map[int]int{}
+	for n, st := range old.Steps {
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("step %d: %s", n+1, fmt.Sprintf(format, args...))
 		}
-		s := st
-		b.judged[st.Index] = &s
-		b.r.Steps = append(b.r.Steps, s)
+		if st.Index < 0 || st.Index >= len(o.Candidates) {
+			return bad("index %d is not one of the %d candidates", st.Index, len(o.Candidates))
+		}
+		c := o.Candidates[st.Index]
+		bad = func(format string, args ...any) error {
+			return fmt.Errorf("step %d (%s): %s", n+1, c.Selector, fmt.Sprintf(format, args...))
+		}
+		if st.Candidate != c {
+			return bad("its candidate %.200q is not candidate %d of this bisection", st.Candidate.Selector, st.Index)
+		}
+		if prev, ok := seen[st.Index]; ok {
+			return bad("step %d judged it already", prev+1)
+		}
+		seen[st.Index] = n
+		switch st.Verdict {
+		case New, Old, Skip:
+		default:
+			return bad("verdict %.40q is not new, old or skip", st.Verdict)
+		}
+		if len(st.Runs) != repeat && len(st.Runs) != 2*repeat {
+			return bad("%d runs, where -repeat %d makes %d, or %d after a retry", len(st.Runs), repeat, repeat, 2*repeat)
+		}
+		for k, r := range st.Runs {
+			switch r.Verdict {
+			case predicate.New, predicate.Old, predicate.Unknown:
+			default:
+				return bad("run %d: verdict %.40q is not new, old or unknown", k+1, r.Verdict)
+			}
+		}
 	}
-	b.r.Started = old.Started
-	b.o.Logf("bisect: resuming with %d judged steps from %s", len(b.r.Steps), b.o.Dir)
 	return nil
 }
 
-func sameCandidates(a, b []Candidate) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].Selector != b[i].Selector {
-			return false
+// rejudge judges a logged step again from the results its runs stored,
+// with judgeResults and rule, the code that judged it live: true when the
+// results bear out every run's verdict and the step's, and then st holds
+// what the results say (evidence, release). It returns false, and no
+// error, when a run's results are not on disk: the step is to be judged
+// again by booting.
+func rejudge(o Options, st *Step) (bool, error) {
+	for k := range st.Runs {
+		r := &st.Runs[k]
+		want := RunResults(st.Candidate, k)
+		if r.Results == "" {
+			return false, nil
 		}
+		if r.Results != want {
+			return false, fmt.Errorf("run %d keeps its results at %.200q, not at %s where this bisection puts them", k+1, r.Results, want)
+		}
+		if _, err := os.Lstat(filepath.Join(o.Dir, want)); errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		again, err := judgeResults(o.Predicate, o.Dir, want)
+		if err != nil {
+			return false, fmt.Errorf("run %d: %w", k+1, err)
+		}
+		if again.Verdict != r.Verdict {
+			return false, fmt.Errorf("run %d is logged as %s, but its results say %s (%s)", k+1, r.Verdict, again.Verdict, again.Evidence)
+		}
+		again.Seconds = r.Seconds
+		*r = again
 	}
-	return true
+	v, why, want := rule(o.Predicate, st.Runs, max(o.Repeat, 1))
+	if want != len(st.Runs) {
+		return false, fmt.Errorf("%d runs, but the verdict rules stop at %d for these", len(st.Runs), want)
+	}
+	if v != st.Verdict {
+		return false, fmt.Errorf("verdict %s is logged, but its runs' results make it %s", st.Verdict, v)
+	}
+	st.Why = why
+	return true, nil
 }
 
 // write replaces bisect.json and bisect.md, each whole.

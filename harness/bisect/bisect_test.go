@@ -11,6 +11,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/predicate"
 )
 
@@ -22,11 +23,29 @@ func candidates(n int) []Candidate {
 	return cs
 }
 
-// fake judges candidate i by verdicts(i, attempt) and counts the boots.
+// fake judges candidate i by verdicts(i, attempt) the way a boot does:
+// it writes the run's results.json where Boot has the harness write it
+// (RunResults under dir), made to show that verdict for pred, and judges
+// that file as Boot does, so that -resume finds what a real step leaves.
+// It counts the boots.
 type fake struct {
 	verdicts func(i, attempt int) predicate.Verdict
 	boots    map[string]int
+	tb       testing.TB
+	pred     *predicate.Predicate
+	dir      string
 }
+
+// Verdicts a fake can give besides new, old and unknown (a kernel that
+// booted and reported nothing the predicate reads).
+const (
+	// noBoot: the run stored no results (the harness could not start:
+	// no QEMU, a folder it cannot write).
+	noBoot predicate.Verdict = "no-boot"
+	// reportsError: the predicate's check reported error (its setup
+	// timed out).
+	reportsError predicate.Verdict = "reports-error"
+)
 
 func (f *fake) judge(_ context.Context, c Candidate, attempt int) Run {
 	if f.boots == nil {
@@ -36,7 +55,65 @@ func (f *fake) judge(_ context.Context, c Candidate, attempt int) Run {
 	var i int
 	fmt.Sscanf(c.Selector, "k%d", &i)
 	v := f.verdicts(i, attempt)
-	return Run{Verdict: v, Evidence: fmt.Sprintf("%s said %s", c.Selector, v), Release: "6.99." + c.Version}
+	if v == noBoot {
+		return Run{Verdict: predicate.Unknown, Evidence: c.Selector + " did not run"}
+	}
+	rel := RunResults(c, attempt)
+	writeResults(f.tb, f.dir, rel, kernelShowing(f.tb, f.pred, v, c))
+	r, err := judgeResults(f.pred, f.dir, rel)
+	if err != nil {
+		f.tb.Fatalf("%s: %v", c.Selector, err)
+	}
+	return r
+}
+
+// kernelShowing is a kernel whose results make p say v: the first of a
+// few made-up results for p's check that p.Judge finds to say v.
+func kernelShowing(tb testing.TB, p *predicate.Predicate, v predicate.Verdict, c Candidate) results.Kernel {
+	tb.Helper()
+	k := results.Kernel{Name: c.Selector, Status: results.Pass, Release: "6.99." + c.Version}
+	switch v {
+	case predicate.Unknown:
+		k.Status, k.Error, k.ConsoleTail = results.Error, c.Selector+" did not boot", []string{"Kernel panic"}
+		return k
+	case reportsError:
+		k.Results = []results.Result{{ID: string(p.ID), Status: results.Error, Reason: "setup timed out"}}
+		return k
+	}
+	var tries []results.Result
+	switch p.Form {
+	case predicate.Status:
+		for _, st := range []results.Status{results.Pass, results.Fail, results.Skip, results.Error} {
+			tries = append(tries, results.Result{Status: st})
+		}
+	case predicate.Fact:
+		for _, val := range []string{p.Value, "other", "0", "7.39", "7.40", "7.41", "99"} {
+			tries = append(tries, results.Result{Status: results.Pass, Facts: map[string]string{p.Key: val}})
+		}
+	case predicate.Metric:
+		for _, val := range []float64{0, 0.5, 0.79, 0.8, 0.81, 1, 2, 1e9} {
+			tries = append(tries, results.Result{Status: results.Pass, Metrics: map[string]float64{p.Key: val}})
+		}
+	}
+	for _, r := range tries {
+		r.ID = string(p.ID)
+		k.Results = []results.Result{r}
+		if got, _ := p.Judge(&k); got == v {
+			return k
+		}
+	}
+	tb.Fatalf("no made-up result makes %s say %s", p.Text, v)
+	return k
+}
+
+// writeResults stores k as the run at rel under dir, as the harness does.
+func writeResults(tb testing.TB, dir, rel string, k results.Kernel) {
+	tb.Helper()
+	data, err := json.Marshal(results.Run{Schema: results.SchemaVersion, Kernels: []results.Kernel{k}})
+	assert.NilError(tb, err)
+	path := filepath.Join(dir, rel)
+	assert.NilError(tb, os.MkdirAll(filepath.Dir(path), 0o755))
+	assert.NilError(tb, os.WriteFile(path, data, 0o644))
 }
 
 // changeAt is a kernel line whose behaviour changes at candidate at.
@@ -49,7 +126,9 @@ func changeAt(at int) func(int, int) predicate.Verdict {
 	}
 }
 
-func bisect(t *testing.T, pred string, n int, f *fake, mod ...func(*Options)) *Report {
+// options are those of a bisection over n candidates k00… judged by f,
+// in a folder of its own unless mod says otherwise.
+func options(t *testing.T, pred string, n int, f *fake, mod ...func(*Options)) Options {
 	t.Helper()
 	p, err := predicate.Parse(pred)
 	assert.NilError(t, err)
@@ -58,7 +137,13 @@ func bisect(t *testing.T, pred string, n int, f *fake, mod ...func(*Options)) *R
 	for _, m := range mod {
 		m(&o)
 	}
-	r, err := Bisect(context.Background(), o)
+	f.tb, f.pred, f.dir = t, o.Predicate, o.Dir
+	return o
+}
+
+func bisect(t *testing.T, pred string, n int, f *fake, mod ...func(*Options)) *Report {
+	t.Helper()
+	r, err := Bisect(context.Background(), options(t, pred, n, f, mod...))
 	assert.NilError(t, err)
 	return r
 }
@@ -96,7 +181,7 @@ func TestBisectEnds(t *testing.T) {
 				return predicate.Unknown
 			}
 			return predicate.New
-		}, "unjudged", "the good end k00 could not be judged: k00 said unknown"},
+		}, "unjudged", "the good end k00 could not be judged: the kernel did not run to completion: k00 did not boot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fake{verdicts: tc.verdicts}
@@ -189,15 +274,16 @@ func TestBisectResume(t *testing.T) {
 	assert.Equal(t, full.FirstNew.Selector, "k23")
 	for cut := 0; cut <= len(full.Steps); cut++ {
 		t.Run(fmt.Sprint(cut), func(t *testing.T) {
-			dir := t.TempDir()
-			partial := *full
-			partial.Steps = full.Steps[:cut]
-			partial.Outcome, partial.FirstNew, partial.LastOld = "", nil, nil
-			data, err := json.Marshal(&partial)
-			assert.NilError(t, err)
-			assert.NilError(t, os.WriteFile(filepath.Join(dir, "bisect.json"), data, 0o644))
+			// The steps' results stay on disk; the log forgets the steps
+			// after the cut, as when interrupted there.
 			f := &fake{verdicts: changeAt(23)}
-			r := bisect(t, "pt/integrity=fail", 40, f, func(o *Options) { o.Dir, o.Resume = dir, true })
+			o := options(t, "pt/integrity=fail", 40, f)
+			_, err := Bisect(context.Background(), o)
+			assert.NilError(t, err)
+			cutLog(t, o.Dir, cut)
+			f.boots = nil
+			r, err := Bisect(context.Background(), withResume(o))
+			assert.NilError(t, err)
 			assert.Equal(t, r.FirstNew.Selector, "k23")
 			assert.Equal(t, len(r.Steps), len(full.Steps))
 			assert.Equal(t, len(f.boots), len(full.Steps)-cut, "re-judged: %v", f.boots)
@@ -218,27 +304,120 @@ func TestBisectResume(t *testing.T) {
 	})
 }
 
+// cutLog keeps the first n steps of the log in dir, as if the bisection
+// had been interrupted after them.
+func cutLog(t *testing.T, dir string, n int) {
+	t.Helper()
+	r := readLogFile(t, dir)
+	r.Steps = r.Steps[:n]
+	r.Outcome, r.Message, r.FirstNew, r.LastOld, r.Certainty = "", "", nil, nil, ""
+	writeLog(t, dir, r)
+}
+
+func readLogFile(t testing.TB, dir string) *Report {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "bisect.json"))
+	assert.NilError(t, err)
+	var r Report
+	assert.NilError(t, json.Unmarshal(data, &r))
+	return &r
+}
+
+func writeLog(t testing.TB, dir string, r *Report) {
+	t.Helper()
+	data, err := json.MarshalIndent(r, "", "  ")
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "bisect.json"), data, 0o644))
+}
+
+func withResume(o Options) Options {
+	o.Resume = true
+	return o
+}
+
 // Interrupting a bisection leaves a log that resumes.
 func TestBisectInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := t.TempDir()
 	p, _ := predicate.Parse("pt/integrity=fail")
 	n := 0
+	f := &fake{verdicts: changeAt(11), tb: t, pred: p, dir: dir}
 	judge := func(ctx context.Context, c Candidate, a int) Run {
 		n++
 		if n == 4 {
 			cancel()
 		}
-		return (&fake{verdicts: changeAt(11)}).judge(ctx, c, a)
+		return f.judge(ctx, c, a)
 	}
 	r, err := Bisect(ctx, Options{Predicate: p, Candidates: candidates(30), Dir: dir, Judge: judge})
 	assert.ErrorContains(t, err, "interrupted")
 	assert.Equal(t, len(r.Steps), 3, "the step cut short is not recorded")
-	f := &fake{verdicts: changeAt(11)}
+	f = &fake{verdicts: changeAt(11), tb: t, pred: p, dir: dir}
 	r, err = Bisect(context.Background(), Options{Predicate: p, Candidates: candidates(30), Dir: dir, Judge: f.judge, Resume: true})
 	assert.NilError(t, err)
 	assert.Equal(t, r.FirstNew.Selector, "k11")
 	md, err := os.ReadFile(filepath.Join(dir, "bisect.md"))
 	assert.NilError(t, err)
 	assert.Check(t, is.Contains(string(md), "**First with the new behaviour:** `k11`"))
+}
+
+// Issue 21 row 6: when no candidate between the ends can be judged, the
+// bisection has no answer ("unjudged"), as the package says; it answered
+// "found" with the bad end as the first new kernel.
+func TestBisectUnjudged(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		n       int
+		between predicate.Verdict
+		outcome string
+		message string
+	}{
+		{"every candidate between unknown", 10, predicate.Unknown, "unjudged",
+			"none of the 8 candidates between the ends could be judged (k01, k02 … k08): the change is in one of them or in the bad end k09"},
+		{"every candidate between left no results", 5, noBoot, "unjudged",
+			"none of the 3 candidates between the ends could be judged (k01, k02, k03)"},
+		{"one candidate between, unknown", 3, predicate.Unknown, "unjudged", "the one candidate between the ends, k01, could not be judged: the change is in it or in the bad end k02"},
+		{"no candidate between", 2, predicate.Unknown, "found", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fake{verdicts: func(i, a int) predicate.Verdict {
+				if i > 0 && i < tc.n-1 {
+					return tc.between
+				}
+				return changeAt(tc.n-1)(i, a)
+			}}
+			r := bisect(t, "pt/integrity=fail", tc.n, f)
+			assert.Equal(t, r.Outcome, tc.outcome)
+			assert.Check(t, is.Contains(r.Message, tc.message))
+			if tc.outcome == "unjudged" {
+				assert.Check(t, r.FirstNew == nil && r.LastOld == nil, "no answer names no kernel")
+				assert.Check(t, is.Len(f.boots, tc.n), "every candidate was tried: %v", f.boots)
+			} else {
+				assert.Check(t, is.Equal(r.Certainty, "exact"))
+			}
+		})
+	}
+}
+
+// Issue 21 row 7: a step whose check reported error (a setup timeout) is
+// skipped for X!=pass, not counted as the new behaviour.
+func TestBisectErrorCannotSay(t *testing.T) {
+	f := &fake{verdicts: func(i, a int) predicate.Verdict {
+		if i == 5 {
+			return reportsError
+		}
+		return changeAt(7)(i, a)
+	}}
+	r := bisect(t, "pt/integrity!=pass", 12, f)
+	assert.Equal(t, r.Outcome, "found")
+	assert.Equal(t, r.FirstNew.Selector, "k07")
+	var k05 *Step
+	for i, st := range r.Steps {
+		if st.Candidate.Selector == "k05" {
+			k05 = &r.Steps[i]
+		}
+	}
+	assert.Assert(t, k05 != nil, "k05 was judged: %v", r.Steps)
+	assert.Check(t, is.Equal(k05.Verdict, Skip))
+	assert.Check(t, is.Contains(evidence(k05), "pt/integrity: error (setup timed out): an error says nothing of pt/integrity!=pass"))
 }

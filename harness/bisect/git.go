@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/fusematrix/fusematrix/kernels"
 )
 
 // Commits lists the candidates of a bisection over a git tree: good, then
@@ -92,6 +94,7 @@ func (w *Worktree) Checkout(ctx context.Context, commit string) error {
 // git runs git in dir and returns its output; its error carries stderr.
 func git(ctx context.Context, dir string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = kernels.GitEnv(os.Environ())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -26,7 +26,7 @@ func synthetic(t *testing.T, kernelsByCommit ...string) (string, []string) {
 	dir := t.TempDir()
 	run := func(args ...string) string {
 		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
+		cmd.Env = append(kernels.GitEnv(os.Environ()), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
 			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org")
 		out, err := cmd.CombinedOutput()
 		assert.NilError(t, err, "git %v: %s", args, out)
@@ -165,4 +165,40 @@ func TestBisectCommits(t *testing.T) {
 	assert.Check(t, is.Equal(built["6.1"]+built["6.12"]+built["broken"]-before, 1), "only the cut step was judged again")
 	assert.Check(t, is.Equal(again.FirstNew.Commit, r.FirstNew.Commit))
 	assert.Check(t, is.Equal(again.LastOld.Commit, r.LastOld.Commit))
+}
+
+// Run from a git hook or "git rebase --exec", fusematrix inherits GIT_DIR
+// and GIT_WORK_TREE naming another repository: bisect's git commands must
+// still act on the tree they were given, never check out or clean the
+// other one.
+func TestGitIgnoresInheritedRepository(t *testing.T) {
+	repo, commits := synthetic(t, "a", "b", "c")
+	decoy, _ := synthetic(t, "x")
+	t.Setenv("GIT_DIR", filepath.Join(decoy, ".git"))
+	t.Setenv("GIT_WORK_TREE", decoy)
+	t.Setenv("GIT_INDEX_FILE", filepath.Join(decoy, ".git", "index"))
+
+	cs, err := Commits(context.Background(), repo, commits[0], "main")
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(cs, 3))
+	w, err := OpenWorktree(context.Background(), repo, t.TempDir())
+	assert.NilError(t, err)
+	assert.NilError(t, w.Checkout(context.Background(), commits[1]))
+	b, err := os.ReadFile(filepath.Join(w.Path, "KERNEL"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(b), "b\n"))
+	b, err = os.ReadFile(filepath.Join(decoy, "KERNEL"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(b), "x\n"), "the inherited repository was touched")
+	os.Unsetenv("GIT_DIR")
+	os.Unsetenv("GIT_WORK_TREE")
+	os.Unsetenv("GIT_INDEX_FILE")
+	out, err := exec.Command("git", "-C", decoy, "log", "--format=%s").CombinedOutput()
+	assert.NilError(t, err, string(out))
+	assert.Check(t, is.Equal(strings.TrimSpace(string(out)), "step 0: x"))
+}
+
+func TestGitEnv(t *testing.T) {
+	got := kernels.GitEnv([]string{"HOME=/root", "GIT_DIR=/x/.git", "GIT_WORK_TREE=/x", "GIT_AUTHOR_NAME=t", "GIT_CONFIG_KEY_0=core.bare", "PATH=/bin"})
+	assert.DeepEqual(t, got, []string{"HOME=/root", "GIT_AUTHOR_NAME=t", "PATH=/bin"})
 }

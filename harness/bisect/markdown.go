@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/fusematrix/fusematrix/results/report"
+	"github.com/fusematrix/fusematrix/harness/inert"
 )
 
 // Markdown writes the report for a person: the answer, how sure it is,
@@ -60,6 +60,6 @@ func pointLine(p *Point) string {
 
 // md makes guest or user text inert in a table cell.
 func md(s string) string {
-	s = report.Truncate(report.OneLine(s), 300)
+	s = inert.Truncate(inert.OneLine(s), 300)
 	return strings.NewReplacer("|", `\|`, "`", "'", "<", "&lt;", ">", "&gt;").Replace(s)
 }

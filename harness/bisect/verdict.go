@@ -67,6 +67,28 @@ func decide(p *predicate.Predicate, runs []Run, final bool) (Verdict, string) {
 	return Skip, mixed + ": a tie"
 }
 
+// rule applies the verdict rules to a step's runs in the order Judged
+// makes them: the first repeat runs decide, unless they disagree (retry),
+// and then the first 2×repeat decide for good. want is how many runs the
+// verdict rests on; while runs has fewer, v is not yet set and the step
+// boots again. Judged and a resumed log's steps (rejudge) both go through
+// it, so a logged verdict is held to the rule that made it.
+func rule(p *predicate.Predicate, runs []Run, repeat int) (v Verdict, why string, want int) {
+	if len(runs) < repeat {
+		return "", "", repeat
+	}
+	v, why = decide(p, runs[:repeat], false)
+	if why != retry {
+		return v, why, repeat
+	}
+	// Repeats that disagree get one more round before they count.
+	if len(runs) < 2*repeat {
+		return "", "", 2 * repeat
+	}
+	v, why = decide(p, runs[:2*repeat], true)
+	return v, why, 2 * repeat
+}
+
 // failureIsNew says whether the predicate's new behaviour is a check not
 // passing.
 func failureIsNew(p *predicate.Predicate) bool {

@@ -4,11 +4,12 @@
 // in the catalog's syntax. The command line's -daemon-* flags add to it or
 // override it; package harness turns the result into what the guest runs.
 //
-// It imports kernels (for the catalog's sections) and the contract's
-// placeholders, nothing of the harness.
+// It imports kernels (for the catalog's sections) and the contract (its
+// check of an environment entry), nothing of the harness.
 package daemonspec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // Spec is what a description says of a daemon; a field it leaves out is
@@ -83,10 +85,23 @@ func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line,
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// MaxSize is the largest description file Parse reads. A description is a
+// few lines; anything near this is a mistake (a binary, a log given as
+// -daemon) and is refused rather than read in part.
+const MaxSize = 1 << 20
+
 // Parse reads a daemon description file: one "[daemon NAME]" section and
-// nothing else, comments ("#") and blank lines aside.
+// nothing else, comments ("#") and blank lines aside. A file larger than
+// MaxSize is an error.
 func Parse(file string, r io.Reader) (*Spec, error) {
-	c, err := kernels.ParseCatalogFile(file, r)
+	text, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(text) > MaxSize {
+		return nil, fmt.Errorf("%s: larger than the %d MiB cap on a daemon description", file, MaxSize>>20)
+	}
+	c, err := kernels.ParseCatalogFile(file, bytes.NewReader(text))
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +145,8 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 			}
 			s.Args = append([]string{}, args...) // given, even if empty
 		case KeyEnv:
-			if k, _, ok := strings.Cut(value, "="); !ok || k == "" {
-				return nil, fail("env %q: want KEY=VALUE", value)
+			if err := contract.CheckEnv(value); err != nil {
+				return nil, fail("env %q: %v", value, err)
 			}
 			s.Env = append(s.Env, value)
 		case KeyFile:
@@ -219,18 +234,26 @@ func SplitArgs(s string) ([]string, error) {
 	var words []string
 	var w strings.Builder
 	in := false // inside a word
-	var quote rune
+	var quote byte
 	escaped := false
-	for _, r := range s {
+	// Byte by byte: every special character is ASCII, and any other byte,
+	// valid UTF-8 or not, is kept as it is.
+	for i := 0; i < len(s); i++ {
+		r := s[i]
 		switch {
 		case escaped:
-			w.WriteRune(r)
+			// Inside double quotes a backslash escapes only " and \ and
+			// is kept before anything else, as in a shell: "a\b" is a\b.
+			if quote == '"' && r != '"' && r != '\\' {
+				w.WriteByte('\\')
+			}
+			w.WriteByte(r)
 			escaped = false
 		case quote == '\'':
 			if r == '\'' {
 				quote = 0
 			} else {
-				w.WriteRune(r)
+				w.WriteByte(r)
 			}
 		case quote == '"':
 			switch r {
@@ -239,7 +262,7 @@ func SplitArgs(s string) ([]string, error) {
 			case '\\':
 				escaped = true
 			default:
-				w.WriteRune(r)
+				w.WriteByte(r)
 			}
 		case r == '\\':
 			escaped, in = true, true
@@ -252,7 +275,7 @@ func SplitArgs(s string) ([]string, error) {
 				in = false
 			}
 		default:
-			w.WriteRune(r)
+			w.WriteByte(r)
 			in = true
 		}
 	}

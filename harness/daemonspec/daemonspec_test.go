@@ -45,6 +45,12 @@ passthrough = yes
 			text: "[daemon x] # mine\nbinary = /bin/x   # the binary\nargs = -o 'fsname=a #b' \"c#d\" e\\ #f {mnt} # end\nenv = TAG=v#1\n",
 			want: &Spec{Name: "x", Binary: "/bin/x", Args: []string{"-o", "fsname=a #b", "c#d", "e #f", "{mnt}"}, Env: []string{"TAG=v#1"}, Origin: "d.conf:1"},
 		},
+		{
+			// Issue 21, row 9: as documented (SplitArgs), not dropped.
+			name: "backslash in double quotes",
+			text: "[daemon x]\nbinary = /bin/x\nargs = \"a\\b\" {mnt}\n",
+			want: &Spec{Name: "x", Binary: "/bin/x", Args: []string{`a\b`, "{mnt}"}, Origin: "d.conf:1"},
+		},
 		{name: "no binary", text: "[daemon x]\nargs = {mnt}\n", err: "d.conf:1: [daemon x] names no binary"},
 		{name: "unknown key", text: "[daemon x]\nbinary = /bin/x\nmount = {mnt}\n", err: `d.conf:3: unknown key "mount"`},
 		{name: "twice", text: "[daemon x]\nbinary = /bin/x\nbinary = /bin/y\n", err: "d.conf:3: binary given twice"},
@@ -52,6 +58,11 @@ passthrough = yes
 		{name: "bad wait", text: "[daemon x]\nbinary = /bin/x\nwait = 30\n", err: `d.conf:3: wait "30": want a duration`},
 		{name: "bad claim", text: "[daemon x]\nbinary = /bin/x\npassthrough = maybe\n", err: `d.conf:3: passthrough "maybe": want yes or no`},
 		{name: "bad env", text: "[daemon x]\nbinary = /bin/x\nenv = A\n", err: `d.conf:3: env "A": want KEY=VALUE`},
+		// Issue 21, row 9: the key must be a variable name.
+		{name: "env key with a blank", text: "[daemon x]\nbinary = /bin/x\nenv = A B=x\n",
+			err: `d.conf:3: env "A B=x": "A B" is not a variable name (letters, digits and '_', not starting with a digit)`},
+		{name: "env key with a digit first", text: "[daemon x]\nbinary = /bin/x\nenv = 1A=x\n", err: `d.conf:3: env "1A=x": "1A" is not a variable name`},
+		{name: "env without a key", text: "[daemon x]\nbinary = /bin/x\nenv = =x\n", err: `d.conf:3: env "=x": "" is not a variable name`},
 		{name: "relative guest path", text: "[daemon x]\nbinary = /bin/x\nfile = a:b\n", err: "the guest path is not absolute"},
 		{name: "bad quote", text: "[daemon x]\nbinary = /bin/x\nargs = '{mnt}\n", err: "d.conf:3: args: an unterminated quote"},
 		{name: "two daemons", text: "[daemon x]\nbinary = /bin/x\n[daemon y]\nbinary = /bin/y\n", err: "want one [daemon NAME] section and nothing else, found 2"},
@@ -70,6 +81,39 @@ passthrough = yes
 	}
 }
 
+// Issue 21, row 9: a description over MaxSize is an error naming the cap;
+// it used to be cut at 1 MiB without a word, and what followed the cut
+// (a key, a typo) ignored. One of exactly MaxSize is read whole.
+func TestParseSizeCap(t *testing.T) {
+	head := "[daemon x]\nbinary = /bin/x\n"
+	pad := func(n int) string { // n bytes of comment lines
+		s := strings.Repeat(strings.Repeat("#", 63)+"\n", n/64)
+		if n%64 > 0 {
+			s += strings.Repeat("#", n%64-1) + "\n"
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name, text string
+		err        string
+	}{
+		{name: "over the cap", text: head + pad(MaxSize-len(head)) + "args = {mnt} {backng}\n", err: "d.conf: larger than the 1 MiB cap on a daemon description"},
+		{name: "one byte over", text: head + pad(MaxSize-len(head)+1), err: "d.conf: larger than the 1 MiB cap on a daemon description"},
+		{name: "at the cap", text: head + pad(MaxSize-len(head))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse("d.conf", strings.NewReader(tc.text))
+			if tc.err != "" {
+				assert.Check(t, is.Error(err, tc.err))
+				assert.Check(t, is.Nil(s))
+				return
+			}
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(s.Binary, "/bin/x"))
+		})
+	}
+}
+
 func TestSplitArgs(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
@@ -80,6 +124,14 @@ func TestSplitArgs(t *testing.T) {
 		{in: "  -f  -o ro {mnt}\t{backing} ", want: []string{"-f", "-o", "ro", "{mnt}", "{backing}"}},
 		{in: `-o 'source={backing},name=a b' "{mnt}"`, want: []string{"-o", "source={backing},name=a b", "{mnt}"}},
 		{in: `a\ b "c\"d" 'e\f' ''`, want: []string{"a b", `c"d`, `e\f`, ""}},
+		// Issue 21, row 9: in double quotes, a backslash before anything
+		// but " and \ is kept (it used to be dropped).
+		{in: `"a\b"`, want: []string{`a\b`}},
+		{in: `"a\\b" "c\$d" "\\" "\x\""`, want: []string{`a\b`, `c\$d`, `\`, `\x"`}},
+		// Outside quotes a backslash keeps the next character.
+		{in: `a\b`, want: []string{"ab"}},
+		// Bytes that are not UTF-8 are kept as they are.
+		{in: "\xd1 \"\xff\xfe\" '\xc3'", want: []string{"\xd1", "\xff\xfe", "\xc3"}},
 		{in: "", want: nil},
 		{in: `'open`, err: true},
 		{in: `end\`, err: true},

@@ -11,20 +11,22 @@
 // The guest root is a u-root initramfs: nothing under /lib, /lib64 or
 // /usr/lib/x86_64-linux-gnu exists unless the caller puts it there, there is
 // no /etc/ld.so.cache, and u-root's init mounts a tmpfs over /tmp. So the
-// loader goes to its PT_INTERP path; a library the host's loader found in
-// one of the loader's own system directories (ld.so --help, "system search
-// path": /lib/x86_64-linux-gnu and /usr/lib/x86_64-linux-gnu on Debian) goes
-// to the same path, where the guest's loader looks without a cache; every
-// other library (found through RUNPATH, $ORIGIN, LD_LIBRARY_PATH or the
-// host's ld.so.cache, for example under /tmp or /usr/local/lib) goes to
-// GuestLibDir, which Binary.Env then puts on LD_LIBRARY_PATH.
+// loader goes to its PT_INTERP path; a library found in one of glibc's own
+// system directories (system_dirs, which ld.so --help lists as "system
+// search path": /lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu, /lib and
+// /usr/lib on Debian) goes to the same path, where the guest's loader looks
+// without a cache; every other library (found through RUNPATH, $ORIGIN,
+// LD_LIBRARY_PATH or a directory of /etc/ld.so.conf, for example under /tmp
+// or /usr/local/lib) goes to GuestLibDir, which Binary.Env then puts on
+// LD_LIBRARY_PATH.
 //
-// Libraries are found by the host's loader, the one the executable names,
-// in trace mode (glibc: LD_TRACE_LOADED_OBJECTS=1, as ldd does; another
-// loader: --list), so the search is the loader's own (RUNPATH, $ORIGIN,
-// hwcaps directories, the cache). The executable itself never runs. u-root's
-// pkg/ldd runs the loader the same way but drops the "not found" lines and
-// returns an unordered set, so it is not used here.
+// Nothing named by the binary ever runs on the host: its PT_INTERP must be
+// one of the standard glibc or musl loader paths (standardLoaders), which
+// is read and copied, and the libraries are found in Go from the ELF files'
+// dynamic sections (DT_NEEDED, DT_RPATH, DT_RUNPATH, $ORIGIN) with the
+// loader's own search order (see resolver.search). Running the loader in
+// trace mode, as ldd does, would run whatever file the binary names as its
+// loader; the package does not import os/exec at all (TestImports).
 //
 // Host side only: this package may import only the standard library,
 // golang.org/x/sys and u-root packages, and the guest never imports it.
@@ -63,8 +65,9 @@ type Lib struct {
 	// Name is the name the loader searched for (a DT_NEEDED entry), e.g.
 	// "libc.so.6", or an absolute path when the DT_NEEDED entry is one.
 	Name string
-	// Loaded is the host path where the host's loader found it, as the
-	// loader printed it (made absolute), e.g. /lib/x86_64-linux-gnu/libc.so.6.
+	// Loaded is the host path where the loader's search finds it, as the
+	// loader names it (absolute and clean, symlinks kept), e.g.
+	// /lib/x86_64-linux-gnu/libc.so.6.
 	Loaded string
 	// File is where it goes in the guest: Loaded when it is Name in one of
 	// the loader's system directories (where the guest's loader looks by
@@ -131,12 +134,15 @@ func hidden(p string) string {
 }
 
 // Resolve checks that the executable at path can run in an x86-64 guest and
-// finds every file it needs there. It never runs the executable; it runs
-// the executable's loader (PT_INTERP) on it in trace mode, after checking
-// that the loader is an x86-64 ELF file. An error is an *Error naming the
-// cause.
+// finds every file it needs there. It runs nothing: neither the executable
+// nor its loader (PT_INTERP), which must be a standard one. The host's
+// LD_LIBRARY_PATH takes part in the search, as it would for the host's
+// loader (a note says so). An error is an *Error naming the cause.
 func Resolve(path string) (*Binary, error) {
-	r := &resolver{loaders: map[string]*loader{}}
+	r, err := newResolver()
+	if err != nil {
+		return nil, &Error{Path: path, Reason: err.Error(), Err: err}
+	}
 	b, err := r.binary(path, true)
 	if err != nil {
 		return nil, err
@@ -168,8 +174,42 @@ func (b *Binary) Files(guestExe string) ([]File, error) {
 	return files, nil
 }
 
+// newResolver returns a resolver of the host's configuration.
+func newResolver() (*resolver, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	return &resolver{
+		loaders:      map[string]*loader{},
+		standard:     standardLoaders,
+		llp:          os.Getenv("LD_LIBRARY_PATH"),
+		wd:           wd,
+		ldsoConfFile: "/etc/ld.so.conf",
+		muslPathFile: "/etc/ld-musl-x86_64.path",
+	}, nil
+}
+
 type resolver struct {
-	loaders map[string]*loader // by PT_INTERP path
+	loaders  map[string]*loader    // by PT_INTERP path
+	standard map[string]loaderKind // standardLoaders; tests add their own
+	llp      string                // the host's LD_LIBRARY_PATH
+	wd       string                // what relative paths are taken from
+
+	ldsoConfFile string // glibc's /etc/ld.so.conf
+	muslPathFile string // musl's /etc/ld-musl-x86_64.path
+	conf         []string
+	confErr      error
+	confRead     bool
+}
+
+// ldsoConf returns the directories of r.ldsoConfFile, read once.
+func (r *resolver) ldsoConf() ([]string, error) {
+	if !r.confRead {
+		r.conf, r.confErr = ldsoConf(r.ldsoConfFile)
+		r.confRead = true
+	}
+	return r.conf, r.confErr
 }
 
 // binary resolves one executable; fuse says whether to look for
@@ -234,7 +274,11 @@ func (r *resolver) binary(path string, fuse bool) (*Binary, error) {
 		b.Static = true
 	} else {
 		b.Interp = interp
-		if err := r.dynamic(b, path); err != nil {
+		l, err := r.loader(path, interp)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.search(b, path, l); err != nil {
 			return nil, err
 		}
 	}

@@ -1,7 +1,9 @@
 package elfdeps
 
 import (
+	"debug/elf"
 	"errors"
+	"fmt"
 	"go/parser"
 	"go/token"
 	"io"
@@ -54,11 +56,30 @@ func goBuild(t *testing.T, goarch, src string) string {
 // cc compiles the C source src in dir to out with gcc and extra flags.
 func cc(t *testing.T, dir, out, src string, flags ...string) string {
 	t.Helper()
-	need(t, "gcc")
+	return ccWith(t, "gcc", dir, out, src, flags...)
+}
+
+// ccWith is cc with another compiler (musl-gcc).
+func ccWith(t *testing.T, compiler, dir, out, src string, flags ...string) string {
+	t.Helper()
+	need(t, compiler)
 	c := filepath.Join(dir, out+".c")
 	assert.NilError(t, os.WriteFile(c, []byte(src), 0o644))
-	run(t, dir, nil, "gcc", append([]string{"-o", out, c}, flags...)...)
+	run(t, dir, nil, compiler, append([]string{"-o", out, c}, flags...)...)
 	return filepath.Join(dir, out)
+}
+
+// outsideTmp returns a new directory that is not under /tmp (which the
+// guest mounts over, and which elfdeps refuses for a path it must keep),
+// removed when the test ends.
+func outsideTmp(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "fusematrix-elfdeps-")
+	if err != nil {
+		t.Skipf("no directory outside /tmp: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // pkgConfig returns the flags of a pkg-config module, skipping without it.
@@ -98,10 +119,26 @@ int main(void) { printf("foo %d\n", foo()); return 0; }
 // fooProgram builds libfoo.so.1 and a program that finds it next to
 // itself ($ORIGIN), in a fresh directory (under /tmp, which the guest
 // mounts over); it returns the program and the library.
-func fooProgram(t *testing.T) (prog, lib string) {
+func fooProgram(t *testing.T, flags ...string) (prog, lib string) {
 	dir := t.TempDir()
 	lib = cc(t, dir, "libfoo.so.1", cFooLib, "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1")
-	prog = cc(t, dir, "foo", cFooMain, "-L"+dir, "-l:libfoo.so.1", "-Wl,-rpath,$ORIGIN")
+	prog = cc(t, dir, "foo", cFooMain, append([]string{"-L" + dir, "-l:libfoo.so.1", "-Wl,-rpath,$ORIGIN"}, flags...)...)
+	return prog, lib
+}
+
+// chainProgram builds, in dir, lib/libfoo.so.1, lib/libbar.so.2 (which
+// needs libfoo and says nothing of where it is) and a program that needs
+// libbar and names $ORIGIN/lib as its DT_RPATH (dtags
+// "--disable-new-dtags") or DT_RUNPATH ("--enable-new-dtags"), built with
+// compiler (gcc, or musl-gcc).
+func chainProgram(t *testing.T, compiler, dir, dtags string) (prog, lib string) {
+	lib = filepath.Join(dir, "lib")
+	assert.NilError(t, os.MkdirAll(lib, 0o755))
+	ccWith(t, compiler, lib, "libfoo.so.1", cFooLib, "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1")
+	ccWith(t, compiler, lib, "libbar.so.2", "int foo(void); int bar(void) { return foo(); }",
+		"-shared", "-fPIC", "-Wl,-soname,libbar.so.2", "-L"+lib, "-l:libfoo.so.1")
+	prog = ccWith(t, compiler, dir, "p", "int bar(void); int main(void) { return bar() - 42; }",
+		"-L"+lib, "-l:libbar.so.2", "-Wl,-rpath-link,"+lib, "-Wl,"+dtags+",-rpath,$ORIGIN/lib")
 	return prog, lib
 }
 
@@ -214,6 +251,63 @@ func TestResolve(t *testing.T) {
 				assert.Check(t, b.Fusermount == nil)
 			},
 		},
+		{
+			name: "RPATH serves a library's library",
+			build: func(t *testing.T) string {
+				prog, _ := chainProgram(t, "gcc", t.TempDir(), "--disable-new-dtags")
+				return prog
+			},
+			check: func(t *testing.T, b *Binary) {
+				// Breadth first, as the loader maps them.
+				assert.Check(t, is.DeepEqual(libNames(b), []string{"libbar.so.2", "libc.so.6", "libfoo.so.1", "libgcc_s.so.1"}))
+				assert.Check(t, is.Equal(b.Libs[2].Loaded, filepath.Join(filepath.Dir(b.Path), "lib", "libfoo.so.1")))
+				assert.Check(t, is.Equal(b.Libs[2].Guest, GuestLibDir+"/libfoo.so.1"))
+			},
+		},
+		{
+			name: "another machine's library is passed over",
+			build: func(t *testing.T) string {
+				dir := t.TempDir()
+				lib := cc(t, dir, "libfoo.so.1", cFooLib, "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1")
+				data, err := os.ReadFile(lib)
+				assert.NilError(t, err)
+				data[18], data[19] = byte(elf.EM_AARCH64), 0 // e_machine
+				assert.NilError(t, os.Mkdir(filepath.Join(dir, "arm64"), 0o755))
+				assert.NilError(t, os.WriteFile(filepath.Join(dir, "arm64", "libfoo.so.1"), data, 0o755))
+				return cc(t, dir, "p", cFooMain, "-L"+dir, "-l:libfoo.so.1", "-Wl,--enable-new-dtags,-rpath,${ORIGIN}/arm64:${ORIGIN}")
+			},
+			check: func(t *testing.T, b *Binary) {
+				assert.Check(t, is.Equal(b.Libs[0].Loaded, filepath.Join(filepath.Dir(b.Path), "libfoo.so.1")))
+			},
+		},
+		{
+			name: "DT_NEEDED path",
+			build: func(t *testing.T) string {
+				dir := outsideTmp(t)
+				lib := cc(t, dir, "libabs.so", cFooLib, "-shared", "-fPIC") // no soname: the link names it by path
+				return cc(t, dir, "p", cFooMain, lib)
+			},
+			check: func(t *testing.T, b *Binary) {
+				lib := filepath.Join(filepath.Dir(b.Path), "libabs.so")
+				assert.Check(t, is.DeepEqual(libNames(b), []string{lib, "libc.so.6", "libgcc_s.so.1"}))
+				assert.Check(t, is.Equal(b.Libs[0].Guest, lib), "opened by its path in the guest too")
+				assert.Check(t, is.Nil(b.Env))
+			},
+		},
+		{
+			// musl searches the RUNPATH of every object up the chain, and
+			// its libc is its loader.
+			name: "musl",
+			build: func(t *testing.T) string {
+				prog, _ := chainProgram(t, "musl-gcc", t.TempDir(), "--enable-new-dtags")
+				return prog
+			},
+			check: func(t *testing.T, b *Binary) {
+				assert.Check(t, is.Equal(b.Interp, "/lib/ld-musl-x86_64.so.1"))
+				assert.Check(t, is.DeepEqual(libNames(b), []string{"libbar.so.2", "libfoo.so.1"}))
+				assert.Check(t, is.DeepEqual(b.Env, []string{"LD_LIBRARY_PATH=" + GuestLibDir}))
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -228,10 +322,11 @@ func TestResolve(t *testing.T) {
 
 func TestResolveErrors(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		build func(t *testing.T) string
-		want  string // the error after "PATH: "; {path} is PATH, {dir} its directory
-		is    error
+		name     string
+		build    func(t *testing.T) string
+		standard map[string]loaderKind // the standard loaders, when not the real ones
+		want     string                // the error after "PATH: "; {path} is PATH, {dir} its directory
+		is       error
 	}{
 		{
 			name:  "missing path",
@@ -337,25 +432,62 @@ func TestResolveErrors(t *testing.T) {
 				"install them, or point LD_LIBRARY_PATH at their directories",
 		},
 		{
+			name: "a loader that is not standard",
+			build: func(t *testing.T) string {
+				return cc(t, t.TempDir(), "p", "int main(void){return 0;}", "-Wl,--dynamic-linker=/nonexistent/ld.so.1")
+			},
+			want: "its dynamic loader /nonexistent/ld.so.1 (PT_INTERP) is none of the standard x86-64 loaders (/lib/ld-musl-x86_64.so.1, " +
+				"/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2, /lib64/ld-linux-x86-64.so.2, /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2, " +
+				"/usr/lib64/ld-linux-x86-64.so.2), the only ones fusematrix copies into a guest (it never runs a binary's loader): " +
+				"link it against the host's C library, or statically",
+		},
+		{
 			name: "missing loader",
 			build: func(t *testing.T) string {
 				return cc(t, t.TempDir(), "p", "int main(void){return 0;}", "-Wl,--dynamic-linker=/nonexistent/ld.so.1")
 			},
-			want: "needs the dynamic loader /nonexistent/ld.so.1 (PT_INTERP), which does not exist on the host",
+			standard: map[string]loaderKind{"/nonexistent/ld.so.1": glibc},
+			want:     "needs the dynamic loader /nonexistent/ld.so.1 (PT_INTERP), which does not exist on the host",
 		},
 		{
-			name: "loader under /tmp",
+			name: "RUNPATH does not serve a library's library",
+			build: func(t *testing.T) string {
+				prog, _ := chainProgram(t, "gcc", t.TempDir(), "--enable-new-dtags")
+				return prog
+			},
+			want: "needs libfoo.so.1 (needed by {dir}/lib/libbar.so.2), which the host's loader cannot find: " +
+				"install it, or point LD_LIBRARY_PATH at its directory",
+		},
+		{
+			name: "a file that is not ELF stops the search",
 			build: func(t *testing.T) string {
 				dir := t.TempDir()
-				return cc(t, dir, "p", "int main(void){return 0;}", "-Wl,--dynamic-linker="+dir+"/ld.so")
+				cc(t, dir, "libfoo.so.1", cFooLib, "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1")
+				assert.NilError(t, os.Mkdir(filepath.Join(dir, "script"), 0o755))
+				assert.NilError(t, os.WriteFile(filepath.Join(dir, "script", "libfoo.so.1"), []byte("/* GNU ld script */\nGROUP ( libfoo.so.1.0 )\n"), 0o644))
+				return cc(t, dir, "p", cFooMain, "-L"+dir, "-l:libfoo.so.1", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/script:$ORIGIN")
 			},
-			want: "its dynamic loader {dir}/ld.so (PT_INTERP) is under /tmp, which the guest mounts over",
+			want: "its library {dir}/script/libfoo.so.1 (needed by {path}) is not an ELF file",
+		},
+		{
+			name: "DF_1_NODEFLIB",
+			build: func(t *testing.T) string {
+				prog, _ := fooProgram(t, "-Wl,-z,nodefaultlib")
+				return prog
+			},
+			want: "needs libc.so.6 (needed by {path}), which the host's loader cannot find: " +
+				"install it, or point LD_LIBRARY_PATH at its directory",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			path := tc.build(t)
-			b, err := Resolve(path)
+			r, err := newResolver()
+			assert.NilError(t, err)
+			if tc.standard != nil {
+				r.standard = tc.standard
+			}
+			b, err := r.binary(path, true)
 			assert.Check(t, is.Nil(b))
 			want := strings.ReplaceAll(tc.want, "{path}", path)
 			want = strings.ReplaceAll(want, "{dir}", filepath.Dir(path))
@@ -371,6 +503,135 @@ func TestResolveErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cEvil writes the marker file MARKER when run: a stand-in for a loader
+// of the daemon author's choice.
+const cEvil = `#include <stdio.h>
+int main(void) { FILE *f = fopen(MARKER, "w"); if (f) { fputs("ran\n", f); fclose(f); } return 0; }
+`
+
+// evilLoader builds, in a new directory outside /tmp (elfdeps once gave
+// up on a loader under /tmp before running it, not elsewhere), a program
+// that writes a marker file when run, and a program that names it as its
+// dynamic loader (PT_INTERP); it returns the program, the loader and the
+// marker's path.
+func evilLoader(t *testing.T) (prog, evil, marker string) {
+	dir := outsideTmp(t)
+	marker = filepath.Join(dir, "evil-ran")
+	evil = cc(t, dir, "evil", cEvil, fmt.Sprintf("-DMARKER=%q", marker))
+	prog = cc(t, dir, "daemon", "int main(void) { return 0; }", "-Wl,--dynamic-linker="+evil)
+	return prog, evil, marker
+}
+
+// Issue 21, row 1: nothing the daemon's ELF file names runs on the host.
+// elfdeps used to run the binary's PT_INTERP to list its libraries, so a
+// daemon linked with -Wl,--dynamic-linker=/var/tmp/x/evil ran evil, as
+// root. Its loader must be a standard one, which is read, not run.
+func TestResolveNeverRunsLoader(t *testing.T) {
+	prog, evil, marker := evilLoader(t)
+	b, err := Resolve(prog)
+	_, statErr := os.Stat(marker)
+	assert.Check(t, errors.Is(statErr, fs.ErrNotExist), "the loader the binary names ran: %v", statErr)
+	assert.Check(t, is.Nil(b))
+	assert.Check(t, is.ErrorContains(err, prog+": its dynamic loader "+evil+" (PT_INTERP) is none of the standard x86-64 loaders"))
+
+	// The marker is what evil leaves when it runs.
+	run(t, filepath.Dir(evil), nil, evil)
+	_, statErr = os.Stat(marker)
+	assert.Check(t, statErr, "evil leaves no marker: the test proves nothing")
+}
+
+// The host's LD_LIBRARY_PATH takes part, as it would for the host's loader
+// (before RUNPATH), and a note says so.
+func TestResolveLibraryPath(t *testing.T) {
+	prog, lib := chainProgram(t, "gcc", t.TempDir(), "--enable-new-dtags")
+	t.Setenv("LD_LIBRARY_PATH", "/nonexistent:"+lib)
+	b, err := Resolve(prog)
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(libNames(b), []string{"libbar.so.2", "libc.so.6", "libfoo.so.1", "libgcc_s.so.1"}))
+	assert.Check(t, is.Equal(b.Libs[2].Loaded, filepath.Join(lib, "libfoo.so.1")))
+	assert.Check(t, is.DeepEqual(b.Notes, []string{"the host's LD_LIBRARY_PATH=/nonexistent:" + lib + " took part in finding p's libraries"}))
+}
+
+// glibc's dynamic string tokens, as _dl_dst_substitute replaces them.
+func TestExpand(t *testing.T) {
+	r := &resolver{}
+	o := &object{origin: "/opt/app/bin"}
+	debian := &loader{kind: glibc, sysDirs: []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"}}
+	for _, tc := range []struct {
+		in, want string
+		l        *loader
+		drop     bool
+	}{
+		{in: "$ORIGIN/../lib", want: "/opt/app/bin/../lib"},
+		{in: "${ORIGIN}/lib", want: "/opt/app/bin/lib"},
+		{in: "$ORIGINAL/lib", want: "$ORIGINAL/lib"}, // another name: kept
+		{in: "/opt/$LIB/x:$PLATFORM", want: "/opt/lib/x86_64-linux-gnu/x:x86_64"},
+		{in: "/opt/${LIB}", l: &loader{kind: glibc, sysDirs: []string{"/lib64", "/usr/lib64"}}, want: "/opt/lib64"},
+		{in: "/opt/$LIB", l: &loader{kind: glibc}, drop: true}, // no value: glibc drops the path
+		{in: "/a$", want: "/a$"},
+		{in: "/a/${ORIGIN", want: "/a/${ORIGIN"},
+	} {
+		l := tc.l
+		if l == nil {
+			l = debian
+		}
+		got, ok := r.expand(tc.in, o, l)
+		assert.Check(t, is.Equal(ok, !tc.drop), tc.in)
+		if ok {
+			assert.Check(t, is.Equal(got, tc.want), tc.in)
+		}
+	}
+}
+
+// glibc's default directories are read from the loader's bytes.
+func TestGlibcSystemDirs(t *testing.T) {
+	for _, tc := range []struct {
+		name, data string
+		want       []string
+	}{
+		{"debian", "\x1a\x00\x00\x00\x05\x00\x00\x00/lib/x86_64-linux-gnu/\x00/usr/lib/x86_64-linux-gnu/\x00/lib/\x00/usr/lib/\x00\x00\x00",
+			[]string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"}},
+		{"fedora", "junk\x00/lib64/\x00/usr/lib64/\x00\x00", []string{"/lib64", "/usr/lib64"}},
+		{"found in the middle", "x\x00/opt/glibc/lib/\x00/lib64/\x00\x01", []string{"/opt/glibc/lib", "/lib64"}},
+		{"none", "/lib64 is not written so\x00", nil},
+	} {
+		assert.Check(t, is.DeepEqual(glibcSystemDirs([]byte(tc.data)), tc.want), tc.name)
+	}
+	// The host's loader says the same as ld.so --help (system search path).
+	data, err := os.ReadFile("/lib64/ld-linux-x86-64.so.2")
+	if err != nil {
+		t.Skipf("no glibc loader on the host: %v", err)
+	}
+	dirs := glibcSystemDirs(data)
+	assert.Check(t, len(dirs) > 0)
+	if _, err := os.Stat("/etc/debian_version"); err == nil {
+		assert.Check(t, is.DeepEqual(dirs[:2], []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"}))
+	}
+}
+
+// /etc/ld.so.conf as ldconfig reads it: includes (relative to the
+// including file, sorted), comments, hwcap lines, each directory once, an
+// include loop ended.
+func TestLdsoConf(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		p := filepath.Join(dir, name)
+		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		assert.NilError(t, os.WriteFile(p, []byte(text), 0o644))
+	}
+	write("ld.so.conf", "include ld.so.conf.d/*.conf\n/usr/local/lib # after the includes\n")
+	write("ld.so.conf.d/b.conf", "# multiarch\n/lib/x86_64-linux-gnu/\n\n/usr/lib/x86_64-linux-gnu\n")
+	write("ld.so.conf.d/a.conf", "/opt/a/lib\nhwcap 1 nosegneg\ninclude ../ld.so.conf\n/usr/local/lib\n")
+	write("ld.so.conf.d/c.txt", "/not/included\n")
+	got, err := ldsoConf(filepath.Join(dir, "ld.so.conf"))
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(got, []string{"/opt/a/lib", "/usr/local/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"}))
+
+	got, err = ldsoConf(filepath.Join(dir, "none.conf"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(got, 0))
 }
 
 func writeFile(name, content string) func(t *testing.T) string {
@@ -452,32 +713,6 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	assert.NilError(t, out.Close())
 }
 
-func TestParseTrace(t *testing.T) {
-	stdout := "\tlinux-vdso.so.1 (0x00007ffd5a1e2000)\n" +
-		"\tlibfuse3.so.3 => /lib/x86_64-linux-gnu/libfuse3.so.3 (0x00007f0c1c5d1000)\n" +
-		"\tlibfoo.so.1 => not found\n" +
-		"\t/lib64/ld-linux-x86-64.so.2 (0x00007f0c1c5f9000)\n" +
-		"\tstatically linked\n"
-	stderr := "/x/p: error while loading shared libraries: libbar.so.2: cannot open shared object file: No such file or directory\n" +
-		"Error loading shared library libbaz.so.3: No such file or directory (needed by /x/p)\n"
-	assert.DeepEqual(t, parseTrace(stdout, stderr), []traceLine{
-		{name: "libfuse3.so.3", path: "/lib/x86_64-linux-gnu/libfuse3.so.3"},
-		{name: "libfoo.so.1", missing: true},
-		{name: "/lib64/ld-linux-x86-64.so.2", path: "/lib64/ld-linux-x86-64.so.2"},
-		{name: "libbar.so.2", missing: true},
-		{name: "libbaz.so.3", missing: true},
-	}, cmpTrace)
-}
-
-func TestSystemDirs(t *testing.T) {
-	help := "Shared library search path:\n" +
-		"  (libraries located via /etc/ld.so.cache)\n" +
-		"  /opt/x (LD_LIBRARY_PATH)\n" +
-		"  /lib/x86_64-linux-gnu (system search path)\n" +
-		"  /usr/lib/x86_64-linux-gnu (system search path)\n"
-	assert.DeepEqual(t, systemDirs(help), map[string]bool{"/lib/x86_64-linux-gnu": true, "/usr/lib/x86_64-linux-gnu": true})
-}
-
 func TestScanFuse(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -515,12 +750,12 @@ func TestScanFuse(t *testing.T) {
 }
 
 var (
-	cmpTrace = cmp.AllowUnexported(traceLine{})
-	cmpFuse  = cmp.AllowUnexported(fuseNames{})
+	cmpFuse = cmp.AllowUnexported(fuseNames{})
 )
 
-// TestImports keeps the package doc's promise: the standard library,
-// golang.org/x/sys and u-root only.
+// TestImports keeps the package doc's promises: the standard library,
+// golang.org/x/sys and u-root only, and no os/exec (it runs nothing on the
+// host; issue 21).
 func TestImports(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	assert.NilError(t, err)
@@ -537,6 +772,7 @@ func TestImports(t *testing.T) {
 				strings.HasPrefix(p, "golang.org/x/sys/") ||
 				strings.HasPrefix(p, "github.com/u-root/")
 			assert.Check(t, ok, "%s imports %s", f, p)
+			assert.Check(t, p != "os/exec" && !strings.HasPrefix(p, "github.com/u-root/u-root/pkg/ldd"), "%s imports %s: elfdeps runs nothing", f, p)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -56,8 +55,8 @@ func (r *resolver) fusermount(b *Binary) {
 	}
 	if path == "" {
 		for _, n := range want {
-			p, err := exec.LookPath(n)
-			if err == nil && filepath.IsAbs(p) {
+			p := lookPath(n)
+			if p != "" {
 				path = p
 				break
 			}
@@ -86,6 +85,22 @@ func (r *resolver) fusermount(b *Binary) {
 		b.Notes = append(b.Notes, fmt.Sprintf("%s goes to %s in the guest, which is not on the guest's PATH", filepath.Base(path), path))
 	}
 	b.Fusermount = fm
+}
+
+// lookPath finds the executable file name on the host's PATH, as
+// exec.LookPath does, and returns its absolute path or "". (This package
+// imports no os/exec: it runs nothing.)
+func lookPath(name string) string {
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if !filepath.IsAbs(dir) {
+			continue // a relative entry would depend on where fusematrix runs
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
 }
 
 // scanFuse records in names every "fusermount3" and "fusermount" in the

@@ -2,31 +2,63 @@ package elfdeps
 
 import (
 	"bytes"
-	"context"
 	"debug/elf"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 )
 
-// loaderTimeout bounds each run of a loader (--version, --help, a trace).
-const loaderTimeout = 30 * time.Second
+// loaderKind is the C library a standard loader belongs to: it decides
+// the search order (glibc's or musl's).
+type loaderKind int
 
-// loader is a dynamic loader on the host, checked and asked once.
+const (
+	glibc loaderKind = iota + 1
+	musl
+)
+
+// standardLoaders are the only PT_INTERP paths accepted, and what each
+// is. The loader is copied into the guest, never run on the host: a
+// binary's PT_INTERP is chosen by whoever linked it
+// (-Wl,--dynamic-linker=/var/tmp/x/evil), so running it to list the
+// libraries (as ldd does) would run the daemon author's code on the host,
+// as root. These are the paths glibc's and musl's x86-64 ports give their
+// loaders; usr-merged hosts reach the same file through either.
+var standardLoaders = map[string]loaderKind{
+	"/lib64/ld-linux-x86-64.so.2":                    glibc,
+	"/usr/lib64/ld-linux-x86-64.so.2":                glibc,
+	"/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2":     glibc,
+	"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2": glibc,
+	"/lib/ld-musl-x86_64.so.1":                       musl,
+}
+
+// defaultDirs are the directories a loader searches last when its own
+// list cannot be read from it: Debian's multiarch directories, then the
+// classic 64-bit ones, then /lib and /usr/lib.
+var defaultDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
+
+// muslDefaultPath is musl's built-in system path, used without
+// /etc/ld-musl-x86_64.path (ldso/dynlink.c, sys_path).
+var muslDefaultPath = []string{"/lib", "/usr/local/lib", "/usr/lib"}
+
+// loader is a standard dynamic loader on the host, read (never run) once.
 type loader struct {
-	path    string          // PT_INTERP
-	glibc   bool            // honours LD_TRACE_LOADED_OBJECTS, prints "not found"
-	sysDirs map[string]bool // its own search directories, used without a cache
+	path   string // PT_INTERP
+	kind   loaderKind
+	soname string // its DT_SONAME: a DT_NEEDED of that name is the loader itself
+	id     fileID
+	// sysDirs are glibc's own search directories (system_dirs in
+	// elf/dl-load.c, as ld.so --help lists them), in order, read from the
+	// loader's bytes; nil when not found there. The guest's copy of the
+	// loader looks there without a cache, so a library found in one keeps
+	// its path in the guest.
+	sysDirs []string
 }
 
 // loader checks the loader at interp (the PT_INTERP of the executable at
-// path) and asks it what it is.
+// path): a standard path, an existing regular file, x86-64 ELF.
 func (r *resolver) loader(path, interp string) (*loader, error) {
 	if l, ok := r.loaders[interp]; ok {
 		return l, nil
@@ -34,8 +66,16 @@ func (r *resolver) loader(path, interp string) (*loader, error) {
 	fail := func(err error, format string, args ...any) (*loader, error) {
 		return nil, &Error{Path: path, Reason: fmt.Sprintf(format, args...), Err: err}
 	}
-	if d := hidden(interp); d != "" {
-		return fail(nil, "its dynamic loader %s (PT_INTERP) is under %s, which the guest mounts over", interp, d)
+	kind, ok := r.standard[interp]
+	if !ok {
+		std := make([]string, 0, len(r.standard))
+		for p := range r.standard {
+			std = append(std, p)
+		}
+		slices.Sort(std)
+		return fail(nil, "its dynamic loader %s (PT_INTERP) is none of the standard x86-64 loaders (%s), "+
+			"the only ones fusematrix copies into a guest (it never runs a binary's loader): link it against the host's C library, or statically",
+			interp, strings.Join(std, ", "))
 	}
 	fi, err := os.Stat(interp)
 	if errors.Is(err, os.ErrNotExist) {
@@ -47,291 +87,72 @@ func (r *resolver) loader(path, interp string) (*loader, error) {
 	if !fi.Mode().IsRegular() {
 		return fail(nil, "its dynamic loader %s (PT_INTERP) is not a regular file", interp)
 	}
-	ef, err := elf.Open(interp)
+	data, err := os.ReadFile(interp)
+	if err != nil {
+		return fail(err, "its dynamic loader %s (PT_INTERP): %v", interp, err)
+	}
+	ef, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
 		return fail(err, "its dynamic loader %s (PT_INTERP) is not an ELF file: %v", interp, err)
 	}
 	bad := wrongTarget(ef)
+	var soname string
+	if names, _ := ef.DynString(elf.DT_SONAME); len(names) > 0 {
+		soname = names[len(names)-1]
+	}
 	ef.Close()
 	if bad != "" {
 		return fail(nil, "its dynamic loader %s (PT_INTERP) is not an x86-64 Linux ELF file: %s", interp, bad)
 	}
-
-	l := &loader{path: interp, sysDirs: map[string]bool{}}
-	// glibc's ld.so prints "ld.so (Debian GLIBC 2.36-9+deb12u10) stable
-	// release version 2.36." and, since 2.33, its search path in --help.
-	if out, err := runLoader(nil, interp, "--version"); err == nil {
-		l.glibc = bytes.Contains(out, []byte("GLIBC")) || bytes.Contains(out, []byte("GNU C Library"))
-	}
-	if l.glibc {
-		if out, err := runLoader(nil, interp, "--help"); err == nil {
-			for d := range systemDirs(string(out)) {
-				l.sysDirs[d] = true
-			}
-		}
+	l := &loader{path: interp, kind: kind, soname: soname, id: idOf(fi)}
+	if kind == glibc {
+		l.sysDirs = glibcSystemDirs(data)
 	}
 	r.loaders[interp] = l
 	return l, nil
 }
 
-// systemDirs returns the "(system search path)" directories of glibc's
-// ld.so --help, e.g.
-//
-//	Shared library search path:
-//	  (libraries located via /etc/ld.so.cache)
-//	  /lib/x86_64-linux-gnu (system search path)
-func systemDirs(help string) map[string]bool {
-	dirs := map[string]bool{}
-	for _, line := range strings.Split(help, "\n") {
-		d, ok := strings.CutSuffix(strings.TrimSpace(line), " (system search path)")
-		if ok && filepath.IsAbs(d) {
-			dirs[filepath.Clean(d)] = true
+// glibcSystemDirs finds glibc's system_dirs in the loader's bytes: its
+// default directories as consecutive NUL-terminated strings, each ending
+// in "/" ("/lib/x86_64-linux-gnu/\0/usr/lib/x86_64-linux-gnu/\0/lib/\0
+// /usr/lib/\0" on Debian 12). It looks for one of defaultDirs so written
+// and takes the whole run of such strings around it; nil when there is
+// none.
+func glibcSystemDirs(data []byte) []string {
+	isDir := func(s []byte) bool {
+		if len(s) < 2 || len(s) > 256 || s[0] != '/' || s[len(s)-1] != '/' {
+			return false
 		}
-	}
-	return dirs
-}
-
-// runLoader runs the loader with args in an environment of env alone and
-// returns its standard output; an error carries its standard error.
-func runLoader(env []string, interp string, args ...string) ([]byte, error) {
-	out, _, err := runLoaderBoth(env, interp, args...)
-	return out, err
-}
-
-func runLoaderBoth(env []string, interp string, args ...string) (stdout, stderr []byte, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), loaderTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, interp, args...)
-	// Never nil: nothing inherited. The working directory is ours, so a
-	// relative LD_LIBRARY_PATH entry means the same to the loader and to
-	// filepath.Abs.
-	cmd.Env = append([]string{}, env...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s did not finish within %v", interp, loaderTimeout)
-	}
-	return o.Bytes(), e.Bytes(), err
-}
-
-// traceLine is one object of a loader's trace.
-type traceLine struct {
-	name    string // what was searched for
-	path    string // where it was found, "" when not found
-	missing bool
-}
-
-// parseTrace reads a loader's trace (glibc's LD_TRACE_LOADED_OBJECTS or
-// --list, musl's --list) and its standard error:
-//
-//	linux-vdso.so.1 (0x00007ffd…)                                  skipped
-//	libfuse3.so.3 => /lib/x86_64-linux-gnu/libfuse3.so.3 (0x…)
-//	libfoo.so.1 => not found
-//	/lib64/ld-linux-x86-64.so.2 (0x…)                              an absolute name
-//	…: error while loading shared libraries: libfoo.so.1: cannot open shared object file…   (glibc --list)
-//	Error loading shared library libfoo.so.1: No such file or directory (needed by …)       (musl)
-func parseTrace(stdout, stderr string) []traceLine {
-	var lines []traceLine
-	seen := map[string]bool{}
-	addLine := func(l traceLine) {
-		if !seen[l.name] {
-			seen[l.name] = true
-			lines = append(lines, l)
-		}
-	}
-	stripAddr := func(s string) string {
-		if i := strings.LastIndex(s, " (0x"); i >= 0 && strings.HasSuffix(s, ")") {
-			s = s[:i]
-		}
-		return strings.TrimSpace(s)
-	}
-	for _, line := range strings.Split(stdout, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		if name, rest, ok := strings.Cut(line, " => "); ok {
-			name = strings.TrimSpace(name)
-			rest = stripAddr(rest)
-			switch {
-			case rest == "not found":
-				addLine(traceLine{name: name, missing: true})
-			case rest != "" && !strings.HasPrefix(rest, "("):
-				addLine(traceLine{name: name, path: rest})
+		for _, c := range s {
+			if !isPathByte(c) {
+				return false
 			}
+		}
+		return true
+	}
+	for _, d := range defaultDirs {
+		i := bytes.Index(data, []byte("\x00"+d+"/\x00"))
+		if i < 0 {
 			continue
 		}
-		if p := stripAddr(line); filepath.IsAbs(p) {
-			addLine(traceLine{name: p, path: p})
-		}
-	}
-	for _, line := range strings.Split(stderr, "\n") {
-		var name string
-		if _, rest, ok := strings.Cut(line, "error while loading shared libraries: "); ok {
-			name, _, _ = strings.Cut(rest, ": ")
-		} else if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Error loading shared library "); ok {
-			name, _, _ = strings.Cut(rest, ": ")
-		}
-		if name = strings.TrimSpace(name); name != "" {
-			addLine(traceLine{name: name, missing: true})
-		}
-	}
-	return lines
-}
-
-// dynamic finds b's libraries with its loader and lays them out.
-func (r *resolver) dynamic(b *Binary, path string) error {
-	l, err := r.loader(path, b.Interp)
-	if err != nil {
-		return err
-	}
-	var env []string
-	if v, ok := os.LookupEnv("LD_LIBRARY_PATH"); ok && v != "" {
-		env = append(env, "LD_LIBRARY_PATH="+v)
-		b.Notes = append(b.Notes, fmt.Sprintf("the host's LD_LIBRARY_PATH=%s took part in finding %s's libraries", v, filepath.Base(b.Path)))
-	}
-	// The real path, as the kernel would run it: glibc takes the main
-	// program's $ORIGIN from /proc/self/exe, which has symlinks resolved.
-	var stdout, stderr []byte
-	if l.glibc {
-		stdout, stderr, err = runLoaderBoth(append(env, "LD_TRACE_LOADED_OBJECTS=1"), l.path, b.Real)
-	} else {
-		stdout, stderr, err = runLoaderBoth(env, l.path, "--list", b.Real)
-	}
-	trace := parseTrace(string(stdout), string(stderr))
-	var missing []string
-	for _, t := range trace {
-		if t.missing {
-			missing = append(missing, t.name)
-		}
-	}
-	if err != nil && len(missing) == 0 {
-		return &Error{Path: path, Err: err, Reason: fmt.Sprintf("its loader %s could not list its libraries: %v: %s",
-			l.path, err, strings.TrimSpace(string(stderr)))}
-	}
-
-	realInterp, err := filepath.EvalSymlinks(l.path)
-	if err != nil {
-		return &Error{Path: path, Reason: err.Error(), Err: err}
-	}
-	for _, t := range trace {
-		if t.missing {
-			continue
-		}
-		loaded, err := filepath.Abs(t.path)
-		if err != nil {
-			return &Error{Path: path, Reason: err.Error(), Err: err}
-		}
-		host, err := filepath.EvalSymlinks(loaded)
-		if err != nil {
-			return &Error{Path: path, Err: err, Reason: fmt.Sprintf("its library %s: %v", loaded, err)}
-		}
-		if loaded == l.path || host == realInterp {
-			continue // the loader itself: the kernel maps it, at Interp
-		}
-		fi, err := os.Stat(host)
-		if err != nil || !fi.Mode().IsRegular() {
-			return &Error{Path: path, Err: err, Reason: fmt.Sprintf("its library %s is not a regular file", loaded)}
-		}
-		lib := Lib{Name: t.name, Loaded: loaded, File: File{Host: host, Mode: fi.Mode().Perm() | 0o444}}
-		switch {
-		case strings.Contains(t.name, "/"):
-			// A DT_NEEDED path: the loader opens it as is, no search.
-			lib.Guest = loaded
-			if d := hidden(loaded); d != "" {
-				return &Error{Path: path, Reason: fmt.Sprintf("needs %s by its path, which is under %s, which the guest mounts over", loaded, d)}
+		start := i + 1
+		for start > 1 { // back over the entries before it
+			j := bytes.LastIndexByte(data[:start-1], 0) + 1
+			if !isDir(data[j : start-1]) {
+				break
 			}
-		case l.sysDirs[filepath.Dir(loaded)] && filepath.Base(loaded) == t.name:
-			// Where the guest's loader looks without LD_LIBRARY_PATH or a cache.
-			lib.Guest = loaded
-		default:
-			lib.Guest = GuestLibDir + "/" + t.name
+			start = j
 		}
-		b.Libs = append(b.Libs, lib)
-	}
-	if len(missing) > 0 {
-		return missingError(b, path, missing)
-	}
-	if l.glibc {
-		r.runtimeLibs(b, l)
+		var dirs []string
+		for p := start; p < len(data); {
+			n := bytes.IndexByte(data[p:], 0)
+			if n < 0 || !isDir(data[p:p+n]) {
+				break
+			}
+			dirs = append(dirs, strings.TrimSuffix(string(data[p:p+n]), "/"))
+			p += n + 1
+		}
+		return dirs
 	}
 	return nil
-}
-
-// glibcDlopens are libraries glibc itself opens at run time, which no
-// DT_NEEDED names: libgcc_s for pthread_cancel and stack unwinding (a
-// libfuse daemon's threads are cancelled at unmount, and without it
-// glibc aborts: "libgcc_s.so.1 must be installed for pthread_cancel to
-// work").
-var glibcDlopens = []string{"libgcc_s.so.1"}
-
-// runtimeLibs adds glibcDlopens to a program linked against glibc's libc,
-// from the loader's own directories, where the guest's loader looks too.
-func (r *resolver) runtimeLibs(b *Binary, l *loader) {
-	if !slices.ContainsFunc(b.Libs, func(lib Lib) bool { return lib.Name == "libc.so.6" }) {
-		return
-	}
-	dirs := slices.Sorted(maps.Keys(l.sysDirs))
-	for _, name := range glibcDlopens {
-		if slices.ContainsFunc(b.Libs, func(lib Lib) bool { return lib.Name == name }) {
-			continue
-		}
-		found := false
-		for _, d := range dirs {
-			loaded := filepath.Join(d, name)
-			host, err := filepath.EvalSymlinks(loaded)
-			if err != nil {
-				continue
-			}
-			fi, err := os.Stat(host)
-			if err != nil || !fi.Mode().IsRegular() {
-				continue
-			}
-			b.Libs = append(b.Libs, Lib{Name: name, Loaded: loaded, File: File{Guest: loaded, Host: host, Mode: fi.Mode().Perm() | 0o444}})
-			found = true
-			break
-		}
-		if !found {
-			b.Notes = append(b.Notes, fmt.Sprintf("glibc opens %s at run time (thread cancellation, unwinding), and the host has none in %s: the daemon may abort when its threads are cancelled",
-				name, strings.Join(dirs, ", ")))
-		}
-	}
-}
-
-// missingError names every library the loader could not find and the
-// objects that need each one (their DT_NEEDED).
-func missingError(b *Binary, path string, missing []string) error {
-	type object struct{ shown, file string }
-	objects := []object{{b.Path, b.Real}}
-	for _, l := range b.Libs {
-		objects = append(objects, object{l.Loaded, l.Host})
-	}
-	neededBy := map[string][]string{}
-	for _, o := range objects {
-		ef, err := elf.Open(o.file)
-		if err != nil {
-			continue
-		}
-		needed, _ := ef.DynString(elf.DT_NEEDED)
-		ef.Close()
-		for _, n := range needed {
-			neededBy[n] = append(neededBy[n], o.shown)
-		}
-	}
-	parts := make([]string, len(missing))
-	for i, m := range missing {
-		parts[i] = m
-		if by := neededBy[m]; len(by) > 0 {
-			parts[i] += " (needed by " + strings.Join(by, ", ") + ")"
-		}
-	}
-	var reason string
-	if len(parts) == 1 {
-		reason = fmt.Sprintf("needs %s, which the host's loader cannot find: install it, or point LD_LIBRARY_PATH at its directory", parts[0])
-	} else {
-		reason = fmt.Sprintf("needs %s and %s, which the host's loader cannot find: install them, or point LD_LIBRARY_PATH at their directories",
-			strings.Join(parts[:len(parts)-1], ", "), parts[len(parts)-1])
-	}
-	return &Error{Path: path, Reason: reason}
 }

@@ -20,9 +20,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // rule is one expectation: judge looks at a kernel that ran to completion
@@ -277,7 +277,7 @@ func describe(r *results.Result) string {
 	if r.Reason == "" {
 		return "status " + string(r.Status)
 	}
-	return fmt.Sprintf("status %s: %s", r.Status, report.Truncate(r.Reason, 200))
+	return fmt.Sprintf("status %s: %s", r.Status, inert.Truncate(r.Reason, 200))
 }
 
 // ioUringFeature is the FUSE io_uring transport. "disabled" (the
@@ -330,7 +330,7 @@ func (f featuresFact) observe(k *results.Kernel) (bool, string, string) {
 	}
 	present, ok := f.values[obs]
 	if !ok {
-		return false, "", fmt.Sprintf("fuse-features reported %s %q, which is %s", f.key, report.Truncate(obs, 40), f.known)
+		return false, "", fmt.Sprintf("fuse-features reported %s %q, which is %s", f.key, inert.Truncate(obs, 40), f.known)
 	}
 	return present, obs, ""
 }

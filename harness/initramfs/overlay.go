@@ -51,8 +51,8 @@ const (
 // dst. Parent directories of the files that base lacks are created (mode
 // 0755); directories base already has are not repeated, because the kernel
 // would apply the overlay's mode to them (base's /tmp is 0777). A parent
-// that is a non-directory in base, or a file that is a directory there, is
-// an error: the kernel would replace the base entry. dst is written to a
+// that is a non-directory in base, or a file that base already has, as a
+// directory or not, is an error: the kernel would replace the base entry. dst is written to a
 // temporary file next to it and renamed, so it is either old or complete.
 //
 // The kernel (init/initramfs.c, unpack_to_rootfs and do_reset) skips NUL
@@ -88,8 +88,15 @@ func Overlay(ctx context.Context, base, dst string, files []File) (err error) {
 		}
 	}
 	for _, f := range files {
-		if m, ok := baseModes[strings.TrimPrefix(f.Path, "/")]; ok && m&modeTypeMask == modeDir {
+		m, ok := baseModes[strings.TrimPrefix(f.Path, "/")]
+		switch {
+		case !ok:
+		case m&modeTypeMask == modeDir:
 			return fmt.Errorf("overlay: %s is a directory in base %s", f.Path, base)
+		default:
+			// The base's own file (u-root's init, its busybox, the agent's
+			// flags): the overlay would replace it, which no caller means to.
+			return fmt.Errorf("overlay: %s is already in base %s", f.Path, base)
 		}
 	}
 

@@ -179,6 +179,10 @@ func TestOverlayRejects(t *testing.T) {
 		{name: "file is another file's parent", files: []File{BytesFile("/a", nil, 0o644), BytesFile("/a/b", nil, 0o644)}, want: "both a file and a directory"},
 		{name: "parent is a symlink in base", files: []File{BytesFile("/bin/uinit/x", nil, 0o644)}, want: "/bin/uinit is not a directory in base"},
 		{name: "file replaces a base directory", files: []File{BytesFile("/tmp", nil, 0o644)}, want: "/tmp is a directory in base"},
+		// Issue 21, row 8: a base file is never replaced (the daemon
+		// command refuses such a file first, naming it; this is the net).
+		{name: "file replaces a base file", files: []File{BytesFile("/init", nil, 0o755)}, want: "overlay: /init is already in base"},
+		{name: "file replaces a base symlink", files: []File{BytesFile("/bin/uinit", nil, 0o755)}, want: "overlay: /bin/uinit is already in base"},
 		{name: "open fails", files: []File{{Path: "/x", Mode: 0o644, Open: func() (io.ReadCloser, error) {
 			return nil, errors.New("no such module")
 		}}}, want: "/x: no such module"},

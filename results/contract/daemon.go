@@ -37,8 +37,8 @@ const DaemonPassthrough ID = "passthrough"
 // DefaultMountWait is how long a daemon gets to mount.
 const DefaultMountWait = 20 * time.Second
 
-// Daemon describes a user's FUSE daemon as the guest runs it.
-type Daemon struct {
+// DaemonSpec describes a user's FUSE daemon as the guest runs it.
+type DaemonSpec struct {
 	// Name is the daemon's name in result ids: daemon/<name>/…
 	Name string `json:"name"`
 	// Path is the binary's path in the guest.
@@ -65,7 +65,7 @@ var placeholderLike = regexp.MustCompile(`\{[A-Za-z_][A-Za-z0-9_-]{1,31}\}`)
 var daemonName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
 
 // Check reports what makes d unusable.
-func (d *Daemon) Check() error {
+func (d *DaemonSpec) Check() error {
 	var errs []error
 	if !daemonName.MatchString(d.Name) {
 		errs = append(errs, fmt.Errorf("daemon name %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", d.Name))
@@ -77,14 +77,35 @@ func (d *Daemon) Check() error {
 		errs = append(errs, err)
 	}
 	for _, e := range d.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			errs = append(errs, fmt.Errorf("daemon environment %q: not KEY=VALUE", e))
+		if err := CheckEnv(e); err != nil {
+			errs = append(errs, fmt.Errorf("daemon environment %q: %w", e, err))
 		}
 	}
 	if d.MountWait < 0 || d.MountWait > 600 {
 		errs = append(errs, fmt.Errorf("daemon mount wait %vs: want 0 to 600", d.MountWait))
 	}
 	return errors.Join(errs...)
+}
+
+// envName is what a shell takes for a variable name (POSIX, "Name").
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// CheckEnv reports what makes e unusable as an entry of a daemon's
+// environment: it must be KEY=VALUE, KEY a variable name (letters, digits
+// and '_', not starting with a digit), and hold no NUL byte, which no
+// environment can. A key such as "A B" (from "env = A B=x") would reach
+// the daemon as a variable no program can read.
+func CheckEnv(e string) error {
+	k, v, ok := strings.Cut(e, "=")
+	switch {
+	case !ok:
+		return errors.New("want KEY=VALUE")
+	case !envName.MatchString(k):
+		return fmt.Errorf("%q is not a variable name (letters, digits and '_', not starting with a digit)", k)
+	case strings.ContainsRune(v, 0):
+		return errors.New("a NUL byte in the value")
+	}
+	return nil
 }
 
 // CheckArgs reports what makes args unusable as a daemon's arguments: no
@@ -107,12 +128,12 @@ func CheckArgs(args []string) error {
 
 // Backed says whether the daemon shows a backing directory; one that only
 // takes a mount point (a NOOP server) cannot be checked against one.
-func (d *Daemon) Backed() bool {
+func (d *DaemonSpec) Backed() bool {
 	return slices.ContainsFunc(d.Args, func(a string) bool { return strings.Contains(a, PlaceholderBacking) })
 }
 
 // Argv is the daemon's arguments with the placeholders replaced.
-func (d *Daemon) Argv(backing, mnt string) []string {
+func (d *DaemonSpec) Argv(backing, mnt string) []string {
 	r := strings.NewReplacer(PlaceholderBacking, backing, PlaceholderMount, mnt)
 	out := make([]string, len(d.Args))
 	for i, a := range d.Args {
@@ -122,19 +143,19 @@ func (d *Daemon) Argv(backing, mnt string) []string {
 }
 
 // Wait is how long the daemon gets to mount.
-func (d *Daemon) Wait() time.Duration {
+func (d *DaemonSpec) Wait() time.Duration {
 	if d.MountWait <= 0 {
 		return DefaultMountWait
 	}
 	return time.Duration(d.MountWait * float64(time.Second))
 }
 
-// ParseDaemon reads a Daemon written by the host, bounded and checked.
-func ParseDaemon(b []byte) (*Daemon, error) {
+// ParseDaemonSpec reads a Daemon written by the host, bounded and checked.
+func ParseDaemonSpec(b []byte) (*DaemonSpec, error) {
 	if len(b) > 1<<20 {
 		return nil, errors.New("daemon description: larger than 1 MiB")
 	}
-	var d Daemon
+	var d DaemonSpec
 	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("daemon description: %w", err)
 	}

@@ -10,27 +10,29 @@ import (
 )
 
 func TestDaemonCheck(t *testing.T) {
-	good := Daemon{Name: "gcsfuse-2.1", Path: "/fusematrix/daemon/gcsfuse", Args: []string{"-f", "{backing}", "{mnt}"}}
+	good := DaemonSpec{Name: "gcsfuse-2.1", Path: "/fusematrix/daemon/gcsfuse", Args: []string{"-f", "{backing}", "{mnt}"}}
 	assert.NilError(t, good.Check())
 	json := good
 	json.Args = []string{"-o", `opts={"cache":{"ttl":5}}`, "{mnt}"}
 	assert.NilError(t, json.Check(), "braces that are no placeholder")
 	for _, tc := range []struct {
 		name string
-		edit func(*Daemon)
+		edit func(*DaemonSpec)
 		want string
 	}{
-		{"slash in name", func(d *Daemon) { d.Name = "a/b" }, `daemon name "a/b"`},
-		{"empty name", func(d *Daemon) { d.Name = "" }, `daemon name ""`},
-		{"relative path", func(d *Daemon) { d.Path = "gcsfuse" }, "not absolute"},
-		{"no mount point", func(d *Daemon) { d.Args = []string{"{backing}"} }, "none holds {mnt}"},
-		{"environment", func(d *Daemon) { d.Env = []string{"=x"} }, "not KEY=VALUE"},
-		{"wait", func(d *Daemon) { d.MountWait = 601 }, "want 0 to 600"},
-		{"typo", func(d *Daemon) { d.Args = []string{"-o", "source={backng}", "{mnt}"} }, `daemon argument "source={backng}": unknown placeholder {backng} (known: {backing}, {mnt})`},
-		{"mount point misnamed", func(d *Daemon) { d.Args = []string{"{mount}"} }, "unknown placeholder {mount}"},
-		{"capitalised", func(d *Daemon) { d.Args = []string{"{Backing}", "{mnt}"} }, "unknown placeholder {Backing}"},
-		{"underscore", func(d *Daemon) { d.Args = []string{"{backing_dir}", "{mnt}"} }, "unknown placeholder {backing_dir}"},
-		{"digit", func(d *Daemon) { d.Args = []string{"{mnt2}", "{mnt}"} }, "unknown placeholder {mnt2}"},
+		{"slash in name", func(d *DaemonSpec) { d.Name = "a/b" }, `daemon name "a/b"`},
+		{"empty name", func(d *DaemonSpec) { d.Name = "" }, `daemon name ""`},
+		{"relative path", func(d *DaemonSpec) { d.Path = "gcsfuse" }, "not absolute"},
+		{"no mount point", func(d *DaemonSpec) { d.Args = []string{"{backing}"} }, "none holds {mnt}"},
+		{"environment", func(d *DaemonSpec) { d.Env = []string{"x"} }, `daemon environment "x": want KEY=VALUE`},
+		{"environment without a key", func(d *DaemonSpec) { d.Env = []string{"=x"} }, `daemon environment "=x": "" is not a variable name`},
+		{"environment key with a blank", func(d *DaemonSpec) { d.Env = []string{"A B=x"} }, `daemon environment "A B=x": "A B" is not a variable name`},
+		{"wait", func(d *DaemonSpec) { d.MountWait = 601 }, "want 0 to 600"},
+		{"typo", func(d *DaemonSpec) { d.Args = []string{"-o", "source={backng}", "{mnt}"} }, `daemon argument "source={backng}": unknown placeholder {backng} (known: {backing}, {mnt})`},
+		{"mount point misnamed", func(d *DaemonSpec) { d.Args = []string{"{mount}"} }, "unknown placeholder {mount}"},
+		{"capitalised", func(d *DaemonSpec) { d.Args = []string{"{Backing}", "{mnt}"} }, "unknown placeholder {Backing}"},
+		{"underscore", func(d *DaemonSpec) { d.Args = []string{"{backing_dir}", "{mnt}"} }, "unknown placeholder {backing_dir}"},
+		{"digit", func(d *DaemonSpec) { d.Args = []string{"{mnt2}", "{mnt}"} }, "unknown placeholder {mnt2}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := good
@@ -41,23 +43,23 @@ func TestDaemonCheck(t *testing.T) {
 }
 
 func TestDaemonArgv(t *testing.T) {
-	d := Daemon{Args: []string{"-o", "source={backing}", "{mnt}"}}
+	d := DaemonSpec{Args: []string{"-o", "source={backing}", "{mnt}"}}
 	assert.DeepEqual(t, d.Argv("/b", "/m"), []string{"-o", "source=/b", "/m"})
 	assert.Check(t, d.Backed())
-	assert.Check(t, !(&Daemon{Args: []string{"{mnt}"}}).Backed())
-	assert.Equal(t, (&Daemon{}).Wait(), DefaultMountWait)
-	assert.Equal(t, (&Daemon{MountWait: 1.5}).Wait(), 1500*time.Millisecond)
+	assert.Check(t, !(&DaemonSpec{Args: []string{"{mnt}"}}).Backed())
+	assert.Equal(t, (&DaemonSpec{}).Wait(), DefaultMountWait)
+	assert.Equal(t, (&DaemonSpec{MountWait: 1.5}).Wait(), 1500*time.Millisecond)
 }
 
 func TestParseDaemon(t *testing.T) {
-	d, err := ParseDaemon([]byte(`{"name":"x","path":"/x","args":["{mnt}"],"passthrough":true}`))
+	d, err := ParseDaemonSpec([]byte(`{"name":"x","path":"/x","args":["{mnt}"],"passthrough":true}`))
 	assert.NilError(t, err)
 	assert.Check(t, d.Passthrough)
-	_, err = ParseDaemon([]byte(`{"name":"x","path":"/x","args":["{backing}"]}`))
+	_, err = ParseDaemonSpec([]byte(`{"name":"x","path":"/x","args":["{backing}"]}`))
 	assert.ErrorContains(t, err, "none holds {mnt}")
-	_, err = ParseDaemon([]byte(`{"name":`))
+	_, err = ParseDaemonSpec([]byte(`{"name":`))
 	assert.ErrorContains(t, err, "daemon description")
-	_, err = ParseDaemon([]byte(strings.Repeat(" ", 1<<20+1)))
+	_, err = ParseDaemonSpec([]byte(strings.Repeat(" ", 1<<20+1)))
 	assert.ErrorContains(t, err, "larger than 1 MiB")
 }
 

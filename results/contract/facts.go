@@ -1,6 +1,10 @@
 package contract
 
-import "github.com/fusematrix/fusematrix/results"
+import (
+	"strings"
+
+	"github.com/fusematrix/fusematrix/results"
+)
 
 // Fact names an entry of Result.Facts that the host reads.
 type Fact string
@@ -126,5 +130,87 @@ const (
 	MetricRatioLibfuseNoop Metric = "ratio_libfuse_noop"
 )
 
+// What else a benchmark cell's runs cost per GiB moved: guest-wide busy
+// CPU and context switches, and for a FUSE mode the server's CPU, the
+// daemon's read(2) calls and context switches (when the kernel accounts
+// them) and the requests it served (when it counts them).
+const (
+	MetricCPU             Metric = "cpu_s_per_gib"
+	MetricCtxsw           Metric = "ctxsw_per_gib"
+	MetricServerCPU       Metric = "server_cpu_s_per_gib"
+	MetricDaemonReadCalls Metric = "daemon_read_calls_per_gib"
+	MetricDaemonCtxsw     Metric = "daemon_ctxsw_per_gib"
+	MetricDaemonRequests  Metric = "daemon_requests_per_gib"
+)
+
+// RatioTo is a cell's ratio to the same op and block size through m:
+// for a pair mode the median of the run-by-run ratios (with RatioTo(m)
+// plus "_min" and "_max" their spread), for a base the ratio of the
+// medians.
+func RatioTo(m Mode) Metric { return Metric("ratio_" + strings.ReplaceAll(string(m), "-", "_")) }
+
+// Compared says what a cell of mode m is given as a ratio to: pairs, the
+// modes that run right before each of its runs, and bases, modes measured
+// earlier in the same run. scenarios/bench measures by its own table of
+// modes; its TestMetricsInContract holds the two together, since a
+// predicate may name only what this package lists (Metrics).
+func (m Mode) Compared() (pairs, bases []Mode) {
+	if _, ok := m.Daemon(); ok {
+		return []Mode{Native}, []Mode{Noop, Passthrough}
+	}
+	switch m {
+	case LibfuseNoop, Classic:
+		return []Mode{Native}, nil
+	case Noop:
+		return []Mode{Native, LibfuseNoop}, nil
+	case Passthrough:
+		return []Mode{Native}, []Mode{Noop}
+	case PassthroughNoXattr:
+		return []Mode{Native}, []Mode{Noop, Passthrough}
+	}
+	return nil, nil
+}
+
 // MBPS is seq-read's metric for one mode: MB/s through it.
 func MBPS(m Mode) Metric { return Metric(string(m) + "_mbps") }
+
+// SeqReadRatio is seq-read's metric for a mode other than native: its
+// MB/s over native's.
+func SeqReadRatio(m Mode) Metric { return Metric(string(m) + "_ratio") }
+
+// SeqReadModes are the modes seq-read measures (MBPS, SeqReadRatio).
+var SeqReadModes = []Mode{Native, Noop, Classic, Passthrough}
+
+// Metrics lists the metrics check id can report: what a predicate may
+// compare (bisect refuses any other before it boots). A check that
+// reports none has none.
+func Metrics(id ID) []Metric {
+	if id == SeqRead {
+		var out []Metric
+		for _, m := range SeqReadModes {
+			out = append(out, MBPS(m))
+			if m != Native {
+				out = append(out, SeqReadRatio(m))
+			}
+		}
+		return out
+	}
+	c, ok := ParseCell(id)
+	if !ok {
+		return nil
+	}
+	out := []Metric{MetricMedian, MetricMin, MetricMax, MetricCPU, MetricCtxsw}
+	if c.Mode == Native {
+		// Its own ratio, 1 by definition, from no pair.
+		return append(out, RatioTo(Native))
+	}
+	out = append(out, MetricServerCPU, MetricDaemonReadCalls, MetricDaemonCtxsw, MetricDaemonRequests)
+	pairs, bases := c.Mode.Compared()
+	for _, p := range pairs {
+		out = append(out, RatioTo(p), RatioTo(p)+"_min", RatioTo(p)+"_max")
+	}
+	for _, b := range bases {
+		out = append(out, RatioTo(b))
+	}
+	return out
+}

@@ -14,6 +14,7 @@ package predicate
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -46,6 +47,9 @@ const (
 
 // ops in the order the parser tries them: two-character ones first.
 var ops = []Op{Ne, Le, Ge, Eq, Lt, Gt}
+
+// opChars are the characters ops are made of; no value starts with one.
+const opChars = "=!<>"
 
 // Predicate is one parsed condition.
 type Predicate struct {
@@ -85,6 +89,12 @@ func Parse(text string) (*Predicate, error) {
 	}
 	if left == "" || p.Value == "" {
 		return nil, bad("nothing on one side of %s", p.Op)
+	}
+	// "fuse-init.protocol=>7.41" would read as = with the value ">7.41",
+	// which no kernel reports: a silent "old" on every kernel instead of
+	// the >= that was meant.
+	if strings.ContainsAny(p.Value[:1], opChars) {
+		return nil, bad("the value %q after %s starts with an operator character: write one comparison, one of = != < <= > >= (>= rather than =>)", p.Value, p.Op)
 	}
 	checks := known()
 	switch id, metric, isMetric := strings.Cut(left, ":"); {
@@ -130,8 +140,17 @@ func Parse(text string) (*Predicate, error) {
 		if p.Kind != results.Benchmark {
 			return nil, bad("%s is a %s: only benchmarks report metrics", p.ID, p.Kind)
 		}
-		if _, err := strconv.ParseFloat(p.Value, 64); err != nil {
+		v, err := strconv.ParseFloat(p.Value, 64)
+		if err != nil {
 			return nil, bad("%q is not a number", p.Value)
+		}
+		// Every comparison with NaN is false, and none with an infinity
+		// separates two kernels: either makes every kernel "old".
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, bad("%q is not a finite number", p.Value)
+		}
+		if err := knownMetric(p.ID, p.Key); err != nil {
+			return nil, bad("%v", err)
 		}
 	}
 	if p.Form == Fact && p.Op != Eq && p.Op != Ne {
@@ -184,6 +203,19 @@ func knownFact(id contract.ID, key string) error {
 		names[i] = string(f)
 	}
 	return fmt.Errorf("%s reports no fact %q; it reports %s", id, key, strings.Join(names, ", "))
+}
+
+// knownMetric says why id reports no metric called key, or nil.
+func knownMetric(id contract.ID, key string) error {
+	ms := contract.Metrics(id)
+	if slices.Contains(ms, contract.Metric(key)) {
+		return nil
+	}
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = string(m)
+	}
+	return fmt.Errorf("%s reports no metric %q; it reports %s", id, key, strings.Join(names, ", "))
 }
 
 // dotted reads "7.41" or "256" as whole numbers to compare in order, the
@@ -275,6 +307,13 @@ func (p *Predicate) Judge(k *results.Kernel) (Verdict, string) {
 		ev := fmt.Sprintf("%s: %s", p.ID, r.Status)
 		if r.Reason != "" {
 			ev += " (" + r.Reason + ")"
+		}
+		// An error (a setup that timed out, a mount that failed) means the
+		// check did not get as far as testing anything: it is no more
+		// "not a pass" than it is a pass. Only a predicate about errors
+		// themselves can read it.
+		if r.Status == results.Error && p.Value != string(results.Error) {
+			return Unknown, ev + ": an error says nothing of " + p.Text
 		}
 		return verdict(p.Op.holds(strings.Compare(string(r.Status), p.Value))), ev
 	case Fact:

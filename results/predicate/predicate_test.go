@@ -29,6 +29,10 @@ func TestParse(t *testing.T) {
 		{"expect/passthrough-works=fail", Status, contract.ExpectPassthroughWorks, "", Eq, "fail"},
 		{"bench/read/passthrough/131072:ratio_native<0.8", Metric, "bench/read/passthrough/131072", "ratio_native", Lt, "0.8"},
 		{"bench/write/noop/4096:mbps_median<=12.5", Metric, "bench/write/noop/4096", "mbps_median", Le, "12.5"},
+		{"bench/read/noop/4096:ratio_libfuse_noop_min>0.5", Metric, "bench/read/noop/4096", "ratio_libfuse_noop_min", Gt, "0.5"},
+		{"bench/write/passthrough-noxattr/1048576:ratio_passthrough<1", Metric, "bench/write/passthrough-noxattr/1048576", "ratio_passthrough", Lt, "1"},
+		{"seq-read:passthrough_ratio<0.9", Metric, contract.SeqRead, "passthrough_ratio", Lt, "0.9"},
+		{"bench/read/noop/4096:ratio_native>-1e-3", Metric, "bench/read/noop/4096", "ratio_native", Gt, "-1e-3"},
 	} {
 		t.Run(tc.text, func(t *testing.T) {
 			p, err := Parse(tc.text)
@@ -57,6 +61,23 @@ func TestParseErrors(t *testing.T) {
 		{"fuse-init:protocol<1", "fuse-init is a probe: only benchmarks report metrics"},
 		{"bench/read/passthrough/131072:ratio_native<fast", `"fast" is not a number`},
 		{"bench/read/nosuch/131072:ratio_native<1", `no check has the id "bench/read/nosuch/131072"`},
+		// Issue 21 row 5: each of these was accepted, and a bisection
+		// booted its ends before it could only say "old" everywhere.
+		{"fuse-init.protocol=>7.41", `the value ">7.41" after = starts with an operator character`},
+		{"fuse-init.protocol>==7.41", `the value "=7.41" after >= starts with an operator character`},
+		{"fuse-init.protocol=<7.41", "starts with an operator character"},
+		{"passthrough-ioctl.o_path=!ok", "starts with an operator character"},
+		{"pt/integrity==fail", "starts with an operator character"},
+		{"bench/read/passthrough/131072:ratio_native<>0.8", "starts with an operator character"},
+		{"bench/read/passthrough/131072:no_such_metric<0.8", `bench/read/passthrough/131072 reports no metric "no_such_metric"; it reports mbps_median`},
+		{"bench/read/native/4096:ratio_noop<1", `reports no metric "ratio_noop"`},
+		{"bench/read/passthrough/131072:ratio_noop_min<1", `reports no metric "ratio_noop_min"`},
+		{"seq-read:mbps_median<1", `seq-read reports no metric "mbps_median"; it reports native_mbps`},
+		{"bench/read/passthrough/131072:ratio_native<NaN", `"NaN" is not a finite number`},
+		{"bench/read/passthrough/131072:ratio_native<nan", "not a finite number"},
+		{"bench/read/passthrough/131072:ratio_native<Inf", "not a finite number"},
+		{"bench/read/passthrough/131072:ratio_native>-Infinity", "not a finite number"},
+		{"bench/read/passthrough/131072:ratio_native<1e400", "is not a number"},
 	} {
 		t.Run(tc.text, func(t *testing.T) {
 			_, err := Parse(tc.text)
@@ -75,6 +96,7 @@ func TestJudge(t *testing.T) {
 	ioctl := results.Result{ID: "passthrough-ioctl", Status: results.Pass, Facts: map[string]string{"o_path": "EBADF", "negotiated": "yes"}}
 	init := results.Result{ID: "fuse-init", Status: results.Pass, Facts: map[string]string{"protocol": "7.41"}}
 	cell := results.Result{ID: "bench/read/passthrough/131072", Status: results.Pass, Metrics: map[string]float64{"ratio_native": 0.75}}
+	setupTimeout := results.Result{ID: "pt/integrity", Status: results.Error, Reason: "setup timed out"}
 	for _, tc := range []struct {
 		pred string
 		k    *results.Kernel
@@ -85,6 +107,16 @@ func TestJudge(t *testing.T) {
 		{"pt/integrity=fail", kernel(results.Result{ID: "pt/integrity", Status: results.Pass}), Old, "pt/integrity: pass"},
 		{"pt/integrity!=pass", kernel(results.Result{ID: "pt/integrity", Status: results.Skip}), New, "pt/integrity: skip"},
 		{"pt/integrity=fail", kernel(), Unknown, "no result pt/integrity"},
+		// Issue 21 row 7: a check that reported error (its setup timed
+		// out) cannot say, unless the predicate is about errors.
+		{"pt/integrity!=pass", kernel(setupTimeout), Unknown, "pt/integrity: error (setup timed out): an error says nothing of pt/integrity!=pass"},
+		{"pt/integrity=fail", kernel(setupTimeout), Unknown, "an error says nothing"},
+		{"pt/integrity=pass", kernel(setupTimeout), Unknown, "an error says nothing"},
+		{"pt/integrity!=fail", kernel(setupTimeout), Unknown, "an error says nothing"},
+		{"pt/integrity=error", kernel(setupTimeout), New, "pt/integrity: error (setup timed out)"},
+		{"pt/integrity!=error", kernel(setupTimeout), Old, "pt/integrity: error"},
+		{"pt/integrity=error", kernel(results.Result{ID: "pt/integrity", Status: results.Fail}), Old, "pt/integrity: fail"},
+		{"pt/integrity!=error", kernel(results.Result{ID: "pt/integrity", Status: results.Pass}), New, "pt/integrity: pass"},
 		{"pt/integrity=fail", &results.Kernel{Status: results.Error, Error: "guest panicked"}, Unknown, "did not run to completion: guest panicked"},
 		{"passthrough-ioctl.o_path=ok", kernel(ioctl), Old, "passthrough-ioctl.o_path = EBADF"},
 		{"passthrough-ioctl.o_path!=ok", kernel(ioctl), New, ""},

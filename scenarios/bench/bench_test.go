@@ -507,7 +507,7 @@ func TestBenchCells(t *testing.T) {
 			ms := seqModes()
 			i := modeIndex(ms, "noop")
 			noop := ms[i].mount
-			ms[i].mount = func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+			ms[i].mount = func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
 				d, name, err := noop(ctx, env, req)
 				return uncounted{d}, name, err
 			}
@@ -533,7 +533,7 @@ func TestBenchCells(t *testing.T) {
 			ms := seqModes()
 			i := modeIndex(ms, "libfuse-noop")
 			ms[i].unavailable = nil
-			ms[i].mount = func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+			ms[i].mount = func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
 				return nil, "", errors.New("peer would not mount")
 			}
 			return ms
@@ -551,10 +551,10 @@ func TestBenchCells(t *testing.T) {
 
 // uncounted is a daemon that reports no counts by opcode, as a server
 // that is not fusematrix's own may.
-type uncounted struct{ scenarios.Daemon }
+type uncounted struct{ scenarios.Mounted }
 
 func (u uncounted) Stop() (wire.Stats, error) {
-	st, err := u.Daemon.Stop()
+	st, err := u.Mounted.Stop()
 	st.Requests = nil
 	return st, err
 }

@@ -62,7 +62,7 @@ func (e skipError) Error() string { return e.why }
 // returns the benchmark file in it. A daemon without a backing directory
 // (a NOOP server) is measured on the largest file at the top of its mount,
 // which must hold a whole run.
-func daemonMount(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+func daemonMount(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
 	sub, why := daemonSubject(env)
 	if why != "" {
 		return nil, "", skipError{why}
@@ -89,7 +89,7 @@ func daemonMount(ctx context.Context, env *scenarios.Env, req mountRequest) (sce
 
 // daemonAccount is the kernel's accounting of the threads of d when d is
 // a user's daemon, which counts no requests of its own; nil otherwise.
-func daemonAccount(d scenarios.Daemon) (map[int]server.TaskIO, error) {
+func daemonAccount(d scenarios.Mounted) (map[int]server.TaskIO, error) {
 	p, ok := d.(interface{ Pids() []int })
 	if !ok {
 		return nil, nil

@@ -37,7 +37,7 @@ func daemonCell(t *testing.T, s Suite, op contract.Op, block int) scenarios.Scen
 func TestDaemonCells(t *testing.T) {
 	caps := hostCapabilities(t)
 	bin := testbin.Go(t, "../server/testdata/nopassthrough")
-	env := func(spec *contract.Daemon) *scenarios.Env {
+	env := func(spec *contract.DaemonSpec) *scenarios.Env {
 		e := scentest.Env(t)
 		e.Capabilities, e.BenchRuns, e.BenchBytes = caps, 2, 4<<20
 		if spec != nil {
@@ -45,7 +45,7 @@ func TestDaemonCells(t *testing.T) {
 		}
 		return e
 	}
-	backed := &contract.Daemon{Name: "lo", Path: bin, Args: []string{"{mnt}", "{backing}"}}
+	backed := &contract.DaemonSpec{Name: "lo", Path: bin, Args: []string{"{mnt}", "{backing}"}}
 
 	s := NewSuite()
 	noop := s.set.run(context.Background(), env(nil), benchCell{op: "read", mode: "noop", block: 128 << 10})
@@ -73,7 +73,7 @@ func TestDaemonCells(t *testing.T) {
 	// Without a backing directory: the largest file at the top of the
 	// mount, which must hold a run.
 	shown := t.TempDir()
-	unbacked := &contract.Daemon{Name: "null", Path: bin, Args: []string{"{mnt}", shown}}
+	unbacked := &contract.DaemonSpec{Name: "null", Path: bin, Args: []string{"{mnt}", shown}}
 	assert.NilError(t, os.WriteFile(filepath.Join(shown, "small"), make([]byte, 4096), 0o644))
 	r := scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(unbacked))
 	assert.Check(t, is.Equal(r.Status, results.Skip))
@@ -94,7 +94,7 @@ func TestDaemonCells(t *testing.T) {
 // lost 1 bench run in 5 to "open /proc/PID/stat: no such file").
 func TestDaemonCellsForking(t *testing.T) {
 	caps := hostCapabilities(t)
-	ll := &contract.Daemon{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing}", "{mnt}"}}
+	ll := &contract.DaemonSpec{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing}", "{mnt}"}}
 	s := NewSuite()
 	for i := range 5 {
 		e := scentest.Env(t)

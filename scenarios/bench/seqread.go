@@ -53,7 +53,7 @@ type seqMode struct {
 	name string
 	// mount starts the file system and returns the daemon serving it and
 	// the name of the file to use in it.
-	mount func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error)
+	mount func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error)
 	// passthrough marks the modes whose figure is only meaningful when the
 	// daemon confirms passthrough.
 	passthrough bool
@@ -96,8 +96,8 @@ func (m seqMode) measures(op string) bool { return m.ops == nil || slices.Contai
 // size as a process of its own (Env.Server), so that the benchmark loop
 // and the server never share a Go runtime, and the server can be profiled
 // alone.
-func launchedMode(spec loopback.Spec, file string) func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
-	return func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+func launchedMode(spec loopback.Spec, file string) func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
+	return func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
 		s := spec
 		s.Backing, s.Size, s.Profile, s.CPUs = req.backing, req.size, req.profile, req.cpus
 		p, err := env.Server.Start(ctx, s, req.mnt)
@@ -169,7 +169,7 @@ func seqModes() []seqMode {
 // into the initramfs (contract.PeerPath). It answers like the Go NOOP
 // server, xattr requests included, so the kernel sends both the same
 // requests and the figures differ only by the server.
-func peerMode(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+func peerMode(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
 	p, err := server.StartPeer(ctx, server.PeerSpec{Mountpoint: req.mnt, Name: wire.NoopName, Size: req.size, Count: true, CPUs: req.cpus})
 	if err != nil {
 		return nil, "", err
@@ -213,7 +213,7 @@ const seqFile = "data"
 
 // mountMode mounts mode's file system under env.Dir at mnt-<name> and
 // returns its daemon (nil for native) and the path of the file to use.
-func mountMode(ctx context.Context, env *scenarios.Env, mode seqMode, req mountRequest) (scenarios.Daemon, string, error) {
+func mountMode(ctx context.Context, env *scenarios.Env, mode seqMode, req mountRequest) (scenarios.Mounted, string, error) {
 	if mode.mount == nil {
 		return nil, filepath.Join(req.backing, seqFile), nil
 	}

@@ -62,7 +62,7 @@ func TestSeqRead(t *testing.T) {
 				ms := seqReadModes()
 				i := modeIndex(ms, "noop")
 				noop := ms[i].mount
-				ms[i].mount = func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Daemon, string, error) {
+				ms[i].mount = func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
 					req.size /= 2
 					return noop(ctx, env, req)
 				}

@@ -21,10 +21,10 @@ import (
 // ownAsDaemon is fusematrix's own server of kind, run as a user's daemon
 // would be: a program given the mount point and the backing directory,
 // reporting nothing of what reached it.
-func ownAsDaemon(t *testing.T, kind loopback.Kind) *contract.Daemon {
+func ownAsDaemon(t *testing.T, kind loopback.Kind) *contract.DaemonSpec {
 	exe, err := os.Executable()
 	assert.NilError(t, err)
-	return &contract.Daemon{Name: string(kind), Path: "/bin/sh",
+	return &contract.DaemonSpec{Name: string(kind), Path: "/bin/sh",
 		Args: []string{"-c", "exec " + exe + " serve -kind " + string(kind) + " -mnt {mnt} -backing {backing} 3>/dev/null"}}
 }
 
@@ -43,7 +43,7 @@ func TestForDaemon(t *testing.T) {
 	for _, c := range contract.DaemonScenarios() {
 		limits[c.ID] = c.Timeout
 	}
-	run := func(t *testing.T, spec *contract.Daemon, id contract.ID) results.Result {
+	run := func(t *testing.T, spec *contract.DaemonSpec, id contract.ID) results.Result {
 		env := scentest.Env(t)
 		env.Capabilities, env.Subject = caps, scenarios.DaemonSubject{Spec: spec}
 		ctx, cancel := context.WithTimeout(context.Background(), limits[id])
@@ -54,27 +54,27 @@ func TestForDaemon(t *testing.T) {
 		contract.PtOpenTwice, contract.PtUnmountOpen, contract.PtAbortOpen, contract.ClassicBasics}
 	for _, tc := range []struct {
 		name string
-		spec func(t *testing.T) *contract.Daemon
+		spec func(t *testing.T) *contract.DaemonSpec
 		// maySkip are checks of mustPass that this daemon may skip.
 		maySkip []contract.ID
 	}{
-		{"go-fuse loopback", func(t *testing.T) *contract.Daemon {
-			return &contract.Daemon{Name: "gofuse", Path: testbin.Go(t, "github.com/hanwen/go-fuse/v2/example/loopback"),
+		{"go-fuse loopback", func(t *testing.T) *contract.DaemonSpec {
+			return &contract.DaemonSpec{Name: "gofuse", Path: testbin.Go(t, "github.com/hanwen/go-fuse/v2/example/loopback"),
 				Args: []string{"-q", "-directmount", "{mnt}", "{backing}"}}
 		}, nil},
-		{"without passthrough", func(t *testing.T) *contract.Daemon {
-			return &contract.Daemon{Name: "nopt", Path: testbin.Go(t, "../server/testdata/nopassthrough"), Args: []string{"{mnt}", "{backing}"}}
+		{"without passthrough", func(t *testing.T) *contract.DaemonSpec {
+			return &contract.DaemonSpec{Name: "nopt", Path: testbin.Go(t, "../server/testdata/nopassthrough"), Args: []string{"{mnt}", "{backing}"}}
 		}, nil},
-		{"libfuse passthrough_ll", func(t *testing.T) *contract.Daemon {
-			return &contract.Daemon{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing}", "{mnt}"}}
+		{"libfuse passthrough_ll", func(t *testing.T) *contract.DaemonSpec {
+			return &contract.DaemonSpec{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing}", "{mnt}"}}
 		}, nil},
 		// The kernel holds writes until it writes them back.
-		{"libfuse passthrough_ll with writeback cache", func(t *testing.T) *contract.Daemon {
-			return &contract.Daemon{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing},writeback", "{mnt}"}}
+		{"libfuse passthrough_ll with writeback cache", func(t *testing.T) *contract.DaemonSpec {
+			return &contract.DaemonSpec{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing},writeback", "{mnt}"}}
 		}, nil},
 		// direct_io: its files cannot be mapped MAP_SHARED.
-		{"libfuse passthrough_ll with direct_io", func(t *testing.T) *contract.Daemon {
-			return &contract.Daemon{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing},cache=never", "{mnt}"}}
+		{"libfuse passthrough_ll with direct_io", func(t *testing.T) *contract.DaemonSpec {
+			return &contract.DaemonSpec{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing},cache=never", "{mnt}"}}
 		}, []contract.ID{contract.PtMmapShared}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

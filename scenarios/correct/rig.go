@@ -22,7 +22,7 @@ import (
 // daemon), and what went wrong so far.
 type rig struct {
 	backing, mnt string
-	proc         scenarios.Daemon
+	proc         scenarios.Mounted
 	problems     []string
 	notes        []string
 	// untested are parts of the check it could not run: with no problem

@@ -47,7 +47,7 @@ type noMount struct{}
 
 func (noMount) Name() string { return "nothing" }
 func (noMount) Ours() bool   { return true }
-func (noMount) Mount(context.Context, string, string) (scenarios.Daemon, error) {
+func (noMount) Mount(context.Context, string, string) (scenarios.Mounted, error) {
 	return noDaemon{}, nil
 }
 

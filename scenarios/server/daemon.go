@@ -20,12 +20,12 @@ import (
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
-// Daemon is a user's FUSE daemon (contract.Daemon) serving one mount. It
+// DaemonMount is a user's FUSE daemon (contract.DaemonSpec) serving one mount. It
 // may stay in the foreground or fork into the background once mounted, as
 // most libfuse programs do by default: the mount appearing is what counts,
 // and the daemon's processes are those holding /dev/fuse once it has.
-type Daemon struct {
-	Spec *contract.Daemon
+type DaemonMount struct {
+	Spec *contract.DaemonSpec
 	// Dir is the mount point.
 	Dir string
 
@@ -60,13 +60,13 @@ const daemonPoll = 10 * time.Millisecond
 // StartDaemon runs spec showing backing at mnt and returns once a FUSE
 // mount is at mnt. ctx and the spec's mount wait bound the start; a daemon
 // that is not up by then is stopped and its mount, if any, detached.
-func StartDaemon(ctx context.Context, spec *contract.Daemon, backing, mnt string) (*Daemon, error) {
+func StartDaemon(ctx context.Context, spec *contract.DaemonSpec, backing, mnt string) (*DaemonMount, error) {
 	return StartDaemonOn(ctx, spec, backing, mnt, nil)
 }
 
 // StartDaemonOn is StartDaemon with the daemon, and every process and
 // thread it makes, allowed to run only on cpus (all when empty).
-func StartDaemonOn(ctx context.Context, spec *contract.Daemon, backing, mnt string, cpus []int) (*Daemon, error) {
+func StartDaemonOn(ctx context.Context, spec *contract.DaemonSpec, backing, mnt string, cpus []int) (*DaemonMount, error) {
 	dir, err := filepath.Abs(mnt)
 	if err != nil {
 		return nil, fmt.Errorf("daemon %s: mount point: %w", spec.Name, err)
@@ -76,7 +76,7 @@ func StartDaemonOn(ctx context.Context, spec *contract.Daemon, backing, mnt stri
 	} else if m != nil {
 		return nil, fmt.Errorf("daemon %s: %s already has a %s mount", spec.Name, dir, m.FsType)
 	}
-	d := &Daemon{Spec: spec, Dir: dir, stderr: &tail{max: stderrLines},
+	d := &DaemonMount{Spec: spec, Dir: dir, stderr: &tail{max: stderrLines},
 		waited: make(chan struct{}), exited: make(chan struct{})}
 	d.waitDone = d.waited
 	// A daemon that forks into the background is reparented to us when
@@ -135,7 +135,7 @@ func StartDaemonOn(ctx context.Context, spec *contract.Daemon, backing, mnt stri
 // started process made in preference to it (a daemon that forks into the
 // background exits soon after mounting), else the one that held it at
 // mount, else the process started.
-func (d *Daemon) Pid() int {
+func (d *DaemonMount) Pid() int {
 	live := d.Pids()
 	for _, pid := range live {
 		if pid != d.cmd.Process.Pid {
@@ -156,7 +156,7 @@ func (d *Daemon) Pid() int {
 // (a daemon in the foreground): afterwards Pid names the daemon that
 // stays. A caller that watches the daemon's CPU from the moment it mounted
 // would otherwise watch a parent about to exit.
-func (d *Daemon) WaitForked(max time.Duration) {
+func (d *DaemonMount) WaitForked(max time.Duration) {
 	select {
 	case <-d.waitDone:
 	case <-time.After(max):
@@ -167,7 +167,7 @@ func (d *Daemon) WaitForked(max time.Duration) {
 // looked up each time, never kept: libfuse mounts before it forks into the
 // background, so at the moment the mount appears the holder may still be
 // the parent, about to exit, and the child not yet born.
-func (d *Daemon) Pids() []int {
+func (d *DaemonMount) Pids() []int {
 	var live []int
 	for _, pid := range fusePids(d.cmd.Process.Pid) {
 		if processAlive(pid) {
@@ -190,7 +190,7 @@ func (d *Daemon) Pids() []int {
 // zombie whose parent is this process is waited for: its pid cannot have
 // been reused, so no other child of ours (another server, whose own Wait
 // needs its status) is ever reaped here. A pid that is gone is forgotten.
-func (d *Daemon) reap() {
+func (d *DaemonMount) reap() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	self := os.Getpid()
@@ -242,7 +242,7 @@ func waitText(ws unix.WaitStatus) string {
 // aborted"…; "running" before it has. For a daemon that forked into the
 // background it is how the process left behind ended, once fusematrix
 // reaped it, else the started process's own "0".
-func (d *Daemon) ExitStatus() string {
+func (d *DaemonMount) ExitStatus() string {
 	select {
 	case <-d.waitDone:
 	default:
@@ -261,17 +261,17 @@ func (d *Daemon) ExitStatus() string {
 }
 
 // Stderr returns the last lines the daemon wrote (stdout and stderr).
-func (d *Daemon) Stderr() []string { return d.stderr.Lines() }
+func (d *DaemonMount) Stderr() []string { return d.stderr.Lines() }
 
 // Exited is closed once every process of the daemon has ended.
-func (d *Daemon) Exited() <-chan struct{} { return d.exited }
+func (d *DaemonMount) Exited() <-chan struct{} { return d.exited }
 
 // Stop unmounts, as fusermount -u would, and waits for the daemon to end;
 // one that does not within stopGrace has its connection aborted and is
 // killed. A daemon that had ended before (a crash), or whose started
 // process exited with an error, is an error. No Stats: the daemon is not
 // ours to ask. Stop is idempotent.
-func (d *Daemon) Stop() (wire.Stats, error) {
+func (d *DaemonMount) Stop() (wire.Stats, error) {
 	d.stopOnce.Do(func() {
 		var errs []error
 		select {
@@ -311,14 +311,14 @@ func (d *Daemon) Stop() (wire.Stats, error) {
 }
 
 // Mounted says whether a FUSE mount is still at the daemon's mount point.
-func (d *Daemon) Mounted() bool {
+func (d *DaemonMount) Mounted() bool {
 	m, _ := fuseMountAt(d.Dir)
 	return m != nil
 }
 
 // kill aborts the connection, detaches the mount and kills every process
 // of the daemon, then waits for them.
-func (d *Daemon) kill() {
+func (d *DaemonMount) kill() {
 	if d.conn != "" {
 		_ = wire.AbortConnection(d.conn)
 	}
@@ -339,7 +339,7 @@ func (d *Daemon) kill() {
 
 // watch closes exited once the started process has ended and none of the
 // daemon's processes is alive.
-func (d *Daemon) watch() {
+func (d *DaemonMount) watch() {
 	for {
 		if d.waited != nil {
 			<-d.waited
@@ -355,7 +355,7 @@ func (d *Daemon) watch() {
 
 // alive says whether a process of the daemon still runs (a zombie does
 // not: it waits only for its parent, which may be init).
-func (d *Daemon) alive() bool {
+func (d *DaemonMount) alive() bool {
 	for _, pid := range d.pids {
 		if processAlive(pid) {
 			return true
@@ -364,7 +364,7 @@ func (d *Daemon) alive() bool {
 	return len(d.Pids()) > 0
 }
 
-func (d *Daemon) stderrNote() string {
+func (d *DaemonMount) stderrNote() string {
 	if lines := d.stderr.Lines(); len(lines) > 0 {
 		return "; output: " + strings.Join(lines, " | ")
 	}

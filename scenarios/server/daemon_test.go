@@ -27,10 +27,10 @@ func TestDaemon(t *testing.T) {
 	bin := testbin.Go(t, "./testdata/nopassthrough")
 	for _, tc := range []struct {
 		name string
-		spec contract.Daemon
+		spec contract.DaemonSpec
 	}{
-		{"foreground", contract.Daemon{Name: "fg", Path: bin, Args: []string{"{mnt}", "{backing}"}}},
-		{"forks", contract.Daemon{Name: "bg", Path: "/bin/sh",
+		{"foreground", contract.DaemonSpec{Name: "fg", Path: bin, Args: []string{"{mnt}", "{backing}"}}},
+		{"forks", contract.DaemonSpec{Name: "bg", Path: "/bin/sh",
 			Args: []string{"-c", "setsid " + bin + " {mnt} {backing} </dev/null >/dev/null 2>&1 & exit 0"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,7 +73,7 @@ func TestDaemonLibfuseForks(t *testing.T) {
 	for i := range 10 {
 		backing, mnt := t.TempDir(), t.TempDir()
 		assert.NilError(t, os.WriteFile(filepath.Join(backing, "f"), []byte("hello"), 0o644))
-		spec := contract.Daemon{Name: "ll", Path: ll, Args: []string{"-o", "source={backing}", "{mnt}"}}
+		spec := contract.DaemonSpec{Name: "ll", Path: ll, Args: []string{"-o", "source={backing}", "{mnt}"}}
 		d, err := StartDaemon(context.Background(), &spec, backing, mnt)
 		assert.NilError(t, err, "run %d", i)
 		got, err := os.ReadFile(filepath.Join(mnt, "f"))
@@ -91,13 +91,13 @@ func TestDaemonFailures(t *testing.T) {
 	servertest.NeedMount(t)
 	bin := testbin.Go(t, "./testdata/nopassthrough")
 	t.Run("exits at once", func(t *testing.T) {
-		spec := contract.Daemon{Name: "quits", Path: "/bin/sh", Args: []string{"-c", "echo no backing store >&2; exit 3", "{mnt}"}}
+		spec := contract.DaemonSpec{Name: "quits", Path: "/bin/sh", Args: []string{"-c", "echo no backing store >&2; exit 3", "{mnt}"}}
 		_, err := StartDaemon(context.Background(), &spec, t.TempDir(), t.TempDir())
 		assert.ErrorContains(t, err, "daemon quits exited before mounting (exit status 3); output: no backing store")
 	})
 	t.Run("never mounts", func(t *testing.T) {
 		marker := "fusematrix-never-mounts-" + filepath.Base(t.TempDir())
-		spec := contract.Daemon{Name: "idle", Path: "/bin/sh", Args: []string{"-c", "exec sleep 60 # " + marker, "{mnt}"}, MountWait: 0.5}
+		spec := contract.DaemonSpec{Name: "idle", Path: "/bin/sh", Args: []string{"-c", "exec sleep 60 # " + marker, "{mnt}"}, MountWait: 0.5}
 		start := time.Now()
 		_, err := StartDaemon(context.Background(), &spec, t.TempDir(), t.TempDir())
 		assert.ErrorContains(t, err, "daemon idle did not mount at ")
@@ -107,7 +107,7 @@ func TestDaemonFailures(t *testing.T) {
 		assert.Check(t, is.Equal(strings.TrimSpace(string(out)), ""), "left running")
 	})
 	t.Run("crashes", func(t *testing.T) {
-		spec := contract.Daemon{Name: "crash", Path: bin, Args: []string{"{mnt}", "{backing}"}}
+		spec := contract.DaemonSpec{Name: "crash", Path: bin, Args: []string{"{mnt}", "{backing}"}}
 		mnt := t.TempDir()
 		d, err := StartDaemon(context.Background(), &spec, t.TempDir(), mnt)
 		assert.NilError(t, err)
@@ -126,7 +126,7 @@ func TestDaemonFailures(t *testing.T) {
 	// Once a daemon has forked into the background, how the process left
 	// behind ends is the daemon's exit, not its parent's "0".
 	t.Run("crashes after forking", func(t *testing.T) {
-		spec := contract.Daemon{Name: "bgcrash", Path: "/bin/sh",
+		spec := contract.DaemonSpec{Name: "bgcrash", Path: "/bin/sh",
 			Args: []string{"-c", "setsid " + bin + " {mnt} {backing} </dev/null >/dev/null 2>&1 & exit 0"}}
 		d, err := StartDaemon(context.Background(), &spec, t.TempDir(), t.TempDir())
 		assert.NilError(t, err)

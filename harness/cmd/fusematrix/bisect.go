@@ -39,13 +39,25 @@ PREDICATE names; a commit that does not build or boot is skipped:
 OP is one of = != < <= > >=. Both ends are checked first. Each step boots
 one kernel and runs only the check PREDICATE reads (and the probes).
 -out (default out/bisect) receives bisect.json and bisect.md after every
-step; -resume continues an interrupted bisection from them.
+step; -resume continues an interrupted bisection from them, judging each
+logged step again from the results it stored (a log that does not match
+them, or this bisection, is refused).
 
 Exit status: 0 a first kernel was found, 1 the ends do not bracket a
-change (or could not be judged), 2 bad input. 'bisect run' speaks git
-bisect run's protocol instead: 0 old (good), 1 new (bad), 125 cannot say
-(skip), 128 cannot run at all.
+change, or they or every candidate between them could not be judged, 2
+bad input (a refused -resume log too), 130 interrupted. 'bisect run'
+speaks git bisect run's protocol instead: 0 old (good), 1 new (bad), 125
+cannot say (skip), 128 cannot run at all.
 `
+
+// What bisect reaches beyond this process: the Debian mirror for the
+// candidates and QEMU for each step. Variables only so that the tests'
+// binary (bisect_test.go, fakeBisect) can stand in for both and run the
+// command end to end; nothing else sets them.
+var (
+	packagedHistory               = kernels.History
+	stepRunner      bisect.Runner = harness.Run
+)
 
 func bisectCmd(args []string) error {
 	if len(args) > 0 && args[0] == "run" {
@@ -67,8 +79,8 @@ func bisectCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *good == "" || *bad == "" || *repeat < 1 || *repeat > 100 {
-		fmt.Fprint(os.Stderr, "fusematrix bisect: -good and -bad are required, -repeat from 1 to 100\n\n"+bisectUsage)
+	if *good == "" || *bad == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
+		fmt.Fprintf(os.Stderr, "fusematrix bisect: -good and -bad are required, -repeat from 1 to %d\n\n%s", bisect.MaxRepeat, bisectUsage)
 		return exitError(2)
 	}
 	c, err := kernels.UserCatalog(catalog)
@@ -106,7 +118,7 @@ func bisectCmd(args []string) error {
 		}
 		o.Logf("bisect: %d commits from %s to %s, built in %s", len(cands), *good, *bad, wt.Path)
 	} else {
-		builds, err := kernels.History(ctx, *good, *bad, o.Kernel)
+		builds, err := packagedHistory(ctx, *good, *bad, o.Kernel)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
 			return exitError(2)
@@ -120,7 +132,7 @@ func bisectCmd(args []string) error {
 	r, err := bisect.Bisect(ctx, bisect.Options{
 		Predicate: pred, Good: *good, Bad: *bad, Candidates: cands,
 		Repeat: *repeat, Dir: o.OutDir, Resume: *resume,
-		Judge:   bisect.Boot(o, pred, kernel),
+		Judge:   bisect.BootWith(stepRunner, o, pred, kernel),
 		Command: command,
 		Logf:    o.Logf,
 	})
@@ -245,8 +257,8 @@ func bisectRun(args []string) error {
 	if err != nil {
 		return exitError(128)
 	}
-	if *kernel == "" || *repeat < 1 || *repeat > 100 {
-		fmt.Fprint(os.Stderr, "fusematrix bisect run: -kernel is required, -repeat from 1 to 100\n")
+	if *kernel == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
+		fmt.Fprintf(os.Stderr, "fusematrix bisect run: -kernel is required, -repeat from 1 to %d\n", bisect.MaxRepeat)
 		return exitError(128)
 	}
 	if err := bisectSetup(&o, *quiet); err != nil {
@@ -255,7 +267,7 @@ func bisectRun(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: bisect.Boot(o, pred, packaged)},
+	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: bisect.BootWith(stepRunner, o, pred, packaged)},
 		bisect.Candidate{Selector: *kernel})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix bisect run: %v\n", err)

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/fusematrix/fusematrix/harness/compare"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/compare"
 )
 
 const compareUsage = `usage: fusematrix compare [-format table|markdown|json] [-threshold F] OLD NEW

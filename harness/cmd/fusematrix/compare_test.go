@@ -12,14 +12,14 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/fusematrix/fusematrix/harness/compare"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/compare"
 )
 
-// The runs results/compare's golden tests compare.
+// The runs harness/compare's golden tests compare.
 var (
-	compareOld = filepath.Join("..", "..", "..", "results", "compare", "testdata", "old.json")
-	compareNew = filepath.Join("..", "..", "..", "results", "compare", "testdata", "new.json")
+	compareOld = filepath.Join("..", "..", "compare", "testdata", "old.json")
+	compareNew = filepath.Join("..", "..", "compare", "testdata", "new.json")
 )
 
 // compare exits 1 when anything regressed and 0 when nothing did, in

@@ -47,6 +47,9 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 	fs.StringVar(&d.name, "daemon-name", "", "the daemon's `name` in result ids (default: the binary's base name)")
 	fs.BoolVar(&d.passthrough, "daemon-passthrough", false, "the daemon's author claims it uses FUSE passthrough where the kernel offers it (checked by daemon/NAME/passthrough)")
 	fs.Func("daemon-env", "`KEY=VALUE` in the daemon's environment (repeatable)", func(s string) error {
+		if err := contract.CheckEnv(s); err != nil {
+			return err
+		}
 		d.env = append(d.env, s)
 		return nil
 	})
@@ -100,7 +103,7 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 	if wait <= 0 {
 		return nil, fmt.Errorf("-daemon-wait %s: want a positive duration", wait)
 	}
-	files, env, err := daemonFiles(spec.Binary)
+	files, env, own, err := daemonFiles(spec.Binary)
 	if w := spec.Where(daemonspec.KeyBinary); err != nil && w != "" {
 		if !filepath.IsAbs(spec.Binary) {
 			wd, _ := os.Getwd()
@@ -111,14 +114,14 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 	if err != nil {
 		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
 	}
-	extra, err := extraFiles(spec.Files)
+	extra, err := extraFiles(spec.Files, slices.Concat(harness.ReservedPaths, own))
 	if err != nil {
 		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
 	}
 	out := &harness.Daemon{
-		Daemon: contract.Daemon{
+		DaemonSpec: contract.DaemonSpec{
 			Name: spec.Name, Path: daemonGuestDir + "/" + filepath.Base(spec.Binary), Args: spec.Args,
-			Env: slices.Concat(env, spec.Env, d.env), Passthrough: claim, MountWait: wait.Seconds(),
+			Env: daemonEnv(env, slices.Concat(spec.Env, d.env)), Passthrough: claim, MountWait: wait.Seconds(),
 		},
 		Files: append(files, extra...),
 	}
@@ -129,6 +132,38 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 		return nil, err
 	}
 	return out, nil
+}
+
+// daemonEnv is the daemon's environment: fusematrix's entries (elfdeps'
+// LD_LIBRARY_PATH, naming the guest directory it copied libraries to)
+// followed by the user's. A user's LD_LIBRARY_PATH used to replace
+// fusematrix's (the last entry of a name wins), and a daemon whose
+// libraries are there then failed to start: the two are joined into one
+// entry instead, fusematrix's directory first. It holds only the libraries
+// resolved on the host for this binary, each under the name the binary
+// asks for, so the daemon loads the very files that were checked, and the
+// user's directories still serve everything else (a plugin it opens with
+// dlopen, given as an extra file). The user's last value is the one
+// joined, as it was the one that counted.
+func daemonEnv(ours, user []string) []string {
+	const key = "LD_LIBRARY_PATH="
+	i := slices.IndexFunc(ours, func(e string) bool { return strings.HasPrefix(e, key) })
+	if i < 0 {
+		return slices.Concat(ours, user)
+	}
+	out := slices.Clone(ours)
+	for _, e := range user {
+		v, ok := strings.CutPrefix(e, key)
+		switch {
+		case !ok:
+			out = append(out, e)
+		case v != "":
+			out[i] = ours[i] + ":" + v
+		default:
+			out[i] = ours[i] // an empty value adds nothing
+		}
+	}
+	return out
 }
 
 // describe reads what -daemon names: a binary (an ELF file, or a script,
@@ -164,7 +199,9 @@ func describe(path, catalog string) (*daemonspec.Spec, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	text, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	// One byte past the cap, so that Parse refuses a larger file rather
+	// than reading part of it.
+	text, err := io.ReadAll(io.LimitReader(f, daemonspec.MaxSize+1))
 	if err != nil {
 		return nil, err
 	}
@@ -176,11 +213,25 @@ func describe(path, catalog string) (*daemonspec.Spec, error) {
 }
 
 // extraFiles are a description's extra files for the guest, each at its
-// guest path (its host path, made absolute, unless given). A file that is
-// not there, or not a regular file, is an error.
-func extraFiles(fs []daemonspec.File) ([]initramfs.File, error) {
+// guest path (its host path, made absolute, unless given). A guest path
+// that would replace or hide one of reserved (the initramfs's own files,
+// the daemon's, an earlier extra file's) is an error naming it, and so is
+// a file that is not there, or not a regular file.
+func extraFiles(fs []daemonspec.File, reserved []harness.Reserved) ([]initramfs.File, error) {
 	var out []initramfs.File
+	reserved = slices.Clone(reserved)
 	for _, f := range fs {
+		guest := f.Guest
+		if guest == "" {
+			var err error
+			if guest, err = filepath.Abs(f.Host); err != nil {
+				return nil, fmt.Errorf("%s: extra file: %w", f.Where, err)
+			}
+		}
+		guest = filepath.Clean(guest)
+		if err := harness.Conflict(guest, reserved); err != nil {
+			return nil, fmt.Errorf("%s: extra file %s: %w", f.Where, f.Host, err)
+		}
 		info, err := os.Stat(f.Host)
 		if err != nil {
 			return nil, fmt.Errorf("%s: extra file: %w", f.Where, err)
@@ -188,37 +239,36 @@ func extraFiles(fs []daemonspec.File) ([]initramfs.File, error) {
 		if !info.Mode().IsRegular() {
 			return nil, fmt.Errorf("%s: extra file %s: not a regular file", f.Where, f.Host)
 		}
-		guest := f.Guest
-		if guest == "" {
-			if guest, err = filepath.Abs(f.Host); err != nil {
-				return nil, fmt.Errorf("extra file: %w", err)
-			}
-		}
-		out = append(out, initramfs.HostFile(filepath.Clean(guest), f.Host, info.Mode().Perm()))
+		out = append(out, initramfs.HostFile(guest, f.Host, info.Mode().Perm()))
+		reserved = append(reserved, harness.Reserved{Path: guest, What: "the extra file of " + f.Where})
 	}
 	return out, nil
 }
 
 // daemonFiles are the files that carry the binary at path into a guest
 // (its dynamic loader, libraries and fusermount3 too, found from the ELF
-// file), and the environment it needs there. A binary that cannot run in
-// the guests is an error naming why; what elfdeps could only warn about
-// goes to stderr.
-func daemonFiles(path string) ([]initramfs.File, []string, error) {
+// file), the environment it needs there, and the guest paths they take,
+// which no extra file may. A binary that cannot run in the guests is an
+// error naming why; what elfdeps could only warn about goes to stderr.
+func daemonFiles(path string) ([]initramfs.File, []string, []harness.Reserved, error) {
 	b, err := elfdeps.Resolve(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, n := range b.Notes {
 		fmt.Fprintf(os.Stderr, "fusematrix: warning: daemon binary %s: %s\n", path, n)
 	}
 	fs, err := b.Files(daemonGuestDir + "/" + filepath.Base(path))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	files := make([]initramfs.File, len(fs))
+	own := []harness.Reserved{{Path: daemonGuestDir, What: "where fusematrix puts the daemon's binary"}}
 	for i, f := range fs {
 		files[i] = initramfs.HostFile(f.Guest, f.Host, f.Mode)
+		if i > 0 { // the binary's own is in daemonGuestDir
+			own = append(own, harness.Reserved{Path: f.Guest, What: "the daemon needs " + f.Host + " there (its loader, a library or fusermount3)"})
+		}
 	}
-	return files, b.Env, nil
+	return files, b.Env, own, nil
 }

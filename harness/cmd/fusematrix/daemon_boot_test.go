@@ -197,6 +197,34 @@ func TestDaemonBadInput(t *testing.T) {
 		{"description with a quoted hash", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nargs = -o 'a #b' {mnt} {backng} # c\n")}, "myfs.conf:3: daemon argument \"{backng}\""},
 		{"missing extra file", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /nonexistent/lib.so\n")}, "myfs.conf:3: extra file: stat /nonexistent/lib.so: no such file"},
 		{"not in the catalog", []string{"-catalog", catalog, "-daemon", "yourfs"}, "-daemon yourfs: no such file, and no [daemon yourfs] in the catalog"},
+		// Issue 21, row 8: an extra file may not replace or hide the
+		// guest's own files, nor the daemon's.
+		{"extra file onto /init", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/init\n")},
+			"myfs.conf:3: extra file /etc/hostname: guest path /init is reserved: u-root's init"},
+		{"extra file onto the agent's flags", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/etc/uinit.flags\n")},
+			"myfs.conf:3: extra file /etc/hostname: guest path /etc/uinit.flags is reserved: the agent's arguments"},
+		{"extra file onto the agent", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/bbin/fusematrix-agent\n")},
+			"myfs.conf:3: extra file /etc/hostname: guest path /bbin/fusematrix-agent lies under /bbin, which is reserved: u-root's busybox"},
+		{"extra file among the modules", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/lib/modules/6.12.0/fuse.ko\n")},
+			"myfs.conf:3: extra file /etc/hostname: guest path /lib/modules/6.12.0/fuse.ko lies under /lib/modules, which is reserved: the kernel's modules"},
+		{"extra file replacing /etc", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/etc\n")},
+			"myfs.conf:3: extra file /etc/hostname: guest path /etc would replace the directory holding /etc/uinit.flags, which is reserved"},
+		{"extra file onto the daemon", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/fusematrix/daemon/true\n")},
+			"myfs.conf:3: extra file /etc/hostname: guest path /fusematrix/daemon/true lies under /fusematrix/daemon, which is reserved: where fusematrix puts the daemon's binary"},
+		{"extra file onto the daemon's loader", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/lib64/ld-linux-x86-64.so.2\n")},
+			"myfs.conf:3: extra file /etc/hostname: guest path /lib64/ld-linux-x86-64.so.2 is reserved: the daemon needs"},
+		{"extra file under /tmp", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/tmp/conf\n")},
+			"myfs.conf:3: extra file /etc/hostname: guest path /tmp/conf lies under /tmp, which is reserved: the guest mounts a tmpfs over it"},
+		{"two extra files at one guest path", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nfile = /etc/hostname:/srv/a\nfile = /etc/hosts:/srv/a\n")},
+			"myfs.conf:4: extra file /etc/hosts: guest path /srv/a is reserved: the extra file of "},
+		// Issue 21, row 9: an environment key must be a variable name.
+		{"env key with a blank", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\nenv = A B=x\n")},
+			`myfs.conf:3: env "A B=x": "A B" is not a variable name`},
+		{"-daemon-env key with a blank", []string{"-daemon", "/bin/true", "-daemon-env", "A B=x"},
+			`invalid value "A B=x" for flag -daemon-env: "A B" is not a variable name`},
+		// Issue 21, row 9: it used to be cut at 1 MiB, silently.
+		{"description over 1 MiB", []string{"-daemon", described("[daemon x]\nbinary = /bin/true\n" + strings.Repeat("# padding\n", 1<<20/10))},
+			"myfs.conf: larger than the 1 MiB cap on a daemon description"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()

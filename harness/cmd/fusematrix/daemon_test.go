@@ -1,13 +1,20 @@
 package main
 
 import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/harness/elfdeps"
 )
 
 // -list prints what a selection runs, a daemon's checks under its prefix,
@@ -52,5 +59,99 @@ func TestList(t *testing.T) {
 		code, _, stderr = fusematrixStreams(t, "bench", list, "-run", "noop/131072$", "-qemu", "/nonexistent/qemu", "debian:6.12")
 		assert.Equal(t, code, 2)
 		assert.Check(t, is.Contains(stderr, `-run "noop/131072$" selects no benchmark cell: cells are selected only by a pattern that names them`), list)
+	}
+}
+
+// Issue 21, row 1: `matrix -daemon BIN -list` runs nothing BIN names. A
+// daemon linked with -Wl,--dynamic-linker=/var/tmp/…/evil used to have
+// evil run on the host (twice: --version, then the library trace), as
+// whoever runs fusematrix: root in CI.
+func TestDaemonLoaderNeverRuns(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skipf("gcc is not installed: %v", err)
+	}
+	// Not under /tmp: fusematrix once refused a loader there before
+	// running it, and so never showed the hole.
+	dir, err := os.MkdirTemp("/var/tmp", "fusematrix-evil-")
+	if err != nil {
+		t.Skipf("no directory outside /tmp: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	marker := filepath.Join(dir, "evil-ran")
+	gcc := func(out, src string, flags ...string) string {
+		c := filepath.Join(dir, out+".c")
+		assert.NilError(t, os.WriteFile(c, []byte(src), 0o644))
+		msg, err := exec.Command("gcc", append([]string{"-o", filepath.Join(dir, out), c}, flags...)...).CombinedOutput()
+		assert.NilError(t, err, "%s", msg)
+		return filepath.Join(dir, out)
+	}
+	evil := gcc("evil", `#include <stdio.h>
+int main(void) { FILE *f = fopen(MARKER, "w"); if (f) { fputs("ran\n", f); fclose(f); } return 0; }
+`, fmt.Sprintf("-DMARKER=%q", marker))
+	daemon := gcc("daemon", "int main(void) { return 0; }", "-Wl,--dynamic-linker="+evil)
+
+	code, _, stderr := fusematrixStreams(t, "matrix", "-daemon", daemon, "-list", "-qemu", "/nonexistent/qemu")
+	_, statErr := os.Stat(marker)
+	assert.Check(t, errors.Is(statErr, fs.ErrNotExist), "the loader the daemon names ran on the host: %v", statErr)
+	assert.Check(t, is.Equal(code, 2), stderr)
+	assert.Check(t, is.Contains(stderr, daemon+": its dynamic loader "+evil+" (PT_INTERP) is none of the standard x86-64 loaders"))
+
+	// The marker is what evil leaves when it runs.
+	assert.NilError(t, exec.Command(evil).Run())
+	_, statErr = os.Stat(marker)
+	assert.Check(t, statErr, "evil leaves no marker: the test proves nothing")
+}
+
+// Issue 21, row 9: a user's LD_LIBRARY_PATH is joined with the one
+// fusematrix sets for the daemon's libraries (its own first), not put in
+// its place, where the daemon would no longer find them.
+func TestDaemonLibraryPath(t *testing.T) {
+	ours := "LD_LIBRARY_PATH=" + elfdeps.GuestLibDir
+	for _, tc := range []struct {
+		name       string
+		ours, user []string
+		want       []string
+	}{
+		{"none of ours", nil, []string{"LD_LIBRARY_PATH=/opt/x", "A=1"}, []string{"LD_LIBRARY_PATH=/opt/x", "A=1"}},
+		{"none of the user's", []string{ours}, []string{"A=1"}, []string{ours, "A=1"}},
+		{"joined", []string{ours}, []string{"A=1", "LD_LIBRARY_PATH=/opt/x:/opt/y"}, []string{ours + ":/opt/x:/opt/y", "A=1"}},
+		{"the user's last value", []string{ours}, []string{"LD_LIBRARY_PATH=/opt/x", "LD_LIBRARY_PATH=/opt/y"}, []string{ours + ":/opt/y"}},
+		{"empty", []string{ours}, []string{"LD_LIBRARY_PATH="}, []string{ours}},
+	} {
+		assert.Check(t, is.DeepEqual(daemonEnv(tc.ours, tc.user), tc.want), tc.name)
+	}
+
+	// The flags and a description, on a daemon whose library goes to
+	// elfdeps.GuestLibDir.
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skipf("gcc is not installed: %v", err)
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"-shared", "-fPIC", "-o", "libfoo.so.1", "-Wl,-soname,libfoo.so.1", "-x", "c", "foo.c"},
+		{"-o", "myfs", "-x", "c", "main.c", "-L.", "-l:libfoo.so.1", "-Wl,-rpath,$ORIGIN"},
+	} {
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, "foo.c"), []byte("int foo(void) { return 0; }\n"), 0o644))
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, "main.c"), []byte("int foo(void); int main(void) { return foo(); }\n"), 0o644))
+		cmd := exec.Command("gcc", args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		assert.NilError(t, err, "%s", out)
+	}
+	desc := filepath.Join(dir, "myfs.conf")
+	assert.NilError(t, os.WriteFile(desc, []byte("[daemon myfs]\nbinary = "+filepath.Join(dir, "myfs")+"\nenv = LD_LIBRARY_PATH=/opt/myfs/lib\n"), 0o644))
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"flag", []string{"-daemon", filepath.Join(dir, "myfs"), "-daemon-env", "LD_LIBRARY_PATH=/opt/myfs/lib"}},
+		{"description", []string{"-daemon", desc}},
+	} {
+		fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
+		d := registerDaemonFlags(fs)
+		assert.NilError(t, fs.Parse(tc.args))
+		daemon, err := d.daemon(fs, "")
+		assert.NilError(t, err)
+		assert.Check(t, is.DeepEqual(daemon.Env, []string{ours + ":/opt/myfs/lib"}), tc.name)
 	}
 }

@@ -23,6 +23,7 @@ import (
 // The test binary doubles as the fusematrix command.
 func TestMain(m *testing.M) {
 	if os.Getenv("FUSEMATRIX_TEST_MAIN") == "1" {
+		fakeBisect()
 		main()
 		os.Exit(0)
 	}

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/fusematrix/fusematrix/harness/merge"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/merge"
 )
 
 const mergeUsage = `usage: fusematrix merge [-out DIR] RUN…

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 )
 
@@ -83,7 +84,7 @@ func statusWord(s results.Status) string {
 	case results.Fail, results.Error:
 		return strings.ToUpper(string(s))
 	}
-	return Truncate(OneLine(string(s)), 8)
+	return inert.Truncate(inert.OneLine(string(s)), 8)
 }
 
 // figure is the rendered metrics of one benchmark on one kernel.
@@ -100,7 +101,7 @@ func figures(run *results.Run) []figure {
 			if r.Kind != results.Benchmark || len(r.Metrics) == 0 {
 				continue
 			}
-			fs = append(fs, figure{kernel: OneLine(k.Name), id: OneLine(r.ID), parts: metricParts(r.Metrics)})
+			fs = append(fs, figure{kernel: inert.OneLine(k.Name), id: inert.OneLine(r.ID), parts: metricParts(r.Metrics)})
 		}
 	}
 	return fs
@@ -124,7 +125,7 @@ func metricParts(m map[string]float64) []string {
 			continue
 		}
 		used[n] = true
-		s := OneLine(mode) + " " + mbps(m[n])
+		s := inert.OneLine(mode) + " " + mbps(m[n])
 		if r, ok := m[mode+"_ratio"]; ok {
 			used[mode+"_ratio"] = true
 			paired = append(paired, s+" ("+ratio(r)+")")
@@ -138,10 +139,10 @@ func metricParts(m map[string]float64) []string {
 			continue
 		}
 		if mode, ok := strings.CutSuffix(n, "_ratio"); ok {
-			parts = append(parts, OneLine(mode)+" "+ratio(m[n]))
+			parts = append(parts, inert.OneLine(mode)+" "+ratio(m[n]))
 			continue
 		}
-		parts = append(parts, OneLine(n)+" "+plainNumber(m[n]))
+		parts = append(parts, inert.OneLine(n)+" "+plainNumber(m[n]))
 	}
 	return parts
 }
@@ -160,30 +161,30 @@ type note struct {
 func notes(run *results.Run) []note {
 	var ns []note
 	for _, k := range run.Kernels {
-		name := OneLine(k.Name)
+		name := inert.OneLine(k.Name)
 		if !completed(&k) {
 			ns = append(ns, note{kernel: name, id: "boot", status: results.Error, word: "error",
-				text: OneLine(bootError(&k)), console: k.ConsoleTail, consoleLog: OneLine(k.ConsoleLog)})
+				text: inert.OneLine(bootError(&k)), console: k.ConsoleTail, consoleLog: inert.OneLine(k.ConsoleLog)})
 		}
 		if k.AccelNote != "" {
-			ns = append(ns, note{kernel: name, id: "accel", word: OneLine(orDash(k.Accel)), text: OneLine(k.AccelNote)})
+			ns = append(ns, note{kernel: name, id: "accel", word: inert.OneLine(orDash(k.Accel)), text: inert.OneLine(k.AccelNote)})
 		}
 		if k.Retried != "" {
-			ns = append(ns, note{kernel: name, id: "boot", word: "retried", text: OneLine(k.Retried)})
+			ns = append(ns, note{kernel: name, id: "boot", word: "retried", text: inert.OneLine(k.Retried)})
 		}
 		if len(k.Missing) > 0 {
 			ns = append(ns, note{kernel: name, id: "packages", word: "missing",
-				text: OneLine("not in the archive, booted without: " + strings.Join(k.Missing, ", "))})
+				text: inert.OneLine("not in the archive, booted without: " + strings.Join(k.Missing, ", "))})
 		}
 		for _, r := range k.Results {
 			if r.Status == results.Pass {
 				continue
 			}
-			text := OneLine(r.Reason)
+			text := inert.OneLine(r.Reason)
 			if text == "" {
 				text = "(no reason given)"
 			}
-			ns = append(ns, note{kernel: name, id: OneLine(r.ID), status: r.Status, word: OneLine(string(r.Status)), text: text})
+			ns = append(ns, note{kernel: name, id: inert.OneLine(r.ID), status: r.Status, word: inert.OneLine(string(r.Status)), text: text})
 		}
 	}
 	return ns
@@ -201,7 +202,7 @@ func headline(run *results.Run) []string {
 	}
 	var host []string
 	if run.Host.QEMU != "" {
-		host = append(host, "qemu "+OneLine(run.Host.QEMU))
+		host = append(host, "qemu "+inert.OneLine(run.Host.QEMU))
 	}
 	if run.Host.CPUs > 0 {
 		host = append(host, fmt.Sprintf("%d CPUs", run.Host.CPUs))
@@ -210,7 +211,7 @@ func headline(run *results.Run) []string {
 		host = append(host, fmt.Sprintf("%d jobs", run.Host.Jobs))
 	}
 	if run.Host.Accel != "" {
-		host = append(host, "accel "+OneLine(run.Host.Accel))
+		host = append(host, "accel "+inert.OneLine(run.Host.Accel))
 	}
 	if len(host) > 0 {
 		parts = append(parts, "host: "+strings.Join(host, ", "))

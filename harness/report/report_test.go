@@ -16,6 +16,7 @@ import (
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/golden"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 )
 
@@ -360,7 +361,7 @@ func TestJUnitKeepsReasons(t *testing.T) {
 		}
 		// XML parsers turn \r\n into \n.
 		assert.Equal(t, o.Text, strings.ReplaceAll(xmlText(res.Reason), "\r\n", "\n"), c.Name)
-		assert.Equal(t, o.Message, Truncate(OneLine(res.Reason), junitMessage), c.Name)
+		assert.Equal(t, o.Message, inert.Truncate(inert.OneLine(res.Reason), junitMessage), c.Name)
 	}
 }
 
@@ -501,7 +502,7 @@ func TestText(t *testing.T) {
 		{"markdown syntax", "a|b <i>*_`[x]~&", "a|b <i>*_`[x]~&", "a|b <i>*_`[x]~&", "a\\|b \\<i\\>\\*\\_\\`\\[x\\]\\~\\&"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, OneLine(tc.in), tc.oneLine)
+			assert.Equal(t, inert.OneLine(tc.in), tc.oneLine)
 			assert.Equal(t, xmlText(tc.in), tc.xml)
 			assert.Equal(t, markdownText(tc.in), tc.markdown)
 		})

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 )
 
@@ -127,16 +128,16 @@ func writeGrid(b *bytes.Buffer, run *results.Run, width int, p painter) error {
 		head = append(head, cell{h, sgrHeader})
 	}
 	for _, id := range ids {
-		head = append(head, cell{OneLine(id), sgrHeader})
+		head = append(head, cell{inert.OneLine(id), sgrHeader})
 	}
 	rows := [][]cell{head}
 	var trailers []string
 	for _, k := range run.Kernels {
 		proto, pt := fuseCells(&k)
 		row := []cell{
-			{Truncate(OneLine(k.Name), 40), sgrNone},
-			{Truncate(OneLine(orDash(k.Release)), 40), sgrNone},
-			{Truncate(OneLine(orDash(k.Accel)), 8), sgrNone},
+			{inert.Truncate(inert.OneLine(k.Name), 40), sgrNone},
+			{inert.Truncate(inert.OneLine(orDash(k.Release)), 40), sgrNone},
+			{inert.Truncate(inert.OneLine(orDash(k.Accel)), 8), sgrNone},
 			{proto, sgrNone},
 			{pt, sgrNone},
 		}
@@ -152,7 +153,7 @@ func writeGrid(b *bytes.Buffer, run *results.Run, width int, p painter) error {
 		rows = append(rows, row)
 		trailer := ""
 		if !completed(&k) {
-			trailer = "error: " + OneLine(bootError(&k))
+			trailer = "error: " + inert.OneLine(bootError(&k))
 		}
 		trailers = append(trailers, trailer)
 	}
@@ -209,7 +210,7 @@ func writeBlocks(b *bytes.Buffer, rows [][]cell, nfixed int, trailers []string, 
 				fmt.Fprint(tw, p.paint(row[ci].sgr, row[ci].text), "\t")
 			}
 			if bi == 0 && ri > 0 && trailers[ri-1] != "" && room >= minRoom {
-				fmt.Fprint(tw, p.paint(sgrFail, Truncate(trailers[ri-1], room)))
+				fmt.Fprint(tw, p.paint(sgrFail, inert.Truncate(trailers[ri-1], room)))
 			}
 			fmt.Fprintln(tw)
 		}
@@ -225,7 +226,7 @@ func writeBlocks(b *bytes.Buffer, rows [][]cell, nfixed int, trailers []string, 
 				// of its own, under the row, after tabwriter has aligned
 				// the columns.
 				indent := widths[0] + pad
-				fmt.Fprintf(b, "%s%s\n", strings.Repeat(" ", indent), p.paint(sgrFail, Truncate(trailers[ri-1], width-indent)))
+				fmt.Fprintf(b, "%s%s\n", strings.Repeat(" ", indent), p.paint(sgrFail, inert.Truncate(trailers[ri-1], width-indent)))
 			}
 			ri++
 		}
@@ -329,6 +330,6 @@ func writeConsole(b *bytes.Buffer, n note, o Options) {
 	}
 	fmt.Fprintf(b, "    %s, last %s:\n", what, plural(len(tail), "line"))
 	for _, l := range tail {
-		b.WriteString(strings.TrimRight("    | "+Truncate(consoleLine(l), o.Width-6), " ") + "\n")
+		b.WriteString(strings.TrimRight("    | "+inert.Truncate(inert.ConsoleLine(l), o.Width-6), " ") + "\n")
 	}
 }

@@ -48,7 +48,7 @@ func bigRuns(n int) (old, new *results.Run) {
 // took 27 times as long as 20,000). Evidence, not a test (timings vary
 // with the machine):
 //
-//	go test -run '^$' -bench BenchmarkCompare -benchtime 3x ./results/compare/
+//	go test -run '^$' -bench BenchmarkCompare -benchtime 3x ./harness/compare/
 //
 // compares the ns/op of the two sizes: linear work makes the ratio near
 // 4 (measured here: 20 before the index, 3 to 4.5 after).

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fusematrix/fusematrix/results/report"
+	"github.com/fusematrix/fusematrix/harness/inert"
 )
 
 // Renderers prints a Report by -format name.
@@ -137,9 +137,9 @@ func Table(w io.Writer, r *Report) error {
 				f.Old, f.New = packageVersion(f.Old), packageVersion(f.New)
 				f.Note = "the selector now resolves to " + k.NewSource
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", verdict, report.Truncate(idOf(f), idWidth),
-				report.Truncate(f.What, idWidth), report.Truncate(f.Old, cellValueWidth), report.Truncate(f.New, cellValueWidth),
-				report.Truncate(f.Note, cellNoteWidth))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", verdict, inert.Truncate(idOf(f), idWidth),
+				inert.Truncate(f.What, idWidth), inert.Truncate(f.Old, cellValueWidth), inert.Truncate(f.New, cellValueWidth),
+				inert.Truncate(f.Note, cellNoteWidth))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -166,7 +166,7 @@ func Table(w io.Writer, r *Report) error {
 // escaped.
 func md(s string) string {
 	var b strings.Builder
-	for _, r := range report.OneLine(s) {
+	for _, r := range inert.OneLine(s) {
 		if strings.ContainsRune("\\`*_[]<>|~&#", r) {
 			b.WriteByte('\\')
 		}

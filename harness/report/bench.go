@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
@@ -31,7 +32,7 @@ var benchModeOrder = []contract.Mode{contract.Native, contract.Noop, contract.Li
 const ratioNoopHead = "pt/noop"
 
 // sortModes orders modes by benchModeOrder, the rest after them in their
-// given order.
+// given order, as every bench view shows them.
 func sortModes(modes []contract.Mode) {
 	rank := func(m contract.Mode) int {
 		if i := slices.Index(benchModeOrder, m); i >= 0 {
@@ -87,7 +88,7 @@ func newBenchGrid(k *results.Kernel) benchGrid {
 			g.modes = append(g.modes, c.Mode)
 		}
 		if r.Status != results.Pass {
-			n := [2]string{string(r.Status), OneLine(r.Reason)}
+			n := [2]string{string(r.Status), inert.OneLine(r.Reason)}
 			j, seen := noted[n]
 			if !seen {
 				j = len(g.notes)
@@ -191,7 +192,7 @@ func daemonNoopHead(m contract.Mode) string {
 func (g *benchGrid) extraHeads() []string {
 	heads := []string{ratioNoopHead, goCHead}
 	for _, m := range g.daemons() {
-		heads = append(heads, OneLine(daemonNoopHead(m)))
+		heads = append(heads, inert.OneLine(daemonNoopHead(m)))
 	}
 	return heads
 }
@@ -226,14 +227,14 @@ func (g *benchGrid) daemonCalls() []string {
 		for _, row := range g.rows {
 			if r := row.cells[m]; r != nil && r.Status == results.Pass {
 				if v, ok := r.Metrics[daemonCallsMetric]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
-					parts = append(parts, fmt.Sprintf("%s %s %.0f", OneLine(string(row.op)), blockLabel(row.block), v))
+					parts = append(parts, fmt.Sprintf("%s %s %.0f", inert.OneLine(string(row.op)), blockLabel(row.block), v))
 				}
 			}
 		}
 		if len(parts) > 0 {
 			name, _ := m.Daemon()
 			out = append(out, fmt.Sprintf("%s: its read calls per GiB (one per request or more when it serves them, next to none when passed through): %s",
-				OneLine(name), strings.Join(parts, ", ")))
+				inert.OneLine(name), strings.Join(parts, ", ")))
 		}
 	}
 	return out
@@ -249,7 +250,7 @@ func (g *benchGrid) legend() string {
 		name, _ := m.Daemon()
 		l += fmt.Sprintf("; %s: daemon %s median / noop median", daemonNoopHead(m), name)
 	}
-	return OneLine(l)
+	return inert.OneLine(l)
 }
 
 // Bench writes, per kernel, the throughput cells as a table: one row per
@@ -276,11 +277,11 @@ func Bench(w io.Writer, run *results.Run) error {
 // benchHead names a kernel with its release and accelerator, which the
 // figures mean nothing without.
 func benchHead(k *results.Kernel) string {
-	head := OneLine(k.Name)
+	head := inert.OneLine(k.Name)
 	if k.Release != "" {
-		head += " (" + OneLine(k.Release)
+		head += " (" + inert.OneLine(k.Release)
 		if k.Accel != "" {
-			head += ", " + OneLine(k.Accel)
+			head += ", " + inert.OneLine(k.Accel)
 		}
 		head += ")"
 	}
@@ -290,7 +291,7 @@ func benchHead(k *results.Kernel) string {
 func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	fmt.Fprintln(b, benchHead(k))
 	if k.Status != results.Pass {
-		fmt.Fprintf(b, "  did not run: %s\n", OneLine(k.Error))
+		fmt.Fprintf(b, "  did not run: %s\n", inert.OneLine(k.Error))
 	}
 	g := newBenchGrid(k)
 	if len(g.rows) == 0 {
@@ -300,11 +301,11 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "  op\tblock\t")
 	for _, m := range g.modes {
-		fmt.Fprintf(tw, "%s\t", OneLine(string(m)))
+		fmt.Fprintf(tw, "%s\t", inert.OneLine(string(m)))
 	}
 	fmt.Fprintf(tw, "%s\t\n", strings.Join(g.extraHeads(), "\t"))
 	for _, row := range g.rows {
-		fmt.Fprintf(tw, "  %s\t%s\t", OneLine(string(row.op)), blockLabel(row.block))
+		fmt.Fprintf(tw, "  %s\t%s\t", inert.OneLine(string(row.op)), blockLabel(row.block))
 		for _, m := range g.modes {
 			fmt.Fprintf(tw, "%s\t", benchCell(row.cells[m]))
 		}
@@ -319,7 +320,7 @@ func benchKernel(b *bytes.Buffer, k *results.Kernel) {
 		fmt.Fprintf(b, "  %s\n", disturbedLegend)
 	}
 	for _, n := range g.notes {
-		fmt.Fprintf(b, "  %s: %s: %s\n", OneLine(n.which()), n.status, n.reason)
+		fmt.Fprintf(b, "  %s: %s: %s\n", inert.OneLine(n.which()), n.status, n.reason)
 	}
 }
 
@@ -334,7 +335,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 		for _, k := range run.Kernels {
 			fmt.Fprintf(&b, "**%s**\n\n", markdownText(benchHead(&k)))
 			if k.Status != results.Pass {
-				fmt.Fprintf(&b, "**did not run:** %s\n\n", markdownText(Truncate(OneLine(bootError(&k)), markdownReason)))
+				fmt.Fprintf(&b, "**did not run:** %s\n\n", markdownText(inert.Truncate(inert.OneLine(bootError(&k)), markdownReason)))
 			}
 			g := newBenchGrid(&k)
 			if len(g.rows) == 0 {
@@ -343,7 +344,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			}
 			head := []string{"op", "block"}
 			for _, m := range g.modes {
-				head = append(head, markdownText(OneLine(string(m))))
+				head = append(head, markdownText(inert.OneLine(string(m))))
 			}
 			for _, h := range g.extraHeads() {
 				head = append(head, markdownText(h))
@@ -355,7 +356,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			}
 			writeMarkdownRow(&b, rule)
 			for _, row := range g.rows {
-				cells := []string{markdownText(OneLine(string(row.op))), blockLabel(row.block)}
+				cells := []string{markdownText(inert.OneLine(string(row.op))), blockLabel(row.block)}
 				for _, m := range g.modes {
 					c := markdownText(benchCell(row.cells[m]))
 					if r := row.cells[m]; r != nil && (r.Status == results.Fail || r.Status == results.Error) {
@@ -376,8 +377,8 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 				b.WriteString("\n")
 			}
 			for _, n := range g.notes {
-				fmt.Fprintf(&b, "- %s: %s: %s\n", markdownText(OneLine(n.which())), markdownText(string(n.status)),
-					markdownText(Truncate(n.reason, markdownReason)))
+				fmt.Fprintf(&b, "- %s: %s: %s\n", markdownText(inert.OneLine(n.which())), markdownText(string(n.status)),
+					markdownText(inert.Truncate(n.reason, markdownReason)))
 			}
 			b.WriteString("\n")
 		}
@@ -434,6 +435,7 @@ func (g *benchGrid) anyDisturbed() bool {
 	return false
 }
 
+// blockLabel writes a block size as the views show it: 4K, 128K, 1M.
 func blockLabel(n int) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:

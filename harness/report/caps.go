@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
@@ -134,19 +135,19 @@ func expectSummary(k *results.Kernel) (string, results.Status) {
 func capsNotes(run *results.Run) []note {
 	var ns []note
 	for _, k := range run.Kernels {
-		name := OneLine(k.Name)
+		name := inert.OneLine(k.Name)
 		if !completed(&k) {
 			ns = append(ns, note{kernel: name, id: "boot", status: results.Error, word: "error",
-				text: OneLine(bootError(&k)), consoleLog: OneLine(k.ConsoleLog)})
+				text: inert.OneLine(bootError(&k)), consoleLog: inert.OneLine(k.ConsoleLog)})
 		}
 		for _, r := range k.Results {
 			switch {
 			case r.Kind == results.Probe && (r.Status == results.Fail || r.Status == results.Error):
-				ns = append(ns, note{kernel: name, id: OneLine(r.ID), status: r.Status, word: OneLine(string(r.Status)),
-					text: OneLine(orDash(r.Reason))})
+				ns = append(ns, note{kernel: name, id: inert.OneLine(r.ID), status: r.Status, word: inert.OneLine(string(r.Status)),
+					text: inert.OneLine(orDash(r.Reason))})
 			case r.Kind == results.Expectation && r.Status != results.Pass:
-				ns = append(ns, note{kernel: name, id: OneLine(r.ID), status: r.Status, word: OneLine(string(r.Status)),
-					text: OneLine(expectationText(r))})
+				ns = append(ns, note{kernel: name, id: inert.OneLine(r.ID), status: r.Status, word: inert.OneLine(string(r.Status)),
+					text: inert.OneLine(expectationText(r))})
 			}
 		}
 	}
@@ -251,7 +252,7 @@ func CapsWith(w io.Writer, run *results.Run, o Options) error {
 		for _, k := range run.Kernels {
 			t := ""
 			if !completed(&k) {
-				t = "error: " + OneLine(bootError(&k))
+				t = "error: " + inert.OneLine(bootError(&k))
 			}
 			trailers = append(trailers, t)
 		}
@@ -293,16 +294,16 @@ func cellRows(raw [][]string, names int) [][]cell {
 	rows := make([][]cell, len(raw))
 	for i, r := range raw {
 		for j, s := range r {
-			c := cell{text: OneLine(s), sgr: sgrNone}
+			c := cell{text: inert.OneLine(s), sgr: sgrNone}
 			switch {
 			case i == 0:
 				c.sgr = sgrHeader
 			case s == "":
 				c = cell{"-", sgrDim}
 			case j < names:
-				c.text = Truncate(c.text, 40)
+				c.text = inert.Truncate(c.text, 40)
 			default:
-				c.text = Truncate(c.text, capsFactWidth)
+				c.text = inert.Truncate(c.text, capsFactWidth)
 			}
 			rows[i] = append(rows[i], c)
 		}
@@ -335,7 +336,7 @@ func CapsMarkdown(w io.Writer, run *results.Run) error {
 				word = "**" + word + "**"
 			}
 			fmt.Fprintf(&b, "- %s / %s: %s: %s\n", markdownText(n.kernel), markdownText(n.id), word,
-				markdownText(Truncate(n.text, markdownReason)))
+				markdownText(inert.Truncate(n.text, markdownReason)))
 		}
 	}
 	fmt.Fprintf(&b, "\n%s\n", markdownText(strings.Join(capsVerdict(run), " · ")))
@@ -356,9 +357,9 @@ func writeMarkdownTable(b *bytes.Buffer, raw [][]string, names int, decorate fun
 			case i > 0 && s == "":
 				cells[j] = "-"
 			case i > 0 && j >= names:
-				cells[j] = markdownText(Truncate(OneLine(s), capsFactWidth))
+				cells[j] = markdownText(inert.Truncate(inert.OneLine(s), capsFactWidth))
 			default:
-				cells[j] = markdownText(Truncate(OneLine(s), 40))
+				cells[j] = markdownText(inert.Truncate(inert.OneLine(s), 40))
 			}
 			if i > 0 && decorate != nil {
 				cells[j] = decorate(i, j, cells[j])

@@ -6,8 +6,8 @@
 // table or as Markdown for a GitHub step summary.
 //
 // Everything in a run came from a guest or another machine, so every text
-// a Report carries has been made inert with report.OneLine and bounded
-// with report.Truncate.
+// a Report carries has been made inert with inert.OneLine and bounded
+// with inert.Truncate.
 package compare
 
 import (
@@ -21,9 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // FormatVersion is written into every Report: bump it when a field of
@@ -153,7 +153,9 @@ const (
 	noteWidth  = 160
 )
 
-func inert(s string, n int) string { return report.Truncate(report.OneLine(s), n) }
+// shown makes s, which came from a guest or another machine, one inert
+// line of at most n runes.
+func shown(s string, n int) string { return inert.Truncate(inert.OneLine(s), n) }
 
 // Compare compares the run new with the run old.
 func Compare(old, new *results.Run, o Options) *Report {
@@ -184,8 +186,8 @@ func Compare(old, new *results.Run, o Options) *Report {
 			continue
 		}
 		r.Kernels = append(r.Kernels, Kernel{
-			Name: inert(ok.Name, nameWidth), Presence: Gone,
-			OldSource: inert(ok.Source, noteWidth), OldAccel: inert(ok.Accel, valueWidth),
+			Name: shown(ok.Name, nameWidth), Presence: Gone,
+			OldSource: shown(ok.Source, noteWidth), OldAccel: shown(ok.Accel, valueWidth),
 			Findings: []Finding{{Verdict: Regression, Aspect: AspectKernel, What: "kernel",
 				Old: string(ok.Status), New: "missing", Note: "only in the old run"}},
 		})
@@ -196,8 +198,8 @@ func Compare(old, new *results.Run, o Options) *Report {
 		}
 		nk := &new.Kernels[i]
 		r.Kernels = append(r.Kernels, Kernel{
-			Name: inert(nk.Name, nameWidth), Presence: New,
-			NewSource: inert(nk.Source, noteWidth), NewAccel: inert(nk.Accel, valueWidth),
+			Name: shown(nk.Name, nameWidth), Presence: New,
+			NewSource: shown(nk.Source, noteWidth), NewAccel: shown(nk.Accel, valueWidth),
 			Findings: []Finding{{Verdict: Info, Aspect: AspectKernel, What: "kernel",
 				Old: "missing", New: string(nk.Status), Note: "only in the new run: nothing to compare with"}},
 		})
@@ -234,8 +236,8 @@ func Compare(old, new *results.Run, o Options) *Report {
 
 func sideOf(run *results.Run, path string) Side {
 	return Side{
-		Path: inert(path, noteWidth), Started: run.Started,
-		CPUModel: inert(run.Host.CPUModel, valueWidth), CPUs: run.Host.CPUs, Kernels: len(run.Kernels),
+		Path: shown(path, noteWidth), Started: run.Started,
+		CPUModel: shown(run.Host.CPUModel, valueWidth), CPUs: run.Host.CPUs, Kernels: len(run.Kernels),
 	}
 }
 
@@ -253,10 +255,10 @@ type comparer struct {
 // kernel compares one kernel present in both runs.
 func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	k := Kernel{
-		Name: inert(o.Name, nameWidth), Presence: Both,
-		OldSource: inert(o.Source, noteWidth), NewSource: inert(n.Source, noteWidth),
+		Name: shown(o.Name, nameWidth), Presence: Both,
+		OldSource: shown(o.Source, noteWidth), NewSource: shown(n.Source, noteWidth),
 		Upgraded: o.Source != n.Source && o.Source != "" && n.Source != "",
-		OldAccel: inert(o.Accel, valueWidth), NewAccel: inert(n.Accel, valueWidth),
+		OldAccel: shown(o.Accel, valueWidth), NewAccel: shown(n.Accel, valueWidth),
 	}
 	add := func(f Finding) { k.Findings = append(k.Findings, f) }
 	if k.Upgraded {
@@ -266,10 +268,10 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 	switch {
 	case o.Status == results.Pass && n.Status != results.Pass:
 		add(Finding{Verdict: Regression, Aspect: AspectKernel, What: "run", Old: string(o.Status), New: string(n.Status),
-			Note: inert(n.Error, noteWidth)})
+			Note: shown(n.Error, noteWidth)})
 	case o.Status != results.Pass && n.Status == results.Pass:
 		add(Finding{Verdict: Fix, Aspect: AspectKernel, What: "run", Old: string(o.Status), New: string(n.Status),
-			Note: inert(o.Error, noteWidth)})
+			Note: shown(o.Error, noteWidth)})
 	}
 	for _, f := range capabilities(o.Capabilities, n.Capabilities) {
 		add(f)
@@ -309,13 +311,13 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 		// The run ended early: one finding, not one per check.
 		ids := make([]string, len(missing))
 		for i, id := range missing {
-			ids[i] = report.OneLine(id)
+			ids[i] = inert.OneLine(id)
 		}
 		add(Finding{Verdict: Regression, Aspect: AspectStatus, What: "results", Old: strconv.Itoa(len(missing)), New: "missing",
-			Note: inert(strings.Join(ids, ", "), noteWidth)})
+			Note: shown(strings.Join(ids, ", "), noteWidth)})
 	default:
 		for _, id := range missing {
-			f := Finding{Verdict: Regression, Aspect: AspectStatus, ID: inert(id, nameWidth), What: "status",
+			f := Finding{Verdict: Regression, Aspect: AspectStatus, ID: shown(id, nameWidth), What: "status",
 				Old: string(oi.Result(id).Status), New: "missing", Note: "not in the new run"}
 			add(f)
 		}
@@ -325,18 +327,18 @@ func (c *comparer) kernel(o, n *results.Kernel) Kernel {
 		if oi.Result(nr.ID) != nil {
 			continue
 		}
-		f := Finding{Verdict: Info, Aspect: AspectStatus, ID: inert(nr.ID, nameWidth), What: "status",
+		f := Finding{Verdict: Info, Aspect: AspectStatus, ID: shown(nr.ID, nameWidth), What: "status",
 			Old: "missing", New: string(nr.Status), Note: "not in the old run"}
 		if failed(nr.Status) {
 			f.Verdict = Regression
 			if nr.Reason != "" {
-				f.Note = inert(f.Note+"; "+nr.Reason, noteWidth)
+				f.Note = shown(f.Note+"; "+nr.Reason, noteWidth)
 			}
 		}
 		add(f)
 		if flaky(nr) {
 			add(Finding{Verdict: Info, Aspect: AspectFlaky, ID: f.ID, What: "flaky", Old: "-", New: "yes",
-				Note: inert(nr.Reason, noteWidth)})
+				Note: shown(nr.Reason, noteWidth)})
 		}
 	}
 	return k
@@ -349,7 +351,7 @@ func flaky(r *results.Result) bool { return contract.FactFlaky.Of(r) == "true" }
 // result compares one result present in both runs of a kernel.
 func (c *comparer) result(k *Kernel, skip string, caps bool, o, n *results.Result) []Finding {
 	var out []Finding
-	id := inert(o.ID, nameWidth)
+	id := shown(o.ID, nameWidth)
 	if f, changed := status(o, n); changed {
 		f.ID = id
 		out = append(out, f)
@@ -358,11 +360,11 @@ func (c *comparer) result(k *Kernel, skip string, caps bool, o, n *results.Resul
 		f := Finding{Verdict: Info, Aspect: AspectFlaky, ID: id, What: "flaky", Old: yesNo(flaky(o)), New: yesNo(flaky(n))}
 		switch {
 		case flaky(o) && flaky(n):
-			f.Note = inert("in both runs; now "+n.Reason, noteWidth)
+			f.Note = shown("in both runs; now "+n.Reason, noteWidth)
 		case flaky(n):
-			f.Note = inert("in the new run: "+n.Reason, noteWidth)
+			f.Note = shown("in the new run: "+n.Reason, noteWidth)
 		default:
-			f.Note = inert("in the old run: "+o.Reason, noteWidth)
+			f.Note = shown("in the old run: "+o.Reason, noteWidth)
 		}
 		out = append(out, f)
 	}
@@ -409,18 +411,18 @@ func lostMetrics(o, n *results.Result) []Finding {
 		if wasBad[name] != "" {
 			continue // nothing was measured to lose
 		}
-		f := Finding{Verdict: Regression, Aspect: AspectThroughput, What: inert(name, valueWidth), Old: figure(ov)}
+		f := Finding{Verdict: Regression, Aspect: AspectThroughput, What: shown(name, valueWidth), Old: figure(ov)}
 		nv, ok := n.Metrics[name]
 		switch {
 		case !ok:
-			f.New, f.Note = "missing", "the cell passed, but gave no "+inert(name, valueWidth)
+			f.New, f.Note = "missing", "the cell passed, but gave no "+shown(name, valueWidth)
 			if why := n.Facts[name]; why != "" {
 				// The agent says why a ratio is missing in a fact of its name.
-				f.Note = inert("the cell passed, but: "+why, noteWidth)
+				f.Note = shown("the cell passed, but: "+why, noteWidth)
 			}
-			gone = append(gone, inert(name, valueWidth))
+			gone = append(gone, shown(name, valueWidth))
 		case bad[name] != "":
-			f.New, f.Note = figure(nv), inert("not a measurement: "+bad[name], noteWidth)
+			f.New, f.Note = figure(nv), shown("not a measurement: "+bad[name], noteWidth)
 		default:
 			continue
 		}
@@ -428,7 +430,7 @@ func lostMetrics(o, n *results.Result) []Finding {
 	}
 	if len(gone) > 1 && len(n.Metrics) == 0 {
 		return []Finding{{Verdict: Regression, Aspect: AspectThroughput, What: "metrics", Old: strconv.Itoa(len(gone)), New: "missing",
-			Note: inert("the cell passed, but gave no figure: "+strings.Join(gone, ", "), noteWidth)}}
+			Note: shown("the cell passed, but gave no figure: "+strings.Join(gone, ", "), noteWidth)}}
 	}
 	return out
 }
@@ -459,11 +461,11 @@ func status(o, n *results.Result) (Finding, bool) {
 	f := Finding{Aspect: AspectStatus, What: "status", Old: string(o.Status), New: string(n.Status)}
 	switch {
 	case failed(n.Status) && !failed(o.Status), o.Status == results.Pass && n.Status == results.Skip:
-		f.Verdict, f.Note = Regression, inert(n.Reason, noteWidth)
+		f.Verdict, f.Note = Regression, shown(n.Reason, noteWidth)
 	case failed(o.Status) && n.Status == results.Pass:
-		f.Verdict, f.Note = Fix, inert("was: "+o.Reason, noteWidth)
+		f.Verdict, f.Note = Fix, shown("was: "+o.Reason, noteWidth)
 	default:
-		f.Verdict, f.Note = Change, inert(n.Reason, noteWidth)
+		f.Verdict, f.Note = Change, shown(n.Reason, noteWidth)
 	}
 	return f, true
 }
@@ -474,7 +476,7 @@ func passthroughOf(c *results.Capabilities) string {
 	case c.Passthrough || c.PassthroughABI == "upstream":
 		return "upstream"
 	case c.PassthroughABI != "":
-		return inert(c.PassthroughABI, valueWidth)
+		return shown(c.PassthroughABI, valueWidth)
 	}
 	return "no"
 }
@@ -509,13 +511,13 @@ func capabilities(o, n *results.Capabilities) []Finding {
 	for _, flag := range o.InitFlags {
 		if !newFlags[flag] {
 			out = append(out, Finding{Verdict: Regression, Aspect: AspectCapability, ID: id,
-				What: contract.FactFlagPrefix + inert(flag, valueWidth), Old: "offered", New: "absent", Note: "flag withdrawn"})
+				What: contract.FactFlagPrefix + shown(flag, valueWidth), Old: "offered", New: "absent", Note: "flag withdrawn"})
 		}
 	}
 	for _, flag := range n.InitFlags {
 		if !oldFlags[flag] {
 			out = append(out, Finding{Verdict: Change, Aspect: AspectCapability, ID: id,
-				What: contract.FactFlagPrefix + inert(flag, valueWidth), Old: "absent", New: "offered", Note: "flag offered"})
+				What: contract.FactFlagPrefix + shown(flag, valueWidth), Old: "absent", New: "offered", Note: "flag offered"})
 		}
 	}
 	return out
@@ -573,7 +575,7 @@ func facts(probe contract.ID, o, n *results.Result, covered bool) []Finding {
 		if ov == nv {
 			continue
 		}
-		f := Finding{Verdict: Change, Aspect: AspectFact, What: inert(key, valueWidth), Old: orDash(inert(ov, valueWidth)), New: orDash(inert(nv, valueWidth))}
+		f := Finding{Verdict: Change, Aspect: AspectFact, What: shown(key, valueWidth), Old: orDash(shown(ov, valueWidth)), New: orDash(shown(nv, valueWidth))}
 		if ov == "ok" && errno.MatchString(nv) {
 			f.Verdict, f.Note = Regression, "was ok, now fails"
 		}

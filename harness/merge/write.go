@@ -12,8 +12,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/report"
 )
 
 // MaxConsoleBytes bounds each console log Write copies: a shard's files

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 )
 
@@ -40,7 +41,7 @@ func Markdown(w io.Writer, run *results.Run) error {
 				word = "**" + word + "**"
 			}
 			fmt.Fprintf(&b, "- %s / %s: %s: %s\n", markdownText(n.kernel), markdownText(n.id), word,
-				markdownText(Truncate(n.text, markdownReason)))
+				markdownText(inert.Truncate(n.text, markdownReason)))
 		}
 		for _, n := range ns {
 			writeMarkdownConsole(&b, n)
@@ -92,7 +93,7 @@ func writeMarkdownGrid(b *bytes.Buffer, run *results.Run) {
 		if withNotes {
 			note := ""
 			if !completed(&k) {
-				note = "**error:** " + markdownText(Truncate(OneLine(bootError(&k)), 200))
+				note = "**error:** " + markdownText(inert.Truncate(inert.OneLine(bootError(&k)), 200))
 			}
 			row = append(row, note)
 		}
@@ -117,7 +118,7 @@ func writeMarkdownConsole(b *bytes.Buffer, n note) {
 	lines := make([]string, len(n.console))
 	longest := 0
 	for i, l := range n.console {
-		lines[i] = consoleLine(l)
+		lines[i] = inert.ConsoleLine(l)
 		longest = max(longest, longestRun(lines[i], '`'))
 	}
 	// A fence longer than any backtick run inside cannot be closed early.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
@@ -159,10 +160,10 @@ func gridOf(run *results.Run) htmlGrid {
 	boot := htmlRow{Head: "boot", Title: "did the guest run to its end? (its error otherwise)"}
 	for i := range run.Kernels {
 		k := &run.Kernels[i]
-		c := htmlGridCell{Text: "ok", Class: "pass", Title: OneLine(k.Name) + "\nboot: ok", Href: kernelAnchor(i)}
+		c := htmlGridCell{Text: "ok", Class: "pass", Title: inert.OneLine(k.Name) + "\nboot: ok", Href: kernelAnchor(i)}
 		if !completed(k) {
 			c = htmlGridCell{Text: "error", Class: "error", Href: kernelAnchor(i),
-				Title: OneLine(k.Name) + "\nboot: error: " + Truncate(OneLine(bootError(k)), gridTitleWidth)}
+				Title: inert.OneLine(k.Name) + "\nboot: error: " + inert.Truncate(inert.OneLine(bootError(k)), gridTitleWidth)}
 		}
 		boot.Cells = append(boot.Cells, c)
 	}
@@ -251,28 +252,28 @@ func boolRank(b bool) int {
 }
 
 func columnOf(i int, k *results.Kernel) htmlColumn {
-	c := htmlColumn{Anchor: kernelAnchor(i), Label: Truncate(OneLine(k.Name), gridNameWidth)}
-	lines := []string{OneLine(k.Name)}
+	c := htmlColumn{Anchor: kernelAnchor(i), Label: inert.Truncate(inert.OneLine(k.Name), gridNameWidth)}
+	lines := []string{inert.OneLine(k.Name)}
 	if k.Release != "" {
-		lines = append(lines, "release: "+OneLine(k.Release))
+		lines = append(lines, "release: "+inert.OneLine(k.Release))
 	}
 	if k.Source != "" {
-		lines = append(lines, "source: "+OneLine(k.Source))
+		lines = append(lines, "source: "+inert.OneLine(k.Source))
 	}
 	if k.Accel != "" {
-		lines = append(lines, "accelerator: "+OneLine(k.Accel))
+		lines = append(lines, "accelerator: "+inert.OneLine(k.Accel))
 	}
 	if !completed(k) {
-		lines = append(lines, "boot: error: "+Truncate(OneLine(bootError(k)), gridTitleWidth))
+		lines = append(lines, "boot: error: "+inert.Truncate(inert.OneLine(bootError(k)), gridTitleWidth))
 	}
 	c.Title = strings.Join(lines, "\n")
 	_, v := kernelVersion(k)
-	c.Version = orDash(Truncate(OneLine(v), 10))
+	c.Version = orDash(inert.Truncate(inert.OneLine(v), 10))
 	switch {
 	case k.Release != "":
-		c.VersionTitle = "release " + OneLine(k.Release)
+		c.VersionTitle = "release " + inert.OneLine(k.Release)
 	case v != "":
-		c.VersionTitle = "no release (the guest never said hello): version from " + OneLine(k.Name)
+		c.VersionTitle = "no release (the guest never said hello): version from " + inert.OneLine(k.Name)
 	default:
 		c.VersionTitle = "no release: the guest never said hello"
 	}
@@ -282,15 +283,15 @@ func columnOf(i int, k *results.Kernel) htmlColumn {
 // resultRow is one result id across the kernels; a kernel that did not
 // report it gets "—", saying why.
 func resultRow(run *results.Run, at []results.Index, id string) htmlRow {
-	row := htmlRow{Head: Truncate(OneLine(id), gridIDWidth), Title: OneLine(id)}
+	row := htmlRow{Head: inert.Truncate(inert.OneLine(id), gridIDWidth), Title: inert.OneLine(id)}
 	for i := range run.Kernels {
 		k := &run.Kernels[i]
-		where := OneLine(id) + " on " + OneLine(k.Name)
+		where := inert.OneLine(id) + " on " + inert.OneLine(k.Name)
 		j := at[i].Position(id)
 		if j < 0 {
 			why := "not reported by this kernel"
 			if !completed(k) {
-				why = "not reported: the kernel did not complete: " + Truncate(OneLine(bootError(k)), gridTitleWidth)
+				why = "not reported: the kernel did not complete: " + inert.Truncate(inert.OneLine(bootError(k)), gridTitleWidth)
 			}
 			row.Cells = append(row.Cells, htmlGridCell{Text: "—", Class: "absent", Title: where + "\n" + why})
 			continue
@@ -298,11 +299,11 @@ func resultRow(run *results.Run, at []results.Index, id string) htmlRow {
 		r := &k.Results[j]
 		class := statusClass(r.Status)
 		title := where + "\n" + class
-		if reason := OneLine(r.Reason); reason != "" {
-			title += ": " + Truncate(reason, gridTitleWidth)
+		if reason := inert.OneLine(r.Reason); reason != "" {
+			title += ": " + inert.Truncate(reason, gridTitleWidth)
 		}
 		if r.Kind == results.Benchmark && len(r.Metrics) > 0 {
-			title += "\n" + Truncate(strings.Join(metricParts(r.Metrics), " · "), gridTitleWidth)
+			title += "\n" + inert.Truncate(strings.Join(metricParts(r.Metrics), " · "), gridTitleWidth)
 		}
 		row.Cells = append(row.Cells, htmlGridCell{Text: class, Class: class, Title: title, Href: resultAnchor(i, j)})
 	}
@@ -356,18 +357,18 @@ func appendValueRow(rows []htmlRow, run *results.Run, head string, value func(*r
 // not report it, class "chg" where the value differs from the previous
 // kernel's.
 func valueRow(run *results.Run, head string, value func(*results.Kernel) string) htmlRow {
-	row := htmlRow{Head: Truncate(OneLine(head), gridIDWidth), Title: OneLine(head)}
+	row := htmlRow{Head: inert.Truncate(inert.OneLine(head), gridIDWidth), Title: inert.OneLine(head)}
 	prev := ""
 	for i := range run.Kernels {
 		k := &run.Kernels[i]
-		v := OneLine(value(k))
-		c := htmlGridCell{Text: Truncate(v, capsFactWidth), Class: "val", Title: OneLine(head) + " on " + OneLine(k.Name) + ": " + Truncate(v, gridTitleWidth)}
+		v := inert.OneLine(value(k))
+		c := htmlGridCell{Text: inert.Truncate(v, capsFactWidth), Class: "val", Title: inert.OneLine(head) + " on " + inert.OneLine(k.Name) + ": " + inert.Truncate(v, gridTitleWidth)}
 		switch {
 		case v == "":
-			c = htmlGridCell{Text: "—", Class: "absent", Title: OneLine(head) + " on " + OneLine(k.Name) + ": not reported"}
+			c = htmlGridCell{Text: "—", Class: "absent", Title: inert.OneLine(head) + " on " + inert.OneLine(k.Name) + ": not reported"}
 		case i > 0 && prev != "" && v != prev:
 			c.Class = "val chg"
-			c.Title += " (was " + Truncate(prev, gridTitleWidth) + ")"
+			c.Title += " (was " + inert.Truncate(prev, gridTitleWidth) + ")"
 		}
 		if v != "" {
 			prev = v
@@ -406,9 +407,9 @@ func flagRows(run *results.Run) []htmlRow {
 		if count[f] == withCaps {
 			continue
 		}
-		row := htmlRow{Head: Truncate(OneLine(f), gridIDWidth), Title: "INIT flag " + OneLine(f)}
+		row := htmlRow{Head: inert.Truncate(inert.OneLine(f), gridIDWidth), Title: "INIT flag " + inert.OneLine(f)}
 		for _, k := range run.Kernels {
-			where := "INIT flag " + OneLine(f) + " on " + OneLine(k.Name)
+			where := "INIT flag " + inert.OneLine(f) + " on " + inert.OneLine(k.Name)
 			switch {
 			case k.Capabilities == nil:
 				row.Cells = append(row.Cells, htmlGridCell{Text: "—", Class: "absent", Title: where + ": not reported"})

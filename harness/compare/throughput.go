@@ -100,12 +100,12 @@ func (c *comparer) cellsSkipped(o, n *results.Kernel) (string, bool) {
 	om, nm := c.old.HostOf(o).CPUModel, c.new.HostOf(n).CPUModel
 	switch {
 	case om != "" && nm != "" && om != nm:
-		return fmt.Sprintf("the hosts' CPU models differ (%s, then %s)", inert(om, valueWidth), inert(nm, valueWidth)), true
+		return fmt.Sprintf("the hosts' CPU models differ (%s, then %s)", shown(om, valueWidth), shown(nm, valueWidth)), true
 	case o.Accel == "" || n.Accel == "":
 		return "the accelerator is unknown", false
 	case o.Accel != n.Accel:
 		return fmt.Sprintf("accelerators differ (%s, then %s): their figures are not comparable",
-			inert(o.Accel, valueWidth), inert(n.Accel, valueWidth)), false
+			shown(o.Accel, valueWidth), shown(n.Accel, valueWidth)), false
 	}
 	return "", false
 }

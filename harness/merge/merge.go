@@ -9,7 +9,7 @@
 // speak different schemas, are errors rather than a silent choice, and a
 // console log is named only by a plain file name the merged folder can hold.
 //
-// It imports results and results/report only.
+// It imports results and harness/report only.
 package merge
 
 import (

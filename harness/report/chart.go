@@ -21,6 +21,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
@@ -234,7 +235,7 @@ func Chart(w io.Writer, run *results.Run, format string) (err error) {
 			for j, op := range ops {
 				p, err := panel(ck, op, modes, blocks, ylo, yhi)
 				if err != nil {
-					return fmt.Errorf("render chart: %s %s: %w", OneLine(ck.k.Name), OneLine(string(op)), err)
+					return fmt.Errorf("render chart: %s %s: %w", inert.OneLine(ck.k.Name), inert.OneLine(string(op)), err)
 				}
 				plots[i][j] = p
 			}
@@ -309,14 +310,14 @@ func drawChartHeader(c draw.Canvas, run *results.Run, modes, none []contract.Mod
 		ls := draw.LineStyle{Color: s.color, Width: vg.Points(1.5), Dashes: s.dash}
 		c.StrokeLine2(ls, x, y, x+22, y)
 		c.DrawGlyphNoClip(draw.GlyphStyle{Color: s.color, Radius: vg.Points(3), Shape: s.glyph}, vg.Point{X: x + 11, Y: y})
-		name := Truncate(OneLine(string(m)), 24)
+		name := inert.Truncate(inert.OneLine(string(m)), 24)
 		c.FillText(legend, vg.Point{X: x + 27, Y: y}, name)
 		x += 27 + legend.Width(name) + 14
 	}
 	if len(none) > 0 {
 		names := make([]string, len(none))
 		for i, m := range none {
-			names[i] = Truncate(OneLine(string(m)), 24)
+			names[i] = inert.Truncate(inert.OneLine(string(m)), 24)
 		}
 		legend.Color = rgb(0x66, 0x66, 0x66)
 		c.FillText(legend, vg.Point{X: x, Y: y}, "no passing cell: "+strings.Join(names, ", "))
@@ -332,14 +333,14 @@ func accelWords(accel string) string {
 	case "":
 		return "accelerator unknown"
 	}
-	return Truncate(OneLine(accel), 16)
+	return inert.Truncate(inert.OneLine(accel), 16)
 }
 
 func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, ylo, yhi float64) (*plot.Plot, error) {
 	k := ck.k
 	p := plot.New()
-	p.Title.Text = Truncate(OneLine(k.Name), chartTitleW) + ": " + Truncate(OneLine(string(op)), 16) + "\n" +
-		Truncate(OneLine(orDash(k.Release)), chartTitleW) + " · " + accelWords(k.Accel)
+	p.Title.Text = inert.Truncate(inert.OneLine(k.Name), chartTitleW) + ": " + inert.Truncate(inert.OneLine(string(op)), 16) + "\n" +
+		inert.Truncate(inert.OneLine(orDash(k.Release)), chartTitleW) + " · " + accelWords(k.Accel)
 	p.Title.TextStyle.Font = font.From(chartFont, 10)
 	p.Title.Padding = vg.Points(4)
 	for _, a := range []*plot.Axis{&p.X, &p.Y} {
@@ -386,7 +387,7 @@ func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, 
 			if i > start {
 				line, err := plotter.NewLine(xys[start : i+1])
 				if err != nil {
-					return nil, fmt.Errorf("mode %s: %w", OneLine(string(m)), err)
+					return nil, fmt.Errorf("mode %s: %w", inert.OneLine(string(m)), err)
 				}
 				line.Color, line.Width, line.Dashes = s.color, vg.Points(1.5), s.dash
 				p.Add(line)
@@ -395,7 +396,7 @@ func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, 
 		}
 		scatter, err := plotter.NewScatter(xys)
 		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", OneLine(string(m)), err)
+			return nil, fmt.Errorf("mode %s: %w", inert.OneLine(string(m)), err)
 		}
 		scatter.Color, scatter.Shape, scatter.Radius = s.color, s.glyph, vg.Points(3)
 		bars, err := plotter.NewYErrorBars(struct {
@@ -403,7 +404,7 @@ func panel(ck chartKernel, op contract.Op, modes []contract.Mode, blocks []int, 
 			plotter.YErrors
 		}{xys, errs})
 		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", OneLine(string(m)), err)
+			return nil, fmt.Errorf("mode %s: %w", inert.OneLine(string(m)), err)
 		}
 		bars.Color, bars.Width, bars.CapWidth = s.color, vg.Points(1), vg.Points(5)
 		p.Add(scatter, bars)
@@ -481,9 +482,9 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 
 // drawEmptyKernel says, where a kernel's panels would be, why it has none.
 func drawEmptyKernel(c draw.Canvas, k *results.Kernel) {
-	msg := Truncate(OneLine(k.Name), chartTitleW) + ": no benchmark cells"
+	msg := inert.Truncate(inert.OneLine(k.Name), chartTitleW) + ": no benchmark cells"
 	if k.Status != results.Pass {
-		msg += "\ndid not run: " + Truncate(OneLine(bootError(k)), 90)
+		msg += "\ndid not run: " + inert.Truncate(inert.OneLine(bootError(k)), 90)
 	}
 	c.StrokeLines(draw.LineStyle{Color: rgb(0xbb, 0xbb, 0xbb), Width: vg.Points(0.5)},
 		[]vg.Point{c.Min, {X: c.Max.X, Y: c.Min.Y}, c.Max, {X: c.Min.X, Y: c.Max.Y}, c.Min})

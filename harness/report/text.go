@@ -7,67 +7,9 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fusematrix/fusematrix/harness/inert"
 )
-
-// Everything a guest sends is untrusted: a release string or a reason may
-// carry newlines, tabs (which would break tabwriter's columns), terminal
-// escape sequences or bidi overrides. The functions below make such text
-// visible instead of letting it act.
-
-// OneLine folds s onto one line: runs of whitespace become one space, and
-// every other non-printable rune or invalid byte becomes a Go-style escape
-// such as \x1b, so that nothing the guest wrote can drive the terminal.
-func OneLine(s string) string {
-	return visible(s, true)
-}
-
-// consoleLine makes a console line inert like oneLine but keeps its
-// spacing, which kernel logs use for alignment ("[    1.902311]").
-func consoleLine(s string) string {
-	return strings.TrimRight(visible(s, false), " ")
-}
-
-func visible(s string, fold bool) string {
-	var b strings.Builder
-	space := false
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
-			flushSpace(&b, &space)
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsSpace(r) && !fold:
-			b.WriteByte(' ')
-		case unicode.IsSpace(r):
-			space = true
-		case !unicode.IsPrint(r):
-			flushSpace(&b, &space)
-			b.WriteString(escapeRune(r))
-		default:
-			flushSpace(&b, &space)
-			b.WriteRune(r)
-		}
-		i += n
-	}
-	return b.String()
-}
-
-func flushSpace(b *strings.Builder, pending *bool) {
-	if *pending && b.Len() > 0 {
-		b.WriteByte(' ')
-	}
-	*pending = false
-}
-
-func escapeRune(r rune) string {
-	switch {
-	case r < 0x100:
-		return fmt.Sprintf(`\x%02x`, r)
-	case r < 0x10000:
-		return fmt.Sprintf(`\u%04x`, r)
-	}
-	return fmt.Sprintf(`\U%08x`, r)
-}
 
 // xmlText keeps s as it is, line breaks and tabs included, but turns into
 // visible escapes what XML 1.0 cannot carry at all (most control
@@ -86,7 +28,7 @@ func xmlText(s string) string {
 		case xmlChar(r) && unicode.IsPrint(r):
 			b.WriteRune(r)
 		default:
-			b.WriteString(escapeRune(r))
+			b.WriteString(inert.EscapeRune(r))
 		}
 		i += n
 	}
@@ -99,18 +41,6 @@ func xmlChar(r rune) bool {
 		r >= 0x20 && r <= 0xd7ff ||
 		r >= 0xe000 && r <= 0xfffd ||
 		r >= 0x10000 && r <= 0x10ffff
-}
-
-// Truncate shortens s to at most n runes, marking the cut with an ellipsis.
-func Truncate(s string, n int) string {
-	if n < 1 {
-		n = 1
-	}
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }
 
 // wrap breaks the one-line text s into lines of at most width runes at
@@ -161,7 +91,7 @@ func wrap(s string, width, maxLines int) []string {
 // code or raw HTML are backslash-escaped.
 func markdownText(s string) string {
 	var b strings.Builder
-	for _, r := range OneLine(s) {
+	for _, r := range inert.OneLine(s) {
 		if strings.ContainsRune("\\`*_[]<>|~&", r) {
 			b.WriteByte('\\')
 		}

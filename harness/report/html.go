@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
@@ -343,7 +344,7 @@ func inlineSVG(svg string) template.HTML {
 func htmlBenchOf(k *results.Kernel) htmlBench {
 	hb := htmlBench{Head: benchHead(k)}
 	if k.Status != results.Pass {
-		hb.Error = OneLine(bootError(k))
+		hb.Error = inert.OneLine(bootError(k))
 	}
 	g := newBenchGrid(k)
 	if len(g.rows) == 0 {
@@ -351,12 +352,12 @@ func htmlBenchOf(k *results.Kernel) htmlBench {
 	}
 	hb.Table.Head = []string{"op", "block"}
 	for _, m := range g.modes {
-		hb.Table.Head = append(hb.Table.Head, OneLine(string(m)))
+		hb.Table.Head = append(hb.Table.Head, inert.OneLine(string(m)))
 	}
 	hb.Table.Head = append(hb.Table.Head, ratioNoopHead, goCHead)
 	hb.Legend = benchLegend
 	for _, row := range g.rows {
-		cells := []htmlCell{{Text: OneLine(string(row.op))}, {Text: blockLabel(row.block)}}
+		cells := []htmlCell{{Text: inert.OneLine(string(row.op))}, {Text: blockLabel(row.block)}}
 		for _, m := range g.modes {
 			c := htmlCell{Text: benchCell(row.cells[m])}
 			switch r := row.cells[m]; {
@@ -371,7 +372,7 @@ func htmlBenchOf(k *results.Kernel) htmlBench {
 		hb.Table.Rows = append(hb.Table.Rows, cells)
 	}
 	for _, n := range g.notes {
-		hb.Notes = append(hb.Notes, fmt.Sprintf("%s: %s: %s", OneLine(n.which()), n.status, n.reason))
+		hb.Notes = append(hb.Notes, fmt.Sprintf("%s: %s: %s", inert.OneLine(n.which()), n.status, n.reason))
 	}
 	if g.anyDisturbed() {
 		hb.Disturbed = disturbedLegend
@@ -391,10 +392,10 @@ func statusClass(s results.Status) string {
 
 // htmlKernelOf is the section of the i-th kernel on the page.
 func htmlKernelOf(i int, k *results.Kernel) htmlKernel {
-	hk := htmlKernel{Anchor: kernelAnchor(i), Name: OneLine(k.Name), Status: statusClass(k.Status)}
+	hk := htmlKernel{Anchor: kernelAnchor(i), Name: inert.OneLine(k.Name), Status: statusClass(k.Status)}
 	add := func(name, value string) {
 		if value != "" {
-			hk.Facts = append(hk.Facts, htmlFact{name, OneLine(value)})
+			hk.Facts = append(hk.Facts, htmlFact{name, inert.OneLine(value)})
 		}
 	}
 	add("release", k.Release)
@@ -406,7 +407,7 @@ func htmlKernelOf(i int, k *results.Kernel) htmlKernel {
 	add("seconds", strconv.FormatFloat(k.Seconds, 'f', 1, 64))
 	add("agent", k.AgentVersion)
 	add("console log", k.ConsoleLog)
-	add("retried", OneLine(k.Retried))
+	add("retried", inert.OneLine(k.Retried))
 	if h := k.Host; h != nil {
 		add("host", fmt.Sprintf("%s, %d CPUs (not the run's: merged from another machine)", orDash(h.CPUModel), h.CPUs))
 	}
@@ -414,24 +415,24 @@ func htmlKernelOf(i int, k *results.Kernel) htmlKernel {
 		add("fuse", proto)
 		add("passthrough offered", pt)
 	}
-	hk.AccelNote = OneLine(k.AccelNote)
+	hk.AccelNote = inert.OneLine(k.AccelNote)
 	if !completed(k) {
-		hk.Error = OneLine(bootError(k))
+		hk.Error = inert.OneLine(bootError(k))
 	}
 	if len(k.ConsoleTail) > 0 {
 		lines := make([]string, len(k.ConsoleTail))
 		for i, l := range k.ConsoleTail {
-			lines[i] = consoleLine(l)
+			lines[i] = inert.ConsoleLine(l)
 		}
 		hk.Console = strings.Join(lines, "\n")
-		hk.ConsoleLog = OneLine(k.ConsoleLog)
+		hk.ConsoleLog = inert.OneLine(k.ConsoleLog)
 	}
 	for j, r := range k.Results {
 		hr := htmlResult{
 			Anchor: resultAnchor(i, j),
-			ID:     OneLine(r.ID), Kind: OneLine(string(r.Kind)), Status: statusClass(r.Status),
+			ID:     inert.OneLine(r.ID), Kind: inert.OneLine(string(r.Kind)), Status: statusClass(r.Status),
 			Seconds: strconv.FormatFloat(r.Seconds, 'f', 2, 64),
-			Detail:  OneLine(r.Reason),
+			Detail:  inert.OneLine(r.Reason),
 		}
 		if r.Kind == results.Benchmark && len(r.Metrics) > 0 {
 			parts := metricParts(r.Metrics)
@@ -441,12 +442,12 @@ func htmlKernelOf(i int, k *results.Kernel) htmlKernel {
 			hr.Detail = strings.Join(parts, " · ")
 		}
 		for _, name := range slices.Sorted(maps.Keys(r.Facts)) {
-			hr.Facts = append(hr.Facts, htmlFact{OneLine(name), OneLine(r.Facts[name])})
+			hr.Facts = append(hr.Facts, htmlFact{inert.OneLine(name), inert.OneLine(r.Facts[name])})
 		}
 		if len(r.Log) > 0 {
 			lines := make([]string, len(r.Log))
 			for i, l := range r.Log {
-				lines[i] = consoleLine(l)
+				lines[i] = inert.ConsoleLine(l)
 			}
 			hr.Log = strings.Join(lines, "\n")
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
 )
 
@@ -107,11 +108,11 @@ func JUnit(w io.Writer, run *results.Run) error {
 }
 
 func junitKernel(k *results.Kernel, timestamp string) junitSuite {
-	name := xmlText(OneLine(k.Name))
+	name := xmlText(inert.OneLine(k.Name))
 	s := junitSuite{Name: name, Time: seconds(k.Seconds), Timestamp: timestamp}
 	prop := func(n, v string) {
 		if v != "" {
-			s.Properties = append(s.Properties, junitProperty{n, xmlText(OneLine(v))})
+			s.Properties = append(s.Properties, junitProperty{n, xmlText(inert.OneLine(v))})
 		}
 	}
 	prop("source", k.Source)
@@ -135,13 +136,13 @@ func junitKernel(k *results.Kernel, timestamp string) junitSuite {
 		}
 		s.Cases = append(s.Cases, junitCase{
 			Name: "boot", Classname: name, Time: seconds(bootSeconds(k)),
-			Error: &junitOutcome{Message: xmlText(Truncate(OneLine(bootError(k)), junitMessage)), Text: xmlText(text)},
+			Error: &junitOutcome{Message: xmlText(inert.Truncate(inert.OneLine(bootError(k)), junitMessage)), Text: xmlText(text)},
 		})
 		s.Errors++
 	}
 	for _, r := range k.Results {
-		c := junitCase{Name: xmlText(OneLine(r.ID)), Classname: name, Time: seconds(r.Seconds), SystemOut: systemOut(&r)}
-		out := &junitOutcome{Message: xmlText(Truncate(OneLine(r.Reason), junitMessage))}
+		c := junitCase{Name: xmlText(inert.OneLine(r.ID)), Classname: name, Time: seconds(r.Seconds), SystemOut: systemOut(&r)}
+		out := &junitOutcome{Message: xmlText(inert.Truncate(inert.OneLine(r.Reason), junitMessage))}
 		// The text repeats the reason only when the message lost
 		// something to folding or truncation.
 		if out.Message != r.Reason {
@@ -159,7 +160,7 @@ func junitKernel(k *results.Kernel, timestamp string) junitSuite {
 			// Error, and any status this renderer does not know, which
 			// must not pass silently.
 			if r.Status != results.Error {
-				out.Message = xmlText(Truncate(OneLine("unknown status "+string(r.Status)+": "+r.Reason), junitMessage))
+				out.Message = xmlText(inert.Truncate(inert.OneLine("unknown status "+string(r.Status)+": "+r.Reason), junitMessage))
 			}
 			c.Error = out
 			s.Errors++
@@ -176,13 +177,13 @@ func junitKernel(k *results.Kernel, timestamp string) junitSuite {
 func systemOut(r *results.Result) *junitText {
 	var lines []string
 	for k, v := range r.Metrics {
-		lines = append(lines, OneLine(k)+"="+metricValue(k, v))
+		lines = append(lines, inert.OneLine(k)+"="+metricValue(k, v))
 	}
 	if r.Status == results.Pass && r.Reason != "" {
-		lines = append(lines, "reason="+OneLine(r.Reason))
+		lines = append(lines, "reason="+inert.OneLine(r.Reason))
 	}
 	for k, v := range r.Facts {
-		lines = append(lines, OneLine(k)+"="+OneLine(v))
+		lines = append(lines, inert.OneLine(k)+"="+inert.OneLine(v))
 	}
 	if len(lines) == 0 {
 		return nil
