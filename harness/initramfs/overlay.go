@@ -18,7 +18,7 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 )
 
-// File is one regular file to add to an overlay.
+// File is one regular file, or symbolic link, to add to an overlay.
 type File struct {
 	// Path is the absolute, clean path in the guest, e.g. "/lib/modules/x.ko".
 	Path string
@@ -26,6 +26,15 @@ type File struct {
 	Mode os.FileMode
 	// Open returns the content. It is called once, when the file is written.
 	Open func() (io.ReadCloser, error)
+	// Link, when not "", makes the entry a symbolic link to Link, written
+	// as it is (a tree a program runs in under chroot has absolute links
+	// meant for that root); Mode and Open are then unused.
+	Link string
+}
+
+// Symlink is a File that is a symbolic link to target.
+func Symlink(guestPath, target string) File {
+	return File{Path: guestPath, Link: target}
 }
 
 // HostFile is a File whose content is the host file src.
@@ -45,6 +54,7 @@ const (
 	modeTypeMask = 0o170000
 	modeDir      = 0o040000
 	modeRegular  = 0o100000
+	modeSymlink  = 0o120000
 )
 
 // Overlay writes base followed by a second newc archive holding files to
@@ -162,7 +172,7 @@ func overlayDirs(files []File) ([]string, error) {
 		if f.Mode&^(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != 0 {
 			return nil, fmt.Errorf("overlay: %s: mode %v is not a regular file's", f.Path, f.Mode)
 		}
-		if f.Open == nil {
+		if f.Open == nil && f.Link == "" {
 			return nil, fmt.Errorf("overlay: %s: Open is nil", f.Path)
 		}
 		if seen[f.Path] {
@@ -283,6 +293,9 @@ func (w *newcWriter) entry(name string, mode, nlink uint32, content io.Reader) e
 }
 
 func (w *newcWriter) file(f File) error {
+	if f.Link != "" {
+		return w.entry(f.Path[1:], modeSymlink|0o777, 1, strings.NewReader(f.Link))
+	}
 	rc, err := f.Open()
 	if err != nil {
 		return err

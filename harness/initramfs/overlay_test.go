@@ -72,12 +72,15 @@ func TestOverlayRoundTrip(t *testing.T) {
 		BytesFile("/etc/fusematrix/modules", []byte("fuse\nvirtio_console\n"), 0o644),
 		BytesFile("/tmp/empty", nil, 0o600),
 		BytesFile("/sbin/probe", []byte("#!/bin/sh\n"), 0o755|os.ModeSetuid),
+		// Absolute, as a root a daemon runs in under chroot has them.
+		Symlink("/root/usr/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
 	}
 	wantFiles := map[string]entry{
 		"lib/modules/6.1.0-9-cloud-amd64/kernel/fs/fuse/fuse.ko": {mode: 0o100644, data: string(module)},
 		"etc/fusematrix/modules":                                 {mode: 0o100644, data: "fuse\nvirtio_console\n"},
 		"tmp/empty":                                              {mode: 0o100600},
 		"sbin/probe":                                             {mode: 0o104755, data: "#!/bin/sh\n"},
+		"root/usr/lib64/ld-linux-x86-64.so.2":                    {mode: 0o120777, data: "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"},
 	}
 	// Directories the base lacks; lib and tmp are in the base and must not
 	// be repeated (the kernel would reset tmp's 0777 to 0755).
@@ -85,7 +88,7 @@ func TestOverlayRoundTrip(t *testing.T) {
 		"etc", "etc/fusematrix",
 		"lib/modules", "lib/modules/6.1.0-9-cloud-amd64", "lib/modules/6.1.0-9-cloud-amd64/kernel",
 		"lib/modules/6.1.0-9-cloud-amd64/kernel/fs", "lib/modules/6.1.0-9-cloud-amd64/kernel/fs/fuse",
-		"sbin",
+		"root", "root/usr", "root/usr/lib64", "sbin",
 	}
 
 	for _, tc := range []struct {
