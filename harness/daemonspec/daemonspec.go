@@ -27,6 +27,11 @@ type Spec struct {
 	// Binary is the daemon's path on the host, as written (a relative
 	// path is taken from the directory fusematrix runs in).
 	Binary string
+	// Program is, for a Binary that names a Debian package
+	// ("debian:sshfs@sid"), the daemon's program in the package's root
+	// ("/usr/bin/sshfs"); "" lets fusematrix find the package's one FUSE
+	// program.
+	Program string
 	// Args are its arguments, split as a shell would.
 	Args []string
 	// Env is added to its environment (KEY=VALUE).
@@ -64,6 +69,7 @@ type File struct {
 // The keys of a description.
 const (
 	KeyBinary      = "binary"
+	KeyProgram     = "program"
 	KeyArgs        = "args"
 	KeyEnv         = "env"
 	KeyFile        = "file"
@@ -138,6 +144,11 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 				return nil, fail("binary: no path")
 			}
 			s.Binary = value
+		case KeyProgram:
+			if !strings.HasPrefix(value, "/") {
+				return nil, fail("program %q: want the absolute path of the daemon's program in its package's root", value)
+			}
+			s.Program = value
 		case KeyArgs:
 			args, err := SplitArgs(value)
 			if err != nil {
@@ -182,7 +193,7 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 	return s, nil
 }
 
-var keys = []string{KeyBinary, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough}
+var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough}
 
 // stripComment cuts text at a "#" that starts a comment: at the start or
 // after a blank, outside quotes, as a shell would.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -55,6 +56,33 @@ type DaemonSpec struct {
 	// MountWait bounds the wait for the mount to appear, in seconds; 0 is
 	// DefaultMountWait.
 	MountWait float64 `json:"mount_wait,omitempty"`
+	// Root, when not "", is the guest directory the daemon runs in as its
+	// root (chroot), with its own loader and libraries: a daemon packaged
+	// by Debian (fusematrix matrix -daemon debian:PACKAGE). Path is then
+	// a path inside it, and so are the directories the daemon is given:
+	// the guest keeps a rooted daemon's scratch directories below Root
+	// (RootScratch), and the daemon sees them without the Root prefix.
+	Root string `json:"root,omitempty"`
+}
+
+// RootScratch is where, below a daemon's Root, the guest keeps the
+// scratch directories of that daemon's checks, a tmpfs as DefaultScratch
+// is: the backing directories and mount points a rooted daemon is given
+// must be inside its root.
+const RootScratch = "/run/fusematrix"
+
+// Inside returns p, a guest path, as the daemon sees it: p without the
+// Root prefix for a rooted daemon, p itself otherwise. A p outside Root is
+// an error: the daemon could not reach it.
+func (d *DaemonSpec) Inside(p string) (string, error) {
+	if d.Root == "" {
+		return p, nil
+	}
+	rel, ok := strings.CutPrefix(path.Clean(p), d.Root+"/")
+	if !ok {
+		return "", fmt.Errorf("%s is outside the root %s that daemon %s runs in", p, d.Root, d.Name)
+	}
+	return "/" + rel, nil
 }
 
 // placeholderLike is what a mistyped placeholder looks like ({backng},
@@ -80,6 +108,9 @@ func (d *DaemonSpec) Check() error {
 		if err := CheckEnv(e); err != nil {
 			errs = append(errs, fmt.Errorf("daemon environment %q: %w", e, err))
 		}
+	}
+	if d.Root != "" && (!path.IsAbs(d.Root) || path.Clean(d.Root) != d.Root || d.Root == "/") {
+		errs = append(errs, fmt.Errorf("daemon root %q: not an absolute, clean directory below /", d.Root))
 	}
 	if d.MountWait < 0 || d.MountWait > 600 {
 		errs = append(errs, fmt.Errorf("daemon mount wait %vs: want 0 to 600", d.MountWait))

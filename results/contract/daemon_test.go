@@ -127,3 +127,35 @@ func TestDaemonCells(t *testing.T) {
 	assert.DeepEqual(t, ids("^daemon/fs/bench/read/1048576$"), []ID{"daemon/fs/bench/read/1048576"})
 	assert.DeepEqual(t, ids("^pt/integrity$"), []ID{"daemon/fs/pt/integrity"})
 }
+
+// A daemon that runs in a root of its own is given paths inside it, seen
+// without the root's prefix; a path outside is no path it could reach.
+func TestDaemonInside(t *testing.T) {
+	rooted := DaemonSpec{Name: "bindfs", Path: "/usr/bin/bindfs", Args: []string{"{backing}", "{mnt}"}, Root: "/fusematrix/sysroot/bindfs-0123"}
+	assert.NilError(t, rooted.Check())
+	for _, tc := range []struct{ in, want, err string }{
+		{in: "/fusematrix/sysroot/bindfs-0123/run/fusematrix/pt_integrity/mnt", want: "/run/fusematrix/pt_integrity/mnt"},
+		{in: "/fusematrix/sysroot/bindfs-0123/run/x/../y", want: "/run/y"},
+		{in: "/run/fusematrix/pt_integrity/mnt", err: "/run/fusematrix/pt_integrity/mnt is outside the root /fusematrix/sysroot/bindfs-0123 that daemon bindfs runs in"},
+		{in: "/fusematrix/sysroot/bindfs-0123", err: "outside the root"},
+		{in: "/fusematrix/sysroot/bindfs-01234/x", err: "outside the root"},
+	} {
+		got, err := rooted.Inside(tc.in)
+		if tc.err != "" {
+			assert.Check(t, is.ErrorContains(err, tc.err), tc.in)
+			continue
+		}
+		assert.Check(t, err, tc.in)
+		assert.Check(t, is.Equal(got, tc.want), tc.in)
+	}
+	plain := DaemonSpec{Name: "x", Path: "/x", Args: []string{"{mnt}"}}
+	got, err := plain.Inside("/run/fusematrix/a")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(got, "/run/fusematrix/a"))
+
+	for _, root := range []string{"relative", "/", "/a/../b", "/a/"} {
+		bad := rooted
+		bad.Root = root
+		assert.Check(t, is.ErrorContains(bad.Check(), "daemon root"), root)
+	}
+}

@@ -76,9 +76,8 @@ func bench(args []string) error {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
-	if o.Daemon, err = daemon.daemon(fs, matrixName.catalog); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
-		return exitError(2)
+	if o.Daemon, err = daemon.resolveDaemon("fusematrix", fs, matrixName.catalog, o.Kernel, *quiet); err != nil {
+		return err
 	}
 	if err := someCell(o); err != nil {
 		fmt.Fprintf(os.Stderr, "fusematrix bench: %v\n", err)

@@ -2,21 +2,27 @@ package main
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/daemonspec"
+	"github.com/fusematrix/fusematrix/harness/debdaemon"
 	"github.com/fusematrix/fusematrix/harness/elfdeps"
 	"github.com/fusematrix/fusematrix/harness/initramfs"
 	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/kernels/debian"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
 
@@ -27,6 +33,7 @@ const daemonGuestDir = "/fusematrix/daemon"
 // daemonFlags are the flags that put a user's daemon under test.
 type daemonFlags struct {
 	path, args, name string
+	bin              string
 	passthrough      bool
 	env              []string
 	wait             time.Duration
@@ -41,7 +48,8 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 	case "shell":
 		what = "the guest mounts it at /mnt/fuse instead of fusematrix's loopback; fusematrix-agent run daemon/NAME/… runs one of its checks"
 	}
-	fs.StringVar(&d.path, "daemon", "", "your FUSE daemon: its `binary`, a file describing it, or the NAME of a [daemon NAME] section of the catalog; "+what)
+	fs.StringVar(&d.path, "daemon", "", "your FUSE daemon: its `binary`, a file describing it, the NAME of a [daemon NAME] section of the catalog, or a Debian package, debian:PACKAGE[=VERSION][@SUITE] (run with its own libraries from the archive); "+what)
+	fs.StringVar(&d.bin, "daemon-bin", "", "for -daemon debian:PACKAGE: the daemon's `program` in the package's root, e.g. /usr/bin/sshfs (default: the package's one FUSE program in /usr/bin or /usr/sbin)")
 	fs.StringVar(&d.args, "daemon-args", contract.PlaceholderMount,
 		"the daemon's `arguments`, split as a shell would (quotes group words); "+contract.PlaceholderBacking+" is the directory it shows, "+contract.PlaceholderMount+" its mount point")
 	fs.StringVar(&d.name, "daemon-name", "", "the daemon's `name` in result ids (default: the binary's base name)")
@@ -62,25 +70,47 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 // section of the catalog (the file catalog, else the user's); the other
 // -daemon-* flags add to the description or override it. A binary that
 // cannot run in the guests is an error here, before anything boots.
-func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon, error) {
+//
+// A Debian package (debian.Prefix, on the command line or as a
+// description's binary) is resolved here too: its sysroot is fetched
+// (kernels' options say from where), so that an unknown package, a
+// closure that cannot be satisfied or a package without a FUSE program is
+// an error before any boot (a *debdaemon.InputError, exit 2 as for any
+// bad -daemon; a mirror out of reach is not one).
+func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) (*harness.Daemon, error) {
 	if d.path == "" {
-		for _, f := range []string{"daemon-args", "daemon-name", "daemon-passthrough", "daemon-env", "daemon-wait"} {
+		for _, f := range []string{"daemon-args", "daemon-name", "daemon-passthrough", "daemon-env", "daemon-wait", "daemon-bin"} {
 			if set(fs, f) {
 				return nil, fmt.Errorf("-%s without -daemon", f)
 			}
 		}
 		return nil, nil
 	}
-	spec, err := describe(d.path, catalog)
-	if err != nil {
-		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
+	spec := &daemonspec.Spec{Binary: d.path}
+	if !strings.HasPrefix(d.path, debdaemon.Prefix) {
+		var err error
+		if spec, err = describe(d.path, catalog); err != nil {
+			return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
+		}
+	}
+	ref, isDebian := strings.CutPrefix(spec.Binary, debdaemon.Prefix)
+	if set(fs, "daemon-bin") {
+		spec.Program = d.bin
+	}
+	if spec.Program != "" && !isDebian {
+		return nil, fmt.Errorf("-daemon-bin (or program =) names a program in a Debian package's root: -daemon %s is no debian:PACKAGE", d.path)
 	}
 	if spec.Name == "" || set(fs, "daemon-name") {
 		spec.Name = d.name
 	}
 	if spec.Name == "" {
 		spec.Name = filepath.Base(spec.Binary)
+		if isDebian {
+			spec.Name, _, _ = strings.Cut(ref, "=")
+			spec.Name, _, _ = strings.Cut(spec.Name, "@")
+		}
 	}
+	var err error
 	argsFrom := "-daemon-args"
 	if spec.Args == nil || set(fs, "daemon-args") {
 		if spec.Args, err = daemonspec.SplitArgs(d.args); err != nil {
@@ -102,6 +132,11 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 	}
 	if wait <= 0 {
 		return nil, fmt.Errorf("-daemon-wait %s: want a positive duration", wait)
+	}
+	if isDebian {
+		return debianDaemon(ctx, spec, ref, contract.DaemonSpec{
+			Name: spec.Name, Args: spec.Args, Env: slices.Concat(spec.Env, d.env), Passthrough: claim, MountWait: wait.Seconds(),
+		}, kopts, quiet)
 	}
 	files, env, own, err := daemonFiles(spec.Binary)
 	if w := spec.Where(daemonspec.KeyBinary); err != nil && w != "" {
@@ -132,6 +167,78 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 		return nil, err
 	}
 	return out, nil
+}
+
+// debianDaemon is the daemon of a Debian package (ref, what follows
+// debdaemon.Prefix) as out describes it: its sysroot goes into the guest
+// below a directory of its own, where it runs chrooted, with the
+// description's extra files inside that root.
+func debianDaemon(ctx context.Context, spec *daemonspec.Spec, ref string, out contract.DaemonSpec, kopts kernels.Options, quiet bool) (*harness.Daemon, error) {
+	where := cmp.Or(spec.Where(daemonspec.KeyBinary), "-daemon "+spec.Binary)
+	if kopts.Logf == nil && !quiet {
+		kopts.Logf = func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, "fusematrix: %s\n", fmt.Sprintf(format, args...))
+		}
+	}
+	dd, err := debdaemon.Resolve(ctx, ref, spec.Program, kopts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	out.Root, out.Path = dd.Root, dd.Program
+	out.Env = slices.Concat(dd.Env, out.Env)
+	// An extra file goes where the daemon sees it: inside its root. No
+	// file of the packages may be replaced by one.
+	var reserved []harness.Reserved
+	for _, f := range dd.Files {
+		reserved = append(reserved, harness.Reserved{Path: strings.TrimPrefix(f.Path, dd.Root), What: "a file of " + dd.Sysroot.Package.Name + "'s closure"})
+	}
+	for _, p := range []string{"/dev", "/proc", "/sys", "/tmp", contract.RootScratch} {
+		reserved = append(reserved, harness.Reserved{Path: p, What: "the guest mounts a file system over it in the daemon's root"})
+	}
+	extra, err := extraFiles(spec.Files, reserved)
+	if err != nil {
+		return nil, fmt.Errorf("-daemon %s: %w", spec.Binary, err)
+	}
+	for i := range extra {
+		extra[i].Path = dd.Root + extra[i].Path
+	}
+	d := &harness.Daemon{DaemonSpec: out, Files: append(dd.Files, extra...)}
+	if err := d.Check(); err != nil {
+		if spec.Origin != "" {
+			err = fmt.Errorf("%s: %w", spec.Origin, err)
+		}
+		return nil, err
+	}
+	s := dd.Sysroot
+	fmt.Fprintf(os.Stderr, "fusematrix: daemon %s: %s %s from %s (%d packages, sysroot %s), run as %s in its own root\n",
+		out.Name, s.Package.Name, s.Package.Version, s.Package.Suite, len(s.Packages), s.Key[:16], dd.Program)
+	return d, nil
+}
+
+// resolveDaemon is daemon for a command: interruptible (a Debian
+// package's download can take a while), and its error the exit status
+// daemonFailed gives, the reason printed after prefix.
+func (d *daemonFlags) resolveDaemon(prefix string, fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) (*harness.Daemon, error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out, err := d.daemon(ctx, fs, catalog, kopts, quiet)
+	if err != nil {
+		return nil, daemonFailed(prefix, err)
+	}
+	return out, nil
+}
+
+// daemonFailed prints why -daemon cannot be used and returns the exit
+// status: 2 for the input (the daemon named cannot run, or is no package
+// the archive has), 1 when the Debian mirror could not be reached, which
+// says nothing of the input.
+func daemonFailed(prefix string, err error) error {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", prefix, err)
+	var in *debdaemon.InputError
+	if !errors.As(err, &in) && debian.IsNetworkError(err) {
+		return exitError(1)
+	}
+	return exitError(2)
 }
 
 // daemonEnv is the daemon's environment: fusematrix's entries (elfdeps'

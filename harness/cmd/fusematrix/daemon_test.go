@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/harness/elfdeps"
+	"github.com/fusematrix/fusematrix/kernels"
 )
 
 // -list prints what a selection runs, a daemon's checks under its prefix,
@@ -150,7 +152,7 @@ func TestDaemonLibraryPath(t *testing.T) {
 		fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
 		d := registerDaemonFlags(fs)
 		assert.NilError(t, fs.Parse(tc.args))
-		daemon, err := d.daemon(fs, "")
+		daemon, err := d.daemon(context.Background(), fs, "", kernels.Options{}, true)
 		assert.NilError(t, err)
 		assert.Check(t, is.DeepEqual(daemon.Env, []string{ours + ":/opt/myfs/lib"}), tc.name)
 	}

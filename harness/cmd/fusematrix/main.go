@@ -136,9 +136,8 @@ func matrix(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Daemon, err = daemon.daemon(fs, matrixName.catalog); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
-		return exitError(2)
+	if o.Daemon, err = daemon.resolveDaemon("fusematrix", fs, matrixName.catalog, o.Kernel, *quiet); err != nil {
+		return err
 	}
 	if *list {
 		return listChecks(o)

@@ -56,9 +56,8 @@ func shellCmd(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Daemon, err = daemon.daemon(fs, catalog); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix shell: %v\n", err)
-		return exitError(2)
+	if o.Daemon, err = daemon.resolveDaemon("fusematrix shell", fs, catalog, o.Kernel, *quiet); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintf(os.Stderr, "fusematrix shell: want one kernel; got %d\n", fs.NArg())
