@@ -156,6 +156,11 @@ func (a *agent) runDaemon(ctx context.Context, st *suite.Suite, base *scenarios.
 	env := *base
 	if specErr == nil {
 		env.Subject = scenarios.DaemonSubject{Spec: spec}
+		if spec.Root != "" && rootErr == nil {
+			// A daemon in a root of its own can reach only what is in
+			// it: its checks keep their scratch directories there.
+			root, rootErr = daemonScratch(spec.Root)
+		}
 	}
 	for _, c := range checks {
 		s, ok := byID[contract.ID(strings.TrimPrefix(string(c.ID), contract.DaemonPrefix+name+"/"))]

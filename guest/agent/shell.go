@@ -101,7 +101,16 @@ func Shell(ctx context.Context, cfg Config, sc ShellConfig) error {
 	}
 	if cfg.Daemon != "" {
 		var d *contract.DaemonSpec
-		if d, err = readDaemon(cfg.daemonSpecPath(), cfg.Daemon); err == nil {
+		if d, err = readDaemon(cfg.daemonSpecPath(), cfg.Daemon); err == nil && d.Root != "" {
+			// A daemon in a root of its own shows a directory in it,
+			// mounted in it: the shell names both from outside.
+			var scratch string
+			if scratch, err = daemonScratch(d.Root); err == nil {
+				sc.Backing, sc.Mount = filepath.Join(scratch, "backing"), filepath.Join(d.Root, ShellMount)
+				err = errors.Join(os.MkdirAll(sc.Backing, 0o755), os.MkdirAll(sc.Mount, 0o755))
+			}
+		}
+		if err == nil {
 			p, err = server.StartDaemon(mctx, d, sc.Backing, sc.Mount)
 		}
 		if err != nil {

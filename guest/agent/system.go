@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
@@ -105,6 +106,31 @@ func scratchRoot(dir string) (string, []string, error) {
 		return DefaultScratch, []string{fmt.Sprintf("tmpfs at %s: %v; using the directory as it is", DefaultScratch, err)}, nil
 	}
 	return DefaultScratch, nil, nil
+}
+
+// daemonScratch prepares, below the root a daemon runs in, the directory
+// its checks get their scratch space in: a tmpfs, as scratchRoot's, so
+// that the daemon's files are in memory like everything else's, mounted
+// once however many checks use it.
+func daemonScratch(root string) (string, error) {
+	dir := filepath.Join(root, contract.RootScratch)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	var st, parent unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", err
+	}
+	if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
+		return "", err
+	}
+	if st.Dev != parent.Dev {
+		return dir, nil // mounted already
+	}
+	if err := unix.Mount("fusematrix", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return "", fmt.Errorf("tmpfs at %s: %w", dir, err)
+	}
+	return dir, nil
 }
 
 // findPort waits until a virtio port named name has a device node and

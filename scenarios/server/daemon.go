@@ -82,11 +82,33 @@ func StartDaemonOn(ctx context.Context, spec *contract.DaemonSpec, backing, mnt 
 	// A daemon that forks into the background is reparented to us when
 	// its parent exits, so that its processes stay ours to find (fusePids).
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	d.cmd = exec.Command(spec.Path, spec.Argv(backing, dir)...)
+	// A daemon with a root of its own sees the directories it is given
+	// inside it (the caller made them there).
+	argBacking, argMnt := backing, dir
+	if spec.Root != "" {
+		if backing != "" {
+			if argBacking, err = spec.Inside(backing); err != nil {
+				return nil, fmt.Errorf("daemon %s: backing directory: %w", spec.Name, err)
+			}
+		}
+		if argMnt, err = spec.Inside(dir); err != nil {
+			return nil, fmt.Errorf("daemon %s: mount point: %w", spec.Name, err)
+		}
+		if err := PrepareRoot(spec.Root); err != nil {
+			return nil, fmt.Errorf("daemon %s: %w", spec.Name, err)
+		}
+	}
+	d.cmd = exec.Command(spec.Path, spec.Argv(argBacking, argMnt)...)
 	d.cmd.Env = append(os.Environ(), spec.Env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	// Its own group, so that what it forks can be killed with it.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if spec.Root != "" {
+		// The kernel runs Path, its loader and libraries, and whatever
+		// the daemon runs in turn (fusermount3, ssh), from the root.
+		d.cmd.SysProcAttr.Chroot = spec.Root
+		d.cmd.Dir = "/"
+	}
 	if err := startOn(cpus, d.cmd.Start); err != nil {
 		return nil, fmt.Errorf("daemon %s: start %s: %w", spec.Name, spec.Path, err)
 	}
@@ -169,7 +191,7 @@ func (d *DaemonMount) WaitForked(max time.Duration) {
 // the parent, about to exit, and the child not yet born.
 func (d *DaemonMount) Pids() []int {
 	var live []int
-	for _, pid := range fusePids(d.cmd.Process.Pid) {
+	for _, pid := range fusePids(d.cmd.Process.Pid, d.Spec.Root) {
 		if processAlive(pid) {
 			live = append(live, pid)
 		}
@@ -403,7 +425,12 @@ func connOf(dev string) string {
 // daemon that forks into the background and whose parent exits is
 // reparented to us, its subreaper (StartDaemon), and never to another
 // FUSE server running beside it (another test's, on a host).
-func fusePids(started int) []int {
+//
+// A daemon in a root of its own (root, "" for none) opened its root's
+// /dev/fuse, which a readlink from outside the root shows with the
+// root's prefix.
+func fusePids(started int, root string) []int {
+	inRoot := root + "/dev/fuse"
 	self := os.Getpid()
 	var pids []int
 	procs, _ := filepath.Glob("/proc/[0-9]*")
@@ -414,7 +441,7 @@ func fusePids(started int) []int {
 		}
 		fds, _ := os.ReadDir(filepath.Join(p, "fd"))
 		for _, fd := range fds {
-			if target, err := os.Readlink(filepath.Join(p, "fd", fd.Name())); err == nil && target == "/dev/fuse" {
+			if target, err := os.Readlink(filepath.Join(p, "fd", fd.Name())); err == nil && (target == "/dev/fuse" || (root != "" && target == inRoot)) {
 				if pid == started {
 					pids = append([]int{pid}, pids...)
 				} else {
@@ -461,4 +488,35 @@ func parentOf(pid int) int {
 func processAlive(pid int) bool {
 	state, _, ok := procState(pid)
 	return ok && state != "Z"
+}
+
+// rootMounts are what PrepareRoot mounts in a daemon's root: /dev for
+// /dev/fuse (devtmpfs, the same device nodes as the guest's), /proc and
+// /sys, which libfuse and fusermount3 read (mount tables, the fuse
+// module), and a tmpfs on /tmp, as on the guest's own root.
+var rootMounts = []struct{ dir, fstype string }{
+	{"dev", "devtmpfs"}, {"proc", "proc"}, {"sys", "sysfs"}, {"tmp", "tmpfs"},
+}
+
+// PrepareRoot makes root ready for a daemon to run in under chroot:
+// rootMounts, each mounted once (a mount already there is kept, so that
+// every check of a daemon can call it).
+func PrepareRoot(root string) error {
+	for _, m := range rootMounts {
+		dir := filepath.Join(root, m.dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("root %s: %w", root, err)
+		}
+		ms, err := mountsAt(dir)
+		if err != nil {
+			return fmt.Errorf("root %s: %w", root, err)
+		}
+		if len(ms) > 0 {
+			continue
+		}
+		if err := unix.Mount(m.fstype, dir, m.fstype, unix.MS_NOSUID, ""); err != nil {
+			return fmt.Errorf("root %s: mount %s on %s: %w", root, m.fstype, dir, err)
+		}
+	}
+	return nil
 }
