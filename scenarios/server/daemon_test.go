@@ -62,6 +62,60 @@ func TestDaemon(t *testing.T) {
 	}
 }
 
+// A daemon with a root of its own runs chrooted there and is given its
+// directories as it sees them; the mount is checked, its process found
+// and stopped from outside, as the guest does for a daemon packaged by
+// Debian.
+func TestDaemonRooted(t *testing.T) {
+	servertest.NeedMount(t)
+	bin := testbin.Go(t, "./testdata/nopassthrough")
+	root := t.TempDir()
+	assert.NilError(t, os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755))
+	data, err := os.ReadFile(bin)
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(filepath.Join(root, "usr/bin/nopassthrough"), data, 0o755))
+	t.Cleanup(func() {
+		for _, m := range rootMounts {
+			_ = syscall.Unmount(filepath.Join(root, m.dir), syscall.MNT_DETACH)
+		}
+	})
+	scratch := filepath.Join(root, contract.RootScratch, "check")
+	backing, mnt := filepath.Join(scratch, "backing"), filepath.Join(scratch, "mnt")
+	for _, d := range []string{backing, mnt} {
+		assert.NilError(t, os.MkdirAll(d, 0o755))
+	}
+	assert.NilError(t, os.WriteFile(filepath.Join(backing, "f"), []byte("hello"), 0o644))
+	spec := contract.DaemonSpec{Name: "rooted", Path: "/usr/bin/nopassthrough", Args: []string{"{mnt}", "{backing}"}, Root: root}
+
+	// Twice: the second start finds the root's mounts in place.
+	for range 2 {
+		d, err := StartDaemon(context.Background(), &spec, backing, mnt)
+		assert.NilError(t, err)
+		got, err := os.ReadFile(filepath.Join(mnt, "f"))
+		assert.NilError(t, err)
+		assert.Equal(t, string(got), "hello")
+		assert.Assert(t, is.Len(d.Pids(), 1), "its process holds the root's /dev/fuse")
+		where, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(d.Pid()), "root"))
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(where, root), "chrooted")
+		cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(d.Pid()), "cmdline"))
+		assert.NilError(t, err)
+		assert.Check(t, is.Contains(string(cmdline), "/run/fusematrix/check/mnt\x00/run/fusematrix/check/backing"), "the paths as it sees them")
+		_, err = d.Stop()
+		assert.NilError(t, err)
+		assert.Check(t, !d.Mounted())
+	}
+	for _, m := range rootMounts {
+		ms, err := mountsAt(filepath.Join(root, m.dir))
+		assert.NilError(t, err)
+		assert.Check(t, is.Len(ms, 1), "%s mounted once", m.dir)
+	}
+
+	// A directory outside the root is none the daemon could reach.
+	_, err = StartDaemon(context.Background(), &spec, t.TempDir(), mnt)
+	assert.Check(t, is.ErrorContains(err, "is outside the root"))
+}
+
 // libfuse forks into the background after it has mounted, so the mount
 // can appear while only the parent, about to exit, holds /dev/fuse: the
 // child must still be found, and the parent's exit is no crash. Repeated,
