@@ -33,6 +33,9 @@ func TestImports(t *testing.T) {
 		"kconfig":              nil,
 		"flock":                nil,
 		"internal/fakearchive": {openpgp, xz, zstd},
+		// A command for tests outside kernels, which cannot import
+		// fakearchive.
+		"internal/fakearchive/fakemirror": {kernelsP + "internal/fakearchive"},
 	}
 	var dirs []string
 	err := filepath.WalkDir(".", func(name string, d os.DirEntry, err error) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness/elfdeps"
 	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/scenarios/testbin"
 )
 
 // -list prints what a selection runs, a daemon's checks under its prefix,
@@ -155,5 +157,50 @@ func TestDaemonLibraryPath(t *testing.T) {
 		daemon, err := d.daemon(context.Background(), fs, "", kernels.Options{}, true)
 		assert.NilError(t, err)
 		assert.Check(t, is.DeepEqual(daemon.Env, []string{ours + ":/opt/myfs/lib"}), tc.name)
+	}
+}
+
+// A Debian package whose run-time closure cannot be satisfied is exit 2
+// before anything boots, naming the clause and why, and so is -daemon-bin
+// without a package; the archive is a fabricated one (fakemirror), signed
+// with its own key.
+func TestDaemonDebianBrokenClosure(t *testing.T) {
+	mirrorBin := testbin.Go(t, "github.com/fusematrix/fusematrix/kernels/internal/fakearchive/fakemirror")
+	keyring := filepath.Join(t.TempDir(), "keyring.gpg")
+	srv := exec.Command(mirrorBin, keyring)
+	stdin, err := srv.StdinPipe()
+	assert.NilError(t, err)
+	stdout, err := srv.StdoutPipe()
+	assert.NilError(t, err)
+	assert.NilError(t, srv.Start())
+	t.Cleanup(func() {
+		stdin.Close()
+		srv.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	assert.NilError(t, err)
+	mirror := strings.TrimSpace(line)
+
+	t.Setenv("FUSEMATRIX_KEYRING", keyring)
+	t.Setenv("FUSEMATRIX_CACHE", t.TempDir())
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"broken closure", []string{"-daemon", "debian:brokenfs@sid", "-daemon-args", "{backing} {mnt}"},
+			"fusematrix: -daemon debian:brokenfs@sid: run-time closure cannot be satisfied in sid: brokenfs 2 needs libgone1 (>= 2) | libgone2: sid has libgone1 1 only; no package libgone2 in sid\n"},
+		{"unknown version", []string{"-daemon", "debian:brokenfs=3@sid"}, "fusematrix: -daemon debian:brokenfs=3@sid: sid has brokenfs 2, not 3\n"},
+		{"unpublished suite", []string{"-daemon", "debian:brokenfs@forky"}, "the configured Debian mirror does not publish the suite forky"},
+		{"not a package name", []string{"-daemon", "debian:Broken_FS"}, `package "Broken_FS": not a Debian package name`},
+		{"program without a package", []string{"-daemon", "/bin/true", "-daemon-bin", "/usr/bin/true"}, "-daemon /bin/true is no debian:PACKAGE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"matrix", "-q", "-list", "-mirror", mirror}, tc.args...)
+			code, out := fusematrix(t, args...)
+			assert.Check(t, is.Equal(code, 2), out)
+			assert.Check(t, is.Contains(out, tc.want))
+			assert.Check(t, !strings.Contains(out, "pt/integrity"), "listed checks: %s", out)
+		})
 	}
 }

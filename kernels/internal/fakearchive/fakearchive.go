@@ -257,12 +257,19 @@ func ETag(body []byte) string {
 
 // Serve starts a server for suites; it is closed when the test ends.
 func Serve(t testing.TB, suites ...Suite) *Server {
+	s := New(suites...)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// New starts a server for suites on the loopback interface, outside a
+// test (the fakemirror command); the caller closes it.
+func New(suites ...Suite) *Server {
 	s := &Server{files: map[string][]byte{}}
 	for _, suite := range suites {
 		s.addSuite(suite)
 	}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.Close)
 	return s
 }
 
@@ -365,13 +372,18 @@ func Clearsign(e *openpgp.Entity, text []byte) []byte {
 // Keyring writes the public part of keys to a binary keyring file in a
 // temporary directory of t and returns its path.
 func Keyring(t testing.TB, keys ...*openpgp.Entity) string {
+	path := filepath.Join(t.TempDir(), "keyring.gpg")
+	WriteKeyring(path, keys...)
+	return path
+}
+
+// WriteKeyring writes the public keys to path as a binary keyring.
+func WriteKeyring(path string, keys ...*openpgp.Entity) {
 	var buf bytes.Buffer
 	for _, e := range keys {
 		must(e.Serialize(&buf))
 	}
-	path := filepath.Join(t.TempDir(), "keyring.gpg")
 	must(os.WriteFile(path, buf.Bytes(), 0o644))
-	return path
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
