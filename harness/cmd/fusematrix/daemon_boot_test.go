@@ -274,3 +274,41 @@ func TestDaemonFailsInGuest(t *testing.T) {
 		})
 	}
 }
+
+// A FUSE daemon packaged by Debian, from sid, on a bookworm host: bindfs
+// 1.18 links libfuse3.so.4 (libfuse 3.18), which bookworm does not have,
+// so passing its checks shows that it ran with its own sysroot's loader
+// and libraries. Bad input, against the real indexes, is exit 2 before
+// anything boots.
+func TestDaemonDebian(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a kernel, and reads sid's index from the configured Debian mirror")
+	}
+	for _, tc := range []struct{ name, daemon, want string }{
+		{"unknown package", "debian:nosuchfs-fusematrix@sid", "-daemon debian:nosuchfs-fusematrix@sid: no package nosuchfs-fusematrix in sid\n"},
+		{"no FUSE program", "debian:libfuse3-4@sid", "-daemon debian:libfuse3-4@sid: libfuse3-4 has no FUSE program in /usr/bin or /usr/sbin\n"},
+		{"several FUSE programs", "debian:ntfs-3g@sid", "ntfs-3g has 2 FUSE programs, /usr/bin/lowntfs-3g, /usr/bin/ntfs-3g: name the daemon's with -daemon-bin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := fusematrix(t, "matrix", "-q", "-list", "-daemon", tc.daemon, "-daemon-args", "{mnt}")
+			if code == 1 && strings.Contains(out, "is the mirror reachable?") {
+				t.Skipf("the mirror is unreachable: %s", out)
+			}
+			assert.Check(t, is.Equal(code, 2), out)
+			assert.Check(t, is.Contains(out, tc.want))
+		})
+	}
+
+	out := t.TempDir()
+	code, text := fusematrix(t, "matrix", "-q", "-accel", "tcg", "-out", out, "-run", "^daemon/",
+		"-daemon", "debian:bindfs@sid", "-daemon-args", "{backing} {mnt}", "debian:6.12/cloud@bookworm")
+	assert.Equal(t, code, 0, text)
+	k := readRun(t, out).Kernels[0]
+	for _, id := range []string{"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync", "pt/open-twice",
+		"pt/unmount-open", "pt/abort-open", "classic/basics"} {
+		r := k.Result("daemon/bindfs/" + id)
+		if assert.Check(t, r != nil, "no daemon/bindfs/%s", id) {
+			assert.Check(t, is.Equal(r.Status, results.Pass), "%s: %s", id, r.Reason)
+		}
+	}
+}
