@@ -13,6 +13,30 @@
 // loader and libraries the sysroot holds. Everything it refuses is an
 // *InputError naming the cause.
 //
+// The run-time closure is resolved in Go (debian.Universe.Closure), not by
+// driving apt-get with a private root, because:
+//
+//   - it works on any host, Debian or not, without root and without apt:
+//     fusematrix already reads Debian's archive without apt for kernels,
+//     and the closure reuses that access whole (the mirror from the
+//     machine's apt sources or -mirror, the InRelease signature checked
+//     against the archive keyring, the index against InRelease, each .deb
+//     against the index), so there is one trust path, not two;
+//   - a daemon needs far less than apt installs: no maintainer scripts
+//     run in a sysroot (nothing is configured, only unpacked), so the
+//     packages that serve only them (debconf, adduser, the sysusers
+//     helpers: debian.InstallOnly) and the Essential ones (a shell,
+//     coreutils, dpkg) are left out, while apt would insist on them;
+//   - it is deterministic and testable on Debian's own data: the same
+//     index always gives the same closure, and the sysroot is cached by
+//     it (kernels.SysrootPlan.Key).
+//
+// What it does not do, apt would: Conflicts and Breaks are not read (one
+// suite's packages are installable together, which is what the archive
+// promises), an alternative is not backtracked once chosen, and
+// maintainer scripts never run (a daemon that needs its package
+// configured, a user created say, does not work this way).
+//
 // Host side only: it imports the kernels package (the archive, the
 // sysroot), initramfs (the guest's files) and the contract.
 package debdaemon
