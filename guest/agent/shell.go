@@ -116,8 +116,11 @@ func Shell(ctx context.Context, cfg Config, sc ShellConfig) error {
 		if err != nil {
 			say("the daemon did not mount: %v", err)
 		} else {
+			// Its arguments as it got them: inside its root, if it has one.
+			backing, _ := d.Inside(sc.Backing)
+			mount, _ := d.Inside(sc.Mount)
 			say("Linux %s. Daemon %s shows %s (a tmpfs directory) at %s (pid %d; its arguments: %q).",
-				release, d.Name, sc.Backing, sc.Mount, p.Pid(), d.Argv(sc.Backing, sc.Mount))
+				release, d.Name, sc.Backing, sc.Mount, p.Pid(), d.Argv(backing, mount))
 		}
 	} else {
 		p, err = cfg.Server.Start(mctx, loopback.Spec{Kind: loopback.KindLoopback, Backing: sc.Backing}, sc.Mount)

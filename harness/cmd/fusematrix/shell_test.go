@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
+
+	"github.com/fusematrix/fusematrix/kernels"
 	is "gotest.tools/v3/assert/cmp"
 )
 
@@ -180,6 +183,31 @@ func TestShell(t *testing.T) {
 	code := tm.exit(time.Minute)
 	assert.Equal(t, code, 0, tail(tm.output(), 3000))
 	assert.Check(t, is.Contains(tm.output(), "the guest powered off"))
+	assert.Check(t, is.Len(tm.leftQEMU(), 0))
+}
+
+// A daemon packaged by Debian in the shell: it runs in its root, showing a
+// directory of that root at a mount point in it, and its checks run from
+// the shell.
+func TestShellDebianDaemon(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a kernel, and reads sid's index from the configured Debian mirror")
+	}
+	plan, err := kernels.LookupSysroot(context.Background(), kernels.PackageRef{Name: "bindfs", Suite: "sid"}, kernels.Options{})
+	assert.NilError(t, err)
+	root := "/fusematrix/sysroot/bindfs-" + plan.Key[:16]
+	tm := startTerminal(t, "-accel", "tcg", "-out", t.TempDir(), "-daemon", "debian:bindfs@sid", "-daemon-args", "{backing} {mnt}", "debian:6.12/cloud@bookworm")
+	at := tm.expect(0, "Daemon bindfs shows "+root+"/run/fusematrix/backing (a tmpfs directory) at "+root+"/mnt/fuse", 10*time.Minute)
+	at = tm.expect(at, `its arguments: ["/run/fusematrix/backing" "/mnt/fuse"]`, time.Minute)
+	at = tm.expect(at, "$ ", time.Minute)
+	tm.send("echo shell-$((6*7)) > " + root + "/mnt/fuse/f; cat " + root + "/run/fusematrix/backing/f; grep -c ' " + root + "/mnt/fuse fuse' /proc/mounts\n")
+	at = tm.expect(at, "shell-42\r\n1\r\n", time.Minute)
+	tm.send("fusematrix-agent run daemon/bindfs/pt/integrity\n")
+	at = tm.expect(at, "scenario daemon/bindfs/pt/integrity: pass", 2*time.Minute)
+	at = tm.expect(at, "$ ", time.Minute)
+	tm.send("exit\n")
+	code := tm.exit(time.Minute)
+	assert.Equal(t, code, 0, tail(tm.output(), 3000))
 	assert.Check(t, is.Len(tm.leftQEMU(), 0))
 }
 
