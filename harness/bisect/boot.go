@@ -13,7 +13,7 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/results/predicate"
-	"github.com/fusematrix/fusematrix/results/report"
+	"github.com/fusematrix/fusematrix/harness/report"
 )
 
 // Boot is the Judge that boots a candidate: kernel gives the kernel name
