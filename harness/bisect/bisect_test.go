@@ -12,7 +12,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/predicate"
+	"github.com/fusematrix/fusematrix/harness/predicate"
 )
 
 func candidates(n int) []Candidate {

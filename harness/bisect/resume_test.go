@@ -18,7 +18,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/predicate"
+	"github.com/fusematrix/fusematrix/harness/predicate"
 )
 
 // promptly bounds a resume that boots nothing: it reads a log and a few

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/predicate"
+	"github.com/fusematrix/fusematrix/harness/predicate"
 )
 
 // retry is decide's why for repeats that disagree, which earn a second
