@@ -15,8 +15,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/bisect"
-	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/harness/predicate"
+	"github.com/fusematrix/fusematrix/kernels"
 )
 
 const bisectUsage = `usage:
