@@ -24,7 +24,7 @@ var benchRenderers = map[string]func(io.Writer, *results.Run) error{
 // bench is matrix restricted to the benchmark cells, with their table,
 // chart and HTML report.
 func bench(args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := newFlagSet("bench", "")
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "bench"))
 	matrixName := matrixFlag(fs)
@@ -41,8 +41,7 @@ func bench(args []string) error {
 	}
 	render, ok := benchRenderers[*format]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "fusematrix bench: -format %q: want table or markdown\n", *format)
-		return exitError(2)
+		return usagef("-format %q: want table or markdown", *format)
 	}
 	// The paths of the files written go where they do not spoil
 	// Markdown meant for a step summary.
@@ -58,7 +57,7 @@ func bench(args []string) error {
 		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
 		run, err := results.ReadFile(*from)
 		if err != nil {
-			return badInput{err}
+			return badInput(err)
 		}
 		dir := filepath.Dir(*from)
 		if outSet {
@@ -77,12 +76,10 @@ func bench(args []string) error {
 	}
 	var err error
 	if o.Daemon, err = daemon.daemon(fs, matrixName.catalog); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	if err := someCell(o); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix bench: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	if *list {
 		return listChecks(o)

@@ -63,8 +63,7 @@ func bisectCmd(args []string) error {
 	if len(args) > 0 && args[0] == "run" {
 		return bisectRun(args[1:])
 	}
-	fs := flag.NewFlagSet("bisect", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, bisectUsage); fs.PrintDefaults() }
+	fs := newFlagSet("bisect", bisectUsage)
 	o := harness.Options{}
 	quiet := bisectFlags(fs, &o)
 	good := fs.String("good", "", "the last kernel known to lack the new behaviour (a selector, e.g. debian:6.1/cloud@bookworm)")
@@ -80,8 +79,7 @@ func bisectCmd(args []string) error {
 		return err
 	}
 	if *good == "" || *bad == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect: -good and -bad are required, -repeat from 1 to %d\n\n%s", bisect.MaxRepeat, bisectUsage)
-		return exitError(2)
+		return usagef("-good and -bad are required, -repeat from 1 to %d\n\n%s", bisect.MaxRepeat, bisectUsage)
 	}
 	c, err := kernels.UserCatalog(catalog)
 	if err != nil {
@@ -98,8 +96,7 @@ func bisectCmd(args []string) error {
 	command := func(c bisect.Candidate) string { return reproduce(pred, c.Selector) }
 	if *src != "" {
 		if cands, err = bisect.Commits(ctx, *src, *good, *bad); err != nil {
-			fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
-			return exitError(2)
+			return usagef("%v", err)
 		}
 		cache, err := kernels.CacheRoot(o.Kernel)
 		if err != nil {
@@ -120,8 +117,7 @@ func bisectCmd(args []string) error {
 	} else {
 		builds, err := packagedHistory(ctx, *good, *bad, o.Kernel)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
-			return exitError(2)
+			return usagef("%v", err)
 		}
 		cands = make([]bisect.Candidate, len(builds))
 		for i, b := range builds {
@@ -137,16 +133,14 @@ func bisectCmd(args []string) error {
 		Logf:    o.Logf,
 	})
 	if errors.Is(err, bisect.ErrInput) {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	if r != nil {
 		printBisect(os.Stdout, r, o.OutDir)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintf(os.Stderr, "fusematrix: interrupted; resume with -resume -out %s\n", o.OutDir)
-			return exitError(130)
+			return failf(130, "interrupted; resume with -resume -out %s", o.OutDir)
 		}
 		return err
 	}
@@ -179,21 +173,18 @@ func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.P
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fmt.Fprintf(os.Stderr, "fusematrix %s: no predicate\n\n%s", cmd, bisectUsage)
-		return nil, exitError(2)
+		return nil, usagef("no predicate\n\n%s", bisectUsage)
 	}
 	text := rest[0]
 	if err := fs.Parse(rest[1:]); err != nil {
 		return nil, exitError(2)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "fusematrix %s: one predicate, not %q and %q (quote a predicate with spaces)\n", cmd, text, fs.Arg(0))
-		return nil, exitError(2)
+		return nil, usagef("one predicate, not %q and %q (quote a predicate with spaces)", text, fs.Arg(0))
 	}
 	p, err := predicate.Parse(text)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix %s: %v\n", cmd, err)
-		return nil, exitError(2)
+		return nil, usagef("%v", err)
 	}
 	return p, nil
 }
@@ -247,8 +238,7 @@ func printBisect(w io.Writer, r *bisect.Report, dir string) {
 // bisectRun judges one kernel for git bisect run: 0 old, 1 new, 125
 // cannot say, 128 cannot run at all.
 func bisectRun(args []string) error {
-	fs := flag.NewFlagSet("bisect run", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, bisectUsage); fs.PrintDefaults() }
+	fs := newFlagSet("bisect run", bisectUsage)
 	o := harness.Options{}
 	quiet := bisectFlags(fs, &o)
 	kernel := fs.String("kernel", "", "the kernel to judge (a selector, a path, or src:DIR for the tree git bisect checked out)")
@@ -258,20 +248,17 @@ func bisectRun(args []string) error {
 		return exitError(128)
 	}
 	if *kernel == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect run: -kernel is required, -repeat from 1 to %d\n", bisect.MaxRepeat)
-		return exitError(128)
+		return failf(128, "-kernel is required, -repeat from 1 to %d", bisect.MaxRepeat)
 	}
 	if err := bisectSetup(&o, *quiet); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect run: %v\n", err)
-		return exitError(128)
+		return failf(128, "%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: bisect.BootWith(stepRunner, o, pred, packaged)},
 		bisect.Candidate{Selector: *kernel})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect run: %v\n", err)
-		return exitError(128)
+		return failf(128, "%v", err)
 	}
 	fmt.Printf("%s: %s: %s\n", *kernel, st.Verdict, strings.Join(evidences(st), "; "))
 	switch st.Verdict {

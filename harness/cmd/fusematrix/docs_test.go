@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"gotest.tools/v3/assert"
 )
 
 // docsRoot is the repository's root, seen from this package's directory.
@@ -329,4 +331,23 @@ func docPackages(t *testing.T) []string {
 	}
 	slices.Sort(pkgs)
 	return pkgs
+}
+
+// Each command's -h ends with the page of docs/ that explains it, and that
+// page (and its heading) exists.
+func TestHelpNamesDocs(t *testing.T) {
+	for name, page := range docPages {
+		args := append(strings.Fields(name), "-h")
+		_, out := fusematrix(t, args...)
+		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+		last := lines[len(lines)-1]
+		assert.Check(t, strings.Contains(last, page), "%s -h ends with %q", name, last)
+		file, anchor, _ := strings.Cut(page, "#")
+		path := filepath.Join("..", "..", "..", file)
+		_, err := os.Stat(path)
+		assert.Check(t, err, "%s -h names %s", name, file)
+		if anchor != "" && err == nil {
+			assert.Check(t, slices.Contains(docHeadingSlugs(t, path), anchor), "%s -h names %s, which has no heading #%s", name, file, anchor)
+		}
+	}
 }

@@ -46,6 +46,7 @@ func shellCmd(args []string) error {
 			}
 		})
 		shown.PrintDefaults()
+		fmt.Fprintln(fs.Output(), docLine("shell"))
 	}
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "shell"))
@@ -57,18 +58,14 @@ func shellCmd(args []string) error {
 	}
 	var err error
 	if o.Daemon, err = daemon.daemon(fs, catalog); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix shell: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintf(os.Stderr, "fusematrix shell: want one kernel; got %d\n", fs.NArg())
-		fs.Usage()
-		return exitError(2)
+		return withUsage(fs, usagef("want one kernel; got %d", fs.NArg()))
 	}
 	for _, f := range refused {
 		if set(fs, f) {
-			fmt.Fprintf(os.Stderr, "fusematrix shell: -%s has no effect on a shell; run checks in the guest with fusematrix-agent run\n", f)
-			return exitError(2)
+			return usagef("-%s has no effect on a shell; run checks in the guest with fusematrix-agent run", f)
 		}
 	}
 	names, err := selectKernels(&kernelSelection{catalog: catalog}, fs.Args(), &o.Kernel)
