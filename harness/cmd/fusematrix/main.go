@@ -1,5 +1,7 @@
 // Command fusematrix boots a matrix of Linux kernels in QEMU and reports
-// what FUSE, and FUSE passthrough in particular, does on each.
+// what FUSE, and FUSE passthrough in particular, does on each. It holds
+// flags and printing; the work is done by the packages under harness/,
+// kernels/ and results/.
 //
 //	fusematrix matrix [flags] [kernel …]
 //	fusematrix bench [flags] [kernel …]
@@ -11,6 +13,12 @@
 //	fusematrix bisect -good KERNEL -bad KERNEL [-repeat N] [-out DIR] PREDICATE
 //	fusematrix bisect run -kernel KERNEL PREDICATE
 //	fusematrix compare [-format F] [-threshold F] OLD NEW
+//	fusematrix merge [-out DIR] RUN…
+//	fusematrix shell [flags] KERNEL
+//
+// Exit status: 0 done, 1 a kernel or a check failed (compare: a
+// regression), 2 bad input (flags, arguments, files no fusematrix wrote),
+// 130 interrupted; bisect run speaks git bisect run's codes.
 package main
 
 import (
