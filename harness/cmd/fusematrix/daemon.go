@@ -1,28 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/daemonspec"
-	"github.com/fusematrix/fusematrix/harness/elfdeps"
-	"github.com/fusematrix/fusematrix/harness/initramfs"
-	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
-
-// daemonGuestDir is where a daemon's binary goes in the guest; the files
-// it needs keep their host paths.
-const daemonGuestDir = "/fusematrix/daemon"
 
 // daemonFlags are the flags that put a user's daemon under test.
 type daemonFlags struct {
@@ -71,7 +60,7 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 		}
 		return nil, nil
 	}
-	spec, err := describe(d.path, catalog)
+	spec, err := daemonspec.Read(d.path, catalog)
 	if err != nil {
 		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
 	}
@@ -103,172 +92,13 @@ func (d *daemonFlags) daemon(fs *flag.FlagSet, catalog string) (*harness.Daemon,
 	if wait <= 0 {
 		return nil, fmt.Errorf("-daemon-wait %s: want a positive duration", wait)
 	}
-	files, env, own, err := daemonFiles(spec.Binary)
-	if w := spec.Where(daemonspec.KeyBinary); err != nil && w != "" {
-		if !filepath.IsAbs(spec.Binary) {
-			wd, _ := os.Getwd()
-			err = fmt.Errorf("%w (a relative path, taken from %s, where fusematrix runs)", err, wd)
-		}
-		return nil, fmt.Errorf("%s: %w", w, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
-	}
-	extra, err := extraFiles(spec.Files, slices.Concat(harness.ReservedPaths, own))
-	if err != nil {
-		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
-	}
-	out := &harness.Daemon{
-		DaemonSpec: contract.DaemonSpec{
-			Name: spec.Name, Path: daemonGuestDir + "/" + filepath.Base(spec.Binary), Args: spec.Args,
-			Env: daemonEnv(env, slices.Concat(spec.Env, d.env)), Passthrough: claim, MountWait: wait.Seconds(),
-		},
-		Files: append(files, extra...),
-	}
-	if err := out.Check(); err != nil {
-		if spec.Origin != "" {
-			err = fmt.Errorf("%s: %w", spec.Origin, err)
-		}
-		return nil, err
-	}
-	return out, nil
-}
-
-// daemonEnv is the daemon's environment: fusematrix's entries (elfdeps'
-// LD_LIBRARY_PATH, naming the guest directory it copied libraries to)
-// followed by the user's. A user's LD_LIBRARY_PATH used to replace
-// fusematrix's (the last entry of a name wins), and a daemon whose
-// libraries are there then failed to start: the two are joined into one
-// entry instead, fusematrix's directory first. It holds only the libraries
-// resolved on the host for this binary, each under the name the binary
-// asks for, so the daemon loads the very files that were checked, and the
-// user's directories still serve everything else (a plugin it opens with
-// dlopen, given as an extra file). The user's last value is the one
-// joined, as it was the one that counted.
-func daemonEnv(ours, user []string) []string {
-	const key = "LD_LIBRARY_PATH="
-	i := slices.IndexFunc(ours, func(e string) bool { return strings.HasPrefix(e, key) })
-	if i < 0 {
-		return slices.Concat(ours, user)
-	}
-	out := slices.Clone(ours)
-	for _, e := range user {
-		v, ok := strings.CutPrefix(e, key)
-		switch {
-		case !ok:
-			out = append(out, e)
-		case v != "":
-			out[i] = ours[i] + ":" + v
-		default:
-			out[i] = ours[i] // an empty value adds nothing
+	spec.Passthrough, spec.Wait = &claim, wait
+	spec.Env = slices.Concat(spec.Env, d.env)
+	out, err := harness.NewDaemon(spec, "-daemon "+d.path)
+	if out != nil {
+		for _, n := range out.Notes {
+			fmt.Fprintf(os.Stderr, "fusematrix: warning: daemon binary %s: %s\n", spec.Binary, n)
 		}
 	}
-	return out
-}
-
-// describe reads what -daemon names: a binary (an ELF file, or a script,
-// which elfdeps then refuses with its reason), a description file, or a
-// daemon section of the catalog.
-func describe(path, catalog string) (*daemonspec.Spec, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) && !strings.ContainsRune(path, '/') {
-		c, cerr := kernels.UserCatalog(catalog)
-		if cerr != nil {
-			return nil, cerr
-		}
-		sec, ok := c.Daemon(path)
-		if !ok {
-			known := "none"
-			if names := c.Daemons(); len(names) > 0 {
-				known = strings.Join(names, ", ")
-			}
-			return nil, fmt.Errorf("no such file, and no [daemon %s] in the catalog (%s; its daemons: %s)", path, strings.Join(c.Files(), ", "), known)
-		}
-		return daemonspec.FromSection(sec)
-	}
-	if err != nil {
-		// Left to elfdeps, which says what is wrong with the path.
-		return &daemonspec.Spec{Binary: path}, nil
-	}
-	defer f.Close()
-	head := make([]byte, 4)
-	n, _ := io.ReadFull(f, head)
-	if head = head[:n]; bytes.HasPrefix(head, []byte("\x7fELF")) || bytes.HasPrefix(head, []byte("#!")) {
-		return &daemonspec.Spec{Binary: path}, nil
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	// One byte past the cap, so that Parse refuses a larger file rather
-	// than reading part of it.
-	text, err := io.ReadAll(io.LimitReader(f, daemonspec.MaxSize+1))
-	if err != nil {
-		return nil, err
-	}
-	spec, err := daemonspec.Parse(path, bytes.NewReader(text))
-	if err != nil && !bytes.Contains(text, []byte("[daemon ")) {
-		return nil, fmt.Errorf("neither an ELF binary nor a daemon description: %w", err)
-	}
-	return spec, err
-}
-
-// extraFiles are a description's extra files for the guest, each at its
-// guest path (its host path, made absolute, unless given). A guest path
-// that would replace or hide one of reserved (the initramfs's own files,
-// the daemon's, an earlier extra file's) is an error naming it, and so is
-// a file that is not there, or not a regular file.
-func extraFiles(fs []daemonspec.File, reserved []harness.Reserved) ([]initramfs.File, error) {
-	var out []initramfs.File
-	reserved = slices.Clone(reserved)
-	for _, f := range fs {
-		guest := f.Guest
-		if guest == "" {
-			var err error
-			if guest, err = filepath.Abs(f.Host); err != nil {
-				return nil, fmt.Errorf("%s: extra file: %w", f.Where, err)
-			}
-		}
-		guest = filepath.Clean(guest)
-		if err := harness.Conflict(guest, reserved); err != nil {
-			return nil, fmt.Errorf("%s: extra file %s: %w", f.Where, f.Host, err)
-		}
-		info, err := os.Stat(f.Host)
-		if err != nil {
-			return nil, fmt.Errorf("%s: extra file: %w", f.Where, err)
-		}
-		if !info.Mode().IsRegular() {
-			return nil, fmt.Errorf("%s: extra file %s: not a regular file", f.Where, f.Host)
-		}
-		out = append(out, initramfs.HostFile(guest, f.Host, info.Mode().Perm()))
-		reserved = append(reserved, harness.Reserved{Path: guest, What: "the extra file of " + f.Where})
-	}
-	return out, nil
-}
-
-// daemonFiles are the files that carry the binary at path into a guest
-// (its dynamic loader, libraries and fusermount3 too, found from the ELF
-// file), the environment it needs there, and the guest paths they take,
-// which no extra file may. A binary that cannot run in the guests is an
-// error naming why; what elfdeps could only warn about goes to stderr.
-func daemonFiles(path string) ([]initramfs.File, []string, []harness.Reserved, error) {
-	b, err := elfdeps.Resolve(path)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	for _, n := range b.Notes {
-		fmt.Fprintf(os.Stderr, "fusematrix: warning: daemon binary %s: %s\n", path, n)
-	}
-	fs, err := b.Files(daemonGuestDir + "/" + filepath.Base(path))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	files := make([]initramfs.File, len(fs))
-	own := []harness.Reserved{{Path: daemonGuestDir, What: "where fusematrix puts the daemon's binary"}}
-	for i, f := range fs {
-		files[i] = initramfs.HostFile(f.Guest, f.Host, f.Mode)
-		if i > 0 { // the binary's own is in daemonGuestDir
-			own = append(own, harness.Reserved{Path: f.Guest, What: "the daemon needs " + f.Host + " there (its loader, a library or fusermount3)"})
-		}
-	}
-	return files, b.Env, own, nil
+	return out, err
 }
