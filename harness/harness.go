@@ -450,3 +450,54 @@ func cpuModel(r io.Reader) string {
 	}
 	return ""
 }
+
+// FindSource walks up from the working directory to the fusematrix
+// module, whose source the guest agent is compiled from.
+func FindSource() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/fusematrix/fusematrix\n") {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no fusematrix source above %s: the guest agent is built from source, so run fusematrix inside its checkout or pass -src", dir)
+		}
+	}
+}
+
+// DefaultPeer is where `make peer` leaves the C NOOP peer, in the source
+// checkout.
+const DefaultPeer = "bin/fusematrix-nullfs"
+
+// FindPeer returns the absolute path of the C NOOP peer for the guests,
+// or "" for none, and a note saying which. The default binary (peer not
+// explicit) is optional and looked for in the source checkout (src, else
+// the one above the working directory); one named explicitly must exist.
+func FindPeer(peer string, explicit bool, src string) (path, note string, err error) {
+	if !explicit && !filepath.IsAbs(peer) {
+		if src == "" {
+			src, _ = FindSource()
+		}
+		if src != "" {
+			peer = filepath.Join(src, peer)
+		}
+	}
+	if peer == "" {
+		return "", "no C NOOP peer (-peer is empty); the libfuse NOOP cells skip", nil
+	}
+	if _, err := os.Stat(peer); err != nil {
+		if explicit {
+			return "", "", err
+		}
+		return "", fmt.Sprintf("no C NOOP peer: %s is absent (make peer builds it); the libfuse NOOP cells skip", peer), nil
+	}
+	abs, err := filepath.Abs(peer)
+	if err != nil {
+		return "", "", err
+	}
+	return abs, fmt.Sprintf("C NOOP peer %s goes into each guest", peer), nil
+}

@@ -31,7 +31,7 @@ func bench(args []string) error {
 	fs.IntVar(&o.BenchRuns, "runs", contract.DefaultBenchRuns, "times each cell measures; the table shows the median")
 	fs.BoolVar(&o.Profile, "profile", false, "profile the NOOP and classic servers in the guest; each cell's log gets the top functions")
 	fs.IntVar(&o.BenchMiB, "bench-mib", 0, "cap on the bytes one run moves, in `MiB` (default: scaled by block size and runs)")
-	peer := fs.String("peer", defaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
+	peer := fs.String("peer", harness.DefaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
 	format := fs.String("format", "table", "output: table or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels; the chart and report land next to it unless -out is given")
 	daemon := registerDaemonFlags(fs)
@@ -84,7 +84,7 @@ func bench(args []string) error {
 	if *list {
 		return listChecks(o)
 	}
-	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// The C peer only matters to the cells that measure it.
@@ -107,47 +107,18 @@ func bench(args []string) error {
 	}, info)
 }
 
-// defaultPeer is where `make peer` leaves the C NOOP peer, in the source
-// checkout.
-const defaultPeer = "bin/fusematrix-nullfs"
-
 // benchPeer returns the absolute path of the C NOOP peer for the guests,
-// or "" for none, and says which on stderr unless quiet. The default
-// binary is optional and looked for in the source checkout (src, else the
-// one above the working directory); one named with -peer must exist.
+// or "" for none, and says which on stderr unless quiet
+// (harness.FindPeer).
 func benchPeer(fs *flag.FlagSet, peer, src string, quiet bool) (string, error) {
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "peer" })
-	if !explicit && !filepath.IsAbs(peer) {
-		if src == "" {
-			src, _ = findSource()
-		}
-		if src != "" {
-			peer = filepath.Join(src, peer)
-		}
-	}
-	say := func(format string, args ...any) {
-		if !quiet {
-			fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
-		}
-	}
-	if peer == "" {
-		say("no C NOOP peer (-peer is empty); the libfuse NOOP cells skip")
-		return "", nil
-	}
-	if _, err := os.Stat(peer); err != nil {
-		if explicit {
-			return "", fmt.Errorf("bench: -peer: %w", err)
-		}
-		say("no C NOOP peer: %s is absent (make peer builds it); the libfuse NOOP cells skip", peer)
-		return "", nil
-	}
-	abs, err := filepath.Abs(peer)
+	path, note, err := harness.FindPeer(peer, set(fs, "peer"), src)
 	if err != nil {
-		return "", fmt.Errorf("bench: -peer: %w", err)
+		return "", fmt.Errorf("-peer: %w", err)
 	}
-	say("C NOOP peer %s goes into each guest", peer)
-	return abs, nil
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "bench: %s\n", note)
+	}
+	return path, nil
 }
 
 // writeBenchReports writes the chart as SVG and PNG and the HTML report

@@ -178,7 +178,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.P
 // bisectSetup fills in what boot() would for a matrix.
 func bisectSetup(o *harness.Options, quiet bool) error {
 	if o.SourceDir == "" {
-		dir, err := findSource()
+		dir, err := harness.FindSource()
 		if err != nil {
 			return err
 		}

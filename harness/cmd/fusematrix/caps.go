@@ -50,7 +50,7 @@ func caps(args []string) error {
 		return usagef("runs the probes only; -run selects scenarios, which caps never runs (use fusematrix matrix -run)")
 	}
 	var err error
-	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// Probes always run; a pattern no scenario id matches leaves only them.

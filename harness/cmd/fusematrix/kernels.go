@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -84,34 +83,17 @@ func catalogFlag(fs *flag.FlagSet, file *string) {
 		", else fusematrix/catalog.conf in the user's config directory when it exists)")
 }
 
-// selectKernels returns the kernels named as arguments, else those of the
-// catalog's matrix ("all": every matrix), and sets o.Catalog to the
-// catalog in effect, whose named kernels either may use.
-func selectKernels(sel *kernelSelection, args []string, o *kernels.Options) ([]string, error) {
+// selectKernels returns the kernels named as arguments, else those of
+// sel's matrix, and where they come from (kernels.Catalog.Select); it
+// sets o.Catalog to the catalog in effect, whose named kernels either may
+// use.
+func selectKernels(sel *kernelSelection, args []string, o *kernels.Options) ([]string, string, error) {
 	c, err := kernels.UserCatalog(sel.catalog)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	o.Catalog = c
-	if len(args) > 0 {
-		return args, nil
-	}
-	if sel.matrix == "all" {
-		return c.Selectors(), nil
-	}
-	return c.Matrix(sel.matrix)
-}
-
-// selectionSource says where the kernels of a matrix come from, or ""
-// when they were given as arguments.
-func selectionSource(sel *kernelSelection, args []string, c *kernels.Catalog) string {
-	switch {
-	case len(args) > 0:
-		return ""
-	case sel.matrix == "all":
-		return "every matrix of " + strings.Join(c.Files(), ", ")
-	}
-	return fmt.Sprintf("matrix %s from %s", sel.matrix, c.Origin(sel.matrix))
+	return c.Select(sel.matrix, args)
 }
 
 // kernelOptions registers the flags that say where kernels come from.
@@ -152,12 +134,12 @@ func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]stri
 	if err := fs.Parse(args); err != nil {
 		return nil, o, "", exitError(2)
 	}
-	names, err := selectKernels(matrix, fs.Args(), &o)
+	names, source, err := selectKernels(matrix, fs.Args(), &o)
 	if err != nil {
 		return nil, o, "", err
 	}
 	o.Logf = progressTo(*quiet)
-	return names, o, selectionSource(matrix, fs.Args(), o.Catalog), nil
+	return names, o, source, nil
 }
 
 func kernelsList(ctx context.Context, args []string, out io.Writer) error {

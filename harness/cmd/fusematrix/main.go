@@ -242,7 +242,7 @@ func matrix(args []string) error {
 	if *list {
 		return listChecks(o)
 	}
-	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	return boot(o, *quiet, func(run *results.Run) error {
@@ -324,7 +324,7 @@ func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.
 		return usagef("%v", err)
 	}
 	if o.SourceDir == "" {
-		dir, err := findSource()
+		dir, err := harness.FindSource()
 		if err != nil {
 			return err
 		}
@@ -363,22 +363,4 @@ func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.
 		}
 	}
 	return nil
-}
-
-// findSource walks up from the working directory to the fusematrix
-// module, whose source the guest agent is compiled from.
-func findSource() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/fusematrix/fusematrix\n") {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no fusematrix source above %s: the guest agent is built from source, so run fusematrix inside its checkout or pass -src", dir)
-		}
-	}
 }

@@ -68,12 +68,12 @@ func shellCmd(args []string) error {
 			return usagef("-%s has no effect on a shell; run checks in the guest with fusematrix-agent run", f)
 		}
 	}
-	names, err := selectKernels(&kernelSelection{catalog: catalog}, fs.Args(), &o.Kernel)
+	names, _, err := selectKernels(&kernelSelection{catalog: catalog}, fs.Args(), &o.Kernel)
 	if err != nil {
 		return err
 	}
 	if o.SourceDir == "" {
-		if o.SourceDir, err = findSource(); err != nil {
+		if o.SourceDir, err = harness.FindSource(); err != nil {
 			return err
 		}
 	}
