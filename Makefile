@@ -148,8 +148,8 @@ test-short: lint
 # fuzz runs every fuzz target of the module for FUZZTIME each, one after
 # the other (go test -fuzz takes one target of one package at a time). The
 # targets are found in the test files (then listed by go test -list), so a
-# new FuzzXxx is run without being named here; the README's Reliability
-# section lists them. A failing input is written to the package's
+# new FuzzXxx is run without being named here; docs/reliability.md's "Fuzz
+# targets" lists them. A failing input is written to the package's
 # testdata/fuzz/ and fails make test from then on, until fixed.
 FUZZTIME ?= 2m
 fuzz:
@@ -170,9 +170,10 @@ bench-harness: deps
 	$(GO) test -run '^$$' -bench 'Matrix' -benchtime 1x -count 1 -timeout 30m ./harness/
 	$(GO) test -run '^$$' -bench 'NoopWrite' -benchtime 2s -count 1 ./scenarios/server/wire/
 
-# screenshot redraws docs/report.png, the README's picture of the HTML
-# report: a real wide run (harness/report/testdata/wide-run.json) laid
-# out by headless Chromium at a laptop's width, 1366 px. It needs
+# screenshot redraws docs/report.png, the picture of the HTML report in
+# the README and docs/output.md: a real wide run
+# (harness/report/testdata/wide-run.json) laid out by headless Chromium
+# at a laptop's width, 1366 px. It needs
 # Debian's chromium package (apt-get install chromium).
 screenshot:
 	$(GO) test -count=1 -run 'TestHTMLFitsLaptop/^wide$$' ./harness/report -screenshot $(CURDIR)/docs/report.png

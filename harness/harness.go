@@ -2,7 +2,13 @@
 // kernels, builds the guest initramfs, boots one QEMU guest per kernel
 // (KVM when it works, TCG otherwise), collects each guest's result stream
 // and writes the run summary as results arrive, so an interrupted or
-// partly failed run still leaves everything it learned on disk.
+// partly failed run still leaves everything it learned on disk. It also
+// turns a user's daemon, as described (daemonspec), into what the guests
+// run and the files that carry it there (NewDaemon).
+//
+// It imports kernels, results and its own subpackages (qemu, initramfs,
+// elfdeps, daemonspec, report, inert, expect); never scenarios/ nor
+// go-fuse.
 package harness
 
 import (
@@ -13,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -365,64 +370,6 @@ func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer 
 	return initramfs.Overlay(ctx, base, dst, files)
 }
 
-// Reserved is a guest path that fusematrix's initramfs provides or mounts
-// over itself, which no file of a user's may replace (a daemon
-// description's "file = HOST:/init" would replace u-root's init).
-type Reserved struct {
-	Path string // absolute, clean; what lies under it is reserved too
-	What string // what it is, for the error
-}
-
-// ReservedPaths are the guest paths of the initramfs itself: the u-root
-// base image's (initramfs.Base: u-root's DefaultRamfs, its busybox, init
-// and uinit), writeInitrd's overlay (modules, their load list, the C NOOP
-// peer, the daemon's description) and the directories something is
-// mounted over at boot (u-root's libinit, the agent's scratch tmpfs),
-// which would hide a file put there. Overlay refuses, in any case, a file
-// where the base image has anything but a directory.
-var ReservedPaths = []Reserved{
-	{"/init", "u-root's init"},
-	{"/bbin", "u-root's busybox and its commands (init, the agent, the shell's tools)"},
-	{"/bin/uinit", "the agent, which init runs"},
-	{"/etc/uinit.flags", "the agent's arguments"},
-	{"/etc/resolv.conf", "a file of u-root's base image"},
-	{"/etc/localtime", "a file of u-root's base image"},
-	{path.Dir(contract.ModuleList), "fusematrix's module list and daemon description"},
-	{"/lib/modules", "the kernel's modules"},
-	{contract.PeerPath, "the C NOOP peer"},
-	{"/dev", "the guest mounts devtmpfs over it"},
-	{"/proc", "the guest mounts proc over it"},
-	{"/sys", "the guest mounts sysfs over it"},
-	{"/tmp", "the guest mounts a tmpfs over it"},
-	{"/run/fusematrix", "the agent mounts its scratch tmpfs over it"},
-}
-
-// Conflict says which of reserved the guest path p would replace or hide,
-// as an error naming it, or nil: p is a reserved path, lies under one (a
-// file there would turn a reserved file into a directory, or go into a
-// reserved directory), or is a directory above one (a file there would
-// replace that directory and all it holds).
-func Conflict(p string, reserved []Reserved) error {
-	for _, r := range reserved {
-		switch {
-		case p == r.Path:
-			return fmt.Errorf("guest path %s is reserved: %s", p, r.What)
-		case strings.HasPrefix(p, r.Path+"/"):
-			return fmt.Errorf("guest path %s lies under %s, which is reserved: %s", p, r.Path, r.What)
-		case p == "/" || strings.HasPrefix(r.Path, p+"/"):
-			return fmt.Errorf("guest path %s would replace the directory holding %s, which is reserved: %s", p, r.Path, r.What)
-		}
-	}
-	return nil
-}
-
-// Daemon is a user's FUSE daemon as the guests run it, and the files that
-// carry it there: its binary, at Daemon.Path, and what that needs.
-type Daemon struct {
-	contract.DaemonSpec
-	Files []initramfs.File
-}
-
 // writer keeps the run summary on disk up to date as kernels finish.
 type writer struct {
 	mu  sync.Mutex
@@ -502,4 +449,55 @@ func cpuModel(r io.Reader) string {
 		}
 	}
 	return ""
+}
+
+// FindSource walks up from the working directory to the fusematrix
+// module, whose source the guest agent is compiled from.
+func FindSource() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/fusematrix/fusematrix\n") {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no fusematrix source above %s: the guest agent is built from source, so run fusematrix inside its checkout or pass -src", dir)
+		}
+	}
+}
+
+// DefaultPeer is where `make peer` leaves the C NOOP peer, in the source
+// checkout.
+const DefaultPeer = "bin/fusematrix-nullfs"
+
+// FindPeer returns the absolute path of the C NOOP peer for the guests,
+// or "" for none, and a note saying which. The default binary (peer not
+// explicit) is optional and looked for in the source checkout (src, else
+// the one above the working directory); one named explicitly must exist.
+func FindPeer(peer string, explicit bool, src string) (path, note string, err error) {
+	if !explicit && !filepath.IsAbs(peer) {
+		if src == "" {
+			src, _ = FindSource()
+		}
+		if src != "" {
+			peer = filepath.Join(src, peer)
+		}
+	}
+	if peer == "" {
+		return "", "no C NOOP peer (-peer is empty); the libfuse NOOP cells skip", nil
+	}
+	if _, err := os.Stat(peer); err != nil {
+		if explicit {
+			return "", "", err
+		}
+		return "", fmt.Sprintf("no C NOOP peer: %s is absent (make peer builds it); the libfuse NOOP cells skip", peer), nil
+	}
+	abs, err := filepath.Abs(peer)
+	if err != nil {
+		return "", "", err
+	}
+	return abs, fmt.Sprintf("C NOOP peer %s goes into each guest", peer), nil
 }

@@ -428,3 +428,20 @@ func (c *Catalog) Selectors() []string {
 	}
 	return out
 }
+
+// Select returns the kernels named in args, else those of the matrix
+// called matrix ("all": every kernel of every matrix), and says where the
+// matrix comes from ("" for kernels given as arguments).
+func (c *Catalog) Select(matrix string, args []string) ([]string, string, error) {
+	switch {
+	case len(args) > 0:
+		return args, "", nil
+	case matrix == "all":
+		return c.Selectors(), "every matrix of " + strings.Join(c.Files(), ", "), nil
+	}
+	names, err := c.Matrix(matrix)
+	if err != nil {
+		return nil, "", err
+	}
+	return names, fmt.Sprintf("matrix %s from %s", matrix, c.Origin(matrix)), nil
+}

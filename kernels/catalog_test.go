@@ -167,6 +167,27 @@ func TestCatalogMatrix(t *testing.T) {
 	m[0] = "changed"
 	again, _ := c.Matrix("x")
 	assert.Equal(t, again[0], "debian:6.1", "Matrix must return a copy")
+
+	// Select: arguments win over the matrix, "all" is every kernel, and
+	// the source says which.
+	for _, tc := range []struct {
+		matrix string
+		args   []string
+		want   []string
+		source string
+	}{
+		{"x", []string{"./bzImage"}, []string{"./bzImage"}, ""},
+		{"y", nil, []string{"debian:6.12", "debian:7.3"}, "matrix y from "},
+		{"all", nil, []string{"debian:6.1", "debian:6.12", "debian:7.3"}, "every matrix of "},
+	} {
+		names, source, err := c.Select(tc.matrix, tc.args)
+		assert.NilError(t, err)
+		assert.DeepEqual(t, names, tc.want)
+		assert.Check(t, strings.HasPrefix(source, tc.source), "%q", source)
+		assert.Check(t, (source == "") == (tc.source == ""), "%q", source)
+	}
+	_, _, err = c.Select("z", nil)
+	assert.ErrorContains(t, err, `no kernel matrix "z"`)
 }
 
 // TestEmbeddedCatalog checks the catalog compiled into fusematrix: the

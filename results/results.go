@@ -2,7 +2,12 @@
 // agent streams to the host while it works, and the run summary the host
 // writes once every kernel has finished. Guest and host both import it and
 // nothing else of each other, so a change here is a change of the wire
-// protocol: bump SchemaVersion when a field changes meaning.
+// protocol: bump SchemaVersion when a field changes meaning. With
+// results/contract (ids, facts, metrics, boot parameters) it is all the
+// two sides share; the tools that render, compare, merge and judge runs
+// are the host's, in harness/.
+//
+// It imports only the standard library.
 package results
 
 import (

@@ -8,7 +8,7 @@
 // steps judged again from the results it stored, never taken on trust.
 //
 // It imports harness (to boot, and for its atomic file writes), results
-// (to read a step's stored results) and results/predicate; what a step
+// (to read a step's stored results) and harness/predicate; what a step
 // boots, and how, is the Judge its caller gives it.
 package bisect
 
@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
-	"github.com/fusematrix/fusematrix/results/predicate"
+	"github.com/fusematrix/fusematrix/harness/predicate"
 )
 
 // SchemaVersion is written into bisect.json.

@@ -11,8 +11,8 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/predicate"
 )
 
 func candidates(n int) []Candidate {

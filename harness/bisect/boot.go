@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
-	"github.com/fusematrix/fusematrix/results/predicate"
 )
 
 // Boot is the Judge that boots a candidate: kernel gives the kernel name

@@ -15,8 +15,8 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/kernels"
-	"github.com/fusematrix/fusematrix/results/predicate"
 )
 
 // synthetic makes a git repository whose commits each say, in the file

@@ -17,8 +17,8 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/predicate"
 )
 
 // promptly bounds a resume that boots nothing: it reads a log and a few

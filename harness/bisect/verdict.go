@@ -3,8 +3,8 @@ package bisect
 import (
 	"fmt"
 
+	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/predicate"
 )
 
 // retry is decide's why for repeats that disagree, which earn a second

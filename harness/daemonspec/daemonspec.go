@@ -66,6 +66,10 @@ type File struct {
 	Where       string
 }
 
+// DebianPrefix starts a Binary that names a package of Debian's archive,
+// "debian:PACKAGE[=VERSION][@SUITE]", rather than a file on the host.
+const DebianPrefix = "debian:"
+
 // The keys of a description.
 const (
 	KeyBinary      = "binary"

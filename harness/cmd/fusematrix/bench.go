@@ -24,14 +24,14 @@ var benchRenderers = map[string]func(io.Writer, *results.Run) error{
 // bench is matrix restricted to the benchmark cells, with their table,
 // chart and HTML report.
 func bench(args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := newFlagSet("bench", "")
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "bench"))
 	matrixName := matrixFlag(fs)
 	fs.IntVar(&o.BenchRuns, "runs", contract.DefaultBenchRuns, "times each cell measures; the table shows the median")
 	fs.BoolVar(&o.Profile, "profile", false, "profile the NOOP and classic servers in the guest; each cell's log gets the top functions")
 	fs.IntVar(&o.BenchMiB, "bench-mib", 0, "cap on the bytes one run moves, in `MiB` (default: scaled by block size and runs)")
-	peer := fs.String("peer", defaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
+	peer := fs.String("peer", harness.DefaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
 	format := fs.String("format", "table", "output: table or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels; the chart and report land next to it unless -out is given")
 	daemon := registerDaemonFlags(fs)
@@ -41,8 +41,7 @@ func bench(args []string) error {
 	}
 	render, ok := benchRenderers[*format]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "fusematrix bench: -format %q: want table or markdown\n", *format)
-		return exitError(2)
+		return usagef("-format %q: want table or markdown", *format)
 	}
 	// The paths of the files written go where they do not spoil
 	// Markdown meant for a step summary.
@@ -58,7 +57,7 @@ func bench(args []string) error {
 		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
 		run, err := results.ReadFile(*from)
 		if err != nil {
-			return badInput{err}
+			return badInput(err)
 		}
 		dir := filepath.Dir(*from)
 		if outSet {
@@ -76,17 +75,16 @@ func bench(args []string) error {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
-	if o.Daemon, err = daemon.resolveDaemon("fusematrix", fs, matrixName.catalog, o.Kernel, *quiet); err != nil {
+	if o.Daemon, err = daemon.resolveDaemon(fs, matrixName.catalog, o.Kernel, *quiet); err != nil {
 		return err
 	}
 	if err := someCell(o); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix bench: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	if *list {
 		return listChecks(o)
 	}
-	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// The C peer only matters to the cells that measure it.
@@ -109,47 +107,18 @@ func bench(args []string) error {
 	}, info)
 }
 
-// defaultPeer is where `make peer` leaves the C NOOP peer, in the source
-// checkout.
-const defaultPeer = "bin/fusematrix-nullfs"
-
 // benchPeer returns the absolute path of the C NOOP peer for the guests,
-// or "" for none, and says which on stderr unless quiet. The default
-// binary is optional and looked for in the source checkout (src, else the
-// one above the working directory); one named with -peer must exist.
+// or "" for none, and says which on stderr unless quiet
+// (harness.FindPeer).
 func benchPeer(fs *flag.FlagSet, peer, src string, quiet bool) (string, error) {
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "peer" })
-	if !explicit && !filepath.IsAbs(peer) {
-		if src == "" {
-			src, _ = findSource()
-		}
-		if src != "" {
-			peer = filepath.Join(src, peer)
-		}
-	}
-	say := func(format string, args ...any) {
-		if !quiet {
-			fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
-		}
-	}
-	if peer == "" {
-		say("no C NOOP peer (-peer is empty); the libfuse NOOP cells skip")
-		return "", nil
-	}
-	if _, err := os.Stat(peer); err != nil {
-		if explicit {
-			return "", fmt.Errorf("bench: -peer: %w", err)
-		}
-		say("no C NOOP peer: %s is absent (make peer builds it); the libfuse NOOP cells skip", peer)
-		return "", nil
-	}
-	abs, err := filepath.Abs(peer)
+	path, note, err := harness.FindPeer(peer, set(fs, "peer"), src)
 	if err != nil {
-		return "", fmt.Errorf("bench: -peer: %w", err)
+		return "", fmt.Errorf("-peer: %w", err)
 	}
-	say("C NOOP peer %s goes into each guest", peer)
-	return abs, nil
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "bench: %s\n", note)
+	}
+	return path, nil
 }
 
 // writeBenchReports writes the chart as SVG and PNG and the HTML report

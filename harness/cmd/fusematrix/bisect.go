@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,8 +14,8 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/bisect"
+	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/kernels"
-	"github.com/fusematrix/fusematrix/results/predicate"
 )
 
 const bisectUsage = `usage:
@@ -63,13 +62,12 @@ func bisectCmd(args []string) error {
 	if len(args) > 0 && args[0] == "run" {
 		return bisectRun(args[1:])
 	}
-	fs := flag.NewFlagSet("bisect", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, bisectUsage); fs.PrintDefaults() }
+	fs := newFlagSet("bisect", bisectUsage)
 	o := harness.Options{}
 	quiet := bisectFlags(fs, &o)
 	good := fs.String("good", "", "the last kernel known to lack the new behaviour (a selector, e.g. debian:6.1/cloud@bookworm)")
 	bad := fs.String("bad", "", "a kernel known to show it")
-	repeat := fs.Int("repeat", 1, "boots per step; see the README's verdict rules for runs that disagree")
+	repeat := fs.Int("repeat", 1, "boots per step; docs/bisect.md#verdict-rules says how runs that disagree decide")
 	resume := fs.Bool("resume", false, "continue the bisection recorded in -out, judging no step twice")
 	src := fs.String("src", "", "a Linux git `tree`: bisect its commits; -good and -bad are then revisions")
 	base := fs.String("base", "tinyconfig", "with -src: the config each commit is built from before the fragment (defconfig, tinyconfig or a file)")
@@ -80,8 +78,7 @@ func bisectCmd(args []string) error {
 		return err
 	}
 	if *good == "" || *bad == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect: -good and -bad are required, -repeat from 1 to %d\n\n%s", bisect.MaxRepeat, bisectUsage)
-		return exitError(2)
+		return usagef("-good and -bad are required, -repeat from 1 to %d\n\n%s", bisect.MaxRepeat, bisectUsage)
 	}
 	c, err := kernels.UserCatalog(catalog)
 	if err != nil {
@@ -93,60 +90,43 @@ func bisectCmd(args []string) error {
 	if err := bisectSetup(&o, *quiet); err != nil {
 		return err
 	}
-	var cands []bisect.Candidate
-	kernel := packaged
-	command := func(c bisect.Candidate) string { return reproduce(pred, c.Selector) }
+	var setup bisect.Setup
 	if *src != "" {
-		if cands, err = bisect.Commits(ctx, *src, *good, *bad); err != nil {
-			fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
-			return exitError(2)
-		}
 		cache, err := kernels.CacheRoot(o.Kernel)
 		if err != nil {
 			return err
 		}
-		wt, err := bisect.OpenWorktree(ctx, *src, filepath.Join(cache, "worktrees"))
+		setup, err = bisect.Source(ctx, *src, *good, *bad, *base, cache, pred)
+		if errors.Is(err, bisect.ErrInput) {
+			return usagef("%v", err)
+		}
 		if err != nil {
 			return err
 		}
-		selector := "src:" + wt.Path + ",base=" + *base
-		kernel = func(ctx context.Context, c bisect.Candidate) (string, error) {
-			return selector, wt.Checkout(ctx, c.Commit)
-		}
-		command = func(c bisect.Candidate) string {
-			return fmt.Sprintf("git -C %s checkout --detach %.12s && %s", wt.Path, c.Commit, reproduce(pred, selector))
-		}
-		o.Logf("bisect: %d commits from %s to %s, built in %s", len(cands), *good, *bad, wt.Path)
 	} else {
 		builds, err := packagedHistory(ctx, *good, *bad, o.Kernel)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
-			return exitError(2)
+			return usagef("%v", err)
 		}
-		cands = make([]bisect.Candidate, len(builds))
-		for i, b := range builds {
-			cands[i] = bisect.Candidate{Selector: b.Selector, Package: b.Package, Version: b.Version, Suite: b.Suite}
-		}
-		o.Logf("bisect: %d packaged kernels from %s to %s", len(cands), *good, *bad)
+		setup = bisect.Packaged(builds, pred, *good, *bad)
 	}
+	o.Logf("bisect: %s", setup.Summary)
 	r, err := bisect.Bisect(ctx, bisect.Options{
-		Predicate: pred, Good: *good, Bad: *bad, Candidates: cands,
+		Predicate: pred, Good: *good, Bad: *bad, Candidates: setup.Candidates,
 		Repeat: *repeat, Dir: o.OutDir, Resume: *resume,
-		Judge:   bisect.BootWith(stepRunner, o, pred, kernel),
-		Command: command,
+		Judge:   bisect.BootWith(stepRunner, o, pred, setup.Kernel),
+		Command: setup.Command,
 		Logf:    o.Logf,
 	})
 	if errors.Is(err, bisect.ErrInput) {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	if r != nil {
-		printBisect(os.Stdout, r, o.OutDir)
+		bisect.Summary(os.Stdout, r, o.OutDir)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintf(os.Stderr, "fusematrix: interrupted; resume with -resume -out %s\n", o.OutDir)
-			return exitError(130)
+			return failf(130, "interrupted; resume with -resume -out %s", o.OutDir)
 		}
 		return err
 	}
@@ -179,21 +159,18 @@ func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.P
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fmt.Fprintf(os.Stderr, "fusematrix %s: no predicate\n\n%s", cmd, bisectUsage)
-		return nil, exitError(2)
+		return nil, usagef("no predicate\n\n%s", bisectUsage)
 	}
 	text := rest[0]
 	if err := fs.Parse(rest[1:]); err != nil {
 		return nil, exitError(2)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "fusematrix %s: one predicate, not %q and %q (quote a predicate with spaces)\n", cmd, text, fs.Arg(0))
-		return nil, exitError(2)
+		return nil, usagef("one predicate, not %q and %q (quote a predicate with spaces)", text, fs.Arg(0))
 	}
 	p, err := predicate.Parse(text)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix %s: %v\n", cmd, err)
-		return nil, exitError(2)
+		return nil, usagef("%v", err)
 	}
 	return p, nil
 }
@@ -201,7 +178,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.P
 // bisectSetup fills in what boot() would for a matrix.
 func bisectSetup(o *harness.Options, quiet bool) error {
 	if o.SourceDir == "" {
-		dir, err := findSource()
+		dir, err := harness.FindSource()
 		if err != nil {
 			return err
 		}
@@ -215,65 +192,38 @@ func bisectSetup(o *harness.Options, quiet bool) error {
 	return nil
 }
 
-// packaged boots a packaged candidate by its exact selector.
-func packaged(_ context.Context, c bisect.Candidate) (string, error) { return c.Selector, nil }
-
-// reproduce is the command that boots one step by hand.
-func reproduce(pred *predicate.Predicate, selector string) string {
-	return fmt.Sprintf("fusematrix matrix -run '%s' '%s'", pred.RunPattern(), selector)
-}
-
-func printBisect(w io.Writer, r *bisect.Report, dir string) {
-	fmt.Fprintln(w)
-	switch r.Outcome {
-	case "found":
-		for _, p := range []struct {
-			name  string
-			point *bisect.Point
-		}{{"first new", r.FirstNew}, {"last old ", r.LastOld}} {
-			if p.point.Commit != "" {
-				fmt.Fprintf(w, "%s: %.12s %s (%s), release %s\n", p.name, p.point.Commit, p.point.Subject, p.point.Date, p.point.Release)
-			} else {
-				fmt.Fprintf(w, "%s: %s (release %s)\n", p.name, p.point.Selector, p.point.Release)
-			}
-		}
-		fmt.Fprintf(w, "certainty: %s; %d steps\n", r.Certainty, len(r.Steps))
-	default:
-		fmt.Fprintf(w, "no answer (%s): %s\n", r.Outcome, r.Message)
-	}
-	fmt.Fprintf(w, "\nbisect: %s, %s\n", filepath.Join(dir, "bisect.json"), filepath.Join(dir, "bisect.md"))
-}
-
 // bisectRun judges one kernel for git bisect run: 0 old, 1 new, 125
 // cannot say, 128 cannot run at all.
 func bisectRun(args []string) error {
-	fs := flag.NewFlagSet("bisect run", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, bisectUsage); fs.PrintDefaults() }
+	fs := newFlagSet("bisect run", bisectUsage)
 	o := harness.Options{}
 	quiet := bisectFlags(fs, &o)
 	kernel := fs.String("kernel", "", "the kernel to judge (a selector, a path, or src:DIR for the tree git bisect checked out)")
-	repeat := fs.Int("repeat", 1, "boots; see the README's verdict rules for runs that disagree")
+	repeat := fs.Int("repeat", 1, "boots; docs/bisect.md#verdict-rules says how runs that disagree decide")
 	pred, err := parseInterleaved(fs, args, "bisect run")
 	if err != nil {
+		// git bisect run takes 2 for a verdict: anything it cannot use is 128.
+		var ce cmdError
+		if errors.As(err, &ce) {
+			ce.code = 128
+			return ce
+		}
 		return exitError(128)
 	}
 	if *kernel == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect run: -kernel is required, -repeat from 1 to %d\n", bisect.MaxRepeat)
-		return exitError(128)
+		return failf(128, "-kernel is required, -repeat from 1 to %d", bisect.MaxRepeat)
 	}
 	if err := bisectSetup(&o, *quiet); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect run: %v\n", err)
-		return exitError(128)
+		return failf(128, "%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: bisect.BootWith(stepRunner, o, pred, packaged)},
+	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: bisect.BootWith(stepRunner, o, pred, bisect.PackagedKernel)},
 		bisect.Candidate{Selector: *kernel})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix bisect run: %v\n", err)
-		return exitError(128)
+		return failf(128, "%v", err)
 	}
-	fmt.Printf("%s: %s: %s\n", *kernel, st.Verdict, strings.Join(evidences(st), "; "))
+	fmt.Printf("%s: %s: %s\n", *kernel, st.Verdict, strings.Join(st.Evidences(), "; "))
 	switch st.Verdict {
 	case bisect.Old:
 		return nil
@@ -281,15 +231,4 @@ func bisectRun(args []string) error {
 		return exitError(1)
 	}
 	return exitError(125)
-}
-
-func evidences(st *bisect.Step) []string {
-	var out []string
-	for _, r := range st.Runs {
-		out = append(out, r.Evidence)
-	}
-	if st.Why != "" {
-		out = append(out, st.Why)
-	}
-	return out
 }

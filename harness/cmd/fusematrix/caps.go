@@ -23,7 +23,7 @@ var capsRenderers = map[string]func(io.Writer, *results.Run) error{
 }
 
 func caps(args []string) error {
-	fs := flag.NewFlagSet("caps", flag.ContinueOnError)
+	fs := newFlagSet("caps", "")
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "caps"))
 	matrixName := matrixFlag(fs)
@@ -34,8 +34,7 @@ func caps(args []string) error {
 	}
 	render, ok := capsRenderers[*format]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "fusematrix caps: -format %q: want table, json or markdown\n", *format)
-		return exitError(2)
+		return usagef("-format %q: want table, json or markdown", *format)
 	}
 	if *from != "" {
 		if err := onlyFlags(fs, "from", "format", "q"); err != nil {
@@ -43,16 +42,15 @@ func caps(args []string) error {
 		}
 		run, err := results.ReadFile(*from)
 		if err != nil {
-			return badInput{err}
+			return badInput(err)
 		}
 		return render(os.Stdout, run)
 	}
 	if o.Run != "" {
-		fmt.Fprintln(os.Stderr, "fusematrix caps: runs the probes only; -run selects scenarios, which caps never runs (use fusematrix matrix -run)")
-		return exitError(2)
+		return usagef("runs the probes only; -run selects scenarios, which caps never runs (use fusematrix matrix -run)")
 	}
 	var err error
-	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// Probes always run; a pattern no scenario id matches leaves only them.
@@ -81,8 +79,7 @@ func onlyFlags(fs *flag.FlagSet, allowed ...string) error {
 	})
 	unused = append(unused, fs.Args()...)
 	if len(unused) > 0 {
-		fmt.Fprintf(os.Stderr, "fusematrix %s: -from renders an earlier run; %s would have no effect\n", fs.Name(), strings.Join(unused, " "))
-		return exitError(2)
+		return usagef("-from renders an earlier run; %s would have no effect", strings.Join(unused, " "))
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"os"
 
 	"github.com/fusematrix/fusematrix/harness/compare"
@@ -21,11 +20,7 @@ Flags:
 
 // compareCmd is fusematrix compare.
 func compareCmd(args []string) error {
-	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), compareUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("compare", compareUsage)
 	format := fs.String("format", "table", "output: table, markdown (for a GitHub step summary) or json")
 	threshold := fs.Float64("threshold", compare.DefaultThreshold,
 		"relative drop of a cell's paired ratio to native (ratio_native) that counts as a regression, when its range also lies wholly below the old one")
@@ -35,27 +30,21 @@ func compareCmd(args []string) error {
 	}
 	render, ok := compare.Renderers[*format]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "fusematrix compare: -format %q: want table, markdown or json\n", *format)
-		return exitError(2)
+		return usagef("-format %q: want table, markdown or json", *format)
 	}
 	if !(*threshold > 0 && *threshold < 1) {
-		fmt.Fprintf(os.Stderr, "fusematrix compare: -threshold %v: want a fraction between 0 and 1, such as 0.15\n", *threshold)
-		return exitError(2)
+		return usagef("-threshold %v: want a fraction between 0 and 1, such as 0.15", *threshold)
 	}
 	if len(paths) != 2 {
-		fmt.Fprintf(os.Stderr, "fusematrix compare: want two runs, OLD and NEW; got %d\n", len(paths))
-		fs.Usage()
-		return exitError(2)
+		return withUsage(fs, usagef("want two runs, OLD and NEW; got %d", len(paths)))
 	}
 	old, err := results.ReadFile(paths[0])
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix compare: old: %v\n", err)
-		return exitError(2)
+		return usagef("old: %v", err)
 	}
 	new, err := results.ReadFile(paths[1])
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix compare: new: %v\n", err)
-		return exitError(2)
+		return usagef("new: %v", err)
 	}
 	r := compare.Compare(old, new, compare.Options{Threshold: *threshold, OldPath: paths[0], NewPath: paths[1]})
 	if err := render(os.Stdout, r); err != nil {

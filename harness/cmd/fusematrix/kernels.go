@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -40,8 +39,7 @@ built-in one: its matrices and named kernels replace those of the same name.
 
 func kernelsCmd(args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, kernelsUsage)
-		return exitError(2)
+		return cmdError{code: 2, err: errors.New("which one? list, fetch, prune, matrices or build"), more: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -58,10 +56,10 @@ func kernelsCmd(args []string) error {
 		return kernelsBuild(ctx, args[1:], os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(kernelsUsage)
+		fmt.Println(docLine("kernels"))
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "fusematrix kernels: unknown command %q\n\n%s", args[0], kernelsUsage)
-	return exitError(2)
+	return cmdError{code: 2, err: fmt.Errorf("unknown command %q", args[0]), more: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 }
 
 // kernelSelection is what -matrix and -catalog choose.
@@ -85,34 +83,17 @@ func catalogFlag(fs *flag.FlagSet, file *string) {
 		", else fusematrix/catalog.conf in the user's config directory when it exists)")
 }
 
-// selectKernels returns the kernels named as arguments, else those of the
-// catalog's matrix ("all": every matrix), and sets o.Catalog to the
-// catalog in effect, whose named kernels either may use.
-func selectKernels(sel *kernelSelection, args []string, o *kernels.Options) ([]string, error) {
+// selectKernels returns the kernels named as arguments, else those of
+// sel's matrix, and where they come from (kernels.Catalog.Select); it
+// sets o.Catalog to the catalog in effect, whose named kernels either may
+// use.
+func selectKernels(sel *kernelSelection, args []string, o *kernels.Options) ([]string, string, error) {
 	c, err := kernels.UserCatalog(sel.catalog)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	o.Catalog = c
-	if len(args) > 0 {
-		return args, nil
-	}
-	if sel.matrix == "all" {
-		return c.Selectors(), nil
-	}
-	return c.Matrix(sel.matrix)
-}
-
-// selectionSource says where the kernels of a matrix come from, or ""
-// when they were given as arguments.
-func selectionSource(sel *kernelSelection, args []string, c *kernels.Catalog) string {
-	switch {
-	case len(args) > 0:
-		return ""
-	case sel.matrix == "all":
-		return "every matrix of " + strings.Join(c.Files(), ", ")
-	}
-	return fmt.Sprintf("matrix %s from %s", sel.matrix, c.Origin(sel.matrix))
+	return c.Select(sel.matrix, args)
 }
 
 // kernelOptions registers the flags that say where kernels come from.
@@ -143,7 +124,7 @@ func progressTo(quiet bool) func(string, ...any) {
 // selectors they name, from a matrix or the arguments, and where they
 // come from (see selectionSource).
 func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]string, kernels.Options, string, error) {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs := newFlagSet(cmd, "")
 	matrix := matrixFlag(fs)
 	var o kernels.Options
 	quiet := kernelOptions(fs, &o)
@@ -153,12 +134,12 @@ func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]stri
 	if err := fs.Parse(args); err != nil {
 		return nil, o, "", exitError(2)
 	}
-	names, err := selectKernels(matrix, fs.Args(), &o)
+	names, source, err := selectKernels(matrix, fs.Args(), &o)
 	if err != nil {
 		return nil, o, "", err
 	}
 	o.Logf = progressTo(*quiet)
-	return names, o, selectionSource(matrix, fs.Args(), o.Catalog), nil
+	return names, o, source, nil
 }
 
 func kernelsList(ctx context.Context, args []string, out io.Writer) error {
@@ -173,11 +154,9 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 	}
 	switch {
 	case format != "table" && format != "json":
-		fmt.Fprintf(os.Stderr, "fusematrix kernels list: -format %q: want table or json\n", format)
-		return exitError(2)
+		return usagef("-format %q: want table or json", format)
 	case history && format != "table":
-		fmt.Fprintln(os.Stderr, "fusematrix kernels list: -history prints a table only")
-		return exitError(2)
+		return usagef("-history prints a table only")
 	case history:
 		return kernelsHistory(ctx, names, source, o, out)
 	case format == "json":
@@ -228,14 +207,10 @@ func kernelsListJSON(ctx context.Context, names []string, source string, o kerne
 		doc.Kernels = append(doc.Kernels, k)
 	}
 	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "fusematrix kernels list: interrupted")
-		return exitError(130)
-	}
-	for _, err := range errs {
-		fmt.Fprintf(os.Stderr, "fusematrix kernels list: %v\n", err)
+		return failf(130, "interrupted")
 	}
 	if len(errs) > 0 {
-		return exitError(1)
+		return errors.Join(errs...)
 	}
 	return doc.WriteJSON(out)
 }
@@ -291,7 +266,7 @@ func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("kernels prune", flag.ContinueOnError)
+	fs := newFlagSet("kernels prune", "usage: fusematrix kernels prune [flags]\n\nFlags:\n")
 	all := fs.Bool("all", false, "remove every cached kernel, not only those no matrix uses, and built kernels and unpacked sources")
 	var o kernels.Options
 	quiet := kernelOptions(fs, &o)
@@ -306,8 +281,7 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	}
 	o.Catalog = c
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "fusematrix kernels prune: takes no kernel names (it keeps every kernel of the catalog)\n")
-		return exitError(2)
+		return usagef("takes no kernel names (it keeps every kernel of the catalog)")
 	}
 	o.Logf = progressTo(*quiet)
 	pruned, err := kernels.Prune(ctx, append(c.Selectors(), c.Kernels()...), *all, o)
@@ -321,15 +295,14 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func kernelsMatrices(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("kernels matrices", flag.ContinueOnError)
+	fs := newFlagSet("kernels matrices", "usage: fusematrix kernels matrices\n")
 	var catalog string
 	catalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "fusematrix kernels matrices: takes no arguments\n")
-		return exitError(2)
+		return usagef("takes no arguments")
 	}
 	c, err := kernels.UserCatalog(catalog)
 	if err != nil {
@@ -358,8 +331,7 @@ func kernelsMatrices(args []string, out io.Writer) error {
 // kernelsHistory lists the builds a packaged bisection would step through.
 func kernelsHistory(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
 	if source != "" || len(names) > 2 {
-		fmt.Fprintln(os.Stderr, "fusematrix kernels list -history: give one kernel (its series) or two (good and bad)")
-		return exitError(2)
+		return usagef("-history: give one kernel (its series) or two (good and bad)")
 	}
 	to := ""
 	if len(names) == 2 {

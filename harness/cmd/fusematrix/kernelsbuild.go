@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/fusematrix/fusematrix/kernels"
@@ -15,7 +13,7 @@ import (
 // source tree with the project's config fragment, or finds it cached, and
 // says where it is. `make matrix KERNELS=src:DIR` does the same on the way.
 func kernelsBuild(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("kernels build", flag.ContinueOnError)
+	fs := newFlagSet("kernels build", "usage: fusematrix kernels build [-base defconfig|tinyconfig|FILE] [-j N] -src DIR\n\nFlags:\n")
 	var o kernels.BuildOptions
 	fs.StringVar(&o.Src, "src", "", "Linux source `folder` (required; only read: the build happens in the cache)")
 	fs.StringVar(&o.Base, "base", kernels.BaseDefconfig, "config the fragment is applied to: defconfig, tinyconfig (fastest) or a config `file`")
@@ -25,16 +23,14 @@ func kernelsBuild(ctx context.Context, args []string, out io.Writer) error {
 		return exitError(2)
 	}
 	if o.Src == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: fusematrix kernels build [-base defconfig|tinyconfig|FILE] [-j N] -src DIR")
-		return exitError(2)
+		return withUsage(fs, usagef("want -src DIR and no arguments"))
 	}
 	o.Logf = progressTo(*quiet)
 	start := time.Now()
 	k, err := kernels.Build(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
-			return exitError(130)
+			return failf(130, "%v", err)
 		}
 		return err
 	}

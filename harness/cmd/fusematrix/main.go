@@ -1,5 +1,7 @@
 // Command fusematrix boots a matrix of Linux kernels in QEMU and reports
-// what FUSE, and FUSE passthrough in particular, does on each.
+// what FUSE, and FUSE passthrough in particular, does on each. It holds
+// flags and printing; the work is done by the packages under harness/,
+// kernels/ and results/.
 //
 //	fusematrix matrix [flags] [kernel …]
 //	fusematrix bench [flags] [kernel …]
@@ -11,6 +13,12 @@
 //	fusematrix bisect -good KERNEL -bad KERNEL [-repeat N] [-out DIR] PREDICATE
 //	fusematrix bisect run -kernel KERNEL PREDICATE
 //	fusematrix compare [-format F] [-threshold F] OLD NEW
+//	fusematrix merge [-out DIR] RUN…
+//	fusematrix shell [flags] KERNEL
+//
+// Exit status: 0 done, 1 a kernel or a check failed (compare: a
+// regression), 2 bad input (flags, arguments, files no fusematrix wrote),
+// 130 interrupted; bisect run speaks git bisect run's codes.
 package main
 
 import (
@@ -67,65 +75,157 @@ A catalog of your own (-catalog FILE, $FUSEMATRIX_CATALOG or
 Run 'fusematrix matrix -h' or 'fusematrix caps -h' for the flags.
 `
 
+// commands are fusematrix's commands.
+var commands = map[string]func([]string) error{
+	"matrix":  matrix,
+	"run":     matrix,
+	"bench":   bench,
+	"caps":    caps,
+	"kernels": kernelsCmd,
+	"bisect":  bisectCmd,
+	"compare": compareCmd,
+	"merge":   mergeCmd,
+	"shell":   shellCmd,
+}
+
+// docPages name the page of docs/ that explains each command (and the
+// subcommands whose page is not their command's), which its -h names last.
+var docPages = map[string]string{
+	"matrix":        "docs/checks.md",
+	"run":           "docs/checks.md",
+	"bench":         "docs/bench.md",
+	"caps":          "docs/checks.md#the-capability-map-caps",
+	"kernels":       "docs/kernels.md",
+	"kernels build": "docs/kernels.md#kernels-from-a-source-tree",
+	"bisect":        "docs/bisect.md",
+	"bisect run":    "docs/bisect.md#let-git-bisect-drive-bisect-run",
+	"compare":       "docs/compare.md",
+	"merge":         "docs/compare.md#merge-shards",
+	"shell":         "docs/shell.md",
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	var err error
-	switch os.Args[1] {
-	case "matrix", "run":
-		err = matrix(os.Args[2:])
-	case "bench":
-		err = bench(os.Args[2:])
-	case "caps":
-		err = caps(os.Args[2:])
-	case "kernels":
-		err = kernelsCmd(os.Args[2:])
-	case "bisect":
-		err = bisectCmd(os.Args[2:])
-	case "compare":
-		err = compareCmd(os.Args[2:])
-	case "merge":
-		err = mergeCmd(os.Args[2:])
-	case "shell":
-		err = shellCmd(os.Args[2:])
+	name := os.Args[1]
+	switch name {
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
-	default:
-		fmt.Fprintf(os.Stderr, "fusematrix: unknown command %q\n\n%s", os.Args[1], usage)
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "fusematrix: unknown command %q\n\n%s", name, usage)
 		os.Exit(2)
 	}
-	var exit exitError
-	var bad badInput
-	switch {
-	case errors.As(err, &exit):
-		os.Exit(int(exit))
-	case errors.As(err, &bad):
-		fmt.Fprintf(os.Stderr, "fusematrix %s: %v\n", os.Args[1], bad.err)
-		os.Exit(2)
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
-		os.Exit(1)
-	}
+	os.Exit(exit(os.Stderr, commandName(os.Args[1:]), cmd(os.Args[2:])))
 }
 
-// exitError is an exit status whose reason was already printed.
+// exit prints err once, as "fusematrix NAME: …", and returns the status
+// fusematrix ends with: a cmdError's own, an exitError's (its meaning was
+// printed already: a table, a verdict), 1 for any other error.
+func exit(w io.Writer, name string, err error) int {
+	var status exitError
+	var ce cmdError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &status):
+		return int(status)
+	case errors.As(err, &ce):
+		fmt.Fprintf(w, "fusematrix %s: %v\n%s", name, ce.err, ce.more)
+		return ce.code
+	}
+	fmt.Fprintf(w, "fusematrix %s: %v\n", name, err)
+	return 1
+}
+
+// commandName is the command args (os.Args[1:]) run, with its
+// subcommand where it has them: "kernels list", "bisect run".
+func commandName(args []string) string {
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		switch {
+		case args[0] == "kernels", args[0] == "bisect" && args[1] == "run":
+			return args[0] + " " + args[1]
+		}
+	}
+	return args[0]
+}
+
+// exitError is an exit status whose meaning was already printed (a
+// table, a verdict, a summary): main prints nothing more.
 type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
-// badInput is input fusematrix refuses (a results file that no fusematrix
-// wrote as it stands): main prints it and exits 2, as for a usage error,
-// so that a gate reading the exit status never takes it for a verdict.
-type badInput struct{ err error }
+// cmdError is an error that ends fusematrix with its own status, printed
+// by main once; more follows the message (a usage text).
+type cmdError struct {
+	code int
+	err  error
+	more string
+}
 
-func (e badInput) Error() string { return e.err.Error() }
-func (e badInput) Unwrap() error { return e.err }
+func (e cmdError) Error() string { return e.err.Error() }
+func (e cmdError) Unwrap() error { return e.err }
+
+// usagef is input fusematrix refuses: a flag, an argument, a file no
+// fusematrix wrote as it stands. It exits 2, so that a gate reading the
+// status never takes it for a verdict.
+func usagef(format string, args ...any) error {
+	return cmdError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+// badInput is err, from reading input, as a usage error.
+func badInput(err error) error { return cmdError{code: 2, err: err} }
+
+// failf ends fusematrix with status code and the message.
+func failf(code int, format string, args ...any) error {
+	return cmdError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// newFlagSet returns the flag set of the command name ("matrix", "kernels
+// list"), whose -h prints text (a usage line when empty), the flags, and
+// last the page of docs/ that explains the command.
+func newFlagSet(name, text string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		if text == "" {
+			text = fmt.Sprintf("usage: fusematrix %s [flags] [kernel …]\n\nFlags:\n", name)
+		}
+		fmt.Fprint(fs.Output(), text)
+		fs.PrintDefaults()
+		fmt.Fprintln(fs.Output(), docLine(name))
+	}
+	return fs
+}
+
+// withUsage is err followed by fs's usage.
+func withUsage(fs *flag.FlagSet, err error) error {
+	var b strings.Builder
+	out := fs.Output()
+	fs.SetOutput(&b)
+	fs.Usage()
+	fs.SetOutput(out)
+	ce, _ := err.(cmdError)
+	ce.more = "\n" + b.String()
+	return ce
+}
+
+// docLine names the page of docs/ that explains the command name.
+func docLine(name string) string {
+	page, ok := docPages[name]
+	if !ok {
+		first, _, _ := strings.Cut(name, " ")
+		page = docPages[first]
+	}
+	return "\nExplained in " + page + " (fusematrix's source tree)."
+}
 
 func matrix(args []string) error {
-	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
+	fs := newFlagSet("matrix", "")
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "matrix"))
 	matrixName := matrixFlag(fs)
@@ -136,13 +236,13 @@ func matrix(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Daemon, err = daemon.resolveDaemon("fusematrix", fs, matrixName.catalog, o.Kernel, *quiet); err != nil {
+	if o.Daemon, err = daemon.resolveDaemon(fs, matrixName.catalog, o.Kernel, *quiet); err != nil {
 		return err
 	}
 	if *list {
 		return listChecks(o)
 	}
-	if o.Kernels, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	return boot(o, *quiet, func(run *results.Run) error {
@@ -165,8 +265,7 @@ func listFlag(fs *flag.FlagSet) *bool {
 func listChecks(o harness.Options) error {
 	checks, err := selected(o)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	for _, c := range checks {
@@ -219,15 +318,13 @@ func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.
 	// A selection that cannot work is a usage error, found before any
 	// kernel is fetched or booted.
 	if _, err := selected(o); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	if err := o.Params.Check(); err != nil {
-		fmt.Fprintf(os.Stderr, "fusematrix: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	if o.SourceDir == "" {
-		dir, err := findSource()
+		dir, err := harness.FindSource()
 		if err != nil {
 			return err
 		}
@@ -258,8 +355,7 @@ func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.
 		return err
 	}
 	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "fusematrix: interrupted; partial results written")
-		return exitError(130)
+		return failf(130, "interrupted; partial results written")
 	}
 	for _, k := range run.Kernels {
 		if !k.OK() {
@@ -267,22 +363,4 @@ func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.
 		}
 	}
 	return nil
-}
-
-// findSource walks up from the working directory to the fusematrix
-// module, whose source the guest agent is compiled from.
-func findSource() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/fusematrix/fusematrix\n") {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no fusematrix source above %s: the guest agent is built from source, so run fusematrix inside its checkout or pass -src", dir)
-		}
-	}
 }

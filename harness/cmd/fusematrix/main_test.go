@@ -247,7 +247,7 @@ func TestCatalogOverride(t *testing.T) {
 			name: "parse error names file and line",
 			args: []string{"kernels", "matrices", "-catalog", bad},
 			code: 1,
-			want: []string{"fusematrix: " + bad + `:3: one kernel per line, no spaces: "debian:6.12 debian:7.3"`},
+			want: []string{"fusematrix kernels matrices: " + bad + `:3: one kernel per line, no spaces: "debian:6.12 debian:7.3"`},
 		},
 		{
 			name: "missing file",

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,31 +31,23 @@ Flags:
 
 // mergeCmd is fusematrix merge.
 func mergeCmd(args []string) error {
-	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), mergeUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("merge", mergeUsage)
 	out := fs.String("out", "out/merged", "write the merged run into this `folder`")
 	paths, err := parseAround(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(paths) == 0 {
-		fmt.Fprintln(os.Stderr, "fusematrix merge: no runs given")
-		fs.Usage()
-		return exitError(2)
+		return withUsage(fs, usagef("no runs given"))
 	}
 	// A merge stopped half way must not leave its staging folder behind.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := mergeRuns(ctx, *out, paths, os.Stdout); err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "fusematrix merge: interrupted; nothing written")
-			return exitError(130)
+			return failf(130, "interrupted; nothing written")
 		}
-		fmt.Fprintf(os.Stderr, "fusematrix merge: %v\n", err)
-		return exitError(2)
+		return usagef("%v", err)
 	}
 	return nil
 }

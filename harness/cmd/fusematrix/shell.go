@@ -46,6 +46,7 @@ func shellCmd(args []string) error {
 			}
 		})
 		shown.PrintDefaults()
+		fmt.Fprintln(fs.Output(), docLine("shell"))
 	}
 	o := harness.Options{}
 	quiet := bootFlags(fs, &o, filepath.Join("out", "shell"))
@@ -56,26 +57,23 @@ func shellCmd(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Daemon, err = daemon.resolveDaemon("fusematrix shell", fs, catalog, o.Kernel, *quiet); err != nil {
+	if o.Daemon, err = daemon.resolveDaemon(fs, catalog, o.Kernel, *quiet); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintf(os.Stderr, "fusematrix shell: want one kernel; got %d\n", fs.NArg())
-		fs.Usage()
-		return exitError(2)
+		return withUsage(fs, usagef("want one kernel; got %d", fs.NArg()))
 	}
 	for _, f := range refused {
 		if set(fs, f) {
-			fmt.Fprintf(os.Stderr, "fusematrix shell: -%s has no effect on a shell; run checks in the guest with fusematrix-agent run\n", f)
-			return exitError(2)
+			return usagef("-%s has no effect on a shell; run checks in the guest with fusematrix-agent run", f)
 		}
 	}
-	names, err := selectKernels(&kernelSelection{catalog: catalog}, fs.Args(), &o.Kernel)
+	names, _, err := selectKernels(&kernelSelection{catalog: catalog}, fs.Args(), &o.Kernel)
 	if err != nil {
 		return err
 	}
 	if o.SourceDir == "" {
-		if o.SourceDir, err = findSource(); err != nil {
+		if o.SourceDir, err = harness.FindSource(); err != nil {
 			return err
 		}
 	}

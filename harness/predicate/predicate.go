@@ -6,9 +6,10 @@
 // A predicate names the new behaviour; Judge says whether a kernel shows
 // it.
 //
-// It imports only results and results/contract: ids, facts and metrics
-// are the contract's, so a predicate naming something no check reports is
-// an error when it is parsed, not a silent "no" on every kernel.
+// It is a host-side tool and imports only results and results/contract:
+// ids, facts and metrics are the contract's, so a predicate naming
+// something no check reports is an error when it is parsed, not a silent
+// "no" on every kernel.
 package predicate
 
 import (
