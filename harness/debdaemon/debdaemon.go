@@ -76,8 +76,8 @@ type InputError struct{ Err error }
 func (e *InputError) Error() string { return e.Err.Error() }
 func (e *InputError) Unwrap() error { return e.Err }
 
-// Daemon is a Debian package's daemon as the guest runs it.
-type Daemon struct {
+// Rooted is a Debian package's daemon as the guest runs it.
+type Rooted struct {
 	// Sysroot is the package's closure unpacked on the host.
 	Sysroot *kernels.Sysroot
 	// Root is the guest directory the sysroot goes to, and the daemon's
@@ -99,7 +99,7 @@ type Daemon struct {
 // program in it: bin, a path inside the root, when given, else the one
 // program of the package in /usr/bin or /usr/sbin that is a FUSE
 // file system (see isFUSE).
-func Resolve(ctx context.Context, ref, bin string, opts kernels.Options) (*Daemon, error) {
+func Resolve(ctx context.Context, ref, bin string, opts kernels.Options) (*Rooted, error) {
 	r, err := kernels.ParsePackageRef(ref)
 	if err != nil {
 		return nil, &InputError{err}
@@ -124,7 +124,7 @@ func Resolve(ctx context.Context, ref, bin string, opts kernels.Options) (*Daemo
 }
 
 // FromSysroot is Resolve for a sysroot already made.
-func FromSysroot(s *kernels.Sysroot, bin string) (*Daemon, error) {
+func FromSysroot(s *kernels.Sysroot, bin string) (*Rooted, error) {
 	prog, err := program(s, bin)
 	if err != nil {
 		return nil, err
@@ -136,7 +136,7 @@ func FromSysroot(s *kernels.Sysroot, bin string) (*Daemon, error) {
 	if err := checkProgram(s.Root, prog, libPath); err != nil {
 		return nil, err
 	}
-	d := &Daemon{
+	d := &Rooted{
 		Sysroot: s,
 		Root:    GuestDir + "/" + s.Package.Name + "-" + s.Key[:16],
 		Program: prog,
