@@ -486,10 +486,11 @@ func daemonWriteRun(ctx context.Context, env *scenarios.Env) results.Result {
 
 // readBack reads path through the daemon, not the page cache, and
 // compares it with want. The kernel keeps what was written in its page
-// cache, from which a plain read would answer even for a daemon that
-// dropped the writes: fsync writes back what a writeback cache holds, and
-// POSIX_FADV_DONTNEED then drops the clean pages, so that the read and
-// the size are the daemon's.
+// cache, from which a read would answer even for a daemon that dropped
+// the writes. A fresh open drops it, unless the daemon answers
+// FOPEN_KEEP_CACHE: so fsync writes back what a writeback cache holds,
+// POSIX_FADV_DONTNEED then drops the clean pages, and the size is asked
+// of the daemon (AT_STATX_FORCE_SYNC).
 func readBack(path string, want []byte) error {
 	f, err := os.Open(path)
 	if err != nil {

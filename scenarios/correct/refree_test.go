@@ -141,6 +141,9 @@ func TestDaemonOwnChecks(t *testing.T) {
 		{"reads short", broken(loopback.KindShortRead), contract.DaemonReadAll,
 			"read /data (st_size 1048593): short read: the file ended at offset 1048592"},
 		{"drops writes", broken(loopback.KindDropWrites), contract.DaemonWrite, "write: read back: got 0 bytes, want 262147"},
+		// What the kernel caches of a write would read back right: the
+		// read back must reach the daemon, whose reads are wrong.
+		{"reads wrong bytes", broken(loopback.KindFlipBytes), contract.DaemonWrite, "write: read back: bytes differ at offset 0;"},
 		{"fsync fails", broken(loopback.KindFsyncEIO), contract.DaemonWrite, "fsync: fsync: input/output error"},
 		// A helper the daemon forked outlives its unmount. (Its output
 		// goes elsewhere: one that kept the daemon's would hold up its
