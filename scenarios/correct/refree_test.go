@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -96,6 +97,14 @@ func TestDaemonOwnChecks(t *testing.T) {
 		{"go-fuse loopback read-only", func(t *testing.T) *contract.DaemonSpec {
 			return &contract.DaemonSpec{Name: "gofuse-ro", Path: gofuse, Args: []string{"-q", "-ro", "-directmount", "{mnt}", "{backing}"}}
 		}, [4]results.Status{pass, pass, skip, pass}, "read-only mount (statfs of the root says ST_RDONLY)", map[string]string{"read_only": "statfs"}},
+		// Mounted read-write over a read-only directory, given as its
+		// own argument (no {backing}): the first mkdir says EROFS.
+		{"go-fuse loopback of a read-only directory", func(t *testing.T) *contract.DaemonSpec {
+			dir := t.TempDir()
+			assert.NilError(t, unix.Mount("tmpfs", dir, "tmpfs", unix.MS_RDONLY, ""))
+			t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+			return &contract.DaemonSpec{Name: "gofuse-rodir", Path: gofuse, Args: []string{"-q", "-directmount", "{mnt}", dir}}
+		}, [4]results.Status{pass, pass, skip, pass}, "read-only mount (mkdir of a fresh directory at its root answered EROFS)", map[string]string{"read_only": "EROFS"}},
 		{"libfuse passthrough_ll", func(t *testing.T) *contract.DaemonSpec {
 			return &contract.DaemonSpec{Name: "ll", Path: testbin.PassthroughLL(t), Args: []string{"-o", "source={backing}", "{mnt}"}}
 		}, [4]results.Status{pass, pass, pass, pass}, "", map[string]string{"step.write": "ok", "step.locks": "ok"}},
