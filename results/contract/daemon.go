@@ -35,6 +35,35 @@ const DaemonPrefix = "daemon/"
 // the kernel's side whether the daemon's files are really passed through.
 const DaemonPassthrough ID = "passthrough"
 
+// The checks, under a daemon's prefix, that judge it through its own mount
+// alone, with or without a backing directory: what holds of any FUSE file
+// system, so that a daemon without PlaceholderBacking (a NOOP server) gets
+// a verdict too.
+const (
+	// DaemonMounted: it mounted within its wait; statfs and stat of the
+	// root answer, the root a directory.
+	DaemonMounted ID = "mount"
+	// DaemonReadAll: the tree read through the mount, bounded; every
+	// regular file read to its st_size.
+	DaemonReadAll ID = "read-all"
+	// DaemonWrite: the POSIX operations of a writable mount, in a fresh
+	// directory; a skip on a read-only mount.
+	DaemonWrite ID = "write"
+	// DaemonUnmount: an unmount ends every process of the daemon.
+	DaemonUnmount ID = "unmount"
+)
+
+// DaemonOwnChecks are the checks of every daemon that need no reference,
+// in run order, with their time limits: they run before the others.
+var DaemonOwnChecks = []Check{
+	{DaemonMounted, results.Scenario, 60 * time.Second},
+	// At most DaemonReadBudget bytes; a daemon serving 4 KiB reads
+	// under TCG moves about 40 MB/s.
+	{DaemonReadAll, results.Scenario, 120 * time.Second},
+	{DaemonWrite, results.Scenario, 90 * time.Second},
+	{DaemonUnmount, results.Scenario, 60 * time.Second},
+}
+
 // DefaultMountWait is how long a daemon gets to mount.
 const DefaultMountWait = 20 * time.Second
 
@@ -197,12 +226,12 @@ func ParseDaemonSpec(b []byte) (*DaemonSpec, error) {
 }
 
 // DaemonScenarios are the checks whose ids, under a daemon's prefix, the
-// agent reports for a daemon: every correctness scenario (those that only
+// agent reports for a daemon: DaemonOwnChecks, every correctness scenario (those that only
 // fusematrix's own server can serve report skip, saying so),
 // DaemonPassthrough, and a benchmark cell (DaemonCellID) for every op and
 // block size.
 func DaemonScenarios() []Check {
-	var out []Check
+	out := append([]Check(nil), DaemonOwnChecks...)
 	for _, c := range checks {
 		if c.Kind == results.Scenario {
 			out = append(out, c)

@@ -63,8 +63,9 @@ func TestParseDaemon(t *testing.T) {
 	assert.ErrorContains(t, err, "larger than 1 MiB")
 }
 
-// A daemon's checks are every correctness scenario and its passthrough
-// check, under its prefix, selected by the pattern against those ids.
+// A daemon's checks are those that need no reference, first, every
+// correctness scenario and its passthrough check, under its prefix,
+// selected by the pattern against those ids.
 func TestDaemonChecks(t *testing.T) {
 	all, err := DaemonChecks("fs", "")
 	assert.NilError(t, err)
@@ -74,7 +75,12 @@ func TestDaemonChecks(t *testing.T) {
 			scenarios++
 		}
 	}
-	assert.Check(t, is.Len(all, scenarios+1))
+	assert.Check(t, is.Len(all, len(DaemonOwnChecks)+scenarios+1))
+	var first []ID
+	for _, c := range all[:4] {
+		first = append(first, c.ID)
+	}
+	assert.Check(t, is.DeepEqual(first, []ID{"daemon/fs/mount", "daemon/fs/read-all", "daemon/fs/write", "daemon/fs/unmount"}))
 	assert.Check(t, is.Equal(all[len(all)-1].ID, ID("daemon/fs/passthrough")))
 	for _, c := range all {
 		assert.Check(t, strings.HasPrefix(string(c.ID), "daemon/fs/"), c.ID)
@@ -83,6 +89,11 @@ func TestDaemonChecks(t *testing.T) {
 	some, err := DaemonChecks("fs", "integrity|passthrough$")
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual([]ID{some[0].ID, some[1].ID}, []ID{"daemon/fs/pt/integrity", "daemon/fs/passthrough"}))
+	// Each id within the daemon is its own: "mount" is not pt/unmount-open.
+	some, err = DaemonChecks("fs", "^(mount|write)$")
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual([]ID{some[0].ID, some[1].ID}, []ID{"daemon/fs/mount", "daemon/fs/write"}))
+	assert.Check(t, is.Len(some, 2))
 	_, err = DaemonChecks("fs", "(")
 	assert.ErrorContains(t, err, "scenario pattern")
 }

@@ -17,10 +17,11 @@ import (
 )
 
 // ForDaemon returns the checks the agent runs against a user's daemon
-// (contract.DaemonScenarios): every correctness scenario (Run skips those
-// only our server can serve) and the daemon's passthrough check.
+// (contract.DaemonScenarios): those that need no reference (refree.go),
+// every correctness scenario (Run skips those only our server can serve)
+// and the daemon's passthrough check.
 func ForDaemon() []scenarios.Scenario {
-	return append(All(), daemonPassthrough)
+	return append(append(daemonOwn(), All()...), daemonPassthrough)
 }
 
 // Whether a daemon really passes its files through is established from

@@ -50,7 +50,7 @@ func TestForDaemon(t *testing.T) {
 		defer cancel()
 		return scenarios.Run(ctx, checks[id], env)
 	}
-	mustPass := []contract.ID{contract.PtIntegrity, contract.PtSizeAfterWrite, contract.PtMmapShared, contract.PtFsync,
+	mustPass := []contract.ID{contract.DaemonMounted, contract.DaemonReadAll, contract.DaemonWrite, contract.DaemonUnmount, contract.PtIntegrity, contract.PtSizeAfterWrite, contract.PtMmapShared, contract.PtFsync,
 		contract.PtOpenTwice, contract.PtUnmountOpen, contract.PtAbortOpen, contract.ClassicBasics}
 	for _, tc := range []struct {
 		name string

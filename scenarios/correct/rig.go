@@ -14,6 +14,7 @@ import (
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
+	"github.com/fusematrix/fusematrix/scenarios/server"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
@@ -37,10 +38,28 @@ type rig struct {
 	// skip, when set and nothing went wrong, is why the check could not
 	// run against this server at all.
 	skip string
+	// leftovers are the processes of a user's daemon still alive after
+	// it was stopped ("pid (comm)"), which stop killed.
+	leftovers []string
 }
 
 // newRig fills a backing directory with files and mounts it with sub.
 func newRig(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, files map[string][]byte) (*rig, error) {
+	r, err := prepareRig(env, sub, files)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.mount(ctx, sub); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// prepareRig makes the scratch directories and fills the backing
+// directory with files (a name may hold directories, which are made),
+// without mounting: the daemon's own mount check tells its failure to
+// mount, which it judges, from a failure of ours.
+func prepareRig(env *scenarios.Env, sub scenarios.Subject, files map[string][]byte) (*rig, error) {
 	r := &rig{backing: filepath.Join(env.Dir, "backing"), mnt: filepath.Join(env.Dir, "mnt"), facts: map[string]string{}}
 	if !sub.Ours() {
 		r.foreign = sub.Name()
@@ -51,16 +70,24 @@ func newRig(ctx context.Context, env *scenarios.Env, sub scenarios.Subject, file
 		}
 	}
 	for name, data := range files {
+		if err := os.MkdirAll(filepath.Dir(r.b(name)), 0o755); err != nil {
+			return nil, fmt.Errorf("backing directory: %w", err)
+		}
 		if err := os.WriteFile(r.b(name), data, 0o644); err != nil {
 			return nil, fmt.Errorf("backing file: %w", err)
 		}
 	}
+	return r, nil
+}
+
+// mount starts sub showing the backing directory at the mount point.
+func (r *rig) mount(ctx context.Context, sub scenarios.Subject) error {
 	p, err := sub.Mount(ctx, r.mnt, r.backing)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.proc = p
-	return r, nil
+	return nil
 }
 
 // seededRig is newRig with one file, name, of size random bytes drawn
@@ -95,16 +122,40 @@ func (r *rig) stop() *wire.Stats {
 	st, err := r.proc.Stop()
 	if err != nil {
 		r.failf("server: %v", err)
-		return nil
 	}
 	if r.foreign != "" {
-		return nil // nothing to report: not ours
+		r.reapLeftovers()
+	}
+	if err != nil || r.foreign != "" {
+		return nil // nothing to report: failed, or not ours
 	}
 	r.stats = &st
 	r.facts["read_requests"] = fmt.Sprint(st.Reads)
 	r.facts["write_requests"] = fmt.Sprint(st.Writes)
 	r.facts["opens"] = fmt.Sprint(len(st.Opens))
 	return r.stats
+}
+
+// reapLeftovers kills the processes a stopped daemon left behind, so
+// that none lingers into the next check, and records them: the daemon's
+// unmount check fails for them, the others keep them as a fact.
+func (r *rig) reapLeftovers() {
+	d, ok := r.proc.(interface {
+		Leftovers() []int
+		KillLeftovers([]int)
+	})
+	if !ok {
+		return
+	}
+	pids := d.Leftovers()
+	if len(pids) == 0 {
+		return
+	}
+	for _, pid := range pids {
+		r.leftovers = append(r.leftovers, fmt.Sprintf("%d (%s)", pid, server.Comm(pid)))
+	}
+	d.KillLeftovers(pids)
+	r.facts["leftover_processes"] = strings.Join(r.leftovers, ", ")
 }
 
 // requirePassthrough stops the server and fails the scenario unless every

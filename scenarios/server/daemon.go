@@ -520,3 +520,74 @@ func PrepareRoot(root string) error {
 	}
 	return nil
 }
+
+// Leftovers are the processes of the daemon still alive (zombies aside):
+// those in its process group (StartDaemon gives the started process one
+// of its own) or in a group or session one of its processes made (libfuse
+// calls setsid when it forks into the background), whether or not they
+// hold /dev/fuse. After Stop there should be none: a helper the daemon
+// forked that outlives its unmount is one, though Stop, which waits for
+// the processes serving the mount, does not see it.
+func (d *DaemonMount) Leftovers() []int {
+	d.mu.Lock()
+	known := append([]int{d.cmd.Process.Pid}, d.pids...)
+	known = append(known, d.forked...)
+	d.mu.Unlock()
+	self := os.Getpid()
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || pid == self {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(p, "stat"))
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 4 || f[0] == "Z" {
+			continue
+		}
+		pgrp, _ := strconv.Atoi(f[2])
+		sid, _ := strconv.Atoi(f[3])
+		if slices.Contains(known, pid) || slices.Contains(known, pgrp) || slices.Contains(known, sid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// KillLeftovers kills what Leftovers lists and reaps those that were
+// ours to reap (fusematrix is the subreaper of the daemon's orphans).
+func (d *DaemonMount) KillLeftovers(pids []int) {
+	self := os.Getpid()
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range pids {
+		for deadline := time.Now().Add(stopGrace); time.Now().Before(deadline); time.Sleep(daemonPoll) {
+			state, ppid, ok := procState(pid)
+			if !ok {
+				break
+			}
+			if state == "Z" {
+				if ppid == self {
+					var ws unix.WaitStatus
+					_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+				}
+				break
+			}
+		}
+	}
+}
+
+// Comm is the command name of pid, "" once it is gone.
+func Comm(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

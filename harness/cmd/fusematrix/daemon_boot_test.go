@@ -64,15 +64,7 @@ func TestDaemonMatrix(t *testing.T) {
 	// A libfuse program, dynamically linked: its loader and libraries go
 	// into the guest with it. The C NOOP server serves a file of zeros and
 	// no backing directory; it claims passthrough it never asks for.
-	nullfs := filepath.Join(t.TempDir(), "nullfs")
-	flags, err := exec.Command("pkg-config", "--cflags", "--libs", "fuse3").Output()
-	if err != nil {
-		t.Skipf("the libfuse daemon needs libfuse3-dev and pkg-config: %v", err)
-	}
-	cc := append([]string{"-O2", "-o", nullfs, filepath.Join("..", "..", "..", "guest", "nullfs", "nullfs.c")}, strings.Fields(string(flags))...)
-	if msg, err := exec.Command("cc", cc...).CombinedOutput(); err != nil {
-		t.Skipf("cc: %v\n%s", err, msg)
-	}
+	nullfs := buildNullfs(t)
 	out = t.TempDir()
 	code, text = fusematrix(t, "matrix", "-q", "-accel", "tcg", "-j", "2", "-out", out, "-run", "^daemon/.*/(passthrough|pt/integrity)$",
 		"-daemon", nullfs, "-daemon-args", "{mnt} zeros 67108864", "-daemon-passthrough", k61, k612)
@@ -309,6 +301,61 @@ func TestDaemonDebian(t *testing.T) {
 		r := k.Result("daemon/bindfs/" + id)
 		if assert.Check(t, r != nil, "no daemon/bindfs/%s", id) {
 			assert.Check(t, is.Equal(r.Status, results.Pass), "%s: %s", id, r.Reason)
+		}
+	}
+}
+
+// buildNullfs builds the C NOOP server, guest/nullfs/nullfs.c, linked
+// dynamically against libfuse3; the test is skipped without libfuse3-dev.
+func buildNullfs(t *testing.T) string {
+	t.Helper()
+	nullfs := filepath.Join(t.TempDir(), "nullfs")
+	flags, err := exec.Command("pkg-config", "--cflags", "--libs", "fuse3").Output()
+	if err != nil {
+		t.Skipf("the libfuse daemon needs libfuse3-dev and pkg-config: %v", err)
+	}
+	cc := append([]string{"-O2", "-o", nullfs, filepath.Join("..", "..", "..", "guest", "nullfs", "nullfs.c")}, strings.Fields(string(flags))...)
+	if msg, err := exec.Command("cc", cc...).CombinedOutput(); err != nil {
+		t.Skipf("cc: %v\n%s", err, msg)
+	}
+	return nullfs
+}
+
+// A NOOP daemon without {backing} gets real verdicts on a real kernel
+// from the checks that need no reference: the C NOOP server mounts, its
+// tree reads (its 64 MiB file of zeros whole), its write check skips
+// since it creates nothing, and its unmount leaves no process.
+func TestDaemonOwnChecksBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a kernel")
+	}
+	nullfs := buildNullfs(t)
+	out := t.TempDir()
+	code, text := fusematrix(t, "matrix", "-q", "-accel", "tcg", "-j", "1", "-out", out, "-run", "^daemon/.*/(mount|read-all|write|unmount)$",
+		"-daemon", nullfs, "-daemon-args", "{mnt} zeros 67108864", "debian:6.12/cloud@bookworm")
+	assert.Equal(t, code, 0, text)
+	run := readRun(t, out)
+	assert.Assert(t, is.Len(run.Kernels, 1))
+	k := run.Kernels[0]
+	for _, tc := range []struct {
+		id     string
+		status results.Status
+		reason string
+		facts  map[string]string
+	}{
+		{"daemon/nullfs/mount", results.Pass, "", map[string]string{"statfs_type": "0x65735546", "root_mode": "040755"}},
+		{"daemon/nullfs/read-all", results.Pass, "", map[string]string{"files": "1", "bytes_read": "67108864"}},
+		{"daemon/nullfs/write", results.Skip, "it creates no directory (mkdir of a fresh directory at its root answered ENOSYS)", nil},
+		{"daemon/nullfs/unmount", results.Pass, "", map[string]string{"daemon_exit": "0"}},
+	} {
+		r := k.Result(tc.id)
+		if !assert.Check(t, r != nil, "no %s", tc.id) {
+			continue
+		}
+		assert.Check(t, is.Equal(r.Status, tc.status), "%s: %s", tc.id, r.Reason)
+		assert.Check(t, is.Contains(r.Reason, tc.reason), tc.id)
+		for f, v := range tc.facts {
+			assert.Check(t, is.Equal(r.Facts[f], v), "%s: fact %s", tc.id, f)
 		}
 	}
 }

@@ -39,6 +39,9 @@ const (
 	KindFlipBytes Kind = "broken-bytes"
 	// KindDropWrites acknowledges every WRITE and discards it; classic.
 	KindDropWrites Kind = "broken-drop-writes"
+	// KindShortRead never returns a file's last byte in a READ reply, so
+	// that a file reads one byte short of its st_size; classic.
+	KindShortRead Kind = "broken-short-read"
 	// KindFsyncEIO answers every FSYNC with EIO; passthrough stays on.
 	KindFsyncEIO Kind = "broken-fsync"
 	// KindCrash exits the server process on the first READ; classic.
@@ -71,7 +74,7 @@ const (
 )
 
 // Kinds lists every kind, for flag help and tests.
-var Kinds = []Kind{KindLoopback, KindClassic, KindNoop, KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindFsyncEIO, KindCrash,
+var Kinds = []Kind{KindLoopback, KindClassic, KindNoop, KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindShortRead, KindFsyncEIO, KindCrash,
 	KindDecoy, KindHangFlush, KindFakeCloseBacking, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking}
 
 // passthrough says whether the kind leaves FUSE_PASSTHROUGH negotiable.
@@ -116,7 +119,7 @@ func MountSpec(ctx context.Context, mountpoint string, spec Spec, logf func(stri
 		return Mount(ctx, mountpoint, spec.Backing, o)
 	case KindNoop:
 		return wire.Noop(ctx, mountpoint, spec.Size, o)
-	case KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindFsyncEIO, KindCrash,
+	case KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindShortRead, KindFsyncEIO, KindCrash,
 		KindDecoy, KindHangFlush, KindFakeCloseBacking, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking:
 		root, layer, err := brokenRoot(spec)
 		if err != nil {
@@ -287,7 +290,7 @@ func (n *brokenNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off
 		return nil, syscall.EBADF
 	}
 	res, errno := r.Read(ctx, dest, off)
-	if errno != 0 || n.kind != KindFlipBytes {
+	if errno != 0 || (n.kind != KindFlipBytes && n.kind != KindShortRead) {
 		return res, errno
 	}
 	data, st := res.Bytes(dest)
@@ -295,6 +298,16 @@ func (n *brokenNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off
 		return nil, syscall.EIO
 	}
 	data = append([]byte(nil), data...)
+	if n.kind == KindShortRead {
+		var fst syscall.Stat_t
+		if err := syscall.Stat(n.backingPath(), &fst); err != nil {
+			return nil, fs.ToErrno(err)
+		}
+		if end := fst.Size - 1; off+int64(len(data)) > end {
+			data = data[:max(0, end-off)]
+		}
+		return fuse.ReadResultData(data), 0
+	}
 	if len(data) > 0 {
 		data[0] ^= 0xff
 	}
