@@ -42,6 +42,15 @@ type Spec struct {
 	Wait time.Duration
 	// Passthrough is the author's claim, nil when not made.
 	Passthrough *bool
+	// Setup are commands run before each start, each split as a shell
+	// would (contract.DaemonSpec.Setup).
+	Setup [][]string
+	// Stdin is what the daemon and its setup commands read
+	// (contract.DaemonSpec.Stdin).
+	Stdin string
+	// Dirs are directories made in its scratch directory
+	// (contract.DaemonSpec.Dirs).
+	Dirs []string
 	// Origin says where the description is: "file:line".
 	Origin string
 	// at holds the line of each key given, for Where.
@@ -79,10 +88,13 @@ const (
 	KeyFile        = "file"
 	KeyWait        = "wait"
 	KeyPassthrough = "passthrough"
+	KeySetup       = "setup"
+	KeyStdin       = "stdin"
+	KeyDirs        = "dirs"
 )
 
 // repeatable are the keys that may be given more than once.
-var repeatable = map[string]bool{KeyEnv: true, KeyFile: true}
+var repeatable = map[string]bool{KeyEnv: true, KeyFile: true, KeySetup: true}
 
 // Error is a mistake in a description, at a line of its file.
 type Error struct {
@@ -187,6 +199,34 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 				return nil, fail("passthrough %q: want yes or no", value)
 			}
 			s.Passthrough = &v
+		case KeySetup:
+			args, err := SplitArgs(value)
+			if err == nil {
+				err = contract.CheckSetup(args)
+			}
+			if err != nil {
+				return nil, fail("setup: %v", err)
+			}
+			s.Setup = append(s.Setup, args)
+		case KeyStdin:
+			if value == "" || strings.ContainsRune(value, 0) {
+				return nil, fail("stdin: want the text the daemon reads, on one line")
+			}
+			s.Stdin = value
+		case KeyDirs:
+			dirs, err := SplitArgs(value)
+			if err == nil && len(dirs) == 0 {
+				err = errors.New("no name")
+			}
+			for _, d := range dirs {
+				if err == nil {
+					err = contract.CheckDir(d)
+				}
+			}
+			if err != nil {
+				return nil, fail("dirs: %v", err)
+			}
+			s.Dirs = dirs
 		default:
 			return nil, fail("unknown key %q (known: %s)", key, strings.Join(keys, ", "))
 		}
@@ -197,7 +237,7 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 	return s, nil
 }
 
-var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough}
+var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough, KeySetup, KeyStdin, KeyDirs}
 
 // stripComment cuts text at a "#" that starts a comment: at the start or
 // after a blank, outside quotes, as a shell would.

@@ -51,6 +51,20 @@ passthrough = yes
 			text: "[daemon x]\nbinary = /bin/x\nargs = \"a\\b\" {mnt}\n",
 			want: &Spec{Name: "x", Binary: "/bin/x", Args: []string{`a\b`, "{mnt}"}, Origin: "d.conf:1"},
 		},
+		{
+			// What gocryptfs needs: its store made by a setup command that
+			// reads the password, as the daemon then does.
+			name: "setup, stdin and dirs",
+			text: "[daemon x]\nbinary = debian:gocryptfs@sid\nargs = -fg {scratch}/store {mnt}\nsetup = /usr/bin/gocryptfs -init -q {scratch}/store\nsetup = /bin/true\nstdin = pass word # a comment\ndirs = store work\n",
+			want: &Spec{Name: "x", Binary: "debian:gocryptfs@sid", Args: []string{"-fg", "{scratch}/store", "{mnt}"},
+				Setup: [][]string{{"/usr/bin/gocryptfs", "-init", "-q", "{scratch}/store"}, {"/bin/true"}}, Stdin: "pass word", Dirs: []string{"store", "work"}, Origin: "d.conf:1"},
+		},
+		{name: "setup not absolute", text: "[daemon x]\nbinary = /bin/x\nsetup = mkdir {scratch}/a\n", err: `d.conf:3: setup: setup command ["mkdir" "{scratch}/a"]: want its program's absolute path`},
+		{name: "setup typo", text: "[daemon x]\nbinary = /bin/x\nsetup = /bin/mk {scrach}\n", err: "d.conf:3: setup: setup argument \"{scrach}\": unknown placeholder"},
+		{name: "empty setup", text: "[daemon x]\nbinary = /bin/x\nsetup =\n", err: "d.conf:3: setup: setup command: empty"},
+		{name: "empty stdin", text: "[daemon x]\nbinary = /bin/x\nstdin =\n", err: "d.conf:3: stdin: want the text"},
+		{name: "dirs escape", text: "[daemon x]\nbinary = /bin/x\ndirs = a ../b\n", err: `d.conf:3: dirs: scratch directory "../b"`},
+		{name: "dirs twice", text: "[daemon x]\nbinary = /bin/x\ndirs = a\ndirs = b\n", err: "d.conf:4: dirs given twice"},
 		{name: "no binary", text: "[daemon x]\nargs = {mnt}\n", err: "d.conf:1: [daemon x] names no binary"},
 		{name: "unknown key", text: "[daemon x]\nbinary = /bin/x\nmount = {mnt}\n", err: `d.conf:3: unknown key "mount"`},
 		{name: "twice", text: "[daemon x]\nbinary = /bin/x\nbinary = /bin/y\n", err: "d.conf:3: binary given twice"},
