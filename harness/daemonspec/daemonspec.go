@@ -51,6 +51,10 @@ type Spec struct {
 	// Dirs are directories made in its scratch directory
 	// (contract.DaemonSpec.Dirs).
 	Dirs []string
+	// Packages are more packages of the Binary's suite put into its root
+	// (kernels.PackageRef.With): for a Binary that names a Debian package
+	// only.
+	Packages []string
 	// Origin says where the description is: "file:line".
 	Origin string
 	// at holds the line of each key given, for Where.
@@ -91,6 +95,7 @@ const (
 	KeySetup       = "setup"
 	KeyStdin       = "stdin"
 	KeyDirs        = "dirs"
+	KeyPackages    = "packages"
 )
 
 // repeatable are the keys that may be given more than once.
@@ -227,6 +232,17 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 				return nil, fail("dirs: %v", err)
 			}
 			s.Dirs = dirs
+		case KeyPackages:
+			names := strings.Fields(value)
+			if len(names) == 0 {
+				return nil, fail("packages: no name")
+			}
+			for _, n := range names {
+				if _, err := kernels.ParsePackageRef(n); err != nil || strings.ContainsAny(n, "=@") {
+					return nil, fail("packages: %q is not a Debian package name (its version and suite are the binary's)", n)
+				}
+			}
+			s.Packages = names
 		default:
 			return nil, fail("unknown key %q (known: %s)", key, strings.Join(keys, ", "))
 		}
@@ -234,10 +250,13 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 	if s.Binary == "" {
 		return nil, &Error{File: sec.File, Line: sec.Line, Err: fmt.Errorf("[daemon %s] names no binary (binary = PATH)", sec.Name)}
 	}
+	if len(s.Packages) > 0 && !strings.HasPrefix(s.Binary, DebianPrefix) {
+		return nil, &Error{File: sec.File, Line: s.at[KeyPackages], Err: fmt.Errorf("packages: only for a binary from Debian's archive (%sPACKAGE), whose root they join", DebianPrefix)}
+	}
 	return s, nil
 }
 
-var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough, KeySetup, KeyStdin, KeyDirs}
+var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough, KeySetup, KeyStdin, KeyDirs, KeyPackages}
 
 // stripComment cuts text at a "#" that starts a comment: at the start or
 // after a blank, outside quotes, as a shell would.

@@ -59,6 +59,13 @@ passthrough = yes
 			want: &Spec{Name: "x", Binary: "debian:gocryptfs@sid", Args: []string{"-fg", "{scratch}/store", "{mnt}"},
 				Setup: [][]string{{"/usr/bin/gocryptfs", "-init", "-q", "{scratch}/store"}, {"/bin/true"}}, Stdin: "pass word", Dirs: []string{"store", "work"}, Origin: "d.conf:1"},
 		},
+		{
+			name: "packages",
+			text: "[daemon x]\nbinary = debian:fuse2fs@sid\nargs = {scratch}/fs.img {mnt}\npackages = e2fsprogs  coreutils\n",
+			want: &Spec{Name: "x", Binary: "debian:fuse2fs@sid", Args: []string{"{scratch}/fs.img", "{mnt}"}, Packages: []string{"e2fsprogs", "coreutils"}, Origin: "d.conf:1"},
+		},
+		{name: "packages of a host binary", text: "[daemon x]\nbinary = /bin/x\npackages = e2fsprogs\n", err: "d.conf:3: packages: only for a binary from Debian's archive"},
+		{name: "package with a version", text: "[daemon x]\nbinary = debian:x\npackages = e2fsprogs=1.0\n", err: `d.conf:3: packages: "e2fsprogs=1.0" is not a Debian package name`},
 		{name: "setup not absolute", text: "[daemon x]\nbinary = /bin/x\nsetup = mkdir {scratch}/a\n", err: `d.conf:3: setup: setup command ["mkdir" "{scratch}/a"]: want its program's absolute path`},
 		{name: "setup typo", text: "[daemon x]\nbinary = /bin/x\nsetup = /bin/mk {scrach}\n", err: "d.conf:3: setup: setup argument \"{scrach}\": unknown placeholder"},
 		{name: "empty setup", text: "[daemon x]\nbinary = /bin/x\nsetup =\n", err: "d.conf:3: setup: setup command: empty"},
