@@ -127,7 +127,7 @@ func TestDaemonSetup(t *testing.T) {
 	bin := testbin.Go(t, "./testdata/nopassthrough")
 	spec := contract.DaemonSpec{Name: "setup", Path: "/bin/sh", Stdin: "secret", Dirs: []string{"store", "work"},
 		Setup: [][]string{{"/bin/sh", "-c", "cat > {scratch}/store/from-setup; ls {scratch} > {scratch}/store/dirs"}},
-		Args: []string{"-c", "read pw; echo \"$pw\" > {scratch}/store/from-daemon; setsid " + bin + " {mnt} {scratch}/store </dev/null >/dev/null 2>&1 & exit 0"}}
+		Args:  []string{"-c", "read pw; echo \"$pw\" > {scratch}/store/from-daemon; setsid " + bin + " {mnt} {scratch}/store </dev/null >/dev/null 2>&1 & exit 0"}}
 	mnt := t.TempDir()
 	d, err := StartDaemon(context.Background(), &spec, "", mnt)
 	assert.NilError(t, err)
