@@ -1,6 +1,7 @@
 package daemonspec
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 func TestParse(t *testing.T) {
@@ -174,4 +178,40 @@ func TestWhere(t *testing.T) {
 	assert.Check(t, is.Equal(s.Where("binary"), "d.conf:3"))
 	assert.Check(t, is.Equal(s.Where("args"), "d.conf:4"))
 	assert.Check(t, is.Equal(s.Where("env"), ""))
+}
+
+// Every daemon the built-in catalog ships (docs/clients.md) is a valid
+// description of a Debian package's FUSE file system, named after the
+// package: a mistake here would cost a user a boot.
+func TestShippedClients(t *testing.T) {
+	c := kernels.DefaultCatalog
+	names := c.Daemons()
+	assert.Check(t, len(names) >= 8, "issue 23 asks for at least 8 clients: %v", names)
+	text := kernels.CatalogText()
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			sec, _ := c.Daemon(name)
+			s, err := FromSection(sec)
+			assert.NilError(t, err)
+			ref, ok := strings.CutPrefix(s.Binary, DebianPrefix)
+			assert.Assert(t, ok, "binary %q is no Debian package", s.Binary)
+			r, err := kernels.ParsePackageRef(ref)
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(r.Name, name), "named after its package")
+			assert.Check(t, r.Suite != "", "its suite is given, not left to whatever stable is then")
+			assert.Check(t, s.Program == "" || strings.HasPrefix(s.Program, "/usr/"), "program %q", s.Program)
+			assert.Check(t, s.Args != nil, "its arguments are given")
+			spec := contract.DaemonSpec{Name: s.Name, Path: "/usr/bin/x", Args: s.Args, Env: s.Env, Setup: s.Setup, Stdin: s.Stdin, Dirs: s.Dirs}
+			assert.Check(t, spec.Check())
+			for _, d := range s.Dirs {
+				assert.Check(t, slices.ContainsFunc(slices.Concat(s.Args, slices.Concat(s.Setup...)), func(a string) bool {
+					return strings.Contains(a, contract.PlaceholderScratch+"/"+d)
+				}), "dirs %s: no argument names it", d)
+			}
+			// A comment line right above the section says what it mounts
+			// and why its arguments are what they are.
+			lines := strings.Split(text, "\n")
+			assert.Check(t, strings.HasPrefix(lines[sec.Line-2], "# "), "no comment above [daemon %s]", name)
+		})
+	}
 }
