@@ -41,6 +41,12 @@ const DaemonPrefix = "daemon/"
 // the kernel's side whether the daemon's files are really passed through.
 const DaemonPassthrough ID = "passthrough"
 
+// DaemonMount is the check, under a daemon's prefix, that holds any
+// daemon to what a mount of it must do, whether or not it shows a backing
+// directory: list and read its root, take a file and give it back (or
+// refuse it as a read-only file system), and end when unmounted.
+const DaemonMount ID = "mount"
+
 // DefaultMountWait is how long a daemon gets to mount.
 const DefaultMountWait = 20 * time.Second
 
@@ -290,7 +296,7 @@ func DaemonScenarios() []Check {
 			out = append(out, c)
 		}
 	}
-	out = append(out, Check{DaemonPassthrough, results.Scenario, 60 * time.Second})
+	out = append(out, Check{DaemonMount, results.Scenario, 60 * time.Second}, Check{DaemonPassthrough, results.Scenario, 60 * time.Second})
 	for _, c := range DaemonCells("") {
 		out = append(out, Check{DaemonCellID(c.Op, c.Block), results.Benchmark, cellTimeout})
 	}

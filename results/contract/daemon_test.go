@@ -87,7 +87,9 @@ func TestDaemonChecks(t *testing.T) {
 			scenarios++
 		}
 	}
-	assert.Check(t, is.Len(all, scenarios+1))
+	// Every scenario, then the daemon's own: mount and passthrough.
+	assert.Check(t, is.Len(all, scenarios+2))
+	assert.Check(t, is.Equal(all[len(all)-2].ID, ID("daemon/fs/mount")))
 	assert.Check(t, is.Equal(all[len(all)-1].ID, ID("daemon/fs/passthrough")))
 	for _, c := range all {
 		assert.Check(t, strings.HasPrefix(string(c.ID), "daemon/fs/"), c.ID)

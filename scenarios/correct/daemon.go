@@ -3,12 +3,15 @@ package correct
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -20,7 +23,69 @@ import (
 // (contract.DaemonScenarios): every correctness scenario (Run skips those
 // only our server can serve) and the daemon's passthrough check.
 func ForDaemon() []scenarios.Scenario {
-	return append(All(), daemonPassthrough)
+	return append(All(), daemonMount, daemonPassthrough)
+}
+
+// A daemon that shows no backing directory (an encrypted store, an image)
+// gets no data check: daemonMount is what holds it, and every other
+// daemon, to a mount that works, on every kernel.
+var daemonMount = scenarios.Scenario{
+	ID:          contract.DaemonMount,
+	Description: "the daemon's mount lists and reads its root, takes a file and gives it back unchanged (or refuses it as a read-only file system), and the daemon ends when it is unmounted",
+	AnyServer:   true,
+	OwnFiles:    true,
+	Run:         daemonMountRun,
+}
+
+// mountProbe is what daemonMount writes: more than one page and one
+// 128 KiB request, so that a daemon that loses the tail of a write, or a
+// page of it, is caught.
+const mountProbe = 192<<10 + 123
+
+func daemonMountRun(ctx context.Context, env *scenarios.Env) results.Result {
+	sub, ok := env.Subject.(scenarios.DaemonSubject)
+	if !ok {
+		return results.Result{Status: results.Skip, Reason: "only for a daemon under test"}
+	}
+	r, err := newRig(ctx, env, sub, nil)
+	if err != nil {
+		return scenarios.ErrorResult("%v", err)
+	}
+	entries, err := os.ReadDir(r.mnt)
+	if err != nil {
+		r.failf("readdir of the mount's root: %v", err)
+		return r.result()
+	}
+	r.facts["root_entries"] = strconv.Itoa(len(entries))
+	// Every file at the top is read to its end (a few MiB at most): a
+	// daemon that lists what it cannot give fails here.
+	read := 0
+	for _, e := range entries {
+		if !e.Type().IsRegular() || read >= 16 {
+			continue
+		}
+		if err := readSome(filepath.Join(r.mnt, e.Name()), 4<<20); err != nil {
+			r.failf("read %s: %v", e.Name(), err)
+		}
+		read++
+	}
+	r.facts["root_files_read"] = strconv.Itoa(read)
+
+	data := randomBytes(rand.NewChaCha8([32]byte{'d', 'm'}), mountProbe)
+	probe := r.m("fusematrix-mount-probe")
+	switch err := os.WriteFile(probe, data, 0o644); {
+	case errors.Is(err, unix.EROFS):
+		r.facts["writable"] = "false"
+	case err != nil:
+		r.failf("create and write %d bytes: %v", len(data), err)
+	default:
+		r.facts["writable"] = "true"
+		r.compareFile("written, then read back", probe, data)
+		if err := os.Remove(probe); err != nil {
+			r.failf("unlink: %v", err)
+		}
+	}
+	return r.result()
 }
 
 // Whether a daemon really passes its files through is established from
@@ -141,6 +206,17 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 }
 
 // readN reads n bytes of path with 128 KiB reads, as an application would.
+// readSome reads path to its end or its first n bytes.
+func readSome(path string, n int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, io.LimitReader(f, n))
+	return err
+}
+
 func readN(path string, n int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
