@@ -105,6 +105,7 @@ func NewDaemon(spec *daemonspec.Spec, what string) (*Daemon, error) {
 		DaemonSpec: contract.DaemonSpec{
 			Name: spec.Name, Path: daemonGuestDir + "/" + filepath.Base(spec.Binary), Args: spec.Args,
 			Env: daemonEnv(env, spec.Env), Passthrough: spec.Passthrough != nil && *spec.Passthrough, MountWait: spec.Wait.Seconds(),
+			Setup: spec.Setup, Stdin: spec.Stdin, Dirs: spec.Dirs,
 		},
 		Files: append(files, extra...),
 		Notes: notes,

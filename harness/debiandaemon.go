@@ -27,7 +27,7 @@ func NewDebianDaemon(ctx context.Context, spec *daemonspec.Spec, what string, ko
 	if w := spec.Where(daemonspec.KeyBinary); w != "" {
 		what = w
 	}
-	dd, err := debdaemon.Resolve(ctx, ref, spec.Program, kopts)
+	dd, err := debdaemon.Resolve(ctx, ref, spec.Packages, spec.Program, kopts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -50,10 +50,11 @@ func NewDebianDaemon(ctx context.Context, spec *daemonspec.Spec, what string, ko
 		DaemonSpec: contract.DaemonSpec{
 			Name: spec.Name, Path: dd.Program, Root: dd.Root, Args: spec.Args,
 			Env: append(dd.Env, spec.Env...), Passthrough: spec.Passthrough != nil && *spec.Passthrough, MountWait: spec.Wait.Seconds(),
+			Setup: spec.Setup, Stdin: spec.Stdin, Dirs: spec.Dirs,
 		},
 		Files: append(dd.Files, extra...),
-		Notes: []string{fmt.Sprintf("%s %s from %s (%d packages, sysroot %s), run as %s in its own root",
-			s.Package.Name, s.Package.Version, s.Package.Suite, len(s.Packages), s.Key[:16], dd.Program)},
+		Notes: []string{fmt.Sprintf("%s %s from %s (%d packages%s, sysroot %s), run as %s in its own root",
+			s.Package.Name, s.Package.Version, s.Package.Suite, len(s.Packages), withNote(spec.Packages), s.Key[:16], dd.Program)},
 	}
 	if err := out.Check(); err != nil {
 		if spec.Origin != "" {
@@ -62,4 +63,12 @@ func NewDebianDaemon(ctx context.Context, spec *daemonspec.Spec, what string, ko
 		return nil, &debdaemon.InputError{Err: err}
 	}
 	return out, nil
+}
+
+// withNote says which packages were added to a daemon's root, if any.
+func withNote(with []string) string {
+	if len(with) == 0 {
+		return ""
+	}
+	return " with " + strings.Join(with, ", ")
 }

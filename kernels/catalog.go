@@ -20,6 +20,9 @@ import (
 //go:embed catalog.conf
 var catalogText string
 
+// CatalogText is the text of the catalog compiled into fusematrix.
+func CatalogText() string { return catalogText }
+
 // BuiltinCatalog is what Catalog.Origin says of what the compiled-in
 // catalog defines.
 const BuiltinCatalog = "built-in kernels/catalog.conf"

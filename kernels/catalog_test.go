@@ -340,7 +340,8 @@ binary = /bin/other
 `
 	base, err := DefaultCatalog.Overlay("base.conf", strings.NewReader(text))
 	assert.NilError(t, err)
-	assert.DeepEqual(t, base.Daemons(), []string{"myfs", "other"})
+	// After the built-in catalog's own clients.
+	assert.DeepEqual(t, base.Daemons(), append(DefaultCatalog.Daemons(), "myfs", "other"))
 	d, ok := base.Daemon("myfs")
 	assert.Assert(t, ok)
 	assert.DeepEqual(t, d, Section{Name: "myfs", File: "base.conf", Line: 3, Lines: []SectionLine{
@@ -349,13 +350,16 @@ binary = /bin/other
 	assert.NilError(t, err)
 	assert.DeepEqual(t, m, []string{"debian:7.3"})
 
-	over, err := base.Overlay("user.conf", strings.NewReader("[daemon myfs]\nbinary = /usr/bin/myfs\n"))
+	over, err := base.Overlay("user.conf", strings.NewReader("[daemon myfs]\nbinary = /usr/bin/myfs\n[daemon bindfs]\nbinary = debian:bindfs@trixie\n"))
 	assert.NilError(t, err)
 	d, _ = over.Daemon("myfs")
 	assert.Check(t, is.Equal(d.File, "user.conf"))
 	assert.Check(t, is.Len(d.Lines, 1))
 	_, ok = over.Daemon("other")
 	assert.Check(t, ok)
+	// A user's section replaces a built-in client of the same name.
+	d, _ = over.Daemon("bindfs")
+	assert.Check(t, is.Equal(d.File, "user.conf"))
 	_, ok = over.Daemon("none")
 	assert.Check(t, !ok)
 

@@ -41,6 +41,11 @@ type PackageRef struct {
 	// Suite is the suite whose index the package and everything it
 	// needs come from; "" is DefaultPackageSuite.
 	Suite string
+	// With are more packages of the same suite, at their newest version,
+	// unpacked into the same root with their own closures: the tools a
+	// daemon's setup needs that its package does not depend on (mke2fs
+	// for fuse2fs, fusermount3 for rclone). Not part of the grammar.
+	With []string
 }
 
 // The grammar of Debian's package names, versions and suite names
@@ -197,6 +202,20 @@ func (r *resolver) lookupSysroot(ctx context.Context, ref PackageRef) (*SysrootP
 	if err != nil {
 		return nil, err
 	}
+	for _, name := range ref.With {
+		if !packageName.MatchString(name) {
+			return nil, &debian.NotFoundError{Suite: suite, Name: name}
+		}
+		q, err := u.Find(name, "")
+		if err != nil {
+			return nil, err
+		}
+		more, err := u.Closure(q)
+		if err != nil {
+			return nil, err
+		}
+		closure = unionPackages(closure, more)
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n", sysrootLayout)
 	for _, q := range closure {
@@ -208,6 +227,20 @@ func (r *resolver) lookupSysroot(ctx context.Context, ref PackageRef) (*SysrootP
 		Entry:      filepath.Join(r.cacheDir, sysrootsDir, p.Name+"_"+key[:16]),
 		Unverified: r.unverified(closure),
 	}, nil
+}
+
+// unionPackages is a and b, each package once (a's when both hold it: one
+// suite's closures agree on a name unless it has several versions), sorted
+// by name as Closure sorts.
+func unionPackages(a, b []debian.Package) []debian.Package {
+	out := slices.Clone(a)
+	for _, q := range b {
+		if !slices.ContainsFunc(out, func(p debian.Package) bool { return p.Name == q.Name }) {
+			out = append(out, q)
+		}
+	}
+	slices.SortFunc(out, func(x, y debian.Package) int { return strings.Compare(x.Name, y.Name) })
+	return out
 }
 
 // FetchSysroot returns the sysroot of ref: its run-time closure (see

@@ -166,6 +166,32 @@ func TestFetchSysroot(t *testing.T) {
 	assert.Check(t, errors.Is(err, os.ErrNotExist), err)
 }
 
+// Packages a daemon's setup needs beside its own (PackageRef.With) come
+// with their closures into the same root; the daemon's own files stay
+// those of its package, and the closure's key tells the two roots apart.
+func TestFetchSysrootWith(t *testing.T) {
+	srv := sysrootArchive(t)
+	opts, _ := testOptions(t, srv)
+	ctx := context.Background()
+	plain, err := LookupSysroot(ctx, PackageRef{Name: "libfuse3-4", Suite: "sid"}, opts)
+	assert.NilError(t, err)
+	s, err := FetchSysroot(ctx, PackageRef{Name: "libfuse3-4", Suite: "sid", With: []string{"fuse3", "libc6"}}, opts)
+	assert.NilError(t, err)
+	var got []string
+	for _, p := range s.Packages {
+		got = append(got, p.Name)
+	}
+	assert.DeepEqual(t, got, []string{"fuse3", "libc6", "libfuse3-4"})
+	assert.Check(t, s.Key != plain.Key)
+	assert.DeepEqual(t, s.Own, []string{"lib/x86_64-linux-gnu/libfuse3.so.4", "lib/x86_64-linux-gnu/libfuse3.so.4.18.3"})
+	_, err = ResolveIn(s.Root, "usr/bin/fusermount3")
+	assert.NilError(t, err)
+
+	_, err = LookupSysroot(ctx, PackageRef{Name: "libfuse3-4", Suite: "sid", With: []string{"nosuchtool"}}, opts)
+	var nf *debian.NotFoundError
+	assert.Check(t, errors.As(err, &nf), "%v", err)
+}
+
 func TestLookupSysrootErrors(t *testing.T) {
 	srv := sysrootArchive(t)
 	opts, _ := testOptions(t, srv)

@@ -110,17 +110,18 @@ func Shell(ctx context.Context, cfg Config, sc ShellConfig) error {
 				err = errors.Join(os.MkdirAll(sc.Backing, 0o755), os.MkdirAll(sc.Mount, 0o755))
 			}
 		}
+		var dm *server.DaemonMount
 		if err == nil {
-			p, err = server.StartDaemon(mctx, d, sc.Backing, sc.Mount)
+			if dm, err = server.StartDaemon(mctx, d, sc.Backing, sc.Mount); err == nil {
+				p = dm
+			}
 		}
 		if err != nil {
 			say("the daemon did not mount: %v", err)
 		} else {
 			// Its arguments as it got them: inside its root, if it has one.
-			backing, _ := d.Inside(sc.Backing)
-			mount, _ := d.Inside(sc.Mount)
 			say("Linux %s. Daemon %s shows %s (a tmpfs directory) at %s (pid %d; its arguments: %q).",
-				release, d.Name, sc.Backing, sc.Mount, p.Pid(), d.Argv(backing, mount))
+				release, d.Name, sc.Backing, sc.Mount, p.Pid(), dm.Args())
 		}
 	} else {
 		p, err = cfg.Server.Start(mctx, loopback.Spec{Kind: loopback.KindLoopback, Backing: sc.Backing}, sc.Mount)

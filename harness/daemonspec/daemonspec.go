@@ -42,6 +42,19 @@ type Spec struct {
 	Wait time.Duration
 	// Passthrough is the author's claim, nil when not made.
 	Passthrough *bool
+	// Setup are commands run before each start, each split as a shell
+	// would (contract.DaemonSpec.Setup).
+	Setup [][]string
+	// Stdin is what the daemon and its setup commands read
+	// (contract.DaemonSpec.Stdin).
+	Stdin string
+	// Dirs are directories made in its scratch directory
+	// (contract.DaemonSpec.Dirs).
+	Dirs []string
+	// Packages are more packages of the Binary's suite put into its root
+	// (kernels.PackageRef.With): for a Binary that names a Debian package
+	// only.
+	Packages []string
 	// Origin says where the description is: "file:line".
 	Origin string
 	// at holds the line of each key given, for Where.
@@ -79,10 +92,14 @@ const (
 	KeyFile        = "file"
 	KeyWait        = "wait"
 	KeyPassthrough = "passthrough"
+	KeySetup       = "setup"
+	KeyStdin       = "stdin"
+	KeyDirs        = "dirs"
+	KeyPackages    = "packages"
 )
 
 // repeatable are the keys that may be given more than once.
-var repeatable = map[string]bool{KeyEnv: true, KeyFile: true}
+var repeatable = map[string]bool{KeyEnv: true, KeyFile: true, KeySetup: true}
 
 // Error is a mistake in a description, at a line of its file.
 type Error struct {
@@ -187,6 +204,45 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 				return nil, fail("passthrough %q: want yes or no", value)
 			}
 			s.Passthrough = &v
+		case KeySetup:
+			args, err := SplitArgs(value)
+			if err == nil {
+				err = contract.CheckSetup(args)
+			}
+			if err != nil {
+				return nil, fail("setup: %v", err)
+			}
+			s.Setup = append(s.Setup, args)
+		case KeyStdin:
+			if value == "" || strings.ContainsRune(value, 0) {
+				return nil, fail("stdin: want the text the daemon reads, on one line")
+			}
+			s.Stdin = value
+		case KeyDirs:
+			dirs, err := SplitArgs(value)
+			if err == nil && len(dirs) == 0 {
+				err = errors.New("no name")
+			}
+			for _, d := range dirs {
+				if err == nil {
+					err = contract.CheckDir(d)
+				}
+			}
+			if err != nil {
+				return nil, fail("dirs: %v", err)
+			}
+			s.Dirs = dirs
+		case KeyPackages:
+			names := strings.Fields(value)
+			if len(names) == 0 {
+				return nil, fail("packages: no name")
+			}
+			for _, n := range names {
+				if _, err := kernels.ParsePackageRef(n); err != nil || strings.ContainsAny(n, "=@") {
+					return nil, fail("packages: %q is not a Debian package name (its version and suite are the binary's)", n)
+				}
+			}
+			s.Packages = names
 		default:
 			return nil, fail("unknown key %q (known: %s)", key, strings.Join(keys, ", "))
 		}
@@ -194,10 +250,13 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 	if s.Binary == "" {
 		return nil, &Error{File: sec.File, Line: sec.Line, Err: fmt.Errorf("[daemon %s] names no binary (binary = PATH)", sec.Name)}
 	}
+	if len(s.Packages) > 0 && !strings.HasPrefix(s.Binary, DebianPrefix) {
+		return nil, &Error{File: sec.File, Line: s.at[KeyPackages], Err: fmt.Errorf("packages: only for a binary from Debian's archive (%sPACKAGE), whose root they join", DebianPrefix)}
+	}
 	return s, nil
 }
 
-var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough}
+var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough, KeySetup, KeyStdin, KeyDirs, KeyPackages}
 
 // stripComment cuts text at a "#" that starts a comment: at the start or
 // after a blank, outside quotes, as a shell would.

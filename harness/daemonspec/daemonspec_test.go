@@ -1,6 +1,7 @@
 package daemonspec
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/kernels"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 func TestParse(t *testing.T) {
@@ -51,6 +55,27 @@ passthrough = yes
 			text: "[daemon x]\nbinary = /bin/x\nargs = \"a\\b\" {mnt}\n",
 			want: &Spec{Name: "x", Binary: "/bin/x", Args: []string{`a\b`, "{mnt}"}, Origin: "d.conf:1"},
 		},
+		{
+			// What gocryptfs needs: its store made by a setup command that
+			// reads the password, as the daemon then does.
+			name: "setup, stdin and dirs",
+			text: "[daemon x]\nbinary = debian:gocryptfs@sid\nargs = -fg {scratch}/store {mnt}\nsetup = /usr/bin/gocryptfs -init -q {scratch}/store\nsetup = /bin/true\nstdin = pass word # a comment\ndirs = store work\n",
+			want: &Spec{Name: "x", Binary: "debian:gocryptfs@sid", Args: []string{"-fg", "{scratch}/store", "{mnt}"},
+				Setup: [][]string{{"/usr/bin/gocryptfs", "-init", "-q", "{scratch}/store"}, {"/bin/true"}}, Stdin: "pass word", Dirs: []string{"store", "work"}, Origin: "d.conf:1"},
+		},
+		{
+			name: "packages",
+			text: "[daemon x]\nbinary = debian:fuse2fs@sid\nargs = {scratch}/fs.img {mnt}\npackages = e2fsprogs  coreutils\n",
+			want: &Spec{Name: "x", Binary: "debian:fuse2fs@sid", Args: []string{"{scratch}/fs.img", "{mnt}"}, Packages: []string{"e2fsprogs", "coreutils"}, Origin: "d.conf:1"},
+		},
+		{name: "packages of a host binary", text: "[daemon x]\nbinary = /bin/x\npackages = e2fsprogs\n", err: "d.conf:3: packages: only for a binary from Debian's archive"},
+		{name: "package with a version", text: "[daemon x]\nbinary = debian:x\npackages = e2fsprogs=1.0\n", err: `d.conf:3: packages: "e2fsprogs=1.0" is not a Debian package name`},
+		{name: "setup not absolute", text: "[daemon x]\nbinary = /bin/x\nsetup = mkdir {scratch}/a\n", err: `d.conf:3: setup: setup command ["mkdir" "{scratch}/a"]: want its program's absolute path`},
+		{name: "setup typo", text: "[daemon x]\nbinary = /bin/x\nsetup = /bin/mk {scrach}\n", err: "d.conf:3: setup: setup argument \"{scrach}\": unknown placeholder"},
+		{name: "empty setup", text: "[daemon x]\nbinary = /bin/x\nsetup =\n", err: "d.conf:3: setup: setup command: empty"},
+		{name: "empty stdin", text: "[daemon x]\nbinary = /bin/x\nstdin =\n", err: "d.conf:3: stdin: want the text"},
+		{name: "dirs escape", text: "[daemon x]\nbinary = /bin/x\ndirs = a ../b\n", err: `d.conf:3: dirs: scratch directory "../b"`},
+		{name: "dirs twice", text: "[daemon x]\nbinary = /bin/x\ndirs = a\ndirs = b\n", err: "d.conf:4: dirs given twice"},
 		{name: "no binary", text: "[daemon x]\nargs = {mnt}\n", err: "d.conf:1: [daemon x] names no binary"},
 		{name: "unknown key", text: "[daemon x]\nbinary = /bin/x\nmount = {mnt}\n", err: `d.conf:3: unknown key "mount"`},
 		{name: "twice", text: "[daemon x]\nbinary = /bin/x\nbinary = /bin/y\n", err: "d.conf:3: binary given twice"},
@@ -153,4 +178,40 @@ func TestWhere(t *testing.T) {
 	assert.Check(t, is.Equal(s.Where("binary"), "d.conf:3"))
 	assert.Check(t, is.Equal(s.Where("args"), "d.conf:4"))
 	assert.Check(t, is.Equal(s.Where("env"), ""))
+}
+
+// Every daemon the built-in catalog ships (docs/clients.md) is a valid
+// description of a Debian package's FUSE file system, named after the
+// package: a mistake here would cost a user a boot.
+func TestShippedClients(t *testing.T) {
+	c := kernels.DefaultCatalog
+	names := c.Daemons()
+	assert.Check(t, len(names) >= 8, "issue 23 asks for at least 8 clients: %v", names)
+	text := kernels.CatalogText()
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			sec, _ := c.Daemon(name)
+			s, err := FromSection(sec)
+			assert.NilError(t, err)
+			ref, ok := strings.CutPrefix(s.Binary, DebianPrefix)
+			assert.Assert(t, ok, "binary %q is no Debian package", s.Binary)
+			r, err := kernels.ParsePackageRef(ref)
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(r.Name, name), "named after its package")
+			assert.Check(t, r.Suite != "", "its suite is given, not left to whatever stable is then")
+			assert.Check(t, s.Program == "" || strings.HasPrefix(s.Program, "/usr/"), "program %q", s.Program)
+			assert.Check(t, s.Args != nil, "its arguments are given")
+			spec := contract.DaemonSpec{Name: s.Name, Path: "/usr/bin/x", Args: s.Args, Env: s.Env, Setup: s.Setup, Stdin: s.Stdin, Dirs: s.Dirs}
+			assert.Check(t, spec.Check())
+			for _, d := range s.Dirs {
+				assert.Check(t, slices.ContainsFunc(slices.Concat(s.Args, slices.Concat(s.Setup...)), func(a string) bool {
+					return strings.Contains(a, contract.PlaceholderScratch+"/"+d)
+				}), "dirs %s: no argument names it", d)
+			}
+			// A comment line right above the section says what it mounts
+			// and why its arguments are what they are.
+			lines := strings.Split(text, "\n")
+			assert.Check(t, strings.HasPrefix(lines[sec.Line-2], "# "), "no comment above [daemon %s]", name)
+		})
+	}
 }

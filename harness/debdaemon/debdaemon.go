@@ -95,15 +95,17 @@ type Rooted struct {
 	Files []initramfs.File
 }
 
-// Resolve finds the sysroot of ref (what follows Prefix) and the daemon's
-// program in it: bin, a path inside the root, when given, else the one
-// program of the package in /usr/bin or /usr/sbin that is a FUSE
+// Resolve finds the sysroot of ref (what follows Prefix), with the
+// packages with of its suite and their closures in the same root, and the
+// daemon's program in it: bin, a path inside the root, when given, else
+// the one program of the package in /usr/bin or /usr/sbin that is a FUSE
 // file system (see isFUSE).
-func Resolve(ctx context.Context, ref, bin string, opts kernels.Options) (*Rooted, error) {
+func Resolve(ctx context.Context, ref string, with []string, bin string, opts kernels.Options) (*Rooted, error) {
 	r, err := kernels.ParsePackageRef(ref)
 	if err != nil {
 		return nil, &InputError{err}
 	}
+	r.With = with
 	s, err := kernels.FetchSysroot(ctx, r, opts)
 	if err != nil {
 		var (

@@ -26,6 +26,12 @@ const DaemonSpecPath = "/etc/fusematrix/daemon.json"
 const (
 	PlaceholderBacking = "{backing}"
 	PlaceholderMount   = "{mnt}"
+	// PlaceholderScratch is a directory made fresh and empty for each
+	// mount, beside the mount point (on the same file system as the
+	// backing directory), for what a daemon keeps that is not the data
+	// under test: an overlay's work directory, an encrypted store, an
+	// image. It is removed once the daemon has ended.
+	PlaceholderScratch = "{scratch}"
 )
 
 // DaemonPrefix starts the id of every check of a daemon.
@@ -92,6 +98,20 @@ type DaemonSpec struct {
 	// the guest keeps a rooted daemon's scratch directories below Root
 	// (RootScratch), and the daemon sees them without the Root prefix.
 	Root string `json:"root,omitempty"`
+	// Setup are commands run, in order, before each start of the daemon,
+	// as the daemon is run (its root, environment and Stdin), with the
+	// same placeholders: what a daemon needs made first (gocryptfs -init,
+	// an image). Each names its program by an absolute path (inside Root,
+	// if any). One that fails fails the mount.
+	Setup [][]string `json:"setup,omitempty"`
+	// Stdin, when not "", is what the daemon and each setup command read
+	// on their standard input, a newline added: a password, for daemons
+	// that take one only there. Otherwise they read /dev/null.
+	Stdin string `json:"stdin,omitempty"`
+	// Dirs are directories made in PlaceholderScratch before the setup
+	// commands run, for daemons that need several directories and whose
+	// root has no mkdir (a package's closure leaves coreutils out).
+	Dirs []string `json:"dirs,omitempty"`
 }
 
 // RootScratch is where, below a daemon's Root, the guest keeps the
@@ -141,6 +161,16 @@ func (d *DaemonSpec) Check() error {
 	if d.Root != "" && (!path.IsAbs(d.Root) || path.Clean(d.Root) != d.Root || d.Root == "/") {
 		errs = append(errs, fmt.Errorf("daemon root %q: not an absolute, clean directory below /", d.Root))
 	}
+	for _, c := range d.Setup {
+		if err := CheckSetup(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, dir := range d.Dirs {
+		if err := CheckDir(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if d.MountWait < 0 || d.MountWait > 600 {
 		errs = append(errs, fmt.Errorf("daemon mount wait %vs: want 0 to 600", d.MountWait))
 	}
@@ -176,10 +206,46 @@ func CheckArgs(args []string) error {
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, PlaceholderMount) }) {
 		errs = append(errs, fmt.Errorf("daemon arguments %q: none holds %s, where the daemon is to mount", args, PlaceholderMount))
 	}
+	errs = append(errs, checkPlaceholders("daemon argument", args))
+	return errors.Join(errs...)
+}
+
+// CheckSetup reports what makes cmd unusable as a setup command: no
+// program, a program not named by an absolute path (it is looked up in
+// no PATH: the daemon's root is not the guest's), or an unknown
+// placeholder.
+func CheckSetup(cmd []string) error {
+	switch {
+	case len(cmd) == 0:
+		return errors.New("setup command: empty")
+	case !path.IsAbs(cmd[0]):
+		return fmt.Errorf("setup command %q: want its program's absolute path (%s is looked up in no PATH)", cmd, cmd[0])
+	}
+	return checkPlaceholders("setup argument", cmd)
+}
+
+// CheckDir reports what makes name unusable as a directory of Dirs: it
+// must be one plain name, so that it stays inside the scratch directory.
+func CheckDir(name string) error {
+	if !dirName.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("scratch directory %q: want one name of letters, digits, '.', '_' or '-'", name)
+	}
+	return nil
+}
+
+var dirName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// placeholders are every placeholder an argument may hold.
+var placeholders = []string{PlaceholderBacking, PlaceholderMount, PlaceholderScratch}
+
+// checkPlaceholders reports the words of args, what, that hold something
+// that looks like a placeholder and is none.
+func checkPlaceholders(what string, args []string) error {
+	var errs []error
 	for _, a := range args {
 		for _, p := range placeholderLike.FindAllString(a, -1) {
-			if p != PlaceholderBacking && p != PlaceholderMount {
-				errs = append(errs, fmt.Errorf("daemon argument %q: unknown placeholder %s (known: %s, %s)", a, p, PlaceholderBacking, PlaceholderMount))
+			if !slices.Contains(placeholders, p) {
+				errs = append(errs, fmt.Errorf("%s %q: unknown placeholder %s (known: %s)", what, a, p, strings.Join(placeholders, ", ")))
 			}
 		}
 	}
@@ -193,13 +259,29 @@ func (d *DaemonSpec) Backed() bool {
 }
 
 // Argv is the daemon's arguments with the placeholders replaced.
-func (d *DaemonSpec) Argv(backing, mnt string) []string {
-	r := strings.NewReplacer(PlaceholderBacking, backing, PlaceholderMount, mnt)
-	out := make([]string, len(d.Args))
-	for i, a := range d.Args {
+func (d *DaemonSpec) Argv(backing, mnt, scratch string) []string {
+	return Expand(d.Args, backing, mnt, scratch)
+}
+
+// Expand is args with the placeholders replaced.
+func Expand(args []string, backing, mnt, scratch string) []string {
+	r := strings.NewReplacer(PlaceholderBacking, backing, PlaceholderMount, mnt, PlaceholderScratch, scratch)
+	out := make([]string, len(args))
+	for i, a := range args {
 		out[i] = r.Replace(a)
 	}
 	return out
+}
+
+// Scratched says whether the daemon needs a PlaceholderScratch
+// directory: its arguments or setup commands name one, or it asks for
+// directories in it.
+func (d *DaemonSpec) Scratched() bool {
+	has := func(a string) bool { return strings.Contains(a, PlaceholderScratch) }
+	if len(d.Dirs) > 0 || slices.ContainsFunc(d.Args, has) {
+		return true
+	}
+	return slices.ContainsFunc(d.Setup, func(c []string) bool { return slices.ContainsFunc(c, has) })
 }
 
 // Wait is how long the daemon gets to mount.

@@ -28,11 +28,16 @@ func TestDaemonCheck(t *testing.T) {
 		{"environment without a key", func(d *DaemonSpec) { d.Env = []string{"=x"} }, `daemon environment "=x": "" is not a variable name`},
 		{"environment key with a blank", func(d *DaemonSpec) { d.Env = []string{"A B=x"} }, `daemon environment "A B=x": "A B" is not a variable name`},
 		{"wait", func(d *DaemonSpec) { d.MountWait = 601 }, "want 0 to 600"},
-		{"typo", func(d *DaemonSpec) { d.Args = []string{"-o", "source={backng}", "{mnt}"} }, `daemon argument "source={backng}": unknown placeholder {backng} (known: {backing}, {mnt})`},
+		{"typo", func(d *DaemonSpec) { d.Args = []string{"-o", "source={backng}", "{mnt}"} }, `daemon argument "source={backng}": unknown placeholder {backng} (known: {backing}, {mnt}, {scratch})`},
 		{"mount point misnamed", func(d *DaemonSpec) { d.Args = []string{"{mount}"} }, "unknown placeholder {mount}"},
 		{"capitalised", func(d *DaemonSpec) { d.Args = []string{"{Backing}", "{mnt}"} }, "unknown placeholder {Backing}"},
 		{"underscore", func(d *DaemonSpec) { d.Args = []string{"{backing_dir}", "{mnt}"} }, "unknown placeholder {backing_dir}"},
 		{"digit", func(d *DaemonSpec) { d.Args = []string{"{mnt2}", "{mnt}"} }, "unknown placeholder {mnt2}"},
+		{"setup empty", func(d *DaemonSpec) { d.Setup = [][]string{{}} }, "setup command: empty"},
+		{"setup relative", func(d *DaemonSpec) { d.Setup = [][]string{{"gocryptfs", "-init"}} }, "want its program's absolute path"},
+		{"setup typo", func(d *DaemonSpec) { d.Setup = [][]string{{"/bin/x", "{scrach}"}} }, `setup argument "{scrach}": unknown placeholder {scrach}`},
+		{"dir escapes", func(d *DaemonSpec) { d.Dirs = []string{"../x"} }, `scratch directory "../x"`},
+		{"dir dotdot", func(d *DaemonSpec) { d.Dirs = []string{".."} }, `scratch directory ".."`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := good
@@ -44,8 +49,16 @@ func TestDaemonCheck(t *testing.T) {
 
 func TestDaemonArgv(t *testing.T) {
 	d := DaemonSpec{Args: []string{"-o", "source={backing}", "{mnt}"}}
-	assert.DeepEqual(t, d.Argv("/b", "/m"), []string{"-o", "source=/b", "/m"})
+	assert.DeepEqual(t, d.Argv("/b", "/m", "/s"), []string{"-o", "source=/b", "/m"})
 	assert.Check(t, d.Backed())
+	assert.Check(t, !d.Scratched())
+	o := DaemonSpec{Args: []string{"-o", "lowerdir={scratch}/lower,upperdir={backing}", "{mnt}"}}
+	assert.DeepEqual(t, o.Argv("/b", "/m", "/s"), []string{"-o", "lowerdir=/s/lower,upperdir=/b", "/m"})
+	assert.Check(t, o.Scratched())
+	assert.Check(t, (&DaemonSpec{Args: []string{"{mnt}"}, Setup: [][]string{{"/bin/init", "{scratch}"}}}).Scratched())
+	assert.Check(t, (&DaemonSpec{Args: []string{"{mnt}"}, Dirs: []string{"work"}}).Scratched())
+	good := DaemonSpec{Name: "x", Path: "/x", Args: []string{"{scratch}", "{mnt}"}, Setup: [][]string{{"/usr/bin/gocryptfs", "-init", "{scratch}"}}, Dirs: []string{"work", "a.b_c-1"}}
+	assert.NilError(t, good.Check())
 	assert.Check(t, !(&DaemonSpec{Args: []string{"{mnt}"}}).Backed())
 	assert.Equal(t, (&DaemonSpec{}).Wait(), DefaultMountWait)
 	assert.Equal(t, (&DaemonSpec{MountWait: 1.5}).Wait(), 1500*time.Millisecond)

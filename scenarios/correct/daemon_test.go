@@ -101,6 +101,8 @@ func TestForDaemon(t *testing.T) {
 		{loopback.KindFlipBytes, contract.PtUnmountOpen, false, "wrong bytes"},
 		{loopback.KindFlipBytes, contract.PtMmapShared, false, "the mapping differs from the backing file"},
 		{loopback.KindDropWrites, contract.PtOpenTwice, false, "after both pairs of opens: backing file: bytes differ"},
+		{loopback.KindDropWrites, contract.DaemonWrite, false, "read back"},
+		{loopback.KindFlipBytes, contract.DaemonWrite, false, "read back"},
 	} {
 		t.Run(string(tc.kind)+"/"+string(tc.id), func(t *testing.T) {
 			if tc.needPT {
@@ -111,4 +113,17 @@ func TestForDaemon(t *testing.T) {
 			assert.Check(t, is.Contains(r.Reason, tc.want))
 		})
 	}
+
+	// A daemon that shows no backing directory (here the loopback of a
+	// scratch directory, as an encrypted store would be) skips the data
+	// checks, yet its mount is checked.
+	t.Run("no backing directory", func(t *testing.T) {
+		spec := &contract.DaemonSpec{Name: "nopt", Path: testbin.Go(t, "../server/testdata/nopassthrough"), Args: []string{"{mnt}", "{scratch}"}}
+		r := run(t, spec, contract.PtIntegrity)
+		assert.Check(t, is.Equal(r.Status, results.Skip), r.Reason)
+		for _, id := range []contract.ID{contract.DaemonMounted, contract.DaemonReadAll, contract.DaemonWrite, contract.DaemonUnmount} {
+			r = run(t, spec, id)
+			assert.Check(t, is.Equal(r.Status, results.Pass), "%s: %s", id, r.Reason)
+		}
+	})
 }

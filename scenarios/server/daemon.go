@@ -29,9 +29,12 @@ type DaemonMount struct {
 	// Dir is the mount point.
 	Dir string
 
-	cmd    *exec.Cmd
-	stderr *tail
-	waited chan struct{} // the started process has ended; nil once seen
+	cmd  *exec.Cmd
+	argv []string
+	// scratch is the mount's PlaceholderScratch directory, "" for none.
+	scratch string
+	stderr  *tail
+	waited  chan struct{} // the started process has ended; nil once seen
 	// waitDone is waited, kept when waited is set to nil.
 	waitDone chan struct{}
 	waitErr  error
@@ -98,18 +101,25 @@ func StartDaemonOn(ctx context.Context, spec *contract.DaemonSpec, backing, mnt 
 			return nil, fmt.Errorf("daemon %s: %w", spec.Name, err)
 		}
 	}
-	d.cmd = exec.Command(spec.Path, spec.Argv(argBacking, argMnt)...)
-	d.cmd.Env = append(os.Environ(), spec.Env...)
-	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
-	// Its own group, so that what it forks can be killed with it.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if spec.Root != "" {
-		// The kernel runs Path, its loader and libraries, and whatever
-		// the daemon runs in turn (fusermount3, ssh), from the root.
-		d.cmd.SysProcAttr.Chroot = spec.Root
-		d.cmd.Dir = "/"
+	argScratch := ""
+	if spec.Scratched() {
+		if d.scratch, argScratch, err = makeScratch(spec, dir); err != nil {
+			return nil, fmt.Errorf("daemon %s: %w", spec.Name, err)
+		}
 	}
+	wait := spec.Wait()
+	setupCtx, cancel := context.WithTimeout(ctx, wait)
+	err = runSetup(setupCtx, spec, argBacking, argMnt, argScratch)
+	cancel()
+	if err != nil {
+		d.removeScratch()
+		return nil, fmt.Errorf("daemon %s: %w", spec.Name, err)
+	}
+	d.argv = spec.Argv(argBacking, argMnt, argScratch)
+	d.cmd = daemonCommand(spec, spec.Path, d.argv)
+	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	if err := startOn(cpus, d.cmd.Start); err != nil {
+		d.removeScratch()
 		return nil, fmt.Errorf("daemon %s: start %s: %w", spec.Name, spec.Path, err)
 	}
 	go func() {
@@ -117,7 +127,6 @@ func StartDaemonOn(ctx context.Context, spec *contract.DaemonSpec, backing, mnt 
 		close(d.waited)
 	}()
 
-	wait := spec.Wait()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(daemonPoll)
@@ -282,6 +291,10 @@ func (d *DaemonMount) ExitStatus() string {
 	return "0"
 }
 
+// Args are the arguments the daemon was started with, placeholders
+// replaced, as it saw them (inside its root, if it has one).
+func (d *DaemonMount) Args() []string { return slices.Clone(d.argv) }
+
 // Stderr returns the last lines the daemon wrote (stdout and stderr).
 func (d *DaemonMount) Stderr() []string { return d.stderr.Lines() }
 
@@ -319,6 +332,7 @@ func (d *DaemonMount) Stop() (wire.Stats, error) {
 		if d.waitErr != nil {
 			errs = append(errs, fmt.Errorf("daemon %s: %w", d.Spec.Name, d.waitErr))
 		}
+		d.removeScratch()
 		d.reap()
 		d.mu.Lock()
 		if e := d.forkedExit; e != "" && e != "0" {
@@ -357,6 +371,7 @@ func (d *DaemonMount) kill() {
 	for deadline := time.Now().Add(stopGrace); d.alive() && time.Now().Before(deadline); {
 		time.Sleep(daemonPoll)
 	}
+	d.removeScratch()
 }
 
 // watch closes exited once the started process has ended and none of the
@@ -590,4 +605,93 @@ func Comm(pid int) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// daemonCommand is prog, with args, run as spec's daemon is: in its root
+// (the kernel runs prog, its loader and libraries, and whatever it runs in
+// turn, fusermount3 or ssh, from there), with its environment and Stdin,
+// in a process group of its own so that what it forks can be killed with
+// it.
+func daemonCommand(spec *contract.DaemonSpec, prog string, args []string) *exec.Cmd {
+	// Not exec.Command, which would look a bare name up in the guest's
+	// PATH, not in the root's: CheckSetup wants absolute paths.
+	cmd := &exec.Cmd{Path: prog, Args: append([]string{prog}, args...)}
+	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if spec.Root != "" {
+		cmd.SysProcAttr.Chroot = spec.Root
+		cmd.Dir = "/"
+	}
+	if spec.Stdin != "" {
+		cmd.Stdin = strings.NewReader(spec.Stdin + "\n")
+	}
+	return cmd
+}
+
+// makeScratch makes the PlaceholderScratch directory of a mount at mnt:
+// fresh and empty, beside mnt (so on the file system of the backing
+// directory, and inside the daemon's root), with spec.Dirs in it. It
+// returns its path and the path the daemon sees.
+func makeScratch(spec *contract.DaemonSpec, mnt string) (dir, inside string, err error) {
+	dir, err = os.MkdirTemp(filepath.Dir(mnt), "scratch-")
+	if err != nil {
+		return "", "", fmt.Errorf("scratch directory: %w", err)
+	}
+	for _, name := range spec.Dirs {
+		if err := contract.CheckDir(name); err != nil {
+			os.RemoveAll(dir)
+			return "", "", err
+		}
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			os.RemoveAll(dir)
+			return "", "", fmt.Errorf("scratch directory: %w", err)
+		}
+	}
+	if inside, err = spec.Inside(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("scratch directory: %w", err)
+	}
+	return dir, inside, nil
+}
+
+// removeScratch removes the mount's scratch directory, once its daemon
+// has ended (or never started).
+func (d *DaemonMount) removeScratch() {
+	if d.scratch != "" {
+		_ = os.RemoveAll(d.scratch)
+		d.scratch = ""
+	}
+}
+
+// runSetup runs spec's setup commands in order, each to its end within
+// ctx; the first that fails is an error with its exit status and output.
+func runSetup(ctx context.Context, spec *contract.DaemonSpec, backing, mnt, scratch string) error {
+	for _, c := range spec.Setup {
+		if err := contract.CheckSetup(c); err != nil {
+			return err
+		}
+		args := contract.Expand(c, backing, mnt, scratch)
+		cmd := daemonCommand(spec, args[0], args[1:])
+		out := &tail{max: stderrLines}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("setup %q: %w", args, err)
+		}
+		// Killed with its group when ctx ends: a setup command that
+		// waits for input it will never get must not hold the check.
+		stop := context.AfterFunc(ctx, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+		err := cmd.Wait()
+		stop()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (%v)", err, ctx.Err())
+			}
+			note := ""
+			if lines := out.Lines(); len(lines) > 0 {
+				note = "; output: " + strings.Join(lines, " | ")
+			}
+			return fmt.Errorf("setup %q: %w%s", args, err, note)
+		}
+	}
+	return nil
 }

@@ -116,6 +116,52 @@ func TestDaemonRooted(t *testing.T) {
 	assert.Check(t, is.ErrorContains(err, "is outside the root"))
 }
 
+// A daemon that keeps state apart from its data (an overlay's work
+// directory, an encrypted store) gets a fresh scratch directory per
+// mount, with the directories it asks for, made before its setup
+// commands run; they and the daemon read Stdin; the directory is gone
+// once the daemon has ended, and a failing setup command fails the mount
+// with its status and output, before the daemon is started.
+func TestDaemonSetup(t *testing.T) {
+	servertest.NeedMount(t)
+	bin := testbin.Go(t, "./testdata/nopassthrough")
+	spec := contract.DaemonSpec{Name: "setup", Path: "/bin/sh", Stdin: "secret", Dirs: []string{"store", "work"},
+		Setup: [][]string{{"/bin/sh", "-c", "cat > {scratch}/store/from-setup; ls {scratch} > {scratch}/store/dirs"}},
+		Args:  []string{"-c", "read pw; echo \"$pw\" > {scratch}/store/from-daemon; setsid " + bin + " {mnt} {scratch}/store </dev/null >/dev/null 2>&1 & exit 0"}}
+	mnt := t.TempDir()
+	d, err := StartDaemon(context.Background(), &spec, "", mnt)
+	assert.NilError(t, err)
+	t.Cleanup(func() { d.Stop() })
+	for name, want := range map[string]string{"from-setup": "secret\n", "from-daemon": "secret\n", "dirs": "store\nwork\n"} {
+		got, err := os.ReadFile(filepath.Join(mnt, name))
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(string(got), want), name)
+	}
+	scratch := d.scratch
+	assert.Check(t, is.Equal(filepath.Dir(scratch), filepath.Dir(mnt)), "beside the mount point")
+	assert.Check(t, is.Contains(strings.Join(d.Args(), " "), scratch+"/store"))
+	_, err = d.Stop()
+	assert.NilError(t, err)
+	_, err = os.Stat(scratch)
+	assert.Check(t, os.IsNotExist(err), "scratch directory removed: %v", err)
+
+	fails := spec
+	fails.Setup = [][]string{{"/bin/sh", "-c", "echo no store here; exit 3"}}
+	_, err = StartDaemon(context.Background(), &fails, "", mnt)
+	assert.Check(t, is.ErrorContains(err, "exit status 3; output: no store here"))
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(mnt), "scratch-*"))
+	assert.Check(t, is.Len(left, 0), "no scratch directory left behind")
+
+	// One that waits for input it never gets is killed at the mount wait.
+	hangs := spec
+	hangs.Stdin, hangs.MountWait = "", 0.5
+	hangs.Setup = [][]string{{"/bin/sleep", "60"}}
+	start := time.Now()
+	_, err = StartDaemon(context.Background(), &hangs, "", mnt)
+	assert.Check(t, is.ErrorContains(err, "context deadline exceeded"))
+	assert.Check(t, time.Since(start) < 10*time.Second)
+}
+
 // libfuse forks into the background after it has mounted, so the mount
 // can appear while only the parent, about to exit, holds /dev/fuse: the
 // child must still be found, and the parent's exit is no crash. Repeated,

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/daemonspec"
 	"github.com/fusematrix/fusematrix/kernels"
 )
 
@@ -25,7 +26,7 @@ commands:
   fetch [-matrix NAME] [kernel …]   download and unpack kernels now; cached ones are checked file by file
   prune [-all]                      remove cached kernels no matrix of the catalog uses (all with -all)
                                     and files left by interrupted runs
-  matrices                          the catalog's matrices and named kernels, and the file of each
+  matrices                          the catalog's matrices, named kernels and daemons, and the file of each
   build [-base B] [-j N] -src DIR   build the kernel of a Linux source tree with kernels/fuse.config
                                     applied (base defconfig, tinyconfig or a file), cached by source
                                     state, fragment and base; boot it as src:DIR[,base=B]
@@ -323,6 +324,17 @@ func kernelsMatrices(args []string, out io.Writer) error {
 		for _, name := range names {
 			sel, origin, _ := c.Kernel(name)
 			fmt.Fprintf(out, "  %s = %s (from %s)\n", name, sel, origin)
+		}
+	}
+	if names := c.Daemons(); len(names) > 0 {
+		fmt.Fprintf(out, "\ndaemons (-daemon NAME):\n")
+		for _, name := range names {
+			sec, _ := c.Daemon(name)
+			binary := "(not readable: see -daemon " + name + ")"
+			if spec, err := daemonspec.FromSection(sec); err == nil {
+				binary = spec.Binary
+			}
+			fmt.Fprintf(out, "  %s = %s (from %s:%d)\n", name, binary, sec.File, sec.Line)
 		}
 	}
 	return nil

@@ -238,9 +238,11 @@ func TestCatalogOverride(t *testing.T) {
 			want: []string{"default (from " + config + "):\n  debian:6.18/cloud\n"},
 		},
 		{
-			name:   "built in only",
-			args:   []string{"kernels", "matrices"},
-			want:   []string{"default (from built-in kernels/catalog.conf):\n  debian:6.1/cloud@bookworm\n  debian:6.12/cloud@bookworm\n"},
+			name: "built in only",
+			args: []string{"kernels", "matrices"},
+			want: []string{"default (from built-in kernels/catalog.conf):\n  debian:6.1/cloud@bookworm\n  debian:6.12/cloud@bookworm\n",
+				// The catalog's clients (docs/clients.md), by name.
+				"daemons (-daemon NAME):\n  bindfs = debian:bindfs@sid (from built-in kernels/catalog.conf:"},
 			absent: []string{"named kernels", "extra"},
 		},
 		{
