@@ -142,16 +142,6 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 }
 
 // readN reads n bytes of path with 128 KiB reads, as an application would.
-// readSome reads path to its end or its first n bytes.
-func readSome(path string, n int64) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(io.Discard, io.LimitReader(f, n))
-	return err
-}
 
 func readN(path string, n int64) ([]byte, error) {
 	f, err := os.Open(path)
