@@ -393,3 +393,36 @@ func TestCatalogClients(t *testing.T) {
 		})
 	}
 }
+
+// A read-only client of the built-in catalog, squashfuse on an image made
+// in the guest, is found read-only by its own checks: it mounts, its tree
+// reads, its unmount is clean, and its write check skips saying the mount
+// is read-only, never passes or fails (issue 23).
+func TestCatalogReadOnlyClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a kernel, and reads sid's index from the configured Debian mirror")
+	}
+	t.Setenv("FUSEMATRIX_CATALOG", "")
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir()) // the built-in catalog alone
+	out := t.TempDir()
+	code, text := fusematrix(t, "matrix", "-q", "-accel", "tcg", "-out", out,
+		"-run", "^daemon/.*/(mount|read-all|write|unmount)$", "-daemon", "squashfuse", "debian:6.12/cloud@bookworm")
+	if code == 1 && strings.Contains(text, "is the mirror reachable?") {
+		t.Skipf("the mirror is unreachable: %s", text)
+	}
+	assert.Equal(t, code, 0, text)
+	run := readRun(t, out)
+	assert.Assert(t, is.Len(run.Kernels, 1))
+	k := run.Kernels[0]
+	for id, want := range map[string]results.Status{"mount": results.Pass, "read-all": results.Pass, "write": results.Skip, "unmount": results.Pass} {
+		r := k.Result("daemon/squashfuse/" + id)
+		if !assert.Check(t, r != nil, "no daemon/squashfuse/%s", id) {
+			continue
+		}
+		assert.Check(t, is.Equal(r.Status, want), "%s: %s", id, r.Reason)
+		if id == "write" {
+			assert.Check(t, is.Contains(r.Reason, "read-only mount"), id)
+		}
+	}
+	assert.Check(t, is.Equal(k.Result("daemon/squashfuse/mount").Facts["read_only"], "true"))
+}
