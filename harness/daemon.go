@@ -14,8 +14,9 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 )
 
-// daemonGuestDir is where a daemon's binary goes in the guest; the files
-// it needs keep their host paths.
+// daemonGuestDir is where a daemon's binary goes in the guest, below a
+// directory named for the daemon (several may share a boot); the files it
+// needs keep their host paths.
 const daemonGuestDir = "/fusematrix/daemon"
 
 // Reserved is a guest path that fusematrix's initramfs provides or mounts
@@ -86,7 +87,8 @@ type Daemon struct {
 // ./myfs"). A binary that cannot run in the guests, or an extra file that
 // would replace the guest's own, is an error here, before anything boots.
 func NewDaemon(spec *daemonspec.Spec, what string) (*Daemon, error) {
-	files, env, own, notes, err := daemonFiles(spec.Binary)
+	guestBin := daemonGuestDir + "/" + spec.Name + "/" + filepath.Base(spec.Binary)
+	files, env, own, notes, err := daemonFiles(spec.Binary, guestBin)
 	if w := spec.Where(daemonspec.KeyBinary); err != nil && w != "" {
 		if !filepath.IsAbs(spec.Binary) {
 			wd, _ := os.Getwd()
@@ -103,7 +105,7 @@ func NewDaemon(spec *daemonspec.Spec, what string) (*Daemon, error) {
 	}
 	out := &Daemon{
 		DaemonSpec: contract.DaemonSpec{
-			Name: spec.Name, Path: daemonGuestDir + "/" + filepath.Base(spec.Binary), Args: spec.Args,
+			Name: spec.Name, Path: guestBin, Args: spec.Args,
 			Env: daemonEnv(env, spec.Env), Passthrough: spec.Passthrough != nil && *spec.Passthrough, MountWait: spec.Wait.Seconds(),
 			Setup: spec.Setup, Stdin: spec.Stdin, Dirs: spec.Dirs,
 		},
@@ -184,17 +186,18 @@ func extraFiles(fs []daemonspec.File, reserved []Reserved) ([]initramfs.File, er
 	return out, nil
 }
 
-// daemonFiles are the files that carry the binary at path into a guest
+// daemonFiles are the files that carry the binary at path into a guest,
+// at guestBin
 // (its dynamic loader, libraries and fusermount3 too, found from the ELF
 // file), the environment it needs there, and the guest paths they take,
 // which no extra file may. A binary that cannot run in the guests is an
 // error naming why; what elfdeps could only warn about comes back as notes.
-func daemonFiles(path string) ([]initramfs.File, []string, []Reserved, []string, error) {
+func daemonFiles(path, guestBin string) ([]initramfs.File, []string, []Reserved, []string, error) {
 	b, err := elfdeps.Resolve(path)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	fs, err := b.Files(daemonGuestDir + "/" + filepath.Base(path))
+	fs, err := b.Files(guestBin)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

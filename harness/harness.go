@@ -61,9 +61,9 @@ type Options struct {
 	contract.Params
 	// Append is added to every guest's kernel command line.
 	Append string
-	// Daemon, when set, is a user's FUSE daemon every guest also runs its
-	// checks against (daemon/<name>/…).
-	Daemon *Daemon
+	// Daemons are users' FUSE daemons every guest also runs checks
+	// against (daemon/<name>/…), one after the other in one boot.
+	Daemons []*Daemon
 	// Peer is the host path of the C NOOP peer (make peer), which every
 	// guest then gets at contract.PeerPath; "" puts none in.
 	Peer string
@@ -121,13 +121,11 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 	if err := o.Params.Check(); err != nil {
 		return nil, err
 	}
-	if o.Daemon != nil {
-		if err := o.Daemon.Check(); err != nil {
-			return nil, err
-		}
-		o.Params.Daemon = o.Daemon.Name
+	var err error
+	if o.Params.Daemons, err = daemonNames(o.Daemons); err != nil {
+		return nil, err
 	}
-	checks, err := Selected(o.Run, o.Params.Daemon)
+	checks, err := Selected(o.Run, o.Params.Daemons...)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +215,7 @@ func runKernel(ctx context.Context, index int, name string, base string, checks 
 	}
 	defer os.RemoveAll(runDir)
 	initrd := filepath.Join(runDir, "initrd.cpio")
-	if err := writeInitrd(ctx, base, initrd, k, o.Peer, o.Daemon); err != nil {
+	if err := writeInitrd(ctx, base, initrd, k, o.Peer, o.Daemons); err != nil {
 		return fail(fmt.Errorf("initramfs for %s: %w", k.Release, err))
 	}
 
@@ -291,18 +289,18 @@ const resultGrace = 30 * time.Second
 var ErrSelection = errors.New("bad selection")
 
 // Selected returns the checks a -run pattern selects, which every guest
-// must then report, with those of the daemon named daemon ("" for none)
-// after them. A pattern that does not compile, or matches no check at all
+// must then report, with those of each daemon named after them, daemon
+// after daemon. A pattern that does not compile, or matches no check at all
 // (the probes always run, but a pattern that names none of them nor
 // anything else is a mistake), is an error.
-func Selected(pattern, daemon string) ([]contract.Check, error) {
+func Selected(pattern string, daemons ...string) ([]contract.Check, error) {
 	checks, err := contract.Select(pattern)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSelection, err)
 	}
 	re := regexp.MustCompile(pattern) // Select compiled it
 	matched := slices.ContainsFunc(contract.Checks(), func(c contract.Check) bool { return re.MatchString(string(c.ID)) })
-	if daemon != "" {
+	for _, daemon := range daemons {
 		dc, err := contract.DaemonChecks(daemon, pattern)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSelection, err)
@@ -337,9 +335,10 @@ func agentArgs(o Options) string {
 	return strings.TrimSpace(o.Params.Cmdline() + " " + o.Append)
 }
 
-// writeInitrd appends the kernel's modules and their load order, and the
-// C NOOP peer if there is one, to the shared base image.
-func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer string, d *Daemon) error {
+// writeInitrd appends the kernel's modules and their load order, the C
+// NOOP peer if there is one, and the daemons with their descriptions, to
+// the shared base image.
+func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer string, daemons []*Daemon) error {
 	load, _, err := k.Modules(kernels.GuestModules...)
 	if err != nil {
 		return err
@@ -359,15 +358,54 @@ func writeInitrd(ctx context.Context, base, dst string, k *kernels.Kernel, peer 
 		}
 		files = append(files, initramfs.HostFile(contract.PeerPath, peer, 0o755))
 	}
-	if d != nil {
+	dfiles, err := allDaemonFiles(daemons)
+	if err != nil {
+		return err
+	}
+	return initramfs.Overlay(ctx, base, dst, append(files, dfiles...))
+}
+
+// daemonNames checks each daemon and returns their names, which must
+// differ: each daemon's results are under daemon/NAME/.
+func daemonNames(daemons []*Daemon) ([]string, error) {
+	var names []string
+	for _, d := range daemons {
+		if err := d.Check(); err != nil {
+			return nil, err
+		}
+		if slices.Contains(names, d.Name) {
+			return nil, fmt.Errorf("two daemons are called %s: their results would share daemon/%s/ (name one with -daemon-name or name =)", d.Name, d.Name)
+		}
+		names = append(names, d.Name)
+	}
+	return names, nil
+}
+
+// allDaemonFiles are the files of every daemon, with each one's description:
+// an entry that two daemons share (a library both link, a root both run
+// in) goes in once, and two different files at one guest path are an
+// error naming both daemons.
+func allDaemonFiles(daemons []*Daemon) ([]initramfs.File, error) {
+	var out []initramfs.File
+	owner := map[string]int{} // guest path → index in out
+	whose := map[string]string{}
+	for _, d := range daemons {
 		spec, err := json.Marshal(d.DaemonSpec)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		files = append(files, d.Files...)
-		files = append(files, initramfs.BytesFile(contract.DaemonSpecPath, spec, 0o644))
+		for _, f := range append(slices.Clip(d.Files), initramfs.BytesFile(contract.DaemonSpecFile(d.Name), spec, 0o644)) {
+			if i, ok := owner[f.Path]; ok {
+				if out[i].Same(f) {
+					continue
+				}
+				return nil, fmt.Errorf("daemons %s and %s both need %s in the guest, as different files", whose[f.Path], d.Name, f.Path)
+			}
+			owner[f.Path], whose[f.Path] = len(out), d.Name
+			out = append(out, f)
+		}
 	}
-	return initramfs.Overlay(ctx, base, dst, files)
+	return out, nil
 }
 
 // writer keeps the run summary on disk up to date as kernels finish.

@@ -44,7 +44,7 @@ func TestConflict(t *testing.T) {
 // flags, is reserved: the list follows the constants it is made of.
 func TestReservedPathsCoverInitrd(t *testing.T) {
 	for _, p := range []string{
-		contract.ModulePath("6.12.0-1-cloud-amd64", "fuse"), contract.ModuleList, contract.PeerPath, contract.DaemonSpecPath,
+		contract.ModulePath("6.12.0-1-cloud-amd64", "fuse"), contract.ModuleList, contract.PeerPath, contract.DaemonSpecFile("myfs"),
 		"/init", "/bbin/init", "/bbin/bb", "/bbin/fusematrix-agent", "/bin/uinit", "/etc/uinit.flags",
 		"/tmp/x", "/dev/fuse", "/proc/1/status", "/sys/fs/fuse/connections", "/run/fusematrix/backing/f",
 	} {

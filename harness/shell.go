@@ -40,7 +40,7 @@ var ShellCommands = func() []string {
 // so an accelerator that got this far is not to blame for what follows.
 var shellMarker = []byte("fusematrix shell: ")
 
-// Shell boots the kernel name with the shell image (and o.Daemon, which
+// Shell boots the kernel name with the shell image (and o.Daemons' one, which
 // the guest then mounts instead of fusematrix's loopback) and connects the
 // guest's serial console to in and out, until the guest powers off (the
 // shell exited) or ctx ends; QEMU is gone when it returns. The console is
@@ -50,11 +50,12 @@ var shellMarker = []byte("fusematrix shell: ")
 func Shell(ctx context.Context, name string, o Options, in io.Reader, out io.Writer) error {
 	o.defaults()
 	o.Params.Shell = true
-	if o.Daemon != nil {
-		if err := o.Daemon.Check(); err != nil {
-			return err
-		}
-		o.Params.Daemon = o.Daemon.Name
+	if len(o.Daemons) > 1 {
+		return errors.New("a shell mounts one daemon: give -daemon once")
+	}
+	var err error
+	if o.Params.Daemons, err = daemonNames(o.Daemons); err != nil {
+		return err
 	}
 	if _, err := qemu.Version(ctx, o.QEMU); err != nil {
 		return fmt.Errorf("%w: install Debian's qemu-system-x86 package (make deps)", err)
@@ -81,7 +82,7 @@ func Shell(ctx context.Context, name string, o Options, in io.Reader, out io.Wri
 	}
 	defer os.RemoveAll(runDir)
 	initrd := filepath.Join(runDir, "initrd.cpio")
-	if err := writeInitrd(ctx, base, initrd, k, "", o.Daemon); err != nil {
+	if err := writeInitrd(ctx, base, initrd, k, "", o.Daemons); err != nil {
 		return fmt.Errorf("initramfs for %s: %w", k.Release, err)
 	}
 

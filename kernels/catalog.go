@@ -264,6 +264,9 @@ func parseCatalog(r io.Reader, file string) (*Catalog, error) {
 			if _, dup := c.daemons[name]; dup {
 				return nil, at.errorf("daemon %q defined twice", name)
 			}
+			if name == AllDaemons {
+				return nil, at.errorf("[daemon %s]: -daemon %s stands for every daemon of the catalog; name this one otherwise", name, name)
+			}
 			daemon = &Section{Name: name, File: file, Line: n}
 			c.dnames = append(c.dnames, name)
 			c.daemons[name] = daemon
@@ -393,6 +396,10 @@ func (c *Catalog) Kernel(name string) (selector, origin string, ok bool) {
 	k, ok := c.kernels[name]
 	return k.selector, k.at.file, ok
 }
+
+// AllDaemons is the name that stands for every daemon section of a
+// catalog (fusematrix matrix -daemon clients): no section may take it.
+const AllDaemons = "clients"
 
 // Daemons lists the daemon sections in the order they were first defined.
 func (c *Catalog) Daemons() []string { return slices.Clone(c.dnames) }

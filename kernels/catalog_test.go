@@ -367,6 +367,7 @@ binary = /bin/other
 		{"[daemon a b]\n", "x.conf:1: want [daemon NAME]"},
 		{"[daemon ]\n", "x.conf:1: want [daemon NAME]"},
 		{"[daemon a]\n[daemon a]\n", `x.conf:2: daemon "a" defined twice`},
+		{"[daemon clients]\nbinary = /bin/true\n", `x.conf:1: [daemon clients]: -daemon clients stands for every daemon of the catalog; name this one otherwise`},
 	} {
 		_, err := DefaultCatalog.Overlay("x.conf", strings.NewReader(tc.text))
 		assert.Check(t, is.ErrorContains(err, tc.err), tc.text)

@@ -133,22 +133,22 @@ func (a *agent) runAll(ctx context.Context) {
 		r.ID, r.Kind = string(s.ID), s.Kind
 		a.emit(results.Event{Type: results.ResultEvent, Result: fit(r)})
 	}
-	if a.cfg.Daemon != "" {
-		a.runDaemon(ctx, st, &base, root, err)
+	// One daemon after the other, each with all its checks: a daemon's
+	// checks start and stop it, so no two are mounted at once.
+	for _, name := range a.cfg.Daemons {
+		a.runDaemon(ctx, st, name, &base, root, err)
 	}
 }
 
-// runDaemon runs the checks of the user's daemon named on the command
-// line, under its ids (daemon/<name>/…), with the daemon as the server
-// under test.
-func (a *agent) runDaemon(ctx context.Context, st *suite.Suite, base *scenarios.Env, root string, rootErr error) {
-	name := a.cfg.Daemon
+// runDaemon runs the checks of the user's daemon called name, under its
+// ids (daemon/<name>/…), with the daemon as the server under test.
+func (a *agent) runDaemon(ctx context.Context, st *suite.Suite, name string, base *scenarios.Env, root string, rootErr error) {
 	checks, err := contract.DaemonChecks(name, a.cfg.Run)
 	if err != nil {
 		a.log(err.Error())
 		return
 	}
-	spec, specErr := readDaemon(a.cfg.daemonSpecPath(), name)
+	spec, specErr := readDaemon(a.cfg.daemonSpecPath(name), name)
 	byID := map[contract.ID]scenarios.Scenario{}
 	for _, s := range st.ForDaemon() {
 		byID[s.ID] = s

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -46,9 +47,9 @@ type Config struct {
 	Notes []string
 	// Server starts the FUSE servers scenarios run against as processes.
 	Server server.Launcher
-	// DaemonSpec is where the user's daemon (Params.Daemon) is described;
-	// "" is contract.DaemonSpecPath.
-	DaemonSpec string
+	// DaemonSpecDir is where the users' daemons (Params.Daemons) are
+	// described, a NAME.json each; "" is contract.DaemonSpecDir.
+	DaemonSpecDir string
 	// Kmsg is the kernel log device; "" is /dev/kmsg.
 	Kmsg string
 	// openKmsg replaces openKmsg in tests.
@@ -58,11 +59,11 @@ type Config struct {
 	Scenarios []scenarios.Scenario
 }
 
-func (c *Config) daemonSpecPath() string {
-	if c.DaemonSpec == "" {
-		return contract.DaemonSpecPath
+func (c *Config) daemonSpecPath(name string) string {
+	if c.DaemonSpecDir == "" {
+		return contract.DaemonSpecFile(name)
 	}
-	return c.DaemonSpec
+	return filepath.Join(c.DaemonSpecDir, name+".json")
 }
 
 func (c *Config) kmsgPath() string {

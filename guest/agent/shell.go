@@ -99,9 +99,10 @@ func Shell(ctx context.Context, cfg Config, sc ShellConfig) error {
 		Pid() int
 		Stop() (wire.Stats, error)
 	}
-	if cfg.Daemon != "" {
+	if len(cfg.Daemons) > 0 {
+		// The host boots a shell with one daemon at most.
 		var d *contract.DaemonSpec
-		if d, err = readDaemon(cfg.daemonSpecPath(), cfg.Daemon); err == nil && d.Root != "" {
+		if d, err = readDaemon(cfg.daemonSpecPath(cfg.Daemons[0]), cfg.Daemons[0]); err == nil && d.Root != "" {
 			// A daemon in a root of its own shows a directory in it,
 			// mounted in it: the shell names both from outside.
 			var scratch string

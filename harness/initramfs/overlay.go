@@ -30,6 +30,19 @@ type File struct {
 	// as it is (a tree a program runs in under chroot has absolute links
 	// meant for that root); Mode and Open are then unused.
 	Link string
+	// Src is the host file a HostFile copies, "" for other entries: two
+	// entries of one path with the same Src, Mode and Link are the same
+	// entry (Same), which a caller joining several lists keeps once.
+	Src string
+}
+
+// Same says whether f and g are the same entry: one host file copied to
+// one path with one mode, or one symbolic link.
+func (f File) Same(g File) bool {
+	if f.Path != g.Path || f.Link != g.Link || f.Mode != g.Mode {
+		return false
+	}
+	return f.Link != "" || (f.Src != "" && f.Src == g.Src)
 }
 
 // Symlink is a File that is a symbolic link to target.
@@ -39,7 +52,7 @@ func Symlink(guestPath, target string) File {
 
 // HostFile is a File whose content is the host file src.
 func HostFile(guestPath, src string, mode os.FileMode) File {
-	return File{Path: guestPath, Mode: mode, Open: func() (io.ReadCloser, error) { return os.Open(src) }}
+	return File{Path: guestPath, Mode: mode, Src: src, Open: func() (io.ReadCloser, error) { return os.Open(src) }}
 }
 
 // BytesFile is a File with the given content.

@@ -18,7 +18,8 @@ func TestParamsRoundTrip(t *testing.T) {
 		{Run: "seq read|pt/(integrity|fsync)", Port: "fm.1"},
 		{Run: "x", Count: 7, BenchRuns: 3, BenchMiB: 64, Profile: true},
 		{Shell: true},
-		{Daemon: "my-fs.v2"},
+		{Daemons: []string{"my-fs.v2"}},
+		{Daemons: []string{"bindfs", "sshfs", "fuse-overlayfs"}},
 		{Count: MaxCount, BenchRuns: MaxCount, BenchMiB: MaxBenchMiB},
 	} {
 		t.Run(p.Cmdline(), func(t *testing.T) {
@@ -56,6 +57,15 @@ func TestParseCmdline(t *testing.T) {
 				`kernel command line: fusematrix.profile="yes" is not a boolean` + "\n" +
 				"kernel command line: unknown key fusematrix.colour",
 		},
+		{
+			name:    "daemons",
+			cmdline: "fusematrix.daemon=a,b fusematrix.daemon=c,c fusematrix.daemon=d,,e fusematrix.daemon=../x",
+			want:    Params{Count: 2, BenchMiB: 8, Daemons: []string{"a", "b"}},
+			found:   true,
+			err: `kernel command line: fusematrix.daemon="c,c" is not a list of distinct daemon names` + "\n" +
+				`kernel command line: fusematrix.daemon="d,,e" is not a list of distinct daemon names` + "\n" +
+				`kernel command line: fusematrix.daemon="../x" is not a list of distinct daemon names`,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Params{Count: 2, BenchMiB: 8}
@@ -78,6 +88,7 @@ func TestParseCmdline(t *testing.T) {
 func TestParamsCheck(t *testing.T) {
 	for _, p := range []Params{
 		{Run: `a"b`}, {Run: "a\nb"}, {Port: "a b"}, {Count: MaxCount + 1}, {BenchRuns: -1}, {BenchMiB: MaxBenchMiB + 1},
+		{Daemons: []string{"a", "a"}}, {Daemons: []string{"a,b"}}, {Daemons: []string{""}},
 	} {
 		assert.Check(t, p.Check() != nil, "%+v", p)
 	}

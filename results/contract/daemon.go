@@ -15,12 +15,18 @@ import (
 
 // A user's own FUSE daemon under test (fusematrix matrix -daemon): the
 // host puts the binary and what it needs into the guest, and a Daemon
-// description at DaemonSpecPath; the kernel command line names it
-// (Params.Daemon). Its checks are the correctness scenarios under
-// DaemonPrefix+name+"/", and DaemonPassthrough.
+// description at DaemonSpecFile(name); the kernel command line names it
+// (Params.Daemons, which may name several, each checked in turn). Its
+// checks are the correctness scenarios under DaemonPrefix+name+"/", and
+// DaemonPassthrough.
 
-// DaemonSpecPath is where the guest finds the Daemon under test.
-const DaemonSpecPath = "/etc/fusematrix/daemon.json"
+// DaemonSpecDir is where the guest finds the descriptions of the daemons
+// under test, one file per daemon.
+const DaemonSpecDir = "/etc/fusematrix/daemons"
+
+// DaemonSpecFile is the guest path of the description of the daemon
+// called name.
+func DaemonSpecFile(name string) string { return DaemonSpecDir + "/" + name + ".json" }
 
 // The placeholders of a daemon's arguments.
 const (

@@ -23,9 +23,10 @@ type Params struct {
 	BenchMiB int
 	// Profile has benchmark cells profile their NOOP and classic servers.
 	Profile bool
-	// Daemon names the user's daemon under test, described at
-	// DaemonSpecPath; "" for none.
-	Daemon string
+	// Daemons name the users' daemons under test, each described at
+	// DaemonSpecFile(name), in the order their checks run; the command
+	// line carries them as one word, the names joined by commas.
+	Daemons []string
 	// Shell has the agent mount a loopback and hand the console to an
 	// interactive shell instead of running checks (fusematrix shell).
 	Shell bool
@@ -58,8 +59,8 @@ func (p Params) Check() error {
 	if strings.ContainsAny(p.Run, "\"\n") {
 		errs = append(errs, fmt.Errorf("scenario pattern %q: a kernel command line cannot carry a double quote or a newline", p.Run))
 	}
-	if p.Daemon != "" && !daemonName.MatchString(p.Daemon) {
-		errs = append(errs, fmt.Errorf("daemon name %q: want letters, digits, '.', '_' or '-'", p.Daemon))
+	if err := checkDaemonNames(p.Daemons); err != nil {
+		errs = append(errs, err)
 	}
 	if strings.ContainsAny(p.Port, " \t\n\"") {
 		errs = append(errs, fmt.Errorf("port %q: not a single word", p.Port))
@@ -73,6 +74,23 @@ func (p Params) Check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkDaemonNames says what is wrong with a list of daemon names: one
+// the command line cannot carry, or one named twice (their ids would
+// collide).
+func checkDaemonNames(names []string) error {
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !daemonName.MatchString(n) {
+			return fmt.Errorf("daemon name %q: want letters, digits, '.', '_' or '-'", n)
+		}
+		if seen[n] {
+			return fmt.Errorf("daemon name %q given twice: each daemon's checks run under daemon/NAME/, so names must differ", n)
+		}
+		seen[n] = true
+	}
+	return nil
 }
 
 // Cmdline renders p as kernel command-line words. The port is always
@@ -107,8 +125,8 @@ func (p Params) Cmdline() string {
 	if p.Shell {
 		words = append(words, Prefix+KeyShell+"=1")
 	}
-	if p.Daemon != "" {
-		words = append(words, Prefix+KeyDaemon+"="+p.Daemon)
+	if len(p.Daemons) > 0 {
+		words = append(words, Prefix+KeyDaemon+"="+strings.Join(p.Daemons, ","))
 	}
 	return strings.Join(words, " ")
 }
@@ -160,11 +178,12 @@ func (p *Params) ParseCmdline(cmdline string) (found bool, err error) {
 			}
 			p.Profile = on
 		case KeyDaemon:
-			if !daemonName.MatchString(value) {
-				bad(key, value, "a daemon name")
+			names := strings.Split(value, ",")
+			if checkDaemonNames(names) != nil {
+				bad(key, value, "a list of distinct daemon names")
 				continue
 			}
-			p.Daemon = value
+			p.Daemons = names
 		case KeyShell:
 			on, err := strconv.ParseBool(value)
 			if err != nil {

@@ -47,7 +47,7 @@ func main() {
 			return
 		case "list":
 			checks := contract.Checks()
-			if d := guestDaemon(); d != "" {
+			for _, d := range guestDaemons() {
 				for _, c := range contract.DaemonScenarios() {
 					c.ID = contract.DaemonID(d, c.ID)
 					checks = append(checks, c)
@@ -95,9 +95,9 @@ func runByHand(ids []string) int {
 	}
 	re := regexp.MustCompile(pattern)
 	matched := slices.ContainsFunc(contract.Checks(), func(c contract.Check) bool { return re.MatchString(string(c.ID)) })
-	daemon := guestDaemon()
-	if daemon != "" {
-		dc, _ := contract.DaemonChecks(daemon, pattern)
+	daemons := guestDaemons()
+	for _, d := range daemons {
+		dc, _ := contract.DaemonChecks(d, pattern)
 		matched = matched || len(dc) > 0
 	}
 	if !matched {
@@ -107,7 +107,7 @@ func runByHand(ids []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	cfg, _ := agent.FromCmdline("")
-	cfg.Daemon = daemon // its checks too, under daemon/NAME/…
+	cfg.Daemons = daemons // their checks too, under daemon/NAME/…
 	cfg.Server = server.Launcher{Argv0: name}
 	if err := agent.RunOne(ctx, cfg, pattern, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -116,14 +116,14 @@ func runByHand(ids []string) int {
 	return 0
 }
 
-// guestDaemon is the daemon the guest's command line names (fusematrix
-// shell -daemon), "" for none or outside a guest.
-func guestDaemon() string {
+// guestDaemons are the daemons the guest's command line names (fusematrix
+// shell -daemon), none outside a guest.
+func guestDaemons() []string {
 	data, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
-		return ""
+		return nil
 	}
 	var p contract.Params
 	p.ParseCmdline(string(data))
-	return p.Daemon
+	return p.Daemons
 }

@@ -75,7 +75,7 @@ func bench(args []string) error {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
-	if o.Daemon, err = daemon.resolveDaemon(fs, matrixName.catalog, o.Kernel, *quiet); err != nil {
+	if err = daemon.resolveInto(fs, &o, matrixName.catalog, *quiet); err != nil {
 		return err
 	}
 	if err := someCell(o); err != nil {

@@ -21,13 +21,14 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 )
 
-// daemonFlags are the flags that put a user's daemon under test.
+// daemonFlags are the flags that put users' daemons under test.
 type daemonFlags struct {
-	path, args, name string
-	bin              string
-	passthrough      bool
-	env              []string
-	wait             time.Duration
+	paths       []string
+	args, name  string
+	bin         string
+	passthrough bool
+	env         []string
+	wait        time.Duration
 }
 
 func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
@@ -39,7 +40,13 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 	case "shell":
 		what = "the guest mounts it at /mnt/fuse instead of fusematrix's loopback; fusematrix-agent run daemon/NAME/… runs one of its checks"
 	}
-	fs.StringVar(&d.path, "daemon", "", "your FUSE daemon: its `binary`, a file describing it, the NAME of a [daemon NAME] section of the catalog, or a Debian package, debian:PACKAGE[=VERSION][@SUITE] (run with its own libraries from the archive); "+what)
+	fs.Func("daemon", "your FUSE daemon: its `binary`, a file describing it, the NAME of a [daemon NAME] section of the catalog, or a Debian package, debian:PACKAGE[=VERSION][@SUITE] (run with its own libraries from the archive); "+what+". Repeat it to run several daemons in one boot, each after the other; "+clientsWord+" is every daemon of the catalog", func(s string) error {
+		if s == "" {
+			return errors.New("empty")
+		}
+		d.paths = append(d.paths, s)
+		return nil
+	})
 	fs.StringVar(&d.bin, "daemon-bin", "", "for -daemon debian:PACKAGE: the daemon's `program` in the package's root, e.g. /usr/bin/sshfs (default: the package's one FUSE program in /usr/bin or /usr/sbin)")
 	fs.StringVar(&d.args, "daemon-args", contract.PlaceholderMount,
 		"the daemon's `arguments`, split as a shell would (quotes group words); "+contract.PlaceholderBacking+" is the directory it shows, "+contract.PlaceholderMount+" its mount point")
@@ -56,8 +63,80 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 	return d
 }
 
-// daemon returns the daemon the flags describe, nil when -daemon was not
-// given. -daemon names a binary, a description file, or a [daemon NAME]
+// clientsWord, given to -daemon, stands for every daemon section of the
+// catalog (the built-in one's FUSE clients, and the user's).
+const clientsWord = kernels.AllDaemons
+
+// daemons returns the daemons the flags describe, in the order given,
+// none when -daemon was not given; -daemon clients is every daemon of the
+// catalog. The -daemon-* flags describe one daemon, so with several they
+// are an error.
+func (d *daemonFlags) daemons(ctx context.Context, fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) ([]*harness.Daemon, error) {
+	if len(d.paths) == 0 {
+		for _, f := range daemonDetailFlags {
+			if set(fs, f) {
+				return nil, fmt.Errorf("-%s without -daemon", f)
+			}
+		}
+		return nil, nil
+	}
+	paths, err := expandClients(d.paths, func() (*kernels.Catalog, error) { return kernels.UserCatalog(catalog) })
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) > 1 {
+		for _, f := range daemonDetailFlags {
+			if set(fs, f) {
+				return nil, fmt.Errorf("-%s describes one daemon, and -daemon names %d: describe each in a file or a [daemon NAME] section instead", f, len(paths))
+			}
+		}
+	}
+	var out []*harness.Daemon
+	seen := map[string]string{}
+	for _, p := range paths {
+		dm, err := d.daemon(ctx, fs, p, catalog, kopts, quiet)
+		if err != nil {
+			return nil, err
+		}
+		if first, ok := seen[dm.Name]; ok {
+			return nil, fmt.Errorf("-daemon %s and -daemon %s are both called %s: their results would share daemon/%s/ (name one in its description, name = …)", first, p, dm.Name, dm.Name)
+		}
+		seen[dm.Name] = p
+		out = append(out, dm)
+	}
+	return out, nil
+}
+
+// expandClients returns paths with clientsWord replaced by every daemon
+// of the catalog, in the catalog's order. A file of that name in the
+// working directory makes the word ambiguous: an error.
+func expandClients(paths []string, catalog func() (*kernels.Catalog, error)) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		if p != clientsWord {
+			out = append(out, p)
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return nil, fmt.Errorf("-daemon %s: %s is every daemon of the catalog, and also a file here: name the file ./%s", p, p, p)
+		}
+		c, err := catalog()
+		if err != nil {
+			return nil, err
+		}
+		if len(c.Daemons()) == 0 {
+			return nil, fmt.Errorf("-daemon %s: the catalog (%s) describes no daemon", p, strings.Join(c.Files(), ", "))
+		}
+		out = append(out, c.Daemons()...)
+	}
+	return out, nil
+}
+
+// daemonDetailFlags are the flags that add to one daemon's description.
+var daemonDetailFlags = []string{"daemon-args", "daemon-name", "daemon-passthrough", "daemon-env", "daemon-wait", "daemon-bin"}
+
+// daemon returns the daemon path describes with the -daemon-* flags.
+// path names a binary, a description file, or a [daemon NAME]
 // section of the catalog (the file catalog, else the user's); the other
 // -daemon-* flags add to the description or override it. A binary that
 // cannot run in the guests is an error here, before anything boots.
@@ -67,25 +146,17 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 // say from where), so that an unknown package, a closure that cannot be
 // satisfied or a package without a FUSE program is an error before any
 // boot (a *debdaemon.InputError; a mirror out of reach is not one).
-func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) (*harness.Daemon, error) {
-	if d.path == "" {
-		for _, f := range []string{"daemon-args", "daemon-name", "daemon-passthrough", "daemon-env", "daemon-wait", "daemon-bin"} {
-			if set(fs, f) {
-				return nil, fmt.Errorf("-%s without -daemon", f)
-			}
-		}
-		return nil, nil
-	}
-	spec, err := daemonspec.Read(d.path, catalog)
+func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, path, catalog string, kopts kernels.Options, quiet bool) (*harness.Daemon, error) {
+	spec, err := daemonspec.Read(path, catalog)
 	if err != nil {
-		return nil, fmt.Errorf("-daemon %s: %w", d.path, err)
+		return nil, fmt.Errorf("-daemon %s: %w", path, err)
 	}
 	ref, isDebian := strings.CutPrefix(spec.Binary, debdaemon.Prefix)
 	if set(fs, "daemon-bin") {
 		spec.Program = d.bin
 	}
 	if spec.Program != "" && !isDebian {
-		return nil, fmt.Errorf("-daemon-bin (or program =) names a program in a Debian package's root: -daemon %s is no debian:PACKAGE", d.path)
+		return nil, fmt.Errorf("-daemon-bin (or program =) names a program in a Debian package's root: -daemon %s is no debian:PACKAGE", path)
 	}
 	if spec.Name == "" || set(fs, "daemon-name") {
 		spec.Name = d.name
@@ -128,7 +199,7 @@ func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, catalog stri
 				fmt.Fprintf(os.Stderr, "fusematrix: %s\n", fmt.Sprintf(format, args...))
 			}
 		}
-		out, err := harness.NewDebianDaemon(ctx, spec, "-daemon "+d.path, kopts)
+		out, err := harness.NewDebianDaemon(ctx, spec, "-daemon "+path, kopts)
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +208,7 @@ func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, catalog stri
 		}
 		return out, nil
 	}
-	out, err := harness.NewDaemon(spec, "-daemon "+d.path)
+	out, err := harness.NewDaemon(spec, "-daemon "+path)
 	if out != nil {
 		for _, n := range out.Notes {
 			fmt.Fprintf(os.Stderr, "fusematrix: warning: daemon binary %s: %s\n", spec.Binary, n)
@@ -146,15 +217,15 @@ func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, catalog stri
 	return out, err
 }
 
-// resolveDaemon is daemon for a command: interruptible (a Debian
+// resolveDaemons is daemons for a command: interruptible (a Debian
 // package's download can take a while), its error exit 2 for the input
-// (the daemon named cannot run, or is no package the archive has) and 1
+// (a daemon named cannot run, or is no package the archive has) and 1
 // when the Debian mirror could not be reached, which says nothing of the
 // input.
-func (d *daemonFlags) resolveDaemon(fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) (*harness.Daemon, error) {
+func (d *daemonFlags) resolveDaemons(fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) ([]*harness.Daemon, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	out, err := d.daemon(ctx, fs, catalog, kopts, quiet)
+	out, err := d.daemons(ctx, fs, catalog, kopts, quiet)
 	if err != nil {
 		var in *debdaemon.InputError
 		if !errors.As(err, &in) && debian.IsNetworkError(err) {
@@ -163,4 +234,22 @@ func (d *daemonFlags) resolveDaemon(fs *flag.FlagSet, catalog string, kopts kern
 		return nil, usagef("%v", err)
 	}
 	return out, nil
+}
+
+// extraDaemonTime is what a guest's -timeout grows by, unless given, for
+// each daemon after the first: each mounts and is checked in turn.
+const extraDaemonTime = 3 * time.Minute
+
+// resolveInto puts the daemons the flags name into o, and gives each
+// after the first more time unless -timeout was given.
+func (d *daemonFlags) resolveInto(fs *flag.FlagSet, o *harness.Options, catalog string, quiet bool) error {
+	ds, err := d.resolveDaemons(fs, catalog, o.Kernel, quiet)
+	if err != nil {
+		return err
+	}
+	o.Daemons = ds
+	if len(ds) > 1 && !set(fs, "timeout") {
+		o.Timeout += time.Duration(len(ds)-1) * extraDaemonTime
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,6 +43,8 @@ func TestList(t *testing.T) {
 			[]string{"daemon/myfs/bench/read/4096 "}, []string{"daemon/t/"}},
 		{"a daemon of the catalog renamed", []string{"bench", "-list", "-catalog", catalog, "-daemon", "myfs", "-daemon-name", "yours"},
 			[]string{"daemon/yours/bench/read/4096 "}, []string{"daemon/myfs/"}},
+		{"two daemons", []string{"matrix", "-list", "-catalog", catalog, "-daemon", "myfs", "-daemon", "/bin/true", "-run", "^daemon/.*/mount$"},
+			[]string{"daemon/myfs/mount ", "daemon/true/mount "}, []string{"pt/integrity"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := fusematrixStreams(t, append(tc.args, "-qemu", "/nonexistent/qemu")...)
@@ -53,6 +56,27 @@ func TestList(t *testing.T) {
 				assert.Check(t, !strings.Contains(stdout, n), "%q in\n%s", n, stdout)
 			}
 		})
+	}
+	// Several daemons run in one boot, so what describes one daemon
+	// cannot be given, nor two of one name, nor several to a shell.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"matrix", "-list", "-daemon", "/bin/true", "-daemon", "/bin/false", "-daemon-args", "{mnt}"},
+			"-daemon-args describes one daemon, and -daemon names 2"},
+		{[]string{"matrix", "-list", "-daemon", "/bin/true", "-daemon", "/usr/bin/true"},
+			"-daemon /bin/true and -daemon /usr/bin/true are both called true"},
+		{[]string{"bench", "-list", "-catalog", catalog, "-daemon", "myfs", "-daemon", "myfs"},
+			"are both called myfs"},
+		{[]string{"shell", "-daemon", "/bin/true", "-daemon", "/bin/false", "debian:6.1/cloud"},
+			"a shell mounts one daemon"},
+		{[]string{"shell", "-daemon", "clients", "debian:6.1/cloud"},
+			"a shell mounts one daemon"},
+	} {
+		code, _, stderr := fusematrixStreams(t, append(tc.args, "-qemu", "/nonexistent/qemu")...)
+		assert.Check(t, is.Equal(code, 2), "%v: %s", tc.args, stderr)
+		assert.Check(t, is.Contains(stderr, tc.want), "%v", tc.args)
 	}
 	code, _, stderr := fusematrixStreams(t, "matrix", "-list", "-run", "^nothing$")
 	assert.Equal(t, code, 2)
@@ -141,8 +165,10 @@ func TestDaemonLibraryPath(t *testing.T) {
 		fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
 		d := registerDaemonFlags(fs)
 		assert.NilError(t, fs.Parse(tc.args))
-		daemon, err := d.daemon(context.Background(), fs, "", kernels.Options{}, true)
+		ds, err := d.daemons(context.Background(), fs, "", kernels.Options{}, true)
 		assert.NilError(t, err)
+		assert.Assert(t, is.Len(ds, 1))
+		daemon := ds[0]
 		assert.Check(t, is.DeepEqual(daemon.Env, []string{"LD_LIBRARY_PATH=" + elfdeps.GuestLibDir + ":/opt/myfs/lib"}), tc.name)
 	}
 }
@@ -190,4 +216,26 @@ func TestDaemonDebianBrokenClosure(t *testing.T) {
 			assert.Check(t, !strings.Contains(out, "pt/integrity"), "listed checks: %s", out)
 		})
 	}
+}
+
+// -daemon clients is every daemon of the catalog in use, the built-in
+// clients first, in the catalog's order, wherever it is given.
+func TestExpandClients(t *testing.T) {
+	user, err := kernels.DefaultCatalog.Overlay("user.conf", strings.NewReader("[daemon mine]\nbinary = /bin/true\n"))
+	assert.NilError(t, err)
+	catalog := func() (*kernels.Catalog, error) { return user, nil }
+	builtin := kernels.DefaultCatalog.Daemons()
+	assert.Assert(t, len(builtin) >= 8, "the built-in catalog describes %d clients", len(builtin))
+	got, err := expandClients([]string{"./x", clientsWord, "debian:sshfs"}, catalog)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got, slices.Concat([]string{"./x"}, builtin, []string{"mine", "debian:sshfs"}))
+
+	got, err = expandClients([]string{"mine"}, func() (*kernels.Catalog, error) { t.Fatal("read the catalog for no reason"); return nil, nil })
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got, []string{"mine"})
+
+	t.Chdir(t.TempDir())
+	assert.NilError(t, os.WriteFile(clientsWord, nil, 0o644))
+	_, err = expandClients([]string{clientsWord}, catalog)
+	assert.ErrorContains(t, err, "also a file here: name the file ./clients")
 }

@@ -236,7 +236,7 @@ func matrix(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Daemon, err = daemon.resolveDaemon(fs, matrixName.catalog, o.Kernel, *quiet); err != nil {
+	if err = daemon.resolveInto(fs, &o, matrixName.catalog, *quiet); err != nil {
 		return err
 	}
 	if *list {
@@ -276,11 +276,11 @@ func listChecks(o harness.Options) error {
 
 // selected is what o's -run and daemon select (harness.Selected).
 func selected(o harness.Options) ([]contract.Check, error) {
-	daemon := ""
-	if o.Daemon != nil {
-		daemon = o.Daemon.Name
+	var names []string
+	for _, d := range o.Daemons {
+		names = append(names, d.Name)
 	}
-	return harness.Selected(o.Run, daemon)
+	return harness.Selected(o.Run, names...)
 }
 
 // bootFlags registers the flags of every command that boots kernels and

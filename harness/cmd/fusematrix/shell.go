@@ -57,7 +57,10 @@ func shellCmd(args []string) error {
 		return exitError(2)
 	}
 	var err error
-	if o.Daemon, err = daemon.resolveDaemon(fs, catalog, o.Kernel, *quiet); err != nil {
+	if len(daemon.paths) > 1 || slices.Contains(daemon.paths, clientsWord) {
+		return usagef("a shell mounts one daemon: give -daemon once, naming one")
+	}
+	if err = daemon.resolveInto(fs, &o, catalog, *quiet); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
