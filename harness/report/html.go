@@ -32,7 +32,10 @@ type htmlPage struct {
 	Chart    template.HTML
 	Bench    []htmlBench
 	Grid     htmlGrid
-	Kernels  []htmlKernel
+	// Clients is the daemons' table (clients.go), ClientLegend its key.
+	Clients      htmlTable
+	ClientLegend string
+	Kernels      []htmlKernel
 }
 
 type htmlTable struct {
@@ -199,6 +202,11 @@ table.results th:nth-child(4) { width: 4.5rem; }
 </table>
 </div>
 {{- end}}
+{{- if .Clients.Rows}}
+<h2 id="daemons">Daemons</h2>
+{{template "table" .Clients}}
+<p class="note">{{.ClientLegend}}</p>
+{{- end}}
 {{- if .Bench}}
 <h2>Throughput</h2>
 {{- if .Chart}}
@@ -316,6 +324,9 @@ func HTML(w io.Writer, run *results.Run) error {
 	}
 	if len(run.Kernels) > 0 {
 		page.Grid = gridOf(run)
+	}
+	if page.Clients = clientTable(run); len(page.Clients.Rows) > 0 {
+		page.ClientLegend = clientLegend
 	}
 	for i, k := range run.Kernels {
 		page.Kernels = append(page.Kernels, htmlKernelOf(i, &k))

@@ -27,6 +27,7 @@ func Markdown(w io.Writer, run *results.Run) error {
 	if markdownHeading(&b, "fusematrix", run) {
 		writeMarkdownGrid(&b, run)
 	}
+	writeMarkdownClients(&b, run)
 	if fs := figures(run); len(fs) > 0 {
 		b.WriteString("\n**Figures**\n\n")
 		for _, f := range fs {
@@ -99,6 +100,34 @@ func writeMarkdownGrid(b *bytes.Buffer, run *results.Run) {
 		}
 		writeMarkdownRow(b, row)
 	}
+}
+
+// writeMarkdownClients writes the daemons' table (clients.go), when a
+// daemon ran.
+func writeMarkdownClients(b *bytes.Buffer, run *results.Run) {
+	rows := clientRows(run)
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\n**Daemons**\n\n")
+	writeMarkdownRow(b, clientHeads)
+	rule := make([]string, len(clientHeads))
+	for i := range rule {
+		rule[i] = "---"
+	}
+	writeMarkdownRow(b, rule)
+	for _, row := range rows {
+		cells := []string{markdownText(row.daemon), markdownText(row.kernel)}
+		for _, c := range row.cells {
+			text := markdownText(c.Text)
+			if c.Class == string(results.Fail) || c.Class == string(results.Error) {
+				text = "**" + text + "**"
+			}
+			cells = append(cells, text)
+		}
+		writeMarkdownRow(b, cells)
+	}
+	fmt.Fprintf(b, "\n%s\n", markdownText(clientLegend))
 }
 
 func writeMarkdownRow(b *bytes.Buffer, cells []string) {

@@ -47,6 +47,12 @@ const DaemonPrefix = "daemon/"
 // the kernel's side whether the daemon's files are really passed through.
 const DaemonPassthrough ID = "passthrough"
 
+// FactDaemonReadCallsPerGiB is the DaemonPassthrough fact that says how
+// many read calls the daemon's threads made per GiB read through its
+// mount: one per request or more when it serves reads, next to none when
+// they are passed through.
+const FactDaemonReadCallsPerGiB = "daemon_read_calls_per_gib"
+
 // The checks, under a daemon's prefix, that judge it through its own mount
 // alone, with or without a backing directory: what holds of any FUSE file
 // system, so that a daemon without PlaceholderBacking (a NOOP server) gets

@@ -117,6 +117,7 @@ func daemonPassthroughRun(ctx context.Context, env *scenarios.Env) results.Resul
 	evidence := fmt.Sprintf("while %d MiB of %s were read through the mount (at least %d READ requests for a daemon that serves them), its %d process(es) made %d read calls (%d bytes) and %d context switches",
 		size>>20, filepath.Base(path), requests, len(pids), d.Syscr, d.Rchar, d.Switches)
 	r.facts["daemon_read_calls"] = strconv.FormatInt(d.Syscr, 10)
+	r.facts[contract.FactDaemonReadCallsPerGiB] = strconv.FormatInt(d.Syscr*(1<<30)/max(size, 1), 10)
 	r.facts["daemon_read_bytes"] = strconv.FormatInt(d.Rchar, 10)
 	r.facts["daemon_context_switches"] = strconv.FormatInt(d.Switches, 10)
 	r.facts["passthrough"] = strconv.FormatBool(!served)
