@@ -383,6 +383,7 @@ func BenchMarkdown(w io.Writer, run *results.Run) error {
 			b.WriteString("\n")
 		}
 	}
+	writeMarkdownClients(&b, run)
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("write bench markdown: %w", err)
 	}

@@ -328,6 +328,7 @@ func CapsMarkdown(w io.Writer, run *results.Run) error {
 		b.WriteString("\n**Passthrough ioctl misuse** (errno, \"ok\" when accepted)\n\n")
 		writeMarkdownTable(&b, misuseRows(run), 1, nil)
 	}
+	writeMarkdownClients(&b, run)
 	if ns := capsNotes(run); len(ns) > 0 {
 		b.WriteString("\n**Notes**\n\n")
 		for _, n := range ns {

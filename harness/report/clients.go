@@ -1,7 +1,10 @@
 package report
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"text/tabwriter"
 	"math"
 	"strconv"
 	"strings"
@@ -250,6 +253,35 @@ func groupThousands(n int64) string {
 		return "-" + b.String()
 	}
 	return b.String()
+}
+
+// Clients writes the daemons' table for a terminal, nothing when no
+// daemon ran: one row per daemon and kernel (clientHeads), then the
+// legend.
+func Clients(w io.Writer, run *results.Run) error {
+	if run == nil {
+		return errors.New("render daemons: no run")
+	}
+	rows := clientRows(run)
+	if len(rows) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(clientHeads, "\t"))
+	for _, row := range rows {
+		cells := []string{inert.OneLine(row.daemon), inert.OneLine(row.kernel)}
+		for _, c := range row.cells {
+			cells = append(cells, c.Text)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write daemons: %w", err)
+	}
+	if _, err := fmt.Fprintf(w, "\n%s\n", strings.Join(wrap(clientLegend, 100, 20), "\n")); err != nil {
+		return fmt.Errorf("write daemons: %w", err)
+	}
+	return nil
 }
 
 // clientTable is clientRows as an HTML table.

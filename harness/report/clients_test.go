@@ -1,6 +1,7 @@
 package report
 
 import (
+	"io"
 	"strings"
 	"testing"
 
@@ -101,4 +102,18 @@ func TestGroupThousands(t *testing.T) {
 	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 8192: "8,192", 1234567: "1,234,567", -4096: "-4,096"} {
 		assert.Check(t, is.Equal(groupThousands(n), want))
 	}
+}
+
+// The same table for a terminal, and in caps' and bench's Markdown (the
+// nightly's step summary); nothing of it without daemons.
+func TestClientsElsewhere(t *testing.T) {
+	r := clientsRun()
+	text := render(t, Clients, r)
+	assert.Check(t, is.Contains(text, "rclone      debian-6.12  yes     3/4 (write FAIL)"))
+	assert.Check(t, is.Contains(text, "read calls/GiB"))
+	for name, f := range map[string]func(io.Writer, *results.Run) error{"caps": CapsMarkdown, "bench": BenchMarkdown} {
+		assert.Check(t, is.Contains(render(t, f, r), "| rclone | debian-6.12 | yes | **3/4 (write FAIL)** |"), name)
+		assert.Check(t, !strings.Contains(render(t, f, caseRun("healthy")), "**Daemons**"), name)
+	}
+	assert.Check(t, is.Equal(render(t, Clients, caseRun("healthy")), ""))
 }

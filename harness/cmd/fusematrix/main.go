@@ -251,6 +251,12 @@ func matrix(args []string) error {
 			return err
 		}
 		fmt.Println()
+		if len(o.Daemons) > 0 {
+			if err := report.Clients(os.Stdout, run); err != nil {
+				return err
+			}
+			fmt.Println()
+		}
 		return writeHTMLReport(o.OutDir, run, os.Stdout)
 	}, os.Stdout)
 }
