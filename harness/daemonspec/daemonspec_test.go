@@ -201,6 +201,9 @@ func TestShippedClients(t *testing.T) {
 			assert.Check(t, r.Suite != "", "its suite is given, not left to whatever stable is then")
 			assert.Check(t, s.Program == "" || strings.HasPrefix(s.Program, "/usr/"), "program %q", s.Program)
 			assert.Check(t, s.Args != nil, "its arguments are given")
+			// Each says whether that version asks for passthrough, which
+			// daemon/NAME/passthrough then holds it to.
+			assert.Check(t, s.Passthrough != nil, "no passthrough = line: say whether this version asks for passthrough")
 			spec := contract.DaemonSpec{Name: s.Name, Path: "/usr/bin/x", Args: s.Args, Env: s.Env, Setup: s.Setup, Stdin: s.Stdin, Dirs: s.Dirs}
 			assert.Check(t, spec.Check())
 			for _, d := range s.Dirs {
