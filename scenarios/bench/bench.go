@@ -638,7 +638,7 @@ func formatRequests(counts map[string]int64, gib float64) string {
 // earlier one cached, and returns what the daemon observed (nil for
 // native). A non-empty profile is where the server writes its CPU profile.
 func (set *benchSet) once(ctx context.Context, env *scenarios.Env, c benchCell, mode seqMode, pl placement, backing string, size int64, buf []byte, profile string) (sample, *wire.Stats, error) {
-	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size, profile: profile, cpus: pl.server})
+	d, path, err := mountMode(ctx, env, mode, mountRequest{backing: backing, size: size, profile: profile, cpus: pl.server, op: c.op})
 	if err != nil {
 		return sample{}, nil, err
 	}

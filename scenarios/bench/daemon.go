@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
@@ -44,7 +48,7 @@ func daemonFacts(env *scenarios.Env) map[string]string {
 		"claimed_passthrough": strconv.FormatBool(d.Spec.Passthrough),
 	}
 	if !d.Spec.Backed() {
-		f["file"] = "the largest file at the top of the daemon's mount: it serves no backing directory"
+		f["file"] = "it serves no backing directory: the largest file at the top of its mount, else " + throughFile + " written through the mount after each mount, read once its pages were dropped"
 	}
 	return f
 }
@@ -60,8 +64,7 @@ func (e skipError) Error() string { return e.why }
 
 // daemonMount mounts the daemon over the benchmark's backing directory and
 // returns the benchmark file in it. A daemon without a backing directory
-// (a NOOP server) is measured on the largest file at the top of its mount,
-// which must hold a whole run.
+// is measured on a file in its mount (unbackedFile).
 func daemonMount(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
 	sub, why := daemonSubject(env)
 	if why != "" {
@@ -75,16 +78,64 @@ func daemonMount(ctx context.Context, env *scenarios.Env, req mountRequest) (sce
 	if sub.Spec.Backed() {
 		return d, seqFile, nil
 	}
-	path, size, err := scenarios.LargestFile(req.mnt)
-	if err == nil && size < req.size {
-		err = fmt.Errorf("the largest holds %d bytes, a run %d", size, req.size)
-	}
+	name, err := unbackedFile(ctx, req)
 	if err != nil {
 		_, _ = d.Stop()
-		return nil, "", skipError{fmt.Sprintf("%s serves no backing directory (%s is not among its arguments), and no file at the top of its mount to measure instead: %v",
-			sub.Name(), contract.PlaceholderBacking, err)}
+		return nil, "", err
 	}
-	return d, path[len(req.mnt)+1:], nil
+	return d, name, nil
+}
+
+// throughFile is the benchmark file of a daemon without a backing
+// directory, made through its mount.
+const throughFile = "fusematrix-bench"
+
+// unbackedFile is the file to measure in the mount of a daemon that shows
+// no backing directory (an encrypted store, an image, a NOOP server): the
+// largest file at the top of its mount when it holds a whole run (a NOOP
+// server's file; reads only), else throughFile made through the mount,
+// which must then be writable: empty for a write run, or written whole,
+// synced and its pages dropped for a read run, so that the run reads
+// through the daemon and not the page cache.
+func unbackedFile(ctx context.Context, req mountRequest) (string, error) {
+	if req.op != "write" {
+		if path, size, err := scenarios.LargestFile(req.mnt); err == nil && size >= req.size {
+			return path[len(req.mnt)+1:], nil
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(req.mnt, &st); err != nil {
+		return "", fmt.Errorf("statfs %s: %w", req.mnt, err)
+	}
+	if st.Flags&unix.ST_RDONLY != 0 {
+		return "", skipError{fmt.Sprintf("it serves no backing directory (%s is not among its arguments), its mount is read-only, and no file at the top of its mount holds a run of %d bytes",
+			contract.PlaceholderBacking, req.size)}
+	}
+	// A daemon that cannot hold a run (an image smaller than it) skips
+	// saying so: that is a fact of its arguments, not of the kernel.
+	path := filepath.Join(req.mnt, throughFile)
+	if req.op == "write" {
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			return "", skipError{fmt.Sprintf("it serves no backing directory, and the benchmark file could not be made through its mount: %v", err)}
+		}
+		return throughFile, nil
+	}
+	if err := writePattern(ctx, path, req.size); err != nil {
+		if ctx.Err() != nil {
+			return "", err
+		}
+		return "", skipError{fmt.Sprintf("it serves no backing directory, and a file of %d bytes could not be written through its mount: %v", req.size, err)}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("benchmark file through the mount: %w", err)
+	}
+	defer f.Close()
+	// writePattern closed the file: FUSE wrote its pages through, clean.
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return "", fmt.Errorf("drop the benchmark file's pages: %w", err)
+	}
+	return throughFile, nil
 }
 
 // daemonAccount is the kernel's accounting of the threads of d when d is

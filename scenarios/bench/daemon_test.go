@@ -32,8 +32,9 @@ func daemonCell(t *testing.T, s Suite, op contract.Op, block int) scenarios.Scen
 // A daemon's cells measure it through its mount, as a ratio to the native
 // runs beside them and to the NOOP cell measured before them in the same
 // suite, with the kernel's count of the daemon's read calls; a daemon
-// without a backing directory is measured on its largest file, or skips
-// when that cannot hold a run; without a daemon the cells skip.
+// without a backing directory is measured on its largest file, else on
+// one written through its mount, or skips when neither can be; without a
+// daemon the cells skip.
 func TestDaemonCells(t *testing.T) {
 	caps := hostCapabilities(t)
 	bin := testbin.Go(t, "../server/testdata/nopassthrough")
@@ -71,18 +72,36 @@ func TestDaemonCells(t *testing.T) {
 	}
 
 	// Without a backing directory: the largest file at the top of the
-	// mount, which must hold a run.
+	// mount when it holds a run, else a file written through the mount
+	// (it lands in the directory the daemon shows), else a skip.
 	shown := t.TempDir()
 	unbacked := &contract.DaemonSpec{Name: "null", Path: bin, Args: []string{"{mnt}", shown}}
+	through := filepath.Join(shown, throughFile)
 	assert.NilError(t, os.WriteFile(filepath.Join(shown, "small"), make([]byte, 4096), 0o644))
-	r := scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(unbacked))
-	assert.Check(t, is.Equal(r.Status, results.Skip))
-	assert.Check(t, is.Contains(r.Reason, "serves no backing directory"))
-	assert.Check(t, is.Contains(r.Reason, "the largest holds 4096 bytes"))
+	for _, op := range []contract.Op{contract.Read, contract.Write} {
+		r := scenarios.Run(context.Background(), daemonCell(t, s, op, 4096), env(unbacked))
+		assert.Check(t, is.Equal(r.Status, results.Pass), "%s: %s", op, r.Reason)
+		assert.Check(t, is.Contains(r.Facts["file"], "written through the mount"))
+		info, err := os.Stat(through)
+		if assert.Check(t, err, "%s: nothing was written through the mount", op) {
+			assert.Check(t, info.Size() > 4096, "%s: %d bytes", op, info.Size())
+		}
+		assert.NilError(t, os.Remove(through))
+	}
 	assert.NilError(t, writePattern(context.Background(), filepath.Join(shown, "big"), 4<<20))
-	r = scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(unbacked))
+	r := scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(unbacked))
 	assert.Check(t, is.Equal(r.Status, results.Pass), r.Reason)
-	assert.Check(t, is.Contains(r.Facts["file"], "largest file"))
+	_, err := os.Stat(through)
+	assert.Check(t, os.IsNotExist(err), "a large enough file was there to read: %v", err)
+	assert.NilError(t, os.Remove(filepath.Join(shown, "big")))
+	// Nothing can be written there: the cells skip, saying why.
+	assert.NilError(t, os.Mkdir(through, 0o755))
+	for _, op := range []contract.Op{contract.Read, contract.Write} {
+		r := scenarios.Run(context.Background(), daemonCell(t, s, op, 4096), env(unbacked))
+		assert.Check(t, is.Equal(r.Status, results.Skip), "%s: %s", op, r.Reason)
+		assert.Check(t, is.Contains(r.Reason, "serves no backing directory"), op)
+		assert.Check(t, is.Contains(r.Reason, "through its mount"), op)
+	}
 
 	r = scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(nil))
 	assert.Check(t, is.Equal(r.Status, results.Skip))

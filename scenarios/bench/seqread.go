@@ -84,6 +84,9 @@ type mountRequest struct {
 	// benchmark file, size the file's size.
 	mnt, backing string
 	size         int64
+	// op is what the run does with the file: "read" or "write" ("" is
+	// read).
+	op string
 	// profile, when set, is where the server writes its CPU profile.
 	profile string
 	// cpus, when set, are the only CPUs the server may run on.
