@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"io"
 	"strings"
 	"testing"
@@ -116,4 +117,18 @@ func TestClientsElsewhere(t *testing.T) {
 		assert.Check(t, !strings.Contains(render(t, f, caseRun("healthy")), "**Daemons**"), name)
 	}
 	assert.Check(t, is.Equal(render(t, Clients, caseRun("healthy")), ""))
+}
+
+// With DaemonsApart the grid leaves the daemons' columns to their table,
+// and a daemon's failure is still in the notes.
+func TestTableDaemonsApart(t *testing.T) {
+	r := clientsRun()
+	var all, apart bytes.Buffer
+	assert.NilError(t, TableWith(&all, r, Options{}))
+	assert.NilError(t, TableWith(&apart, r, Options{DaemonsApart: true}))
+	grid := func(s string) string { return s[:strings.Index(s, "\nFigures")] }
+	assert.Check(t, is.Contains(grid(all.String()), "daemon/bindfs/mount"))
+	assert.Check(t, !strings.Contains(grid(apart.String()), "daemon/"), grid(apart.String()))
+	assert.Check(t, is.Contains(grid(apart.String()), "fuse-init"))
+	assert.Check(t, is.Contains(apart.String(), "daemon/rclone/write"), "the failure is in the notes")
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
 
 	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 // DefaultWidth is the line width the table keeps within when Options
@@ -28,6 +30,11 @@ type Options struct {
 	// ConsoleLines bounds the console tail shown for a kernel that did
 	// not complete; 0 means 10.
 	ConsoleLines int
+	// DaemonsApart leaves the daemons' results (daemon/NAME/…) out of
+	// the grid, for a caller that prints the daemons' table (Clients)
+	// instead: a dozen checks of each of a catalog's daemons would bury
+	// fusematrix's own. What did not pass still goes in the notes.
+	DaemonsApart bool
 }
 
 // Table writes the plain-text summary printed at the end of a run.
@@ -56,7 +63,7 @@ func TableWith(w io.Writer, run *results.Run, o Options) error {
 	fmt.Fprintln(&b)
 	if len(run.Kernels) == 0 {
 		fmt.Fprintln(&b, "no kernels ran")
-	} else if err := writeGrid(&b, run, o.Width, p); err != nil {
+	} else if err := writeGrid(&b, run, o, p); err != nil {
 		return err
 	}
 	if fs := figures(run); len(fs) > 0 {
@@ -120,8 +127,12 @@ type cell struct {
 
 // writeGrid writes the kernel rows, splitting result columns into blocks
 // that fit width; every block after the first repeats the kernel name.
-func writeGrid(b *bytes.Buffer, run *results.Run, width int, p painter) error {
+func writeGrid(b *bytes.Buffer, run *results.Run, o Options, p painter) error {
+	width := o.Width
 	ids := resultIDs(run)
+	if o.DaemonsApart {
+		ids = slices.DeleteFunc(ids, func(id string) bool { return strings.HasPrefix(id, contract.DaemonPrefix) })
+	}
 	fixedHead := []string{"kernel", "release", "accel", "fuse", "passthrough"}
 	head := make([]cell, 0, len(fixedHead)+len(ids))
 	for _, h := range fixedHead {

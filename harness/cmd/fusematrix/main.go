@@ -247,7 +247,8 @@ func matrix(args []string) error {
 	}
 	return boot(o, *quiet, func(run *results.Run) error {
 		fmt.Println()
-		if err := report.Table(os.Stdout, run); err != nil {
+		// Several daemons: their table instead of their columns.
+		if err := report.TableWith(os.Stdout, run, report.Options{DaemonsApart: len(o.Daemons) > 1}); err != nil {
 			return err
 		}
 		fmt.Println()
