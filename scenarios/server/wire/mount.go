@@ -15,6 +15,7 @@
 package wire
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,16 @@ type Options struct {
 	// own choosing do it there, registering through cb so that the
 	// Observer records each registration.
 	Layer func(fs fuse.RawFileSystem, cb Callbacks) fuse.RawFileSystem
+	// Record, when set, serves the mount from a loop of its own that
+	// records every request it reads from /dev/fuse into Record before
+	// go-fuse parses it, and hands each to a goroutine of its own. Such
+	// a mount also holds a GETXATTR of HoldXattr until the kernel
+	// interrupts it (see Observer.GetXAttr). Notifications (Callbacks'
+	// *Notify) are not available on it.
+	Record *Recorder
+	// CacheTimeout is how long the kernel may cache names and
+	// attributes; 0 is one second.
+	CacheTimeout time.Duration
 	// loop serves from one goroutine (devLoop) instead of go-fuse's
 	// Server; only file systems that need nothing of the Server may.
 	loop bool
@@ -80,7 +91,8 @@ type Mount struct {
 	Dir      string
 	Observer *Observer
 	srv      *fuse.Server
-	// loop serves instead of srv for mounts with Options.loop.
+	// loop serves instead of srv for mounts with Options.loop or
+	// Options.Record.
 	loop *devLoop
 	// conn names the connection in FusectlDir; empty if unknown.
 	conn string
@@ -116,8 +128,18 @@ func (m *Mount) unmount() error {
 	return m.loop.Wait()
 }
 
+// InitReply returns the server's reply to the kernel's FUSE_INIT, for a
+// mount served by a loop of its own (Noop, Options.Record); nil for
+// others.
+func (m *Mount) InitReply() *fuse.InitOut {
+	if m.loop == nil {
+		return nil
+	}
+	return &m.loop.initOut
+}
+
 // Server returns the go-fuse server behind the mount, nil for a mount
-// served by a loop of its own (Noop).
+// served by a loop of its own (Noop, Options.Record).
 func (m *Mount) Server() *fuse.Server { return m.srv }
 
 // BackingOpen issues FUSE_DEV_IOC_BACKING_OPEN with bm, padding included,
@@ -223,7 +245,8 @@ func MountRaw(ctx context.Context, mountpoint string, o Options, build func(Sett
 		o.Name = "fusematrix"
 	}
 	logger := log.New(logSink{o.Logf}, "go-fuse: ", 0)
-	obs := &Observer{noXattr: o.NoXattr}
+	obs := &Observer{noXattr: o.NoXattr, hold: o.Record != nil}
+	timeout := cmp.Or(o.CacheTimeout, time.Second)
 	mo := fuse.MountOptions{
 		DirectMount:       true,
 		DirectMountStrict: true,
@@ -240,16 +263,16 @@ func MountRaw(ctx context.Context, mountpoint string, o Options, build func(Sett
 	}
 	obs.RawFileSystem = build(Settings{
 		MountOptions: &mo,
-		EntryTimeout: time.Second,
-		AttrTimeout:  time.Second,
+		EntryTimeout: timeout,
+		AttrTimeout:  timeout,
 		Logger:       logger,
 		Callbacks:    Callbacks{obs},
 	})
 	if o.Layer != nil {
 		obs.RawFileSystem = o.Layer(obs.RawFileSystem, Callbacks{obs})
 	}
-	if o.loop {
-		l, err := mountLoop(ctx, mountpoint, obs, mo, o.loopReads)
+	if o.loop || o.Record != nil {
+		l, err := mountLoop(ctx, mountpoint, obs, mo, o.loopReads, o.Record)
 		if err != nil {
 			return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 		}
