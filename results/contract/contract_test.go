@@ -157,11 +157,11 @@ func TestSelect(t *testing.T) {
 		}
 		return out
 	}
-	probes := []ID{FuseInit, PassthroughIoctl, FuseFeatures}
-	assert.DeepEqual(t, ids("^pt/fsync$"), append(probes[:3:3], PtFsync))
+	probes := []ID{FuseInit, PassthroughIoctl, FuseFeatures, Requests}
+	assert.DeepEqual(t, ids("^pt/fsync$"), append(probes[:len(probes):len(probes)], PtFsync))
 	assert.Check(t, is.Len(ids(""), len(checks)), "cells only when named")
 	assert.Check(t, is.Len(ids("^bench/"), len(probes)+len(Cells())))
-	assert.DeepEqual(t, ids("^bench/read/noop/4096$"), append(probes[:3:3], "bench/read/noop/4096"))
+	assert.DeepEqual(t, ids("^bench/read/noop/4096$"), append(probes[:len(probes):len(probes)], "bench/read/noop/4096"))
 	assert.DeepEqual(t, ids(ProbesOnly), probes)
 	_, err := Select("(")
 	assert.ErrorContains(t, err, `scenario pattern "("`)

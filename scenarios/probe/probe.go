@@ -12,5 +12,5 @@ import "github.com/fusematrix/fusematrix/scenarios"
 
 // All returns the probes; the suite runs them in the contract's order.
 func All() []scenarios.Scenario {
-	return []scenarios.Scenario{fuseInitProbe, passthroughIoctlProbe, fuseFeaturesProbe}
+	return []scenarios.Scenario{fuseInitProbe, passthroughIoctlProbe, fuseFeaturesProbe, requestsProbe}
 }
