@@ -278,8 +278,11 @@ func (rm *reqMount) run(ctx context.Context, p reqPhase) ([]wire.Request, string
 	// What setup opened stays open until teardown; its OPENs were sent
 	// before open(2) returned.
 	held := wire.Unreleased(rm.rec.Since(0))
-	if err := rm.settle(ctx, held); err != nil {
-		notes = append(notes, "before: "+err.Error())
+	// Without a setup, the previous phase left the mount quiet.
+	if p.setup != nil {
+		if err := rm.settle(ctx, held); err != nil {
+			notes = append(notes, "before: "+err.Error())
+		}
 	}
 	mark := rm.rec.Len()
 	actErr := p.act(rm, state)
@@ -290,9 +293,9 @@ func (rm *reqMount) run(ctx context.Context, p reqPhase) ([]wire.Request, string
 	reqs := rm.rec.Since(mark)
 	if p.teardown != nil {
 		p.teardown(state)
-	}
-	if err := rm.settle(ctx, 0); err != nil {
-		notes = append(notes, "after: "+err.Error())
+		if err := rm.settle(ctx, 0); err != nil {
+			notes = append(notes, "after: "+err.Error())
+		}
 	}
 	if actErr != nil {
 		return nil, "", actErr
@@ -571,9 +574,11 @@ func count(reqs []wire.Request, op uint32) int {
 }
 
 // phaseFacts are the facts of one phase: the opcodes with their counts,
-// in opcode order, and the flags the phase reports. FORGET and
-// BATCH_FORGET are left out: when the kernel forgets an inode depends on
-// memory, not on the operation (the forget step counts them).
+// in opcode order, and the flags the phase reports. FORGET, BATCH_FORGET
+// and INTERRUPT are left out: when the kernel forgets an inode depends on
+// memory, and a request is interrupted whenever a signal reaches the
+// waiting thread, which Go's runtime sends itself (preemption); neither is
+// the operation's doing. The forget and interrupt steps count them.
 func phaseFacts(op, mode string, reqs []wire.Request) map[string]string {
 	counts := map[uint32]int{}
 	var opcodes []uint32
@@ -587,7 +592,7 @@ func phaseFacts(op, mode string, reqs []wire.Request) map[string]string {
 		_, flagName, _ = strings.Cut(string(flagFact), ".")
 	}
 	for _, q := range reqs {
-		if q.Op == opForget || q.Op == opBatchForget {
+		if q.Op == opForget || q.Op == opBatchForget || q.Op == opInterrupt {
 			continue
 		}
 		if counts[q.Op] == 0 {

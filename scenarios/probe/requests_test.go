@@ -74,6 +74,7 @@ func TestRequestFacts(t *testing.T) {
 		{Op: opGetxattr, Len: 60},
 		{Op: opWrite, Len: 131152, Size: 131072, Flags: 1},
 		{Op: opForget, Len: 48, Nodes: 1},
+		{Op: opInterrupt, Len: 48},
 		{Op: opRead, Len: 80, Size: 16384},
 		{Op: opReaddirplus, Len: 80, Size: 65536},
 		{Op: opGetattr, Len: 56, Flags: 1},
@@ -97,8 +98,8 @@ func TestRequestFacts(t *testing.T) {
 	} {
 		assert.Check(t, is.DeepEqual(phaseFacts(tc.op, "classic", reqs), tc.want))
 	}
-	assert.Check(t, is.DeepEqual(phaseFacts("fsync", "passthrough", []wire.Request{{Op: opForget, Nodes: 1}}),
-		map[string]string{"fsync_passthrough.opcodes": "none"}), "forgets are not the operation's")
+	assert.Check(t, is.DeepEqual(phaseFacts("fsync", "passthrough", []wire.Request{{Op: opForget, Nodes: 1}, {Op: opInterrupt}}),
+		map[string]string{"fsync_passthrough.opcodes": "none"}), "forgets and interrupts are not the operation's")
 	assert.Check(t, is.DeepEqual(sizeFacts(reqs), map[string]string{
 		"read_size_min": "16384", "read_size_max": "16384", "write_size_min": "4096", "write_size_max": "131072",
 		"readdir_size": "0", "readdirplus_size": "65536", "request_max": "131152", "used.max_pages": "32",
