@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -170,6 +171,15 @@ func runRequestMode(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 		}
 		for k, v := range phaseFacts(op, mode, reqs) {
 			facts[k] = v
+		}
+	}
+	if pt {
+		// Facts named passthrough must come from passthrough: go-fuse
+		// falls back to classic FUSE, silently, when registration fails.
+		opens := m.Observer.Opens()
+		if !slices.ContainsFunc(opens, wire.OpenReply.Passthrough) {
+			return notes, fmt.Errorf("%s: no OPEN reply used passthrough: %s", mode,
+				strings.Join(scenarios.OpenProblems(opens, m.Observer.Registrations()), "; "))
 		}
 	}
 	if mode != "classic" {
@@ -608,7 +618,7 @@ func phaseFacts(op, mode string, reqs []wire.Request) map[string]string {
 	for i, o := range opcodes {
 		parts[i] = fmt.Sprintf("%s:%d", wire.OpcodeName(o), counts[o])
 	}
-	out := map[string]string{string(fs[0]): cmpOr(strings.Join(parts, ","), "none")}
+	out := map[string]string{string(fs[0]): cmp.Or(strings.Join(parts, ","), "none")}
 	if flagName != "" {
 		names := openFlagNames
 		switch flagName {
@@ -620,13 +630,6 @@ func phaseFacts(op, mode string, reqs []wire.Request) map[string]string {
 		out[string(flagFact)] = flagText(flags, names)
 	}
 	return out
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // sizeFacts are the workload-wide sizes: READ and WRITE, READDIR and
