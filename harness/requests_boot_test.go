@@ -62,6 +62,8 @@ func TestRequestsProbeBoots(t *testing.T) {
 			assert.Check(t, is.Equal(f.Of(rb), f.Of(ra)), "%s: %s differs between two boots", name, f)
 			t.Logf("%s: %s = %s", name, f, f.Of(ra))
 		}
+		assert.Check(t, is.Equal(contract.FactInterrupt.Of(ra), "sent"), name)
+		assert.Check(t, is.Equal(contract.FactNotifyReply.Of(ra), "sent"), name)
 		fact := func(op, mode string) string { return contract.RequestPhase(op, mode, contract.PhaseOpcodes).Of(ra) }
 		assert.Check(t, is.Equal(fact("write_4k", "classic"), "WRITE:4,GETXATTR:4"), name)
 		assert.Check(t, is.Equal(fact("write_4k", "classic_noxattr"), "WRITE:4,GETXATTR:1"), name)

@@ -10,7 +10,8 @@ const Requests ID = "requests"
 // smallest and largest READ and WRITE, the largest READDIR and READDIRPLUS
 // (0 when none was sent), the largest request of any kind (headers
 // included), the server's reply to INIT, what the kernel made of it, and
-// whether INTERRUPT, BATCH_FORGET and NOTIFY_REPLY occurred.
+// whether INTERRUPT, BATCH_FORGET and NOTIFY_REPLY occurred when the
+// workload provoked them ("sent" or "not sent", "yes" or "no").
 const (
 	FactReadSizeMin       Fact = "read_size_min"
 	FactReadSizeMax       Fact = "read_size_max"

@@ -215,7 +215,11 @@ func runRequestMode(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 	}
 	facts[string(contract.FactForgetNodes)] = fmt.Sprint(nodes)
 	facts[string(contract.FactForgetBatched)] = batched
-	facts[string(contract.FactNotifyReply)] = fmt.Sprint(count(rec.Since(0), opNotifyReply))
+	replies, note := rm.notify(ctx)
+	if note != "" {
+		notes = append(notes, "notify: "+note)
+	}
+	facts[string(contract.FactNotifyReply)] = replies
 	return notes, nil
 }
 
@@ -555,6 +559,36 @@ func (rm *reqMount) forget(ctx context.Context, dropCaches string) (int, string,
 		}
 	}
 	return nodes, batched, note
+}
+
+// notify asks the kernel, with FUSE_NOTIFY_RETRIEVE, for the cached data
+// of a file the workload read, and says whether a NOTIFY_REPLY came back.
+func (rm *reqMount) notify(ctx context.Context) (string, string) {
+	var node uint64
+	for _, q := range rm.rec.Since(0) {
+		if q.Op == opRead {
+			node = q.Node
+			break
+		}
+	}
+	if node == 0 {
+		return "unknown", "no READ reached the server: no node to ask about"
+	}
+	if err := rm.settle(ctx, 0); err != nil {
+		return "unknown", err.Error()
+	}
+	mark := rm.rec.Len()
+	if err := rm.m.RetrieveCache(node, 0, reqSmallFile); err != nil {
+		return "unknown", err.Error()
+	}
+	note := ""
+	if err := rm.settle(ctx, 0); err != nil {
+		note = err.Error()
+	}
+	if count(rm.rec.Since(mark), opNotifyReply) > 0 {
+		return "sent", note
+	}
+	return "not sent", note
 }
 
 // Opcodes the probe looks for (include/uapi/linux/fuse.h).

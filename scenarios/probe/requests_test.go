@@ -58,6 +58,7 @@ func TestRequestsOnHost(t *testing.T) {
 	assert.Check(t, is.Equal(f("write_4k_classic_noxattr.opcodes"), "WRITE:4,GETXATTR:1"))
 	assert.Check(t, is.Equal(f("open_close_classic.opcodes"), "OPEN:1,RELEASE:1,FLUSH:1"))
 	assert.Check(t, is.Equal(f("interrupt"), "sent"))
+	assert.Check(t, is.Equal(f("notify_reply"), "sent"))
 	if caps.Passthrough {
 		assert.Check(t, is.Equal(f("write_4k_passthrough.opcodes"), "GETXATTR:4"))
 		assert.Check(t, is.Equal(f("write_4k_passthrough_noxattr.opcodes"), "GETXATTR:1"))

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"context"
 	"errors"
 	"fmt"
@@ -297,6 +298,25 @@ func (l *devLoop) reply(iov [][]byte) error {
 		_, err = unix.Writev(l.fd, iov)
 	}
 	return err
+}
+
+// notifyRetrieve is FUSE_NOTIFY_RETRIEVE, the notification that asks the
+// kernel for what it caches of a node (include/uapi/linux/fuse.h).
+const notifyRetrieve = 5
+
+// retrieve sends FUSE_NOTIFY_RETRIEVE for size bytes of node's data from
+// offset: struct fuse_notify_retrieve_out behind a header whose error
+// field holds the notification code and whose unique is 0.
+func (l *devLoop) retrieve(node, offset uint64, size uint32) error {
+	msg := make([]byte, outHeader+32)
+	le := binary.LittleEndian
+	le.PutUint32(msg[0:], uint32(len(msg)))
+	le.PutUint32(msg[4:], notifyRetrieve)
+	le.PutUint64(msg[outHeader:], 1) // notify_unique, echoed in the reply
+	le.PutUint64(msg[outHeader+8:], node)
+	le.PutUint64(msg[outHeader+16:], offset)
+	le.PutUint32(msg[outHeader+24:], size)
+	return l.reply([][]byte{msg})
 }
 
 // outHeader is the size of a reply's header.

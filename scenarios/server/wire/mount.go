@@ -138,6 +138,17 @@ func (m *Mount) InitReply() *fuse.InitOut {
 	return &m.loop.initOut
 }
 
+// RetrieveCache asks the kernel, with FUSE_NOTIFY_RETRIEVE, for up to
+// size bytes of what it caches of node from offset. The kernel answers
+// with a NOTIFY_REPLY request, which a Recorder sees and go-fuse drops.
+// Only a mount served by a loop of its own can ask (Options.Record).
+func (m *Mount) RetrieveCache(node, offset uint64, size uint32) error {
+	if m.loop == nil {
+		return fmt.Errorf("retrieve: %s is served by go-fuse's Server", m.Dir)
+	}
+	return m.loop.retrieve(node, offset, size)
+}
+
 // Server returns the go-fuse server behind the mount, nil for a mount
 // served by a loop of its own (Noop, Options.Record).
 func (m *Mount) Server() *fuse.Server { return m.srv }

@@ -10,6 +10,8 @@ import (
 // length, the size it asks for and the flags it carries.
 type Request struct {
 	Op uint32
+	// Node is the node the request is about (fuse_in_header.nodeid).
+	Node uint64
 	// Len is the whole request's length (fuse_in_header.len), headers and
 	// payload.
 	Len uint32
@@ -72,7 +74,7 @@ func (r *Recorder) Record(in []byte) {
 		}
 		return le.Uint32(in[off:])
 	}
-	req := Request{Len: u32(0), Op: u32(4)}
+	req := Request{Len: u32(0), Op: u32(4), Node: le.Uint64(in[16:])}
 	const body = inHeaderSize
 	switch req.Op {
 	case opRead, opReaddir, opReaddirplus:
