@@ -34,6 +34,13 @@ import (
 // no backing ids registered through the Observer's callbacks
 // (Mount.BackingOpen issues its ioctls itself), no request that waits on
 // another. That is the NOOP file system.
+//
+// A recording mount (Options.Record) is served by the same loop in
+// another way: each request is recorded as read and then answered on a
+// goroutine of its own, so that a request the file system holds does not
+// stop the loop from reading the INTERRUPT for it; backing files are
+// registered on the loop's device (Callbacks), and the probe that records
+// needs no notification but FUSE_NOTIFY_RETRIEVE (Mount.RetrieveCache).
 type devLoop struct {
 	fd int
 	ps *fuse.ProtocolServer

@@ -3,7 +3,9 @@
 // MountRaw and the /dev/fuse and fusectl helpers), the NOOP file system,
 // the loop of its own that serves it (devLoop), and the Observer that
 // records what the daemon answered and what reached it, so that a
-// scenario can prove that passthrough happened instead of assuming it.
+// scenario can prove that passthrough happened instead of assuming it,
+// and the Recorder that keeps every request a recording mount reads from
+// /dev/fuse (Options.Record), for the requests probe.
 //
 // File systems built on go-fuse's node tree (package fs) live in package
 // loopback, which mounts them through MountRaw; running servers as
