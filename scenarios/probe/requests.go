@@ -209,17 +209,19 @@ func runRequestMode(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 		notes = append(notes, "interrupt: "+note)
 	}
 	facts[string(contract.FactInterrupt)] = interrupt
+	// Before the forget step: a node the kernel forgot is one it no
+	// longer caches, and a retrieve of it fails with ENOENT.
+	replies, note := rm.notify(ctx)
+	if note != "" {
+		notes = append(notes, "notify: "+note)
+	}
+	facts[string(contract.FactNotifyReply)] = replies
 	nodes, batched, note := rm.forget(ctx, dropCaches)
 	if note != "" {
 		notes = append(notes, "forget: "+note)
 	}
 	facts[string(contract.FactForgetNodes)] = fmt.Sprint(nodes)
 	facts[string(contract.FactForgetBatched)] = batched
-	replies, note := rm.notify(ctx)
-	if note != "" {
-		notes = append(notes, "notify: "+note)
-	}
-	facts[string(contract.FactNotifyReply)] = replies
 	return notes, nil
 }
 
@@ -291,7 +293,7 @@ func (rm *reqMount) run(ctx context.Context, p reqPhase) ([]wire.Request, string
 	var notes []string
 	// What setup opened stays open until teardown; its OPENs were sent
 	// before open(2) returned.
-	held := wire.Unreleased(rm.rec.Since(0))
+	held := rm.rec.Unreleased()
 	// Without a setup, the previous phase left the mount quiet.
 	if p.setup != nil {
 		if err := rm.settle(ctx, held); err != nil {
@@ -327,7 +329,7 @@ func (rm *reqMount) settle(ctx context.Context, open int) error {
 		if n != last {
 			last, since = n, time.Now()
 		}
-		if wire.Unreleased(rm.rec.Since(0)) <= open && time.Since(since) >= reqQuiet {
+		if rm.rec.Unreleased() <= open && time.Since(since) >= reqQuiet {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -125,6 +125,13 @@ func (r *Recorder) Dropped() int {
 	return r.dropped
 }
 
+// Unreleased is Unreleased of every request recorded so far.
+func (r *Recorder) Unreleased() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Unreleased(r.reqs)
+}
+
 // Unreleased is how many files and directories the requests opened and
 // did not release: the kernel sends RELEASE and RELEASEDIR after close(2)
 // returns, so a caller waits for this to reach 0 before it counts.

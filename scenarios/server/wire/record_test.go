@@ -88,6 +88,7 @@ func TestRecorderStream(t *testing.T) {
 	assert.Check(t, is.Equal(got[1].Op, uint32(opRelease)))
 	assert.Check(t, is.Len(r.Since(99), 0), "a mark past the end")
 	assert.Check(t, is.Equal(Unreleased(r.Since(0)), 0))
+	assert.Check(t, is.Equal(r.Unreleased(), 0))
 	assert.Check(t, is.Equal(Unreleased(r.Since(0)[:2]), 1))
 
 	var full Recorder
