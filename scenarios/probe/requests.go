@@ -60,13 +60,8 @@ const (
 // reqMount is one mount of the workload: a loopback of its own backing
 // directory, recorded.
 type reqMount struct {
-	mode    string
-	backing string
-	m       *wire.Mount
-	rec     *wire.Recorder
-	// files are the paths the workload uses, under the mount, created in
-	// the backing directory and looked up once before any phase.
-	dir string
+	m   *wire.Mount
+	rec *wire.Recorder
 }
 
 func (rm *reqMount) path(name string) string { return filepath.Join(rm.m.Dir, name) }
@@ -136,7 +131,7 @@ func runRequestMode(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 	if err != nil {
 		return nil, fmt.Errorf("%s: mount: %w", mode, err)
 	}
-	rm := &reqMount{mode: mode, backing: backing, m: m, rec: rec}
+	rm := &reqMount{m: m, rec: rec}
 	// A request the kernel never answers would hold the probe past its
 	// time: aborting the connection fails every waiting call.
 	stop := context.AfterFunc(ctx, func() {
