@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -33,6 +34,9 @@ func runRequests(t *testing.T, caps *results.Capabilities) results.Result {
 func TestRequestsOnHost(t *testing.T) {
 	caps := hostCapabilities(t)
 	first, second := runRequests(t, caps), runRequests(t, caps)
+	for _, k := range slices.Sorted(maps.Keys(first.Facts)) {
+		t.Logf("%s = %s", k, first.Facts[k])
+	}
 	for k, v := range first.Facts {
 		assert.Check(t, slices.Contains(contract.ProbeFacts[contract.Requests], contract.Fact(k)), "fact %s not in the contract", k)
 		assert.Check(t, is.Equal(second.Facts[k], v), "fact %s differs between two runs", k)
