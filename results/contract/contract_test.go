@@ -223,3 +223,21 @@ func TestKernelReport(t *testing.T) {
 		assert.Check(t, is.Equal(KernelReport(tc.line), tc.want), tc.line)
 	}
 }
+
+// The requests probe's facts are distinct, named as a predicate names
+// them (issue 25's examples among them), and its phases' facts each end
+// in a suffix the contract names.
+func TestRequestFacts(t *testing.T) {
+	facts := RequestFacts()
+	seen := map[Fact]bool{}
+	for _, f := range facts {
+		assert.Check(t, !seen[f], "%s twice", f)
+		seen[f] = true
+	}
+	assert.Check(t, seen["readdirplus_size"])
+	assert.Check(t, seen["write_4k_passthrough.opcodes"])
+	assert.Check(t, seen["write_4k_passthrough_noxattr.opcodes"])
+	assert.Check(t, !seen["readdir_classic_noxattr.opcodes"], "the noxattr mounts only write")
+	assert.Check(t, is.DeepEqual(RequestPhaseFacts("open_close", "classic"), []Fact{"open_close_classic.opcodes", "open_close_classic.open_flags"}))
+	assert.Check(t, is.DeepEqual(ProbeFacts[Requests], facts))
+}

@@ -1,6 +1,7 @@
 // Package probe holds the probes: checks that report facts about the
 // kernel's FUSE (what FUSE_INIT offers, what the passthrough ioctls
-// answer, module parameters and sysctls) rather than judge a server. They
+// answer, module parameters and sysctls, what requests a workload sends
+// the server) rather than judge a server. They
 // run first, and fuse-init fills Env.Capabilities for every check after
 // it.
 //
