@@ -1,12 +1,11 @@
 // Package probe holds the probes: checks that report facts about the
 // kernel's FUSE (what FUSE_INIT offers, what the passthrough ioctls
-// answer, module parameters and sysctls, what requests a workload sends
-// the server) rather than judge a server. They
-// run first, and fuse-init fills Env.Capabilities for every check after
-// it.
+// answer, module parameters and sysctls, what requests a fixed workload
+// sends the server) rather than judge a server. They run first, and
+// fuse-init fills Env.Capabilities for every check after it.
 //
-// It imports the core package scenarios (and fuseabi), never correct,
-// bench or suite.
+// It imports the core package scenarios, fuseabi and the server packages
+// (wire, loopback), never correct, bench or suite.
 package probe
 
 import "github.com/fusematrix/fusematrix/scenarios"
