@@ -121,14 +121,14 @@ func TestRun(t *testing.T) {
 		wantIDs []string
 	}{
 		{name: "all", run: "", wantIDs: []string{
-			"fuse-init", "passthrough-ioctl", "fuse-features", "passthrough-read",
+			"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "passthrough-read",
 			"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync",
 			"pt/open-twice", "pt/direct-io", "pt/close-backing", "pt/unmount-open", "pt/abort-open",
 			"classic/fallback", "classic/basics", "seq-read",
 		}},
-		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "passthrough-read"}},
+		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "passthrough-read"}},
 		{name: "suite", run: "pt/|classic/", wantIDs: []string{
-			"fuse-init", "passthrough-ioctl", "fuse-features",
+			"fuse-init", "passthrough-ioctl", "fuse-features", "requests",
 			"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync",
 			"pt/open-twice", "pt/direct-io", "pt/close-backing", "pt/unmount-open", "pt/abort-open",
 			"classic/fallback", "classic/basics",

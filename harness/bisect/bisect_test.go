@@ -87,7 +87,7 @@ func kernelShowing(tb testing.TB, p *predicate.Predicate, v predicate.Verdict, c
 			tries = append(tries, results.Result{Status: st})
 		}
 	case predicate.Fact:
-		for _, val := range []string{p.Value, "other", "0", "7.39", "7.40", "7.41", "99"} {
+		for _, val := range []string{p.Value, "other", "0", "7.39", "7.40", "7.41", "99", "65536"} {
 			tries = append(tries, results.Result{Status: results.Pass, Facts: map[string]string{p.Key: val}})
 		}
 	case predicate.Metric:
@@ -165,6 +165,16 @@ func TestBisectFinds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A request fact names a change as any fact does (issue 25): the kernel
+// whose READDIRPLUS first asks for more than a page.
+func TestBisectRequestFact(t *testing.T) {
+	f := &fake{verdicts: changeAt(9)}
+	r := bisect(t, "requests.readdirplus_size>4096", 16, f)
+	assert.Equal(t, r.Outcome, "found")
+	assert.Equal(t, r.FirstNew.Selector, "k09")
+	assert.Equal(t, r.LastOld.Selector, "k08")
 }
 
 func TestBisectEnds(t *testing.T) {

@@ -412,3 +412,36 @@ func boolRank(b bool) int {
 	}
 	return 0
 }
+
+// A request fact that changed is a change with both values, one that did
+// not is no finding (issue 25).
+func TestRequestFactChange(t *testing.T) {
+	run := func(size, opcodes string) *results.Run {
+		return &results.Run{Schema: results.SchemaVersion, Kernels: []results.Kernel{{
+			Name: "debian:6.12/cloud", Status: results.Pass, Accel: "tcg",
+			Results: []results.Result{{ID: string(contract.Requests), Kind: results.Probe, Status: results.Pass, Facts: map[string]string{
+				string(contract.FactReaddirplusSize):                                size,
+				string(contract.RequestPhase("write_4k", "passthrough", "opcodes")): opcodes,
+				string(contract.FactInterrupt):                                      "sent",
+			}}},
+		}}}
+	}
+	r := Compare(run("4096", "GETXATTR:4"), run("65536", "none"), Options{})
+	got := findings(t, r, "debian:6.12/cloud")
+	assert.Check(t, is.Len(got, 2), "%v", got)
+	for key, want := range map[string][2]string{
+		"requests readdirplus_size":             {"4096", "65536"},
+		"requests write_4k_passthrough.opcodes": {"GETXATTR:4", "none"},
+	} {
+		f, ok := got[key]
+		if assert.Check(t, ok, "no finding %q", key) {
+			assert.Check(t, is.Equal(f.Verdict, Change), key)
+			assert.Check(t, is.Equal(f.Aspect, AspectFact), key)
+			assert.Check(t, is.DeepEqual([2]string{f.Old, f.New}, want), key)
+		}
+	}
+	assert.Check(t, !r.Regressed)
+	out := render(t, Renderers["table"], r)
+	assert.Check(t, is.Contains(out, "readdirplus_size"))
+	assert.Check(t, is.Contains(out, "65536"))
+}

@@ -27,6 +27,9 @@ func TestParse(t *testing.T) {
 		{"fuse-init.flag.passthrough=offered", Fact, contract.FuseInit, "flag.passthrough", Eq, "offered"},
 		{"fuse-features.param.max_user_bgreq>10", Fact, contract.FuseFeatures, "param.max_user_bgreq", Gt, "10"},
 		{"expect/passthrough-works=fail", Status, contract.ExpectPassthroughWorks, "", Eq, "fail"},
+		{"requests.readdirplus_size>4096", Fact, contract.Requests, "readdirplus_size", Gt, "4096"},
+		{"requests.write_4k_passthrough.opcodes=GETXATTR:4", Fact, contract.Requests, "write_4k_passthrough.opcodes", Eq, "GETXATTR:4"},
+		{"requests.reply.max_pages<32", Fact, contract.Requests, "reply.max_pages", Lt, "32"},
 		{"bench/read/passthrough/131072:ratio_native<0.8", Metric, "bench/read/passthrough/131072", "ratio_native", Lt, "0.8"},
 		{"bench/write/noop/4096:mbps_median<=12.5", Metric, "bench/write/noop/4096", "mbps_median", Le, "12.5"},
 		{"bench/read/noop/4096:ratio_libfuse_noop_min>0.5", Metric, "bench/read/noop/4096", "ratio_libfuse_noop_min", Gt, "0.5"},
@@ -56,6 +59,7 @@ func TestParseErrors(t *testing.T) {
 		{"pt/integrity<fail", "a status compares only with = or !="},
 		{"passthrough-ioctl.o_pth=ok", `passthrough-ioctl reports no fact "o_pth"; it reports negotiated, backing_open`},
 		{"pt/fsync.read_requests=0", "pt/fsync reports no facts a predicate can use"},
+		{"requests.write_4k.opcodes=none", `requests reports no fact "write_4k.opcodes"; it reports read_size_min`},
 		{"nosuch.fact=1", `no check has the id "nosuch"`},
 		{"fuse-init.protocol>=new", "needs a whole number or a dotted version"},
 		{"fuse-init:protocol<1", "fuse-init is a probe: only benchmarks report metrics"},
@@ -97,6 +101,8 @@ func TestJudge(t *testing.T) {
 	init := results.Result{ID: "fuse-init", Status: results.Pass, Facts: map[string]string{"protocol": "7.41"}}
 	cell := results.Result{ID: "bench/read/passthrough/131072", Status: results.Pass, Metrics: map[string]float64{"ratio_native": 0.75}}
 	setupTimeout := results.Result{ID: "pt/integrity", Status: results.Error, Reason: "setup timed out"}
+	reqs := results.Result{ID: "requests", Status: results.Pass, Facts: map[string]string{
+		"readdirplus_size": "4096", "write_4k_passthrough.opcodes": "GETXATTR:4", "seq_read_classic.opcodes": "READ:8"}}
 	for _, tc := range []struct {
 		pred string
 		k    *results.Kernel
@@ -127,6 +133,12 @@ func TestJudge(t *testing.T) {
 		{"fuse-init.fuse_minor>=41", kernel(init), New, "fuse-init.fuse_minor = 41"},
 		{"fuse-init.flag.passthrough=offered", kernel(init), New, ""},
 		{"fuse-init.flag.over_io_uring=offered", kernel(init), Old, "fuse-init.flag.over_io_uring = absent"},
+		{"requests.readdirplus_size>4096", kernel(reqs), Old, "requests.readdirplus_size = 4096"},
+		{"requests.readdirplus_size>=4096", kernel(reqs), New, ""},
+		{"requests.write_4k_passthrough.opcodes=GETXATTR:4", kernel(reqs), New, "requests.write_4k_passthrough.opcodes = GETXATTR:4"},
+		{"requests.write_4k_passthrough.opcodes!=GETXATTR:4", kernel(reqs), Old, ""},
+		{"requests.write_4k_passthrough.opcodes>4", kernel(reqs), Unknown, "GETXATTR:4, not a number"},
+		{"requests.write_128k_passthrough.opcodes=none", kernel(reqs), Unknown, "reported no write_128k_passthrough.opcodes"},
 		{"bench/read/passthrough/131072:ratio_native<0.8", kernel(cell), New, "ratio_native = 0.75"},
 		{"bench/read/passthrough/131072:ratio_native<0.7", kernel(cell), Old, ""},
 		{"bench/read/passthrough/131072:mbps_median<0.7", kernel(cell), Unknown, "no metric mbps_median"},
@@ -146,6 +158,7 @@ func TestRunPattern(t *testing.T) {
 	for pred, want := range map[string]string{
 		"pt/integrity=fail":                  `^pt/integrity$`,
 		"fuse-init.protocol>=7.41":           `^fuse-init$`,
+		"requests.readdirplus_size>4096":     `^requests$`,
 		"expect/passthrough-works=fail":      contract.ProbesOnly,
 		"bench/read/noop/4096:mbps_median<1": `^bench/read/noop/4096$`,
 	} {

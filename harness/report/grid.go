@@ -312,7 +312,8 @@ func resultRow(run *results.Run, at []results.Index, id string) htmlRow {
 
 // capsGroups is the capability map in the grid's columns: the capability
 // table's columns as rows, the INIT flags that not every kernel offers,
-// and the passthrough ioctl's answers to misuse. A value that differs
+// the passthrough ioctl's answers to misuse, and the request facts that
+// differ between kernels. A value that differs
 // from the kernel to its left is marked, since that is where a reader
 // looks for what a version changed.
 func capsGroups(run *results.Run) []htmlGroup {
@@ -333,7 +334,7 @@ func capsGroups(run *results.Run) []htmlGroup {
 		})
 	}
 	var groups []htmlGroup
-	for _, g := range []htmlGroup{caps, flags, misuse} {
+	for _, g := range []htmlGroup{caps, flags, misuse, requestGroup(run)} {
 		if len(g.Rows) > 0 {
 			groups = append(groups, g)
 		}
@@ -357,12 +358,17 @@ func appendValueRow(rows []htmlRow, run *results.Run, head string, value func(*r
 // not report it, class "chg" where the value differs from the previous
 // kernel's.
 func valueRow(run *results.Run, head string, value func(*results.Kernel) string) htmlRow {
+	return valueRowWidth(run, head, value, capsFactWidth)
+}
+
+// valueRowWidth is valueRow with cells of up to width characters.
+func valueRowWidth(run *results.Run, head string, value func(*results.Kernel) string, width int) htmlRow {
 	row := htmlRow{Head: inert.Truncate(inert.OneLine(head), gridIDWidth), Title: inert.OneLine(head)}
 	prev := ""
 	for i := range run.Kernels {
 		k := &run.Kernels[i]
 		v := inert.OneLine(value(k))
-		c := htmlGridCell{Text: inert.Truncate(v, capsFactWidth), Class: "val", Title: inert.OneLine(head) + " on " + inert.OneLine(k.Name) + ": " + inert.Truncate(v, gridTitleWidth)}
+		c := htmlGridCell{Text: inert.Truncate(v, width), Class: "val", Title: inert.OneLine(head) + " on " + inert.OneLine(k.Name) + ": " + inert.Truncate(v, gridTitleWidth)}
 		switch {
 		case v == "":
 			c = htmlGridCell{Text: "—", Class: "absent", Title: inert.OneLine(head) + " on " + inert.OneLine(k.Name) + ": not reported"}

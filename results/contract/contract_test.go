@@ -157,11 +157,11 @@ func TestSelect(t *testing.T) {
 		}
 		return out
 	}
-	probes := []ID{FuseInit, PassthroughIoctl, FuseFeatures}
-	assert.DeepEqual(t, ids("^pt/fsync$"), append(probes[:3:3], PtFsync))
+	probes := []ID{FuseInit, PassthroughIoctl, FuseFeatures, Requests}
+	assert.DeepEqual(t, ids("^pt/fsync$"), append(probes[:len(probes):len(probes)], PtFsync))
 	assert.Check(t, is.Len(ids(""), len(checks)), "cells only when named")
 	assert.Check(t, is.Len(ids("^bench/"), len(probes)+len(Cells())))
-	assert.DeepEqual(t, ids("^bench/read/noop/4096$"), append(probes[:3:3], "bench/read/noop/4096"))
+	assert.DeepEqual(t, ids("^bench/read/noop/4096$"), append(probes[:len(probes):len(probes)], "bench/read/noop/4096"))
 	assert.DeepEqual(t, ids(ProbesOnly), probes)
 	_, err := Select("(")
 	assert.ErrorContains(t, err, `scenario pattern "("`)
@@ -222,4 +222,22 @@ func TestKernelReport(t *testing.T) {
 	} {
 		assert.Check(t, is.Equal(KernelReport(tc.line), tc.want), tc.line)
 	}
+}
+
+// The requests probe's facts are distinct, named as a predicate names
+// them (issue 25's examples among them), and its phases' facts each end
+// in a suffix the contract names.
+func TestRequestFacts(t *testing.T) {
+	facts := RequestFacts()
+	seen := map[Fact]bool{}
+	for _, f := range facts {
+		assert.Check(t, !seen[f], "%s twice", f)
+		seen[f] = true
+	}
+	assert.Check(t, seen["readdirplus_size"])
+	assert.Check(t, seen["write_4k_passthrough.opcodes"])
+	assert.Check(t, seen["write_4k_passthrough_noxattr.opcodes"])
+	assert.Check(t, !seen["readdir_classic_noxattr.opcodes"], "the noxattr mounts only write")
+	assert.Check(t, is.DeepEqual(RequestPhaseFacts("open_close", "classic"), []Fact{"open_close_classic.opcodes", "open_close_classic.open_flags"}))
+	assert.Check(t, is.DeepEqual(ProbeFacts[Requests], facts))
 }

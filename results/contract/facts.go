@@ -81,6 +81,7 @@ var ProbeFacts = map[ID][]Fact{
 	PassthroughIoctl: append([]Fact{FactNegotiated, FactBackingOpen, FactBackingID, FactBackingClose, FactWritebackCache},
 		MisuseCases...),
 	FuseFeatures: {FactIOUring, FactRequestTimeout, FactVirtiofs, FactCUSE, FactFusectl},
+	Requests:     RequestFacts(),
 }
 
 // Facts of every expectation: what the rule expected, what the guest

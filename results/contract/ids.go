@@ -67,6 +67,8 @@ var checks = []Check{
 	// Four small mounts and a dozen ioctls: a wide margin even under TCG.
 	{PassthroughIoctl, results.Probe, 60 * time.Second},
 	{FuseFeatures, results.Probe, 10 * time.Second},
+	// A few hundred requests over four mounts; a few seconds under TCG.
+	{Requests, results.Probe, 60 * time.Second},
 	{PassthroughRead, results.Scenario, 60 * time.Second},
 	{PtIntegrity, results.Scenario, 90 * time.Second},
 	{PtSizeAfterWrite, results.Scenario, 60 * time.Second},
@@ -97,7 +99,7 @@ func Checks() []Check {
 }
 
 // ProbesOnly is a pattern that selects the probes and nothing else.
-const ProbesOnly = "^(" + string(FuseInit) + "|" + string(PassthroughIoctl) + "|" + string(FuseFeatures) + ")$"
+const ProbesOnly = "^(" + string(FuseInit) + "|" + string(PassthroughIoctl) + "|" + string(FuseFeatures) + "|" + string(Requests) + ")$"
 
 // Select returns the checks whose id matches pattern, in run order.
 // Probes always run, because other checks depend on what they find. The

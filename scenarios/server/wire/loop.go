@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -33,6 +34,13 @@ import (
 // no backing ids registered through the Observer's callbacks
 // (Mount.BackingOpen issues its ioctls itself), no request that waits on
 // another. That is the NOOP file system.
+//
+// A recording mount (Options.Record) is served by the same loop in
+// another way: each request is recorded as read and then answered on a
+// goroutine of its own, so that a request the file system holds does not
+// stop the loop from reading the INTERRUPT for it; backing files are
+// registered on the loop's device (Callbacks), and the probe that records
+// needs no notification but FUSE_NOTIFY_RETRIEVE (Mount.RetrieveCache).
 type devLoop struct {
 	fd int
 	ps *fuse.ProtocolServer
@@ -44,6 +52,16 @@ type devLoop struct {
 	// reads and header: see mountLoop's readOut.
 	reads  []byte
 	header [unsafe.Sizeof(fuse.OutHeader{})]byte
+
+	// rec, when set, records every request as read (Options.Record).
+	rec *Recorder
+	// concurrent hands each request after INIT to a goroutine of its
+	// own, as go-fuse's Server does, so that one the file system holds
+	// (a request waiting to be interrupted) does not stop the loop from
+	// reading the next. The loop then answers none itself (answer).
+	concurrent bool
+	// initOut is the server's reply to INIT.
+	initOut fuse.InitOut
 
 	// fdMu keeps fd open under the ioctls of other goroutines; the loop
 	// itself is the only one to close it.
@@ -70,7 +88,10 @@ const opInit = 26
 // at readOut[0:], and sent from there: a file system whose data already
 // is that buffer (the NOOP's zeros) replies without a copy, as null.c
 // does. Its ReadResults must then leave data already in place alone.
-func mountLoop(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, opts fuse.MountOptions, readOut []byte) (*devLoop, error) {
+//
+// With rec, every request is recorded as read, and each after INIT is
+// served on a goroutine of its own (devLoop.concurrent).
+func mountLoop(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, opts fuse.MountOptions, readOut []byte, rec *Recorder) (*devLoop, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(mountpoint, &st); err != nil {
 		return nil, err
@@ -97,7 +118,11 @@ func mountLoop(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, op
 	if runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)
 	}
-	l := &devLoop{fd: fd, ps: fuse.NewProtocolServer(fs, &opts), fs: fs, opts: &opts, reads: readOut, done: make(chan struct{})}
+	l := &devLoop{fd: fd, ps: fuse.NewProtocolServer(fs, &opts), fs: fs, opts: &opts, reads: readOut, done: make(chan struct{}),
+		rec: rec, concurrent: rec != nil}
+	if o, ok := fs.(*Observer); ok {
+		o.loop.Store(l)
+	}
 	inited := make(chan error, 1)
 	go func() {
 		in, out := make([]byte, loopBuffer), make([]byte, loopBuffer)
@@ -188,6 +213,9 @@ func (l *devLoop) serveOne(in, out []byte, init bool) error {
 		return fmt.Errorf("short request: %d bytes", n)
 	}
 	h = *(*fuse.InHeader)(unsafe.Pointer(&in[0]))
+	if l.rec != nil {
+		l.rec.Record(in[:n])
+	}
 	if init {
 		if h.Opcode != opInit {
 			return fmt.Errorf("first request has opcode %d, not INIT", h.Opcode)
@@ -195,6 +223,15 @@ func (l *devLoop) serveOne(in, out []byte, init bool) error {
 		// InitIn begins with the header; a kernel older than the struct
 		// sends less of it, and the rest stays zero.
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&l.init)), unsafe.Sizeof(l.init)), in[:n])
+	}
+	if !init && l.concurrent {
+		req := append([]byte(nil), in[:n]...)
+		go func() {
+			if err := l.handle(&h, req, make([]byte, loopBuffer)); err != nil {
+				l.logf("%v", err)
+			}
+		}()
+		return nil
 	}
 	if !init && h.TotalExtlen == 0 && int(h.Length) == n {
 		if w, ok := l.answer(&h, in[:n], out); ok {
@@ -205,8 +242,30 @@ func (l *devLoop) serveOne(in, out []byte, init bool) error {
 			return nil
 		}
 	}
+	if err := l.handle(&h, in[:n], out); err != nil {
+		return err
+	}
+	if init && len(out) >= outHeader+int(unsafe.Sizeof(l.initOut)) {
+		l.initOut = *(*fuse.InitOut)(unsafe.Pointer(&out[outHeader]))
+	}
+	return nil
+}
+
+// logf reports what goes wrong with a request served on a goroutine of
+// its own, through the mount's logger.
+func (l *devLoop) logf(format string, args ...any) {
+	if l.opts.Logger != nil {
+		l.opts.Logger.Printf(format, args...)
+	}
+}
+
+// handle answers the request in (h is its header) through go-fuse's
+// ProtocolServer, replying from out.
+func (l *devLoop) handle(h *fuse.InHeader, in, out []byte) error {
+	n := len(in)
+	var err error
 	reply := [][]byte{out}
-	if h.Opcode == opRead && l.reads != nil && n >= int(unsafe.Sizeof(fuse.ReadIn{})) {
+	if h.Opcode == opRead && l.reads != nil && !l.concurrent && n >= int(unsafe.Sizeof(fuse.ReadIn{})) {
 		if size := (*fuse.ReadIn)(unsafe.Pointer(&in[0])).Size; int(size) <= len(l.reads) {
 			reply = [][]byte{l.header[:], l.reads[:size]}
 		}
@@ -219,15 +278,52 @@ func (l *devLoop) serveOne(in, out []byte, init bool) error {
 		return nil // FORGET and its like take no reply.
 	}
 	if len(reply) == 1 {
-		_, err = unix.Write(l.fd, out[:w])
+		err = l.reply([][]byte{out[:w]})
 	} else {
-		_, err = unix.Writev(l.fd, [][]byte{l.header[:], l.reads[:w-len(l.header)]})
+		err = l.reply([][]byte{l.header[:], l.reads[:w-len(l.header)]})
 	}
 	// ENOENT: the kernel no longer waits for this reply (interrupted).
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("reply to request %d (opcode %d): %w", h.Unique, h.Opcode, err)
 	}
 	return nil
+}
+
+// reply writes one reply to the device unless the loop has closed it:
+// a request served on a goroutine of its own may be answered after the
+// loop has ended.
+func (l *devLoop) reply(iov [][]byte) error {
+	l.fdMu.RLock()
+	defer l.fdMu.RUnlock()
+	if l.closed {
+		return unix.EBADF
+	}
+	var err error
+	if len(iov) == 1 {
+		_, err = unix.Write(l.fd, iov[0])
+	} else {
+		_, err = unix.Writev(l.fd, iov)
+	}
+	return err
+}
+
+// notifyRetrieve is FUSE_NOTIFY_RETRIEVE, the notification that asks the
+// kernel for what it caches of a node (include/uapi/linux/fuse.h).
+const notifyRetrieve = 5
+
+// retrieve sends FUSE_NOTIFY_RETRIEVE for size bytes of node's data from
+// offset: struct fuse_notify_retrieve_out behind a header whose error
+// field holds the notification code and whose unique is 0.
+func (l *devLoop) retrieve(node, offset uint64, size uint32) error {
+	msg := make([]byte, outHeader+32)
+	le := binary.LittleEndian
+	le.PutUint32(msg[0:], uint32(len(msg)))
+	le.PutUint32(msg[4:], notifyRetrieve)
+	le.PutUint64(msg[outHeader:], 1) // notify_unique, echoed in the reply
+	le.PutUint64(msg[outHeader+8:], node)
+	le.PutUint64(msg[outHeader+16:], offset)
+	le.PutUint32(msg[outHeader+24:], size)
+	return l.reply([][]byte{msg})
 }
 
 // outHeader is the size of a reply's header.

@@ -3,7 +3,9 @@
 // MountRaw and the /dev/fuse and fusectl helpers), the NOOP file system,
 // the loop of its own that serves it (devLoop), and the Observer that
 // records what the daemon answered and what reached it, so that a
-// scenario can prove that passthrough happened instead of assuming it.
+// scenario can prove that passthrough happened instead of assuming it,
+// and the Recorder that keeps every request a recording mount reads from
+// /dev/fuse (Options.Record), for the requests probe.
 //
 // File systems built on go-fuse's node tree (package fs) live in package
 // loopback, which mounts them through MountRaw; running servers as
@@ -15,6 +17,7 @@
 package wire
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +69,16 @@ type Options struct {
 	// own choosing do it there, registering through cb so that the
 	// Observer records each registration.
 	Layer func(fs fuse.RawFileSystem, cb Callbacks) fuse.RawFileSystem
+	// Record, when set, serves the mount from a loop of its own that
+	// records every request it reads from /dev/fuse into Record before
+	// go-fuse parses it, and hands each to a goroutine of its own. Such
+	// a mount also holds a GETXATTR of HoldXattr until the kernel
+	// interrupts it (see Observer.GetXAttr). Notifications (Callbacks'
+	// *Notify) are not available on it.
+	Record *Recorder
+	// CacheTimeout is how long the kernel may cache names and
+	// attributes; 0 is one second.
+	CacheTimeout time.Duration
 	// loop serves from one goroutine (devLoop) instead of go-fuse's
 	// Server; only file systems that need nothing of the Server may.
 	loop bool
@@ -80,7 +93,8 @@ type Mount struct {
 	Dir      string
 	Observer *Observer
 	srv      *fuse.Server
-	// loop serves instead of srv for mounts with Options.loop.
+	// loop serves instead of srv for mounts with Options.loop or
+	// Options.Record.
 	loop *devLoop
 	// conn names the connection in FusectlDir; empty if unknown.
 	conn string
@@ -116,8 +130,29 @@ func (m *Mount) unmount() error {
 	return m.loop.Wait()
 }
 
+// InitReply returns the server's reply to the kernel's FUSE_INIT, for a
+// mount served by a loop of its own (Noop, Options.Record); nil for
+// others.
+func (m *Mount) InitReply() *fuse.InitOut {
+	if m.loop == nil {
+		return nil
+	}
+	return &m.loop.initOut
+}
+
+// RetrieveCache asks the kernel, with FUSE_NOTIFY_RETRIEVE, for up to
+// size bytes of what it caches of node from offset. The kernel answers
+// with a NOTIFY_REPLY request, which a Recorder sees and go-fuse drops.
+// Only a mount served by a loop of its own can ask (Options.Record).
+func (m *Mount) RetrieveCache(node, offset uint64, size uint32) error {
+	if m.loop == nil {
+		return fmt.Errorf("retrieve: %s is served by go-fuse's Server", m.Dir)
+	}
+	return m.loop.retrieve(node, offset, size)
+}
+
 // Server returns the go-fuse server behind the mount, nil for a mount
-// served by a loop of its own (Noop).
+// served by a loop of its own (Noop, Options.Record).
 func (m *Mount) Server() *fuse.Server { return m.srv }
 
 // BackingOpen issues FUSE_DEV_IOC_BACKING_OPEN with bm, padding included,
@@ -223,7 +258,8 @@ func MountRaw(ctx context.Context, mountpoint string, o Options, build func(Sett
 		o.Name = "fusematrix"
 	}
 	logger := log.New(logSink{o.Logf}, "go-fuse: ", 0)
-	obs := &Observer{noXattr: o.NoXattr}
+	obs := &Observer{noXattr: o.NoXattr, hold: o.Record != nil}
+	timeout := cmp.Or(o.CacheTimeout, time.Second)
 	mo := fuse.MountOptions{
 		DirectMount:       true,
 		DirectMountStrict: true,
@@ -240,16 +276,16 @@ func MountRaw(ctx context.Context, mountpoint string, o Options, build func(Sett
 	}
 	obs.RawFileSystem = build(Settings{
 		MountOptions: &mo,
-		EntryTimeout: time.Second,
-		AttrTimeout:  time.Second,
+		EntryTimeout: timeout,
+		AttrTimeout:  timeout,
 		Logger:       logger,
 		Callbacks:    Callbacks{obs},
 	})
 	if o.Layer != nil {
 		obs.RawFileSystem = o.Layer(obs.RawFileSystem, Callbacks{obs})
 	}
-	if o.loop {
-		l, err := mountLoop(ctx, mountpoint, obs, mo, o.loopReads)
+	if o.loop || o.Record != nil {
+		l, err := mountLoop(ctx, mountpoint, obs, mo, o.loopReads, o.Record)
 		if err != nil {
 			return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 		}

@@ -4,8 +4,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
 )
 
 // OpenReply is what the daemon answered to one OPEN or CREATE.
@@ -46,7 +50,13 @@ type Observer struct {
 	// noXattr answers every xattr request with ENOSYS (Options.NoXattr).
 	noXattr bool
 
-	srv        atomic.Pointer[fuse.Server]
+	// hold holds a GETXATTR of HoldXattr until interrupted (Options.Record).
+	hold bool
+
+	srv atomic.Pointer[fuse.Server]
+	// loop serves the mount instead of srv when it has a loop of its own:
+	// registrations go to its device.
+	loop       atomic.Pointer[devLoop]
 	requests   [opcodeSlots]atomic.Int64
 	readBytes  atomic.Int64
 	writeBytes atomic.Int64
@@ -181,6 +191,9 @@ func (o *Observer) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 // answer is ENOSYS, after which the kernel stops asking.
 func (o *Observer) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
 	o.countHeader(h)
+	if o.hold && attr == HoldXattr {
+		return 0, holdUntilInterrupted(cancel)
+	}
 	if o.noXattr {
 		return 0, fuse.ENOSYS
 	}
@@ -209,6 +222,26 @@ func (o *Observer) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr st
 		return fuse.ENOSYS
 	}
 	return o.RawFileSystem.RemoveXAttr(cancel, h, attr)
+}
+
+// HoldXattr is the extended attribute whose GETXATTR a recording mount
+// (Options.Record) holds until the kernel interrupts it: how a probe makes
+// the kernel send an INTERRUPT, by signalling the thread that waits.
+const HoldXattr = "user.fusematrix.hold"
+
+// holdTimeout bounds a held request that is never interrupted.
+const holdTimeout = 2 * time.Second
+
+// holdUntilInterrupted waits for go-fuse to close cancel, which it does
+// when an INTERRUPT for the request arrives, and answers EINTR then, as
+// the kernel expects of an interrupted request; ETIMEDOUT when none came.
+func holdUntilInterrupted(cancel <-chan struct{}) fuse.Status {
+	select {
+	case <-cancel:
+		return fuse.EINTR
+	case <-time.After(holdTimeout):
+		return fuse.Status(syscall.ETIMEDOUT)
+	}
 }
 
 // The methods below only count. Forget has no header: go-fuse calls it for
@@ -434,7 +467,14 @@ type Callbacks struct{ o *Observer }
 func (c Callbacks) server() *fuse.Server { return c.o.srv.Load() }
 
 func (c Callbacks) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) {
-	id, errno := c.server().RegisterBackingFd(m)
+	var id int32
+	var errno syscall.Errno
+	if l := c.o.loop.Load(); l != nil {
+		// Same layout (fuseabi tests pin it).
+		id, errno = l.backingOpen((*fuseabi.BackingMap)(unsafe.Pointer(m)))
+	} else {
+		id, errno = c.server().RegisterBackingFd(m)
+	}
 	c.o.mu.Lock()
 	c.o.regs = append(c.o.regs, Registration{Fd: m.Fd, ID: id, Errno: errno})
 	c.o.mu.Unlock()
@@ -442,25 +482,43 @@ func (c Callbacks) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) 
 }
 
 func (c Callbacks) UnregisterBackingFd(id int32) syscall.Errno {
+	if l := c.o.loop.Load(); l != nil {
+		return l.backingClose(id)
+	}
 	return c.server().UnregisterBackingFd(id)
 }
 
 func (c Callbacks) DeleteNotify(parent uint64, child uint64, name string) fuse.Status {
+	if c.server() == nil {
+		return fuse.ENOSYS // a mount served by a loop of its own
+	}
 	return c.server().DeleteNotify(parent, child, name)
 }
 
 func (c Callbacks) EntryNotify(parent uint64, name string) fuse.Status {
+	if c.server() == nil {
+		return fuse.ENOSYS // a mount served by a loop of its own
+	}
 	return c.server().EntryNotify(parent, name)
 }
 
 func (c Callbacks) InodeNotify(node uint64, off int64, length int64) fuse.Status {
+	if c.server() == nil {
+		return fuse.ENOSYS // a mount served by a loop of its own
+	}
 	return c.server().InodeNotify(node, off, length)
 }
 
 func (c Callbacks) InodeRetrieveCache(node uint64, offset int64, dest []byte) (int, fuse.Status) {
+	if c.server() == nil {
+		return 0, fuse.ENOSYS // a mount served by a loop of its own
+	}
 	return c.server().InodeRetrieveCache(node, offset, dest)
 }
 
 func (c Callbacks) InodeNotifyStoreCache(node uint64, offset int64, data []byte) fuse.Status {
+	if c.server() == nil {
+		return fuse.ENOSYS // a mount served by a loop of its own
+	}
 	return c.server().InodeNotifyStoreCache(node, offset, data)
 }

@@ -1,0 +1,114 @@
+package probe
+
+import (
+	"context"
+	"maps"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+	"github.com/fusematrix/fusematrix/scenarios/server/wire"
+)
+
+// runRequests runs the requests probe on this machine, its caches left
+// alone (drop_caches is a file of the test's).
+func runRequests(t *testing.T, caps *results.Capabilities) results.Result {
+	t.Helper()
+	env := scentest.Env(t)
+	env.Capabilities = caps
+	r := requestsWith(context.Background(), env, filepath.Join(t.TempDir(), "drop_caches"))
+	assert.Assert(t, is.Equal(r.Status, results.Pass), r.Reason)
+	return r
+}
+
+// TestRequestsOnHost runs the workload twice on this machine's kernel:
+// every fact the contract names for the modes that ran is there, both
+// runs agree, and a server that answers xattr requests is asked for
+// security.capability on every write, one that answers ENOSYS once.
+func TestRequestsOnHost(t *testing.T) {
+	caps := hostCapabilities(t)
+	first, second := runRequests(t, caps), runRequests(t, caps)
+	for _, k := range slices.Sorted(maps.Keys(first.Facts)) {
+		t.Logf("%s = %s", k, first.Facts[k])
+	}
+	for k, v := range first.Facts {
+		assert.Check(t, slices.Contains(contract.ProbeFacts[contract.Requests], contract.Fact(k)), "fact %s not in the contract", k)
+		assert.Check(t, is.Equal(second.Facts[k], v), "fact %s differs between two runs", k)
+	}
+	assert.Check(t, is.Equal(len(second.Facts), len(first.Facts)))
+	modes := []string{"classic", "classic_noxattr"}
+	if caps.Passthrough {
+		modes = append(modes, "passthrough", "passthrough_noxattr")
+	}
+	for _, mode := range modes {
+		ops := contract.RequestOps
+		if mode != "classic" && mode != "passthrough" {
+			ops = contract.RequestNoXattrOps
+		}
+		for _, op := range ops {
+			for _, f := range contract.RequestPhaseFacts(op, mode) {
+				assert.Check(t, first.Facts[string(f)] != "", "no fact %s", f)
+			}
+		}
+	}
+	f := func(name string) string { return first.Facts[name] }
+	assert.Check(t, is.Equal(f("write_4k_classic.opcodes"), "WRITE:4,GETXATTR:4"))
+	assert.Check(t, is.Equal(f("write_4k_classic_noxattr.opcodes"), "WRITE:4,GETXATTR:1"))
+	assert.Check(t, is.Equal(f("open_close_classic.opcodes"), "OPEN:1,RELEASE:1,FLUSH:1"))
+	assert.Check(t, is.Equal(f("interrupt"), "sent"))
+	assert.Check(t, is.Equal(f("notify_reply"), "sent"))
+	if caps.Passthrough {
+		assert.Check(t, is.Equal(f("write_4k_passthrough.opcodes"), "GETXATTR:4"))
+		assert.Check(t, is.Equal(f("write_4k_passthrough_noxattr.opcodes"), "GETXATTR:1"))
+		assert.Check(t, is.Equal(f("seq_read_passthrough.opcodes"), "none"))
+	}
+}
+
+// TestRequestFacts turns recorded requests into facts, without a mount.
+func TestRequestFacts(t *testing.T) {
+	reqs := []wire.Request{
+		{Op: opOpen, Len: 48, Flags: 0x8001},
+		{Op: opGetxattr, Len: 60},
+		{Op: opWrite, Len: 4176, Size: 4096, Flags: 4},
+		{Op: opGetxattr, Len: 60},
+		{Op: opWrite, Len: 131152, Size: 131072, Flags: 1},
+		{Op: opForget, Len: 48, Nodes: 1},
+		{Op: opInterrupt, Len: 48},
+		{Op: opRead, Len: 80, Size: 16384},
+		{Op: opReaddirplus, Len: 80, Size: 65536},
+		{Op: opGetattr, Len: 56, Flags: 1},
+	}
+	for _, tc := range []struct {
+		op   string
+		want map[string]string
+	}{
+		{op: "write_4k", want: map[string]string{
+			"write_4k_classic.opcodes":     "GETATTR:1,OPEN:1,READ:1,WRITE:2,GETXATTR:2,READDIRPLUS:1",
+			"write_4k_classic.write_flags": "FUSE_WRITE_CACHE|FUSE_WRITE_KILL_SUIDGID",
+		}},
+		{op: "open_close", want: map[string]string{
+			"open_close_classic.opcodes":    "GETATTR:1,OPEN:1,READ:1,WRITE:2,GETXATTR:2,READDIRPLUS:1",
+			"open_close_classic.open_flags": "O_WRONLY|O_LARGEFILE",
+		}},
+		{op: "stat_after_write", want: map[string]string{
+			"stat_after_write_classic.opcodes":       "GETATTR:1,OPEN:1,READ:1,WRITE:2,GETXATTR:2,READDIRPLUS:1",
+			"stat_after_write_classic.getattr_flags": "FUSE_GETATTR_FH",
+		}},
+	} {
+		assert.Check(t, is.DeepEqual(phaseFacts(tc.op, "classic", reqs), tc.want))
+	}
+	assert.Check(t, is.DeepEqual(phaseFacts("fsync", "passthrough", []wire.Request{{Op: opForget, Nodes: 1}, {Op: opInterrupt}}),
+		map[string]string{"fsync_passthrough.opcodes": "none"}), "forgets and interrupts are not the operation's")
+	assert.Check(t, is.DeepEqual(sizeFacts(reqs), map[string]string{
+		"read_size_min": "16384", "read_size_max": "16384", "write_size_min": "4096", "write_size_max": "131072",
+		"readdir_size": "0", "readdirplus_size": "65536", "request_max": "131152", "used.max_pages": "32",
+	}))
+	assert.Check(t, is.Equal(flagText(0, openFlagNames), "none"))
+	assert.Check(t, is.Equal(flagText(0x80000000|0x8000, openFlagNames), "O_LARGEFILE|0x80000000"))
+}
