@@ -40,6 +40,9 @@ type Spec struct {
 	Files []File
 	// Wait bounds the wait for its mount.
 	Wait time.Duration
+	// Stop bounds the wait for it to exit after its unmount; 0 is
+	// contract.DefaultStopWait.
+	Stop time.Duration
 	// Passthrough is the author's claim, nil when not made.
 	Passthrough *bool
 	// Setup are commands run before each start, each split as a shell
@@ -91,6 +94,7 @@ const (
 	KeyEnv         = "env"
 	KeyFile        = "file"
 	KeyWait        = "wait"
+	KeyStop        = "stop"
 	KeyPassthrough = "passthrough"
 	KeySetup       = "setup"
 	KeyStdin       = "stdin"
@@ -194,6 +198,12 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 				return nil, fail("wait %q: want a duration such as 30s", value)
 			}
 			s.Wait = d
+		case KeyStop:
+			d, err := time.ParseDuration(value)
+			if err != nil || d <= 0 {
+				return nil, fail("stop %q: want a duration such as 60s", value)
+			}
+			s.Stop = d
 		case KeyPassthrough:
 			var v bool
 			switch strings.ToLower(value) {
@@ -256,7 +266,7 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 	return s, nil
 }
 
-var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyPassthrough, KeySetup, KeyStdin, KeyDirs, KeyPackages}
+var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyStop, KeyPassthrough, KeySetup, KeyStdin, KeyDirs, KeyPackages}
 
 // stripComment cuts text at a "#" that starts a comment: at the start or
 // after a blank, outside quotes, as a shell would.

@@ -32,12 +32,13 @@ env = HOME=/root
 file = /etc/myfs.conf
 file = ./data/big:/srv/big
 wait = 45s
+stop = 2m
 passthrough = yes
 `,
 			want: &Spec{Name: "myfs", Binary: "./bin/myfs", Args: []string{"-f", "-o", "fsname=my fs", "{backing}", "{mnt}"},
 				Env:   []string{"RUST_LOG=debug", "HOME=/root"},
 				Files: []File{{Host: "/etc/myfs.conf", Where: "d.conf:7"}, {Host: "./data/big", Guest: "/srv/big", Where: "d.conf:8"}},
-				Wait:  45 * time.Second, Passthrough: &yes, Origin: "d.conf:2"},
+				Wait:  45 * time.Second, Stop: 2 * time.Minute, Passthrough: &yes, Origin: "d.conf:2"},
 		},
 		{
 			name: "binary alone",
@@ -68,6 +69,7 @@ passthrough = yes
 			text: "[daemon x]\nbinary = debian:fuse2fs@sid\nargs = {scratch}/fs.img {mnt}\npackages = e2fsprogs  coreutils\n",
 			want: &Spec{Name: "x", Binary: "debian:fuse2fs@sid", Args: []string{"{scratch}/fs.img", "{mnt}"}, Packages: []string{"e2fsprogs", "coreutils"}, Origin: "d.conf:1"},
 		},
+		{name: "stop not a duration", text: "[daemon x]\nbinary = /bin/x\nstop = soon\n", err: `d.conf:3: stop "soon": want a duration such as 60s`},
 		{name: "packages of a host binary", text: "[daemon x]\nbinary = /bin/x\npackages = e2fsprogs\n", err: "d.conf:3: packages: only for a binary from Debian's archive"},
 		{name: "package with a version", text: "[daemon x]\nbinary = debian:x\npackages = e2fsprogs=1.0\n", err: `d.conf:3: packages: "e2fsprogs=1.0" is not a Debian package name`},
 		{name: "setup not absolute", text: "[daemon x]\nbinary = /bin/x\nsetup = mkdir {scratch}/a\n", err: `d.conf:3: setup: setup command ["mkdir" "{scratch}/a"]: want its program's absolute path`},

@@ -85,6 +85,11 @@ var DaemonOwnChecks = []Check{
 // DefaultMountWait is how long a daemon gets to mount.
 const DefaultMountWait = 20 * time.Second
 
+// DefaultStopWait is how long a daemon gets to exit after its unmount
+// before it is killed: one that saves its state then (fuse-zip writes its
+// archive) needs time for it under TCG, and killing it would lose data.
+const DefaultStopWait = 30 * time.Second
+
 // DaemonSpec describes a user's FUSE daemon as the guest runs it.
 type DaemonSpec struct {
 	// Name is the daemon's name in result ids: daemon/<name>/…
@@ -103,6 +108,9 @@ type DaemonSpec struct {
 	// MountWait bounds the wait for the mount to appear, in seconds; 0 is
 	// DefaultMountWait.
 	MountWait float64 `json:"mount_wait,omitempty"`
+	// StopWait bounds the wait for it to exit after its unmount, in
+	// seconds; 0 is DefaultStopWait.
+	StopWait float64 `json:"stop_wait,omitempty"`
 	// Root, when not "", is the guest directory the daemon runs in as its
 	// root (chroot), with its own loader and libraries: a daemon packaged
 	// by Debian (fusematrix matrix -daemon debian:PACKAGE). Path is then
@@ -185,6 +193,9 @@ func (d *DaemonSpec) Check() error {
 	}
 	if d.MountWait < 0 || d.MountWait > 600 {
 		errs = append(errs, fmt.Errorf("daemon mount wait %vs: want 0 to 600", d.MountWait))
+	}
+	if d.StopWait < 0 || d.StopWait > 600 {
+		errs = append(errs, fmt.Errorf("daemon stop wait %vs: want 0 to 600", d.StopWait))
 	}
 	return errors.Join(errs...)
 }
@@ -294,6 +305,14 @@ func (d *DaemonSpec) Scratched() bool {
 		return true
 	}
 	return slices.ContainsFunc(d.Setup, func(c []string) bool { return slices.ContainsFunc(c, has) })
+}
+
+// StopGrace is how long the daemon gets to exit after its unmount.
+func (d *DaemonSpec) StopGrace() time.Duration {
+	if d.StopWait <= 0 {
+		return DefaultStopWait
+	}
+	return time.Duration(d.StopWait * float64(time.Second))
 }
 
 // Wait is how long the daemon gets to mount.

@@ -28,6 +28,7 @@ func TestDaemonCheck(t *testing.T) {
 		{"environment without a key", func(d *DaemonSpec) { d.Env = []string{"=x"} }, `daemon environment "=x": "" is not a variable name`},
 		{"environment key with a blank", func(d *DaemonSpec) { d.Env = []string{"A B=x"} }, `daemon environment "A B=x": "A B" is not a variable name`},
 		{"wait", func(d *DaemonSpec) { d.MountWait = 601 }, "want 0 to 600"},
+		{"stop", func(d *DaemonSpec) { d.StopWait = -1 }, "daemon stop wait -1s: want 0 to 600"},
 		{"typo", func(d *DaemonSpec) { d.Args = []string{"-o", "source={backng}", "{mnt}"} }, `daemon argument "source={backng}": unknown placeholder {backng} (known: {backing}, {mnt}, {scratch})`},
 		{"mount point misnamed", func(d *DaemonSpec) { d.Args = []string{"{mount}"} }, "unknown placeholder {mount}"},
 		{"capitalised", func(d *DaemonSpec) { d.Args = []string{"{Backing}", "{mnt}"} }, "unknown placeholder {Backing}"},
@@ -62,6 +63,8 @@ func TestDaemonArgv(t *testing.T) {
 	assert.Check(t, !(&DaemonSpec{Args: []string{"{mnt}"}}).Backed())
 	assert.Equal(t, (&DaemonSpec{}).Wait(), DefaultMountWait)
 	assert.Equal(t, (&DaemonSpec{MountWait: 1.5}).Wait(), 1500*time.Millisecond)
+	assert.Equal(t, (&DaemonSpec{}).StopGrace(), DefaultStopWait)
+	assert.Equal(t, (&DaemonSpec{StopWait: 90}).StopGrace(), 90*time.Second)
 }
 
 func TestParseDaemon(t *testing.T) {

@@ -165,8 +165,9 @@ func TestDaemonOwnChecks(t *testing.T) {
 		{"does not exit", func(t *testing.T) *contract.DaemonSpec {
 			spec := ownAsDaemon(t, loopback.KindLoopback)
 			spec.Args[1] = strings.Replace(spec.Args[1], "exec ", "", 1) + "; sleep 300"
+			spec.StopWait = 2
 			return spec
-		}, contract.DaemonUnmount, "did not exit within 7s of its unmount; killed"},
+		}, contract.DaemonUnmount, "did not exit within 2s of its unmount; killed"},
 		{"never mounts", func(t *testing.T) *contract.DaemonSpec {
 			return &contract.DaemonSpec{Name: "sleeper", Path: "/bin/sh", Args: []string{"-c", "sleep 30", "{mnt}"}, MountWait: 0.5}
 		}, contract.DaemonMounted, "daemon sleeper did not mount at"},

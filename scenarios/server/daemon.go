@@ -302,7 +302,7 @@ func (d *DaemonMount) Stderr() []string { return d.stderr.Lines() }
 func (d *DaemonMount) Exited() <-chan struct{} { return d.exited }
 
 // Stop unmounts, as fusermount -u would, and waits for the daemon to end;
-// one that does not within stopGrace has its connection aborted and is
+// one that does not within its StopGrace has its connection aborted and is
 // killed. A daemon that had ended before (a crash), or whose started
 // process exited with an error, is an error. No Stats: the daemon is not
 // ours to ask. Stop is idempotent.
@@ -320,8 +320,8 @@ func (d *DaemonMount) Stop() (wire.Stats, error) {
 			}
 			select {
 			case <-d.exited:
-			case <-time.After(stopGrace):
-				errs = append(errs, fmt.Errorf("daemon %s did not exit within %s of its unmount; killed", d.Spec.Name, stopGrace))
+			case <-time.After(d.Spec.StopGrace()):
+				errs = append(errs, fmt.Errorf("daemon %s did not exit within %s of its unmount; killed", d.Spec.Name, d.Spec.StopGrace()))
 				d.kill()
 			}
 		}
