@@ -352,7 +352,7 @@ func DaemonScenarios() []Check {
 	}
 	out = append(out, Check{DaemonPassthrough, results.Scenario, 60 * time.Second})
 	for _, c := range DaemonCells("") {
-		out = append(out, Check{DaemonCellID(c.Op, c.Block), results.Benchmark, cellTimeout})
+		out = append(out, Check{DaemonCellID(c.Op, c.Block), results.Benchmark, daemonCellTimeout})
 	}
 	return out
 }

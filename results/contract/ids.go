@@ -89,6 +89,12 @@ var checks = []Check{
 // cellTimeout bounds one benchmark cell: all its runs and their mounts.
 const cellTimeout = 120 * time.Second
 
+// daemonCellTimeout bounds a cell of a user's daemon, which may be far
+// slower than fusematrix's servers (an encrypted store under TCG) and,
+// without a backing directory, writes its file through the mount before
+// each read run.
+const daemonCellTimeout = 300 * time.Second
+
 // Checks returns everything the agent can run, in run order.
 func Checks() []Check {
 	out := append([]Check(nil), checks...)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -101,6 +102,18 @@ func TestDaemonCells(t *testing.T) {
 		assert.Check(t, is.Equal(r.Status, results.Skip), "%s: %s", op, r.Reason)
 		assert.Check(t, is.Contains(r.Reason, "serves no backing directory"), op)
 		assert.Check(t, is.Contains(r.Reason, "through its mount"), op)
+	}
+
+	// A file system smaller than a run (an image): the cells skip, the
+	// write cell once it fills up during a run.
+	small := t.TempDir()
+	assert.NilError(t, unix.Mount("tmpfs", small, "tmpfs", 0, "size=1m"))
+	t.Cleanup(func() { _ = unix.Unmount(small, unix.MNT_DETACH) })
+	tiny := &contract.DaemonSpec{Name: "tiny", Path: bin, Args: []string{"{mnt}", small}}
+	for _, op := range []contract.Op{contract.Read, contract.Write} {
+		r := scenarios.Run(context.Background(), daemonCell(t, s, op, 4096), env(tiny))
+		assert.Check(t, is.Equal(r.Status, results.Skip), "%s: %s", op, r.Reason)
+		assert.Check(t, is.Contains(r.Reason, "no space left on device"), op)
 	}
 
 	r = scenarios.Run(context.Background(), daemonCell(t, s, contract.Read, 4096), env(nil))
