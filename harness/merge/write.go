@@ -87,7 +87,7 @@ func Write(ctx context.Context, out string, shards []Shard, merged *results.Run,
 		name  string
 		write func(io.Writer) error
 	}{
-		{"results.json", func(w io.Writer) error { return report.WriteJSON(w, merged) }},
+		{"results.json", func(w io.Writer) error { return results.WriteJSON(w, merged) }},
 		{"junit.xml", func(w io.Writer) error { return report.JUnit(w, merged) }},
 		{"report.html", func(w io.Writer) error { return report.HTML(w, merged) }},
 	} {
