@@ -184,6 +184,7 @@ func bisectSetup(o *harness.Options, quiet bool) error {
 		}
 		o.SourceDir = dir
 	}
+	o.Reports = summaryReports
 	o.Logf = progressTo(quiet)
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}

@@ -224,6 +224,10 @@ func docLine(name string) string {
 	return "\nExplained in " + page + " (fusematrix's source tree)."
 }
 
+// summaryReports are written next to results.json, and with it, by every
+// command that boots (harness.Options.Reports).
+var summaryReports = map[string]func(io.Writer, *results.Run) error{"junit.xml": report.JUnit}
+
 func matrix(args []string) error {
 	fs := newFlagSet("matrix", "")
 	o := harness.Options{}
@@ -337,6 +341,7 @@ func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.
 		}
 		o.SourceDir = dir
 	}
+	o.Reports = summaryReports
 	progress := io.Writer(os.Stderr)
 	if quiet {
 		progress = io.Discard
