@@ -498,6 +498,47 @@ func cpuModel(r io.Reader) string {
 	return ""
 }
 
+// Checks are the checks o selects: its -run pattern's and its daemons'
+// (Selected).
+func (o *Options) Checks() ([]contract.Check, error) {
+	var names []string
+	for _, d := range o.Daemons {
+		names = append(names, d.Name)
+	}
+	return Selected(o.Run, names...)
+}
+
+// CheckBench says why o's selection is no benchmark: it selects no
+// benchmark cell, since cells are selected only by a pattern that names
+// them. A selection that fails is Run's to report, as for every command.
+func (o *Options) CheckBench() error {
+	checks, err := o.Checks()
+	if err != nil || slices.ContainsFunc(checks, func(c contract.Check) bool { return c.Kind == results.Benchmark }) {
+		return nil
+	}
+	return fmt.Errorf("-run %q selects no benchmark cell: cells are selected only by a pattern that names them, one that starts with bench (^bench/ selects every mode's cells, a daemon's too) or names daemon/NAME/bench/ (-list prints what a pattern selects)", o.Run)
+}
+
+// NeedsPeer says whether o selects a cell that measures the C NOOP peer.
+func (o *Options) NeedsPeer() bool {
+	checks, _ := o.Checks()
+	return slices.ContainsFunc(checks, func(c contract.Check) bool {
+		cell, ok := contract.ParseCell(c.ID)
+		return ok && cell.Mode == contract.LibfuseNoop
+	})
+}
+
+// DefaultSource sets SourceDir, when empty, to the checkout FindSource
+// finds.
+func (o *Options) DefaultSource() error {
+	if o.SourceDir != "" {
+		return nil
+	}
+	dir, err := FindSource()
+	o.SourceDir = dir
+	return err
+}
+
 // FindSource walks up from the working directory to the fusematrix
 // module, whose source the guest agent is compiled from.
 func FindSource() (string, error) {

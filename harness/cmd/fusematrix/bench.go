@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
@@ -78,7 +77,7 @@ func bench(args []string) error {
 	if err = daemon.resolveInto(fs, &o, matrixName.catalog, *quiet); err != nil {
 		return err
 	}
-	if err := someCell(o); err != nil {
+	if err := o.CheckBench(); err != nil {
 		return usagef("%v", err)
 	}
 	if *list {
@@ -88,10 +87,7 @@ func bench(args []string) error {
 		return err
 	}
 	// The C peer only matters to the cells that measure it.
-	if checks, _ := selected(o); slices.ContainsFunc(checks, func(c contract.Check) bool {
-		cell, ok := contract.ParseCell(c.ID)
-		return ok && cell.Mode == contract.LibfuseNoop
-	}) || set(fs, "peer") {
+	if o.NeedsPeer() || set(fs, "peer") {
 		if o.Peer, err = benchPeer(fs, *peer, o.SourceDir, *quiet); err != nil {
 			return err
 		}
@@ -144,19 +140,4 @@ func writeHTMLReport(dir string, run *results.Run, info io.Writer) error {
 	}
 	fmt.Fprintf(info, "report: %s\n", p)
 	return nil
-}
-
-// someCell says why o's selection is no bench: it selects no benchmark
-// cell, since cells are selected only by a pattern that names them.
-func someCell(o harness.Options) error {
-	checks, err := selected(o)
-	if err != nil {
-		return nil // boot says so, as for every command
-	}
-	for _, c := range checks {
-		if c.Kind == results.Benchmark {
-			return nil
-		}
-	}
-	return fmt.Errorf("-run %q selects no benchmark cell: cells are selected only by a pattern that names them, one that starts with bench (^bench/ selects every mode's cells, a daemon's too) or names daemon/NAME/bench/ (-list prints what a pattern selects)", o.Run)
 }

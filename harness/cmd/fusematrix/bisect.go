@@ -90,25 +90,12 @@ func bisectCmd(args []string) error {
 	if err := bisectSetup(&o, *quiet); err != nil {
 		return err
 	}
-	var setup bisect.Setup
-	if *src != "" {
-		cache, err := kernels.CacheRoot(o.Kernel)
-		if err != nil {
-			return err
-		}
-		setup, err = bisect.Source(ctx, *src, *good, *bad, *base, cache, pred)
-		if errors.Is(err, bisect.ErrInput) {
-			return usagef("%v", err)
-		}
-		if err != nil {
-			return err
-		}
-	} else {
-		builds, err := packagedHistory(ctx, *good, *bad, o.Kernel)
-		if err != nil {
-			return usagef("%v", err)
-		}
-		setup = bisect.Packaged(builds, pred, *good, *bad)
+	setup, err := bisect.Plan(ctx, *src, *good, *bad, *base, pred, o.Kernel, packagedHistory)
+	if errors.Is(err, bisect.ErrInput) {
+		return usagef("%v", err)
+	}
+	if err != nil {
+		return err
 	}
 	o.Logf("bisect: %s", setup.Summary)
 	r, err := bisect.Bisect(ctx, bisect.Options{
@@ -177,20 +164,10 @@ func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.P
 
 // bisectSetup fills in what boot() would for a matrix.
 func bisectSetup(o *harness.Options, quiet bool) error {
-	if o.SourceDir == "" {
-		dir, err := harness.FindSource()
-		if err != nil {
-			return err
-		}
-		o.SourceDir = dir
-	}
 	o.Reports = summaryReports
-	o.Logf = progressTo(quiet)
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
-	}
+	o.Logf = progress(quiet)
 	o.Kernel.Logf = o.Logf
-	return nil
+	return o.DefaultSource()
 }
 
 // bisectRun judges one kernel for git bisect run: 0 old, 1 new, 125

@@ -25,7 +25,7 @@ func kernelsBuild(ctx context.Context, args []string, out io.Writer) error {
 	if o.Src == "" || fs.NArg() > 0 {
 		return withUsage(fs, usagef("want -src DIR and no arguments"))
 	}
-	o.Logf = progressTo(*quiet)
+	o.Logf = progress(*quiet)
 	start := time.Now()
 	k, err := kernels.Build(ctx, o)
 	if err != nil {

@@ -39,7 +39,6 @@ import (
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 const usage = `usage: fusematrix <command> [flags]
@@ -274,7 +273,7 @@ func listFlag(fs *flag.FlagSet) *bool {
 // listChecks prints the checks o selects, one per line: id, kind and the
 // time the guest gives it.
 func listChecks(o harness.Options) error {
-	checks, err := selected(o)
+	checks, err := o.Checks()
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -283,15 +282,6 @@ func listChecks(o harness.Options) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, c.Kind, c.Timeout)
 	}
 	return tw.Flush()
-}
-
-// selected is what o's -run and daemon select (harness.Selected).
-func selected(o harness.Options) ([]contract.Check, error) {
-	var names []string
-	for _, d := range o.Daemons {
-		names = append(names, d.Name)
-	}
-	return harness.Selected(o.Run, names...)
 }
 
 // bootFlags registers the flags of every command that boots kernels and
@@ -328,32 +318,18 @@ func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
 func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
 	// A selection that cannot work is a usage error, found before any
 	// kernel is fetched or booted.
-	if _, err := selected(o); err != nil {
+	if _, err := o.Checks(); err != nil {
 		return usagef("%v", err)
 	}
 	if err := o.Params.Check(); err != nil {
 		return usagef("%v", err)
 	}
-	if o.SourceDir == "" {
-		dir, err := harness.FindSource()
-		if err != nil {
-			return err
-		}
-		o.SourceDir = dir
+	if err := o.DefaultSource(); err != nil {
+		return err
 	}
 	o.Reports = summaryReports
-	progress := io.Writer(os.Stderr)
-	if quiet {
-		progress = io.Discard
-	}
-	var mu sync.Mutex
+	o.Logf = progress(quiet)
 	start := time.Now()
-	o.Logf = func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(progress, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	run, err := harness.Run(ctx, o)
@@ -375,4 +351,20 @@ func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.
 		}
 	}
 	return nil
+}
+
+// progress is a command's progress log: lines on stderr stamped with the
+// time since it began, safe to call from every guest's goroutine; nothing
+// when quiet.
+func progress(quiet bool) func(string, ...any) {
+	if quiet {
+		return func(string, ...any) {}
+	}
+	var mu sync.Mutex
+	start := time.Now()
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
 }

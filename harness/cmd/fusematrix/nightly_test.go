@@ -14,7 +14,6 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/compare"
-	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
