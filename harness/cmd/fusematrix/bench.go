@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -25,8 +26,8 @@ var benchRenderers = map[string]func(io.Writer, *results.Run) error{
 func bench(args []string) error {
 	fs := newFlagSet("bench", "")
 	o := harness.Options{}
-	quiet := bootFlags(fs, &o, filepath.Join("out", "bench"))
-	matrixName := matrixFlag(fs)
+	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "bench"))
+	matrixName := cli.MatrixFlags(fs)
 	fs.IntVar(&o.BenchRuns, "runs", contract.DefaultBenchRuns, "times each cell measures; the table shows the median")
 	fs.BoolVar(&o.Profile, "profile", false, "profile the NOOP and classic servers in the guest; each cell's log gets the top functions")
 	fs.IntVar(&o.BenchMiB, "bench-mib", 0, "cap on the bytes one run moves, in `MiB` (default: scaled by block size and runs)")
@@ -34,7 +35,7 @@ func bench(args []string) error {
 	format := fs.String("format", "table", "output: table or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels; the chart and report land next to it unless -out is given")
 	daemon := registerDaemonFlags(fs)
-	list := listFlag(fs)
+	list := cli.ListFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -74,7 +75,7 @@ func bench(args []string) error {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
-	if err = daemon.resolveInto(fs, &o, matrixName.catalog, *quiet); err != nil {
+	if err = daemon.resolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
 		return err
 	}
 	if err := o.CheckBench(); err != nil {
@@ -83,7 +84,7 @@ func bench(args []string) error {
 	if *list {
 		return listChecks(o)
 	}
-	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// The C peer only matters to the cells that measure it.

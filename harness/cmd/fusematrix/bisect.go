@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/bisect"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/kernels"
 )
@@ -64,7 +63,7 @@ func bisectCmd(args []string) error {
 	}
 	fs := newFlagSet("bisect", bisectUsage)
 	o := harness.Options{}
-	quiet := bisectFlags(fs, &o)
+	quiet := cli.StepFlags(fs, &o)
 	good := fs.String("good", "", "the last kernel known to lack the new behaviour (a selector, e.g. debian:6.1/cloud@bookworm)")
 	bad := fs.String("bad", "", "a kernel known to show it")
 	repeat := fs.Int("repeat", 1, "boots per step; docs/bisect.md#verdict-rules says how runs that disagree decide")
@@ -72,7 +71,7 @@ func bisectCmd(args []string) error {
 	src := fs.String("src", "", "a Linux git `tree`: bisect its commits; -good and -bad are then revisions")
 	base := fs.String("base", "tinyconfig", "with -src: the config each commit is built from before the fragment (defconfig, tinyconfig or a file)")
 	catalog := ""
-	catalogFlag(fs, &catalog)
+	cli.CatalogFlag(fs, &catalog)
 	pred, err := parseInterleaved(fs, args, "bisect")
 	if err != nil {
 		return err
@@ -123,21 +122,6 @@ func bisectCmd(args []string) error {
 	return nil
 }
 
-// bisectFlags registers what a step's boots need.
-func bisectFlags(fs *flag.FlagSet, o *harness.Options) *bool {
-	fs.StringVar(&o.OutDir, "out", filepath.Join("out", "bisect"), "`folder` for bisect.json, bisect.md and each step's results")
-	fs.StringVar(&o.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
-	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for one step's boot and run")
-	fs.StringVar(&o.Kernel.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
-	fs.StringVar(&o.QEMU, "qemu", "", "QEMU `binary` (default qemu-system-x86_64)")
-	fs.StringVar(&o.SourceDir, "src-agent", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
-	fs.Func("append", "extra kernel command line `args` for every guest (repeatable)", func(s string) error {
-		o.Append = strings.TrimSpace(o.Append + " " + s)
-		return nil
-	})
-	return fs.Bool("q", false, "no progress lines")
-}
-
 // parseInterleaved parses flags before and after the one argument, the
 // predicate, as the documented forms put it either way.
 func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.Predicate, error) {
@@ -165,7 +149,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.P
 // bisectSetup fills in what boot() would for a matrix.
 func bisectSetup(o *harness.Options, quiet bool) error {
 	o.Reports = summaryReports
-	o.Logf = progress(quiet)
+	o.Logf = cli.Progress(quiet)
 	o.Kernel.Logf = o.Logf
 	return o.DefaultSource()
 }
@@ -175,7 +159,7 @@ func bisectSetup(o *harness.Options, quiet bool) error {
 func bisectRun(args []string) error {
 	fs := newFlagSet("bisect run", bisectUsage)
 	o := harness.Options{}
-	quiet := bisectFlags(fs, &o)
+	quiet := cli.StepFlags(fs, &o)
 	kernel := fs.String("kernel", "", "the kernel to judge (a selector, a path, or src:DIR for the tree git bisect checked out)")
 	repeat := fs.Int("repeat", 1, "boots; docs/bisect.md#verdict-rules says how runs that disagree decide")
 	pred, err := parseInterleaved(fs, args, "bisect run")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness/bisect"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/daemonspec"
 	"github.com/fusematrix/fusematrix/kernels"
 )
@@ -63,73 +64,25 @@ func kernelsCmd(args []string) error {
 	return cmdError{code: 2, err: fmt.Errorf("unknown command %q", args[0]), more: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 }
 
-// kernelSelection is what -matrix and -catalog choose.
-type kernelSelection struct {
-	matrix  string
-	catalog string
-}
-
-// matrixFlag registers -matrix and -catalog on a command that takes
-// kernel names.
-func matrixFlag(fs *flag.FlagSet) *kernelSelection {
-	s := &kernelSelection{}
-	fs.StringVar(&s.matrix, "matrix", "default", "run this `matrix` of the catalog (kernel names given as arguments replace it)")
-	catalogFlag(fs, &s.catalog)
-	return s
-}
-
-// catalogFlag registers -catalog.
-func catalogFlag(fs *flag.FlagSet, file *string) {
-	fs.StringVar(file, "catalog", "", "catalog `file` layered over the built-in one (default: $"+kernels.CatalogEnv+
-		", else fusematrix/catalog.conf in the user's config directory when it exists)")
-}
-
-// selectKernels returns the kernels named as arguments, else those of
-// sel's matrix, and where they come from (kernels.Catalog.Select); it
-// sets o.Catalog to the catalog in effect, whose named kernels either may
-// use.
-func selectKernels(sel *kernelSelection, args []string, o *kernels.Options) ([]string, string, error) {
-	c, err := kernels.UserCatalog(sel.catalog)
-	if err != nil {
-		return nil, "", err
-	}
-	o.Catalog = c
-	return c.Select(sel.matrix, args)
-}
-
-// kernelOptions registers the flags that say where kernels come from.
-func kernelOptions(fs *flag.FlagSet, o *kernels.Options) *bool {
-	fs.StringVar(&o.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
-	insecureFlag(fs, o)
-	return fs.Bool("q", false, "no progress lines")
-}
-
-// insecureFlag registers -insecure-unsigned, the one way to fetch kernels
-// without the Debian archive keyring.
-func insecureFlag(fs *flag.FlagSet, o *kernels.Options) {
-	fs.BoolVar(&o.InsecureUnsigned, "insecure-unsigned", false, "without a Debian archive keyring (debian-archive-keyring), use the archive's indexes "+
-		"unsigned instead of failing; each kernel's result then says it is unverified")
-}
-
 // kernelArgs parses the flags list and fetch share and returns the
 // selectors they name, from a matrix or the arguments, and where they
 // come from (see selectionSource).
 func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]string, kernels.Options, string, error) {
 	fs := newFlagSet(cmd, "")
-	matrix := matrixFlag(fs)
+	matrix := cli.MatrixFlags(fs)
 	var o kernels.Options
-	quiet := kernelOptions(fs, &o)
+	quiet := cli.SourceFlags(fs, &o)
 	for _, f := range extra {
 		f(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, o, "", exitError(2)
 	}
-	names, source, err := selectKernels(matrix, fs.Args(), &o)
+	names, source, err := matrix.Select(fs.Args(), &o)
 	if err != nil {
 		return nil, o, "", err
 	}
-	o.Logf = progress(*quiet)
+	o.Logf = cli.Progress(*quiet)
 	return names, o, source, nil
 }
 
@@ -210,9 +163,9 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlagSet("kernels prune", "usage: fusematrix kernels prune [flags]\n\nFlags:\n")
 	all := fs.Bool("all", false, "remove every cached kernel, not only those no matrix uses, and built kernels and unpacked sources")
 	var o kernels.Options
-	quiet := kernelOptions(fs, &o)
+	quiet := cli.SourceFlags(fs, &o)
 	var catalog string
-	catalogFlag(fs, &catalog)
+	cli.CatalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -224,7 +177,7 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("takes no kernel names (it keeps every kernel of the catalog)")
 	}
-	o.Logf = progress(*quiet)
+	o.Logf = cli.Progress(*quiet)
 	pruned, err := kernels.Prune(ctx, append(c.Selectors(), c.Kernels()...), *all, o)
 	var total int64
 	for _, p := range pruned {
@@ -238,7 +191,7 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 func kernelsMatrices(args []string, out io.Writer) error {
 	fs := newFlagSet("kernels matrices", "usage: fusematrix kernels matrices\n")
 	var catalog string
-	catalogFlag(fs, &catalog)
+	cli.CatalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}

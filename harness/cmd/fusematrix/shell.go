@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/cli"
 )
 
 const shellUsage = `usage: fusematrix shell [flags] KERNEL
@@ -46,9 +47,9 @@ func shellCmd(args []string) error {
 		fmt.Fprintln(fs.Output(), docLine("shell"))
 	}
 	o := harness.Options{}
-	quiet := bootFlags(fs, &o, filepath.Join("out", "shell"))
+	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "shell"))
 	catalog := ""
-	catalogFlag(fs, &catalog)
+	cli.CatalogFlag(fs, &catalog)
 	daemon := registerDaemonFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
@@ -68,14 +69,14 @@ func shellCmd(args []string) error {
 			return usagef("-%s has no effect on a shell; run checks in the guest with fusematrix-agent run", f)
 		}
 	}
-	names, _, err := selectKernels(&kernelSelection{catalog: catalog}, fs.Args(), &o.Kernel)
+	names, _, err := (&cli.Kernels{Catalog: catalog}).Select(fs.Args(), &o.Kernel)
 	if err != nil {
 		return err
 	}
 	if err := o.DefaultSource(); err != nil {
 		return err
 	}
-	o.Logf = progress(*quiet)
+	o.Logf = cli.Progress(*quiet)
 	o.Kernel.Logf = o.Logf
 
 	// A closed terminal (SIGHUP) ends fusematrix like Ctrl-C would when
@@ -97,10 +98,4 @@ func shellCmd(args []string) error {
 	}
 	fmt.Fprintln(os.Stderr, "\nfusematrix shell: the guest powered off")
 	return nil
-}
-
-func set(fs *flag.FlagSet, name string) bool {
-	found := false
-	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
-	return found
 }
