@@ -66,7 +66,7 @@ func kernelsCmd(args []string) error {
 
 // kernelArgs parses the flags list and fetch share and returns the
 // selectors they name, from a matrix or the arguments, and where they
-// come from (see selectionSource).
+// come from (cli.Kernels.Select).
 func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]string, kernels.Options, string, error) {
 	fs := newFlagSet(cmd, "")
 	matrix := cli.MatrixFlags(fs)
