@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results"
@@ -70,4 +71,31 @@ func TestRecordKernelMissing(t *testing.T) {
 	b, err = json.Marshal(kr)
 	assert.NilError(t, err)
 	assert.Check(t, !strings.Contains(string(b), "missing"), string(b))
+}
+
+// A bench selection must name a cell; the C peer goes into the guests
+// only for a selection with a cell that measures it.
+func TestBenchSelection(t *testing.T) {
+	for _, tc := range []struct {
+		run      string
+		noCell   bool
+		needPeer bool
+	}{
+		{run: "^bench/", needPeer: true},
+		{run: "^bench/read/passthrough/"},
+		{run: "^bench/read/" + string(contract.LibfuseNoop) + "/", needPeer: true},
+		{run: "^pt/", noCell: true},
+		{run: "(", noCell: false}, // a bad pattern is Run's to report
+	} {
+		t.Run(tc.run, func(t *testing.T) {
+			o := Options{Params: contract.Params{Run: tc.run}}
+			err := o.CheckBench()
+			if tc.noCell {
+				assert.Check(t, is.ErrorContains(err, "selects no benchmark cell"))
+			} else {
+				assert.Check(t, err)
+			}
+			assert.Check(t, is.Equal(o.NeedsPeer(), tc.needPeer))
+		})
+	}
 }

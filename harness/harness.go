@@ -7,8 +7,10 @@
 // run and the files that carry it there (NewDaemon).
 //
 // It imports kernels, results and its own subpackages (qemu, initramfs,
-// elfdeps, daemonspec, report, inert, expect); never scenarios/ nor
-// go-fuse.
+// elfdeps, daemonspec, debdaemon, inert, expect); never scenarios/ nor
+// go-fuse, nor harness/report: the reports written next to results.json
+// are its caller's (Options.Reports), so that harness and bisect link no
+// plotting.
 package harness
 
 import (
@@ -18,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,7 +33,6 @@ import (
 	"github.com/fusematrix/fusematrix/harness/expect"
 	"github.com/fusematrix/fusematrix/harness/initramfs"
 	"github.com/fusematrix/fusematrix/harness/qemu"
-	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/kernels"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -41,8 +43,13 @@ import (
 type Options struct {
 	// Kernels are selectors or paths; nil means kernels.DefaultMatrix.
 	Kernels []string
-	// OutDir receives results.json, junit.xml and console logs.
+	// OutDir receives results.json, the Reports and console logs.
 	OutDir string
+	// Reports are files rewritten next to results.json whenever it is
+	// (junit.xml: report.JUnit), by name. The caller chooses them, so
+	// that the harness, and bisect through it, links no renderer and
+	// none of the report's plotting.
+	Reports map[string]func(io.Writer, *results.Run) error
 	// Jobs is how many guests run at once.
 	Jobs int
 	// Accel is "auto" (KVM if it works, else TCG), "kvm" or "tcg".
@@ -136,7 +143,7 @@ func Run(ctx context.Context, o Options) (*results.Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: install Debian's qemu-system-x86 package (make deps)", err)
 	}
-	w := &writer{dir: o.OutDir, run: &results.Run{
+	w := &writer{dir: o.OutDir, reports: o.Reports, run: &results.Run{
 		Schema:  results.SchemaVersion,
 		Started: time.Now().UTC(),
 		Host:    results.Host{QEMU: qemuVersion, CPUs: runtime.NumCPU(), Jobs: o.Jobs, Accel: o.Accel, CPUModel: hostCPUModel()},
@@ -410,10 +417,11 @@ func allDaemonFiles(daemons []*Daemon) ([]initramfs.File, error) {
 
 // writer keeps the run summary on disk up to date as kernels finish.
 type writer struct {
-	mu  sync.Mutex
-	dir string
-	run *results.Run
-	err error
+	mu      sync.Mutex
+	dir     string
+	reports map[string]func(io.Writer, *results.Run) error
+	run     *results.Run
+	err     error
 }
 
 func (w *writer) set(i int, k results.Kernel) {
@@ -434,10 +442,11 @@ func (w *writer) finish() *results.Run {
 // flush rewrites the summary files; each is replaced atomically so a
 // reader never sees half a file.
 func (w *writer) flush() {
-	w.err = errors.Join(
-		WriteFile(filepath.Join(w.dir, "results.json"), func(f io.Writer) error { return report.WriteJSON(f, w.run) }),
-		WriteFile(filepath.Join(w.dir, "junit.xml"), func(f io.Writer) error { return report.JUnit(f, w.run) }),
-	)
+	errs := []error{WriteFile(filepath.Join(w.dir, "results.json"), func(f io.Writer) error { return results.WriteJSON(f, w.run) })}
+	for _, name := range slices.Sorted(maps.Keys(w.reports)) {
+		errs = append(errs, WriteFile(filepath.Join(w.dir, name), func(f io.Writer) error { return w.reports[name](f, w.run) }))
+	}
+	w.err = errors.Join(errs...)
 }
 
 // WriteFile replaces path with what write writes, through a temporary
@@ -487,6 +496,47 @@ func cpuModel(r io.Reader) string {
 		}
 	}
 	return ""
+}
+
+// Checks are the checks o selects: its -run pattern's and its daemons'
+// (Selected).
+func (o *Options) Checks() ([]contract.Check, error) {
+	var names []string
+	for _, d := range o.Daemons {
+		names = append(names, d.Name)
+	}
+	return Selected(o.Run, names...)
+}
+
+// CheckBench says why o's selection is no benchmark: it selects no
+// benchmark cell, since cells are selected only by a pattern that names
+// them. A selection that fails is Run's to report, as for every command.
+func (o *Options) CheckBench() error {
+	checks, err := o.Checks()
+	if err != nil || slices.ContainsFunc(checks, func(c contract.Check) bool { return c.Kind == results.Benchmark }) {
+		return nil
+	}
+	return fmt.Errorf("-run %q selects no benchmark cell: cells are selected only by a pattern that names them, one that starts with bench (^bench/ selects every mode's cells, a daemon's too) or names daemon/NAME/bench/ (-list prints what a pattern selects)", o.Run)
+}
+
+// NeedsPeer says whether o selects a cell that measures the C NOOP peer.
+func (o *Options) NeedsPeer() bool {
+	checks, _ := o.Checks()
+	return slices.ContainsFunc(checks, func(c contract.Check) bool {
+		cell, ok := contract.ParseCell(c.ID)
+		return ok && cell.Mode == contract.LibfuseNoop
+	})
+}
+
+// DefaultSource sets SourceDir, when empty, to the checkout FindSource
+// finds.
+func (o *Options) DefaultSource() error {
+	if o.SourceDir != "" {
+		return nil
+	}
+	dir, err := FindSource()
+	o.SourceDir = dir
+	return err
 }
 
 // FindSource walks up from the working directory to the fusematrix

@@ -3,12 +3,14 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
@@ -37,6 +39,7 @@ func runDefault(t testing.TB, jobs, benchMiB int) (*results.Run, string) {
 		Accel:     "tcg",
 		Params:    contract.Params{BenchMiB: benchMiB},
 		SourceDir: sourceDir(t),
+		Reports:   map[string]func(io.Writer, *results.Run) error{"junit.xml": report.JUnit},
 		Logf:      t.Logf,
 	})
 	assert.NilError(t, err)

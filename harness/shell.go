@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fusematrix/fusematrix/harness/initramfs"
 	"github.com/fusematrix/fusematrix/harness/qemu"
 	"github.com/fusematrix/fusematrix/kernels"
@@ -292,4 +294,28 @@ func (m *markerWriter) Write(p []byte) (int, error) {
 		m.tail = bytes.Clone(buf[max(0, len(buf)-len(m.marker)):])
 	}
 	return m.w.Write(p)
+}
+
+// RawTerminal puts the terminal fd in raw mode, as a serial line wants
+// it: keys (Ctrl-C among them) go to the guest, whose own terminal
+// echoes and edits. Not a terminal: nothing to do.
+func RawTerminal(fd int) (restore func(), err error) {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, err
+	}
+	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }

@@ -455,3 +455,35 @@ func (c *Catalog) Select(matrix string, args []string) ([]string, string, error)
 	}
 	return names, fmt.Sprintf("matrix %s from %s", matrix, c.Origin(matrix)), nil
 }
+
+// WriteSummary writes c for a terminal: each matrix and its kernels, the
+// named kernels and the daemon sections, each with where it comes from.
+// program says what a daemon section runs: harness/daemonspec reads those
+// sections, not this package.
+func (c *Catalog) WriteSummary(w io.Writer, program func(Section) string) error {
+	for _, name := range c.Names() {
+		m, err := c.Matrix(name)
+		if err != nil {
+			return errors.New("catalog: " + err.Error())
+		}
+		fmt.Fprintf(w, "%s (from %s):\n", name, c.Origin(name))
+		for _, k := range m {
+			fmt.Fprintf(w, "  %s\n", k)
+		}
+	}
+	if names := c.Kernels(); len(names) > 0 {
+		fmt.Fprintf(w, "\nnamed kernels:\n")
+		for _, name := range names {
+			sel, origin, _ := c.Kernel(name)
+			fmt.Fprintf(w, "  %s = %s (from %s)\n", name, sel, origin)
+		}
+	}
+	if names := c.Daemons(); len(names) > 0 {
+		fmt.Fprintf(w, "\ndaemons (-daemon NAME):\n")
+		for _, name := range names {
+			sec, _ := c.Daemon(name)
+			fmt.Fprintf(w, "  %s = %s (from %s:%d)\n", name, program(sec), sec.File, sec.Line)
+		}
+	}
+	return nil
+}

@@ -33,7 +33,7 @@
 //	sysroot.go   a Debian package and its run-time closure unpacked into
 //	             a tree a daemon runs in (FetchSysroot), from whole indexes
 //	prune.go     removing what the catalog no longer uses (Prune)
-//	list.go      the kernels list document for programs (List)
+//	list.go      the kernels list: a document for programs (List), a table
 //
 // The formats and protocols it reads have packages of their own, leaves
 // that import the standard library and third-party modules only, never

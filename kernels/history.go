@@ -3,8 +3,10 @@ package kernels
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/fusematrix/fusematrix/kernels/debian"
 )
@@ -112,4 +114,14 @@ func history(idxs []*debian.Index, flavour string, keep func(image, version stri
 	}
 	slices.SortFunc(out, func(a, b Packaged) int { return debian.CompareVersions(a.Version, b.Version) })
 	return out
+}
+
+// WriteHistory writes builds as a numbered table for a terminal.
+func WriteHistory(w io.Writer, builds []Packaged) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tPACKAGE\tVERSION\tSUITE")
+	for i, b := range builds {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i+1, b.Package, b.Version, b.Suite)
+	}
+	return tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -175,3 +176,72 @@ func shortHash(lines ...string) string {
 	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
 	return hex.EncodeToString(sum[:8])
 }
+
+// ListAll lists every kernel of names (ListKernel) from source. A kernel
+// that does not resolve has an item of its name alone, and its error at
+// its index of errs; errs is nil when every kernel resolved.
+func ListAll(ctx context.Context, source string, names []string, opts Options) (*List, []error) {
+	l := NewList(source)
+	var errs []error
+	for i, name := range names {
+		k, err := ListKernel(ctx, name, opts)
+		if err != nil {
+			if errs == nil {
+				errs = make([]error, len(names))
+			}
+			errs[i], k = err, ListItem{Kernel: name}
+		}
+		l.Kernels = append(l.Kernels, k)
+	}
+	return l, errs
+}
+
+// WriteTable writes l's kernels for a terminal, a row each, and, numbered
+// under the table, the errors ListAll returned with it. Errors are long (they list what is available instead): under
+// the table they do not stretch its columns.
+func (l *List) WriteTable(w io.Writer, errs []error) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KERNEL\tPACKAGE\tVERSION\tSUITE\tCACHED")
+	var failed []error
+	for i, k := range l.Kernels {
+		row := k.tableRow()
+		if i < len(errs) && errs[i] != nil {
+			failed = append(failed, errs[i])
+			row = fmt.Sprintf("%s\terror (%d, below)\t\t\t", k.Kernel, len(failed))
+		}
+		fmt.Fprintln(tw, row)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for i, err := range failed {
+		fmt.Fprintf(w, "\n(%d) %v\n", i+1, err)
+	}
+	return nil
+}
+
+// tableRow is k's row of List.WriteTable.
+func (k ListItem) tableRow() string {
+	switch k.Kind {
+	case "source":
+		cached := "no (built when used)"
+		if k.Cached {
+			cached = Megabytes(k.DiskBytes) + " (image)"
+		}
+		return fmt.Sprintf("%s\tsource %s\t%s\tbuilt, base %s\t%s", k.Kernel, k.Src, k.Version, k.Base, cached)
+	case "file":
+		return fmt.Sprintf("%s\t%s\t\tfile\t%s (image)", k.Kernel, k.Image, Megabytes(k.DiskBytes))
+	}
+	pkg := k.Package
+	if n := len(k.Parts) - 1; n > 0 {
+		pkg += fmt.Sprintf(" (+%d)", n)
+	}
+	cached := "no (" + Megabytes(k.DownloadBytes) + " to fetch)"
+	if k.Cached {
+		cached = Megabytes(k.DiskBytes)
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", k.Kernel, pkg, k.Version, k.Suite, cached)
+}
+
+// Megabytes spells n bytes as the kernels commands print sizes.
+func Megabytes(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

@@ -2,13 +2,17 @@ package kernels
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/fusematrix/fusematrix/kernels/debian"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/golden"
 )
 
 // The JSON list is read by programs (the nightly workflow's job matrix):
@@ -93,4 +97,42 @@ func TestKernelListShape(t *testing.T) {
 	err := (&List{Kernels: []ListItem{{Kernel: "debian:6.1"}, {Kernel: "debian:6.1"}}}).WriteJSON(&out)
 	assert.ErrorContains(t, err, `kernel "debian:6.1" listed twice`)
 	assert.Equal(t, out.Len(), 0)
+}
+
+// The table gives each kind of kernel its row and a kernel that did not
+// resolve a numbered row whose error follows the table, so that long
+// errors do not stretch its columns.
+func TestListTable(t *testing.T) {
+	l := NewList("matrix local")
+	l.Kernels = []ListItem{
+		{Kernel: "debian:6.12/cloud", Kind: "debian", Package: "linux-image-6.12.57+deb13-cloud-amd64", Version: "6.12.57-1", Suite: "trixie",
+			Parts: []ListPart{{}, {}}, DownloadBytes: 21_500_000},
+		{Kernel: "cached", Kind: "debian", Package: "linux-image-6.1.0-40-cloud-amd64", Version: "6.1.153-1", Suite: "bookworm", Cached: true, DiskBytes: 90_000_000},
+		{Kernel: "img", Kind: "file", Image: "/k/bzImage", DiskBytes: 12_300_000},
+		{Kernel: "src:/linux", Kind: "source", Src: "/linux", Version: "6.13.0", Base: "tinyconfig"},
+		{Kernel: "debian:6.99/cloud"},
+	}
+	errs := []error{nil, nil, nil, nil, errors.New(`kernel "debian:6.99/cloud" not found`)}
+	var b bytes.Buffer
+	assert.NilError(t, l.WriteTable(&b, errs))
+	golden.Assert(t, b.String(), "list-table.golden")
+}
+
+// ListAll keeps every name's place: a kernel that does not resolve is an
+// item of its name and an error at its index.
+func TestListAll(t *testing.T) {
+	image := filepath.Join(t.TempDir(), "bzImage")
+	assert.NilError(t, os.WriteFile(image, []byte("kernel"), 0o644))
+	missing := filepath.Join(t.TempDir(), "bzImage")
+	l, errs := ListAll(context.Background(), "", []string{missing, image}, Options{})
+	assert.Assert(t, is.Len(l.Kernels, 2))
+	assert.Assert(t, is.Len(errs, 2))
+	assert.Check(t, errs[0] != nil)
+	assert.Check(t, is.Nil(errs[1]))
+	assert.Check(t, is.DeepEqual(l.Kernels[0], ListItem{Kernel: missing}))
+	assert.Check(t, is.Equal(l.Kernels[1].Kind, "file"))
+
+	l, errs = ListAll(context.Background(), "", []string{image}, Options{})
+	assert.Check(t, is.Nil(errs), "nil when every kernel resolved")
+	assert.Check(t, is.Len(l.Kernels, 1))
 }

@@ -60,6 +60,24 @@ func ReadFile(path string) (*Run, error) {
 	return run, nil
 }
 
+// WriteJSON writes run as results.json holds it: indented JSON, which
+// ReadFile and Decode read back. encoding/json sorts map keys, so the same
+// run always gives the same bytes and files diff cleanly.
+func WriteJSON(w io.Writer, run *Run) error {
+	if run == nil {
+		return errors.New("write json: no run")
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	// Reasons often quote shell redirections and paths with < and >;
+	// escaping them for HTML would only make the file harder to read.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(run); err != nil {
+		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
+}
+
 // Decode parses a run summary and refuses one that no fusematrix of this
 // schema wrote: another schema, a kernel without a name, an unknown
 // status, a result without an id, one id twice in a kernel, or a metric

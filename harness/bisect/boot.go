@@ -11,7 +11,6 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/predicate"
-	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
@@ -84,7 +83,7 @@ func writeRun(path string, k results.Kernel) error {
 	}
 	now := time.Now().UTC()
 	run := &results.Run{Schema: results.SchemaVersion, Started: now, Finished: now, Kernels: []results.Kernel{k}}
-	return harness.WriteFile(path, func(w io.Writer) error { return report.WriteJSON(w, run) })
+	return harness.WriteFile(path, func(w io.Writer) error { return results.WriteJSON(w, run) })
 }
 
 // RunResults is where run attempt (from 0) of candidate c keeps its

@@ -39,6 +39,43 @@ func Packaged(builds []kernels.Packaged, pred *predicate.Predicate, good, bad st
 	}
 }
 
+// Plan says what the bisection from good to bad steps through: with src,
+// a Linux tree's commits (Source, built in the kernels cache kopts names),
+// else the packaged builds history lists (kernels.History, which the
+// caller passes so that tests can stand in for the archive).
+// What only the input can fix is ErrInput.
+func Plan(ctx context.Context, src, good, bad, base string, pred *predicate.Predicate, kopts kernels.Options,
+	history func(ctx context.Context, good, bad string, o kernels.Options) ([]kernels.Packaged, error)) (Setup, error) {
+	if src == "" {
+		builds, err := history(ctx, good, bad, kopts)
+		if err != nil {
+			return Setup{}, inputError{err}
+		}
+		return Packaged(builds, pred, good, bad), nil
+	}
+	cache, err := kernels.CacheRoot(kopts)
+	if err != nil {
+		return Setup{}, err
+	}
+	return Source(ctx, src, good, bad, base, cache, pred)
+}
+
+// inputError is an error that is ErrInput, its text unchanged.
+type inputError struct{ error }
+
+func (e inputError) Is(target error) bool { return target == ErrInput }
+func (e inputError) Unwrap() error        { return e.error }
+
+// Boots is about how many boots a bisection over n candidates takes: both
+// ends, then one per halving.
+func Boots(n int) int {
+	b := 2
+	for ; n > 2; n = (n + 1) / 2 {
+		b++
+	}
+	return b
+}
+
 // PackagedKernel boots a packaged candidate by its exact selector.
 func PackagedKernel(_ context.Context, c Candidate) (string, error) { return c.Selector, nil }
 

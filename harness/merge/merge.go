@@ -1,8 +1,9 @@
 // Package merge joins runs made on different machines — the shards of a
 // nightly, one kernel each — into one run, as if one invocation had booted
 // every kernel (Merge), and writes the merged folder (Write): results.json,
-// junit.xml, report.html and the shards' console logs. Reading the shards
-// is results.ReadFile's job; printing is the command's.
+// junit.xml, report.html and the shards' console logs; Files does all
+// three for runs on disk, which results.ReadFile reads. Printing is the
+// command's.
 //
 // A shard came from another machine, so nothing in it is trusted to be
 // consistent with the others: two shards that both claim a kernel, or that

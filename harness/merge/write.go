@@ -27,6 +27,38 @@ const copyChunk = 4 << 20
 // nameMax is the longest file name Linux file systems hold.
 const nameMax = 255
 
+// Files merges the runs at paths, each a results.json or the folder that
+// holds one, into the folder out: CheckOut first, since a folder in the
+// way is the likelier mistake and reading shards can take a while, then
+// every run read (results.ReadFile, every error told), merged and written.
+func Files(ctx context.Context, out string, paths []string, warn func(string)) (*results.Run, error) {
+	if err := CheckOut(out); err != nil {
+		return nil, err
+	}
+	shards := make([]Shard, 0, len(paths))
+	var errs []error
+	for _, p := range paths {
+		file := p
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			file = filepath.Join(p, "results.json")
+		}
+		run, err := results.ReadFile(file)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		shards = append(shards, Shard{Path: file, Run: run})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	merged, err := Merge(shards)
+	if err != nil {
+		return nil, err
+	}
+	return merged, Write(ctx, out, shards, merged, warn)
+}
+
 // CheckOut refuses an output folder that holds anything: merging into an
 // earlier merge would mix two runs' console logs.
 func CheckOut(dir string) error {
@@ -87,7 +119,7 @@ func Write(ctx context.Context, out string, shards []Shard, merged *results.Run,
 		name  string
 		write func(io.Writer) error
 	}{
-		{"results.json", func(w io.Writer) error { return report.WriteJSON(w, merged) }},
+		{"results.json", func(w io.Writer) error { return results.WriteJSON(w, merged) }},
 		{"junit.xml", func(w io.Writer) error { return report.JUnit(w, merged) }},
 		{"report.html", func(w io.Writer) error { return report.HTML(w, merged) }},
 	} {

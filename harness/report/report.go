@@ -1,6 +1,7 @@
 // Package report renders a results.Run for people and for CI: the table
 // printed at the end of a run, the same table as GitHub Markdown, JUnit XML
-// for CI test views, and indented JSON.
+// for CI test views, and the HTML report with its chart (the one part that
+// plots: gonum/plot). results.json itself is results.WriteJSON's.
 //
 // Every renderer is driven by the data alone: result ids become columns in
 // the order kernels first reported them, so new scenarios and benchmarks

@@ -229,7 +229,7 @@ func TestGolden(t *testing.T) {
 		golden.Assert(t, b.String(), "wide-80.table.golden")
 	})
 	t.Run("json", func(t *testing.T) {
-		golden.Assert(t, render(t, WriteJSON, caseRun("healthy")), "healthy.json.golden")
+		golden.Assert(t, render(t, results.WriteJSON, caseRun("healthy")), "healthy.json.golden")
 	})
 }
 
@@ -428,7 +428,7 @@ func TestWriteJSONRoundTrip(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got results.Run
-			assert.NilError(t, json.Unmarshal([]byte(render(t, WriteJSON, tc.run)), &got))
+			assert.NilError(t, json.Unmarshal([]byte(render(t, results.WriteJSON, tc.run)), &got))
 			if tc.name == "hostile" {
 				// JSON carries only UTF-8: the invalid bytes of the hostile
 				// fact come back as replacement characters.
@@ -443,7 +443,7 @@ func TestWriteJSONRoundTrip(t *testing.T) {
 
 func TestNilRun(t *testing.T) {
 	for name, f := range map[string]func(io.Writer, *results.Run) error{
-		"table": Table, "junit": JUnit, "markdown": Markdown, "json": WriteJSON,
+		"table": Table, "junit": JUnit, "markdown": Markdown, "json": results.WriteJSON,
 	} {
 		assert.Assert(t, f(io.Discard, nil) != nil, name)
 	}
@@ -457,7 +457,7 @@ func (brokenWriter) Write([]byte) (int, error) { return 0, errBroken }
 
 func TestWriteErrors(t *testing.T) {
 	for name, f := range map[string]func(io.Writer, *results.Run) error{
-		"table": Table, "junit": JUnit, "markdown": Markdown, "json": WriteJSON,
+		"table": Table, "junit": JUnit, "markdown": Markdown, "json": results.WriteJSON,
 	} {
 		assert.ErrorIs(t, f(brokenWriter{}, caseRun("healthy")), errBroken, name)
 	}

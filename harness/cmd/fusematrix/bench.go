@@ -6,10 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -26,8 +26,8 @@ var benchRenderers = map[string]func(io.Writer, *results.Run) error{
 func bench(args []string) error {
 	fs := newFlagSet("bench", "")
 	o := harness.Options{}
-	quiet := bootFlags(fs, &o, filepath.Join("out", "bench"))
-	matrixName := matrixFlag(fs)
+	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "bench"))
+	matrixName := cli.MatrixFlags(fs)
 	fs.IntVar(&o.BenchRuns, "runs", contract.DefaultBenchRuns, "times each cell measures; the table shows the median")
 	fs.BoolVar(&o.Profile, "profile", false, "profile the NOOP and classic servers in the guest; each cell's log gets the top functions")
 	fs.IntVar(&o.BenchMiB, "bench-mib", 0, "cap on the bytes one run moves, in `MiB` (default: scaled by block size and runs)")
@@ -35,7 +35,7 @@ func bench(args []string) error {
 	format := fs.String("format", "table", "output: table or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels; the chart and report land next to it unless -out is given")
 	daemon := registerDaemonFlags(fs)
-	list := listFlag(fs)
+	list := cli.ListFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -75,23 +75,20 @@ func bench(args []string) error {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
-	if err = daemon.resolveInto(fs, &o, matrixName.catalog, *quiet); err != nil {
+	if err = daemon.resolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
 		return err
 	}
-	if err := someCell(o); err != nil {
+	if err := o.CheckBench(); err != nil {
 		return usagef("%v", err)
 	}
 	if *list {
 		return listChecks(o)
 	}
-	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// The C peer only matters to the cells that measure it.
-	if checks, _ := selected(o); slices.ContainsFunc(checks, func(c contract.Check) bool {
-		cell, ok := contract.ParseCell(c.ID)
-		return ok && cell.Mode == contract.LibfuseNoop
-	}) || set(fs, "peer") {
+	if o.NeedsPeer() || set(fs, "peer") {
 		if o.Peer, err = benchPeer(fs, *peer, o.SourceDir, *quiet); err != nil {
 			return err
 		}
@@ -144,19 +141,4 @@ func writeHTMLReport(dir string, run *results.Run, info io.Writer) error {
 	}
 	fmt.Fprintf(info, "report: %s\n", p)
 	return nil
-}
-
-// someCell says why o's selection is no bench: it selects no benchmark
-// cell, since cells are selected only by a pattern that names them.
-func someCell(o harness.Options) error {
-	checks, err := selected(o)
-	if err != nil {
-		return nil // boot says so, as for every command
-	}
-	for _, c := range checks {
-		if c.Kind == results.Benchmark {
-			return nil
-		}
-	}
-	return fmt.Errorf("-run %q selects no benchmark cell: cells are selected only by a pattern that names them, one that starts with bench (^bench/ selects every mode's cells, a daemon's too) or names daemon/NAME/bench/ (-list prints what a pattern selects)", o.Run)
 }

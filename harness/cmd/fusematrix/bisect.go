@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/bisect"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/kernels"
 )
@@ -64,7 +63,7 @@ func bisectCmd(args []string) error {
 	}
 	fs := newFlagSet("bisect", bisectUsage)
 	o := harness.Options{}
-	quiet := bisectFlags(fs, &o)
+	quiet := cli.StepFlags(fs, &o)
 	good := fs.String("good", "", "the last kernel known to lack the new behaviour (a selector, e.g. debian:6.1/cloud@bookworm)")
 	bad := fs.String("bad", "", "a kernel known to show it")
 	repeat := fs.Int("repeat", 1, "boots per step; docs/bisect.md#verdict-rules says how runs that disagree decide")
@@ -72,7 +71,7 @@ func bisectCmd(args []string) error {
 	src := fs.String("src", "", "a Linux git `tree`: bisect its commits; -good and -bad are then revisions")
 	base := fs.String("base", "tinyconfig", "with -src: the config each commit is built from before the fragment (defconfig, tinyconfig or a file)")
 	catalog := ""
-	catalogFlag(fs, &catalog)
+	cli.CatalogFlag(fs, &catalog)
 	pred, err := parseInterleaved(fs, args, "bisect")
 	if err != nil {
 		return err
@@ -90,25 +89,12 @@ func bisectCmd(args []string) error {
 	if err := bisectSetup(&o, *quiet); err != nil {
 		return err
 	}
-	var setup bisect.Setup
-	if *src != "" {
-		cache, err := kernels.CacheRoot(o.Kernel)
-		if err != nil {
-			return err
-		}
-		setup, err = bisect.Source(ctx, *src, *good, *bad, *base, cache, pred)
-		if errors.Is(err, bisect.ErrInput) {
-			return usagef("%v", err)
-		}
-		if err != nil {
-			return err
-		}
-	} else {
-		builds, err := packagedHistory(ctx, *good, *bad, o.Kernel)
-		if err != nil {
-			return usagef("%v", err)
-		}
-		setup = bisect.Packaged(builds, pred, *good, *bad)
+	setup, err := bisect.Plan(ctx, *src, *good, *bad, *base, pred, o.Kernel, packagedHistory)
+	if errors.Is(err, bisect.ErrInput) {
+		return usagef("%v", err)
+	}
+	if err != nil {
+		return err
 	}
 	o.Logf("bisect: %s", setup.Summary)
 	r, err := bisect.Bisect(ctx, bisect.Options{
@@ -134,21 +120,6 @@ func bisectCmd(args []string) error {
 		return exitError(1)
 	}
 	return nil
-}
-
-// bisectFlags registers what a step's boots need.
-func bisectFlags(fs *flag.FlagSet, o *harness.Options) *bool {
-	fs.StringVar(&o.OutDir, "out", filepath.Join("out", "bisect"), "`folder` for bisect.json, bisect.md and each step's results")
-	fs.StringVar(&o.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
-	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for one step's boot and run")
-	fs.StringVar(&o.Kernel.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
-	fs.StringVar(&o.QEMU, "qemu", "", "QEMU `binary` (default qemu-system-x86_64)")
-	fs.StringVar(&o.SourceDir, "src-agent", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
-	fs.Func("append", "extra kernel command line `args` for every guest (repeatable)", func(s string) error {
-		o.Append = strings.TrimSpace(o.Append + " " + s)
-		return nil
-	})
-	return fs.Bool("q", false, "no progress lines")
 }
 
 // parseInterleaved parses flags before and after the one argument, the
@@ -177,19 +148,10 @@ func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.P
 
 // bisectSetup fills in what boot() would for a matrix.
 func bisectSetup(o *harness.Options, quiet bool) error {
-	if o.SourceDir == "" {
-		dir, err := harness.FindSource()
-		if err != nil {
-			return err
-		}
-		o.SourceDir = dir
-	}
-	o.Logf = progressTo(quiet)
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
-	}
+	o.Reports = summaryReports
+	o.Logf = cli.Progress(quiet)
 	o.Kernel.Logf = o.Logf
-	return nil
+	return o.DefaultSource()
 }
 
 // bisectRun judges one kernel for git bisect run: 0 old, 1 new, 125
@@ -197,7 +159,7 @@ func bisectSetup(o *harness.Options, quiet bool) error {
 func bisectRun(args []string) error {
 	fs := newFlagSet("bisect run", bisectUsage)
 	o := harness.Options{}
-	quiet := bisectFlags(fs, &o)
+	quiet := cli.StepFlags(fs, &o)
 	kernel := fs.String("kernel", "", "the kernel to judge (a selector, a path, or src:DIR for the tree git bisect checked out)")
 	repeat := fs.Int("repeat", 1, "boots; docs/bisect.md#verdict-rules says how runs that disagree decide")
 	pred, err := parseInterleaved(fs, args, "bisect run")

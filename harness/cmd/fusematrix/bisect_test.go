@@ -75,7 +75,7 @@ func TestBisectPackaged(t *testing.T) {
 	assert.Check(t, strings.HasPrefix(r.LastOld.Release, "6.1."), r.LastOld.Release)
 	assert.Check(t, strings.HasPrefix(r.FirstNew.Release, "6.12."), r.FirstNew.Release)
 	assert.Check(t, is.Equal(r.Certainty, "exact"))
-	assert.Check(t, len(r.Steps) <= 2+bits(len(history))+1, "%d steps for %d candidates", len(r.Steps), len(history))
+	assert.Check(t, len(r.Steps) <= bisect.Boots(len(history))+1, "%d steps for %d candidates", len(r.Steps), len(history))
 	for _, st := range r.Steps {
 		assert.Check(t, is.Contains(st.Command, "fusematrix matrix -run '^fuse-init$'"))
 		assert.Check(t, st.Runs[0].Results != "")

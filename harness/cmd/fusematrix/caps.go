@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
@@ -25,8 +26,8 @@ var capsRenderers = map[string]func(io.Writer, *results.Run) error{
 func caps(args []string) error {
 	fs := newFlagSet("caps", "")
 	o := harness.Options{}
-	quiet := bootFlags(fs, &o, filepath.Join("out", "caps"))
-	matrixName := matrixFlag(fs)
+	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "caps"))
+	matrixName := cli.MatrixFlags(fs)
 	format := fs.String("format", "table", "output: table, json or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels")
 	if err := fs.Parse(args); err != nil {
@@ -50,7 +51,7 @@ func caps(args []string) error {
 		return usagef("runs the probes only; -run selects scenarios, which caps never runs (use fusematrix matrix -run)")
 	}
 	var err error
-	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// Probes always run; a pattern no scenario id matches leaves only them.

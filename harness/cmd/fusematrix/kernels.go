@@ -9,9 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/bisect"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/daemonspec"
 	"github.com/fusematrix/fusematrix/kernels"
 )
@@ -63,83 +64,25 @@ func kernelsCmd(args []string) error {
 	return cmdError{code: 2, err: fmt.Errorf("unknown command %q", args[0]), more: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 }
 
-// kernelSelection is what -matrix and -catalog choose.
-type kernelSelection struct {
-	matrix  string
-	catalog string
-}
-
-// matrixFlag registers -matrix and -catalog on a command that takes
-// kernel names.
-func matrixFlag(fs *flag.FlagSet) *kernelSelection {
-	s := &kernelSelection{}
-	fs.StringVar(&s.matrix, "matrix", "default", "run this `matrix` of the catalog (kernel names given as arguments replace it)")
-	catalogFlag(fs, &s.catalog)
-	return s
-}
-
-// catalogFlag registers -catalog.
-func catalogFlag(fs *flag.FlagSet, file *string) {
-	fs.StringVar(file, "catalog", "", "catalog `file` layered over the built-in one (default: $"+kernels.CatalogEnv+
-		", else fusematrix/catalog.conf in the user's config directory when it exists)")
-}
-
-// selectKernels returns the kernels named as arguments, else those of
-// sel's matrix, and where they come from (kernels.Catalog.Select); it
-// sets o.Catalog to the catalog in effect, whose named kernels either may
-// use.
-func selectKernels(sel *kernelSelection, args []string, o *kernels.Options) ([]string, string, error) {
-	c, err := kernels.UserCatalog(sel.catalog)
-	if err != nil {
-		return nil, "", err
-	}
-	o.Catalog = c
-	return c.Select(sel.matrix, args)
-}
-
-// kernelOptions registers the flags that say where kernels come from.
-func kernelOptions(fs *flag.FlagSet, o *kernels.Options) *bool {
-	fs.StringVar(&o.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
-	insecureFlag(fs, o)
-	return fs.Bool("q", false, "no progress lines")
-}
-
-// insecureFlag registers -insecure-unsigned, the one way to fetch kernels
-// without the Debian archive keyring.
-func insecureFlag(fs *flag.FlagSet, o *kernels.Options) {
-	fs.BoolVar(&o.InsecureUnsigned, "insecure-unsigned", false, "without a Debian archive keyring (debian-archive-keyring), use the archive's indexes "+
-		"unsigned instead of failing; each kernel's result then says it is unverified")
-}
-
-func progressTo(quiet bool) func(string, ...any) {
-	if quiet {
-		return nil
-	}
-	start := time.Now()
-	return func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
-}
-
 // kernelArgs parses the flags list and fetch share and returns the
 // selectors they name, from a matrix or the arguments, and where they
-// come from (see selectionSource).
+// come from (cli.Kernels.Select).
 func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]string, kernels.Options, string, error) {
 	fs := newFlagSet(cmd, "")
-	matrix := matrixFlag(fs)
+	matrix := cli.MatrixFlags(fs)
 	var o kernels.Options
-	quiet := kernelOptions(fs, &o)
+	quiet := cli.SourceFlags(fs, &o)
 	for _, f := range extra {
 		f(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, o, "", exitError(2)
 	}
-	names, source, err := selectKernels(matrix, fs.Args(), &o)
+	names, source, err := matrix.Select(fs.Args(), &o)
 	if err != nil {
 		return nil, o, "", err
 	}
-	o.Logf = progressTo(*quiet)
+	o.Logf = cli.Progress(*quiet)
 	return names, o, source, nil
 }
 
@@ -166,27 +109,11 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 	if source != "" {
 		fmt.Fprintf(out, "%s\n\n", source)
 	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KERNEL\tPACKAGE\tVERSION\tSUITE\tCACHED")
-	var errs []error
-	for _, name := range names {
-		k, err := kernels.ListKernel(ctx, name, o)
-		row := tableRow(k)
-		if err != nil {
-			// Errors are long (they list what is available instead); under
-			// the table they do not stretch its columns.
-			errs = append(errs, err)
-			row = fmt.Sprintf("%s\terror (%d, below)\t\t\t", name, len(errs))
-		}
-		fmt.Fprintln(tw, row)
-	}
-	if err := tw.Flush(); err != nil {
+	l, errs := kernels.ListAll(ctx, source, names, o)
+	if err := l.WriteTable(out, errs); err != nil {
 		return err
 	}
-	for i, err := range errs {
-		fmt.Fprintf(out, "\n(%d) %v\n", i+1, err)
-	}
-	if len(errs) > 0 {
+	if errs != nil {
 		return exitError(1)
 	}
 	return nil
@@ -197,49 +124,15 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 // job fanning out over a list with a hole would pass without testing the
 // missing kernel.
 func kernelsListJSON(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
-	doc := kernels.NewList(source)
-	var errs []error
-	for _, name := range names {
-		k, err := kernels.ListKernel(ctx, name, o)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		doc.Kernels = append(doc.Kernels, k)
-	}
+	l, errs := kernels.ListAll(ctx, source, names, o)
 	if ctx.Err() != nil {
 		return failf(130, "interrupted")
 	}
-	if len(errs) > 0 {
+	if errs != nil {
 		return errors.Join(errs...)
 	}
-	return doc.WriteJSON(out)
+	return l.WriteJSON(out)
 }
-
-// tableRow is the kernel's line of the kernels list table.
-func tableRow(k kernels.ListItem) string {
-	switch k.Kind {
-	case "source":
-		cached := "no (built when used)"
-		if k.Cached {
-			cached = mb(k.DiskBytes) + " (image)"
-		}
-		return fmt.Sprintf("%s\tsource %s\t%s\tbuilt, base %s\t%s", k.Kernel, k.Src, k.Version, k.Base, cached)
-	case "file":
-		return fmt.Sprintf("%s\t%s\t\tfile\t%s (image)", k.Kernel, k.Image, mb(k.DiskBytes))
-	}
-	pkg := k.Package
-	if n := len(k.Parts) - 1; n > 0 {
-		pkg += fmt.Sprintf(" (+%d)", n)
-	}
-	cached := "no (" + mb(k.DownloadBytes) + " to fetch)"
-	if k.Cached {
-		cached = mb(k.DiskBytes)
-	}
-	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", k.Kernel, pkg, k.Version, k.Suite, cached)
-}
-
-func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 
 func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
 	names, o, _, err := kernelArgs("kernels fetch", args)
@@ -270,9 +163,9 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlagSet("kernels prune", "usage: fusematrix kernels prune [flags]\n\nFlags:\n")
 	all := fs.Bool("all", false, "remove every cached kernel, not only those no matrix uses, and built kernels and unpacked sources")
 	var o kernels.Options
-	quiet := kernelOptions(fs, &o)
+	quiet := cli.SourceFlags(fs, &o)
 	var catalog string
-	catalogFlag(fs, &catalog)
+	cli.CatalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -284,21 +177,21 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("takes no kernel names (it keeps every kernel of the catalog)")
 	}
-	o.Logf = progressTo(*quiet)
+	o.Logf = cli.Progress(*quiet)
 	pruned, err := kernels.Prune(ctx, append(c.Selectors(), c.Kernels()...), *all, o)
 	var total int64
 	for _, p := range pruned {
 		total += p.Bytes
-		fmt.Fprintf(out, "removed %s (%s, %s)\n", p.Path, mb(p.Bytes), p.Why)
+		fmt.Fprintf(out, "removed %s (%s, %s)\n", p.Path, kernels.Megabytes(p.Bytes), p.Why)
 	}
-	fmt.Fprintf(out, "freed %s\n", mb(total))
+	fmt.Fprintf(out, "freed %s\n", kernels.Megabytes(total))
 	return err
 }
 
 func kernelsMatrices(args []string, out io.Writer) error {
 	fs := newFlagSet("kernels matrices", "usage: fusematrix kernels matrices\n")
 	var catalog string
-	catalogFlag(fs, &catalog)
+	cli.CatalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -309,35 +202,12 @@ func kernelsMatrices(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range c.Names() {
-		m, err := c.Matrix(name)
-		if err != nil {
-			return errors.New("catalog: " + err.Error())
+	return c.WriteSummary(out, func(sec kernels.Section) string {
+		if spec, err := daemonspec.FromSection(sec); err == nil {
+			return spec.Binary
 		}
-		fmt.Fprintf(out, "%s (from %s):\n", name, c.Origin(name))
-		for _, k := range m {
-			fmt.Fprintf(out, "  %s\n", k)
-		}
-	}
-	if names := c.Kernels(); len(names) > 0 {
-		fmt.Fprintf(out, "\nnamed kernels:\n")
-		for _, name := range names {
-			sel, origin, _ := c.Kernel(name)
-			fmt.Fprintf(out, "  %s = %s (from %s)\n", name, sel, origin)
-		}
-	}
-	if names := c.Daemons(); len(names) > 0 {
-		fmt.Fprintf(out, "\ndaemons (-daemon NAME):\n")
-		for _, name := range names {
-			sec, _ := c.Daemon(name)
-			binary := "(not readable: see -daemon " + name + ")"
-			if spec, err := daemonspec.FromSection(sec); err == nil {
-				binary = spec.Binary
-			}
-			fmt.Fprintf(out, "  %s = %s (from %s:%d)\n", name, binary, sec.File, sec.Line)
-		}
-	}
-	return nil
+		return "(not readable: see -daemon " + sec.Name + ")"
+	})
 }
 
 // kernelsHistory lists the builds a packaged bisection would step through.
@@ -353,23 +223,9 @@ func kernelsHistory(ctx context.Context, names []string, source string, o kernel
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tPACKAGE\tVERSION\tSUITE")
-	for i, b := range builds {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i+1, b.Package, b.Version, b.Suite)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := kernels.WriteHistory(out, builds); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n%d builds; a bisection over them boots about %d\n", len(builds), bits(len(builds))+2)
+	fmt.Fprintf(out, "\n%d builds; a bisection over them boots about %d\n", len(builds), bisect.Boots(len(builds)))
 	return nil
-}
-
-// bits is the number of halvings that bring n candidates down to one.
-func bits(n int) int {
-	b := 0
-	for ; n > 2; n = (n + 1) / 2 {
-		b++
-	}
-	return b
 }

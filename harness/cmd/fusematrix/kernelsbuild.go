@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/kernels"
 )
 
@@ -25,7 +26,7 @@ func kernelsBuild(ctx context.Context, args []string, out io.Writer) error {
 	if o.Src == "" || fs.NArg() > 0 {
 		return withUsage(fs, usagef("want -src DIR and no arguments"))
 	}
-	o.Logf = progressTo(*quiet)
+	o.Logf = cli.Progress(*quiet)
 	start := time.Now()
 	k, err := kernels.Build(ctx, o)
 	if err != nil {

@@ -31,15 +31,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
-	"github.com/fusematrix/fusematrix/results/contract"
 )
 
 const usage = `usage: fusematrix <command> [flags]
@@ -178,6 +177,9 @@ func usagef(format string, args ...any) error {
 	return cmdError{code: 2, err: fmt.Errorf(format, args...)}
 }
 
+// set says whether the flag name was given (cli.IsSet).
+var set = cli.IsSet
+
 // badInput is err, from reading input, as a usage error.
 func badInput(err error) error { return cmdError{code: 2, err: err} }
 
@@ -224,25 +226,29 @@ func docLine(name string) string {
 	return "\nExplained in " + page + " (fusematrix's source tree)."
 }
 
+// summaryReports are written next to results.json, and with it, by every
+// command that boots (harness.Options.Reports).
+var summaryReports = map[string]func(io.Writer, *results.Run) error{"junit.xml": report.JUnit}
+
 func matrix(args []string) error {
 	fs := newFlagSet("matrix", "")
 	o := harness.Options{}
-	quiet := bootFlags(fs, &o, filepath.Join("out", "matrix"))
-	matrixName := matrixFlag(fs)
+	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "matrix"))
+	matrixName := cli.MatrixFlags(fs)
 	daemon := registerDaemonFlags(fs)
 	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
-	list := listFlag(fs)
+	list := cli.ListFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
 	var err error
-	if err = daemon.resolveInto(fs, &o, matrixName.catalog, *quiet); err != nil {
+	if err = daemon.resolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
 		return err
 	}
 	if *list {
 		return listChecks(o)
 	}
-	if o.Kernels, _, err = selectKernels(matrixName, fs.Args(), &o.Kernel); err != nil {
+	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	return boot(o, *quiet, func(run *results.Run) error {
@@ -262,15 +268,10 @@ func matrix(args []string) error {
 	}, os.Stdout)
 }
 
-// listFlag registers -list, which prints the checks a run would report.
-func listFlag(fs *flag.FlagSet) *bool {
-	return fs.Bool("list", false, "print the ids of the checks this selection (-run, -daemon) runs on each kernel, and boot nothing")
-}
-
 // listChecks prints the checks o selects, one per line: id, kind and the
 // time the guest gives it.
 func listChecks(o harness.Options) error {
-	checks, err := selected(o)
+	checks, err := o.Checks()
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -281,74 +282,24 @@ func listChecks(o harness.Options) error {
 	return tw.Flush()
 }
 
-// selected is what o's -run and daemon select (harness.Selected).
-func selected(o harness.Options) ([]contract.Check, error) {
-	var names []string
-	for _, d := range o.Daemons {
-		names = append(names, d.Name)
-	}
-	return harness.Selected(o.Run, names...)
-}
-
-// bootFlags registers the flags of every command that boots kernels and
-// returns the -q flag.
-func bootFlags(fs *flag.FlagSet, o *harness.Options, out string) *bool {
-	fs.StringVar(&o.OutDir, "out", out, "results `folder`")
-	fs.IntVar(&o.Jobs, "j", 1, "guests to run at once (benchmarks are noisier when guests share cores)")
-	fs.StringVar(&o.Accel, "accel", "auto", "accelerator: auto (KVM when a guest proves it works, else TCG), kvm or tcg")
-	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for one kernel's boot and run")
-	fs.StringVar(&o.Kernel.Mirror, "mirror", "", "Debian mirror `URL` (default: $FUSEMATRIX_MIRROR, else the machine's apt sources)")
-	insecureFlag(fs, &o.Kernel)
-	fs.StringVar(&o.QEMU, "qemu", "", "QEMU `binary` (default qemu-system-x86_64)")
-	fs.StringVar(&o.SourceDir, "src", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
-	fs.IntVar(&o.MemoryMiB, "memory", 2048, "guest memory in `MiB`")
-	fs.IntVar(&o.CPUs, "cpus", 2, "guest vCPUs")
-	// Repeatable, because a second -append silently replacing the first
-	// loses a setting without a word.
-	fs.Func("append", "extra kernel command line `args` for every guest (repeatable: the values are joined)", func(s string) error {
-		o.Append = strings.TrimSpace(o.Append + " " + s)
-		return nil
-	})
-	fs.IntVar(&o.Count, "count", 1, "run each scenario `N` times; disagreeing runs are reported as flaky (probes run once)")
-	fs.StringVar(&o.Run, "run", "", "run only scenarios whose id matches this `regexp` (probes always run)")
-	fs.Func("scenario", "alias of -run: run only scenarios whose id matches this `regexp`", func(s string) error {
-		o.Run = s
-		return nil
-	})
-	return fs.Bool("q", false, "no progress lines")
-}
-
 // boot runs the kernels o names, shows the run with show, and says where
 // the results are on info. The error is an exitError when the run ended
 // but a kernel failed (1) or it was interrupted (130).
 func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
 	// A selection that cannot work is a usage error, found before any
 	// kernel is fetched or booted.
-	if _, err := selected(o); err != nil {
+	if _, err := o.Checks(); err != nil {
 		return usagef("%v", err)
 	}
 	if err := o.Params.Check(); err != nil {
 		return usagef("%v", err)
 	}
-	if o.SourceDir == "" {
-		dir, err := harness.FindSource()
-		if err != nil {
-			return err
-		}
-		o.SourceDir = dir
+	if err := o.DefaultSource(); err != nil {
+		return err
 	}
-	progress := io.Writer(os.Stderr)
-	if quiet {
-		progress = io.Discard
-	}
-	var mu sync.Mutex
+	o.Reports = summaryReports
+	o.Logf = cli.Progress(quiet)
 	start := time.Now()
-	o.Logf = func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(progress, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	run, err := harness.Run(ctx, o)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
@@ -321,34 +322,12 @@ func TestCatalogOverride(t *testing.T) {
 	}
 }
 
-// Every -append reaches the guest: a second one adds to the first.
-func TestBootFlagsAppend(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-		want string
-	}{
-		{name: "none", want: ""},
-		{name: "one", args: []string{"-append", "fuse.x=1"}, want: "fuse.x=1"},
-		{name: "two", args: []string{"-append", "fuse.x=1", "-append", "GOGC=off quiet"}, want: "fuse.x=1 GOGC=off quiet"},
-		{name: "empty ones add nothing", args: []string{"-append", "", "-append", "a=b"}, want: "a=b"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
-			var o harness.Options
-			bootFlags(fs, &o, "out")
-			assert.NilError(t, fs.Parse(tc.args))
-			assert.Equal(t, o.Append, tc.want)
-		})
-	}
-}
-
 // Every command that fetches kernels takes -insecure-unsigned, and only
 // that flag turns off the need for a keyring.
 func TestInsecureUnsignedFlag(t *testing.T) {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	var o harness.Options
-	bootFlags(fs, &o, "out")
+	cli.BootFlags(fs, &o, "out")
 	assert.NilError(t, fs.Parse(nil))
 	assert.Check(t, !o.Kernel.InsecureUnsigned)
 	assert.NilError(t, fs.Parse([]string{"-insecure-unsigned"}))

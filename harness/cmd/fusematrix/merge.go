@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -52,37 +51,12 @@ func mergeCmd(args []string) error {
 	return nil
 }
 
-// mergeRuns reads every run at paths, merges them and has merge.Write
-// write the merged folder at out.
+// mergeRuns merges the runs at paths into out (merge.Files) and says
+// what it merged on info.
 func mergeRuns(ctx context.Context, out string, paths []string, info io.Writer) error {
-	// Before reading anything: a folder in the way is the likelier
-	// mistake, and reading shards can take a while.
-	if err := merge.CheckOut(out); err != nil {
-		return err
-	}
-	shards := make([]merge.Shard, 0, len(paths))
-	var errs []error
-	for _, p := range paths {
-		file := p
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			file = filepath.Join(p, "results.json")
-		}
-		run, err := results.ReadFile(file)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		shards = append(shards, merge.Shard{Path: file, Run: run})
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	merged, err := merge.Merge(shards)
-	if err != nil {
-		return err
-	}
 	warn := func(s string) { fmt.Fprintf(os.Stderr, "fusematrix merge: %s\n", s) }
-	if err := merge.Write(ctx, out, shards, merged, warn); err != nil {
+	merged, err := merge.Files(ctx, out, paths, warn)
+	if err != nil {
 		return err
 	}
 	c := results.Counts{}
@@ -92,6 +66,6 @@ func mergeRuns(ctx context.Context, out string, paths []string, info io.Writer) 
 		}
 	}
 	fmt.Fprintf(info, "merged %d runs: %d kernels, %d results (%d pass, %d fail, %d skip, %d error)\nresults: %s\n",
-		len(shards), len(merged.Kernels), c.Results, c.Pass, c.Fail, c.Skip, c.Error, filepath.Join(out, "results.json"))
+		len(paths), len(merged.Kernels), c.Results, c.Pass, c.Fail, c.Skip, c.Error, filepath.Join(out, "results.json"))
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/compare"
-	"github.com/fusematrix/fusematrix/harness/report"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 )
@@ -94,7 +93,7 @@ func TestNightlyLocal(t *testing.T) {
 	}
 	baseline := filepath.Join(dir, "baseline")
 	assert.NilError(t, os.MkdirAll(baseline, 0o755))
-	assert.NilError(t, harness.WriteFile(filepath.Join(baseline, "results.json"), func(w io.Writer) error { return report.WriteJSON(w, &base) }))
+	assert.NilError(t, harness.WriteFile(filepath.Join(baseline, "results.json"), func(w io.Writer) error { return results.WriteJSON(w, &base) }))
 
 	code, text = fusematrix(t, "compare", "-format", "json", baseline, merged)
 	assert.Equal(t, code, 1, text)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -11,9 +10,8 @@ import (
 	"slices"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fusematrix/fusematrix/harness"
+	"github.com/fusematrix/fusematrix/harness/cli"
 )
 
 const shellUsage = `usage: fusematrix shell [flags] KERNEL
@@ -49,9 +47,9 @@ func shellCmd(args []string) error {
 		fmt.Fprintln(fs.Output(), docLine("shell"))
 	}
 	o := harness.Options{}
-	quiet := bootFlags(fs, &o, filepath.Join("out", "shell"))
+	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "shell"))
 	catalog := ""
-	catalogFlag(fs, &catalog)
+	cli.CatalogFlag(fs, &catalog)
 	daemon := registerDaemonFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
@@ -71,26 +69,21 @@ func shellCmd(args []string) error {
 			return usagef("-%s has no effect on a shell; run checks in the guest with fusematrix-agent run", f)
 		}
 	}
-	names, _, err := selectKernels(&kernelSelection{catalog: catalog}, fs.Args(), &o.Kernel)
+	names, _, err := (&cli.Kernels{Catalog: catalog}).Select(fs.Args(), &o.Kernel)
 	if err != nil {
 		return err
 	}
-	if o.SourceDir == "" {
-		if o.SourceDir, err = harness.FindSource(); err != nil {
-			return err
-		}
+	if err := o.DefaultSource(); err != nil {
+		return err
 	}
-	o.Logf = progressTo(*quiet)
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
-	}
+	o.Logf = cli.Progress(*quiet)
 	o.Kernel.Logf = o.Logf
 
 	// A closed terminal (SIGHUP) ends fusematrix like Ctrl-C would when
 	// the terminal is not raw: either way QEMU is stopped.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	restore, err := rawTerminal(int(os.Stdin.Fd()))
+	restore, err := harness.RawTerminal(int(os.Stdin.Fd()))
 	if err != nil {
 		return fmt.Errorf("shell: terminal: %w", err)
 	}
@@ -105,34 +98,4 @@ func shellCmd(args []string) error {
 	}
 	fmt.Fprintln(os.Stderr, "\nfusematrix shell: the guest powered off")
 	return nil
-}
-
-func set(fs *flag.FlagSet, name string) bool {
-	found := false
-	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
-	return found
-}
-
-// rawTerminal puts the terminal fd in raw mode, as a serial line wants
-// it: keys (Ctrl-C among them) go to the guest, whose own terminal
-// echoes and edits. Not a terminal: nothing to do.
-func rawTerminal(fd int) (restore func(), err error) {
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
-		return func() {}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	raw := *old
-	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	raw.Oflag &^= unix.OPOST
-	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	raw.Cflag &^= unix.CSIZE | unix.PARENB
-	raw.Cflag |= unix.CS8
-	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
-		return nil, err
-	}
-	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }
