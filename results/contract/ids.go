@@ -18,6 +18,7 @@ const (
 	FuseInit         ID = "fuse-init"
 	PassthroughIoctl ID = "passthrough-ioctl"
 	FuseFeatures     ID = "fuse-features"
+	IOUring          ID = "io-uring"
 
 	PassthroughRead  ID = "passthrough-read"
 	PtIntegrity      ID = "pt/integrity"
@@ -44,11 +45,12 @@ const (
 	ExpectPassthroughOffered ID = ExpectPrefix + "passthrough-offered"
 	ExpectPassthroughWorks   ID = ExpectPrefix + "passthrough-works"
 	ExpectIOUring            ID = ExpectPrefix + "io-uring"
+	ExpectIOUringWorks       ID = ExpectPrefix + "io-uring-works"
 	ExpectVirtiofs           ID = ExpectPrefix + "virtiofs"
 )
 
 // Expectations lists the expectation ids in evaluation order.
-var Expectations = []ID{ExpectPassthroughOffered, ExpectPassthroughWorks, ExpectIOUring, ExpectVirtiofs}
+var Expectations = []ID{ExpectPassthroughOffered, ExpectPassthroughWorks, ExpectIOUring, ExpectIOUringWorks, ExpectVirtiofs}
 
 // Check is one entry of the catalogue of what the agent can run.
 type Check struct {
@@ -69,6 +71,8 @@ var checks = []Check{
 	{FuseFeatures, results.Probe, 10 * time.Second},
 	// A few hundred requests over four mounts; a few seconds under TCG.
 	{Requests, results.Probe, 60 * time.Second},
+	// A dozen small mounts and rings, each command given a moment to fail.
+	{IOUring, results.Probe, 60 * time.Second},
 	{PassthroughRead, results.Scenario, 60 * time.Second},
 	{PtIntegrity, results.Scenario, 90 * time.Second},
 	{PtSizeAfterWrite, results.Scenario, 60 * time.Second},
@@ -105,7 +109,7 @@ func Checks() []Check {
 }
 
 // ProbesOnly is a pattern that selects the probes and nothing else.
-const ProbesOnly = "^(" + string(FuseInit) + "|" + string(PassthroughIoctl) + "|" + string(FuseFeatures) + "|" + string(Requests) + ")$"
+const ProbesOnly = "^(" + string(FuseInit) + "|" + string(PassthroughIoctl) + "|" + string(FuseFeatures) + "|" + string(Requests) + "|" + string(IOUring) + ")$"
 
 // Select returns the checks whose id matches pattern, in run order.
 // Probes always run, because other checks depend on what they find. The

@@ -1,0 +1,74 @@
+package harness
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/fusematrix/fusematrix/results"
+	"github.com/fusematrix/fusematrix/results/contract"
+)
+
+// TestIOUringProbeBoot boots a kernel with FUSE over io_uring built in
+// (6.18, parameter off by default) and one without it (6.12), probes
+// only: on 6.18 the io-uring probe turns the parameter on for itself,
+// serves a request over its ring and records each misuse's errno, while
+// fuse-features, which ran before it, still sees the kernel's default;
+// on 6.12 it skips saying why.
+func TestIOUringProbeBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots QEMU guests with kernels fetched from the Debian mirror; run without -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	run, err := Run(ctx, Options{
+		Kernels:   []string{"debian:6.18/cloud", "debian:6.12/cloud"},
+		OutDir:    t.TempDir(),
+		Jobs:      1,
+		Accel:     "tcg",
+		Params:    contract.Params{Run: contract.ProbesOnly},
+		SourceDir: sourceDir(t),
+		Logf:      t.Logf,
+	})
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(run.Kernels, 2))
+	with, without := &run.Kernels[0], &run.Kernels[1]
+	for _, k := range run.Kernels {
+		assert.Equal(t, k.Status, results.Pass, "%s: %s", k.Name, k.Error)
+	}
+
+	r := contract.IOUring.In(with)
+	assert.Assert(t, r != nil, "6.18: no io-uring result")
+	t.Logf("6.18 io-uring: %s in %.1fs: %v", r.Status, r.Seconds, r.Facts)
+	assert.Equal(t, r.Status, results.Pass, r.Reason)
+	for f, want := range map[contract.Fact]string{
+		contract.FactURingParamDefault: "N",
+		contract.FactURingParamSet:     "Y",
+		contract.FactURingOfferedOff:   "absent",
+		contract.FactURingOfferedOn:    "offered",
+		contract.FactURingRegister:     "ok",
+		contract.FactURingServes:       "ok",
+		contract.FactURingTransport:    "works",
+		contract.FactURingParamOff:     "EOPNOTSUPP",
+		"before_init":                  "EAGAIN",
+		"no_sqe128":                    "EINVAL",
+		"qid_out_of_range":             "EINVAL",
+		"header_short":                 "EINVAL",
+		"payload_short":                "EINVAL",
+		"commit_unknown":               "ENOENT",
+	} {
+		assert.Check(t, is.Equal(f.Of(r), want), "6.18 %s", f)
+	}
+	// The kernel's default is what every other check saw.
+	assert.Check(t, is.Equal(contract.FactIOUring.Of(contract.FuseFeatures.In(with)), "disabled"))
+	assert.Check(t, is.Equal(with.Config["CONFIG_FUSE_IO_URING"], "y"))
+
+	r = contract.IOUring.In(without)
+	assert.Assert(t, r != nil, "6.12: no io-uring result")
+	assert.Check(t, is.Equal(r.Status, results.Skip), r.Reason)
+	assert.Check(t, is.Contains(r.Reason, "CONFIG_FUSE_IO_URING"))
+	assert.Check(t, is.Equal(contract.FactURingTransport.Of(r), "absent"))
+}
