@@ -47,7 +47,7 @@ type uringPaths struct {
 
 var systemUring = uringPaths{
 	param:    "/sys/module/fuse/parameters/enable_uring",
-	possible: "/sys/devices/system/cpu/possible",
+	possible: wire.PossibleCPUs,
 }
 
 // uringSettle is how long a command is given to fail before it counts as
@@ -170,7 +170,7 @@ func ioUringIn(ctx context.Context, env *scenarios.Env, paths uringPaths) result
 	}
 	def := strings.TrimSpace(string(orig))
 	facts[string(contract.FactURingParamDefault)] = def
-	queues, err := possibleCPUs(paths.possible)
+	queues, err := uring.PossibleCPUs(paths.possible)
 	if err != nil {
 		return scenarios.ErrorResult("%v", err)
 	}
@@ -432,33 +432,6 @@ func (r *uringRig) outcome(ring *uring.Ring, sqe uring.SQE, cmd []byte) string {
 		return "wait failed"
 	}
 	return kernelErrno(c.Errno())
-}
-
-// possibleCPUs counts the CPUs a list such as "0-1,4" names.
-func possibleCPUs(path string) (int, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("possible CPUs: %w", err)
-	}
-	n := 0
-	for _, part := range strings.Split(strings.TrimSpace(string(data)), ",") {
-		lo, hi, found := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return 0, fmt.Errorf("possible CPUs %q: %w", data, err)
-		}
-		b := a
-		if found {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return 0, fmt.Errorf("possible CPUs %q: bad range %q", data, part)
-			}
-		}
-		n += b - a + 1
-	}
-	if n < 1 || n > 4096 {
-		return 0, fmt.Errorf("possible CPUs %q: %d CPUs", data, n)
-	}
-	return n, nil
 }
 
 // kernelErrno names e as fs/fuse does: EOPNOTSUPP, which Linux numbers

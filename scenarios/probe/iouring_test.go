@@ -89,28 +89,3 @@ func TestURingCasesAreContract(t *testing.T) {
 	}
 	assert.DeepEqual(t, append([]contract.Fact{contract.FactURingParamOff}, got...), contract.URingMisuseCases)
 }
-
-func TestPossibleCPUs(t *testing.T) {
-	for _, tc := range []struct {
-		list string
-		want int
-		err  string
-	}{
-		{list: "0\n", want: 1},
-		{list: "0-1\n", want: 2},
-		{list: "0-3,8,10-11\n", want: 7},
-		{list: "3-1", err: "bad range"},
-		{list: "x", err: "invalid syntax"},
-		{list: "0-99999", err: "CPUs"},
-	} {
-		p := filepath.Join(t.TempDir(), "possible")
-		assert.NilError(t, os.WriteFile(p, []byte(tc.list), 0o644))
-		n, err := possibleCPUs(p)
-		if tc.err != "" {
-			assert.ErrorContains(t, err, tc.err, tc.list)
-			continue
-		}
-		assert.NilError(t, err)
-		assert.Equal(t, n, tc.want, tc.list)
-	}
-}

@@ -2,6 +2,9 @@ package uring
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -97,4 +100,33 @@ func (e *Entry) CommitSQE(devFd int, qid uint16, commitID, userData uint64) (SQE
 
 func (e *Entry) cmdBytes() []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&e.cmd)), unsafe.Sizeof(e.cmd))
+}
+
+// PossibleCPUs counts the CPUs a list such as "0-1,4" in the file at
+// path names: FUSE makes a ring queue for each CPU
+// /sys/devices/system/cpu/possible lists.
+func PossibleCPUs(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("possible CPUs: %w", err)
+	}
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(string(data)), ",") {
+		lo, hi, found := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return 0, fmt.Errorf("possible CPUs %q: %w", data, err)
+		}
+		b := a
+		if found {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return 0, fmt.Errorf("possible CPUs %q: bad range %q", data, part)
+			}
+		}
+		n += b - a + 1
+	}
+	if n < 1 || n > 4096 {
+		return 0, fmt.Errorf("possible CPUs %q: %d CPUs", data, n)
+	}
+	return n, nil
 }

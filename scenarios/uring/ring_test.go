@@ -3,6 +3,8 @@ package uring
 import (
 	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -98,5 +100,30 @@ func TestRing(t *testing.T) {
 		assert.ErrorIs(t, err, ErrTimeout)
 		assert.ErrorContains(t, r.Submit(SQE{}, make([]byte, 81)), "does not fit")
 		assert.NilError(t, r.Close())
+	}
+}
+
+func TestPossibleCPUs(t *testing.T) {
+	for _, tc := range []struct {
+		list string
+		want int
+		err  string
+	}{
+		{list: "0\n", want: 1},
+		{list: "0-1\n", want: 2},
+		{list: "0-3,8,10-11\n", want: 7},
+		{list: "3-1", err: "bad range"},
+		{list: "x", err: "invalid syntax"},
+		{list: "0-99999", err: "CPUs"},
+	} {
+		p := filepath.Join(t.TempDir(), "possible")
+		assert.NilError(t, os.WriteFile(p, []byte(tc.list), 0o644))
+		n, err := PossibleCPUs(p)
+		if tc.err != "" {
+			assert.ErrorContains(t, err, tc.err, tc.list)
+			continue
+		}
+		assert.NilError(t, err)
+		assert.Equal(t, n, tc.want, tc.list)
 	}
 }
