@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,13 +13,15 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 )
 
-// TestIOUringProbeBoot boots a kernel with FUSE over io_uring built in
-// (6.18, parameter off by default) and one without it (6.12), probes
-// only: on 6.18 the io-uring probe turns the parameter on for itself,
-// serves a request over its ring and records each misuse's errno, while
-// fuse-features, which ran before it, still sees the kernel's default;
-// on 6.12 it skips saying why.
-func TestIOUringProbeBoot(t *testing.T) {
+// TestIOUringBoot boots a kernel with FUSE over io_uring built in (6.18,
+// parameter off by default) and one without it (6.12), with the probes
+// and the uring/* checks: on 6.18 the io-uring probe turns the parameter
+// on for itself, serves a request over its ring and records each
+// misuse's errno, while fuse-features, which ran before it, still sees
+// the kernel's default; every uring/* check passes over fusematrix's own
+// ring loop, uring/transport with no read(2) or write(2) accounted to
+// the server's threads. On 6.12 all of them skip saying why.
+func TestIOUringBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU guests with kernels fetched from the Debian mirror; run without -short")
 	}
@@ -29,7 +32,7 @@ func TestIOUringProbeBoot(t *testing.T) {
 		OutDir:    t.TempDir(),
 		Jobs:      1,
 		Accel:     "tcg",
-		Params:    contract.Params{Run: contract.ProbesOnly},
+		Params:    contract.Params{Run: "^" + contract.URingPrefix},
 		SourceDir: sourceDir(t),
 		Logf:      t.Logf,
 	})
@@ -71,4 +74,28 @@ func TestIOUringProbeBoot(t *testing.T) {
 	assert.Check(t, is.Equal(r.Status, results.Skip), r.Reason)
 	assert.Check(t, is.Contains(r.Reason, "CONFIG_FUSE_IO_URING"))
 	assert.Check(t, is.Equal(contract.FactURingTransport.Of(r), "absent"))
+
+	var uringChecks int
+	for _, c := range contract.Checks() {
+		if !strings.HasPrefix(string(c.ID), contract.URingPrefix) {
+			continue
+		}
+		uringChecks++
+		r := c.ID.In(with)
+		assert.Assert(t, r != nil, "6.18: no %s", c.ID)
+		t.Logf("6.18 %s: %s in %.1fs: %s %v", c.ID, r.Status, r.Seconds, r.Reason, r.Facts)
+		assert.Check(t, is.Equal(r.Status, results.Pass), "6.18 %s: %s", c.ID, r.Reason)
+		assert.Check(t, is.Equal(contract.FactTransport.Of(r), "io_uring"), c.ID)
+		r = c.ID.In(without)
+		assert.Assert(t, r != nil, "6.12: no %s", c.ID)
+		assert.Check(t, is.Equal(r.Status, results.Skip), "6.12 %s: %s", c.ID, r.Reason)
+		assert.Check(t, is.Contains(r.Reason, "CONFIG_FUSE_IO_URING"), c.ID)
+	}
+	assert.Check(t, uringChecks > 1)
+	tr := contract.URingTransport.In(with)
+	assert.Assert(t, tr != nil)
+	assert.Check(t, is.Equal(tr.Facts["daemon_read_calls"], "0"))
+	assert.Check(t, is.Equal(tr.Facts["daemon_write_calls"], "0"))
+	// Only the io_uring checks saw the parameter on.
+	assert.Check(t, is.Equal(contract.FactIOUring.Of(contract.FuseFeatures.In(with)), "disabled"))
 }

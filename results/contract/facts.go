@@ -111,6 +111,10 @@ const (
 	FactURingParamOff     Fact = "param_off"
 )
 
+// FactTransport is set on a check run over FUSE's io_uring transport
+// (uring/*): "io_uring".
+const FactTransport Fact = "transport"
+
 // URingMisuseCases are the io-uring facts that record what the kernel
 // answers a REGISTER or COMMIT_AND_FETCH it should refuse (or may
 // accept): "ok" or the errno name of the command's completion.
@@ -194,6 +198,10 @@ func (m Mode) Compared() (pairs, bases []Mode) {
 	case Passthrough:
 		return []Mode{Native}, []Mode{Noop}
 	case PassthroughNoXattr:
+		return []Mode{Native}, []Mode{Noop, Passthrough}
+	case NoopURing:
+		return []Mode{Native}, []Mode{Noop}
+	case PassthroughURing:
 		return []Mode{Native}, []Mode{Noop, Passthrough}
 	}
 	return nil, nil

@@ -36,6 +36,14 @@ const (
 	SeqRead ID = "seq-read"
 )
 
+// URingPrefix starts the id of a check run over FUSE's io_uring
+// transport (scenarios.OverURing): "uring/pt/integrity".
+const URingPrefix = "uring/"
+
+// URingTransport proves, from the kernel's accounting, that our server
+// over io_uring serves every request without read(2) or write(2).
+const URingTransport ID = URingPrefix + "transport"
+
 // ExpectPrefix starts the id of every expectation, which only the host
 // produces.
 const ExpectPrefix = "expect/"
@@ -85,6 +93,16 @@ var checks = []Check{
 	{PtAbortOpen, results.Scenario, 60 * time.Second},
 	{ClassicFallback, results.Scenario, 60 * time.Second},
 	{ClassicBasics, results.Scenario, 60 * time.Second},
+	// Over FUSE's io_uring transport, where the kernel has it.
+	{URingTransport, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtIntegrity, results.Scenario, 90 * time.Second},
+	{URingPrefix + PtSizeAfterWrite, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtMmapShared, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtFsync, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtOpenTwice, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtUnmountOpen, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtAbortOpen, results.Scenario, 60 * time.Second},
+	{URingPrefix + ClassicBasics, results.Scenario, 60 * time.Second},
 	// Four passes over the file plus the setup, with a wide margin for a
 	// slow TCG guest.
 	{SeqRead, results.Benchmark, 180 * time.Second},
