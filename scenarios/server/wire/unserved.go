@@ -34,18 +34,8 @@ type Unserved struct {
 // MountUnserved mounts a connection at dir, as mountLoop does, and reads
 // the kernel's INIT request, which mount(2) queued.
 func MountUnserved(dir, name string) (*Unserved, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return nil, err
-	}
-	fd, err := unix.Open(DevFuse, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := mountDev(dir, &fuse.MountOptions{Name: "fusematrix", FsName: name, MaxWrite: MaxWrite})
 	if err != nil {
-		return nil, err
-	}
-	data := fmt.Sprintf("fd=%d,rootmode=%o,user_id=%d,group_id=%d,max_read=%d",
-		fd, st.Mode&unix.S_IFMT, unix.Geteuid(), unix.Getegid(), MaxWrite)
-	if err := unix.Mount(name, dir, "fuse.fusematrix", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
-		unix.Close(fd)
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	u := &Unserved{Dir: dir, Fd: fd}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
-	"syscall"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -41,16 +39,9 @@ const uringDepth = 2
 // It is for the file systems devLoop serves and the loopback: those that
 // answer at once. A request that waited on another would wait forever.
 type uringLoop struct {
-	fd   int
+	dev
 	ps   *fuse.ProtocolServer
 	init fuse.InitIn
-
-	fdMu   sync.RWMutex
-	closed bool
-
-	done chan struct{}
-	once sync.Once
-	err  error
 }
 
 // uringEntry is one registered entry and the queue it serves.
@@ -66,29 +57,15 @@ func mountURing(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, o
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(mountpoint, &st); err != nil {
-		return nil, err
-	}
-	fd, err := unix.Open(DevFuse, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := mountDev(mountpoint, &opts)
 	if err != nil {
-		return nil, err
-	}
-	source := opts.FsName
-	if source == "" {
-		source = opts.Name
-	}
-	data := fmt.Sprintf("fd=%d,rootmode=%o,user_id=%d,group_id=%d,max_read=%d",
-		fd, st.Mode&unix.S_IFMT, unix.Geteuid(), unix.Getegid(), opts.MaxWrite)
-	if err := unix.Mount(source, mountpoint, "fuse."+opts.Name, unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
-		unix.Close(fd)
 		return nil, err
 	}
 	if runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2) // as mountLoop, for the same reason
 	}
 	opts.ExtraCapabilities |= fuse.CAP_OVER_IO_URING
-	l := &uringLoop{fd: fd, ps: fuse.NewProtocolServer(fs, &opts), done: make(chan struct{})}
+	l := &uringLoop{dev: newDev(fd), ps: fuse.NewProtocolServer(fs, &opts)}
 	if o, ok := fs.(*Observer); ok {
 		o.uloop.Store(l)
 	}
@@ -240,45 +217,4 @@ func (l *uringLoop) serveEntry(e uringEntry, in, out []byte) {
 	}
 	copy(e.Header.InOut[:], out[:outHeader])
 	e.Header.RingEntInOut.PayloadSz = uint32(copy(e.Payload, out[outHeader:w]))
-}
-
-// backingOpen issues FUSE_DEV_IOC_BACKING_OPEN on the loop's device.
-func (l *uringLoop) backingOpen(bm *fuseabi.BackingMap) (int32, syscall.Errno) {
-	id, errno := l.ioctl(fuseabi.DevIocBackingOpen, unsafe.Pointer(bm))
-	return int32(id), errno
-}
-
-// backingClose issues FUSE_DEV_IOC_BACKING_CLOSE on the loop's device.
-func (l *uringLoop) backingClose(id int32) syscall.Errno {
-	_, errno := l.ioctl(fuseabi.DevIocBackingClose, unsafe.Pointer(&id))
-	return errno
-}
-
-func (l *uringLoop) ioctl(req uintptr, arg unsafe.Pointer) (uintptr, syscall.Errno) {
-	l.fdMu.RLock()
-	defer l.fdMu.RUnlock()
-	if l.closed {
-		return 0, syscall.EBADF
-	}
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), req, uintptr(arg))
-	return r, errno
-}
-
-// finish records why the loop ended and releases the device.
-func (l *uringLoop) finish(err error) {
-	l.once.Do(func() {
-		l.err = err
-		l.fdMu.Lock()
-		l.closed = true
-		unix.Close(l.fd)
-		l.fdMu.Unlock()
-		close(l.done)
-	})
-}
-
-// Wait returns once the loop has ended, with the error that ended it, if
-// it was not the connection's end.
-func (l *uringLoop) Wait() error {
-	<-l.done
-	return l.err
 }
