@@ -9,8 +9,10 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/fusematrix/fusematrix/harness/daemonspec"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios/testbin"
 )
 
 // TestIOUringBoot boots a kernel with FUSE over io_uring built in (6.18,
@@ -20,11 +22,18 @@ import (
 // misuse's errno, while fuse-features, which ran before it, still sees
 // the kernel's default; every uring/* check passes over fusematrix's own
 // ring loop, uring/transport with no read(2) or write(2) accounted to
-// the server's threads. On 6.12 all of them skip saying why.
+// the server's threads. On 6.12 all of them skip saying why. A daemon
+// that claims io_uring but serves through /dev/fuse (go-fuse's loopback,
+// which never asks for it) fails daemon/NAME/io-uring on 6.18 and skips
+// it on 6.12.
 func TestIOUringBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU guests with kernels fetched from the Debian mirror; run without -short")
 	}
+	yes := true
+	daemon, err := NewDaemon(&daemonspec.Spec{Name: "gofuse", Binary: testbin.Go(t, "github.com/hanwen/go-fuse/v2/example/loopback"),
+		Args: []string{"-q", "-directmount", contract.PlaceholderMount, contract.PlaceholderBacking}, URing: &yes}, "go-fuse's loopback")
+	assert.NilError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	run, err := Run(ctx, Options{
@@ -32,7 +41,8 @@ func TestIOUringBoot(t *testing.T) {
 		OutDir:    t.TempDir(),
 		Jobs:      1,
 		Accel:     "tcg",
-		Params:    contract.Params{Run: "^" + contract.URingPrefix},
+		Params:    contract.Params{Run: "^" + contract.URingPrefix + "|^daemon/.*/io-uring$"},
+		Daemons:   []*Daemon{daemon},
 		SourceDir: sourceDir(t),
 		Logf:      t.Logf,
 	})
@@ -40,6 +50,8 @@ func TestIOUringBoot(t *testing.T) {
 	assert.Assert(t, is.Len(run.Kernels, 2))
 	with, without := &run.Kernels[0], &run.Kernels[1]
 	for _, k := range run.Kernels {
+		// Pass is the kernel's run completing; the daemon's failing check
+		// makes it not OK.
 		assert.Equal(t, k.Status, results.Pass, "%s: %s", k.Name, k.Error)
 	}
 
@@ -96,6 +108,17 @@ func TestIOUringBoot(t *testing.T) {
 	assert.Assert(t, tr != nil)
 	assert.Check(t, is.Equal(tr.Facts["daemon_read_calls"], "0"))
 	assert.Check(t, is.Equal(tr.Facts["daemon_write_calls"], "0"))
+	d := contract.DaemonID("gofuse", contract.DaemonIOUring)
+	dr := d.In(with)
+	assert.Assert(t, dr != nil, "6.18: no %s", d)
+	assert.Check(t, is.Equal(dr.Status, results.Fail), dr.Reason)
+	assert.Check(t, is.Contains(dr.Reason, "claims io_uring, but it served the lookups through /dev/fuse"))
+	assert.Check(t, is.Equal(dr.Facts["rings"], "0"))
+	dr = d.In(without)
+	assert.Assert(t, dr != nil, "6.12: no %s", d)
+	assert.Check(t, is.Equal(dr.Status, results.Skip), dr.Reason)
+	assert.Check(t, is.Contains(dr.Reason, "CONFIG_FUSE_IO_URING"))
+
 	// Only the io_uring checks saw the parameter on.
 	assert.Check(t, is.Equal(contract.FactIOUring.Of(contract.FuseFeatures.In(with)), "disabled"))
 }

@@ -157,17 +157,30 @@ func writeN(path string, n int) error {
 
 // ringOf finds the io_uring descriptor of process pid.
 func ringOf(pid int) (string, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	entries, err := os.ReadDir(dir)
+	fds, err := ringFds(pid)
 	if err != nil {
 		return "", err
 	}
+	if len(fds) == 0 {
+		return "", fmt.Errorf("process %d holds no io_uring descriptor", pid)
+	}
+	return fds[0], nil
+}
+
+// ringFds lists the io_uring descriptors of process pid.
+func ringFds(pid int) ([]string, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var fds []string
 	for _, e := range entries {
 		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && target == "anon_inode:[io_uring]" {
-			return e.Name(), nil
+			fds = append(fds, e.Name())
 		}
 	}
-	return "", fmt.Errorf("process %d holds no io_uring descriptor", pid)
+	return fds, nil
 }
 
 // cqTail is the tail of the completion queue of ring fd of process pid
