@@ -29,25 +29,26 @@ var ioUringProbe = scenarios.Scenario{
 	ID:          contract.IOUring,
 	Description: "turns fuse.enable_uring on for itself, registers FUSE io_uring ring entries, correctly and in each wrong way, serves one request over the ring, and records the kernel's answers",
 	Run: func(ctx context.Context, env *scenarios.Env) results.Result {
-		return ioUringIn(ctx, env, systemUring)
+		return ioUringIn(ctx, env, systemUring())
 	},
 }
 
 // uringPaths are the files io-uring reads and writes; tests point them
 // elsewhere.
 type uringPaths struct {
-	// param is fuse's enable_uring module parameter, writable at run
-	// time (module_param(enable_uring, bool, 0644) in
-	// fs/fuse/dev_uring.c), built in or not.
+	// param is fuse's enable_uring module parameter
+	// (scenarios.EnableURing).
 	param string
 	// possible lists the CPUs the kernel may ever run: it makes one
 	// ring queue for each (num_possible_cpus in fuse_uring_create).
 	possible string
 }
 
-var systemUring = uringPaths{
-	param:    "/sys/module/fuse/parameters/enable_uring",
-	possible: wire.PossibleCPUs,
+// systemUring are the system's files; the parameter is the one the
+// uring/* checks switch too, so that a test that runs the agent on a
+// host points both elsewhere at once.
+func systemUring() uringPaths {
+	return uringPaths{param: scenarios.EnableURing, possible: wire.PossibleCPUs}
 }
 
 // uringSettle is how long a command is given to fail before it counts as

@@ -26,7 +26,7 @@ const hostUringEnv = "FUSEMATRIX_HOST_URING"
 // fuse_uring_create_ring_ent, fuse_uring_commit_fetch), Linux 6.14 on.
 func TestIOUring(t *testing.T) {
 	scentest.NeedMount(t)
-	paths := systemUring
+	paths := systemUring()
 	if _, err := os.Stat(paths.param); err != nil {
 		t.Skipf("this kernel has no fuse.enable_uring: %v", err)
 	}
@@ -64,7 +64,7 @@ func TestIOUring(t *testing.T) {
 		} {
 			want[f] = v
 		}
-		data, err := os.ReadFile(systemUring.param)
+		data, err := os.ReadFile(systemUring().param)
 		assert.NilError(t, err)
 		assert.Check(t, is.Equal(string(data), r.Facts[string(contract.FactURingParamDefault)]+"\n"), "parameter restored")
 	} else {
