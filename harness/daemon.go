@@ -106,7 +106,8 @@ func NewDaemon(spec *daemonspec.Spec, what string) (*Daemon, error) {
 	out := &Daemon{
 		DaemonSpec: contract.DaemonSpec{
 			Name: spec.Name, Path: guestBin, Args: spec.Args,
-			Env: daemonEnv(env, spec.Env), Passthrough: spec.Passthrough != nil && *spec.Passthrough, MountWait: spec.Wait.Seconds(), StopWait: spec.Stop.Seconds(),
+			Env: daemonEnv(env, spec.Env), Passthrough: spec.Passthrough != nil && *spec.Passthrough,
+			URing: spec.URing != nil && *spec.URing, MountWait: spec.Wait.Seconds(), StopWait: spec.Stop.Seconds(),
 			Setup: spec.Setup, Stdin: spec.Stdin, Dirs: spec.Dirs,
 		},
 		Files: append(files, extra...),

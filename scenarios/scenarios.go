@@ -49,6 +49,9 @@ type Env struct {
 	// Server starts fusematrix's own FUSE servers, each as a process of
 	// its own; the zero value re-executes this program with "serve".
 	Server server.Launcher
+	// URing has our own servers serve over FUSE's io_uring transport
+	// (OverURing sets it, with the kernel's parameter on).
+	URing bool
 	// Subject, when set, is the FUSE server under test: correctness
 	// scenarios mount it instead of our own server of the kind they would
 	// start (SubjectFor). Nil means our own server (OwnServer over Server).

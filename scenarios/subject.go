@@ -42,17 +42,24 @@ type OwnServer struct {
 	Kind     loopback.Kind
 	// NoXattr has the server answer xattr requests with ENOSYS.
 	NoXattr bool
+	// URing has the server serve over FUSE's io_uring transport.
+	URing bool
 }
 
 // Name is "fusematrix" and the kind.
-func (o OwnServer) Name() string { return "fusematrix " + string(o.Kind) }
+func (o OwnServer) Name() string {
+	if o.URing {
+		return "fusematrix " + string(o.Kind) + " over io_uring"
+	}
+	return "fusematrix " + string(o.Kind)
+}
 
 // Ours is true.
 func (o OwnServer) Ours() bool { return true }
 
 // Mount starts the server as a process of its own.
 func (o OwnServer) Mount(ctx context.Context, mnt, backing string) (Mounted, error) {
-	p, err := o.Launcher.Start(ctx, loopback.Spec{Kind: o.Kind, Backing: backing, NoXattr: o.NoXattr}, mnt)
+	p, err := o.Launcher.Start(ctx, loopback.Spec{Kind: o.Kind, Backing: backing, NoXattr: o.NoXattr, URing: o.URing}, mnt)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +73,7 @@ func (env *Env) SubjectFor(kind loopback.Kind) Subject {
 	if env.Subject != nil {
 		return env.Subject
 	}
-	return OwnServer{Launcher: env.Server, Kind: kind}
+	return OwnServer{Launcher: env.Server, Kind: kind, URing: env.URing}
 }
 
 // DaemonSubject is a user's own FUSE daemon (fusematrix matrix -daemon),

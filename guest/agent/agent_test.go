@@ -49,6 +49,12 @@ func needMount(t *testing.T) {
 
 // testConfig runs on the host: no modules, no power-off, small sizes.
 func testConfig(t *testing.T) Config {
+	// The agent's io_uring checks switch fuse.enable_uring on for
+	// themselves: on a host they must not, so they find no parameter and
+	// skip.
+	old := scenarios.EnableURing
+	scenarios.EnableURing = filepath.Join(t.TempDir(), "no-enable_uring")
+	t.Cleanup(func() { scenarios.EnableURing = old })
 	return Config{
 		Params:    contract.Params{BenchMiB: 8, Port: contract.PortName},
 		BlockSize: scenarios.DefaultBlockSize,
@@ -121,14 +127,17 @@ func TestRun(t *testing.T) {
 		wantIDs []string
 	}{
 		{name: "all", run: "", wantIDs: []string{
-			"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "passthrough-read",
+			"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "io-uring", "passthrough-read",
 			"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync",
 			"pt/open-twice", "pt/direct-io", "pt/close-backing", "pt/unmount-open", "pt/abort-open",
-			"classic/fallback", "classic/basics", "seq-read",
+			"classic/fallback", "classic/basics",
+			"uring/transport", "uring/pt/integrity", "uring/pt/size-after-write", "uring/pt/mmap-shared", "uring/pt/fsync",
+			"uring/pt/open-twice", "uring/pt/unmount-open", "uring/pt/abort-open", "uring/classic/basics",
+			"seq-read",
 		}},
-		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "passthrough-read"}},
-		{name: "suite", run: "pt/|classic/", wantIDs: []string{
-			"fuse-init", "passthrough-ioctl", "fuse-features", "requests",
+		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "io-uring", "passthrough-read"}},
+		{name: "suite", run: "^(pt|classic)/", wantIDs: []string{
+			"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "io-uring",
 			"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync",
 			"pt/open-twice", "pt/direct-io", "pt/close-backing", "pt/unmount-open", "pt/abort-open",
 			"classic/fallback", "classic/basics",

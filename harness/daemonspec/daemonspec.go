@@ -45,6 +45,9 @@ type Spec struct {
 	Stop time.Duration
 	// Passthrough is the author's claim, nil when not made.
 	Passthrough *bool
+	// URing is the author's claim that the daemon serves over FUSE's
+	// io_uring transport where the kernel offers it, nil when not made.
+	URing *bool
 	// Setup are commands run before each start, each split as a shell
 	// would (contract.DaemonSpec.Setup).
 	Setup [][]string
@@ -96,6 +99,7 @@ const (
 	KeyWait        = "wait"
 	KeyStop        = "stop"
 	KeyPassthrough = "passthrough"
+	KeyURing       = "uring"
 	KeySetup       = "setup"
 	KeyStdin       = "stdin"
 	KeyDirs        = "dirs"
@@ -204,16 +208,20 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 				return nil, fail("stop %q: want a duration such as 60s", value)
 			}
 			s.Stop = d
-		case KeyPassthrough:
+		case KeyPassthrough, KeyURing:
 			var v bool
 			switch strings.ToLower(value) {
 			case "yes", "true":
 				v = true
 			case "no", "false":
 			default:
-				return nil, fail("passthrough %q: want yes or no", value)
+				return nil, fail("%s %q: want yes or no", key, value)
 			}
-			s.Passthrough = &v
+			if key == KeyURing {
+				s.URing = &v
+			} else {
+				s.Passthrough = &v
+			}
 		case KeySetup:
 			args, err := SplitArgs(value)
 			if err == nil {
@@ -266,7 +274,7 @@ func FromSection(sec kernels.Section) (*Spec, error) {
 	return s, nil
 }
 
-var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyStop, KeyPassthrough, KeySetup, KeyStdin, KeyDirs, KeyPackages}
+var keys = []string{KeyBinary, KeyProgram, KeyArgs, KeyEnv, KeyFile, KeyWait, KeyStop, KeyPassthrough, KeyURing, KeySetup, KeyStdin, KeyDirs, KeyPackages}
 
 // stripComment cuts text at a "#" that starts a comment: at the start or
 // after a blank, outside quotes, as a shell would.

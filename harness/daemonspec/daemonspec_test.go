@@ -15,7 +15,7 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	yes := true
+	yes, no := true, false
 	for _, tc := range []struct {
 		name, text string
 		want       *Spec
@@ -39,6 +39,11 @@ passthrough = yes
 				Env:   []string{"RUST_LOG=debug", "HOME=/root"},
 				Files: []File{{Host: "/etc/myfs.conf", Where: "d.conf:7"}, {Host: "./data/big", Guest: "/srv/big", Where: "d.conf:8"}},
 				Wait:  45 * time.Second, Stop: 2 * time.Minute, Passthrough: &yes, Origin: "d.conf:2"},
+		},
+		{
+			name: "io_uring claim",
+			text: "[daemon x]\nbinary = /bin/x\nuring = yes\npassthrough = no\n",
+			want: &Spec{Name: "x", Binary: "/bin/x", URing: &yes, Passthrough: &no, Origin: "d.conf:1"},
 		},
 		{
 			name: "binary alone",
@@ -84,6 +89,7 @@ passthrough = yes
 		{name: "no key", text: "[daemon x]\nbinary /bin/x\n", err: "d.conf:2: want key = value"},
 		{name: "bad wait", text: "[daemon x]\nbinary = /bin/x\nwait = 30\n", err: `d.conf:3: wait "30": want a duration`},
 		{name: "bad claim", text: "[daemon x]\nbinary = /bin/x\npassthrough = maybe\n", err: `d.conf:3: passthrough "maybe": want yes or no`},
+		{name: "bad io_uring claim", text: "[daemon x]\nbinary = /bin/x\nuring = often\n", err: `d.conf:3: uring "often": want yes or no`},
 		{name: "bad env", text: "[daemon x]\nbinary = /bin/x\nenv = A\n", err: `d.conf:3: env "A": want KEY=VALUE`},
 		// Issue 21, row 9: the key must be a variable name.
 		{name: "env key with a blank", text: "[daemon x]\nbinary = /bin/x\nenv = A B=x\n",

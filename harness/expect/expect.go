@@ -39,6 +39,7 @@ var rules = []rule{
 	{contract.ExpectPassthroughOffered, passthroughFeature.check},
 	{contract.ExpectPassthroughWorks, passthroughWorks},
 	{contract.ExpectIOUring, ioUringFeature.check},
+	{contract.ExpectIOUringWorks, ioUringWorksFeature.check},
 	{contract.ExpectVirtiofs, virtiofsFeature.check},
 }
 
@@ -296,6 +297,25 @@ var ioUringFeature = feature{
 	}.observe,
 }
 
+// ioUringWorksFeature is FUSE over io_uring in use: with the
+// enable_uring parameter turned on (the io-uring probe does it for
+// itself), a server registers its ring and a request is served over it.
+// CONFIG_FUSE_IO_URING=y promises that much; whether the kernel turns it
+// on by default is the administrator's choice and no promise.
+var ioUringWorksFeature = feature{
+	option:  "CONFIG_FUSE_IO_URING",
+	since:   version{6, 14},
+	what:    "FUSE over io_uring",
+	present: "works once enabled",
+	absent:  "absent",
+	observe: featuresFact{
+		probe:  contract.IOUring,
+		key:    contract.FactURingTransport,
+		values: map[string]bool{"works": true, "fails": false, "absent": false},
+		known:  "none of works, fails, absent",
+	}.observe,
+}
+
 // virtiofsFeature is the virtiofs file system, there when built in. Built
 // as a module it is only there when loaded, and the guest loads only what
 // fusematrix needs: then only a "yes" means something (judge's
@@ -317,6 +337,8 @@ var virtiofsFeature = feature{
 // key, whose values say whether the feature is there. A value it does not
 // know is no observation: a newer probe's word, or a broken one's.
 type featuresFact struct {
+	// probe reports the fact; "" is fuse-features.
+	probe  contract.ID
 	key    contract.Fact
 	values map[string]bool
 	// known spells values for the reason of a skip.
@@ -324,13 +346,17 @@ type featuresFact struct {
 }
 
 func (f featuresFact) observe(k *results.Kernel) (bool, string, string) {
-	obs, why := fact(k, contract.FuseFeatures, f.key)
+	probe := f.probe
+	if probe == "" {
+		probe = contract.FuseFeatures
+	}
+	obs, why := fact(k, probe, f.key)
 	if obs == "" {
 		return false, "", why
 	}
 	present, ok := f.values[obs]
 	if !ok {
-		return false, "", fmt.Sprintf("fuse-features reported %s %q, which is %s", f.key, inert.Truncate(obs, 40), f.known)
+		return false, "", fmt.Sprintf("%s reported %s %q, which is %s", probe, f.key, inert.Truncate(obs, 40), f.known)
 	}
 	return present, obs, ""
 }

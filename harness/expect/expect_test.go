@@ -193,6 +193,31 @@ func TestIOUring(t *testing.T) {
 	})
 }
 
+func TestIOUringWorks(t *testing.T) {
+	const (
+		cfgY    = "CONFIG_FUSE_IO_URING=y"
+		cfgNone = "no CONFIG_FUSE_IO_URING in the kernel's config (CONFIG_FUSE_FS=y)"
+		works   = "works once enabled"
+		v612    = "version 6.12 < 6.14 (FUSE over io_uring arrived in 6.14), config unknown"
+		v73     = "version 7.3 >= 6.14, config unknown"
+	)
+	y := cfg("CONFIG_FUSE_FS", "y", "CONFIG_FUSE_IO_URING", "y")
+	absent := cfg("CONFIG_FUSE_FS", "y", "CONFIG_IO_URING", "y")
+	obs := func(v string) []results.Result {
+		return []results.Result{{ID: "io-uring", Kind: results.Probe, Status: results.Pass, Facts: map[string]string{"transport": v}}}
+	}
+	checkRule(t, "expect/io-uring-works", []ruleCase{
+		{"config y, works", fab{rel73, y, upstream, obs("works")}, outcome{results.Pass, works, "works", cfgY, ""}},
+		{"config y, fails", fab{rel73, y, upstream, obs("fails")}, outcome{results.Fail, works, "fails", cfgY, "expected works once enabled, observed fails"}},
+		{"config y, absent", fab{rel73, y, upstream, obs("absent")}, outcome{results.Fail, works, "absent", cfgY, "observed absent"}},
+		{"option absent, absent", fab{rel612, absent, upstream, obs("absent")}, outcome{results.Pass, "absent", "absent", cfgNone, ""}},
+		{"old version, absent", fab{rel612, nil, upstream, obs("absent")}, outcome{results.Pass, "absent", "absent", v612, ""}},
+		{"new version, works", fab{rel73, nil, upstream, obs("works")}, outcome{results.Pass, works + " unless configured out", "works", v73, ""}},
+		{"probe missing", fab{rel73, y, upstream, nil}, outcome{results.Skip, works, "-", cfgY, "the io-uring probe did not run"}},
+		{"io_uring refused", fab{rel73, y, upstream, obs("no io_uring")}, outcome{results.Skip, works, "-", cfgY, `io-uring reported transport "no io_uring"`}},
+	})
+}
+
 func TestVirtiofs(t *testing.T) {
 	const (
 		cfgY    = "CONFIG_VIRTIO_FS=y"
@@ -232,7 +257,7 @@ func TestEvaluate(t *testing.T) {
 		}
 		assert.Check(t, strings.HasPrefix(r.ID, contract.ExpectPrefix))
 	}
-	assert.DeepEqual(t, ids, []string{"expect/passthrough-offered", "expect/passthrough-works", "expect/io-uring", "expect/virtiofs"})
+	assert.DeepEqual(t, ids, []string{"expect/passthrough-offered", "expect/passthrough-works", "expect/io-uring", "expect/io-uring-works", "expect/virtiofs"})
 
 	// A kernel that did not run to completion has nothing to compare.
 	k.Status = results.Error

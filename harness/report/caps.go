@@ -38,7 +38,7 @@ var capsColumns = []capsColumn{
 	// Does passthrough survive FUSE_WRITEBACK_CACHE being asked for too?
 	{"writeback+passthrough", factOf(contract.PassthroughIoctl, contract.FactWritebackCache)},
 	{"max_pages_limit", maxPagesCell},
-	{"io_uring", factOf(contract.FuseFeatures, contract.FactIOUring)},
+	{"io_uring", ioURingCell},
 	{"request_timeout", factOf(contract.FuseFeatures, contract.FactRequestTimeout)},
 	{"virtiofs", factOf(contract.FuseFeatures, contract.FactVirtiofs)},
 	{"CONFIG_FUSE_PASSTHROUGH", configCell("CONFIG_FUSE_PASSTHROUGH")},
@@ -70,6 +70,18 @@ func passthroughCell(k *results.Kernel) string {
 		return c.PassthroughABI
 	}
 	return "no"
+}
+
+// ioURingCell says what FUSE over io_uring does: "works" or "fails" as
+// the io-uring probe found with the parameter turned on, else what
+// fuse-features saw of the kernel's default ("offered", "disabled",
+// "absent").
+func ioURingCell(k *results.Kernel) string {
+	switch t := contract.FactURingTransport.Of(contract.IOUring.In(k)); t {
+	case "works", "fails", "absent":
+		return t
+	}
+	return contract.FactIOUring.Of(contract.FuseFeatures.In(k))
 }
 
 // maxPagesCell prefers the guest's fact, which can say the sysctl is
@@ -223,6 +235,34 @@ func misuseRows(run *results.Run) [][]string {
 	return rows
 }
 
+// uringMisuseRows returns the io_uring command misuse table as raw text,
+// header first, or nil when no kernel ran the io-uring probe's commands
+// (a run of older agents, or of kernels without it).
+func uringMisuseRows(run *results.Run) [][]string {
+	head := []string{"kernel"}
+	for _, m := range contract.URingMisuseCases {
+		head = append(head, string(m))
+	}
+	rows := [][]string{head}
+	seen := false
+	for _, k := range run.Kernels {
+		row := []string{k.Name}
+		for _, m := range contract.URingMisuseCases {
+			v := m.Of(contract.IOUring.In(&k))
+			seen = seen || v != ""
+			row = append(row, v)
+		}
+		rows = append(rows, row)
+	}
+	if !seen {
+		return nil
+	}
+	return rows
+}
+
+// uringMisuseTitle heads the io_uring misuse table.
+const uringMisuseTitle = "FUSE io_uring command misuse (errno, \"ok\" when accepted)"
+
 // Caps writes the kernel × capability table for a terminal.
 func Caps(w io.Writer, run *results.Run) error {
 	return CapsWith(w, run, Options{})
@@ -270,6 +310,13 @@ func CapsWith(w io.Writer, run *results.Run, o Options) error {
 		fmt.Fprintln(&b, "Passthrough ioctl misuse (errno, \"ok\" when accepted)")
 		if err := writeBlocks(&b, cellRows(misuseRows(run), 1), 1, make([]string, len(run.Kernels)), o.Width, p); err != nil {
 			return err
+		}
+		if rows := uringMisuseRows(run); rows != nil {
+			fmt.Fprintln(&b)
+			fmt.Fprintln(&b, uringMisuseTitle)
+			if err := writeBlocks(&b, cellRows(rows, 1), 1, make([]string, len(run.Kernels)), o.Width, p); err != nil {
+				return err
+			}
 		}
 	}
 	if ns := capsNotes(run); len(ns) > 0 {
@@ -327,6 +374,10 @@ func CapsMarkdown(w io.Writer, run *results.Run) error {
 		})
 		b.WriteString("\n**Passthrough ioctl misuse** (errno, \"ok\" when accepted)\n\n")
 		writeMarkdownTable(&b, misuseRows(run), 1, nil)
+		if rows := uringMisuseRows(run); rows != nil {
+			b.WriteString("\n**FUSE io_uring command misuse** (errno, \"ok\" when accepted)\n\n")
+			writeMarkdownTable(&b, rows, 1, nil)
+		}
 	}
 	writeMarkdownClients(&b, run)
 	if ns := capsNotes(run); len(ns) > 0 {

@@ -90,6 +90,38 @@ func capsKernel612() results.Kernel {
 	return k
 }
 
+// capsKernel618 has FUSE over io_uring built in, off by default: the
+// io-uring probe turned it on for itself and served a request over its
+// ring.
+func capsKernel618() results.Kernel {
+	k := capsKernel612()
+	k.Name = "debian:6.18/cloud"
+	k.Release = "6.18.15+deb13-cloud-amd64"
+	k.Config["CONFIG_FUSE_IO_URING"] = "y"
+	const cfg = "CONFIG_FUSE_IO_URING=y"
+	var rs []results.Result
+	for _, r := range k.Results {
+		switch r.ID {
+		case "fuse-features":
+			r.Facts["io_uring"] = "disabled"
+			r.Facts["param.enable_uring"] = "N"
+			rs = append(rs, r, probe("io-uring", results.Pass, "",
+				"param_default", "N", "param_set", "Y", "offered_param_off", "absent", "offered_param_on", "offered",
+				"queues", "2", "register", "ok", "serves", "ok", "transport", "works",
+				"param_off", "EOPNOTSUPP", "before_init", "EAGAIN", "not_negotiated", "ok", "no_sqe128", "EINVAL",
+				"qid_out_of_range", "EINVAL", "header_short", "EINVAL", "payload_short", "EINVAL",
+				"register_twice", "ok", "commit_unknown", "ENOENT"))
+		case "expect/io-uring":
+			rs = append(rs, expectation("io-uring", results.Pass, "", "offered or disabled", "disabled", cfg),
+				expectation("io-uring-works", results.Pass, "", "works once enabled", "works", cfg))
+		default:
+			rs = append(rs, r)
+		}
+	}
+	k.Results = rs
+	return k
+}
+
 // androidKernel offers the out-of-tree Android passthrough and came
 // without a config.
 func androidKernel() results.Kernel {
@@ -160,6 +192,7 @@ var capsCases = []struct {
 	{"caps-default", run(capsKernel61(), capsKernel612())},
 	{"caps-mixed", run(androidKernel(), failingKernel(), brokenKernel())},
 	{"caps-empty", &results.Run{Schema: results.SchemaVersion}},
+	{"caps-uring", run(capsKernel612(), capsKernel618())},
 }
 
 func TestCapsGolden(t *testing.T) {
@@ -193,6 +226,9 @@ func TestCapsCells(t *testing.T) {
 		{"upstream", capsKernel612(), map[string]string{
 			"passthrough": "upstream", "CONFIG_FUSE_PASSTHROUGH": "y", "expectations": "4/4 ok",
 			"backing_open": "ok", "negotiated": "yes", "writeback+passthrough": "refused", "virtiofs": "yes"}},
+		{"io_uring works once enabled", capsKernel618(), map[string]string{
+			"io_uring": "works", "expectations": "5/5 ok"}},
+		{"io_uring absent", capsKernel612(), map[string]string{"io_uring": "absent"}},
 		{"android is not 'no'", androidKernel(), map[string]string{
 			"passthrough": "android", "CONFIG_FUSE_PASSTHROUGH": "", "expectations": "2/4 ok, 2 skip"}},
 		{"failing expectation, errored probe", failingKernel(), map[string]string{

@@ -87,7 +87,7 @@ func clientCells(k *results.Kernel, name string) []htmlCell {
 		switch {
 		case isOwnCheck(id):
 			own, ownIDs = append(own, r), append(ownIDs, id)
-		case id == string(contract.DaemonPassthrough):
+		case id == string(contract.DaemonPassthrough), id == string(contract.DaemonIOUring):
 		case strings.HasPrefix(id, contract.BenchPrefix):
 		default:
 			data = append(data, r)

@@ -333,8 +333,14 @@ func capsGroups(run *results.Run) []htmlGroup {
 			return m.Of(contract.PassthroughIoctl.In(k))
 		})
 	}
+	uringMisuse := htmlGroup{Name: "io_uring command misuse", Note: "errno of each FUSE ring command the kernel should refuse, \"ok\" when it accepted it", Caps: true}
+	for _, m := range contract.URingMisuseCases {
+		uringMisuse.Rows = appendValueRow(uringMisuse.Rows, run, string(m), func(k *results.Kernel) string {
+			return m.Of(contract.IOUring.In(k))
+		})
+	}
 	var groups []htmlGroup
-	for _, g := range []htmlGroup{caps, flags, misuse, requestGroup(run)} {
+	for _, g := range []htmlGroup{caps, flags, misuse, requestGroup(run), uringMisuse} {
 		if len(g.Rows) > 0 {
 			groups = append(groups, g)
 		}

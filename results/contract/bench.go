@@ -33,6 +33,10 @@ const (
 	// PassthroughNoXattr is Passthrough answering xattr requests with
 	// ENOSYS; only writes ask for xattrs, so it measures only writes.
 	PassthroughNoXattr Mode = "passthrough-noxattr"
+	// NoopURing and PassthroughURing are Noop and Passthrough served over
+	// FUSE's io_uring transport, where the kernel has it.
+	NoopURing        Mode = "noop-uring"
+	PassthroughURing Mode = "passthrough-uring"
 )
 
 // Ops, Blocks and Modes span the benchmark table; Modes is in measuring
@@ -40,7 +44,7 @@ const (
 var (
 	Ops    = []Op{Read, Write}
 	Blocks = []int{4 << 10, 128 << 10, 1 << 20}
-	Modes  = []Mode{Native, LibfuseNoop, Noop, Classic, Passthrough, PassthroughNoXattr}
+	Modes  = []Mode{Native, LibfuseNoop, Noop, Classic, Passthrough, PassthroughNoXattr, NoopURing, PassthroughURing}
 )
 
 // Measures says whether mode has a cell for op.

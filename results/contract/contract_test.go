@@ -157,7 +157,7 @@ func TestSelect(t *testing.T) {
 		}
 		return out
 	}
-	probes := []ID{FuseInit, PassthroughIoctl, FuseFeatures, Requests}
+	probes := []ID{FuseInit, PassthroughIoctl, FuseFeatures, Requests, IOUring}
 	assert.DeepEqual(t, ids("^pt/fsync$"), append(probes[:len(probes):len(probes)], PtFsync))
 	assert.Check(t, is.Len(ids(""), len(checks)), "cells only when named")
 	assert.Check(t, is.Len(ids("^bench/"), len(probes)+len(Cells())))

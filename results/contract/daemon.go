@@ -47,6 +47,12 @@ const DaemonPrefix = "daemon/"
 // the kernel's side whether the daemon's files are really passed through.
 const DaemonPassthrough ID = "passthrough"
 
+// DaemonIOUring is the check, under a daemon's prefix, that finds from
+// the kernel's side whether the daemon serves over FUSE's io_uring
+// transport with fuse.enable_uring on, and holds the daemon to its claim
+// (DaemonSpec.URing).
+const DaemonIOUring ID = "io-uring"
+
 // FactDaemonReadCallsPerGiB is the DaemonPassthrough fact that says how
 // many read calls the daemon's threads made per GiB read through its
 // mount: one per request or more when it serves reads, next to none when
@@ -105,6 +111,9 @@ type DaemonSpec struct {
 	// Passthrough is what the daemon's author claims: that it opens files
 	// with FUSE passthrough where the kernel offers it.
 	Passthrough bool `json:"passthrough"`
+	// URing is the author's claim that the daemon serves over FUSE's
+	// io_uring transport where the kernel offers it.
+	URing bool `json:"uring,omitempty"`
 	// MountWait bounds the wait for the mount to appear, in seconds; 0 is
 	// DefaultMountWait.
 	MountWait float64 `json:"mount_wait,omitempty"`
@@ -346,11 +355,13 @@ func ParseDaemonSpec(b []byte) (*DaemonSpec, error) {
 func DaemonScenarios() []Check {
 	out := append([]Check(nil), DaemonOwnChecks...)
 	for _, c := range checks {
-		if c.Kind == results.Scenario {
+		// Only our own servers speak io_uring.
+		if c.Kind == results.Scenario && !strings.HasPrefix(string(c.ID), URingPrefix) {
 			out = append(out, c)
 		}
 	}
 	out = append(out, Check{DaemonPassthrough, results.Scenario, 60 * time.Second})
+	out = append(out, Check{DaemonIOUring, results.Scenario, 60 * time.Second})
 	for _, c := range DaemonCells("") {
 		out = append(out, Check{DaemonCellID(c.Op, c.Block), results.Benchmark, daemonCellTimeout})
 	}

@@ -87,17 +87,18 @@ func TestDaemonChecks(t *testing.T) {
 	assert.NilError(t, err)
 	var scenarios int
 	for _, c := range Checks() {
-		if c.Kind == "scenario" {
+		if c.Kind == "scenario" && !strings.HasPrefix(string(c.ID), URingPrefix) {
 			scenarios++
 		}
 	}
-	assert.Check(t, is.Len(all, len(DaemonOwnChecks)+scenarios+1))
+	assert.Check(t, is.Len(all, len(DaemonOwnChecks)+scenarios+2))
 	var first []ID
 	for _, c := range all[:4] {
 		first = append(first, c.ID)
 	}
 	assert.Check(t, is.DeepEqual(first, []ID{"daemon/fs/mount", "daemon/fs/read-all", "daemon/fs/write", "daemon/fs/unmount"}))
-	assert.Check(t, is.Equal(all[len(all)-1].ID, ID("daemon/fs/passthrough")))
+	assert.Check(t, is.Equal(all[len(all)-2].ID, ID("daemon/fs/passthrough")))
+	assert.Check(t, is.Equal(all[len(all)-1].ID, ID("daemon/fs/io-uring")))
 	for _, c := range all {
 		assert.Check(t, strings.HasPrefix(string(c.ID), "daemon/fs/"), c.ID)
 		assert.Check(t, c.Timeout > 0, c.ID)

@@ -82,6 +82,8 @@ var ProbeFacts = map[ID][]Fact{
 		MisuseCases...),
 	FuseFeatures: {FactIOUring, FactRequestTimeout, FactVirtiofs, FactCUSE, FactFusectl},
 	Requests:     RequestFacts(),
+	IOUring: append([]Fact{FactURingParamDefault, FactURingParamSet, FactURingOfferedOff, FactURingOfferedOn,
+		FactURingQueues, FactURingRegister, FactURingServes, FactURingTransport}, URingMisuseCases...),
 }
 
 // Facts of every expectation: what the rule expected, what the guest
@@ -91,6 +93,35 @@ const (
 	FactObserved Fact = "observed"
 	FactBasis    Fact = "basis"
 )
+
+// Facts of io-uring: the enable_uring parameter's default and what the
+// probe set it to for itself, whether INIT offered FUSE_OVER_IO_URING
+// with the parameter off and on, the ring's queue count, whether
+// REGISTER was accepted and a request served over the ring, and the
+// transport's verdict: "absent", "works" or "fails".
+const (
+	FactURingParamDefault Fact = "param_default"
+	FactURingParamSet     Fact = "param_set"
+	FactURingOfferedOff   Fact = "offered_param_off"
+	FactURingOfferedOn    Fact = "offered_param_on"
+	FactURingQueues       Fact = "queues"
+	FactURingRegister     Fact = "register"
+	FactURingServes       Fact = "serves"
+	FactURingTransport    Fact = "transport"
+	FactURingParamOff     Fact = "param_off"
+)
+
+// FactTransport is set on a check run over FUSE's io_uring transport
+// (uring/*): "io_uring".
+const FactTransport Fact = "transport"
+
+// URingMisuseCases are the io-uring facts that record what the kernel
+// answers a REGISTER or COMMIT_AND_FETCH it should refuse (or may
+// accept): "ok" or the errno name of the command's completion.
+var URingMisuseCases = []Fact{
+	FactURingParamOff, "before_init", "not_negotiated", "no_sqe128", "qid_out_of_range",
+	"header_short", "payload_short", "register_twice", "commit_unknown",
+}
 
 // Facts of the results the agent aggregates over -count runs.
 const (
@@ -167,6 +198,10 @@ func (m Mode) Compared() (pairs, bases []Mode) {
 	case Passthrough:
 		return []Mode{Native}, []Mode{Noop}
 	case PassthroughNoXattr:
+		return []Mode{Native}, []Mode{Noop, Passthrough}
+	case NoopURing:
+		return []Mode{Native}, []Mode{Noop}
+	case PassthroughURing:
 		return []Mode{Native}, []Mode{Noop, Passthrough}
 	}
 	return nil, nil

@@ -18,6 +18,7 @@ const (
 	FuseInit         ID = "fuse-init"
 	PassthroughIoctl ID = "passthrough-ioctl"
 	FuseFeatures     ID = "fuse-features"
+	IOUring          ID = "io-uring"
 
 	PassthroughRead  ID = "passthrough-read"
 	PtIntegrity      ID = "pt/integrity"
@@ -35,6 +36,14 @@ const (
 	SeqRead ID = "seq-read"
 )
 
+// URingPrefix starts the id of a check run over FUSE's io_uring
+// transport (scenarios.OverURing): "uring/pt/integrity".
+const URingPrefix = "uring/"
+
+// URingTransport proves, from the kernel's accounting, that our server
+// over io_uring serves every request without read(2) or write(2).
+const URingTransport ID = URingPrefix + "transport"
+
 // ExpectPrefix starts the id of every expectation, which only the host
 // produces.
 const ExpectPrefix = "expect/"
@@ -44,11 +53,12 @@ const (
 	ExpectPassthroughOffered ID = ExpectPrefix + "passthrough-offered"
 	ExpectPassthroughWorks   ID = ExpectPrefix + "passthrough-works"
 	ExpectIOUring            ID = ExpectPrefix + "io-uring"
+	ExpectIOUringWorks       ID = ExpectPrefix + "io-uring-works"
 	ExpectVirtiofs           ID = ExpectPrefix + "virtiofs"
 )
 
 // Expectations lists the expectation ids in evaluation order.
-var Expectations = []ID{ExpectPassthroughOffered, ExpectPassthroughWorks, ExpectIOUring, ExpectVirtiofs}
+var Expectations = []ID{ExpectPassthroughOffered, ExpectPassthroughWorks, ExpectIOUring, ExpectIOUringWorks, ExpectVirtiofs}
 
 // Check is one entry of the catalogue of what the agent can run.
 type Check struct {
@@ -69,6 +79,8 @@ var checks = []Check{
 	{FuseFeatures, results.Probe, 10 * time.Second},
 	// A few hundred requests over four mounts; a few seconds under TCG.
 	{Requests, results.Probe, 60 * time.Second},
+	// A dozen small mounts and rings, each command given a moment to fail.
+	{IOUring, results.Probe, 60 * time.Second},
 	{PassthroughRead, results.Scenario, 60 * time.Second},
 	{PtIntegrity, results.Scenario, 90 * time.Second},
 	{PtSizeAfterWrite, results.Scenario, 60 * time.Second},
@@ -81,6 +93,16 @@ var checks = []Check{
 	{PtAbortOpen, results.Scenario, 60 * time.Second},
 	{ClassicFallback, results.Scenario, 60 * time.Second},
 	{ClassicBasics, results.Scenario, 60 * time.Second},
+	// Over FUSE's io_uring transport, where the kernel has it.
+	{URingTransport, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtIntegrity, results.Scenario, 90 * time.Second},
+	{URingPrefix + PtSizeAfterWrite, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtMmapShared, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtFsync, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtOpenTwice, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtUnmountOpen, results.Scenario, 60 * time.Second},
+	{URingPrefix + PtAbortOpen, results.Scenario, 60 * time.Second},
+	{URingPrefix + ClassicBasics, results.Scenario, 60 * time.Second},
 	// Four passes over the file plus the setup, with a wide margin for a
 	// slow TCG guest.
 	{SeqRead, results.Benchmark, 180 * time.Second},
@@ -105,7 +127,7 @@ func Checks() []Check {
 }
 
 // ProbesOnly is a pattern that selects the probes and nothing else.
-const ProbesOnly = "^(" + string(FuseInit) + "|" + string(PassthroughIoctl) + "|" + string(FuseFeatures) + "|" + string(Requests) + ")$"
+const ProbesOnly = "^(" + string(FuseInit) + "|" + string(PassthroughIoctl) + "|" + string(FuseFeatures) + "|" + string(Requests) + "|" + string(IOUring) + ")$"
 
 // Select returns the checks whose id matches pattern, in run order.
 // Probes always run, because other checks depend on what they find. The

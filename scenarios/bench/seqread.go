@@ -165,6 +165,41 @@ func seqModes() []seqMode {
 		{name: "passthrough-noxattr", mount: launchedMode(loopback.Spec{Kind: loopback.KindLoopback, NoXattr: true}, seqFile),
 			passthrough: true, ops: []string{"write"}, facts: goFuseFacts(true), bases: []string{"noop", "passthrough"},
 			pairs: []string{"native"}},
+		// The same servers over FUSE's io_uring transport.
+		{name: "noop-uring", mount: uringMode(launchedMode(loopback.Spec{Kind: loopback.KindNoop, URing: true}, wire.NoopName)),
+			unavailable: scenarios.URingMissing, profiled: true, facts: uringFacts(noopFacts), bases: []string{"noop"},
+			pairs: []string{"native"}},
+		{name: "passthrough-uring", mount: uringMode(launchedMode(loopback.Spec{Kind: loopback.KindLoopback, URing: true}, seqFile)),
+			unavailable: scenarios.URingMissing, passthrough: true, facts: uringFacts(goFuseFacts(true)),
+			bases: []string{"noop", "passthrough"}, pairs: []string{"native"}},
+	}
+}
+
+// uringMode mounts with fuse.enable_uring on for the mount alone: a
+// connection that negotiated io_uring keeps it (scenarios.URingOn).
+func uringMode(mount func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error)) func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
+	return func(ctx context.Context, env *scenarios.Env, req mountRequest) (scenarios.Mounted, string, error) {
+		restore, err := scenarios.URingOn()
+		if err != nil {
+			return nil, "", err
+		}
+		m, file, err := mount(ctx, env, req)
+		if rerr := restore(); rerr != nil && err == nil {
+			if m != nil {
+				_, _ = m.Stop()
+			}
+			return nil, "", rerr
+		}
+		return m, file, err
+	}
+}
+
+// uringFacts are facts's, served over io_uring.
+func uringFacts(facts func(env *scenarios.Env) map[string]string) func(env *scenarios.Env) map[string]string {
+	return func(env *scenarios.Env) map[string]string {
+		f := facts(env)
+		f["transport"] = "io_uring: one thread, two ring entries per CPU, go-fuse's ProtocolServer"
+		return f
 	}
 }
 

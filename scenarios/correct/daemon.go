@@ -21,7 +21,7 @@ import (
 // every correctness scenario (Run skips those only our server can serve)
 // and the daemon's passthrough check.
 func ForDaemon() []scenarios.Scenario {
-	return append(append(daemonOwn(), All()...), daemonPassthrough)
+	return append(append(daemonOwn(), All()...), daemonPassthrough, daemonIOUring)
 }
 
 // Whether a daemon really passes its files through is established from

@@ -34,6 +34,7 @@ func ownAsDaemon(t *testing.T, kind loopback.Kind) *contract.DaemonSpec {
 // daemons that are wrong for the reason the fault implies.
 func TestForDaemon(t *testing.T) {
 	caps := hostCapabilities(t)
+	keepHostURing(t)
 	checks := map[contract.ID]scenarios.Scenario{}
 	for _, s := range ForDaemon() {
 		checks[s.ID] = s

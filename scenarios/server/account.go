@@ -17,6 +17,9 @@ import (
 // two apart without taking the daemon's word.
 type TaskIO struct {
 	Syscr, Rchar, Switches int64
+	// Syscw counts write calls, which a daemon over io_uring does not
+	// make either.
+	Syscw int64
 }
 
 // Account is the kernel's accounting of every thread of each of pids that
@@ -39,6 +42,7 @@ func Account(pids []int) (map[int]TaskIO, error) {
 			}
 			status, _ := os.ReadFile(filepath.Join(task, "status"))
 			sum.Syscr += field(io, "syscr:")
+			sum.Syscw += field(io, "syscw:")
 			sum.Rchar += field(io, "rchar:")
 			sum.Switches += field(status, "voluntary_ctxt_switches:") + field(status, "nonvoluntary_ctxt_switches:")
 			seen = true
@@ -62,6 +66,7 @@ func AccountSince(before, after map[int]TaskIO) TaskIO {
 	for pid, a := range after {
 		b := before[pid]
 		d.Syscr += a.Syscr - b.Syscr
+		d.Syscw += a.Syscw - b.Syscw
 		d.Rchar += a.Rchar - b.Rchar
 		d.Switches += a.Switches - b.Switches
 	}

@@ -170,6 +170,9 @@ func specFlags(s loopback.Spec, mnt string) []string {
 	if s.NoXattr {
 		f = append(f, "-noxattr")
 	}
+	if s.URing {
+		f = append(f, "-uring")
+	}
 	if s.Profile != "" {
 		f = append(f, "-cpuprofile", s.Profile)
 	}
@@ -191,6 +194,7 @@ func Serve(args []string) int {
 	fset.StringVar(&spec.Backing, "backing", "", "directory a loopback kind shows")
 	fset.Int64Var(&spec.Size, "size", 0, "size of the NOOP file in bytes")
 	fset.BoolVar(&spec.NoXattr, "noxattr", false, "answer xattr requests with ENOSYS")
+	fset.BoolVar(&spec.URing, "uring", false, "serve over FUSE's io_uring transport")
 	fset.StringVar(&spec.Profile, "cpuprofile", "", "write a CPU profile of the server to `file`")
 	if err := fset.Parse(args); err != nil {
 		return 2

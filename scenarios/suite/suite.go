@@ -32,7 +32,7 @@ func New() *Suite {
 // own returns the scenarios of probe, correct and b: those of every run,
 // and those of a user's daemon, under their ids within the daemon.
 func own(b bench.Suite) (all, daemon []scenarios.Scenario) {
-	all = slices.Concat(probe.All(), correct.All(), b.All())
+	all = slices.Concat(probe.All(), correct.All(), correct.OverURing(), b.All())
 	daemon = slices.Concat(correct.ForDaemon(), b.ForDaemon())
 	return all, daemon
 }

@@ -30,10 +30,10 @@ func TestSelectBench(t *testing.T) {
 		{pattern: "", want: 0},
 		{pattern: ".", want: 0},
 		{pattern: "read", want: 0},
-		{pattern: "^bench/", want: 33},
-		{pattern: "bench/read/", want: 15},
-		{pattern: "bench/write/", want: 18},
-		{pattern: "^bench/read/.*/1048576$", want: 5},
+		{pattern: "^bench/", want: 45},
+		{pattern: "bench/read/", want: 21},
+		{pattern: "bench/write/", want: 24},
+		{pattern: "^bench/read/.*/1048576$", want: 7},
 	} {
 		t.Run(tc.pattern, func(t *testing.T) {
 			ss, err := Select(tc.pattern)

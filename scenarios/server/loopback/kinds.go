@@ -103,6 +103,8 @@ type Spec struct {
 	// NoXattr makes the server answer xattr requests with ENOSYS (see
 	// wire.Options.NoXattr).
 	NoXattr bool
+	// URing serves over FUSE's io_uring transport (wire.Options.URing).
+	URing bool
 	// Profile, when set, is where a server process (package server's
 	// Serve) writes a CPU profile of its whole life; MountSpec ignores it.
 	Profile string
@@ -113,7 +115,7 @@ type Spec struct {
 
 // MountSpec mounts what spec describes at mountpoint in this process.
 func MountSpec(ctx context.Context, mountpoint string, spec Spec, logf func(string, ...any)) (*wire.Mount, error) {
-	o := wire.Options{Passthrough: spec.Kind.passthrough(), Logf: logf, Name: "fusematrix-" + string(spec.Kind), NoXattr: spec.NoXattr}
+	o := wire.Options{Passthrough: spec.Kind.passthrough(), Logf: logf, Name: "fusematrix-" + string(spec.Kind), NoXattr: spec.NoXattr, URing: spec.URing}
 	switch spec.Kind {
 	case KindLoopback, KindClassic:
 		return Mount(ctx, mountpoint, spec.Backing, o)

@@ -85,3 +85,41 @@ func TestRegistrationErrno(t *testing.T) {
 	assert.Check(t, is.Equal(regs[0].Errno, syscall.ELOOP))
 	assert.Check(t, !um.Observer.Opens()[0].Passthrough())
 }
+
+// TestLoopbackURing serves the loopback over io_uring, with and without
+// passthrough: data read and written through the mount is the backing
+// file's, and with passthrough the backing file was registered through
+// the ring loop's own /dev/fuse descriptor and no READ reached it.
+func TestLoopbackURing(t *testing.T) {
+	servertest.NeedURing(t)
+	for _, pt := range []bool{true, false} {
+		t.Run(map[bool]string{true: "passthrough", false: "classic"}[pt], func(t *testing.T) {
+			backing, mnt := t.TempDir(), t.TempDir()
+			want := servertest.RandomFile(t, filepath.Join(backing, "f"), 1<<20+17)
+			m, err := loopback.Mount(context.Background(), mnt, backing, wire.Options{Passthrough: pt, URing: true, Logf: t.Logf})
+			assert.NilError(t, err)
+			servertest.UnmountAtEnd(t, m)
+
+			got, err := os.ReadFile(filepath.Join(mnt, "f"))
+			assert.NilError(t, err)
+			assert.Check(t, bytes.Equal(got, want), "content differs from the backing file")
+			assert.NilError(t, os.WriteFile(filepath.Join(mnt, "g"), want[:70000], 0o644))
+			back, err := os.ReadFile(filepath.Join(backing, "g"))
+			assert.NilError(t, err)
+			assert.Check(t, bytes.Equal(back, want[:70000]), "written content differs in the backing file")
+			names, err := os.ReadDir(mnt)
+			assert.NilError(t, err)
+			assert.Check(t, is.Len(names, 2))
+
+			reads, _ := m.Observer.Reads()
+			if pt {
+				opens := m.Observer.Opens()
+				assert.Assert(t, len(opens) > 0)
+				assert.Check(t, opens[0].Passthrough(), "open reply %+v", opens[0])
+				assert.Check(t, is.Equal(reads, int64(0)))
+			} else {
+				assert.Check(t, reads > 0, "no READ reached the classic daemon")
+			}
+		})
+	}
+}

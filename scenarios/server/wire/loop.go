@@ -7,14 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
-	"syscall"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
-	"github.com/fusematrix/fusematrix/scenarios/fuseabi"
 	"github.com/fusematrix/fusematrix/scenarios/yield"
 )
 
@@ -42,7 +39,7 @@ import (
 // registered on the loop's device (Callbacks), and the probe that records
 // needs no notification but FUSE_NOTIFY_RETRIEVE (Mount.RetrieveCache).
 type devLoop struct {
-	fd int
+	dev
 	ps *fuse.ProtocolServer
 	// fs and opts are what ps serves, for answer.
 	fs   fuse.RawFileSystem
@@ -62,15 +59,6 @@ type devLoop struct {
 	concurrent bool
 	// initOut is the server's reply to INIT.
 	initOut fuse.InitOut
-
-	// fdMu keeps fd open under the ioctls of other goroutines; the loop
-	// itself is the only one to close it.
-	fdMu   sync.RWMutex
-	closed bool
-
-	done chan struct{}
-	once sync.Once
-	err  error
 }
 
 // loopBuffer holds the largest request: a WRITE of MaxWrite bytes behind
@@ -92,22 +80,8 @@ const opInit = 26
 // With rec, every request is recorded as read, and each after INIT is
 // served on a goroutine of its own (devLoop.concurrent).
 func mountLoop(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, opts fuse.MountOptions, readOut []byte, rec *Recorder) (*devLoop, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(mountpoint, &st); err != nil {
-		return nil, err
-	}
-	fd, err := unix.Open(DevFuse, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := mountDev(mountpoint, &opts)
 	if err != nil {
-		return nil, err
-	}
-	source := opts.FsName
-	if source == "" {
-		source = opts.Name
-	}
-	data := fmt.Sprintf("fd=%d,rootmode=%o,user_id=%d,group_id=%d,max_read=%d",
-		fd, st.Mode&unix.S_IFMT, unix.Geteuid(), unix.Getegid(), opts.MaxWrite)
-	if err := unix.Mount(source, mountpoint, "fuse."+opts.Name, unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
-		unix.Close(fd)
 		return nil, err
 	}
 	// With one P, the loop's P looks busy while read(2) blocks in it, and
@@ -118,7 +92,7 @@ func mountLoop(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, op
 	if runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)
 	}
-	l := &devLoop{fd: fd, ps: fuse.NewProtocolServer(fs, &opts), fs: fs, opts: &opts, reads: readOut, done: make(chan struct{}),
+	l := &devLoop{dev: newDev(fd), ps: fuse.NewProtocolServer(fs, &opts), fs: fs, opts: &opts, reads: readOut,
 		rec: rec, concurrent: rec != nil}
 	if o, ok := fs.(*Observer); ok {
 		o.loop.Store(l)
@@ -408,47 +382,4 @@ func reply(out []byte, h *fuse.InHeader, st fuse.Status, size int) int {
 		Unique: h.Unique,
 	}
 	return outHeader + size
-}
-
-// backingOpen issues FUSE_DEV_IOC_BACKING_OPEN on the loop's device.
-func (l *devLoop) backingOpen(bm *fuseabi.BackingMap) (int32, syscall.Errno) {
-	id, errno := l.ioctl(fuseabi.DevIocBackingOpen, unsafe.Pointer(bm))
-	return int32(id), errno
-}
-
-// backingClose issues FUSE_DEV_IOC_BACKING_CLOSE on the loop's device.
-func (l *devLoop) backingClose(id int32) syscall.Errno {
-	_, errno := l.ioctl(fuseabi.DevIocBackingClose, unsafe.Pointer(&id))
-	return errno
-}
-
-// ioctl issues req on the device unless the loop has closed it: after
-// that the number may already name another file.
-func (l *devLoop) ioctl(req uintptr, arg unsafe.Pointer) (uintptr, syscall.Errno) {
-	l.fdMu.RLock()
-	defer l.fdMu.RUnlock()
-	if l.closed {
-		return 0, syscall.EBADF
-	}
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), req, uintptr(arg))
-	return r, errno
-}
-
-// finish records why the loop ended and releases the device.
-func (l *devLoop) finish(err error) {
-	l.once.Do(func() {
-		l.err = err
-		l.fdMu.Lock()
-		l.closed = true
-		unix.Close(l.fd)
-		l.fdMu.Unlock()
-		close(l.done)
-	})
-}
-
-// Wait returns once the loop has ended, with the error that ended it, if
-// it was not the connection's end.
-func (l *devLoop) Wait() error {
-	<-l.done
-	return l.err
 }

@@ -1,17 +1,18 @@
 // Package wire holds what fusematrix serves at go-fuse's wire level
 // (package fuse, fuse.RawFileSystem): what a mount is (Mount, Options,
 // MountRaw and the /dev/fuse and fusectl helpers), the NOOP file system,
-// the loop of its own that serves it (devLoop), and the Observer that
-// records what the daemon answered and what reached it, so that a
-// scenario can prove that passthrough happened instead of assuming it,
-// and the Recorder that keeps every request a recording mount reads from
-// /dev/fuse (Options.Record), for the requests probe.
+// the loops of its own that serve it (devLoop on /dev/fuse, uringLoop
+// over FUSE's io_uring transport, which serves the loopback too), and
+// the Observer that records what the daemon answered and what reached
+// it, so that a scenario can prove that passthrough happened instead of
+// assuming it, and the Recorder that keeps every request a recording
+// mount reads from /dev/fuse (Options.Record), for the requests probe.
 //
 // File systems built on go-fuse's node tree (package fs) live in package
 // loopback, which mounts them through MountRaw; running servers as
 // processes of their own is package server's. Package wire imports
 // neither, nor go-fuse's fs: of this project it may import only
-// scenarios/fuseabi and scenarios/yield.
+// scenarios/fuseabi, scenarios/uring and scenarios/yield.
 //
 // Every mount is a direct mount(2) of /dev/fuse: guests have no fusermount.
 package wire
@@ -79,6 +80,12 @@ type Options struct {
 	// CacheTimeout is how long the kernel may cache names and
 	// attributes; 0 is one second.
 	CacheTimeout time.Duration
+	// URing serves the mount over FUSE's io_uring transport (uringLoop)
+	// instead of /dev/fuse: the mount fails with ErrNoURing where the
+	// kernel does not offer it. Only file systems that answer at once
+	// and need nothing of go-fuse's Server but backing-file
+	// registrations may: the NOOP file and the loopback.
+	URing bool
 	// loop serves from one goroutine (devLoop) instead of go-fuse's
 	// Server; only file systems that need nothing of the Server may.
 	loop bool
@@ -94,8 +101,9 @@ type Mount struct {
 	Observer *Observer
 	srv      *fuse.Server
 	// loop serves instead of srv for mounts with Options.loop or
-	// Options.Record.
-	loop *devLoop
+	// Options.Record, uloop for mounts with Options.URing.
+	loop  *devLoop
+	uloop *uringLoop
 	// conn names the connection in FusectlDir; empty if unknown.
 	conn string
 }
@@ -103,6 +111,9 @@ type Mount struct {
 // KernelSettings returns the kernel's FUSE_INIT request: what the kernel
 // offered, before the server picked from it.
 func (m *Mount) KernelSettings() *fuse.InitIn {
+	if m.uloop != nil {
+		return &m.uloop.init
+	}
 	if m.loop != nil {
 		return &m.loop.init
 	}
@@ -112,6 +123,9 @@ func (m *Mount) KernelSettings() *fuse.InitIn {
 // Wait returns once the mount's server has stopped serving, with what
 // stopped it if that was not the connection's end.
 func (m *Mount) Wait() error {
+	if m.uloop != nil {
+		return m.uloop.Wait()
+	}
 	if m.loop != nil {
 		return m.loop.Wait()
 	}
@@ -121,13 +135,13 @@ func (m *Mount) Wait() error {
 
 // unmount asks the kernel to unmount and waits for the server to stop.
 func (m *Mount) unmount() error {
-	if m.loop == nil {
+	if m.loop == nil && m.uloop == nil {
 		return m.srv.Unmount()
 	}
 	if err := unix.Unmount(m.Dir, 0); err != nil {
 		return err
 	}
-	return m.loop.Wait()
+	return m.Wait()
 }
 
 // InitReply returns the server's reply to the kernel's FUSE_INIT, for a
@@ -152,7 +166,7 @@ func (m *Mount) RetrieveCache(node, offset uint64, size uint32) error {
 }
 
 // Server returns the go-fuse server behind the mount, nil for a mount
-// served by a loop of its own (Noop, Options.Record).
+// served by a loop of its own (Noop, Options.Record, Options.URing).
 func (m *Mount) Server() *fuse.Server { return m.srv }
 
 // BackingOpen issues FUSE_DEV_IOC_BACKING_OPEN with bm, padding included,
@@ -163,6 +177,9 @@ func (m *Mount) Server() *fuse.Server { return m.srv }
 func (m *Mount) BackingOpen(bm fuseabi.BackingMap) (int32, syscall.Errno) {
 	// Same layout (fuseabi tests pin it); go-fuse's padding is merely
 	// unexported.
+	if m.uloop != nil {
+		return m.uloop.backingOpen(&bm)
+	}
 	if m.loop != nil {
 		return m.loop.backingOpen(&bm)
 	}
@@ -172,6 +189,9 @@ func (m *Mount) BackingOpen(bm fuseabi.BackingMap) (int32, syscall.Errno) {
 // BackingClose issues FUSE_DEV_IOC_BACKING_CLOSE for id on the mount's
 // /dev/fuse descriptor and returns the kernel's errno.
 func (m *Mount) BackingClose(id int32) syscall.Errno {
+	if m.uloop != nil {
+		return m.uloop.backingClose(id)
+	}
 	if m.loop != nil {
 		return m.loop.backingClose(id)
 	}
@@ -283,6 +303,14 @@ func MountRaw(ctx context.Context, mountpoint string, o Options, build func(Sett
 	})
 	if o.Layer != nil {
 		obs.RawFileSystem = o.Layer(obs.RawFileSystem, Callbacks{obs})
+	}
+	if o.URing {
+		l, err := mountURing(ctx, mountpoint, obs, mo)
+		if err != nil {
+			return nil, fmt.Errorf("mount %s over io_uring: %w", mountpoint, err)
+		}
+		conn, _ := Connection(mountpoint)
+		return &Mount{Dir: mountpoint, Observer: obs, uloop: l, conn: conn}, nil
 	}
 	if o.loop || o.Record != nil {
 		l, err := mountLoop(ctx, mountpoint, obs, mo, o.loopReads, o.Record)

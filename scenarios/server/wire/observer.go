@@ -57,6 +57,7 @@ type Observer struct {
 	// loop serves the mount instead of srv when it has a loop of its own:
 	// registrations go to its device.
 	loop       atomic.Pointer[devLoop]
+	uloop      atomic.Pointer[uringLoop]
 	requests   [opcodeSlots]atomic.Int64
 	readBytes  atomic.Int64
 	writeBytes atomic.Int64
@@ -469,8 +470,10 @@ func (c Callbacks) server() *fuse.Server { return c.o.srv.Load() }
 func (c Callbacks) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) {
 	var id int32
 	var errno syscall.Errno
-	if l := c.o.loop.Load(); l != nil {
+	if l := c.o.uloop.Load(); l != nil {
 		// Same layout (fuseabi tests pin it).
+		id, errno = l.backingOpen((*fuseabi.BackingMap)(unsafe.Pointer(m)))
+	} else if l := c.o.loop.Load(); l != nil {
 		id, errno = l.backingOpen((*fuseabi.BackingMap)(unsafe.Pointer(m)))
 	} else {
 		id, errno = c.server().RegisterBackingFd(m)
@@ -482,6 +485,9 @@ func (c Callbacks) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) 
 }
 
 func (c Callbacks) UnregisterBackingFd(id int32) syscall.Errno {
+	if l := c.o.uloop.Load(); l != nil {
+		return l.backingClose(id)
+	}
 	if l := c.o.loop.Load(); l != nil {
 		return l.backingClose(id)
 	}

@@ -78,3 +78,28 @@ func ReadWriteAll(path string, block int, readSize, writeSize int64) error {
 	}
 	return w.Close()
 }
+
+// EnableURing is fuse's enable_uring parameter, writable at run time.
+const EnableURing = "/sys/module/fuse/parameters/enable_uring"
+
+// HostURingEnv, set to 1, lets tests switch this machine's
+// fuse.enable_uring on while they run (and back to what it was after).
+// It is a setting of the whole machine, so tests never do it unasked.
+const HostURingEnv = "FUSEMATRIX_HOST_URING"
+
+// NeedURing skips a test that serves FUSE over io_uring unless this
+// kernel has the transport and the run allows switching it on
+// (HostURingEnv); then it switches it on until the test ends.
+func NeedURing(t *testing.T) {
+	t.Helper()
+	NeedMount(t)
+	def, err := os.ReadFile(EnableURing)
+	if err != nil {
+		t.Skipf("this kernel has no FUSE over io_uring: %v", err)
+	}
+	if os.Getenv(HostURingEnv) != "1" {
+		t.Skipf("switching fuse.enable_uring on is up to the machine's owner: set %s=1", HostURingEnv)
+	}
+	assert.NilError(t, os.WriteFile(EnableURing, []byte("Y"), 0))
+	t.Cleanup(func() { assert.Check(t, os.WriteFile(EnableURing, def, 0)) })
+}
