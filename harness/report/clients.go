@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"math"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/fusematrix/fusematrix/harness/inert"
 	"github.com/fusematrix/fusematrix/results"
