@@ -37,9 +37,28 @@ func TestRequestsOnHost(t *testing.T) {
 	for _, k := range slices.Sorted(maps.Keys(first.Facts)) {
 		t.Logf("%s = %s", k, first.Facts[k])
 	}
+	// The host is shared with the other packages' tests, which go test
+	// runs beside this one: a request delayed past an operation's quiet
+	// period under that load has once been counted with the next one.
+	// A third run then settles it, each fact agreeing with one of the
+	// first two; the strict claim (two runs, every fact equal) is the
+	// guest's, where nothing else runs (harness TestRequestsProbeBoots).
+	var third results.Result
+	if !maps.Equal(first.Facts, second.Facts) {
+		third = runRequests(t, caps)
+		for k := range first.Facts {
+			if first.Facts[k] != second.Facts[k] {
+				t.Logf("fact %s differs between two runs: %q, %q; a third run: %q", k, first.Facts[k], second.Facts[k], third.Facts[k])
+			}
+		}
+	}
 	for k, v := range first.Facts {
 		assert.Check(t, slices.Contains(contract.ProbeFacts[contract.Requests], contract.Fact(k)), "fact %s not in the contract", k)
-		assert.Check(t, is.Equal(second.Facts[k], v), "fact %s differs between two runs", k)
+		if third.Facts == nil {
+			continue
+		}
+		w := second.Facts[k]
+		assert.Check(t, v == w || third.Facts[k] == v || third.Facts[k] == w, "fact %s differs in three runs: %q, %q, %q", k, v, w, third.Facts[k])
 	}
 	assert.Check(t, is.Equal(len(second.Facts), len(first.Facts)))
 	modes := []string{"classic", "classic_noxattr"}
@@ -57,7 +76,13 @@ func TestRequestsOnHost(t *testing.T) {
 			}
 		}
 	}
-	f := func(name string) string { return first.Facts[name] }
+	// The value two runs agree on.
+	f := func(name string) string {
+		if v := first.Facts[name]; v == second.Facts[name] || third.Facts[name] == v {
+			return v
+		}
+		return second.Facts[name]
+	}
 	assert.Check(t, is.Equal(f("write_4k_classic.opcodes"), "WRITE:4,GETXATTR:4"))
 	assert.Check(t, is.Equal(f("write_4k_classic_noxattr.opcodes"), "WRITE:4,GETXATTR:1"))
 	assert.Check(t, is.Equal(f("open_close_classic.opcodes"), "OPEN:1,RELEASE:1,FLUSH:1"))
