@@ -50,7 +50,7 @@ func NewDebianDaemon(ctx context.Context, spec *daemonspec.Spec, what string, ko
 		DaemonSpec: contract.DaemonSpec{
 			Name: spec.Name, Path: dd.Program, Root: dd.Root, Args: spec.Args,
 			Env: append(dd.Env, spec.Env...), Passthrough: spec.Passthrough != nil && *spec.Passthrough, MountWait: spec.Wait.Seconds(), StopWait: spec.Stop.Seconds(),
-			Setup: spec.Setup, Stdin: spec.Stdin, Dirs: spec.Dirs,
+			URing: spec.URing != nil && *spec.URing, Setup: spec.Setup, Stdin: spec.Stdin, Dirs: spec.Dirs,
 		},
 		Files: append(dd.Files, extra...),
 		Notes: []string{fmt.Sprintf("%s %s from %s (%d packages%s, sysroot %s), run as %s in its own root",

@@ -27,6 +27,7 @@ type daemonFlags struct {
 	args, name  string
 	bin         string
 	passthrough bool
+	uring       bool
 	env         []string
 	wait        time.Duration
 }
@@ -52,6 +53,7 @@ func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
 		"the daemon's `arguments`, split as a shell would (quotes group words); "+contract.PlaceholderBacking+" is the directory it shows, "+contract.PlaceholderMount+" its mount point")
 	fs.StringVar(&d.name, "daemon-name", "", "the daemon's `name` in result ids (default: the binary's base name)")
 	fs.BoolVar(&d.passthrough, "daemon-passthrough", false, "the daemon's author claims it uses FUSE passthrough where the kernel offers it (checked by daemon/NAME/passthrough)")
+	fs.BoolVar(&d.uring, "daemon-uring", false, "the daemon's author claims it serves over FUSE's io_uring transport where the kernel offers it (checked by daemon/NAME/io-uring)")
 	fs.Func("daemon-env", "`KEY=VALUE` in the daemon's environment (repeatable)", func(s string) error {
 		if err := contract.CheckEnv(s); err != nil {
 			return err
@@ -133,7 +135,7 @@ func expandClients(paths []string, catalog func() (*kernels.Catalog, error)) ([]
 }
 
 // daemonDetailFlags are the flags that add to one daemon's description.
-var daemonDetailFlags = []string{"daemon-args", "daemon-name", "daemon-passthrough", "daemon-env", "daemon-wait", "daemon-bin"}
+var daemonDetailFlags = []string{"daemon-args", "daemon-name", "daemon-passthrough", "daemon-uring", "daemon-env", "daemon-wait", "daemon-bin"}
 
 // daemon returns the daemon path describes with the -daemon-* flags.
 // path names a binary, a description file, or a [daemon NAME]
@@ -184,6 +186,11 @@ func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, path, catalo
 	if spec.Passthrough != nil && !set(fs, "daemon-passthrough") {
 		claim = *spec.Passthrough
 	}
+	uring := d.uring
+	if spec.URing != nil && !set(fs, "daemon-uring") {
+		uring = *spec.URing
+	}
+	spec.URing = &uring
 	wait := d.wait
 	if spec.Wait > 0 && !set(fs, "daemon-wait") {
 		wait = spec.Wait

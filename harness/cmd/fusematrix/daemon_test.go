@@ -239,3 +239,28 @@ func TestExpandClients(t *testing.T) {
 	_, err = expandClients([]string{clientsWord}, catalog)
 	assert.ErrorContains(t, err, "also a file here: name the file ./clients")
 }
+
+// -daemon-uring makes the io_uring claim daemon/NAME/io-uring holds the
+// daemon to, as uring = yes does in a description; the flag overrides the
+// description either way.
+func TestDaemonURingClaim(t *testing.T) {
+	desc := filepath.Join(t.TempDir(), "myfs.conf")
+	assert.NilError(t, os.WriteFile(desc, []byte("[daemon myfs]\nbinary = /bin/true\nargs = {mnt}\nuring = yes\n"), 0o644))
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"-daemon", "/bin/true"}, false},
+		{[]string{"-daemon", "/bin/true", "-daemon-uring"}, true},
+		{[]string{"-daemon", desc}, true},
+		{[]string{"-daemon", desc, "-daemon-uring=false"}, false},
+	} {
+		fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
+		d := registerDaemonFlags(fs)
+		assert.NilError(t, fs.Parse(tc.args))
+		ds, err := d.daemons(context.Background(), fs, "", kernels.Options{}, true)
+		assert.NilError(t, err)
+		assert.Assert(t, is.Len(ds, 1))
+		assert.Check(t, is.Equal(ds[0].URing, tc.want), "%v", tc.args)
+	}
+}
