@@ -2,16 +2,20 @@ package probe
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
+	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
@@ -136,4 +140,38 @@ func TestRequestFacts(t *testing.T) {
 	}))
 	assert.Check(t, is.Equal(flagText(0, openFlagNames), "none"))
 	assert.Check(t, is.Equal(flagText(0x80000000|0x8000, openFlagNames), "O_LARGEFILE|0x80000000"))
+}
+
+// A mode whose mount wedges (a request its server never answers) is
+// abandoned at its limit and run once more on a fresh mount; the facts
+// are the second attempt's, and a note says so. A second wedge is the
+// probe's error.
+func TestRequestModeRetried(t *testing.T) {
+	limit, run := reqModeLimit, runMode
+	t.Cleanup(func() { reqModeLimit, runMode = limit, run })
+	reqModeLimit = 50 * time.Millisecond
+	var dirs []string
+	wedges := 1
+	runMode = func(ctx context.Context, env *scenarios.Env, mode, _ string, facts map[string]string) ([]string, error) {
+		dirs = append(dirs, env.Dir)
+		if len(dirs) <= wedges {
+			<-ctx.Done()
+			return nil, fmt.Errorf("%s: %w", mode, ctx.Err())
+		}
+		facts["x"] = "second"
+		return []string{"fine"}, nil
+	}
+	env := scentest.Env(t)
+	facts := map[string]string{}
+	notes, err := runModeBounded(context.Background(), env, "classic", "", facts)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, facts, map[string]string{"x": "second"})
+	assert.Assert(t, is.Len(notes, 2))
+	assert.Check(t, is.Contains(notes[0], "classic: abandoned after 50ms"))
+	assert.Check(t, dirs[0] != dirs[1], "a fresh directory for the second attempt")
+
+	dirs, wedges = nil, 2
+	_, err = runModeBounded(context.Background(), env, "classic", "", map[string]string{})
+	assert.Check(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
+	assert.Check(t, is.Len(dirs, 2), "run twice at most")
 }
