@@ -25,7 +25,8 @@ import (
 // the server's threads. On 6.12 all of them skip saying why. A daemon
 // that claims io_uring but serves through /dev/fuse (go-fuse's loopback,
 // which never asks for it) fails daemon/NAME/io-uring on 6.18 and skips
-// it on 6.12.
+// it on 6.12. Teardown with the ring active: unmount and abort with files
+// open and mapped, and the server killed holding a request from its ring.
 func TestIOUringBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU guests with kernels fetched from the Debian mirror; run without -short")
@@ -108,6 +109,13 @@ func TestIOUringBoot(t *testing.T) {
 	assert.Assert(t, tr != nil)
 	assert.Check(t, is.Equal(tr.Facts["daemon_read_calls"], "0"))
 	assert.Check(t, is.Equal(tr.Facts["daemon_write_calls"], "0"))
+	// The server killed while it holds a READ it took from its ring: the
+	// read ends cleanly and the dead mount unmounts.
+	k := contract.ID(contract.URingPrefix + contract.ClassicKilled).In(with)
+	assert.Assert(t, k != nil)
+	assert.Check(t, is.Contains([]string{"ENOTCONN (transport endpoint is not connected)", "EIO (input/output error)", "ECONNABORTED (software caused connection abort)"}, k.Facts["held_read"]))
+	assert.Check(t, is.Equal(k.Facts["server_rings"], "1"))
+	assert.Check(t, is.Equal(k.Facts["umount"], "ok"))
 	d := contract.DaemonID("gofuse", contract.DaemonIOUring)
 	dr := d.In(with)
 	assert.Assert(t, dr != nil, "6.18: no %s", d)

@@ -32,6 +32,7 @@ const (
 	PtAbortOpen      ID = "pt/abort-open"
 	ClassicFallback  ID = "classic/fallback"
 	ClassicBasics    ID = "classic/basics"
+	ClassicKilled    ID = "classic/kill-mid-request"
 
 	SeqRead ID = "seq-read"
 )
@@ -93,6 +94,7 @@ var checks = []Check{
 	{PtAbortOpen, results.Scenario, 60 * time.Second},
 	{ClassicFallback, results.Scenario, 60 * time.Second},
 	{ClassicBasics, results.Scenario, 60 * time.Second},
+	{ClassicKilled, results.Scenario, 60 * time.Second},
 	// Over FUSE's io_uring transport, where the kernel has it.
 	{URingTransport, results.Scenario, 60 * time.Second},
 	{URingPrefix + PtIntegrity, results.Scenario, 90 * time.Second},
@@ -103,6 +105,7 @@ var checks = []Check{
 	{URingPrefix + PtUnmountOpen, results.Scenario, 60 * time.Second},
 	{URingPrefix + PtAbortOpen, results.Scenario, 60 * time.Second},
 	{URingPrefix + ClassicBasics, results.Scenario, 60 * time.Second},
+	{URingPrefix + ClassicKilled, results.Scenario, 60 * time.Second},
 	// Four passes over the file plus the setup, with a wide margin for a
 	// slow TCG guest.
 	{SeqRead, results.Benchmark, 180 * time.Second},

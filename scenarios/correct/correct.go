@@ -33,6 +33,7 @@ func All() []scenarios.Scenario {
 		ptAbortOpen,
 		classicFallback,
 		classicBasics,
+		classicKilled,
 	}
 }
 

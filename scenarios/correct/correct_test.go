@@ -107,6 +107,14 @@ func TestCorrectness(t *testing.T) {
 		{id: "pt/abort-open", run: abortOpen, kind: loopback.KindClassic, needPT: true, wantStatus: results.Fail,
 			wantReason: "passthrough not in use: open reply 1 of 2 without FOPEN_PASSTHROUGH"},
 
+		{id: "classic/kill-mid-request", run: killedWith, kind: loopback.KindHoldRead, wantStatus: results.Pass},
+		// A child that inherited /dev/fuse keeps the connection up after
+		// the server's death: the held read is a hang, freed by an abort.
+		{id: "classic/kill-mid-request", run: killedWith, kind: loopback.KindHeldHeir, wantStatus: results.Fail,
+			wantReason: "the held read did not return within 3s of the SIGKILL: hang"},
+		{id: "classic/kill-mid-request", run: killedWith, kind: loopback.KindClassic, wantStatus: results.Fail,
+			wantReason: "the read of held was answered (4096 bytes), not held: nothing was mid-request"},
+
 		{id: "classic/basics", run: classicBasicsWith, kind: loopback.KindClassic, wantStatus: results.Pass},
 		{id: "classic/basics", run: classicBasicsWith, kind: loopback.KindDropWrites, wantStatus: results.Fail,
 			wantReason: "create and write: backing file: got 0 bytes, want 26"},

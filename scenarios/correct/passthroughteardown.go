@@ -54,6 +54,8 @@ type teardown int
 const (
 	lazyUnmount teardown = iota
 	connectionAbort
+	// serverKilled is classic/kill-mid-request's.
+	serverKilled
 )
 
 const (
@@ -348,20 +350,7 @@ func (t *teardownRun) abort() error {
 // passthrough. After a teardown the server must end by itself: a lazily
 // unmounted connection ends with its last file, an aborted one at once.
 func (t *teardownRun) finish(tornDown bool) {
-	if len(t.hung) > 0 {
-		if !t.aborted {
-			if err := t.abort(); err != nil {
-				t.failf("abort to free the hang: %v", err)
-			}
-		}
-		for _, h := range t.hung {
-			select {
-			case <-h:
-			case <-time.After(opLimit):
-				t.failf("a hung operation was still blocked %s after the connection was aborted", opLimit)
-			}
-		}
-	}
+	t.freeHangs()
 	// What a hang or an early end left open; the connection is gone or
 	// going, so none of this waits on the server.
 	if t.mem != nil {
@@ -427,6 +416,26 @@ func (t *teardownRun) finish(tornDown bool) {
 		t.facts["opens"] = fmt.Sprint(len(st.Opens))
 	}
 	t.requirePassthrough()
+}
+
+// freeHangs aborts the connection, unless it was, to free the operations
+// that hung, and waits for them.
+func (t *teardownRun) freeHangs() {
+	if len(t.hung) == 0 {
+		return
+	}
+	if !t.aborted {
+		if err := t.abort(); err != nil {
+			t.failf("abort to free the hang: %v", err)
+		}
+	}
+	for _, h := range t.hung {
+		select {
+		case <-h:
+		case <-time.After(opLimit):
+			t.failf("a hung operation was still blocked %s after the connection was aborted", opLimit)
+		}
+	}
 }
 
 // writeAt writes data at off of the file at path.

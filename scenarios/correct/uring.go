@@ -24,7 +24,7 @@ import (
 // user's daemon gets none of them.
 func OverURing() []scenarios.Scenario {
 	out := []scenarios.Scenario{uringTransport}
-	for _, s := range []scenarios.Scenario{ptIntegrity, ptSizeAfterWrite, ptMmapShared, ptFsync, ptOpenTwice, ptUnmountOpen, ptAbortOpen, classicBasics} {
+	for _, s := range []scenarios.Scenario{ptIntegrity, ptSizeAfterWrite, ptMmapShared, ptFsync, ptOpenTwice, ptUnmountOpen, ptAbortOpen, classicBasics, classicKilled} {
 		out = append(out, scenarios.OverURing(s))
 	}
 	return out

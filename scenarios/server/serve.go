@@ -11,9 +11,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -196,8 +199,13 @@ func Serve(args []string) int {
 	fset.BoolVar(&spec.NoXattr, "noxattr", false, "answer xattr requests with ENOSYS")
 	fset.BoolVar(&spec.URing, "uring", false, "serve over FUSE's io_uring transport")
 	fset.StringVar(&spec.Profile, "cpuprofile", "", "write a CPU profile of the server to `file`")
+	heir := fset.Duration("heir", 0, "only hold the inherited descriptors for this long, as a server of kind "+string(loopback.KindHeldHeir)+" leaves behind")
 	if err := fset.Parse(args); err != nil {
 		return 2
+	}
+	if *heir > 0 {
+		time.Sleep(*heir)
+		return 0
 	}
 	status := os.NewFile(statusFd, "status")
 	if status == nil {
@@ -220,6 +228,14 @@ func Serve(args []string) int {
 		fmt.Fprintf(status, "%s%v\n", msgError, err)
 		logf("serve: %v", err)
 		return 1
+	}
+	if spec.Kind.LeavesHeir() {
+		if err := leaveHeir(args); err != nil {
+			logf("serve: %v", err)
+			_ = m.Unmount()
+			fmt.Fprintf(status, "%s%v\n", msgError, err)
+			return 1
+		}
 	}
 	fmt.Fprintln(status, msgReady)
 	served := make(chan struct{})
@@ -248,6 +264,64 @@ func Serve(args []string) int {
 	}
 	fmt.Fprintf(status, "%s%s\n", msgStats, js)
 	return code
+}
+
+// heirLife bounds how long the heir of a KindHeldHeir server holds the
+// connection: past any check that waits for it.
+const heirLife = 20 * time.Second
+
+// leaveHeir starts a process of this program that inherits this
+// server's /dev/fuse descriptor and holds it for heirLife, so that the
+// connection outlives this process. args are what Serve was given; the
+// heir gets the same program and words before them.
+func leaveHeir(args []string) error {
+	fds, err := devFuseFds()
+	if err != nil {
+		return fmt.Errorf("heir: %w", err)
+	}
+	if len(fds) == 0 {
+		return errors.New("heir: this process holds no /dev/fuse descriptor")
+	}
+	prefix := os.Args[:len(os.Args)-len(args)]
+	cmd := exec.Command("/proc/self/exe", append(slices.Clone(prefix[1:]), "-heir", heirLife.String())...)
+	cmd.Args[0] = prefix[0]
+	// Copies, so that closing them after the start leaves the server's
+	// own descriptors open.
+	for _, fd := range fds {
+		d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("heir: dup /dev/fuse: %w", err)
+		}
+		f := os.NewFile(uintptr(d), "/dev/fuse")
+		defer f.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+	}
+	// Its own session: whoever kills this server's group leaves it be.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("heir: %w", err)
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// devFuseFds lists this process's descriptors of /dev/fuse.
+func devFuseFds() ([]int, error) {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			fds = append(fds, fd)
+		}
+	}
+	return fds, nil
 }
 
 // startProfile starts a CPU profile written to path, if any, and returns

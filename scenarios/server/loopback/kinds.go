@@ -55,6 +55,17 @@ const (
 	// KindFakeCloseBacking is KindCloseBacking answering the control
 	// request as if it had closed the backing ids, without closing them.
 	KindFakeCloseBacking Kind = "broken-close-backing"
+	// KindHeldHeir is KindHoldRead whose server leaves a child process
+	// holding a copy of its /dev/fuse descriptor: killing the server then
+	// does not end the connection, so a request it held stays unanswered
+	// until the connection is aborted.
+	KindHeldHeir Kind = "broken-held-heir"
+
+	// KindHoldRead is the loopback with passthrough refused that holds
+	// every READ of a file named HeldFile, after writing HoldingLine to
+	// its stderr, until the kernel interrupts it or the connection ends
+	// (at most hangLimit): a request in the server's hands on demand.
+	KindHoldRead Kind = "hold-read"
 
 	// KindMixed opens files read-only without passthrough (cached I/O
 	// through the daemon) and every other open with passthrough, so that
@@ -75,7 +86,21 @@ const (
 
 // Kinds lists every kind, for flag help and tests.
 var Kinds = []Kind{KindLoopback, KindClassic, KindNoop, KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindShortRead, KindFsyncEIO, KindCrash,
-	KindDecoy, KindHangFlush, KindFakeCloseBacking, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking}
+	KindDecoy, KindHangFlush, KindFakeCloseBacking, KindHeldHeir, KindHoldRead, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking}
+
+// HeldFile is the name whose READs KindHoldRead and KindHeldHeir hold;
+// HoldingLine is what their server writes to stderr as it starts to.
+const (
+	HeldFile    = "held"
+	HoldingLine = "hold-read: holding READ of " + HeldFile
+)
+
+// holdsReads says whether the kind holds the READs of HeldFile.
+func (k Kind) holdsReads() bool { return k == KindHoldRead || k == KindHeldHeir }
+
+// LeavesHeir says whether the kind's server leaves a child holding its
+// /dev/fuse descriptor (KindHeldHeir).
+func (k Kind) LeavesHeir() bool { return k == KindHeldHeir }
 
 // passthrough says whether the kind leaves FUSE_PASSTHROUGH negotiable.
 func (k Kind) passthrough() bool {
@@ -122,7 +147,7 @@ func MountSpec(ctx context.Context, mountpoint string, spec Spec, logf func(stri
 	case KindNoop:
 		return wire.Noop(ctx, mountpoint, spec.Size, o)
 	case KindShadow, KindShortSize, KindFlipBytes, KindDropWrites, KindShortRead, KindFsyncEIO, KindCrash,
-		KindDecoy, KindHangFlush, KindFakeCloseBacking, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking:
+		KindDecoy, KindHangFlush, KindFakeCloseBacking, KindHeldHeir, KindHoldRead, KindMixed, KindBackingPerOpen, KindDirectIO, KindCloseBacking:
 		root, layer, err := brokenRoot(spec)
 		if err != nil {
 			return nil, err
@@ -287,6 +312,15 @@ func (n *brokenNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off
 		fmt.Fprintf(os.Stderr, "broken-crash: exiting on READ at offset %d\n", off)
 		os.Exit(3)
 	}
+	if n.kind.holdsReads() && filepath.Base(n.backingPath()) == HeldFile {
+		fmt.Fprintln(os.Stderr, HoldingLine)
+		select {
+		case <-ctx.Done():
+			return nil, syscall.EINTR
+		case <-time.After(hangLimit):
+			return nil, syscall.EIO
+		}
+	}
 	r, ok := f.(fs.FileReader)
 	if !ok {
 		return nil, syscall.EBADF
@@ -327,8 +361,8 @@ func (n *brokenNode) Write(ctx context.Context, f fs.FileHandle, data []byte, of
 	return w.Write(ctx, data, off)
 }
 
-// hangLimit bounds how long KindHangFlush holds a FLUSH, so that a server
-// nobody aborts still ends.
+// hangLimit bounds how long KindHangFlush holds a FLUSH, and
+// KindHoldRead a READ, so that a server nobody aborts still ends.
 const hangLimit = 30 * time.Second
 
 func (n *brokenNode) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
