@@ -375,6 +375,10 @@ func (c *comparer) result(k *Kernel, skip string, caps bool, o, n *results.Resul
 			out = append(out, f)
 		}
 	}
+	for _, f := range scenarioFacts(contract.ID(o.ID), o, n) {
+		f.ID = id
+		out = append(out, f)
+	}
 	if contract.ID(o.ID) == contract.SeqRead && o.Status == results.Pass && n.Status == results.Pass {
 		c.seqRead = true
 	}
@@ -580,6 +584,22 @@ func facts(probe contract.ID, o, n *results.Result, covered bool) []Finding {
 			f.Verdict, f.Note = Regression, "was ok, now fails"
 		}
 		out = append(out, f)
+	}
+	return out
+}
+
+// scenarioFacts compares the facts contract.ScenarioFacts names for a
+// scenario: each change is a change, never a regression, as the
+// scenario's status says whether the kernel's new answer is acceptable.
+func scenarioFacts(id contract.ID, o, n *results.Result) []Finding {
+	var out []Finding
+	for _, key := range contract.ScenarioFacts[id] {
+		ov, nv := key.Of(o), key.Of(n)
+		if ov == nv {
+			continue
+		}
+		out = append(out, Finding{Verdict: Change, Aspect: AspectFact, What: shown(string(key), valueWidth),
+			Old: orDash(shown(ov, valueWidth)), New: orDash(shown(nv, valueWidth))})
 	}
 	return out
 }

@@ -445,3 +445,28 @@ func TestRequestFactChange(t *testing.T) {
 	assert.Check(t, is.Contains(out, "readdirplus_size"))
 	assert.Check(t, is.Contains(out, "65536"))
 }
+
+// A scenario's typed answers change without a regression: its status
+// judges; its other facts (counters, notes) are not compared.
+func TestScenarioFactChange(t *testing.T) {
+	run := func(held, note string) *results.Run {
+		return &results.Run{Schema: results.SchemaVersion, Kernels: []results.Kernel{{
+			Name: "debian:7.3/cloud", Status: results.Pass, Accel: "tcg",
+			Results: []results.Result{{ID: string(contract.ClassicKilled), Kind: results.Scenario, Status: results.Pass, Facts: map[string]string{
+				string(contract.FactHeldRead): held,
+				string(contract.FactUmount):   "ok",
+				"server_stop":                 note,
+			}}},
+		}}}
+	}
+	r := Compare(run("ENOTCONN (transport endpoint is not connected)", "a"), run("EIO (input/output error)", "b"), Options{})
+	got := findings(t, r, "debian:7.3/cloud")
+	assert.Check(t, is.Len(got, 1), "%v", got)
+	f, ok := got["classic/kill-mid-request held_read"]
+	if assert.Check(t, ok, "%v", got) {
+		assert.Check(t, is.Equal(f.Verdict, Change))
+		assert.Check(t, is.Equal(f.Aspect, AspectFact))
+		assert.Check(t, is.Equal(f.New, "EIO (input/output error)"))
+	}
+	assert.Check(t, !r.Regressed)
+}

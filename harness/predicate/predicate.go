@@ -192,6 +192,9 @@ func knownFact(id contract.ID, key string) error {
 	}
 	facts, ok := contract.ProbeFacts[id]
 	if !ok {
+		facts, ok = contract.ScenarioFacts[id]
+	}
+	if !ok {
 		if _, isExpect := strings.CutPrefix(string(id), contract.ExpectPrefix); !isExpect {
 			return fmt.Errorf("%s reports no facts a predicate can use; compare its status instead (%s=fail)", id, id)
 		}
@@ -218,6 +221,19 @@ func knownMetric(id contract.ID, key string) error {
 	}
 	return fmt.Errorf("%s reports no metric %q; it reports %s", id, key, strings.Join(names, ", "))
 }
+
+// errnoName is v, or only its errno's name when v is an errno as
+// scenarios write them ("EIO (input/output error)") and want is a bare
+// name: "held_read=EIO" then says what it means.
+func errnoName(v, want string) string {
+	name, _, ok := strings.Cut(v, " (")
+	if ok && strings.HasSuffix(v, ")") && !strings.Contains(want, " ") && errnoWord.MatchString(name) {
+		return name
+	}
+	return v
+}
+
+var errnoWord = regexp.MustCompile(`^E[A-Z0-9]+$`)
 
 // dotted reads "7.41" or "256" as whole numbers to compare in order, the
 // way versions compare: 7.41 comes after 7.5.
@@ -324,7 +340,7 @@ func (p *Predicate) Judge(k *results.Kernel) (Verdict, string) {
 		}
 		ev := fmt.Sprintf("%s.%s = %s", p.ID, p.Key, v)
 		if p.num == nil {
-			return verdict(p.Op.holds(strings.Compare(v, p.Value))), ev
+			return verdict(p.Op.holds(strings.Compare(errnoName(v, p.Value), p.Value))), ev
 		}
 		n, ok := dotted(v)
 		if !ok {

@@ -28,6 +28,7 @@ func TestParse(t *testing.T) {
 		{"fuse-features.param.max_user_bgreq>10", Fact, contract.FuseFeatures, "param.max_user_bgreq", Gt, "10"},
 		{"expect/passthrough-works=fail", Status, contract.ExpectPassthroughWorks, "", Eq, "fail"},
 		{"requests.readdirplus_size>4096", Fact, contract.Requests, "readdirplus_size", Gt, "4096"},
+		{"classic/kill-mid-request.held_read=ENOTCONN", Fact, contract.ClassicKilled, "held_read", Eq, "ENOTCONN"},
 		{"requests.write_4k_passthrough.opcodes=GETXATTR:4", Fact, contract.Requests, "write_4k_passthrough.opcodes", Eq, "GETXATTR:4"},
 		{"requests.reply.max_pages<32", Fact, contract.Requests, "reply.max_pages", Lt, "32"},
 		{"bench/read/passthrough/131072:ratio_native<0.8", Metric, "bench/read/passthrough/131072", "ratio_native", Lt, "0.8"},
@@ -59,6 +60,7 @@ func TestParseErrors(t *testing.T) {
 		{"pt/integrity<fail", "a status compares only with = or !="},
 		{"passthrough-ioctl.o_pth=ok", `passthrough-ioctl reports no fact "o_pth"; it reports negotiated, backing_open`},
 		{"pt/fsync.read_requests=0", "pt/fsync reports no facts a predicate can use"},
+		{"classic/kill-mid-request.server_stop=x", `classic/kill-mid-request reports no fact "server_stop"; it reports held_read, stat_path`},
 		{"requests.write_4k.opcodes=none", `requests reports no fact "write_4k.opcodes"; it reports read_size_min`},
 		{"nosuch.fact=1", `no check has the id "nosuch"`},
 		{"fuse-init.protocol>=new", "needs a whole number or a dotted version"},
@@ -103,6 +105,8 @@ func TestJudge(t *testing.T) {
 	setupTimeout := results.Result{ID: "pt/integrity", Status: results.Error, Reason: "setup timed out"}
 	reqs := results.Result{ID: "requests", Status: results.Pass, Facts: map[string]string{
 		"readdirplus_size": "4096", "write_4k_passthrough.opcodes": "GETXATTR:4", "seq_read_classic.opcodes": "READ:8"}}
+	killed := results.Result{ID: "uring/classic/kill-mid-request", Status: results.Pass, Facts: map[string]string{
+		"held_read": "EIO (input/output error)", "umount": "ok"}}
 	for _, tc := range []struct {
 		pred string
 		k    *results.Kernel
@@ -139,6 +143,13 @@ func TestJudge(t *testing.T) {
 		{"requests.write_4k_passthrough.opcodes!=GETXATTR:4", kernel(reqs), Old, ""},
 		{"requests.write_4k_passthrough.opcodes>4", kernel(reqs), Unknown, "GETXATTR:4, not a number"},
 		{"requests.write_128k_passthrough.opcodes=none", kernel(reqs), Unknown, "reported no write_128k_passthrough.opcodes"},
+		// A scenario's answer, by its errno's name or its whole text.
+		{"uring/classic/kill-mid-request.held_read=EIO", kernel(killed), New, "held_read = EIO (input/output error)"},
+		{"uring/classic/kill-mid-request.held_read=EIO (input/output error)", kernel(killed), New, ""},
+		{"uring/classic/kill-mid-request.held_read=ENOTCONN", kernel(killed), Old, ""},
+		{"uring/classic/kill-mid-request.held_read!=EIO", kernel(killed), Old, ""},
+		{"uring/classic/kill-mid-request.held_read=EIO (input", kernel(killed), Old, ""},
+		{"uring/classic/kill-mid-request.umount=ok", kernel(killed), New, ""},
 		{"bench/read/passthrough/131072:ratio_native<0.8", kernel(cell), New, "ratio_native = 0.75"},
 		{"bench/read/passthrough/131072:ratio_native<0.7", kernel(cell), Old, ""},
 		{"bench/read/passthrough/131072:mbps_median<0.7", kernel(cell), Unknown, "no metric mbps_median"},

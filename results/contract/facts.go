@@ -86,6 +86,34 @@ var ProbeFacts = map[ID][]Fact{
 		FactURingQueues, FactURingRegister, FactURingServes, FactURingTransport}, URingMisuseCases...),
 }
 
+// Facts of classic/kill-mid-request and its io_uring twin: how the
+// kernel answered each operation once the server was dead. Unlike a
+// scenario's counters, each is the kernel's behaviour ("ok", or an errno
+// as scenarios.ErrnoText writes it), so compare and bisect may use them.
+const (
+	FactHeldRead       Fact = "held_read"
+	FactStatPath       Fact = "stat_path"
+	FactOpenPath       Fact = "open_path"
+	FactReaddir        Fact = "readdir"
+	FactPreadOpenFile  Fact = "pread_open_file"
+	FactMmapRead       Fact = "mmap_read"
+	FactCloseHeld      Fact = "close_held"
+	FactUmount         Fact = "umount"
+	FactConnectionGone Fact = "connection_gone"
+)
+
+// KilledFacts are the facts of classic/kill-mid-request.
+var KilledFacts = []Fact{FactHeldRead, FactStatPath, FactOpenPath, FactReaddir, FactPreadOpenFile, FactMmapRead,
+	FactCloseHeld, FactUmount, FactConnectionGone}
+
+// ScenarioFacts are the facts of the scenarios that report the kernel's
+// answers as facts, by id. compare reports a change in one without
+// calling it a regression: the scenario's status judges.
+var ScenarioFacts = map[ID][]Fact{
+	ClassicKilled:               KilledFacts,
+	URingPrefix + ClassicKilled: KilledFacts,
+}
+
 // Facts of every expectation: what the rule expected, what the guest
 // showed, and what the expectation rests on (the config or the version).
 const (

@@ -123,12 +123,12 @@ func (t *teardownRun) killMidRequest(overRing bool) {
 	select {
 	case <-held.done:
 		answer, problem := held.answer()
-		t.facts["held_read"] = answer
+		t.facts[string(contract.FactHeldRead)] = answer
 		if problem != "" {
 			t.failf("the held read after the SIGKILL: %s", problem)
 		}
 	case <-time.After(opLimit):
-		t.facts["held_read"] = "hang"
+		t.facts[string(contract.FactHeldRead)] = "hang"
 		t.failf("the held read did not return within %s of the SIGKILL: hang", opLimit)
 		t.hung = append(t.hung, held.done)
 	}
@@ -204,25 +204,25 @@ func (t *teardownRun) afterKill(hfd int) (closedHeld bool) {
 		}
 		return cleanError(err)
 	}
-	t.op("stat_path", func() (string, string) {
+	t.op(string(contract.FactStatPath), func() (string, string) {
 		var st unix.Stat_t
 		return clean(unix.Stat(t.m("other"), &st))
 	})
-	t.op("open_path", func() (string, string) {
+	t.op(string(contract.FactOpenPath), func() (string, string) {
 		fd, err := unix.Open(t.m("other"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == nil {
 			unix.Close(fd)
 		}
 		return clean(err)
 	})
-	t.op("readdir", func() (string, string) {
+	t.op(string(contract.FactReaddir), func() (string, string) {
 		_, err := os.ReadDir(t.mnt)
 		return clean(err)
 	})
 	rfd, mem := t.rfd, t.mem
 	// The other file's pages are cached: its bytes or a clean error.
-	t.op("pread_open_file", func() (string, string) { return t.readAll(rfd) })
-	t.op("mmap_read", func() (string, string) {
+	t.op(string(contract.FactPreadOpenFile), func() (string, string) { return t.readAll(rfd) })
+	t.op(string(contract.FactMmapRead), func() (string, string) {
 		if p := compareData(mem, t.model); p != "" {
 			return "wrong bytes", "the mapping: " + p
 		}
@@ -231,7 +231,7 @@ func (t *teardownRun) afterKill(hfd int) (closedHeld bool) {
 	if t.op("munmap", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Munmap(mem))), "" }) {
 		t.mem = nil
 	}
-	closedHeld = t.op("close_held", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(hfd))), "" })
+	closedHeld = t.op(string(contract.FactCloseHeld), func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(hfd))), "" })
 	if t.op("close_reader", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(rfd))), "" }) {
 		t.rfd = -1
 	}
@@ -265,13 +265,13 @@ func (t *teardownRun) finishKilled(held *heldRead, hfd int) {
 	}
 	if t.facts["kill"] != "" {
 		err := unix.Unmount(t.mnt, 0)
-		t.facts["umount"] = scenarios.ErrnoText(errnoOf(err))
+		t.facts[string(contract.FactUmount)] = scenarios.ErrnoText(errnoOf(err))
 		if err != nil {
 			t.failf("unmount of the dead mount: %v", err)
 		} else if t.conn != "" {
 			_, err := os.Stat(filepath.Join(wire.FusectlDir, t.conn))
 			gone := errors.Is(err, os.ErrNotExist)
-			t.facts["connection_gone"] = fmt.Sprint(gone)
+			t.facts[string(contract.FactConnectionGone)] = fmt.Sprint(gone)
 		}
 	}
 	_, err := t.proc.Stop()
