@@ -130,17 +130,17 @@ func TestRun(t *testing.T) {
 			"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "io-uring", "passthrough-read",
 			"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync",
 			"pt/open-twice", "pt/direct-io", "pt/close-backing", "pt/unmount-open", "pt/abort-open",
-			"classic/fallback", "classic/basics",
+			"classic/fallback", "classic/basics", "classic/kill-mid-request",
 			"uring/transport", "uring/pt/integrity", "uring/pt/size-after-write", "uring/pt/mmap-shared", "uring/pt/fsync",
 			"uring/pt/open-twice", "uring/pt/unmount-open", "uring/pt/abort-open", "uring/classic/basics",
-			"seq-read",
+			"uring/classic/kill-mid-request", "seq-read",
 		}},
 		{name: "filtered", run: "^passthrough", wantIDs: []string{"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "io-uring", "passthrough-read"}},
 		{name: "suite", run: "^(pt|classic)/", wantIDs: []string{
 			"fuse-init", "passthrough-ioctl", "fuse-features", "requests", "io-uring",
 			"pt/integrity", "pt/size-after-write", "pt/mmap-shared", "pt/fsync",
 			"pt/open-twice", "pt/direct-io", "pt/close-backing", "pt/unmount-open", "pt/abort-open",
-			"classic/fallback", "classic/basics",
+			"classic/fallback", "classic/basics", "classic/kill-mid-request",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
