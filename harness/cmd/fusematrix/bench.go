@@ -34,14 +34,14 @@ func bench(args []string) error {
 	peer := fs.String("peer", harness.DefaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
 	format := fs.String("format", "table", "output: table or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels; the chart and report land next to it unless -out is given")
-	daemon := registerDaemonFlags(fs)
+	daemon := cli.DaemonFlags(fs)
 	list := cli.ListFlag(fs)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	render, ok := benchRenderers[*format]
 	if !ok {
-		return usagef("-format %q: want table or markdown", *format)
+		return cli.Usagef("-format %q: want table or markdown", *format)
 	}
 	// The paths of the files written go where they do not spoil
 	// Markdown meant for a step summary.
@@ -50,14 +50,14 @@ func bench(args []string) error {
 		info = os.Stderr
 	}
 	if *from != "" {
-		if err := onlyFlags(fs, "from", "format", "q", "out"); err != nil {
+		if err := cli.OnlyFlags(fs, "from", "format", "q", "out"); err != nil {
 			return err
 		}
 		outSet := false
 		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
 		run, err := results.ReadFile(*from)
 		if err != nil {
-			return badInput(err)
+			return cli.BadInput(err)
 		}
 		dir := filepath.Dir(*from)
 		if outSet {
@@ -75,11 +75,11 @@ func bench(args []string) error {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
-	if err = daemon.resolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
+	if err = daemon.ResolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
 		return err
 	}
 	if err := o.CheckBench(); err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if *list {
 		return listChecks(o)
@@ -88,7 +88,7 @@ func bench(args []string) error {
 		return err
 	}
 	// The C peer only matters to the cells that measure it.
-	if o.NeedsPeer() || set(fs, "peer") {
+	if o.NeedsPeer() || cli.IsSet(fs, "peer") {
 		if o.Peer, err = benchPeer(fs, *peer, o.SourceDir, *quiet); err != nil {
 			return err
 		}
@@ -108,7 +108,7 @@ func bench(args []string) error {
 // or "" for none, and says which on stderr unless quiet
 // (harness.FindPeer).
 func benchPeer(fs *flag.FlagSet, peer, src string, quiet bool) (string, error) {
-	path, note, err := harness.FindPeer(peer, set(fs, "peer"), src)
+	path, note, err := harness.FindPeer(peer, cli.IsSet(fs, "peer"), src)
 	if err != nil {
 		return "", fmt.Errorf("-peer: %w", err)
 	}

@@ -41,7 +41,7 @@ built-in one: its matrices and named kernels replace those of the same name.
 
 func kernelsCmd(args []string) error {
 	if len(args) == 0 {
-		return cmdError{code: 2, err: errors.New("which one? list, fetch, prune, matrices or build"), more: "\n" + kernelsUsage + docLine("kernels") + "\n"}
+		return cli.Error{Code: 2, Err: errors.New("which one? list, fetch, prune, matrices or build"), More: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -61,7 +61,7 @@ func kernelsCmd(args []string) error {
 		fmt.Println(docLine("kernels"))
 		return nil
 	}
-	return cmdError{code: 2, err: fmt.Errorf("unknown command %q", args[0]), more: "\n" + kernelsUsage + docLine("kernels") + "\n"}
+	return cli.Error{Code: 2, Err: fmt.Errorf("unknown command %q", args[0]), More: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 }
 
 // kernelArgs parses the flags list and fetch share and returns the
@@ -76,7 +76,7 @@ func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]stri
 		f(fs)
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, o, "", exitError(2)
+		return nil, o, "", cli.Status(2)
 	}
 	names, source, err := matrix.Select(fs.Args(), &o)
 	if err != nil {
@@ -98,9 +98,9 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 	}
 	switch {
 	case format != "table" && format != "json":
-		return usagef("-format %q: want table or json", format)
+		return cli.Usagef("-format %q: want table or json", format)
 	case history && format != "table":
-		return usagef("-history prints a table only")
+		return cli.Usagef("-history prints a table only")
 	case history:
 		return kernelsHistory(ctx, names, source, o, out)
 	case format == "json":
@@ -114,7 +114,7 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if errs != nil {
-		return exitError(1)
+		return cli.Status(1)
 	}
 	return nil
 }
@@ -126,7 +126,7 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 func kernelsListJSON(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
 	l, errs := kernels.ListAll(ctx, source, names, o)
 	if ctx.Err() != nil {
-		return failf(130, "interrupted")
+		return cli.Failf(130, "interrupted")
 	}
 	if errs != nil {
 		return errors.Join(errs...)
@@ -147,14 +147,14 @@ func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
 			fmt.Fprintf(out, "%s: error: %v\n", name, err)
 			errs = append(errs, err)
 			if ctx.Err() != nil {
-				return exitError(130)
+				return cli.Status(130)
 			}
 			continue
 		}
 		fmt.Fprintf(out, "%s: %s, release %s (%.1fs)\n", name, k.Source, k.Release, time.Since(start).Seconds())
 	}
 	if len(errs) > 0 {
-		return exitError(1)
+		return cli.Status(1)
 	}
 	return nil
 }
@@ -167,7 +167,7 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	var catalog string
 	cli.CatalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	c, err := kernels.UserCatalog(catalog)
 	if err != nil {
@@ -175,7 +175,7 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	}
 	o.Catalog = c
 	if fs.NArg() > 0 {
-		return usagef("takes no kernel names (it keeps every kernel of the catalog)")
+		return cli.Usagef("takes no kernel names (it keeps every kernel of the catalog)")
 	}
 	o.Logf = cli.Progress(*quiet)
 	pruned, err := kernels.Prune(ctx, append(c.Selectors(), c.Kernels()...), *all, o)
@@ -193,10 +193,10 @@ func kernelsMatrices(args []string, out io.Writer) error {
 	var catalog string
 	cli.CatalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	if fs.NArg() > 0 {
-		return usagef("takes no arguments")
+		return cli.Usagef("takes no arguments")
 	}
 	c, err := kernels.UserCatalog(catalog)
 	if err != nil {
@@ -213,7 +213,7 @@ func kernelsMatrices(args []string, out io.Writer) error {
 // kernelsHistory lists the builds a packaged bisection would step through.
 func kernelsHistory(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
 	if source != "" || len(names) > 2 {
-		return usagef("-history: give one kernel (its series) or two (good and bad)")
+		return cli.Usagef("-history: give one kernel (its series) or two (good and bad)")
 	}
 	to := ""
 	if len(names) == 2 {

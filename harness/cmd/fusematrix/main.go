@@ -119,26 +119,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "fusematrix: unknown command %q\n\n%s", name, usage)
 		os.Exit(2)
 	}
-	os.Exit(exit(os.Stderr, commandName(os.Args[1:]), cmd(os.Args[2:])))
-}
-
-// exit prints err once, as "fusematrix NAME: …", and returns the status
-// fusematrix ends with: a cmdError's own, an exitError's (its meaning was
-// printed already: a table, a verdict), 1 for any other error.
-func exit(w io.Writer, name string, err error) int {
-	var status exitError
-	var ce cmdError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &status):
-		return int(status)
-	case errors.As(err, &ce):
-		fmt.Fprintf(w, "fusematrix %s: %v\n%s", name, ce.err, ce.more)
-		return ce.code
-	}
-	fmt.Fprintf(w, "fusematrix %s: %v\n", name, err)
-	return 1
+	os.Exit(cli.Exit(os.Stderr, commandName(os.Args[1:]), cmd(os.Args[2:])))
 }
 
 // commandName is the command args (os.Args[1:]) run, with its
@@ -153,67 +134,11 @@ func commandName(args []string) string {
 	return args[0]
 }
 
-// exitError is an exit status whose meaning was already printed (a
-// table, a verdict, a summary): main prints nothing more.
-type exitError int
-
-func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
-
-// cmdError is an error that ends fusematrix with its own status, printed
-// by main once; more follows the message (a usage text).
-type cmdError struct {
-	code int
-	err  error
-	more string
-}
-
-func (e cmdError) Error() string { return e.err.Error() }
-func (e cmdError) Unwrap() error { return e.err }
-
-// usagef is input fusematrix refuses: a flag, an argument, a file no
-// fusematrix wrote as it stands. It exits 2, so that a gate reading the
-// status never takes it for a verdict.
-func usagef(format string, args ...any) error {
-	return cmdError{code: 2, err: fmt.Errorf(format, args...)}
-}
-
-// set says whether the flag name was given (cli.IsSet).
-var set = cli.IsSet
-
-// badInput is err, from reading input, as a usage error.
-func badInput(err error) error { return cmdError{code: 2, err: err} }
-
-// failf ends fusematrix with status code and the message.
-func failf(code int, format string, args ...any) error {
-	return cmdError{code: code, err: fmt.Errorf(format, args...)}
-}
-
 // newFlagSet returns the flag set of the command name ("matrix", "kernels
-// list"), whose -h prints text (a usage line when empty), the flags, and
-// last the page of docs/ that explains the command.
-func newFlagSet(name, text string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() {
-		if text == "" {
-			text = fmt.Sprintf("usage: fusematrix %s [flags] [kernel …]\n\nFlags:\n", name)
-		}
-		fmt.Fprint(fs.Output(), text)
-		fs.PrintDefaults()
-		fmt.Fprintln(fs.Output(), docLine(name))
-	}
-	return fs
-}
-
-// withUsage is err followed by fs's usage.
-func withUsage(fs *flag.FlagSet, err error) error {
-	var b strings.Builder
-	out := fs.Output()
-	fs.SetOutput(&b)
-	fs.Usage()
-	fs.SetOutput(out)
-	ce, _ := err.(cmdError)
-	ce.more = "\n" + b.String()
-	return ce
+// list") whose -h ends with the page of docs/ that explains it
+// (cli.NewFlagSet).
+func newFlagSet(name, text string, hidden ...string) *flag.FlagSet {
+	return cli.NewFlagSet(name, text, docLine(name), hidden...)
 }
 
 // docLine names the page of docs/ that explains the command name.
@@ -235,14 +160,14 @@ func matrix(args []string) error {
 	o := harness.Options{}
 	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "matrix"))
 	matrixName := cli.MatrixFlags(fs)
-	daemon := registerDaemonFlags(fs)
+	daemon := cli.DaemonFlags(fs)
 	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
 	list := cli.ListFlag(fs)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	var err error
-	if err = daemon.resolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
+	if err = daemon.ResolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
 		return err
 	}
 	if *list {
@@ -273,7 +198,7 @@ func matrix(args []string) error {
 func listChecks(o harness.Options) error {
 	checks, err := o.Checks()
 	if err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	for _, c := range checks {
@@ -283,16 +208,16 @@ func listChecks(o harness.Options) error {
 }
 
 // boot runs the kernels o names, shows the run with show, and says where
-// the results are on info. The error is an exitError when the run ended
+// the results are on info. The error is a cli.Status when the run ended
 // but a kernel failed (1) or it was interrupted (130).
 func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
 	// A selection that cannot work is a usage error, found before any
 	// kernel is fetched or booted.
 	if _, err := o.Checks(); err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if err := o.Params.Check(); err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if err := o.DefaultSource(); err != nil {
 		return err
@@ -313,11 +238,11 @@ func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.
 		return err
 	}
 	if ctx.Err() != nil {
-		return failf(130, "interrupted; partial results written")
+		return cli.Failf(130, "interrupted; partial results written")
 	}
 	for _, k := range run.Kernels {
 		if !k.OK() {
-			return exitError(1)
+			return cli.Status(1)
 		}
 	}
 	return nil

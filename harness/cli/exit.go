@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Status is an exit status whose meaning was already printed (a table, a
+// verdict, a summary): Exit prints nothing more.
+type Status int
+
+func (s Status) Error() string { return fmt.Sprintf("exit %d", int(s)) }
+
+// Error is an error that ends fusematrix with its own status, printed
+// once by Exit; More follows the message (a usage text).
+type Error struct {
+	Code int
+	Err  error
+	More string
+}
+
+func (e Error) Error() string { return e.Err.Error() }
+func (e Error) Unwrap() error { return e.Err }
+
+// Usagef is input fusematrix refuses: a flag, an argument, a file no
+// fusematrix wrote as it stands. It exits 2, so that a gate reading the
+// status never takes it for a verdict.
+func Usagef(format string, args ...any) error {
+	return Error{Code: 2, Err: fmt.Errorf(format, args...)}
+}
+
+// BadInput is err, from reading input, as a usage error.
+func BadInput(err error) error { return Error{Code: 2, Err: err} }
+
+// Failf ends fusematrix with status code and the message.
+func Failf(code int, format string, args ...any) error {
+	return Error{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// Exit prints err once, as "fusematrix NAME: …", and returns the status
+// fusematrix ends with: an Error's own, a Status (its meaning was printed
+// already), 1 for any other error.
+func Exit(w io.Writer, name string, err error) int {
+	var status Status
+	var e Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &status):
+		return int(status)
+	case errors.As(err, &e):
+		fmt.Fprintf(w, "fusematrix %s: %v\n%s", name, e.Err, e.More)
+		return e.Code
+	}
+	fmt.Fprintf(w, "fusematrix %s: %v\n", name, err)
+	return 1
+}
+
+// NewFlagSet returns the flag set of the command name ("matrix", "kernels
+// list"), whose -h prints text (a usage line when empty), the flags, and
+// last doc, the line that names the page of docs/ explaining the command.
+// The flags named hidden are parsed but not listed.
+func NewFlagSet(name, text, doc string, hidden ...string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		if text == "" {
+			text = fmt.Sprintf("usage: fusematrix %s [flags] [kernel …]\n\nFlags:\n", name)
+		}
+		fmt.Fprint(fs.Output(), text)
+		shown := flag.NewFlagSet(name, flag.ContinueOnError)
+		shown.SetOutput(fs.Output())
+		fs.VisitAll(func(f *flag.Flag) {
+			if !slices.Contains(hidden, f.Name) {
+				shown.Var(f.Value, f.Name, f.Usage)
+				shown.Lookup(f.Name).DefValue = f.DefValue
+			}
+		})
+		shown.PrintDefaults()
+		fmt.Fprintln(fs.Output(), doc)
+	}
+	return fs
+}
+
+// WithUsage is err (an Error) followed by fs's usage.
+func WithUsage(fs *flag.FlagSet, err error) error {
+	var b strings.Builder
+	out := fs.Output()
+	fs.SetOutput(&b)
+	fs.Usage()
+	fs.SetOutput(out)
+	e, _ := err.(Error)
+	e.More = "\n" + b.String()
+	return e
+}
+
+// ParseAround parses args with fs, flags before, between or after the
+// arguments, and returns the arguments.
+func ParseAround(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, Status(2) // reported with the usage already
+		}
+		if fs.NArg() == 0 {
+			return rest, nil
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// OnlyFlags fails with a usage error when flags other than allowed, or
+// arguments, were given with -from: everything else configures a boot,
+// and accepting it silently would let a reader believe it had an effect.
+func OnlyFlags(fs *flag.FlagSet, allowed ...string) error {
+	var unused []string
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(allowed, f.Name) {
+			unused = append(unused, "-"+f.Name)
+		}
+	})
+	unused = append(unused, fs.Args()...)
+	if len(unused) > 0 {
+		return Usagef("-from renders an earlier run; %s would have no effect", strings.Join(unused, " "))
+	}
+	return nil
+}
