@@ -126,6 +126,25 @@ func (k *Kernels) Select(args []string, o *kernels.Options) ([]string, string, e
 	return c.Select(k.Matrix, args)
 }
 
+// SelectKernels registers on fs the flags of a command that takes kernel
+// names (-matrix, -catalog, where kernels come from, -q), parses args,
+// and returns the kernels they name, from a matrix or the arguments, the
+// options that fetch them, and where they come from (Kernels.Select).
+func SelectKernels(fs *flag.FlagSet, args []string) ([]string, kernels.Options, string, error) {
+	matrix := MatrixFlags(fs)
+	var o kernels.Options
+	quiet := SourceFlags(fs, &o)
+	if err := fs.Parse(args); err != nil {
+		return nil, o, "", Status(2)
+	}
+	names, source, err := matrix.Select(fs.Args(), &o)
+	if err != nil {
+		return nil, o, "", err
+	}
+	o.Logf = Progress(*quiet)
+	return names, o, source, nil
+}
+
 // Progress is a command's progress log: lines on stderr stamped with the
 // time since it began, safe to call from every guest's goroutine; nothing
 // when quiet.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/fusematrix/fusematrix/harness/predicate"
 )
 
 // Status is an exit status whose meaning was already printed (a table, a
@@ -128,4 +130,29 @@ func OnlyFlags(fs *flag.FlagSet, allowed ...string) error {
 		return Usagef("-from renders an earlier run; %s would have no effect", strings.Join(unused, " "))
 	}
 	return nil
+}
+
+// ParsePredicate parses bisect's flags before and after its one
+// argument, the predicate, as the documented forms put it either way;
+// usage follows the error when there is none.
+func ParsePredicate(fs *flag.FlagSet, args []string, usage string) (*predicate.Predicate, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, Status(2)
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return nil, Usagef("no predicate\n\n%s", usage)
+	}
+	text := rest[0]
+	if err := fs.Parse(rest[1:]); err != nil {
+		return nil, Status(2)
+	}
+	if fs.NArg() > 0 {
+		return nil, Usagef("one predicate, not %q and %q (quote a predicate with spaces)", text, fs.Arg(0))
+	}
+	p, err := predicate.Parse(text)
+	if err != nil {
+		return nil, Usagef("%v", err)
+	}
+	return p, nil
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/cli"
@@ -69,7 +68,7 @@ func bench(args []string) error {
 		if err := render(os.Stdout, run); err != nil {
 			return err
 		}
-		return writeBenchReports(dir, run, info)
+		return cli.WriteBenchReports(dir, run, info)
 	}
 	if o.Run == "" {
 		o.Run = "^" + contract.BenchPrefix
@@ -82,7 +81,7 @@ func bench(args []string) error {
 		return cli.Usagef("%v", err)
 	}
 	if *list {
-		return listChecks(o)
+		return cli.ListChecks(os.Stdout, o)
 	}
 	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
 		return err
@@ -93,14 +92,14 @@ func bench(args []string) error {
 			return err
 		}
 	}
-	return boot(o, *quiet, func(run *results.Run) error {
+	return cli.Boot(o, *quiet, func(run *results.Run) error {
 		if *format == "table" {
 			fmt.Println()
 		}
 		if err := render(os.Stdout, run); err != nil {
 			return err
 		}
-		return writeBenchReports(o.OutDir, run, info)
+		return cli.WriteBenchReports(o.OutDir, run, info)
 	}, info)
 }
 
@@ -116,29 +115,4 @@ func benchPeer(fs *flag.FlagSet, peer, src string, quiet bool) (string, error) {
 		fmt.Fprintf(os.Stderr, "bench: %s\n", note)
 	}
 	return path, nil
-}
-
-// writeBenchReports writes the chart as SVG and PNG and the HTML report
-// into dir, and says where on info.
-func writeBenchReports(dir string, run *results.Run, info io.Writer) error {
-	var paths []string
-	for _, format := range report.ChartFormats {
-		p := filepath.Join(dir, "bench."+format)
-		if err := harness.WriteFile(p, func(w io.Writer) error { return report.Chart(w, run, format) }); err != nil {
-			return err
-		}
-		paths = append(paths, p)
-	}
-	fmt.Fprintf(info, "\nchart: %s\n", strings.Join(paths, "  "))
-	return writeHTMLReport(dir, run, info)
-}
-
-// writeHTMLReport writes report.html into dir and says where on info.
-func writeHTMLReport(dir string, run *results.Run, info io.Writer) error {
-	p := filepath.Join(dir, "report.html")
-	if err := harness.WriteFile(p, func(w io.Writer) error { return report.HTML(w, run) }); err != nil {
-		return err
-	}
-	fmt.Fprintf(info, "report: %s\n", p)
-	return nil
 }

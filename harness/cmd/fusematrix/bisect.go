@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,7 +12,6 @@ import (
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/bisect"
 	"github.com/fusematrix/fusematrix/harness/cli"
-	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/kernels"
 )
 
@@ -72,7 +70,7 @@ func bisectCmd(args []string) error {
 	base := fs.String("base", "tinyconfig", "with -src: the config each commit is built from before the fragment (defconfig, tinyconfig or a file)")
 	catalog := ""
 	cli.CatalogFlag(fs, &catalog)
-	pred, err := parseInterleaved(fs, args, "bisect")
+	pred, err := cli.ParsePredicate(fs, args, bisectUsage)
 	if err != nil {
 		return err
 	}
@@ -122,33 +120,9 @@ func bisectCmd(args []string) error {
 	return nil
 }
 
-// parseInterleaved parses flags before and after the one argument, the
-// predicate, as the documented forms put it either way.
-func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.Predicate, error) {
-	if err := fs.Parse(args); err != nil {
-		return nil, cli.Status(2)
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		return nil, cli.Usagef("no predicate\n\n%s", bisectUsage)
-	}
-	text := rest[0]
-	if err := fs.Parse(rest[1:]); err != nil {
-		return nil, cli.Status(2)
-	}
-	if fs.NArg() > 0 {
-		return nil, cli.Usagef("one predicate, not %q and %q (quote a predicate with spaces)", text, fs.Arg(0))
-	}
-	p, err := predicate.Parse(text)
-	if err != nil {
-		return nil, cli.Usagef("%v", err)
-	}
-	return p, nil
-}
-
 // bisectSetup fills in what boot() would for a matrix.
 func bisectSetup(o *harness.Options, quiet bool) error {
-	o.Reports = summaryReports
+	o.Reports = cli.Reports
 	o.Logf = cli.Progress(quiet)
 	o.Kernel.Logf = o.Logf
 	return o.DefaultSource()
@@ -162,7 +136,7 @@ func bisectRun(args []string) error {
 	quiet := cli.StepFlags(fs, &o)
 	kernel := fs.String("kernel", "", "the kernel to judge (a selector, a path, or src:DIR for the tree git bisect checked out)")
 	repeat := fs.Int("repeat", 1, "boots; docs/bisect.md#verdict-rules says how runs that disagree decide")
-	pred, err := parseInterleaved(fs, args, "bisect run")
+	pred, err := cli.ParsePredicate(fs, args, bisectUsage)
 	if err != nil {
 		// git bisect run takes 2 for a verdict: anything it cannot use is 128.
 		var ce cli.Error

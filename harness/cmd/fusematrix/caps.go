@@ -57,7 +57,7 @@ func caps(args []string) error {
 	if *format == "table" {
 		info = os.Stdout
 	}
-	return boot(o, *quiet, func(run *results.Run) error {
+	return cli.Boot(o, *quiet, func(run *results.Run) error {
 		if *format == "table" {
 			fmt.Println()
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -64,35 +63,13 @@ func kernelsCmd(args []string) error {
 	return cli.Error{Code: 2, Err: fmt.Errorf("unknown command %q", args[0]), More: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 }
 
-// kernelArgs parses the flags list and fetch share and returns the
-// selectors they name, from a matrix or the arguments, and where they
-// come from (cli.Kernels.Select).
-func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]string, kernels.Options, string, error) {
-	fs := newFlagSet(cmd, "")
-	matrix := cli.MatrixFlags(fs)
-	var o kernels.Options
-	quiet := cli.SourceFlags(fs, &o)
-	for _, f := range extra {
-		f(fs)
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, o, "", cli.Status(2)
-	}
-	names, source, err := matrix.Select(fs.Args(), &o)
-	if err != nil {
-		return nil, o, "", err
-	}
-	o.Logf = cli.Progress(*quiet)
-	return names, o, source, nil
-}
-
 func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 	var history bool
 	var format string
-	names, o, source, err := kernelArgs("kernels list", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&history, "history", false, "list every packaged build of the kernel's series, or from the first kernel to the second, in version order")
-		fs.StringVar(&format, "format", "table", "output: table, or json (one object per kernel with its cache_key, for CI job matrices)")
-	})
+	fs := newFlagSet("kernels list", "")
+	fs.BoolVar(&history, "history", false, "list every packaged build of the kernel's series, or from the first kernel to the second, in version order")
+	fs.StringVar(&format, "format", "table", "output: table, or json (one object per kernel with its cache_key, for CI job matrices)")
+	names, o, source, err := cli.SelectKernels(fs, args)
 	if err != nil {
 		return err
 	}
@@ -135,7 +112,7 @@ func kernelsListJSON(ctx context.Context, names []string, source string, o kerne
 }
 
 func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
-	names, o, _, err := kernelArgs("kernels fetch", args)
+	names, o, _, err := cli.SelectKernels(newFlagSet("kernels fetch", ""), args)
 	if err != nil {
 		return err
 	}

@@ -22,18 +22,11 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/cli"
@@ -151,10 +144,6 @@ func docLine(name string) string {
 	return "\nExplained in " + page + " (fusematrix's source tree)."
 }
 
-// summaryReports are written next to results.json, and with it, by every
-// command that boots (harness.Options.Reports).
-var summaryReports = map[string]func(io.Writer, *results.Run) error{"junit.xml": report.JUnit}
-
 func matrix(args []string) error {
 	fs := newFlagSet("matrix", "")
 	o := harness.Options{}
@@ -171,12 +160,12 @@ func matrix(args []string) error {
 		return err
 	}
 	if *list {
-		return listChecks(o)
+		return cli.ListChecks(os.Stdout, o)
 	}
 	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
-	return boot(o, *quiet, func(run *results.Run) error {
+	return cli.Boot(o, *quiet, func(run *results.Run) error {
 		fmt.Println()
 		// Several daemons: their table instead of their columns.
 		if err := report.TableWith(os.Stdout, run, report.Options{DaemonsApart: len(o.Daemons) > 1}); err != nil {
@@ -189,61 +178,6 @@ func matrix(args []string) error {
 			}
 			fmt.Println()
 		}
-		return writeHTMLReport(o.OutDir, run, os.Stdout)
+		return cli.WriteHTMLReport(o.OutDir, run, os.Stdout)
 	}, os.Stdout)
-}
-
-// listChecks prints the checks o selects, one per line: id, kind and the
-// time the guest gives it.
-func listChecks(o harness.Options) error {
-	checks, err := o.Checks()
-	if err != nil {
-		return cli.Usagef("%v", err)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	for _, c := range checks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, c.Kind, c.Timeout)
-	}
-	return tw.Flush()
-}
-
-// boot runs the kernels o names, shows the run with show, and says where
-// the results are on info. The error is a cli.Status when the run ended
-// but a kernel failed (1) or it was interrupted (130).
-func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
-	// A selection that cannot work is a usage error, found before any
-	// kernel is fetched or booted.
-	if _, err := o.Checks(); err != nil {
-		return cli.Usagef("%v", err)
-	}
-	if err := o.Params.Check(); err != nil {
-		return cli.Usagef("%v", err)
-	}
-	if err := o.DefaultSource(); err != nil {
-		return err
-	}
-	o.Reports = summaryReports
-	o.Logf = cli.Progress(quiet)
-	start := time.Now()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	run, err := harness.Run(ctx, o)
-	if run != nil {
-		if serr := show(run); serr != nil {
-			err = errors.Join(err, serr)
-		}
-		fmt.Fprintf(info, "\nresults: %s  (%.1fs)\n", filepath.Join(o.OutDir, "results.json"), time.Since(start).Seconds())
-	}
-	if err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
-		return cli.Failf(130, "interrupted; partial results written")
-	}
-	for _, k := range run.Kernels {
-		if !k.OK() {
-			return cli.Status(1)
-		}
-	}
-	return nil
 }
