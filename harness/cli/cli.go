@@ -59,6 +59,15 @@ func StepFlags(fs *flag.FlagSet, o *harness.Options) *bool {
 	return quietFlag(fs)
 }
 
+// StepSetup fills in what a bisection step's boots need beyond the flags
+// (StepFlags), as Boot does for a command's run.
+func StepSetup(o *harness.Options, quiet bool) error {
+	o.Reports = Reports
+	o.Logf = Progress(quiet)
+	o.Kernel.Logf = o.Logf
+	return o.DefaultSource()
+}
+
 // appendFlag registers -append. Repeatable, because a second -append
 // silently replacing the first loses a setting without a word.
 func appendFlag(fs *flag.FlagSet, o *harness.Options, usage string) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fusematrix/fusematrix/harness/predicate"
+	"github.com/fusematrix/fusematrix/results"
 )
 
 // Status is an exit status whose meaning was already printed (a table, a
@@ -115,10 +116,22 @@ func ParseAround(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// OnlyFlags fails with a usage error when flags other than allowed, or
-// arguments, were given with -from: everything else configures a boot,
-// and accepting it silently would let a reader believe it had an effect.
-func OnlyFlags(fs *flag.FlagSet, allowed ...string) error {
+// ReadFrom reads the run -from names, to render it instead of booting:
+// flags other than allowed, or arguments, are a usage error, for
+// everything else configures a boot, and accepting it silently would let
+// a reader believe it had an effect.
+func ReadFrom(fs *flag.FlagSet, path string, allowed ...string) (*results.Run, error) {
+	if err := onlyFlags(fs, allowed...); err != nil {
+		return nil, err
+	}
+	run, err := results.ReadFile(path)
+	if err != nil {
+		return nil, BadInput(err)
+	}
+	return run, nil
+}
+
+func onlyFlags(fs *flag.FlagSet, allowed ...string) error {
 	var unused []string
 	fs.Visit(func(f *flag.Flag) {
 		if !slices.Contains(allowed, f.Name) {

@@ -49,17 +49,12 @@ func bench(args []string) error {
 		info = os.Stderr
 	}
 	if *from != "" {
-		if err := cli.OnlyFlags(fs, "from", "format", "q", "out"); err != nil {
+		run, err := cli.ReadFrom(fs, *from, "from", "format", "q", "out")
+		if err != nil {
 			return err
 		}
-		outSet := false
-		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
-		run, err := results.ReadFile(*from)
-		if err != nil {
-			return cli.BadInput(err)
-		}
 		dir := filepath.Dir(*from)
-		if outSet {
+		if cli.IsSet(fs, "out") {
 			dir = o.OutDir
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("bench: %w", err)

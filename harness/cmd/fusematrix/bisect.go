@@ -84,7 +84,7 @@ func bisectCmd(args []string) error {
 	o.Kernel.Catalog = c
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bisectSetup(&o, *quiet); err != nil {
+	if err := cli.StepSetup(&o, *quiet); err != nil {
 		return err
 	}
 	setup, err := bisect.Plan(ctx, *src, *good, *bad, *base, pred, o.Kernel, packagedHistory)
@@ -120,14 +120,6 @@ func bisectCmd(args []string) error {
 	return nil
 }
 
-// bisectSetup fills in what boot() would for a matrix.
-func bisectSetup(o *harness.Options, quiet bool) error {
-	o.Reports = cli.Reports
-	o.Logf = cli.Progress(quiet)
-	o.Kernel.Logf = o.Logf
-	return o.DefaultSource()
-}
-
 // bisectRun judges one kernel for git bisect run: 0 old, 1 new, 125
 // cannot say, 128 cannot run at all.
 func bisectRun(args []string) error {
@@ -149,7 +141,7 @@ func bisectRun(args []string) error {
 	if *kernel == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
 		return cli.Failf(128, "-kernel is required, -repeat from 1 to %d", bisect.MaxRepeat)
 	}
-	if err := bisectSetup(&o, *quiet); err != nil {
+	if err := cli.StepSetup(&o, *quiet); err != nil {
 		return cli.Failf(128, "%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -160,11 +152,8 @@ func bisectRun(args []string) error {
 		return cli.Failf(128, "%v", err)
 	}
 	fmt.Printf("%s: %s: %s\n", *kernel, st.Verdict, strings.Join(st.Evidences(), "; "))
-	switch st.Verdict {
-	case bisect.Old:
-		return nil
-	case bisect.New:
-		return cli.Status(1)
+	if s := st.Verdict.GitStatus(); s != 0 {
+		return cli.Status(s)
 	}
-	return cli.Status(125)
+	return nil
 }

@@ -35,12 +35,9 @@ func caps(args []string) error {
 		return cli.Usagef("-format %q: want table, json or markdown", *format)
 	}
 	if *from != "" {
-		if err := cli.OnlyFlags(fs, "from", "format", "q"); err != nil {
-			return err
-		}
-		run, err := results.ReadFile(*from)
+		run, err := cli.ReadFrom(fs, *from, "from", "format", "q")
 		if err != nil {
-			return cli.BadInput(err)
+			return err
 		}
 		return render(os.Stdout, run)
 	}

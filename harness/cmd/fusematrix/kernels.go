@@ -39,28 +39,29 @@ built-in one: its matrices and named kernels replace those of the same name.
 `
 
 func kernelsCmd(args []string) error {
-	if len(args) == 0 {
-		return cli.Error{Code: 2, Err: errors.New("which one? list, fetch, prune, matrices or build"), More: "\n" + kernelsUsage + docLine("kernels") + "\n"}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	switch args[0] {
-	case "list", "ls":
-		return kernelsList(ctx, args[1:], os.Stdout)
-	case "fetch":
-		return kernelsFetch(ctx, args[1:], os.Stdout)
-	case "prune":
-		return kernelsPrune(ctx, args[1:], os.Stdout)
-	case "matrices":
-		return kernelsMatrices(args[1:], os.Stdout)
-	case "build":
-		return kernelsBuild(ctx, args[1:], os.Stdout)
-	case "-h", "-help", "--help", "help":
-		fmt.Print(kernelsUsage)
-		fmt.Println(docLine("kernels"))
-		return nil
+	err := errors.New("which one? list, fetch, prune, matrices or build")
+	if len(args) > 0 {
+		switch args[0] {
+		case "list", "ls":
+			return kernelsList(ctx, args[1:], os.Stdout)
+		case "fetch":
+			return kernelsFetch(ctx, args[1:], os.Stdout)
+		case "prune":
+			return kernelsPrune(ctx, args[1:], os.Stdout)
+		case "matrices":
+			return kernelsMatrices(args[1:], os.Stdout)
+		case "build":
+			return kernelsBuild(ctx, args[1:], os.Stdout)
+		case "-h", "-help", "--help", "help":
+			fmt.Print(kernelsUsage)
+			fmt.Println(docLine("kernels"))
+			return nil
+		}
+		err = fmt.Errorf("unknown command %q", args[0])
 	}
-	return cli.Error{Code: 2, Err: fmt.Errorf("unknown command %q", args[0]), More: "\n" + kernelsUsage + docLine("kernels") + "\n"}
+	return cli.Error{Code: 2, Err: err, More: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 }
 
 func kernelsList(ctx context.Context, args []string, out io.Writer) error {
@@ -97,18 +98,13 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // kernelsListJSON writes the kernels as a kernels.List, or, when any of
-// them does not resolve, nothing on out and every error on stderr: a CI
-// job fanning out over a list with a hole would pass without testing the
-// missing kernel.
+// them does not resolve, nothing on out and every error on stderr.
 func kernelsListJSON(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
 	l, errs := kernels.ListAll(ctx, source, names, o)
 	if ctx.Err() != nil {
 		return cli.Failf(130, "interrupted")
 	}
-	if errs != nil {
-		return errors.Join(errs...)
-	}
-	return l.WriteJSON(out)
+	return l.WriteJSON(out, errs)
 }
 
 func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
@@ -179,12 +175,7 @@ func kernelsMatrices(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return c.WriteSummary(out, func(sec kernels.Section) string {
-		if spec, err := daemonspec.FromSection(sec); err == nil {
-			return spec.Binary
-		}
-		return "(not readable: see -daemon " + sec.Name + ")"
-	})
+	return c.WriteSummary(out, daemonspec.Program)
 }
 
 // kernelsHistory lists the builds a packaged bisection would step through.
