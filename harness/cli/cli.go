@@ -2,12 +2,20 @@
 // fill in: a run of the harness (harness.Options: where results go, the
 // accelerator, QEMU, the guests, the checks selected, a bisection step's
 // boots), where kernels come from (kernels.Options: the mirror, the
-// keyring policy, the catalog, -matrix and the kernels it selects), and
-// the progress log that -q silences. Each subcommand of
+// keyring policy, the catalog, -matrix and the kernels it selects), users'
+// daemons (daemon.go: -daemon, clients, the -daemon-* flags over a
+// description), and the progress log that -q silences. Each subcommand of
 // harness/cmd/fusematrix registers them on its own flag set, so that one
 // flag means one thing, spelled once, in every command that takes it.
 //
-// It imports harness and kernels; nothing imports it but the command.
+// What those flags lead to is here too: a booting command's run and the
+// reports beside its results.json (boot.go), and the errors every command
+// ends with, printed once with one rule for the exit status (exit.go).
+//
+// It imports harness, harness/daemonspec, harness/debdaemon,
+// harness/predicate, harness/report, kernels, kernels/debian (what a
+// network error is), results and results/contract; nothing imports it
+// but the command.
 package cli
 
 import (
