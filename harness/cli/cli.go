@@ -9,8 +9,10 @@
 // flag means one thing, spelled once, in every command that takes it.
 //
 // What those flags lead to is here too: a booting command's run and the
-// reports beside its results.json (boot.go), and the errors every command
-// ends with, printed once with one rule for the exit status (exit.go).
+// reports beside its results.json (boot.go), flag sets whose -h ends with
+// a page of docs/ and the parsing commands share (flagset.go), and the
+// errors every command ends with, printed once with one rule for the exit
+// status (exit.go).
 //
 // It imports harness, harness/daemonspec, harness/debdaemon,
 // harness/predicate, harness/report, kernels, kernels/debian (what a
