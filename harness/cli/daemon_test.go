@@ -13,6 +13,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/elfdeps"
 	"github.com/fusematrix/fusematrix/kernels"
 )
@@ -49,13 +50,7 @@ func TestDaemonLibraryPath(t *testing.T) {
 		{"flag", []string{"-daemon", filepath.Join(dir, "myfs"), "-daemon-env", "LD_LIBRARY_PATH=/opt/myfs/lib"}},
 		{"description", []string{"-daemon", desc}},
 	} {
-		fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
-		d := DaemonFlags(fs)
-		assert.NilError(t, fs.Parse(tc.args))
-		ds, err := d.daemons(context.Background(), fs, "", kernels.Options{}, true)
-		assert.NilError(t, err)
-		assert.Assert(t, is.Len(ds, 1))
-		daemon := ds[0]
+		daemon := oneDaemon(t, tc.args)
 		assert.Check(t, is.DeepEqual(daemon.Env, []string{"LD_LIBRARY_PATH=" + elfdeps.GuestLibDir + ":/opt/myfs/lib"}), tc.name)
 	}
 }
@@ -97,12 +92,18 @@ func TestDaemonURingClaim(t *testing.T) {
 		{[]string{"-daemon", desc}, true},
 		{[]string{"-daemon", desc, "-daemon-uring=false"}, false},
 	} {
-		fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
-		d := DaemonFlags(fs)
-		assert.NilError(t, fs.Parse(tc.args))
-		ds, err := d.daemons(context.Background(), fs, "", kernels.Options{}, true)
-		assert.NilError(t, err)
-		assert.Assert(t, is.Len(ds, 1))
-		assert.Check(t, is.Equal(ds[0].URing, tc.want), "%v", tc.args)
+		assert.Check(t, is.Equal(oneDaemon(t, tc.args).URing, tc.want), "%v", tc.args)
 	}
+}
+
+// oneDaemon is the one daemon a matrix's flags args describe.
+func oneDaemon(t *testing.T, args []string) *harness.Daemon {
+	t.Helper()
+	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
+	d := DaemonFlags(fs)
+	assert.NilError(t, fs.Parse(args))
+	ds, err := d.daemons(context.Background(), fs, "", kernels.Options{}, true)
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(ds, 1))
+	return ds[0]
 }
