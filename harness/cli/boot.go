@@ -22,8 +22,8 @@ import (
 // command that boots (harness.Options.Reports).
 var Reports = map[string]func(io.Writer, *results.Run) error{"junit.xml": report.JUnit}
 
-// ListChecks prints the checks o selects (-list), one per line: id, kind and the
-// time the guest gives it.
+// ListChecks prints the checks o selects (-list), one per line: id, kind
+// and the time the guest gives it.
 func ListChecks(w io.Writer, o harness.Options) error {
 	checks, err := o.Checks()
 	if err != nil {
