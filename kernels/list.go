@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -90,9 +91,15 @@ func NewList(source string) *List {
 }
 
 // WriteJSON gives each kernel its slug and writes l as indented JSON.
-// Two kernels of one name would be two jobs booting one kernel, and
-// their results could not be merged: an error, and nothing written.
-func (l *List) WriteJSON(w io.Writer) error {
+// When a kernel did not resolve (errs, from ListAll), it writes nothing
+// and returns every error: a CI job fanning out over a list with a hole
+// would pass without testing the missing kernel. Two kernels of one name
+// would be two jobs booting one kernel, and their results could not be
+// merged: an error, and nothing written.
+func (l *List) WriteJSON(w io.Writer, errs []error) error {
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	slugs := map[string]bool{}
 	for i := range l.Kernels {

@@ -36,7 +36,7 @@ func TestKernelListShape(t *testing.T) {
 		{Kernel: "mine", Selector: "./bzImage", Kind: "file", Image: "/src/bzImage", Cached: true, DiskBytes: 5, CacheKey: "file-0123456789abcdef"},
 	}}
 	var out bytes.Buffer
-	assert.NilError(t, doc.WriteJSON(&out))
+	assert.NilError(t, doc.WriteJSON(&out, nil))
 	want := `{
   "format": 1,
   "source": "matrix wide from built-in kernels/catalog.conf",
@@ -84,7 +84,7 @@ func TestKernelListShape(t *testing.T) {
 	// Slugs are unique; names must be.
 	doc = List{Kernels: []ListItem{{Kernel: "debian:6.1/cloud"}, {Kernel: "debian:6.1-cloud"}, {Kernel: "debian:6.1+cloud"}}}
 	out.Reset()
-	assert.NilError(t, doc.WriteJSON(&out))
+	assert.NilError(t, doc.WriteJSON(&out, nil))
 	var slugs List
 	assert.NilError(t, json.Unmarshal(out.Bytes(), &slugs))
 	var got3 []string
@@ -94,8 +94,14 @@ func TestKernelListShape(t *testing.T) {
 	assert.DeepEqual(t, got3, []string{"debian-6.1-cloud", "debian-6.1-cloud-2", "debian-6.1-cloud-3"})
 
 	out.Reset()
-	err := (&List{Kernels: []ListItem{{Kernel: "debian:6.1"}, {Kernel: "debian:6.1"}}}).WriteJSON(&out)
+	err := (&List{Kernels: []ListItem{{Kernel: "debian:6.1"}, {Kernel: "debian:6.1"}}}).WriteJSON(&out, nil)
 	assert.ErrorContains(t, err, `kernel "debian:6.1" listed twice`)
+	assert.Equal(t, out.Len(), 0)
+
+	// A kernel that did not resolve: nothing written, every error returned.
+	out.Reset()
+	err = (&List{Kernels: []ListItem{{Kernel: "a"}, {Kernel: "b"}, {Kernel: "c"}}}).WriteJSON(&out, []error{errors.New("no a"), nil, errors.New("no c")})
+	assert.Error(t, err, "no a\nno c")
 	assert.Equal(t, out.Len(), 0)
 }
 

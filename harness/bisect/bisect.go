@@ -65,6 +65,18 @@ const (
 	Skip Verdict = "skip"
 )
 
+// GitStatus is v as git bisect run's exit status: 0 old (good), 1 new
+// (bad), 125 cannot say (skip).
+func (v Verdict) GitStatus() int {
+	switch v {
+	case Old:
+		return 0
+	case New:
+		return 1
+	}
+	return 125
+}
+
 // Run is one boot of a candidate.
 type Run struct {
 	Verdict  predicate.Verdict `json:"verdict"`

@@ -262,6 +262,16 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// bisect run speaks git bisect run's protocol: 0 good, 1 bad, 125 skip.
+func TestGitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		v    Verdict
+		want int
+	}{{Old, 0}, {New, 1}, {Skip, 125}, {Verdict("unknown"), 125}} {
+		assert.Check(t, is.Equal(tc.v.GitStatus(), tc.want), tc.v)
+	}
+}
+
 // Repeats that disagree get a second round before the majority counts.
 func TestBisectRetriesDisagreement(t *testing.T) {
 	f := &fake{verdicts: func(i, attempt int) predicate.Verdict {

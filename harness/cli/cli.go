@@ -2,12 +2,22 @@
 // fill in: a run of the harness (harness.Options: where results go, the
 // accelerator, QEMU, the guests, the checks selected, a bisection step's
 // boots), where kernels come from (kernels.Options: the mirror, the
-// keyring policy, the catalog, -matrix and the kernels it selects), and
-// the progress log that -q silences. Each subcommand of
+// keyring policy, the catalog, -matrix and the kernels it selects), users'
+// daemons (daemon.go: -daemon, clients, the -daemon-* flags over a
+// description), and the progress log that -q silences. Each subcommand of
 // harness/cmd/fusematrix registers them on its own flag set, so that one
 // flag means one thing, spelled once, in every command that takes it.
 //
-// It imports harness and kernels; nothing imports it but the command.
+// What those flags lead to is here too: a booting command's run and the
+// reports beside its results.json (boot.go), flag sets whose -h ends with
+// a page of docs/ and the parsing commands share (flagset.go), and the
+// errors every command ends with, printed once with one rule for the exit
+// status (exit.go).
+//
+// It imports harness, harness/daemonspec, harness/debdaemon,
+// harness/predicate, harness/report, kernels, kernels/debian (what a
+// network error is), results and results/contract; nothing imports it
+// but the command.
 package cli
 
 import (
@@ -57,6 +67,15 @@ func StepFlags(fs *flag.FlagSet, o *harness.Options) *bool {
 	fs.StringVar(&o.SourceDir, "src-agent", "", "fusematrix source `folder` the guest agent is built from (default: found from the working directory)")
 	appendFlag(fs, o, "extra kernel command line `args` for every guest (repeatable)")
 	return quietFlag(fs)
+}
+
+// StepSetup fills in what a bisection step's boots need beyond the flags
+// (StepFlags), as Boot does for a command's run.
+func StepSetup(o *harness.Options, quiet bool) error {
+	o.Reports = Reports
+	o.Logf = Progress(quiet)
+	o.Kernel.Logf = o.Logf
+	return o.DefaultSource()
 }
 
 // appendFlag registers -append. Repeatable, because a second -append
@@ -124,6 +143,25 @@ func (k *Kernels) Select(args []string, o *kernels.Options) ([]string, string, e
 	}
 	o.Catalog = c
 	return c.Select(k.Matrix, args)
+}
+
+// SelectKernels registers on fs the flags of a command that takes kernel
+// names (-matrix, -catalog, where kernels come from, -q), parses args,
+// and returns the kernels they name, from a matrix or the arguments, the
+// options that fetch them, and where they come from (Kernels.Select).
+func SelectKernels(fs *flag.FlagSet, args []string) ([]string, kernels.Options, string, error) {
+	matrix := MatrixFlags(fs)
+	var o kernels.Options
+	quiet := SourceFlags(fs, &o)
+	if err := fs.Parse(args); err != nil {
+		return nil, o, "", Status(2)
+	}
+	names, source, err := matrix.Select(fs.Args(), &o)
+	if err != nil {
+		return nil, o, "", err
+	}
+	o.Logf = Progress(*quiet)
+	return names, o, source, nil
 }
 
 // Progress is a command's progress log: lines on stderr stamped with the

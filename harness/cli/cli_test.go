@@ -84,3 +84,20 @@ func TestIsSet(t *testing.T) {
 	assert.Check(t, IsSet(fs, "q"))
 	assert.Check(t, !IsSet(fs, "mirror"), "a flag left at its default is not set")
 }
+
+// Every command that fetches kernels takes -insecure-unsigned, and only
+// that flag turns off the need for a keyring (what a missing keyring does
+// then: fusematrix TestInsecureUnsignedFlag).
+func TestInsecureUnsignedFlag(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var o harness.Options
+	BootFlags(fs, &o, "out")
+	assert.NilError(t, fs.Parse(nil))
+	assert.Check(t, !o.Kernel.InsecureUnsigned)
+	assert.NilError(t, fs.Parse([]string{"-insecure-unsigned"}))
+	assert.Check(t, o.Kernel.InsecureUnsigned)
+
+	_, ko, _, err := SelectKernels(flag.NewFlagSet("kernels list", flag.ContinueOnError), []string{"-insecure-unsigned", "debian:6.1"})
+	assert.NilError(t, err)
+	assert.Check(t, ko.InsecureUnsigned)
+}

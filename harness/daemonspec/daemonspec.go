@@ -149,6 +149,16 @@ func Parse(file string, r io.Reader) (*Spec, error) {
 	return FromSection(sec)
 }
 
+// Program says what the daemon of a catalog section runs, for the
+// catalog's summary (kernels.Catalog.WriteSummary): its binary, or that
+// the section cannot be read and where to see why.
+func Program(sec kernels.Section) string {
+	if spec, err := FromSection(sec); err == nil {
+		return spec.Binary
+	}
+	return "(not readable: see -daemon " + sec.Name + ")"
+}
+
 // FromSection reads the description in a catalog section.
 func FromSection(sec kernels.Section) (*Spec, error) {
 	s := &Spec{Name: sec.Name, Origin: fmt.Sprintf("%s:%d", sec.File, sec.Line), file: sec.File, at: map[string]int{}}

@@ -226,3 +226,20 @@ func TestShippedClients(t *testing.T) {
 		})
 	}
 }
+
+// The catalog's summary names what each daemon section runs, or that it
+// cannot be read and where to see why.
+func TestProgram(t *testing.T) {
+	c, err := kernels.DefaultCatalog.Overlay("user.conf", strings.NewReader(
+		"[daemon mine]\nbinary = /bin/true\n\n[daemon broken]\nbinary = /bin/true\nnosuchkey = 1\n"))
+	assert.NilError(t, err)
+	for _, tc := range []struct{ name, want string }{
+		{"mine", "/bin/true"},
+		{"broken", "(not readable: see -daemon broken)"},
+		{"bindfs", "debian:bindfs@sid"},
+	} {
+		sec, ok := c.Daemon(tc.name)
+		assert.Assert(t, ok, tc.name)
+		assert.Check(t, is.Equal(Program(sec), tc.want), tc.name)
+	}
+}

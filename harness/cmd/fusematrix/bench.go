@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/cli"
@@ -34,14 +33,14 @@ func bench(args []string) error {
 	peer := fs.String("peer", harness.DefaultPeer, "C NOOP peer `binary` (make peer builds it) put into each guest as the reference for the Go NOOP server; empty for none")
 	format := fs.String("format", "table", "output: table or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels; the chart and report land next to it unless -out is given")
-	daemon := registerDaemonFlags(fs)
+	daemon := cli.DaemonFlags(fs)
 	list := cli.ListFlag(fs)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	render, ok := benchRenderers[*format]
 	if !ok {
-		return usagef("-format %q: want table or markdown", *format)
+		return cli.Usagef("-format %q: want table or markdown", *format)
 	}
 	// The paths of the files written go where they do not spoil
 	// Markdown meant for a step summary.
@@ -50,17 +49,12 @@ func bench(args []string) error {
 		info = os.Stderr
 	}
 	if *from != "" {
-		if err := onlyFlags(fs, "from", "format", "q", "out"); err != nil {
+		run, err := cli.ReadFrom(fs, *from, "from", "format", "q", "out")
+		if err != nil {
 			return err
 		}
-		outSet := false
-		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
-		run, err := results.ReadFile(*from)
-		if err != nil {
-			return badInput(err)
-		}
 		dir := filepath.Dir(*from)
-		if outSet {
+		if cli.IsSet(fs, "out") {
 			dir = o.OutDir
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("bench: %w", err)
@@ -69,38 +63,38 @@ func bench(args []string) error {
 		if err := render(os.Stdout, run); err != nil {
 			return err
 		}
-		return writeBenchReports(dir, run, info)
+		return cli.WriteBenchReports(dir, run, info)
 	}
 	if o.Run == "" {
 		o.Run = "^" + contract.BenchPrefix
 	}
 	var err error
-	if err = daemon.resolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
+	if err = daemon.ResolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
 		return err
 	}
 	if err := o.CheckBench(); err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if *list {
-		return listChecks(o)
+		return cli.ListChecks(os.Stdout, o)
 	}
 	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
 	// The C peer only matters to the cells that measure it.
-	if o.NeedsPeer() || set(fs, "peer") {
+	if o.NeedsPeer() || cli.IsSet(fs, "peer") {
 		if o.Peer, err = benchPeer(fs, *peer, o.SourceDir, *quiet); err != nil {
 			return err
 		}
 	}
-	return boot(o, *quiet, func(run *results.Run) error {
+	return cli.Boot(o, *quiet, func(run *results.Run) error {
 		if *format == "table" {
 			fmt.Println()
 		}
 		if err := render(os.Stdout, run); err != nil {
 			return err
 		}
-		return writeBenchReports(o.OutDir, run, info)
+		return cli.WriteBenchReports(o.OutDir, run, info)
 	}, info)
 }
 
@@ -108,7 +102,7 @@ func bench(args []string) error {
 // or "" for none, and says which on stderr unless quiet
 // (harness.FindPeer).
 func benchPeer(fs *flag.FlagSet, peer, src string, quiet bool) (string, error) {
-	path, note, err := harness.FindPeer(peer, set(fs, "peer"), src)
+	path, note, err := harness.FindPeer(peer, cli.IsSet(fs, "peer"), src)
 	if err != nil {
 		return "", fmt.Errorf("-peer: %w", err)
 	}
@@ -116,29 +110,4 @@ func benchPeer(fs *flag.FlagSet, peer, src string, quiet bool) (string, error) {
 		fmt.Fprintf(os.Stderr, "bench: %s\n", note)
 	}
 	return path, nil
-}
-
-// writeBenchReports writes the chart as SVG and PNG and the HTML report
-// into dir, and says where on info.
-func writeBenchReports(dir string, run *results.Run, info io.Writer) error {
-	var paths []string
-	for _, format := range report.ChartFormats {
-		p := filepath.Join(dir, "bench."+format)
-		if err := harness.WriteFile(p, func(w io.Writer) error { return report.Chart(w, run, format) }); err != nil {
-			return err
-		}
-		paths = append(paths, p)
-	}
-	fmt.Fprintf(info, "\nchart: %s\n", strings.Join(paths, "  "))
-	return writeHTMLReport(dir, run, info)
-}
-
-// writeHTMLReport writes report.html into dir and says where on info.
-func writeHTMLReport(dir string, run *results.Run, info io.Writer) error {
-	p := filepath.Join(dir, "report.html")
-	if err := harness.WriteFile(p, func(w io.Writer) error { return report.HTML(w, run) }); err != nil {
-		return err
-	}
-	fmt.Fprintf(info, "report: %s\n", p)
-	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,7 +12,6 @@ import (
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/bisect"
 	"github.com/fusematrix/fusematrix/harness/cli"
-	"github.com/fusematrix/fusematrix/harness/predicate"
 	"github.com/fusematrix/fusematrix/kernels"
 )
 
@@ -72,12 +70,12 @@ func bisectCmd(args []string) error {
 	base := fs.String("base", "tinyconfig", "with -src: the config each commit is built from before the fragment (defconfig, tinyconfig or a file)")
 	catalog := ""
 	cli.CatalogFlag(fs, &catalog)
-	pred, err := parseInterleaved(fs, args, "bisect")
+	pred, err := cli.ParsePredicate(fs, args, bisectUsage)
 	if err != nil {
 		return err
 	}
 	if *good == "" || *bad == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
-		return usagef("-good and -bad are required, -repeat from 1 to %d\n\n%s", bisect.MaxRepeat, bisectUsage)
+		return cli.Usagef("-good and -bad are required, -repeat from 1 to %d\n\n%s", bisect.MaxRepeat, bisectUsage)
 	}
 	c, err := kernels.UserCatalog(catalog)
 	if err != nil {
@@ -86,12 +84,12 @@ func bisectCmd(args []string) error {
 	o.Kernel.Catalog = c
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bisectSetup(&o, *quiet); err != nil {
+	if err := cli.StepSetup(&o, *quiet); err != nil {
 		return err
 	}
 	setup, err := bisect.Plan(ctx, *src, *good, *bad, *base, pred, o.Kernel, packagedHistory)
 	if errors.Is(err, bisect.ErrInput) {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if err != nil {
 		return err
@@ -105,53 +103,21 @@ func bisectCmd(args []string) error {
 		Logf:    o.Logf,
 	})
 	if errors.Is(err, bisect.ErrInput) {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if r != nil {
 		bisect.Summary(os.Stdout, r, o.OutDir)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return failf(130, "interrupted; resume with -resume -out %s", o.OutDir)
+			return cli.Failf(130, "interrupted; resume with -resume -out %s", o.OutDir)
 		}
 		return err
 	}
 	if r.Outcome != "found" {
-		return exitError(1)
+		return cli.Status(1)
 	}
 	return nil
-}
-
-// parseInterleaved parses flags before and after the one argument, the
-// predicate, as the documented forms put it either way.
-func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) (*predicate.Predicate, error) {
-	if err := fs.Parse(args); err != nil {
-		return nil, exitError(2)
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		return nil, usagef("no predicate\n\n%s", bisectUsage)
-	}
-	text := rest[0]
-	if err := fs.Parse(rest[1:]); err != nil {
-		return nil, exitError(2)
-	}
-	if fs.NArg() > 0 {
-		return nil, usagef("one predicate, not %q and %q (quote a predicate with spaces)", text, fs.Arg(0))
-	}
-	p, err := predicate.Parse(text)
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
-	return p, nil
-}
-
-// bisectSetup fills in what boot() would for a matrix.
-func bisectSetup(o *harness.Options, quiet bool) error {
-	o.Reports = summaryReports
-	o.Logf = cli.Progress(quiet)
-	o.Kernel.Logf = o.Logf
-	return o.DefaultSource()
 }
 
 // bisectRun judges one kernel for git bisect run: 0 old, 1 new, 125
@@ -162,35 +128,32 @@ func bisectRun(args []string) error {
 	quiet := cli.StepFlags(fs, &o)
 	kernel := fs.String("kernel", "", "the kernel to judge (a selector, a path, or src:DIR for the tree git bisect checked out)")
 	repeat := fs.Int("repeat", 1, "boots; docs/bisect.md#verdict-rules says how runs that disagree decide")
-	pred, err := parseInterleaved(fs, args, "bisect run")
+	pred, err := cli.ParsePredicate(fs, args, bisectUsage)
 	if err != nil {
 		// git bisect run takes 2 for a verdict: anything it cannot use is 128.
-		var ce cmdError
+		var ce cli.Error
 		if errors.As(err, &ce) {
-			ce.code = 128
+			ce.Code = 128
 			return ce
 		}
-		return exitError(128)
+		return cli.Status(128)
 	}
 	if *kernel == "" || *repeat < 1 || *repeat > bisect.MaxRepeat {
-		return failf(128, "-kernel is required, -repeat from 1 to %d", bisect.MaxRepeat)
+		return cli.Failf(128, "-kernel is required, -repeat from 1 to %d", bisect.MaxRepeat)
 	}
-	if err := bisectSetup(&o, *quiet); err != nil {
-		return failf(128, "%v", err)
+	if err := cli.StepSetup(&o, *quiet); err != nil {
+		return cli.Failf(128, "%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	st, err := bisect.Judged(ctx, bisect.Options{Predicate: pred, Repeat: *repeat, Judge: bisect.BootWith(stepRunner, o, pred, bisect.PackagedKernel)},
 		bisect.Candidate{Selector: *kernel})
 	if err != nil {
-		return failf(128, "%v", err)
+		return cli.Failf(128, "%v", err)
 	}
 	fmt.Printf("%s: %s: %s\n", *kernel, st.Verdict, strings.Join(st.Evidences(), "; "))
-	switch st.Verdict {
-	case bisect.Old:
-		return nil
-	case bisect.New:
-		return exitError(1)
+	if s := st.Verdict.GitStatus(); s != 0 {
+		return cli.Status(s)
 	}
-	return exitError(125)
+	return nil
 }

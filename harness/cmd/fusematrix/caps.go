@@ -1,13 +1,10 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/cli"
@@ -31,24 +28,21 @@ func caps(args []string) error {
 	format := fs.String("format", "table", "output: table, json or markdown")
 	from := fs.String("from", "", "render this `results.json` of an earlier run instead of booting kernels")
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	render, ok := capsRenderers[*format]
 	if !ok {
-		return usagef("-format %q: want table, json or markdown", *format)
+		return cli.Usagef("-format %q: want table, json or markdown", *format)
 	}
 	if *from != "" {
-		if err := onlyFlags(fs, "from", "format", "q"); err != nil {
-			return err
-		}
-		run, err := results.ReadFile(*from)
+		run, err := cli.ReadFrom(fs, *from, "from", "format", "q")
 		if err != nil {
-			return badInput(err)
+			return err
 		}
 		return render(os.Stdout, run)
 	}
 	if o.Run != "" {
-		return usagef("runs the probes only; -run selects scenarios, which caps never runs (use fusematrix matrix -run)")
+		return cli.Usagef("runs the probes only; -run selects scenarios, which caps never runs (use fusematrix matrix -run)")
 	}
 	var err error
 	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
@@ -60,27 +54,10 @@ func caps(args []string) error {
 	if *format == "table" {
 		info = os.Stdout
 	}
-	return boot(o, *quiet, func(run *results.Run) error {
+	return cli.Boot(o, *quiet, func(run *results.Run) error {
 		if *format == "table" {
 			fmt.Println()
 		}
 		return render(os.Stdout, run)
 	}, info)
-}
-
-// onlyFlags fails with a usage error when flags other than allowed, or
-// arguments, were given with -from: everything else configures a boot,
-// and accepting it silently would let a reader believe it had an effect.
-func onlyFlags(fs *flag.FlagSet, allowed ...string) error {
-	var unused []string
-	fs.Visit(func(f *flag.Flag) {
-		if !slices.Contains(allowed, f.Name) {
-			unused = append(unused, "-"+f.Name)
-		}
-	})
-	unused = append(unused, fs.Args()...)
-	if len(unused) > 0 {
-		return usagef("-from renders an earlier run; %s would have no effect", strings.Join(unused, " "))
-	}
-	return nil
 }

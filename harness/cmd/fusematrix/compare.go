@@ -1,9 +1,9 @@
 package main
 
 import (
-	"flag"
 	"os"
 
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/compare"
 	"github.com/fusematrix/fusematrix/results"
 )
@@ -24,50 +24,34 @@ func compareCmd(args []string) error {
 	format := fs.String("format", "table", "output: table, markdown (for a GitHub step summary) or json")
 	threshold := fs.Float64("threshold", compare.DefaultThreshold,
 		"relative drop of a cell's paired ratio to native (ratio_native) that counts as a regression, when its range also lies wholly below the old one")
-	paths, err := parseAround(fs, args)
+	paths, err := cli.ParseAround(fs, args)
 	if err != nil {
 		return err
 	}
 	render, ok := compare.Renderers[*format]
 	if !ok {
-		return usagef("-format %q: want table, markdown or json", *format)
+		return cli.Usagef("-format %q: want table, markdown or json", *format)
 	}
 	if !(*threshold > 0 && *threshold < 1) {
-		return usagef("-threshold %v: want a fraction between 0 and 1, such as 0.15", *threshold)
+		return cli.Usagef("-threshold %v: want a fraction between 0 and 1, such as 0.15", *threshold)
 	}
 	if len(paths) != 2 {
-		return withUsage(fs, usagef("want two runs, OLD and NEW; got %d", len(paths)))
+		return cli.WithUsage(fs, cli.Usagef("want two runs, OLD and NEW; got %d", len(paths)))
 	}
 	old, err := results.ReadFile(paths[0])
 	if err != nil {
-		return usagef("old: %v", err)
+		return cli.Usagef("old: %v", err)
 	}
 	new, err := results.ReadFile(paths[1])
 	if err != nil {
-		return usagef("new: %v", err)
+		return cli.Usagef("new: %v", err)
 	}
 	r := compare.Compare(old, new, compare.Options{Threshold: *threshold, OldPath: paths[0], NewPath: paths[1]})
 	if err := render(os.Stdout, r); err != nil {
 		return err
 	}
 	if r.Regressed {
-		return exitError(1)
+		return cli.Status(1)
 	}
 	return nil
-}
-
-// parseAround parses args with fs, flags before, between or after the
-// arguments, and returns the arguments.
-func parseAround(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, exitError(2)
-		}
-		if fs.NArg() == 0 {
-			return rest, nil
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }

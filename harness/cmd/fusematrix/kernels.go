@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -40,67 +39,46 @@ built-in one: its matrices and named kernels replace those of the same name.
 `
 
 func kernelsCmd(args []string) error {
-	if len(args) == 0 {
-		return cmdError{code: 2, err: errors.New("which one? list, fetch, prune, matrices or build"), more: "\n" + kernelsUsage + docLine("kernels") + "\n"}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	switch args[0] {
-	case "list", "ls":
-		return kernelsList(ctx, args[1:], os.Stdout)
-	case "fetch":
-		return kernelsFetch(ctx, args[1:], os.Stdout)
-	case "prune":
-		return kernelsPrune(ctx, args[1:], os.Stdout)
-	case "matrices":
-		return kernelsMatrices(args[1:], os.Stdout)
-	case "build":
-		return kernelsBuild(ctx, args[1:], os.Stdout)
-	case "-h", "-help", "--help", "help":
-		fmt.Print(kernelsUsage)
-		fmt.Println(docLine("kernels"))
-		return nil
+	err := errors.New("which one? list, fetch, prune, matrices or build")
+	if len(args) > 0 {
+		switch args[0] {
+		case "list", "ls":
+			return kernelsList(ctx, args[1:], os.Stdout)
+		case "fetch":
+			return kernelsFetch(ctx, args[1:], os.Stdout)
+		case "prune":
+			return kernelsPrune(ctx, args[1:], os.Stdout)
+		case "matrices":
+			return kernelsMatrices(args[1:], os.Stdout)
+		case "build":
+			return kernelsBuild(ctx, args[1:], os.Stdout)
+		case "-h", "-help", "--help", "help":
+			fmt.Print(kernelsUsage)
+			fmt.Println(docLine("kernels"))
+			return nil
+		}
+		err = fmt.Errorf("unknown command %q", args[0])
 	}
-	return cmdError{code: 2, err: fmt.Errorf("unknown command %q", args[0]), more: "\n" + kernelsUsage + docLine("kernels") + "\n"}
-}
-
-// kernelArgs parses the flags list and fetch share and returns the
-// selectors they name, from a matrix or the arguments, and where they
-// come from (cli.Kernels.Select).
-func kernelArgs(cmd string, args []string, extra ...func(*flag.FlagSet)) ([]string, kernels.Options, string, error) {
-	fs := newFlagSet(cmd, "")
-	matrix := cli.MatrixFlags(fs)
-	var o kernels.Options
-	quiet := cli.SourceFlags(fs, &o)
-	for _, f := range extra {
-		f(fs)
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, o, "", exitError(2)
-	}
-	names, source, err := matrix.Select(fs.Args(), &o)
-	if err != nil {
-		return nil, o, "", err
-	}
-	o.Logf = cli.Progress(*quiet)
-	return names, o, source, nil
+	return cli.Error{Code: 2, Err: err, More: "\n" + kernelsUsage + docLine("kernels") + "\n"}
 }
 
 func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 	var history bool
 	var format string
-	names, o, source, err := kernelArgs("kernels list", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&history, "history", false, "list every packaged build of the kernel's series, or from the first kernel to the second, in version order")
-		fs.StringVar(&format, "format", "table", "output: table, or json (one object per kernel with its cache_key, for CI job matrices)")
-	})
+	fs := newFlagSet("kernels list", "")
+	fs.BoolVar(&history, "history", false, "list every packaged build of the kernel's series, or from the first kernel to the second, in version order")
+	fs.StringVar(&format, "format", "table", "output: table, or json (one object per kernel with its cache_key, for CI job matrices)")
+	names, o, source, err := cli.SelectKernels(fs, args)
 	if err != nil {
 		return err
 	}
 	switch {
 	case format != "table" && format != "json":
-		return usagef("-format %q: want table or json", format)
+		return cli.Usagef("-format %q: want table or json", format)
 	case history && format != "table":
-		return usagef("-history prints a table only")
+		return cli.Usagef("-history prints a table only")
 	case history:
 		return kernelsHistory(ctx, names, source, o, out)
 	case format == "json":
@@ -114,28 +92,23 @@ func kernelsList(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if errs != nil {
-		return exitError(1)
+		return cli.Status(1)
 	}
 	return nil
 }
 
 // kernelsListJSON writes the kernels as a kernels.List, or, when any of
-// them does not resolve, nothing on out and every error on stderr: a CI
-// job fanning out over a list with a hole would pass without testing the
-// missing kernel.
+// them does not resolve, nothing on out and every error on stderr.
 func kernelsListJSON(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
 	l, errs := kernels.ListAll(ctx, source, names, o)
 	if ctx.Err() != nil {
-		return failf(130, "interrupted")
+		return cli.Failf(130, "interrupted")
 	}
-	if errs != nil {
-		return errors.Join(errs...)
-	}
-	return l.WriteJSON(out)
+	return l.WriteJSON(out, errs)
 }
 
 func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
-	names, o, _, err := kernelArgs("kernels fetch", args)
+	names, o, _, err := cli.SelectKernels(newFlagSet("kernels fetch", ""), args)
 	if err != nil {
 		return err
 	}
@@ -147,14 +120,14 @@ func kernelsFetch(ctx context.Context, args []string, out io.Writer) error {
 			fmt.Fprintf(out, "%s: error: %v\n", name, err)
 			errs = append(errs, err)
 			if ctx.Err() != nil {
-				return exitError(130)
+				return cli.Status(130)
 			}
 			continue
 		}
 		fmt.Fprintf(out, "%s: %s, release %s (%.1fs)\n", name, k.Source, k.Release, time.Since(start).Seconds())
 	}
 	if len(errs) > 0 {
-		return exitError(1)
+		return cli.Status(1)
 	}
 	return nil
 }
@@ -167,7 +140,7 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	var catalog string
 	cli.CatalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	c, err := kernels.UserCatalog(catalog)
 	if err != nil {
@@ -175,7 +148,7 @@ func kernelsPrune(ctx context.Context, args []string, out io.Writer) error {
 	}
 	o.Catalog = c
 	if fs.NArg() > 0 {
-		return usagef("takes no kernel names (it keeps every kernel of the catalog)")
+		return cli.Usagef("takes no kernel names (it keeps every kernel of the catalog)")
 	}
 	o.Logf = cli.Progress(*quiet)
 	pruned, err := kernels.Prune(ctx, append(c.Selectors(), c.Kernels()...), *all, o)
@@ -193,27 +166,22 @@ func kernelsMatrices(args []string, out io.Writer) error {
 	var catalog string
 	cli.CatalogFlag(fs, &catalog)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	if fs.NArg() > 0 {
-		return usagef("takes no arguments")
+		return cli.Usagef("takes no arguments")
 	}
 	c, err := kernels.UserCatalog(catalog)
 	if err != nil {
 		return err
 	}
-	return c.WriteSummary(out, func(sec kernels.Section) string {
-		if spec, err := daemonspec.FromSection(sec); err == nil {
-			return spec.Binary
-		}
-		return "(not readable: see -daemon " + sec.Name + ")"
-	})
+	return c.WriteSummary(out, daemonspec.Program)
 }
 
 // kernelsHistory lists the builds a packaged bisection would step through.
 func kernelsHistory(ctx context.Context, names []string, source string, o kernels.Options, out io.Writer) error {
 	if source != "" || len(names) > 2 {
-		return usagef("-history: give one kernel (its series) or two (good and bad)")
+		return cli.Usagef("-history: give one kernel (its series) or two (good and bad)")
 	}
 	to := ""
 	if len(names) == 2 {

@@ -21,17 +21,17 @@ func kernelsBuild(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.Jobs, "j", 0, "make jobs (default: the number of CPUs)")
 	quiet := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	if o.Src == "" || fs.NArg() > 0 {
-		return withUsage(fs, usagef("want -src DIR and no arguments"))
+		return cli.WithUsage(fs, cli.Usagef("want -src DIR and no arguments"))
 	}
 	o.Logf = cli.Progress(*quiet)
 	start := time.Now()
 	k, err := kernels.Build(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
-			return failf(130, "%v", err)
+			return cli.Failf(130, "%v", err)
 		}
 		return err
 	}

@@ -22,18 +22,11 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/fusematrix/fusematrix/harness"
 	"github.com/fusematrix/fusematrix/harness/cli"
@@ -119,26 +112,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "fusematrix: unknown command %q\n\n%s", name, usage)
 		os.Exit(2)
 	}
-	os.Exit(exit(os.Stderr, commandName(os.Args[1:]), cmd(os.Args[2:])))
-}
-
-// exit prints err once, as "fusematrix NAME: …", and returns the status
-// fusematrix ends with: a cmdError's own, an exitError's (its meaning was
-// printed already: a table, a verdict), 1 for any other error.
-func exit(w io.Writer, name string, err error) int {
-	var status exitError
-	var ce cmdError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &status):
-		return int(status)
-	case errors.As(err, &ce):
-		fmt.Fprintf(w, "fusematrix %s: %v\n%s", name, ce.err, ce.more)
-		return ce.code
-	}
-	fmt.Fprintf(w, "fusematrix %s: %v\n", name, err)
-	return 1
+	os.Exit(cli.Exit(os.Stderr, commandName(os.Args[1:]), cmd(os.Args[2:])))
 }
 
 // commandName is the command args (os.Args[1:]) run, with its
@@ -153,67 +127,11 @@ func commandName(args []string) string {
 	return args[0]
 }
 
-// exitError is an exit status whose meaning was already printed (a
-// table, a verdict, a summary): main prints nothing more.
-type exitError int
-
-func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
-
-// cmdError is an error that ends fusematrix with its own status, printed
-// by main once; more follows the message (a usage text).
-type cmdError struct {
-	code int
-	err  error
-	more string
-}
-
-func (e cmdError) Error() string { return e.err.Error() }
-func (e cmdError) Unwrap() error { return e.err }
-
-// usagef is input fusematrix refuses: a flag, an argument, a file no
-// fusematrix wrote as it stands. It exits 2, so that a gate reading the
-// status never takes it for a verdict.
-func usagef(format string, args ...any) error {
-	return cmdError{code: 2, err: fmt.Errorf(format, args...)}
-}
-
-// set says whether the flag name was given (cli.IsSet).
-var set = cli.IsSet
-
-// badInput is err, from reading input, as a usage error.
-func badInput(err error) error { return cmdError{code: 2, err: err} }
-
-// failf ends fusematrix with status code and the message.
-func failf(code int, format string, args ...any) error {
-	return cmdError{code: code, err: fmt.Errorf(format, args...)}
-}
-
 // newFlagSet returns the flag set of the command name ("matrix", "kernels
-// list"), whose -h prints text (a usage line when empty), the flags, and
-// last the page of docs/ that explains the command.
-func newFlagSet(name, text string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() {
-		if text == "" {
-			text = fmt.Sprintf("usage: fusematrix %s [flags] [kernel …]\n\nFlags:\n", name)
-		}
-		fmt.Fprint(fs.Output(), text)
-		fs.PrintDefaults()
-		fmt.Fprintln(fs.Output(), docLine(name))
-	}
-	return fs
-}
-
-// withUsage is err followed by fs's usage.
-func withUsage(fs *flag.FlagSet, err error) error {
-	var b strings.Builder
-	out := fs.Output()
-	fs.SetOutput(&b)
-	fs.Usage()
-	fs.SetOutput(out)
-	ce, _ := err.(cmdError)
-	ce.more = "\n" + b.String()
-	return ce
+// list") whose -h ends with the page of docs/ that explains it
+// (cli.NewFlagSet).
+func newFlagSet(name, text string, hidden ...string) *flag.FlagSet {
+	return cli.NewFlagSet(name, text, docLine(name), hidden...)
 }
 
 // docLine names the page of docs/ that explains the command name.
@@ -226,32 +144,28 @@ func docLine(name string) string {
 	return "\nExplained in " + page + " (fusematrix's source tree)."
 }
 
-// summaryReports are written next to results.json, and with it, by every
-// command that boots (harness.Options.Reports).
-var summaryReports = map[string]func(io.Writer, *results.Run) error{"junit.xml": report.JUnit}
-
 func matrix(args []string) error {
 	fs := newFlagSet("matrix", "")
 	o := harness.Options{}
 	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "matrix"))
 	matrixName := cli.MatrixFlags(fs)
-	daemon := registerDaemonFlags(fs)
+	daemon := cli.DaemonFlags(fs)
 	fs.IntVar(&o.BenchMiB, "bench-mib", 256, "size of the file benchmarks read, in MiB")
 	list := cli.ListFlag(fs)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	var err error
-	if err = daemon.resolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
+	if err = daemon.ResolveInto(fs, &o, matrixName.Catalog, *quiet); err != nil {
 		return err
 	}
 	if *list {
-		return listChecks(o)
+		return cli.ListChecks(os.Stdout, o)
 	}
 	if o.Kernels, _, err = matrixName.Select(fs.Args(), &o.Kernel); err != nil {
 		return err
 	}
-	return boot(o, *quiet, func(run *results.Run) error {
+	return cli.Boot(o, *quiet, func(run *results.Run) error {
 		fmt.Println()
 		// Several daemons: their table instead of their columns.
 		if err := report.TableWith(os.Stdout, run, report.Options{DaemonsApart: len(o.Daemons) > 1}); err != nil {
@@ -264,61 +178,6 @@ func matrix(args []string) error {
 			}
 			fmt.Println()
 		}
-		return writeHTMLReport(o.OutDir, run, os.Stdout)
+		return cli.WriteHTMLReport(o.OutDir, run, os.Stdout)
 	}, os.Stdout)
-}
-
-// listChecks prints the checks o selects, one per line: id, kind and the
-// time the guest gives it.
-func listChecks(o harness.Options) error {
-	checks, err := o.Checks()
-	if err != nil {
-		return usagef("%v", err)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	for _, c := range checks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.ID, c.Kind, c.Timeout)
-	}
-	return tw.Flush()
-}
-
-// boot runs the kernels o names, shows the run with show, and says where
-// the results are on info. The error is an exitError when the run ended
-// but a kernel failed (1) or it was interrupted (130).
-func boot(o harness.Options, quiet bool, show func(*results.Run) error, info io.Writer) error {
-	// A selection that cannot work is a usage error, found before any
-	// kernel is fetched or booted.
-	if _, err := o.Checks(); err != nil {
-		return usagef("%v", err)
-	}
-	if err := o.Params.Check(); err != nil {
-		return usagef("%v", err)
-	}
-	if err := o.DefaultSource(); err != nil {
-		return err
-	}
-	o.Reports = summaryReports
-	o.Logf = cli.Progress(quiet)
-	start := time.Now()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	run, err := harness.Run(ctx, o)
-	if run != nil {
-		if serr := show(run); serr != nil {
-			err = errors.Join(err, serr)
-		}
-		fmt.Fprintf(info, "\nresults: %s  (%.1fs)\n", filepath.Join(o.OutDir, "results.json"), time.Since(start).Seconds())
-	}
-	if err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
-		return failf(130, "interrupted; partial results written")
-	}
-	for _, k := range run.Kernels {
-		if !k.OK() {
-			return exitError(1)
-		}
-	}
-	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -13,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/fusematrix/fusematrix/harness"
-	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/results"
 	"github.com/fusematrix/fusematrix/results/contract"
 	"gotest.tools/v3/assert"
@@ -325,17 +322,7 @@ func TestCatalogOverride(t *testing.T) {
 // Every command that fetches kernels takes -insecure-unsigned, and only
 // that flag turns off the need for a keyring.
 func TestInsecureUnsignedFlag(t *testing.T) {
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	var o harness.Options
-	cli.BootFlags(fs, &o, "out")
-	assert.NilError(t, fs.Parse(nil))
-	assert.Check(t, !o.Kernel.InsecureUnsigned)
-	assert.NilError(t, fs.Parse([]string{"-insecure-unsigned"}))
-	assert.Check(t, o.Kernel.InsecureUnsigned)
-
-	_, ko, _, err := kernelArgs("kernels list", []string{"-insecure-unsigned", "debian:6.1"})
-	assert.NilError(t, err)
-	assert.Check(t, ko.InsecureUnsigned)
+	// The flags themselves: cli TestInsecureUnsignedFlag.
 
 	// A keyring that is named but missing stops kernels fetch, flag or
 	// not, before any network access.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/fusematrix/fusematrix/harness/cli"
 	"github.com/fusematrix/fusematrix/harness/merge"
 	"github.com/fusematrix/fusematrix/results"
 )
@@ -32,21 +33,21 @@ Flags:
 func mergeCmd(args []string) error {
 	fs := newFlagSet("merge", mergeUsage)
 	out := fs.String("out", "out/merged", "write the merged run into this `folder`")
-	paths, err := parseAround(fs, args)
+	paths, err := cli.ParseAround(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(paths) == 0 {
-		return withUsage(fs, usagef("no runs given"))
+		return cli.WithUsage(fs, cli.Usagef("no runs given"))
 	}
 	// A merge stopped half way must not leave its staging folder behind.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := mergeRuns(ctx, *out, paths, os.Stdout); err != nil {
 		if ctx.Err() != nil {
-			return failf(130, "interrupted; nothing written")
+			return cli.Failf(130, "interrupted; nothing written")
 		}
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	return nil
 }

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"syscall"
 
 	"github.com/fusematrix/fusematrix/harness"
@@ -30,43 +28,30 @@ Flags:
 
 // shellCmd is fusematrix shell.
 func shellCmd(args []string) error {
-	fs := flag.NewFlagSet("shell", flag.ContinueOnError)
 	// Boot flags that mean nothing to a shell: refused, and not listed.
 	refused := []string{"run", "scenario", "count", "j"}
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), shellUsage)
-		shown := flag.NewFlagSet("shell", flag.ContinueOnError)
-		shown.SetOutput(fs.Output())
-		fs.VisitAll(func(f *flag.Flag) {
-			if !slices.Contains(refused, f.Name) {
-				shown.Var(f.Value, f.Name, f.Usage)
-				shown.Lookup(f.Name).DefValue = f.DefValue
-			}
-		})
-		shown.PrintDefaults()
-		fmt.Fprintln(fs.Output(), docLine("shell"))
-	}
+	fs := newFlagSet("shell", shellUsage, refused...)
 	o := harness.Options{}
 	quiet := cli.BootFlags(fs, &o, filepath.Join("out", "shell"))
 	catalog := ""
 	cli.CatalogFlag(fs, &catalog)
-	daemon := registerDaemonFlags(fs)
+	daemon := cli.DaemonFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return cli.Status(2)
 	}
 	var err error
-	if len(daemon.paths) > 1 || slices.Contains(daemon.paths, clientsWord) {
-		return usagef("a shell mounts one daemon: give -daemon once, naming one")
+	if daemon.Several() {
+		return cli.Usagef("a shell mounts one daemon: give -daemon once, naming one")
 	}
-	if err = daemon.resolveInto(fs, &o, catalog, *quiet); err != nil {
+	if err = daemon.ResolveInto(fs, &o, catalog, *quiet); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return withUsage(fs, usagef("want one kernel; got %d", fs.NArg()))
+		return cli.WithUsage(fs, cli.Usagef("want one kernel; got %d", fs.NArg()))
 	}
 	for _, f := range refused {
-		if set(fs, f) {
-			return usagef("-%s has no effect on a shell; run checks in the guest with fusematrix-agent run", f)
+		if cli.IsSet(fs, f) {
+			return cli.Usagef("-%s has no effect on a shell; run checks in the guest with fusematrix-agent run", f)
 		}
 	}
 	names, _, err := (&cli.Kernels{Catalog: catalog}).Select(fs.Args(), &o.Kernel)
@@ -92,7 +77,7 @@ func shellCmd(args []string) error {
 	switch {
 	case ctx.Err() != nil:
 		fmt.Fprintln(os.Stderr, "\nfusematrix shell: stopped; QEMU is gone")
-		return exitError(130)
+		return cli.Status(130)
 	case err != nil:
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -21,8 +21,9 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 )
 
-// daemonFlags are the flags that put users' daemons under test.
-type daemonFlags struct {
+// Daemons are the flags that put users' daemons under test: -daemon,
+// repeatable, and the -daemon-* flags that describe one daemon.
+type Daemons struct {
 	paths       []string
 	args, name  string
 	bin         string
@@ -32,8 +33,10 @@ type daemonFlags struct {
 	wait        time.Duration
 }
 
-func registerDaemonFlags(fs *flag.FlagSet) *daemonFlags {
-	d := &daemonFlags{}
+// DaemonFlags registers -daemon and the -daemon-* flags; what -daemon
+// says of the daemon depends on the command (fs's name).
+func DaemonFlags(fs *flag.FlagSet) *Daemons {
+	d := &Daemons{}
 	what := "the guests also run the checks against it, under daemon/NAME/…"
 	switch fs.Name() {
 	case "bench":
@@ -73,10 +76,10 @@ const clientsWord = kernels.AllDaemons
 // none when -daemon was not given; -daemon clients is every daemon of the
 // catalog. The -daemon-* flags describe one daemon, so with several they
 // are an error.
-func (d *daemonFlags) daemons(ctx context.Context, fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) ([]*harness.Daemon, error) {
+func (d *Daemons) daemons(ctx context.Context, fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) ([]*harness.Daemon, error) {
 	if len(d.paths) == 0 {
 		for _, f := range daemonDetailFlags {
-			if set(fs, f) {
+			if IsSet(fs, f) {
 				return nil, fmt.Errorf("-%s without -daemon", f)
 			}
 		}
@@ -88,7 +91,7 @@ func (d *daemonFlags) daemons(ctx context.Context, fs *flag.FlagSet, catalog str
 	}
 	if len(paths) > 1 {
 		for _, f := range daemonDetailFlags {
-			if set(fs, f) {
+			if IsSet(fs, f) {
 				return nil, fmt.Errorf("-%s describes one daemon, and -daemon names %d: describe each in a file or a [daemon NAME] section instead", f, len(paths))
 			}
 		}
@@ -148,19 +151,19 @@ var daemonDetailFlags = []string{"daemon-args", "daemon-name", "daemon-passthrou
 // say from where), so that an unknown package, a closure that cannot be
 // satisfied or a package without a FUSE program is an error before any
 // boot (a *debdaemon.InputError; a mirror out of reach is not one).
-func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, path, catalog string, kopts kernels.Options, quiet bool) (*harness.Daemon, error) {
+func (d *Daemons) daemon(ctx context.Context, fs *flag.FlagSet, path, catalog string, kopts kernels.Options, quiet bool) (*harness.Daemon, error) {
 	spec, err := daemonspec.Read(path, catalog)
 	if err != nil {
 		return nil, fmt.Errorf("-daemon %s: %w", path, err)
 	}
 	ref, isDebian := strings.CutPrefix(spec.Binary, debdaemon.Prefix)
-	if set(fs, "daemon-bin") {
+	if IsSet(fs, "daemon-bin") {
 		spec.Program = d.bin
 	}
 	if spec.Program != "" && !isDebian {
 		return nil, fmt.Errorf("-daemon-bin (or program =) names a program in a Debian package's root: -daemon %s is no debian:PACKAGE", path)
 	}
-	if spec.Name == "" || set(fs, "daemon-name") {
+	if spec.Name == "" || IsSet(fs, "daemon-name") {
 		spec.Name = d.name
 	}
 	if spec.Name == "" {
@@ -172,7 +175,7 @@ func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, path, catalo
 		}
 	}
 	argsFrom := "-daemon-args"
-	if spec.Args == nil || set(fs, "daemon-args") {
+	if spec.Args == nil || IsSet(fs, "daemon-args") {
 		if spec.Args, err = daemonspec.SplitArgs(d.args); err != nil {
 			return nil, fmt.Errorf("-daemon-args: %w", err)
 		}
@@ -183,16 +186,16 @@ func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, path, catalo
 		return nil, fmt.Errorf("%s: %w", argsFrom, err)
 	}
 	claim := d.passthrough
-	if spec.Passthrough != nil && !set(fs, "daemon-passthrough") {
+	if spec.Passthrough != nil && !IsSet(fs, "daemon-passthrough") {
 		claim = *spec.Passthrough
 	}
 	uring := d.uring
-	if spec.URing != nil && !set(fs, "daemon-uring") {
+	if spec.URing != nil && !IsSet(fs, "daemon-uring") {
 		uring = *spec.URing
 	}
 	spec.URing = &uring
 	wait := d.wait
-	if spec.Wait > 0 && !set(fs, "daemon-wait") {
+	if spec.Wait > 0 && !IsSet(fs, "daemon-wait") {
 		wait = spec.Wait
 	}
 	if wait <= 0 {
@@ -224,38 +227,34 @@ func (d *daemonFlags) daemon(ctx context.Context, fs *flag.FlagSet, path, catalo
 	return out, err
 }
 
-// resolveDaemons is daemons for a command: interruptible (a Debian
-// package's download can take a while), its error exit 2 for the input
-// (a daemon named cannot run, or is no package the archive has) and 1
-// when the Debian mirror could not be reached, which says nothing of the
-// input.
-func (d *daemonFlags) resolveDaemons(fs *flag.FlagSet, catalog string, kopts kernels.Options, quiet bool) ([]*harness.Daemon, error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	out, err := d.daemons(ctx, fs, catalog, kopts, quiet)
-	if err != nil {
-		var in *debdaemon.InputError
-		if !errors.As(err, &in) && debian.IsNetworkError(err) {
-			return nil, failf(1, "%v", err)
-		}
-		return nil, usagef("%v", err)
-	}
-	return out, nil
-}
-
 // extraDaemonTime is what a guest's -timeout grows by, unless given, for
 // each daemon after the first: each mounts and is checked in turn.
 const extraDaemonTime = 3 * time.Minute
 
-// resolveInto puts the daemons the flags name into o, and gives each
-// after the first more time unless -timeout was given.
-func (d *daemonFlags) resolveInto(fs *flag.FlagSet, o *harness.Options, catalog string, quiet bool) error {
-	ds, err := d.resolveDaemons(fs, catalog, o.Kernel, quiet)
+// Several says whether -daemon names more than one daemon, or clients.
+func (d *Daemons) Several() bool {
+	return len(d.paths) > 1 || slices.Contains(d.paths, clientsWord)
+}
+
+// ResolveInto puts the daemons the flags name into o, and gives each
+// after the first more time unless -timeout was given. It can be
+// interrupted (a Debian package's download can take a while); its error
+// is exit 2 for the input (a daemon named cannot run, or is no package
+// the archive has) and 1 when the Debian mirror could not be reached,
+// which says nothing of the input.
+func (d *Daemons) ResolveInto(fs *flag.FlagSet, o *harness.Options, catalog string, quiet bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ds, err := d.daemons(ctx, fs, catalog, o.Kernel, quiet)
 	if err != nil {
-		return err
+		var in *debdaemon.InputError
+		if !errors.As(err, &in) && debian.IsNetworkError(err) {
+			return Failf(1, "%v", err)
+		}
+		return Usagef("%v", err)
 	}
 	o.Daemons = ds
-	if len(ds) > 1 && !set(fs, "timeout") {
+	if len(ds) > 1 && !IsSet(fs, "timeout") {
 		o.Timeout += time.Duration(len(ds)-1) * extraDaemonTime
 	}
 	return nil
