@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
@@ -174,4 +177,53 @@ func TestRequestModeRetried(t *testing.T) {
 	_, err = runModeBounded(context.Background(), env, "classic", "", map[string]string{})
 	assert.Check(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
 	assert.Check(t, is.Len(dirs, 2), "run twice at most")
+}
+
+// The report a mode that ran out of time carries names what its mount
+// waited for: nothing on a quiet mount, and a GETXATTR the server holds
+// (wire.HoldXattr, never interrupted here) by opcode, unique and node,
+// with the kernel's count of waiting requests.
+func TestWedgeReport(t *testing.T) {
+	scentest.NeedMount(t)
+	for _, tc := range []struct {
+		name string
+		hold bool
+		want []string
+	}{
+		{name: "quiet", want: []string{"no request read and left unanswered"}},
+		{name: "held", hold: true, want: []string{"unanswered: GETXATTR (unique ", ", node ", " before", "; the kernel counted "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			backing, mnt := filepath.Join(dir, "backing"), filepath.Join(dir, "mnt")
+			for _, d := range []string{backing, mnt} {
+				assert.NilError(t, os.Mkdir(d, 0o755))
+			}
+			assert.NilError(t, os.WriteFile(filepath.Join(backing, reqFile), nil, 0o644))
+			rec := &wire.Recorder{}
+			m, err := loopback.Mount(context.Background(), mnt, backing, wire.Options{Record: rec, Logf: t.Logf})
+			assert.NilError(t, err)
+			defer func() { assert.Check(t, m.Unmount()) }()
+			rm := &reqMount{m: m, rec: rec}
+			assert.NilError(t, rm.settle(context.Background(), 0))
+			done := make(chan struct{})
+			if tc.hold {
+				mark := rec.Len()
+				go func() {
+					defer close(done)
+					_, _ = unix.Getxattr(rm.path(reqFile), wire.HoldXattr, make([]byte, 64))
+				}()
+				for deadline := time.Now().Add(reqSettle); count(rec.Since(mark), opGetxattr) == 0 && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+			} else {
+				close(done)
+			}
+			report := wedgeReport(m, mnt)
+			for _, w := range tc.want {
+				assert.Check(t, is.Contains(report, w))
+			}
+			<-done
+		})
+	}
 }
