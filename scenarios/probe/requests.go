@@ -132,6 +132,12 @@ func runModeBounded(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 		ph, err := runMode(actx, &e, mode, dropCaches, got)
 		timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
 		cancel()
+		if timedOut && err == nil {
+			// A step that notes a failure rather than failing (interrupt,
+			// notify, forget) ran on an aborted mount: its facts are not
+			// the kernel's.
+			err = fmt.Errorf("%s: %w", mode, context.DeadlineExceeded)
+		}
 		if err != nil && timedOut && ctx.Err() == nil && attempt == 1 {
 			notes = append(notes, fmt.Sprintf("%s: abandoned after %s (%v); run again on a fresh mount", mode, reqModeLimit, err))
 			continue
@@ -185,9 +191,10 @@ func runRequestMode(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 	defer func() {
 		if !stop() {
 			<-reported
-			if err != nil {
-				err = fmt.Errorf("%w (when the time ran out: %s)", err, wedged)
+			if err == nil {
+				err = fmt.Errorf("%s: %w", mode, ctx.Err())
 			}
+			err = fmt.Errorf("%w (when the time ran out: %s)", err, wedged)
 		}
 		if uerr := m.Unmount(); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("%s: %w", mode, uerr))

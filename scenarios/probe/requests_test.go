@@ -179,6 +179,43 @@ func TestRequestModeRetried(t *testing.T) {
 	assert.Check(t, is.Len(dirs, 2), "run twice at most")
 }
 
+// A mode that comes back after its limit is abandoned whether it failed
+// or only noted what its last steps could not do: its mount was aborted
+// under them, so its facts are not the kernel's.
+func TestRequestModeOutOfTime(t *testing.T) {
+	limit, run := reqModeLimit, runMode
+	t.Cleanup(func() { reqModeLimit, runMode = limit, run })
+	reqModeLimit = 50 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		err  error // what the first attempt returns after its limit
+	}{
+		{name: "failed", err: errors.New("write: software caused connection abort")},
+		{name: "only noted", err: nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			attempts := 0
+			runMode = func(ctx context.Context, env *scenarios.Env, mode, _ string, facts map[string]string) ([]string, error) {
+				attempts++
+				if attempts == 1 {
+					<-ctx.Done()
+					facts["forget_nodes"] = "0"
+					return []string{"forget: " + ctx.Err().Error()}, tc.err
+				}
+				facts["forget_nodes"] = "12"
+				return nil, nil
+			}
+			facts := map[string]string{}
+			notes, err := runModeBounded(context.Background(), scentest.Env(t), "classic", "", facts)
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(attempts, 2))
+			assert.Check(t, is.DeepEqual(facts, map[string]string{"forget_nodes": "12"}))
+			assert.Assert(t, is.Len(notes, 1))
+			assert.Check(t, is.Contains(notes[0], "classic: abandoned after 50ms"))
+		})
+	}
+}
+
 // The report a mode that ran out of time carries names what its mount
 // waited for: nothing on a quiet mount, and a GETXATTR the server holds
 // (wire.HoldXattr, never interrupted here) by opcode, unique and node,
