@@ -112,8 +112,9 @@ func requestsWith(ctx context.Context, env *scenarios.Env, dropCaches string) re
 // reqModeLimit bounds one mode's mount and phases, a few seconds under
 // TCG: a mode that outlasts it has a request its server never answered
 // (a hang of fusematrix's own recording loop, seen once in a CI run on a
-// loaded machine, not a fact of the kernel), which aborting the mount
-// ends.
+// loaded machine, not a fact of the kernel, its cause not known), or ran
+// that slowly; its error says which requests were left unanswered
+// (wedgeReport). Aborting the mount ends it.
 var reqModeLimit = 15 * time.Second
 
 // runModeBounded is runRequestMode within reqModeLimit, run once more on a
@@ -131,8 +132,14 @@ func runModeBounded(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 		ph, err := runMode(actx, &e, mode, dropCaches, got)
 		timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
 		cancel()
+		if timedOut && err == nil {
+			// A step that notes a failure rather than failing (interrupt,
+			// notify, forget) ran on an aborted mount: its facts are not
+			// the kernel's.
+			err = fmt.Errorf("%s: %w", mode, context.DeadlineExceeded)
+		}
 		if err != nil && timedOut && ctx.Err() == nil && attempt == 1 {
-			notes = append(notes, fmt.Sprintf("%s: abandoned after %s, a request unanswered (%v); run again on a fresh mount", mode, reqModeLimit, err))
+			notes = append(notes, fmt.Sprintf("%s: abandoned after %s (%v); run again on a fresh mount", mode, reqModeLimit, err))
 			continue
 		}
 		notes = append(notes, ph...)
@@ -168,15 +175,27 @@ func runRequestMode(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 		return nil, fmt.Errorf("%s: mount: %w", mode, err)
 	}
 	rm := &reqMount{m: m, rec: rec}
-	// A request the kernel never answers would hold the probe past its
-	// time: aborting the connection fails every waiting call.
+	// A request the server never answers would hold the probe past its
+	// time: aborting the connection fails every waiting call. What the
+	// mount waited for then is said in the error, taken before the
+	// abort, which ends every request.
+	var wedged string
+	reported := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(reported)
+		wedged = wedgeReport(m, mnt)
 		if conn, err := wire.Connection(mnt); err == nil {
 			_ = wire.AbortConnection(conn)
 		}
 	})
 	defer func() {
-		stop()
+		if !stop() {
+			<-reported
+			if err == nil {
+				err = fmt.Errorf("%s: %w", mode, ctx.Err())
+			}
+			err = fmt.Errorf("%w (when the time ran out: %s)", err, wedged)
+		}
 		if uerr := m.Unmount(); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("%s: %w", mode, uerr))
 		}
@@ -254,6 +273,32 @@ func runRequestMode(ctx context.Context, env *scenarios.Env, mode, dropCaches st
 	facts[string(contract.FactForgetNodes)] = fmt.Sprint(nodes)
 	facts[string(contract.FactForgetBatched)] = batched
 	return notes, nil
+}
+
+// wedgeReport says what the mount at mnt was waiting for: the requests
+// its loop read and never answered, each with its opcode, unique and how
+// long ago it was read, and how many requests the kernel counted as
+// waiting on the connection (fusectl's waiting), which also counts those
+// the loop never read.
+func wedgeReport(m *wire.Mount, mnt string) string {
+	var parts []string
+	for _, q := range m.Unanswered() {
+		p := fmt.Sprintf("%s (unique %d, node %d) read %s before", wire.OpcodeName(q.Op), q.Unique, q.Node, q.Wait.Round(time.Millisecond))
+		if q.Err != "" {
+			p += ", not answered: " + q.Err
+		}
+		parts = append(parts, p)
+	}
+	report := "no request read and left unanswered"
+	if len(parts) > 0 {
+		report = "unanswered: " + strings.Join(parts, "; ")
+	}
+	if conn, err := wire.Connection(mnt); err == nil {
+		if b, err := os.ReadFile(filepath.Join(wire.FusectlDir, conn, "waiting")); err == nil {
+			report += fmt.Sprintf("; the kernel counted %s waiting", strings.TrimSpace(string(b)))
+		}
+	}
+	return report
 }
 
 // Workload file names, in the backing directory of every mode.

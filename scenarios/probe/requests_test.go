@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/fusematrix/fusematrix/results/contract"
 	"github.com/fusematrix/fusematrix/scenarios"
 	"github.com/fusematrix/fusematrix/scenarios/internal/scentest"
+	"github.com/fusematrix/fusematrix/scenarios/server/loopback"
 	"github.com/fusematrix/fusematrix/scenarios/server/wire"
 )
 
@@ -174,4 +177,90 @@ func TestRequestModeRetried(t *testing.T) {
 	_, err = runModeBounded(context.Background(), env, "classic", "", map[string]string{})
 	assert.Check(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
 	assert.Check(t, is.Len(dirs, 2), "run twice at most")
+}
+
+// A mode that comes back after its limit is abandoned whether it failed
+// or only noted what its last steps could not do: its mount was aborted
+// under them, so its facts are not the kernel's.
+func TestRequestModeOutOfTime(t *testing.T) {
+	limit, run := reqModeLimit, runMode
+	t.Cleanup(func() { reqModeLimit, runMode = limit, run })
+	reqModeLimit = 50 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		err  error // what the first attempt returns after its limit
+	}{
+		{name: "failed", err: errors.New("write: software caused connection abort")},
+		{name: "only noted", err: nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			attempts := 0
+			runMode = func(ctx context.Context, env *scenarios.Env, mode, _ string, facts map[string]string) ([]string, error) {
+				attempts++
+				if attempts == 1 {
+					<-ctx.Done()
+					facts["forget_nodes"] = "0"
+					return []string{"forget: " + ctx.Err().Error()}, tc.err
+				}
+				facts["forget_nodes"] = "12"
+				return nil, nil
+			}
+			facts := map[string]string{}
+			notes, err := runModeBounded(context.Background(), scentest.Env(t), "classic", "", facts)
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(attempts, 2))
+			assert.Check(t, is.DeepEqual(facts, map[string]string{"forget_nodes": "12"}))
+			assert.Assert(t, is.Len(notes, 1))
+			assert.Check(t, is.Contains(notes[0], "classic: abandoned after 50ms"))
+		})
+	}
+}
+
+// The report a mode that ran out of time carries names what its mount
+// waited for: nothing on a quiet mount, and a GETXATTR the server holds
+// (wire.HoldXattr, never interrupted here) by opcode, unique and node,
+// with the kernel's count of waiting requests.
+func TestWedgeReport(t *testing.T) {
+	scentest.NeedMount(t)
+	for _, tc := range []struct {
+		name string
+		hold bool
+		want []string
+	}{
+		{name: "quiet", want: []string{"no request read and left unanswered"}},
+		{name: "held", hold: true, want: []string{"unanswered: GETXATTR (unique ", ", node ", " before", "; the kernel counted "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			backing, mnt := filepath.Join(dir, "backing"), filepath.Join(dir, "mnt")
+			for _, d := range []string{backing, mnt} {
+				assert.NilError(t, os.Mkdir(d, 0o755))
+			}
+			assert.NilError(t, os.WriteFile(filepath.Join(backing, reqFile), nil, 0o644))
+			rec := &wire.Recorder{}
+			m, err := loopback.Mount(context.Background(), mnt, backing, wire.Options{Record: rec, Logf: t.Logf})
+			assert.NilError(t, err)
+			defer func() { assert.Check(t, m.Unmount()) }()
+			rm := &reqMount{m: m, rec: rec}
+			assert.NilError(t, rm.settle(context.Background(), 0))
+			done := make(chan struct{})
+			if tc.hold {
+				mark := rec.Len()
+				go func() {
+					defer close(done)
+					_, _ = unix.Getxattr(rm.path(reqFile), wire.HoldXattr, make([]byte, 64))
+				}()
+				for deadline := time.Now().Add(reqSettle); count(rec.Since(mark), opGetxattr) == 0 && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+			} else {
+				close(done)
+			}
+			report := wedgeReport(m, mnt)
+			for _, w := range tc.want {
+				assert.Check(t, is.Contains(report, w))
+			}
+			<-done
+		})
+	}
 }

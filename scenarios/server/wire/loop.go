@@ -59,6 +59,10 @@ type devLoop struct {
 	concurrent bool
 	// initOut is the server's reply to INIT.
 	initOut fuse.InitOut
+	// unanswered holds, with concurrent, the requests read and not yet
+	// answered: what a caller that waited too long asks about
+	// (Mount.Unanswered).
+	unanswered pendingSet
 }
 
 // loopBuffer holds the largest request: a WRITE of MaxWrite bytes behind
@@ -200,10 +204,13 @@ func (l *devLoop) serveOne(in, out []byte, init bool) error {
 	}
 	if !init && l.concurrent {
 		req := append([]byte(nil), in[:n]...)
+		mark := l.unanswered.add(&h)
 		go func() {
-			if err := l.handle(&h, req, make([]byte, loopBuffer)); err != nil {
+			err := l.handle(&h, req, make([]byte, loopBuffer))
+			if err != nil {
 				l.logf("%v", err)
 			}
+			l.unanswered.done(mark, err)
 		}()
 		return nil
 	}

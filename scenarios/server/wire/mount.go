@@ -154,6 +154,17 @@ func (m *Mount) InitReply() *fuse.InitOut {
 	return &m.loop.initOut
 }
 
+// Unanswered returns the requests the mount's loop read from /dev/fuse
+// and has not answered, oldest first: for a mount that records
+// (Options.Record), what a caller that waited too long reports. Nil for
+// other mounts.
+func (m *Mount) Unanswered() []Unanswered {
+	if m.loop == nil || !m.loop.concurrent {
+		return nil
+	}
+	return m.loop.unanswered.list()
+}
+
 // RetrieveCache asks the kernel, with FUSE_NOTIFY_RETRIEVE, for up to
 // size bytes of what it caches of node from offset. The kernel answers
 // with a NOTIFY_REPLY request, which a Recorder sees and go-fuse drops.

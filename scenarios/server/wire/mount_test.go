@@ -264,3 +264,49 @@ func TestNoopURing(t *testing.T) {
 	assert.NilError(t, f.Close())
 	assert.Check(t, m.Observer.Stats().Writes >= 8, "%v", m.Observer.Requests())
 }
+
+// TestUnanswered lists, on a recording mount, the requests its loop read
+// and has not answered: among them a GETXATTR of wire.HoldXattr, which
+// the mount holds until interrupted (here it is not, and the hold runs
+// out), until the hold's answer is written.
+func TestUnanswered(t *testing.T) {
+	servertest.NeedMount(t)
+	mnt := t.TempDir()
+	m, err := wire.Noop(context.Background(), mnt, 1, wire.Options{Record: &wire.Recorder{}})
+	assert.NilError(t, err)
+	servertest.UnmountAtEnd(t, m)
+	// Others (the lookup, a RELEASE of the mount's first open) may be in
+	// flight beside it.
+	getxattrs := func() []wire.Unanswered {
+		var out []wire.Unanswered
+		for _, q := range m.Unanswered() {
+			if wire.OpcodeName(q.Op) == "GETXATTR" {
+				out = append(out, q)
+			}
+		}
+		return out
+	}
+	// until polls f until it says yes or a generous limit passes: the
+	// loop notes an answer once its write returned, which may be after
+	// the caller woke.
+	until := func(f func() bool) {
+		for deadline := time.Now().Add(30 * time.Second); !f() && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := unix.Getxattr(filepath.Join(mnt, wire.NoopName), wire.HoldXattr, make([]byte, 64))
+		done <- err
+	}()
+	var held []wire.Unanswered
+	until(func() bool { held = getxattrs(); return len(held) > 0 })
+	assert.Assert(t, is.Len(held, 1), "the held GETXATTR is not listed")
+	assert.Check(t, held[0].Unique != 0)
+	assert.Check(t, held[0].Node != 0)
+	assert.Check(t, is.Equal(held[0].Err, ""))
+	assert.Check(t, is.ErrorIs(<-done, unix.ETIMEDOUT), "the hold's own answer")
+	until(func() bool { return len(getxattrs()) == 0 })
+	assert.Check(t, is.Len(getxattrs(), 0))
+}
