@@ -310,3 +310,50 @@ func TestUnanswered(t *testing.T) {
 	until(func() bool { return len(getxattrs()) == 0 })
 	assert.Check(t, is.Len(getxattrs(), 0))
 }
+
+// TestURingMountCancelled gives up mounts over io_uring as their ring
+// is being registered: each returns the context's error, leaves no mount,
+// and by then its ring's goroutine has ended, ring and /dev/fuse
+// descriptor closed (before, the descriptor was closed under it, and its
+// number could name another file by the time it submitted with it).
+func TestURingMountCancelled(t *testing.T) {
+	servertest.NeedURing(t)
+	held := func() (rings, devs int) {
+		entries, err := os.ReadDir("/proc/self/fd")
+		assert.NilError(t, err)
+		for _, e := range entries {
+			switch target, _ := os.Readlink("/proc/self/fd/" + e.Name()); target {
+			case "anon_inode:[io_uring]":
+				rings++
+			case "/dev/fuse":
+				devs++
+			}
+		}
+		return rings, devs
+	}
+	rings0, devs0 := held()
+	cancelled := 0
+	for range 20 {
+		mnt := t.TempDir()
+		// The mount is given up once its first entry is registered, and
+		// registration goes on past that, as on a loaded machine.
+		ctx, cancel := context.WithCancel(context.Background())
+		wire.SlowURingRegister(t, func() { cancel(); time.Sleep(time.Millisecond) })
+		m, err := wire.Noop(ctx, mnt, 1, wire.Options{URing: true})
+		if err == nil {
+			// The ring was ready before the cancel was seen.
+			assert.NilError(t, m.Unmount())
+			continue
+		}
+		cancelled++
+		assert.Check(t, errors.Is(err, context.Canceled), "%v", err)
+		rings, devs := held()
+		assert.Check(t, is.Equal(rings, rings0), "io_uring descriptors open after the failed mount")
+		assert.Check(t, is.Equal(devs, devs0), "/dev/fuse descriptors open after the failed mount")
+		var st unix.Statfs_t
+		assert.NilError(t, unix.Statfs(mnt, &st))
+		assert.Check(t, st.Type != unix.FUSE_SUPER_MAGIC, "%s is still a FUSE mount", mnt)
+	}
+	t.Logf("%d of 20 mounts saw the cancel", cancelled)
+	assert.Check(t, cancelled > 0)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"time"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -22,6 +23,14 @@ var ErrNoURing = errors.New("the kernel did not offer FUSE_OVER_IO_URING")
 // PossibleCPUs lists the CPUs the kernel may ever run; FUSE makes one
 // ring queue for each (num_possible_cpus in fuse_uring_create).
 const PossibleCPUs = "/sys/devices/system/cpu/possible"
+
+// uringRegistered is called after each REGISTER submitted; tests slow
+// the registration down with it.
+var uringRegistered = func() {}
+
+// uringEndWait bounds how long a mount that failed after its ring's
+// goroutine started waits for that goroutine to end.
+const uringEndWait = 5 * time.Second
 
 // uringDepth is how many ring entries each queue gets: one in the
 // server's hands while the kernel fills the other.
@@ -69,9 +78,24 @@ func mountURing(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, o
 	if o, ok := fs.(*Observer); ok {
 		o.uloop.Store(l)
 	}
+	started := false
 	fail := func(err error) (*uringLoop, error) {
 		_ = unix.Unmount(mountpoint, unix.MNT_DETACH)
-		l.finish(nil)
+		if !started {
+			l.finish(nil)
+			return nil, err
+		}
+		// The ring's goroutine submits with the descriptor's number until
+		// it ends, which the detach brings about (the connection ends
+		// and the kernel completes every entry); closing the descriptor
+		// before could hand that number to another file under it. So the
+		// goroutine closes it as it ends, and one that does not end
+		// leaves it open.
+		select {
+		case <-l.done:
+		case <-time.After(uringEndWait):
+			err = fmt.Errorf("%w (the ring's loop had not ended %s after the detach; its /dev/fuse descriptor is left open)", err, uringEndWait)
+		}
 		return nil, err
 	}
 	if err := l.answerInit(); err != nil {
@@ -81,6 +105,7 @@ func mountURing(ctx context.Context, mountpoint string, fs fuse.RawFileSystem, o
 		return fail(ErrNoURing)
 	}
 	ready := make(chan error, 1)
+	started = true
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -150,6 +175,7 @@ func (l *uringLoop) run(queues int, ready chan<- error) error {
 				ready <- err
 				return nil
 			}
+			uringRegistered()
 		}
 	}
 	// A refused REGISTER completes at once; an accepted one waits for a
