@@ -106,7 +106,7 @@ func Parse(text string) (*Predicate, error) {
 	default:
 		i := strings.LastIndexByte(left, '.')
 		if i < 0 {
-			return nil, bad("no check has the id %q (fusematrix kernels checks lists them)", left)
+			return nil, bad("no check has the id %q (fusematrix matrix -list lists them)", left)
 		}
 		// A fact name may hold a dot (param.max_user_bgreq): the id is
 		// the longest known prefix.

@@ -55,7 +55,7 @@ func TestParseErrors(t *testing.T) {
 		{"pt/integrity", "no comparison"},
 		{"=fail", "nothing on one side"},
 		{"pt/integrity=", "nothing on one side"},
-		{"pt/integrty=fail", `no check has the id "pt/integrty"`},
+		{"pt/integrty=fail", `no check has the id "pt/integrty" (fusematrix matrix -list lists them)`},
 		{"pt/integrity=broken", `"broken" is not a status`},
 		{"pt/integrity<fail", "a status compares only with = or !="},
 		{"passthrough-ioctl.o_pth=ok", `passthrough-ioctl reports no fact "o_pth"; it reports negotiated, backing_open`},
