@@ -52,7 +52,7 @@ func TestForDaemon(t *testing.T) {
 		return scenarios.Run(ctx, checks[id], env)
 	}
 	mustPass := []contract.ID{contract.DaemonMounted, contract.DaemonReadAll, contract.DaemonWrite, contract.DaemonUnmount, contract.PtIntegrity, contract.PtSizeAfterWrite, contract.PtMmapShared, contract.PtFsync,
-		contract.PtOpenTwice, contract.PtUnmountOpen, contract.PtAbortOpen, contract.ClassicBasics}
+		contract.PtOpenTwice, contract.PtUnmountOpen, contract.PtAbortOpen, contract.ClassicBasics, contract.ClassicKilled}
 	for _, tc := range []struct {
 		name string
 		spec func(t *testing.T) *contract.DaemonSpec
@@ -104,6 +104,7 @@ func TestForDaemon(t *testing.T) {
 		{loopback.KindDropWrites, contract.PtOpenTwice, false, "after both pairs of opens: backing file: bytes differ"},
 		{loopback.KindDropWrites, contract.DaemonWrite, false, "read back"},
 		{loopback.KindFlipBytes, contract.DaemonWrite, false, "read back"},
+		{loopback.KindFlipBytes, contract.ClassicKilled, false, "read of other before the kill: wrong bytes: bytes differ at offset 0"},
 	} {
 		t.Run(string(tc.kind)+"/"+string(tc.id), func(t *testing.T) {
 			if tc.needPT {

@@ -29,10 +29,16 @@ import (
 // scenario requires that the held read return a clean error, that no
 // later operation on the open files or the mount hang or return wrong
 // bytes, and that the dead mount unmount. What each answered is recorded.
+//
+// A user's daemon cannot be made to hold a request, so against one the
+// check kills every process of it that holds /dev/fuse while a reader
+// reads the file in a loop, its cached pages dropped before each read so
+// that each asks the daemon (killDaemon).
 var classicKilled = scenarios.Scenario{
 	ID:          contract.ClassicKilled,
 	Description: "the server killed (SIGKILL) while it holds a READ, another file open and mapped: the held read ends with a clean error, nothing hangs, no wrong bytes, the dead mount unmounts",
 	Needs:       scenarios.NeedOwnServer,
+	AnyServer:   true,
 	Run:         against(loopback.KindHoldRead, killedWith),
 }
 
@@ -47,7 +53,11 @@ func killedWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) 
 		return scenarios.ErrorResult("%v", err)
 	}
 	t := &teardownRun{rig: r, how: serverKilled, model: model, rng: rng, rfd: -1, mfd: -1}
-	t.killMidRequest(env.URing)
+	if r.foreign != "" {
+		t.killDaemon()
+	} else {
+		t.killMidRequest(env.URing)
+	}
 	return r.result()
 }
 
@@ -132,6 +142,15 @@ func (t *teardownRun) killMidRequest(overRing bool) {
 		t.failf("the held read did not return within %s of the SIGKILL: hang", opLimit)
 		t.hung = append(t.hung, held.done)
 	}
+	t.awaitDeath()
+	if t.afterKill(hfd) {
+		hfd = -1
+	}
+	t.finishKilled(held, hfd)
+}
+
+// awaitDeath waits for the killed server to be gone.
+func (t *teardownRun) awaitDeath() {
 	select {
 	case <-t.proc.Exited():
 		t.facts["server_ended"] = "true"
@@ -139,10 +158,6 @@ func (t *teardownRun) killMidRequest(overRing bool) {
 		t.facts["server_ended"] = "false"
 		t.failf("the server was still running %s after SIGKILL", exitLimit)
 	}
-	if t.afterKill(hfd) {
-		hfd = -1
-	}
-	t.finishKilled(held, hfd)
 }
 
 // openOther opens the other file twice, reads it whole through one and
@@ -155,8 +170,8 @@ func (t *teardownRun) openOther() bool {
 		t.failf("open other: %v", err)
 		return false
 	}
-	if answer, p := t.readAll(t.rfd); p != "" {
-		t.failf("read of other before the kill: %s (%s)", p, answer)
+	if _, p := t.readAll(t.rfd); p != "" {
+		t.failf("read of other before the kill: %s", p)
 	}
 	if t.mfd, err = unix.Open(t.m("other"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		t.mfd = -1
@@ -222,21 +237,24 @@ func (t *teardownRun) afterKill(hfd int) (closedHeld bool) {
 	rfd, mem := t.rfd, t.mem
 	// The other file's pages are cached: its bytes or a clean error.
 	t.op(string(contract.FactPreadOpenFile), func() (string, string) { return t.readAll(rfd) })
-	t.op(string(contract.FactMmapRead), func() (string, string) {
-		if p := compareData(mem, t.model); p != "" {
-			return "wrong bytes", "the mapping: " + p
+	if mem != nil {
+		t.op(string(contract.FactMmapRead), func() (string, string) {
+			if p := compareData(mem, t.model); p != "" {
+				return "wrong bytes", "the mapping: " + p
+			}
+			return "ok", ""
+		})
+		if t.op("munmap", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Munmap(mem))), "" }) {
+			t.mem = nil
 		}
-		return "ok", ""
-	})
-	if t.op("munmap", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Munmap(mem))), "" }) {
-		t.mem = nil
 	}
-	closedHeld = t.op(string(contract.FactCloseHeld), func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(hfd))), "" })
+	if hfd >= 0 {
+		closedHeld = t.op(string(contract.FactCloseHeld), func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(hfd))), "" })
+	}
 	if t.op("close_reader", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(rfd))), "" }) {
 		t.rfd = -1
 	}
-	mfd := t.mfd
-	if t.op("close_mapped", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(mfd))), "" }) {
+	if mfd := t.mfd; mfd >= 0 && t.op("close_mapped", func() (string, string) { return scenarios.ErrnoText(errnoOf(unix.Close(mfd))), "" }) {
 		t.mfd = -1
 	}
 	return closedHeld
@@ -263,7 +281,10 @@ func (t *teardownRun) finishKilled(held *heldRead, hfd int) {
 			unix.Close(fd)
 		}
 	}
-	if t.facts["kill"] != "" {
+	var st unix.Statfs_t
+	if t.facts["kill"] != "" && unix.Statfs(t.mnt, &st) == nil && st.Type != unix.FUSE_SUPER_MAGIC {
+		t.facts[string(contract.FactUmount)] = "not mounted any more"
+	} else if t.facts["kill"] != "" {
 		err := unix.Unmount(t.mnt, 0)
 		t.facts[string(contract.FactUmount)] = scenarios.ErrnoText(errnoOf(err))
 		if err != nil {
@@ -284,4 +305,62 @@ func (t *teardownRun) finishKilled(held *heldRead, hfd int) {
 	case err != nil:
 		t.failf("server: %v", err)
 	}
+	if t.foreign != "" {
+		t.reapLeftovers()
+	}
+}
+
+// killDaemon kills a user's daemon, every process of it that holds
+// /dev/fuse, while a reader reads through its mount, and holds the kernel
+// to what it holds our server to; whether the mount outlived the daemon
+// (it does unless the daemon arranged otherwise, as libfuse's
+// auto_unmount does) is a fact.
+func (t *teardownRun) killDaemon() {
+	conn, err := wire.Connection(t.mnt)
+	if err != nil {
+		t.failf("fusectl connection of %s: %v", t.mnt, err)
+	}
+	t.conn = conn
+	if t.rfd, err = unix.Open(t.m("other"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		t.rfd = -1
+		t.failf("open other: %v", err)
+		t.finishKilled(nil, -1)
+		return
+	}
+	if _, p := t.readAll(t.rfd); p != "" {
+		t.failf("read of other before the kill: %s", p)
+	}
+	rd := startReader(t.rfd, append([]byte(nil), t.model...), true, true)
+	if !rd.waitReads(readsAround, opLimit) {
+		t.failf("the reader did not complete %d reads within %s before the kill", readsAround, opLimit)
+	}
+	pids := []int{t.proc.Pid()}
+	if d, ok := t.proc.(interface{ Pids() []int }); ok {
+		pids = d.Pids()
+	}
+	t.facts["killed"] = fmt.Sprintf("%d processes holding /dev/fuse", len(pids))
+	var errs []string
+	for _, pid := range pids {
+		if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Sprintf("%d: %v", pid, err))
+		}
+	}
+	t.facts["kill"] = "ok"
+	if len(errs) > 0 {
+		t.facts["kill"] = strings.Join(errs, "; ")
+		t.failf("SIGKILL the daemon: %s", t.facts["kill"])
+	}
+	// The reader goes on: its next reads end with a clean error, or
+	// return the right bytes.
+	t.readerAfter(rd, "the kill")
+	t.awaitDeath()
+	var st unix.Statfs_t
+	if err := unix.Statfs(t.mnt, &st); err == nil && st.Type != unix.FUSE_SUPER_MAGIC {
+		// Someone unmounted it as the daemon died (auto_unmount).
+		t.facts["mount_after_kill"] = "gone"
+	} else {
+		t.facts["mount_after_kill"] = "left"
+		t.afterKill(-1)
+	}
+	t.finishKilled(nil, -1)
 }

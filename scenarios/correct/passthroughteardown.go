@@ -136,7 +136,7 @@ func (t *teardownRun) run() {
 		t.failf("mmap: %v", err)
 	}
 	// The reader keeps a copy: the model changes with the writes below.
-	rd := startReader(t.rfd, append([]byte(nil), t.model...), t.foreign != "")
+	rd := startReader(t.rfd, append([]byte(nil), t.model...), t.foreign != "", false)
 	if !rd.waitReads(readsAround, opLimit) {
 		t.failf("the reader did not complete %d reads within %s before the teardown", readsAround, opLimit)
 	}
@@ -155,9 +155,18 @@ func (t *teardownRun) run() {
 
 	// The reader goes on: its next reads show what the kernel does with
 	// a passthrough read now.
+	t.readerAfter(rd, "the teardown")
+	t.afterOps()
+	t.finish(true)
+}
+
+// readerAfter gives the reader readsAround more reads after what, then
+// stops it: a read that does not return is a hang. What it read, and how
+// it ended, is a fact; wrong bytes or an unclean error fail the check.
+func (t *teardownRun) readerAfter(rd *reader, what string) {
 	before := rd.count()
 	if !rd.waitReads(before+readsAround, opLimit) {
-		t.failf("the reader did not complete %d more reads within %s of the teardown: hang", readsAround, opLimit)
+		t.failf("the reader did not complete %d more reads within %s of %s: hang", readsAround, opLimit, what)
 	}
 	if !rd.stop(opLimit) {
 		t.failf("the reader's pread did not return within %s: hang", opLimit)
@@ -167,8 +176,6 @@ func (t *teardownRun) run() {
 	if p := rd.problem(); p != "" {
 		t.failf("reader: %s", p)
 	}
-	t.afterOps()
-	t.finish(true)
 }
 
 // afterOps does one of each operation on the open files after the
@@ -462,8 +469,11 @@ type reader struct {
 	// which the kernel returns what it has once the connection is gone
 	// (read(2) may return less than asked). Passthrough reads never do.
 	shortOK bool
-	quit    chan struct{}
-	done    chan struct{}
+	// uncached drops the file's cached pages before each read, so that
+	// every read asks the server.
+	uncached bool
+	quit     chan struct{}
+	done     chan struct{}
 
 	mu    sync.Mutex
 	reads int
@@ -472,8 +482,8 @@ type reader struct {
 	wrong string
 }
 
-func startReader(fd int, model []byte, shortOK bool) *reader {
-	rd := &reader{fd: fd, model: model, shortOK: shortOK, quit: make(chan struct{}), done: make(chan struct{})}
+func startReader(fd int, model []byte, shortOK, uncached bool) *reader {
+	rd := &reader{fd: fd, model: model, shortOK: shortOK, uncached: uncached, quit: make(chan struct{}), done: make(chan struct{})}
 	go rd.loop()
 	return rd
 }
@@ -490,6 +500,9 @@ func (rd *reader) loop() {
 		}
 		off := pick.IntN(len(rd.model))
 		n := 1 + pick.IntN(min(len(buf), len(rd.model)-off))
+		if rd.uncached {
+			_ = unix.Fadvise(rd.fd, 0, 0, unix.FADV_DONTNEED)
+		}
 		got, err := unix.Pread(rd.fd, buf[:n], int64(off))
 		rd.mu.Lock()
 		switch {
