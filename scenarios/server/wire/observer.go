@@ -355,10 +355,26 @@ func (o *Observer) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	return o.RawFileSystem.Flush(cancel, in)
 }
 
+// Fallocate retries one the backing file system gave up with EINTR:
+// tmpfs does when a signal is pending, and the Go runtime signals its own
+// threads. The caller did not ask to be interrupted, unless the kernel
+// interrupted the request, which then gets the EINTR.
 func (o *Observer) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
 	o.countHeader(&in.InHeader)
-	return o.RawFileSystem.Fallocate(cancel, in)
+	st := o.RawFileSystem.Fallocate(cancel, in)
+	for try := 1; st == fuse.Status(syscall.EINTR) && try < fallocateTries; try++ {
+		select {
+		case <-cancel:
+			return st
+		default:
+		}
+		st = o.RawFileSystem.Fallocate(cancel, in)
+	}
+	return st
 }
+
+// fallocateTries bounds Fallocate's tries.
+const fallocateTries = 100
 
 func (o *Observer) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	o.countHeader(&in.InHeader)

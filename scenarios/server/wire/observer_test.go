@@ -3,6 +3,7 @@ package wire
 import (
 	"fmt"
 	"io"
+	"syscall"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -75,6 +76,48 @@ func TestLogSink(t *testing.T) {
 			assert.NilError(t, err)
 			assert.Equal(t, n, len(tc.in))
 			assert.DeepEqual(t, got, tc.want)
+		})
+	}
+}
+
+// eintrFS answers FALLOCATE with EINTR its first n times.
+type eintrFS struct {
+	fuse.RawFileSystem
+	n, calls int
+}
+
+func (e *eintrFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
+	e.calls++
+	if e.calls <= e.n {
+		return fuse.Status(syscall.EINTR)
+	}
+	return fuse.OK
+}
+
+// A FALLOCATE the backing file system gave up with EINTR is tried again,
+// unless the kernel interrupted the request.
+func TestFallocateEINTR(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		eintrs      int
+		interrupted bool
+		want        fuse.Status
+		calls       int
+	}{
+		{"answered", 0, false, fuse.OK, 1},
+		{"a signal twice", 2, false, fuse.OK, 3},
+		{"interrupted", 2, true, fuse.Status(syscall.EINTR), 1},
+		{"never", 1000, false, fuse.Status(syscall.EINTR), fallocateTries},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := &eintrFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), n: tc.eintrs}
+			o := &Observer{RawFileSystem: fs}
+			cancel := make(chan struct{})
+			if tc.interrupted {
+				close(cancel)
+			}
+			assert.Check(t, is.Equal(o.Fallocate(cancel, &fuse.FallocateIn{}), tc.want))
+			assert.Check(t, is.Equal(fs.calls, tc.calls))
 		})
 	}
 }
