@@ -53,6 +53,10 @@ func killedWith(ctx context.Context, env *scenarios.Env, sub scenarios.Subject) 
 		return scenarios.ErrorResult("%v", err)
 	}
 	t := &teardownRun{rig: r, how: serverKilled, model: model, rng: rng, rfd: -1, mfd: -1}
+	// The connection, to abort should anything hang.
+	if t.conn, err = wire.Connection(t.mnt); err != nil {
+		t.failf("fusectl connection of %s: %v", t.mnt, err)
+	}
 	if r.foreign != "" {
 		t.killDaemon()
 	} else {
@@ -89,11 +93,6 @@ func (h *heldRead) answer() (string, string) {
 // overRing says the server serves over io_uring, so that the kill must
 // find it holding a ring.
 func (t *teardownRun) killMidRequest(overRing bool) {
-	conn, err := wire.Connection(t.mnt)
-	if err != nil {
-		t.failf("fusectl connection of %s: %v", t.mnt, err)
-	}
-	t.conn = conn
 	if err := os.WriteFile(t.b(loopback.HeldFile), randomBytes(t.rng, heldSize), 0o644); err != nil {
 		t.failf("backing file: %v", err)
 		t.finishKilled(nil, -1)
@@ -316,11 +315,7 @@ func (t *teardownRun) finishKilled(held *heldRead, hfd int) {
 // (it does unless the daemon arranged otherwise, as libfuse's
 // auto_unmount does) is a fact.
 func (t *teardownRun) killDaemon() {
-	conn, err := wire.Connection(t.mnt)
-	if err != nil {
-		t.failf("fusectl connection of %s: %v", t.mnt, err)
-	}
-	t.conn = conn
+	var err error
 	if t.rfd, err = unix.Open(t.m("other"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		t.rfd = -1
 		t.failf("open other: %v", err)
